@@ -1,0 +1,680 @@
+//! The `.rvq` archive format, version 1: bit-packed codebook indices of many images under one
+//! shared header. This crate deals in integers and bytes only (no tensors, no model), so it
+//! builds, tests and fuzzes in seconds. The byte layout is specified in `docs/FORMAT.md`;
+//! this code follows that text.
+//!
+//! ```
+//! use rvq_archive::{Header, Record, write_archive, Archive, Limits};
+//! let mut header = Header::new([7; 16], 64, 1024, 8, 8, 2);
+//! header.names = true;
+//! let rec = Record { width: 32, height: 32, name: Some("cat.png".into()), indices: vec![5; 32] };
+//! let bytes = write_archive(&header, &[rec.clone()]).unwrap();
+//! let archive = Archive::parse(&bytes, &Limits::default()).unwrap();
+//! assert_eq!(archive.records().unwrap(), vec![rec]);
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod bits;
+mod varint;
+
+use bits::{BitCounter, BitPacker, BitSink};
+
+/// The four bytes every archive starts with.
+pub const MAGIC: [u8; 4] = *b"RVQA";
+/// The format version this crate writes and reads.
+pub const VERSION: u8 = 1;
+/// Bytes of the model fingerprint.
+pub const FINGERPRINT_LEN: usize = 16;
+
+/// Header flag: each record carries a file name.
+pub const FLAG_NAMES: u8 = 1 << 0;
+/// Header flag: the codebook vectors follow the header fields.
+pub const FLAG_CODEBOOK: u8 = 1 << 1;
+/// Header flag: payloads are entropy-coded (reserved; no version-1 coder exists).
+pub const FLAG_ENTROPY: u8 = 1 << 2;
+const KNOWN_FLAGS: u8 = FLAG_NAMES | FLAG_CODEBOOK | FLAG_ENTROPY;
+
+/// Longest file name a record may carry, in bytes.
+pub const MAX_NAME: usize = 4096;
+
+/// Errors reading or writing an archive. Every one is final: the archive is not decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The bytes end before the structure does.
+    #[error("truncated archive: {what} runs past the end at byte {offset}")]
+    Truncated {
+        /// The field being read.
+        what: &'static str,
+        /// Where it started.
+        offset: usize,
+    },
+    /// The first four bytes are not `RVQA`.
+    #[error("not an rvq archive (bad magic)")]
+    BadMagic,
+    /// A version this reader does not know.
+    #[error(
+        "archive format version {0} is newer than this rvq reads (version {VERSION}); upgrade rvq"
+    )]
+    UnsupportedVersion(u8),
+    /// Entropy-coded payloads, or a payload coder this version does not define.
+    #[error(
+        "archive uses payload coder {0} (entropy coding), which this rvq cannot read; upgrade rvq"
+    )]
+    UnsupportedCoder(u8),
+    /// A header field is out of range or inconsistent.
+    #[error("invalid header: {0}")]
+    InvalidHeader(String),
+    /// The header's checksum does not match its bytes.
+    #[error("corrupt archive: header checksum mismatch")]
+    HeaderChecksum,
+    /// A record's checksum does not match its bytes.
+    #[error("corrupt archive: checksum mismatch in image {index}")]
+    RecordChecksum {
+        /// Record number, from 0.
+        index: u64,
+    },
+    /// A record field is out of range.
+    #[error("invalid image {index}: {reason}")]
+    InvalidRecord {
+        /// Record number, from 0.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Bytes follow the last record.
+    #[error("corrupt archive: {0} unexpected bytes after the last image")]
+    TrailingBytes(usize),
+    /// A record handed to the writer does not fit the header.
+    #[error("cannot write image {index}: {reason}")]
+    Unwritable {
+        /// Record number, from 0.
+        index: u64,
+        /// What does not fit.
+        reason: String,
+    },
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T> = std::result::Result<T, ArchiveError>;
+
+/// How embedded codebook values are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodebookDType {
+    /// IEEE half precision, little-endian.
+    F16 = 1,
+    /// IEEE single precision, little-endian.
+    F32 = 2,
+}
+
+/// Codebook vectors embedded in the header: `codebooks_used × codebook_size × latent_dim`
+/// values, level-major, then entry, then dimension.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbeddedCodebook {
+    /// Storage precision.
+    pub dtype: CodebookDType,
+    /// The values (already rounded to `dtype` when read back).
+    pub values: Vec<f32>,
+}
+
+/// What all images in an archive share.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    /// Fingerprint of the model's weights.
+    pub fingerprint: [u8; FINGERPRINT_LEN],
+    /// Latent channels d (1..=4096).
+    pub latent_dim: u32,
+    /// Entries per codebook k (2..=65,536).
+    pub codebook_size: u32,
+    /// Codebooks in the model n_q (1..=64).
+    pub num_codebooks: u32,
+    /// Pixels per latent cell side: 4 or 8.
+    pub grid_factor: u8,
+    /// Codebooks used by this archive, m (1..=n_q).
+    pub codebooks_used: u32,
+    /// Whether records carry file names.
+    pub names: bool,
+    /// Embedded codebook vectors, if any.
+    pub codebook: Option<EmbeddedCodebook>,
+}
+
+impl Header {
+    /// A header without names or embedded codebook.
+    pub fn new(
+        fingerprint: [u8; FINGERPRINT_LEN],
+        latent_dim: u32,
+        codebook_size: u32,
+        num_codebooks: u32,
+        grid_factor: u8,
+        codebooks_used: u32,
+    ) -> Self {
+        Self {
+            fingerprint,
+            latent_dim,
+            codebook_size,
+            num_codebooks,
+            grid_factor,
+            codebooks_used,
+            names: false,
+            codebook: None,
+        }
+    }
+
+    /// Bits per index: ceil(log2 k).
+    pub fn bits_per_index(&self) -> u32 {
+        u32::BITS - (self.codebook_size.max(2) - 1).leading_zeros()
+    }
+
+    /// Latent grid (columns, rows) of a `width`×`height` image.
+    pub fn grid(&self, width: u32, height: u32) -> (u64, u64) {
+        let f = self.grid_factor as u64;
+        ((width as u64).div_ceil(f), (height as u64).div_ceil(f))
+    }
+
+    /// Indices in one record: cells × m.
+    pub fn index_count(&self, width: u32, height: u32) -> u64 {
+        let (gw, gh) = self.grid(width, height);
+        gw * gh * self.codebooks_used as u64
+    }
+
+    /// Bytes of one record's payload: ceil(cells × m × bits / 8).
+    pub fn payload_len(&self, width: u32, height: u32) -> u64 {
+        (self.index_count(width, height) * self.bits_per_index() as u64).div_ceil(8)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if !(1..=4096).contains(&self.latent_dim) {
+            return Err(format!("latent_dim {} outside 1..=4096", self.latent_dim));
+        }
+        if !(2..=65_536).contains(&self.codebook_size) {
+            return Err(format!(
+                "codebook_size {} outside 2..=65536",
+                self.codebook_size
+            ));
+        }
+        if !(1..=64).contains(&self.num_codebooks) {
+            return Err(format!(
+                "num_codebooks {} outside 1..=64",
+                self.num_codebooks
+            ));
+        }
+        if self.grid_factor != 4 && self.grid_factor != 8 {
+            return Err(format!("grid_factor {} is not 4 or 8", self.grid_factor));
+        }
+        if !(1..=self.num_codebooks).contains(&self.codebooks_used) {
+            return Err(format!(
+                "codebooks_used {} outside 1..={}",
+                self.codebooks_used, self.num_codebooks
+            ));
+        }
+        if let Some(cb) = &self.codebook {
+            let want = self.codebook_values();
+            if cb.values.len() as u64 != want {
+                return Err(format!(
+                    "embedded codebook has {} values, expected {want}",
+                    cb.values.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Values an embedded codebook holds: m × k × d.
+    pub fn codebook_values(&self) -> u64 {
+        self.codebooks_used as u64 * self.codebook_size as u64 * self.latent_dim as u64
+    }
+}
+
+/// One image: its size, optional name, and indices (level-major, then row-major cells).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Relative file name, UTF-8, `/`-separated.
+    pub name: Option<String>,
+    /// `grid cells × m` indices, each < k.
+    pub indices: Vec<u32>,
+}
+
+/// Limits a reader enforces before allocating anything a header or record asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest width or height.
+    pub max_side: u32,
+    /// Largest width × height.
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_side: 16_384,
+            max_pixels: 1 << 26,
+        }
+    }
+}
+
+/// Checks a record name: relative, `/`-separated, no `..`, no control characters.
+pub fn validate_name(name: &str) -> std::result::Result<(), String> {
+    if name.len() > MAX_NAME {
+        return Err(format!("name longer than {MAX_NAME} bytes"));
+    }
+    if name.starts_with('/') || name.contains('\\') {
+        return Err(format!(
+            "name {name:?} is not a relative '/'-separated path"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name contains control characters".into());
+    }
+    if name
+        .split('/')
+        .any(|c| c == ".." || c == "." || c.is_empty())
+        && !name.is_empty()
+    {
+        return Err(format!("name {name:?} has an empty, '.' or '..' component"));
+    }
+    Ok(())
+}
+
+/// Serialises `header` and `records` into a complete archive.
+pub fn write_archive(header: &Header, records: &[Record]) -> Result<Vec<u8>> {
+    let mut out = write_header(header, records.len() as u64)?;
+    for (i, r) in records.iter().enumerate() {
+        write_record(header, i as u64, r, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The header's bytes, checksum included, for an archive of `image_count` records.
+pub fn write_header(header: &Header, image_count: u64) -> Result<Vec<u8>> {
+    header.validate().map_err(ArchiveError::InvalidHeader)?;
+    let mut out = Vec::new();
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    let mut flags = 0;
+    if header.names {
+        flags |= FLAG_NAMES;
+    }
+    if header.codebook.is_some() {
+        flags |= FLAG_CODEBOOK;
+    }
+    out.push(flags);
+    out.push(0); // payload coder 0: fixed-width bit packing
+    out.extend_from_slice(&header.fingerprint);
+    varint::put(&mut out, header.latent_dim as u64);
+    varint::put(&mut out, header.codebook_size as u64);
+    varint::put(&mut out, header.num_codebooks as u64);
+    out.push(header.grid_factor);
+    varint::put(&mut out, header.codebooks_used as u64);
+    out.push(header.bits_per_index() as u8);
+    varint::put(&mut out, image_count);
+    if let Some(cb) = &header.codebook {
+        out.push(cb.dtype as u8);
+        for &v in &cb.values {
+            match cb.dtype {
+                CodebookDType::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+                CodebookDType::F32 => out.extend_from_slice(&v.to_le_bytes()),
+            }
+        }
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Appends record `index`'s bytes, checksum included, to `out`.
+pub fn write_record(header: &Header, index: u64, r: &Record, out: &mut Vec<u8>) -> Result<()> {
+    let bad = |reason: String| ArchiveError::Unwritable { index, reason };
+    if r.width == 0 || r.height == 0 {
+        return Err(bad(format!("{}×{} has no pixels", r.width, r.height)));
+    }
+    let want = header.index_count(r.width, r.height);
+    if r.indices.len() as u64 != want {
+        return Err(bad(format!(
+            "{} indices for a {}×{} image at {} codebooks; expected {want}",
+            r.indices.len(),
+            r.width,
+            r.height,
+            header.codebooks_used
+        )));
+    }
+    if let Some(&v) = r.indices.iter().find(|&&v| v >= header.codebook_size) {
+        return Err(bad(format!(
+            "index {v} is not below codebook_size {}",
+            header.codebook_size
+        )));
+    }
+    let start = out.len();
+    varint::put(out, r.width as u64);
+    varint::put(out, r.height as u64);
+    match (&r.name, header.names) {
+        (Some(n), true) => {
+            validate_name(n).map_err(bad)?;
+            varint::put(out, n.len() as u64);
+            out.extend_from_slice(n.as_bytes());
+        }
+        (None, true) => varint::put(out, 0),
+        (Some(_), false) => {
+            return Err(bad(
+                "the record has a name but the header has names off".into()
+            ));
+        }
+        (None, false) => {}
+    }
+    let bits = header.bits_per_index();
+    let mut packer = BitPacker::with_capacity(r.indices.len() * bits as usize);
+    bits::put_all(&mut packer, &r.indices, bits);
+    out.extend_from_slice(&packer.into_bytes());
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Payload bits for `count` indices at the header's index width, measured with a
+/// [`BitCounter`], without packing anything.
+pub fn payload_bits(header: &Header, count: u64) -> u64 {
+    let mut c = BitCounter::default();
+    let bits = header.bits_per_index();
+    for _ in 0..count {
+        c.put(0, bits);
+    }
+    c.bits_written()
+}
+
+/// Where one record lies in an archive, read from its fields without decoding its payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Record number, from 0.
+    pub index: u64,
+    /// Byte offset of the record.
+    pub offset: usize,
+    /// Bytes of the record, checksum included.
+    pub len: usize,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// File name, if stored.
+    pub name: Option<String>,
+    payload_offset: usize,
+}
+
+/// A parsed archive over borrowed bytes: the header is checked on parse, records when read.
+#[derive(Clone, Debug)]
+pub struct Archive<'a> {
+    bytes: &'a [u8],
+    /// The shared header.
+    pub header: Header,
+    /// Number of images.
+    pub image_count: u64,
+    /// Bytes of the header, checksum included.
+    pub header_len: usize,
+    limits: Limits,
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or(ArchiveError::Truncated {
+                what,
+                offset: self.pos,
+            })?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn varint(&mut self, what: &'static str) -> Result<u64> {
+        match varint::get(&self.bytes[self.pos..]) {
+            Ok((v, n)) => {
+                self.pos += n;
+                Ok(v)
+            }
+            Err(varint::VarintError::Truncated) => Err(ArchiveError::Truncated {
+                what,
+                offset: self.pos,
+            }),
+            Err(varint::VarintError::Invalid) => Err(ArchiveError::InvalidHeader(format!(
+                "{what}: malformed varint at byte {}",
+                self.pos
+            ))),
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+}
+
+fn small(v: u64, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| ArchiveError::InvalidHeader(format!("{what} {v} is too large")))
+}
+
+impl<'a> Archive<'a> {
+    /// Parses and checks the header of `bytes`.
+    pub fn parse(bytes: &'a [u8], limits: &Limits) -> Result<Self> {
+        let mut c = Cursor { bytes, pos: 0 };
+        let magic = c.take(4, "magic").map_err(|_| ArchiveError::BadMagic)?;
+        if magic != MAGIC {
+            return Err(ArchiveError::BadMagic);
+        }
+        let version = c.u8("version")?;
+        if version != VERSION {
+            return Err(ArchiveError::UnsupportedVersion(version));
+        }
+        let flags = c.u8("flags")?;
+        let coder = c.u8("payload coder")?;
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(ArchiveError::InvalidHeader(format!(
+                "reserved flag bits set ({flags:#04x})"
+            )));
+        }
+        if coder != 0 || flags & FLAG_ENTROPY != 0 {
+            return Err(ArchiveError::UnsupportedCoder(coder.max(1)));
+        }
+        let mut fingerprint = [0u8; FINGERPRINT_LEN];
+        fingerprint.copy_from_slice(c.take(FINGERPRINT_LEN, "fingerprint")?);
+        let latent_dim = small(c.varint("latent_dim")?, "latent_dim")?;
+        let codebook_size = small(c.varint("codebook_size")?, "codebook_size")?;
+        let num_codebooks = small(c.varint("num_codebooks")?, "num_codebooks")?;
+        let grid_factor = c.u8("grid_factor")?;
+        let codebooks_used = small(c.varint("codebooks_used")?, "codebooks_used")?;
+        let bits = c.u8("bits_per_index")?;
+        let image_count = c.varint("image_count")?;
+        let mut header = Header {
+            fingerprint,
+            latent_dim,
+            codebook_size,
+            num_codebooks,
+            grid_factor,
+            codebooks_used,
+            names: flags & FLAG_NAMES != 0,
+            codebook: None,
+        };
+        header.validate().map_err(ArchiveError::InvalidHeader)?;
+        if bits as u32 != header.bits_per_index() {
+            return Err(ArchiveError::InvalidHeader(format!(
+                "bits_per_index {bits} does not match codebook_size {codebook_size}"
+            )));
+        }
+        if flags & FLAG_CODEBOOK != 0 {
+            let dtype = match c.u8("codebook dtype")? {
+                1 => CodebookDType::F16,
+                2 => CodebookDType::F32,
+                other => {
+                    return Err(ArchiveError::InvalidHeader(format!(
+                        "unknown codebook dtype {other}"
+                    )));
+                }
+            };
+            let width = if dtype == CodebookDType::F16 { 2 } else { 4 };
+            let count = header.codebook_values();
+            // Checked against the bytes present before anything is allocated.
+            let len = count
+                .checked_mul(width)
+                .filter(|&l| l <= c.remaining() as u64)
+                .ok_or(ArchiveError::Truncated {
+                    what: "embedded codebook",
+                    offset: c.pos,
+                })? as usize;
+            let raw = c.take(len, "embedded codebook")?;
+            let values = match dtype {
+                CodebookDType::F16 => raw
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                CodebookDType::F32 => raw
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            };
+            header.codebook = Some(EmbeddedCodebook { dtype, values });
+        }
+        let body = c.pos;
+        let crc = c.take(4, "header checksum")?;
+        if crc32fast::hash(&bytes[..body]).to_le_bytes() != crc {
+            return Err(ArchiveError::HeaderChecksum);
+        }
+        // Every record takes at least 7 bytes (two varints, a payload byte, a checksum),
+        // which bounds a forged count before anything is sized by it.
+        if image_count > c.remaining() as u64 / 7 + 1 {
+            return Err(ArchiveError::Truncated {
+                what: "images",
+                offset: c.pos,
+            });
+        }
+        Ok(Self {
+            bytes,
+            header,
+            image_count,
+            header_len: c.pos,
+            limits: *limits,
+        })
+    }
+
+    /// Locates every record by reading its size fields, without decoding payloads, and checks
+    /// that the last one ends where the archive does.
+    pub fn index(&self) -> Result<Vec<Entry>> {
+        let mut c = Cursor {
+            bytes: self.bytes,
+            pos: self.header_len,
+        };
+        let mut entries = Vec::new();
+        for index in 0..self.image_count {
+            let offset = c.pos;
+            let bad = |reason: String| ArchiveError::InvalidRecord { index, reason };
+            let w = c.varint("image width")?;
+            let h = c.varint("image height")?;
+            if w == 0 || h == 0 {
+                return Err(bad(format!("{w}×{h} has no pixels")));
+            }
+            let side = self.limits.max_side as u64;
+            if w > side || h > side || w * h > self.limits.max_pixels {
+                return Err(bad(format!(
+                    "{w}×{h} exceeds the limit of {side} pixels per side or {} pixels",
+                    self.limits.max_pixels
+                )));
+            }
+            let (width, height) = (w as u32, h as u32);
+            let name = if self.header.names {
+                let len = c.varint("name length")?;
+                if len > MAX_NAME as u64 {
+                    return Err(bad(format!("name of {len} bytes exceeds {MAX_NAME}")));
+                }
+                let raw = c.take(len as usize, "name")?;
+                let s = std::str::from_utf8(raw)
+                    .map_err(|_| bad("name is not UTF-8".into()))?
+                    .to_string();
+                validate_name(&s).map_err(bad)?;
+                (!s.is_empty()).then_some(s)
+            } else {
+                None
+            };
+            let payload_offset = c.pos;
+            let payload = self.header.payload_len(width, height);
+            if payload + 4 > c.remaining() as u64 {
+                return Err(ArchiveError::Truncated {
+                    what: "image payload",
+                    offset: c.pos,
+                });
+            }
+            c.take(payload as usize + 4, "image payload")?;
+            entries.push(Entry {
+                index,
+                offset,
+                len: c.pos - offset,
+                width,
+                height,
+                name,
+                payload_offset,
+            });
+        }
+        if c.remaining() != 0 {
+            return Err(ArchiveError::TrailingBytes(c.remaining()));
+        }
+        Ok(entries)
+    }
+
+    /// Decodes one record located by [`Archive::index`], checking its checksum and indices.
+    pub fn record(&self, entry: &Entry) -> Result<Record> {
+        let bytes = &self.bytes[entry.offset..entry.offset + entry.len];
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32fast::hash(body).to_le_bytes() != crc {
+            return Err(ArchiveError::RecordChecksum { index: entry.index });
+        }
+        let payload = &self.bytes[entry.payload_offset..entry.offset + entry.len - 4];
+        let count = self.header.index_count(entry.width, entry.height) as usize;
+        let bits = self.header.bits_per_index();
+        let bad = |reason: String| ArchiveError::InvalidRecord {
+            index: entry.index,
+            reason,
+        };
+        let indices = bits::unpack(payload, count, bits)
+            .ok_or_else(|| bad("payload shorter than its indices".into()))?;
+        if !bits::zero_after(payload, count * bits as usize) {
+            return Err(bad("nonzero padding bits after the last index".into()));
+        }
+        if let Some(v) = indices.iter().find(|&&v| v >= self.header.codebook_size) {
+            return Err(bad(format!(
+                "index {v} is not below codebook_size {}",
+                self.header.codebook_size
+            )));
+        }
+        Ok(Record {
+            width: entry.width,
+            height: entry.height,
+            name: entry.name.clone(),
+            indices,
+        })
+    }
+
+    /// Decodes every record.
+    pub fn records(&self) -> Result<Vec<Record>> {
+        self.index()?.iter().map(|e| self.record(e)).collect()
+    }
+
+    /// Total bytes of the archive.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True for an archive of no bytes (never the case for a parsed one).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}

@@ -1,0 +1,248 @@
+//! The archive format against its spec (docs/FORMAT.md): a golden archive byte for byte,
+//! property tests over the whole parameter range, corruption detection, and the fuzz corpus.
+
+use proptest::prelude::*;
+use rvq_archive::*;
+
+fn golden_header() -> Header {
+    let mut h = Header::new([0x11; 16], 2, 5, 2, 8, 2);
+    h.names = true;
+    h
+}
+
+fn golden_record() -> Record {
+    // A 9×8 image has a 2×1 grid at factor 8: 2 cells × 2 levels = 4 indices of 3 bits.
+    Record {
+        width: 9,
+        height: 8,
+        name: Some("a.png".into()),
+        indices: vec![1, 4, 0, 3],
+    }
+}
+
+/// The golden archive, spelled out field by field as docs/FORMAT.md describes it.
+fn golden_bytes() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RVQA"); // magic
+    b.push(1); // version
+    b.push(0b0000_0001); // flags: names
+    b.push(0); // payload coder: fixed-width packing
+    b.extend_from_slice(&[0x11; 16]); // fingerprint
+    b.extend_from_slice(&[2, 5, 2]); // d, k, n_q (varints)
+    b.push(8); // grid factor
+    b.push(2); // codebooks used (varint)
+    b.push(3); // bits per index = ceil(log2 5)
+    b.push(1); // image count (varint)
+    b.extend_from_slice(&0x534a_ce72u32.to_le_bytes()); // CRC-32 of the 30 bytes above
+    b.extend_from_slice(&[9, 8]); // width, height
+    b.push(5); // name length
+    b.extend_from_slice(b"a.png");
+    // indices 1, 4, 0, 3 at 3 bits MSB-first: 001 100 000 011 + 4 zero bits
+    b.extend_from_slice(&[0b0011_0000, 0b0011_0000]);
+    b.extend_from_slice(&0x6aec_77d2u32.to_le_bytes()); // CRC-32 of the record
+    b
+}
+
+#[test]
+fn golden_archive_matches_the_spec_byte_for_byte() {
+    let bytes = write_archive(&golden_header(), &[golden_record()]).unwrap();
+    assert_eq!(bytes, golden_bytes());
+    let a = Archive::parse(&bytes, &Limits::default()).unwrap();
+    assert_eq!(a.header, golden_header());
+    assert_eq!(a.image_count, 1);
+    assert_eq!(a.header_len, 34);
+    assert_eq!(a.records().unwrap(), vec![golden_record()]);
+}
+
+#[test]
+fn payload_sizes_follow_the_spec() {
+    let h = Header::new([0; 16], 64, 1024, 8, 8, 8);
+    assert_eq!(h.payload_len(32, 32), 160);
+    let h1 = Header {
+        codebooks_used: 1,
+        ..h.clone()
+    };
+    assert_eq!(h1.payload_len(32, 32), 20);
+    assert_eq!(payload_bits(&h1, 16), 160);
+    // 33×33 pads to a 5×5 grid.
+    assert_eq!(h1.index_count(33, 33), 25);
+}
+
+#[test]
+fn every_flipped_byte_is_reported() {
+    let bytes = golden_bytes();
+    for i in 0..bytes.len() {
+        for bit in 0..8 {
+            let mut b = bytes.clone();
+            b[i] ^= 1 << bit;
+            let r = Archive::parse(&b, &Limits::default()).and_then(|a| a.records());
+            assert!(r.is_err(), "flipping bit {bit} of byte {i} went unnoticed");
+        }
+    }
+}
+
+#[test]
+fn every_truncation_is_reported() {
+    let bytes = golden_bytes();
+    for n in 0..bytes.len() {
+        let r = Archive::parse(&bytes[..n], &Limits::default()).and_then(|a| a.records());
+        assert!(r.is_err(), "truncation to {n} bytes went unnoticed");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    let a = Archive::parse(&longer, &Limits::default()).unwrap();
+    assert!(matches!(a.records(), Err(ArchiveError::TrailingBytes(1))));
+}
+
+fn with_crc(mut header_body: Vec<u8>) -> Vec<u8> {
+    let crc = crc32fast::hash(&header_body);
+    header_body.extend_from_slice(&crc.to_le_bytes());
+    header_body
+}
+
+#[test]
+fn newer_versions_and_entropy_coding_are_refused_clearly() {
+    let bytes = golden_bytes();
+    let body = &bytes[..30];
+    let mut v2 = body.to_vec();
+    v2[4] = 2;
+    let e = Archive::parse(&with_crc(v2), &Limits::default()).unwrap_err();
+    assert!(matches!(e, ArchiveError::UnsupportedVersion(2)), "{e}");
+    let mut coded = body.to_vec();
+    coded[5] |= FLAG_ENTROPY;
+    coded[6] = 1;
+    let e = Archive::parse(&with_crc(coded), &Limits::default()).unwrap_err();
+    assert!(matches!(e, ArchiveError::UnsupportedCoder(1)), "{e}");
+    assert!(e.to_string().contains("entropy"));
+    let e = Archive::parse(b"PNG\x89whatever", &Limits::default()).unwrap_err();
+    assert!(matches!(e, ArchiveError::BadMagic));
+}
+
+#[test]
+fn oversized_images_are_refused_before_allocation() {
+    let h = Header::new([0; 16], 1, 2, 1, 8, 1);
+    let big = Record {
+        width: 20_000,
+        height: 8,
+        name: None,
+        indices: vec![0; 2500],
+    };
+    let bytes = write_archive(&h, &[big]).unwrap();
+    let e = Archive::parse(&bytes, &Limits::default())
+        .unwrap()
+        .records()
+        .unwrap_err();
+    assert!(e.to_string().contains("exceeds the limit"), "{e}");
+    // A forged image count far beyond the bytes present is refused without sizing anything.
+    let mut forged = write_header(&h, u64::MAX >> 1).unwrap();
+    forged.extend_from_slice(&[0; 32]);
+    assert!(Archive::parse(&forged, &Limits::default()).is_err());
+}
+
+#[test]
+fn embedded_codebooks_round_trip_in_both_precisions() {
+    for dtype in [CodebookDType::F16, CodebookDType::F32] {
+        let mut h = Header::new([3; 16], 2, 4, 3, 4, 2);
+        let values: Vec<f32> = (0..16).map(|i| i as f32 * 0.25 - 1.0).collect();
+        h.codebook = Some(EmbeddedCodebook { dtype, values });
+        let bytes = write_archive(&h, &[]).unwrap();
+        let a = Archive::parse(&bytes, &Limits::default()).unwrap();
+        assert_eq!(a.header, h); // quarter steps are exact in f16
+        let width = if dtype == CodebookDType::F16 { 2 } else { 4 };
+        assert_eq!(a.header_len, 35 + 16 * width); // 30 fixed bytes, dtype, values, CRC
+    }
+}
+
+#[test]
+fn writer_refuses_records_that_do_not_fit() {
+    let h = golden_header();
+    let mut r = golden_record();
+    r.indices[0] = 5;
+    assert!(write_archive(&h, &[r]).is_err());
+    let mut r = golden_record();
+    r.indices.pop();
+    assert!(write_archive(&h, &[r]).is_err());
+    let mut r = golden_record();
+    r.name = Some("../etc/passwd".into());
+    assert!(write_archive(&h, &[r]).is_err());
+    let mut h2 = h.clone();
+    h2.codebooks_used = 3;
+    assert!(write_archive(&h2, &[]).is_err());
+}
+
+/// Replays the fuzz corpus (fuzz/corpus/archive_reader): every input must be read or refused
+/// without a panic, and the seeds that are valid archives must round-trip.
+#[test]
+fn fuzz_corpus_replays_without_panics() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/archive_reader");
+    let mut seen = 0;
+    let mut valid = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz corpus present") {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        seen += 1;
+        if let Ok(a) = Archive::parse(&bytes, &Limits::default()) {
+            if let Ok(records) = a.records() {
+                valid += 1;
+                let again = write_archive(&a.header, &records).unwrap();
+                assert_eq!(again, bytes, "a valid archive is canonical");
+            }
+        }
+    }
+    assert!(seen >= 5, "corpus has {seen} files");
+    assert!(valid >= 1, "corpus has no valid archive");
+}
+
+fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
+    (2u32..=65_536, 1u32..=64, prop::bool::ANY, prop::bool::ANY)
+        .prop_flat_map(|(k, n_q, names, f8)| {
+            let m = 1..=n_q;
+            (Just((k, n_q, names, f8)), m)
+        })
+        .prop_flat_map(|((k, n_q, names, f8), m)| {
+            let mut h = Header::new([9; 16], 8, k, n_q, if f8 { 8 } else { 4 }, m);
+            h.names = names;
+            let rec = (1u32..=100, 1u32..=100, 0u32..1000).prop_flat_map(move |(w, h_, n)| {
+                let hh = Header::new([9; 16], 8, k, n_q, if f8 { 8 } else { 4 }, m);
+                let count = hh.index_count(w, h_) as usize;
+                (Just((w, h_, n)), prop::collection::vec(0..k, count..=count)).prop_map(
+                    move |((w, h_, n), indices)| Record {
+                        width: w,
+                        height: h_,
+                        name: names.then(|| format!("dir/img{n}.png")),
+                        indices,
+                    },
+                )
+            });
+            (Just(h), prop::collection::vec(rec, 0..4))
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn write_then_read_is_identity((header, records) in arb_case()) {
+        let bytes = write_archive(&header, &records).unwrap();
+        let a = Archive::parse(&bytes, &Limits::default()).unwrap();
+        prop_assert_eq!(&a.header, &header);
+        let entries = a.index().unwrap();
+        for (e, r) in entries.iter().zip(&records) {
+            let name_len = r.name.as_ref().map_or(0, |n| n.len());
+            let varints = varint_len(r.width as u64) + varint_len(r.height as u64)
+                + if header.names { varint_len(name_len as u64) } else { 0 };
+            let payload = (r.indices.len() as u64 * header.bits_per_index() as u64).div_ceil(8);
+            prop_assert_eq!(e.len as u64, varints as u64 + name_len as u64 + payload + 4);
+        }
+        prop_assert_eq!(a.records().unwrap(), records);
+    }
+}
+
+fn varint_len(v: u64) -> usize {
+    let mut n = 1;
+    let mut v = v >> 7;
+    while v > 0 {
+        n += 1;
+        v >>= 7;
+    }
+    n
+}

@@ -1,0 +1,99 @@
+//! The one place where rvq chooses where the model runs: burn's flex backend on the CPU, or a
+//! GPU through burn-wgpu. Everything else takes the resulting [`Device`].
+
+use burn::prelude::*;
+use burn::tensor::wgpu::wgpu;
+
+use crate::error::{Error, Result};
+
+/// Where to run the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// burn's flex backend on the CPU.
+    Cpu,
+    /// A GPU (or any wgpu adapter, software ones included) through burn-wgpu.
+    Wgpu,
+    /// wgpu when a hardware GPU adapter is found, else the CPU.
+    #[default]
+    Auto,
+}
+
+/// A device chosen for a [`Backend`], with a description of what was chosen.
+#[derive(Clone, Debug)]
+pub struct Chosen {
+    /// The device to put tensors on.
+    pub device: Device,
+    /// The backend actually used (never `Auto`).
+    pub backend: Backend,
+    /// Human-readable description (the adapter's name for wgpu).
+    pub description: String,
+}
+
+/// A wgpu adapter as the system reports it.
+#[derive(Clone, Debug)]
+pub struct Adapter {
+    /// Adapter name.
+    pub name: String,
+    /// Graphics API (Vulkan, Metal, ...).
+    pub api: String,
+    /// True for a software renderer (e.g. Mesa's lavapipe).
+    pub software: bool,
+}
+
+/// The wgpu adapters present on the APIs burn-wgpu runs on (Vulkan, Metal, DX12, WebGPU),
+/// best first as wgpu ranks them. OpenGL adapters are left out: burn-wgpu does not use them.
+pub fn adapters() -> Vec<Adapter> {
+    let instance = wgpu::Instance::default();
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+        .into_iter()
+        .map(|a| {
+            let info = a.get_info();
+            Adapter {
+                name: info.name,
+                api: format!("{:?}", info.backend),
+                software: info.device_type == wgpu::DeviceType::Cpu,
+            }
+        })
+        .collect()
+}
+
+/// Picks the device for `backend`. `Wgpu` without any adapter is an error; `Auto` falls back
+/// to the CPU unless a hardware adapter is present (a software one would be slower than flex).
+pub fn choose(backend: Backend) -> Result<Chosen> {
+    let cpu = || Chosen {
+        device: Device::flex(),
+        backend: Backend::Cpu,
+        description: format!(
+            "cpu (burn flex, {} threads)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ),
+    };
+    match backend {
+        Backend::Cpu => Ok(cpu()),
+        Backend::Wgpu => {
+            let found = adapters();
+            let first = found.first().ok_or_else(|| {
+                Error::Backend(
+                    "--backend wgpu: no wgpu adapter found (no GPU driver, no Vulkan ICD); use --backend cpu"
+                        .into(),
+                )
+            })?;
+            wgpu_device(first)
+        }
+        Backend::Auto => match adapters().iter().find(|a| !a.software) {
+            Some(a) => wgpu_device(a).or_else(|_| Ok(cpu())),
+            None => Ok(cpu()),
+        },
+    }
+}
+
+fn wgpu_device(adapter: &Adapter) -> Result<Chosen> {
+    let device = Device::wgpu_options()
+        .init()
+        .map_err(|e| Error::Backend(format!("wgpu initialisation failed: {e}")))?;
+    Ok(Chosen {
+        device,
+        backend: Backend::Wgpu,
+        description: format!("wgpu ({}, {})", adapter.name, adapter.api),
+    })
+}

@@ -1,0 +1,413 @@
+//! Images to archives and back: padding, batched inference, and the archive's records.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use rvq_archive::{Archive, CodebookDType, EmbeddedCodebook, Header, Record};
+
+use crate::error::{Error, Result};
+use crate::image_io::{self, Limits, Rgb};
+use crate::model::{Model, hex};
+use crate::quantizer;
+
+/// Settings for encoding.
+#[derive(Clone, Debug)]
+pub struct EncodeOptions {
+    /// Codebooks to use (m ≤ n_q); `None` uses all of them.
+    pub codebooks: Option<usize>,
+    /// Store each image's file name.
+    pub names: bool,
+    /// Embed the codebook vectors used, in this precision.
+    pub embed_codebook: Option<CodebookDType>,
+    /// Most images per inference batch.
+    pub batch_size: usize,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        Self {
+            codebooks: None,
+            names: true,
+            embed_codebook: None,
+            batch_size: 256,
+        }
+    }
+}
+
+/// An image to encode and the name it is stored under.
+#[derive(Clone, Debug)]
+pub struct Named {
+    /// Relative, `/`-separated name (the archive stores it when names are on).
+    pub name: String,
+    /// The pixels.
+    pub image: Rgb,
+}
+
+/// The header an archive of `model` at `m` codebooks gets.
+pub fn header_for(model: &Model, m: usize, opts: &EncodeOptions) -> Result<Header> {
+    let c = &model.config;
+    if !c.quantize {
+        return Err(Error::NotQuantized);
+    }
+    if m == 0 || m > c.num_codebooks {
+        return Err(Error::Other(format!(
+            "--codebooks {m} is outside 1..={} for this model",
+            c.num_codebooks
+        )));
+    }
+    let mut header = Header::new(
+        model.fingerprint,
+        c.latent_dim as u32,
+        c.codebook_size as u32,
+        c.num_codebooks as u32,
+        c.grid_factor as u8,
+        m as u32,
+    );
+    header.names = opts.names;
+    if let Some(dtype) = opts.embed_codebook {
+        let all = quantizer::float_vec(model.net.codebooks().ok_or(Error::NotQuantized)?);
+        let used = m * c.codebook_size * c.latent_dim;
+        header.codebook = Some(EmbeddedCodebook {
+            dtype,
+            values: all[..used].to_vec(),
+        });
+    }
+    Ok(header)
+}
+
+/// Encodes images to archive records: images of one padded size go through the model
+/// together, up to `opts.batch_size` at a time.
+pub fn encode_records(
+    model: &Model,
+    images: &[Named],
+    m: usize,
+    opts: &EncodeOptions,
+) -> Result<Vec<Record>> {
+    let f = model.config.grid_factor;
+    let mut records = Vec::with_capacity(images.len());
+    let mut start = 0;
+    while start < images.len() {
+        let (w, h) = padded(&images[start].image, f);
+        let mut end = start + 1;
+        while end < images.len()
+            && end - start < opts.batch_size.max(1)
+            && padded(&images[end].image, f) == (w, h)
+        {
+            end += 1;
+        }
+        let batch = &images[start..end];
+        let mut values = Vec::with_capacity(batch.len() * 3 * w * h);
+        for img in batch {
+            values.extend(image_io::to_planar_padded(&img.image, w, h));
+        }
+        let x = Tensor::<4>::from_data(
+            TensorData::new(values, [batch.len(), 3, h, w]),
+            &model.device,
+        );
+        let encoded = model.encode_indices(x, m)?;
+        for (img, indices) in batch.iter().zip(encoded.indices) {
+            records.push(Record {
+                width: img.image.width,
+                height: img.image.height,
+                name: opts.names.then(|| img.name.clone()),
+                indices,
+            });
+        }
+        start = end;
+    }
+    Ok(records)
+}
+
+fn padded(image: &Rgb, f: usize) -> (usize, usize) {
+    (
+        (image.width as usize).div_ceil(f) * f,
+        (image.height as usize).div_ceil(f) * f,
+    )
+}
+
+/// Encodes `images` into a complete archive.
+pub fn encode(model: &Model, images: &[Named], opts: &EncodeOptions) -> Result<Vec<u8>> {
+    let m = opts.codebooks.unwrap_or(model.config.num_codebooks);
+    let header = header_for(model, m, opts)?;
+    let mut seen = HashSet::new();
+    for img in images {
+        if opts.names && !seen.insert(img.name.as_str()) {
+            return Err(Error::Other(format!(
+                "two inputs would be stored as {:?}; encode them into separate archives or use --no-names",
+                img.name
+            )));
+        }
+    }
+    let records = encode_records(model, images, m, opts)?;
+    rvq_archive::write_archive(&header, &records).map_err(|e| Error::Other(e.to_string()))
+}
+
+/// Checks that `archive` was made with `model`.
+pub fn check_model(archive: &Archive, model: &Model, model_name: &str) -> Result<()> {
+    let h = &archive.header;
+    if h.fingerprint != model.fingerprint {
+        return Err(Error::ModelMismatch {
+            model: model_name.to_string(),
+            reason: format!(
+                "the archive was made with model {} but this model is {}; pass the right --model",
+                hex(&h.fingerprint),
+                hex(&model.fingerprint)
+            ),
+        });
+    }
+    let c = &model.config;
+    if (
+        h.latent_dim as usize,
+        h.codebook_size as usize,
+        h.num_codebooks as usize,
+        h.grid_factor as usize,
+    ) != (
+        c.latent_dim,
+        c.codebook_size,
+        c.num_codebooks,
+        c.grid_factor,
+    ) {
+        return Err(Error::ModelMismatch {
+            model: model_name.to_string(),
+            reason: "the archive's codebook geometry differs from the model's".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Decodes records (all made with `model`) back to images, in batches of equal padded size.
+pub fn decode_records(
+    model: &Model,
+    header: &Header,
+    records: &[Record],
+    batch_size: usize,
+) -> Result<Vec<Rgb>> {
+    let f = model.config.grid_factor;
+    let m = header.codebooks_used as usize;
+    let mut out = Vec::with_capacity(records.len());
+    let mut start = 0;
+    while start < records.len() {
+        let key = |r: &Record| header.grid(r.width, r.height);
+        let (gw, gh) = key(&records[start]);
+        let mut end = start + 1;
+        while end < records.len()
+            && end - start < batch_size.max(1)
+            && key(&records[end]) == (gw, gh)
+        {
+            end += 1;
+        }
+        let batch = &records[start..end];
+        let indices: Vec<Vec<u32>> = batch.iter().map(|r| r.indices.clone()).collect();
+        let y = model.decode_indices(&indices, (gh as usize, gw as usize), m)?;
+        let (pw, ph) = (gw as usize * f, gh as usize * f);
+        let values = quantizer::float_vec(y);
+        let per = 3 * pw * ph;
+        for (i, r) in batch.iter().enumerate() {
+            out.push(image_io::from_planar_cropped(
+                &values[i * per..(i + 1) * per],
+                pw,
+                ph,
+                r.width,
+                r.height,
+            ));
+        }
+        start = end;
+    }
+    Ok(out)
+}
+
+/// The name an input file is stored under: its path relative to the folder it was found in
+/// (or its file name when given directly), with `/` separators.
+pub fn stored_name(file: &Path, inputs: &[PathBuf]) -> Result<String> {
+    let rel = inputs
+        .iter()
+        .filter(|i| i.is_dir())
+        .find_map(|dir| file.strip_prefix(dir).ok())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(file.file_name().unwrap_or(file.as_os_str())));
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    let name = parts
+        .ok_or_else(|| Error::BadImage {
+            path: file.to_path_buf(),
+            reason: "file name is not UTF-8; use --no-names".into(),
+        })?
+        .join("/");
+    rvq_archive::validate_name(&name).map_err(|reason| Error::BadImage {
+        path: file.to_path_buf(),
+        reason,
+    })?;
+    Ok(name)
+}
+
+/// The file name a decoded record is written under: its stored name with a `.png`
+/// extension, or `image-NNNNNN.png` by position.
+pub fn output_name(record: &Record, position: u64) -> PathBuf {
+    match &record.name {
+        Some(n) => {
+            let p = PathBuf::from(n);
+            if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+                p
+            } else {
+                PathBuf::from(format!("{n}.png"))
+            }
+        }
+        None => PathBuf::from(format!("image-{position:06}.png")),
+    }
+}
+
+/// Reads the input images for `encode`, enforcing `limits`; `warn` is told about each
+/// image whose alpha channel is dropped (with `strict`, that is an error instead).
+pub fn read_inputs(
+    files: &[PathBuf],
+    inputs: &[PathBuf],
+    limits: &Limits,
+    strict: bool,
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<Named>> {
+    files
+        .iter()
+        .map(|f| {
+            let loaded = image_io::read_rgb(f, limits, false)?;
+            if loaded.had_alpha {
+                if strict {
+                    return Err(Error::BadImage {
+                        path: f.clone(),
+                        reason: "has an alpha channel, which rvq does not store (--strict)".into(),
+                    });
+                }
+                warn(format!("{}: alpha channel dropped", f.display()));
+            }
+            Ok(Named {
+                name: stored_name(f, inputs)?,
+                image: loaded.image,
+            })
+        })
+        .collect()
+}
+
+/// What `rvq info` reports about an archive.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ArchiveInfo {
+    /// Format version.
+    pub version: u8,
+    /// Model fingerprint (hex).
+    pub fingerprint: String,
+    /// Latent channels d.
+    pub latent_dim: u32,
+    /// Entries per codebook k.
+    pub codebook_size: u32,
+    /// Codebooks in the model n_q.
+    pub num_codebooks: u32,
+    /// Codebooks used m.
+    pub codebooks_used: u32,
+    /// Pixels per latent cell side.
+    pub grid_factor: u8,
+    /// Bits per index.
+    pub bits_per_index: u32,
+    /// Whether names are stored.
+    pub names: bool,
+    /// Embedded codebook precision, if any.
+    pub embedded_codebook: Option<String>,
+    /// Number of images.
+    pub images: u64,
+    /// Bytes of the whole archive.
+    pub total_bytes: u64,
+    /// Bytes of the shared header.
+    pub header_bytes: u64,
+    /// Bytes of index payloads (all images).
+    pub payload_bytes: u64,
+    /// Bytes of per-image fields, names and checksums.
+    pub record_overhead_bytes: u64,
+    /// Pixels over all images.
+    pub pixels: u64,
+    /// Payload bits per image (mean).
+    pub payload_bits_per_image: f64,
+    /// Archive bits per pixel, everything included.
+    pub bits_per_pixel: f64,
+    /// Raw RGB bytes (W·H·3 summed) over archive bytes.
+    pub ratio_vs_raw_rgb: f64,
+    /// Input file bytes over archive bytes, when the inputs were given.
+    pub ratio_vs_inputs: Option<f64>,
+    /// Per image: name, width, height, record bytes.
+    pub entries: Vec<EntryInfo>,
+}
+
+/// One image in [`ArchiveInfo`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EntryInfo {
+    /// Stored name.
+    pub name: Option<String>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes of the record.
+    pub bytes: u64,
+}
+
+/// Reads an archive's structure (every record's checksum included) without a model.
+pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
+    let entries = archive.index()?;
+    for e in &entries {
+        archive.record(e)?;
+    }
+    let h = &archive.header;
+    let payload: u64 = entries
+        .iter()
+        .map(|e| h.payload_len(e.width, e.height))
+        .sum();
+    let records: u64 = entries.iter().map(|e| e.len as u64).sum();
+    let pixels: u64 = entries
+        .iter()
+        .map(|e| e.width as u64 * e.height as u64)
+        .sum();
+    let total = archive.len() as u64;
+    let images = archive.image_count;
+    let payload_bits: u64 = entries
+        .iter()
+        .map(|e| h.index_count(e.width, e.height) * h.bits_per_index() as u64)
+        .sum();
+    Ok(ArchiveInfo {
+        version: rvq_archive::VERSION,
+        fingerprint: hex(&h.fingerprint),
+        latent_dim: h.latent_dim,
+        codebook_size: h.codebook_size,
+        num_codebooks: h.num_codebooks,
+        codebooks_used: h.codebooks_used,
+        grid_factor: h.grid_factor,
+        bits_per_index: h.bits_per_index(),
+        names: h.names,
+        embedded_codebook: h
+            .codebook
+            .as_ref()
+            .map(|c| format!("{:?}", c.dtype).to_lowercase()),
+        images,
+        total_bytes: total,
+        header_bytes: archive.header_len as u64,
+        payload_bytes: payload,
+        record_overhead_bytes: records - payload,
+        pixels,
+        payload_bits_per_image: if images == 0 {
+            0.0
+        } else {
+            payload_bits as f64 / images as f64
+        },
+        bits_per_pixel: if pixels == 0 {
+            0.0
+        } else {
+            total as f64 * 8.0 / pixels as f64
+        },
+        ratio_vs_raw_rgb: pixels as f64 * 3.0 / total as f64,
+        ratio_vs_inputs: None,
+        entries: entries
+            .iter()
+            .map(|e| EntryInfo {
+                name: e.name.clone(),
+                width: e.width,
+                height: e.height,
+                bytes: e.len as u64,
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,164 @@
+//! Model configuration: the architecture and quantizer geometry, saved beside the weights.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Largest codebook size the archive format can index (16 bits per index).
+pub const MAX_CODEBOOK_SIZE: usize = 65_536;
+/// Largest number of residual codebooks.
+pub const MAX_CODEBOOKS: usize = 64;
+
+/// The architecture and quantizer geometry of an RVQ-VAE.
+///
+/// Stored as `config.json` beside the weights; reading a model checks the weights against it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Latent channels per grid cell.
+    pub latent_dim: usize,
+    /// Entries per codebook.
+    pub codebook_size: usize,
+    /// Number of residual codebooks (0 when `quantize` is false).
+    pub num_codebooks: usize,
+    /// Downsampling from image to latent grid: 8 (32×32 → 4×4) or 4 (32×32 → 8×8).
+    pub grid_factor: usize,
+    /// Channel widths of the strided convolution stages, outermost first.
+    pub channels: Vec<usize>,
+    /// Residual blocks at the latent resolution on each side.
+    pub res_blocks: usize,
+    /// Hidden channels inside each residual block.
+    pub res_channels: usize,
+    /// False for a plain autoencoder (the study's baseline): no codebooks, no indices.
+    pub quantize: bool,
+}
+
+impl Default for ModelConfig {
+    /// The shipped default: d = 64, k = 1024, 8 codebooks, 4×4 grid on 32×32 images.
+    fn default() -> Self {
+        Self {
+            latent_dim: 64,
+            codebook_size: 1024,
+            num_codebooks: 8,
+            grid_factor: 8,
+            channels: vec![64, 128, 256],
+            res_blocks: 2,
+            res_channels: 64,
+            quantize: true,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Checks every field against the ranges the model and the archive format support.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.latent_dim == 0 || self.latent_dim > 4096 {
+            return bad(format!(
+                "latent_dim {} is outside 1..=4096",
+                self.latent_dim
+            ));
+        }
+        if self.grid_factor != 8 && self.grid_factor != 4 {
+            return bad(format!("grid_factor {} must be 8 or 4", self.grid_factor));
+        }
+        let stages = self.stages();
+        if self.channels.len() != 3 {
+            return bad(format!(
+                "channels must list 3 widths (got {})",
+                self.channels.len()
+            ));
+        }
+        if self.channels.iter().any(|&c| c == 0 || c > 4096) {
+            return bad("channel widths must be in 1..=4096".into());
+        }
+        if stages == 0 || self.res_channels == 0 || self.res_blocks > 16 {
+            return bad("res_channels must be positive and res_blocks at most 16".into());
+        }
+        if self.quantize {
+            if !(2..=MAX_CODEBOOK_SIZE).contains(&self.codebook_size) {
+                return bad(format!(
+                    "codebook_size {} is outside 2..={MAX_CODEBOOK_SIZE}",
+                    self.codebook_size
+                ));
+            }
+            if !(1..=MAX_CODEBOOKS).contains(&self.num_codebooks) {
+                return bad(format!(
+                    "num_codebooks {} is outside 1..={MAX_CODEBOOKS}",
+                    self.num_codebooks
+                ));
+            }
+        } else if self.num_codebooks != 0 {
+            return bad("a plain autoencoder (quantize = false) has num_codebooks = 0".into());
+        }
+        Ok(())
+    }
+
+    /// Number of stride-2 stages: log2 of the grid factor.
+    pub fn stages(&self) -> usize {
+        self.grid_factor.trailing_zeros() as usize
+    }
+
+    /// The channel widths actually used, outermost first: the last `stages()` of `channels`.
+    pub fn stage_channels(&self) -> &[usize] {
+        &self.channels[self.channels.len() - self.stages()..]
+    }
+
+    /// Bits one codebook index takes: ceil(log2 k).
+    pub fn bits_per_index(&self) -> u32 {
+        bits_per_index(self.codebook_size)
+    }
+
+    /// Bits per image of `width`×`height` pixels when `m` codebooks are used.
+    pub fn bits_per_image(&self, width: usize, height: usize, m: usize) -> u64 {
+        let cells = width.div_ceil(self.grid_factor) * height.div_ceil(self.grid_factor);
+        cells as u64 * m as u64 * self.bits_per_index() as u64
+    }
+}
+
+/// ceil(log2 k) for k ≥ 2.
+pub fn bits_per_index(k: usize) -> u32 {
+    usize::BITS - (k.max(2) - 1).leading_zeros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_per_index_is_ceil_log2() {
+        assert_eq!(bits_per_index(2), 1);
+        assert_eq!(bits_per_index(3), 2);
+        assert_eq!(bits_per_index(1024), 10);
+        assert_eq!(bits_per_index(1025), 11);
+        assert_eq!(bits_per_index(65_536), 16);
+    }
+
+    #[test]
+    fn default_config_is_valid_and_costs_1280_bits() {
+        let c = ModelConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.bits_per_image(32, 32, 8), 1280);
+        assert_eq!(c.bits_per_image(32, 32, 1), 160);
+        assert_eq!(c.stage_channels(), &[64, 128, 256]);
+    }
+
+    #[test]
+    fn out_of_range_configs_are_refused() {
+        let mut c = ModelConfig {
+            codebook_size: 1,
+            ..ModelConfig::default()
+        };
+        assert!(c.validate().is_err());
+        c.codebook_size = 65_537;
+        assert!(c.validate().is_err());
+        c.codebook_size = 16;
+        c.num_codebooks = 65;
+        assert!(c.validate().is_err());
+        c.num_codebooks = 4;
+        c.grid_factor = 2;
+        assert!(c.validate().is_err());
+        c.grid_factor = 4;
+        c.validate().unwrap();
+        assert_eq!(c.stage_channels(), &[128, 256]);
+    }
+}

@@ -1,0 +1,312 @@
+//! Training and evaluation data: CIFAR-10 in its official binary layout, or a folder of images
+//! cut into random crops. Images are held as 8-bit planar RGB (`[3][h][w]`), as CIFAR stores
+//! them, and turned into `[b, 3, h, w]` tensors in [0, 1] a batch at a time.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use rand::{Rng, RngExt};
+
+use crate::error::{Error, Result};
+use crate::image_io;
+
+/// Bytes per CIFAR-10 record: one label, then 32×32 red, green and blue planes.
+pub const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
+/// The CIFAR-10 training files, in order.
+pub const CIFAR_TRAIN_FILES: [&str; 5] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+];
+/// The CIFAR-10 test file.
+pub const CIFAR_TEST_FILE: &str = "test_batch.bin";
+
+/// Equally sized RGB images, planar, 8 bits per value.
+#[derive(Clone, Debug, Default)]
+pub struct ImageSet {
+    /// Side length of every (square) image.
+    pub size: usize,
+    /// `len() × 3 × size × size` bytes.
+    pub pixels: Vec<u8>,
+}
+
+impl ImageSet {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        if self.size == 0 {
+            0
+        } else {
+            self.pixels.len() / self.image_bytes()
+        }
+    }
+
+    /// True when the set holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes per image.
+    pub fn image_bytes(&self) -> usize {
+        3 * self.size * self.size
+    }
+
+    /// Image `i`'s planar bytes.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_bytes();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// The first `n` images (all of them when `n` is larger).
+    pub fn take(&self, n: usize) -> ImageSet {
+        let n = n.min(self.len());
+        ImageSet {
+            size: self.size,
+            pixels: self.pixels[..n * self.image_bytes()].to_vec(),
+        }
+    }
+
+    /// Images `ids` as a `[b, 3, s, s]` tensor in [0, 1]; with `flips`, each image is mirrored
+    /// left–right where its flag is set.
+    pub fn batch(&self, ids: &[usize], flips: Option<&[bool]>, device: &Device) -> Tensor<4> {
+        let s = self.size;
+        let mut values = Vec::with_capacity(ids.len() * self.image_bytes());
+        for (j, &i) in ids.iter().enumerate() {
+            let img = self.image(i);
+            let flip = flips.is_some_and(|f| f[j]);
+            for row in img.chunks_exact(s) {
+                if flip {
+                    values.extend(row.iter().rev().map(|&v| v as f32 / 255.0));
+                } else {
+                    values.extend(row.iter().map(|&v| v as f32 / 255.0));
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(values, [ids.len(), 3, s, s]), device)
+    }
+}
+
+/// A training set and a validation set.
+#[derive(Clone, Debug)]
+pub struct Splits {
+    /// Images to train on.
+    pub train: ImageSet,
+    /// Images to validate on (never trained on).
+    pub valid: ImageSet,
+    /// What the data is, for the model card.
+    pub description: String,
+}
+
+/// Reads one CIFAR-10 binary file.
+pub fn read_cifar_file(path: &Path) -> Result<ImageSet> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    parse_cifar(&bytes).map_err(|reason| Error::BadData {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// Parses CIFAR-10 binary records (labels are checked, then dropped).
+pub fn parse_cifar(bytes: &[u8]) -> std::result::Result<ImageSet, String> {
+    if bytes.is_empty() {
+        return Err("empty file: expected CIFAR-10 records of 3,073 bytes".into());
+    }
+    if bytes.len() % CIFAR_RECORD != 0 {
+        return Err(format!(
+            "{} bytes is not a whole number of 3,073-byte CIFAR-10 records (truncated?)",
+            bytes.len()
+        ));
+    }
+    let mut pixels = Vec::with_capacity(bytes.len() / CIFAR_RECORD * (CIFAR_RECORD - 1));
+    for (i, rec) in bytes.chunks_exact(CIFAR_RECORD).enumerate() {
+        if rec[0] > 9 {
+            return Err(format!(
+                "record {i} has label {}, outside 0..=9: not a CIFAR-10 file",
+                rec[0]
+            ));
+        }
+        pixels.extend_from_slice(&rec[1..]);
+    }
+    Ok(ImageSet { size: 32, pixels })
+}
+
+/// True when `dir` looks like the CIFAR-10 binary folder.
+pub fn is_cifar_dir(dir: &Path) -> bool {
+    dir.join(CIFAR_TEST_FILE).is_file() || dir.join(CIFAR_TRAIN_FILES[0]).is_file()
+}
+
+/// The CIFAR-10 test set (`test_batch.bin`) of a CIFAR-10 folder.
+pub fn cifar_test(dir: &Path) -> Result<ImageSet> {
+    read_cifar_file(&require(dir, CIFAR_TEST_FILE)?)
+}
+
+fn require(dir: &Path, name: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(Error::BadData {
+            path: p,
+            reason: "missing: expected the CIFAR-10 binary version (data_batch_1..5.bin, test_batch.bin)"
+                .into(),
+        })
+    }
+}
+
+/// Training data from `path`: a CIFAR-10 binary folder (train on data_batch_1..5, validate
+/// on the first `valid` test images) or a folder of PNG/JPEG images (`crops` random 32×32
+/// crops per image; every 20th crop is held out for validation).
+pub fn load_training(
+    path: &Path,
+    valid: usize,
+    crops: usize,
+    rng: &mut impl Rng,
+) -> Result<Splits> {
+    if !path.is_dir() {
+        return Err(Error::BadData {
+            path: path.to_path_buf(),
+            reason: "not a folder: expected the CIFAR-10 binary folder or a folder of images"
+                .into(),
+        });
+    }
+    if is_cifar_dir(path) {
+        let mut train = ImageSet {
+            size: 32,
+            pixels: Vec::new(),
+        };
+        for name in CIFAR_TRAIN_FILES {
+            train
+                .pixels
+                .extend_from_slice(&read_cifar_file(&require(path, name)?)?.pixels);
+        }
+        let valid = cifar_test(path)?.take(valid);
+        return Ok(Splits {
+            description: format!(
+                "CIFAR-10 binary at {}: {} training images; validation: test_batch.bin images 0..{}",
+                path.display(),
+                train.len(),
+                valid.len()
+            ),
+            train,
+            valid,
+        });
+    }
+    let files = image_io::collect_images(&[path.to_path_buf()], true)?;
+    let all = crops_from_files(&files, 32, crops, rng)?;
+    let mut train = ImageSet {
+        size: 32,
+        pixels: Vec::new(),
+    };
+    let mut held = train.clone();
+    for i in 0..all.len() {
+        let dst = if i % 20 == 19 { &mut held } else { &mut train };
+        dst.pixels.extend_from_slice(all.image(i));
+    }
+    if train.is_empty() || held.is_empty() {
+        return Err(Error::BadData {
+            path: path.to_path_buf(),
+            reason: "too few images to hold out a validation set (need at least 20 crops)".into(),
+        });
+    }
+    Ok(Splits {
+        description: format!(
+            "{} images under {} cut into {} random 32×32 crops each; every 20th crop held out",
+            files.len(),
+            path.display(),
+            crops
+        ),
+        train,
+        valid: held,
+    })
+}
+
+/// `crops` random `size`×`size` crops from each image file (images smaller than a crop are
+/// refused).
+pub fn crops_from_files(
+    files: &[PathBuf],
+    size: usize,
+    crops: usize,
+    rng: &mut impl Rng,
+) -> Result<ImageSet> {
+    let mut set = ImageSet {
+        size,
+        pixels: Vec::new(),
+    };
+    for f in files {
+        let img = image_io::read_rgb(f, &image_io::Limits::default(), false)?.image;
+        let (w, h) = (img.width as usize, img.height as usize);
+        if w < size || h < size {
+            return Err(Error::BadData {
+                path: f.clone(),
+                reason: format!("{w}×{h} is smaller than a {size}×{size} training crop"),
+            });
+        }
+        for _ in 0..crops {
+            let x0 = rng.random_range(0..=w - size);
+            let y0 = rng.random_range(0..=h - size);
+            for c in 0..3 {
+                for y in y0..y0 + size {
+                    for x in x0..x0 + size {
+                        set.pixels.push(img.rgb[(y * w + x) * 3 + c]);
+                    }
+                }
+            }
+        }
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(label: u8, fill: u8) -> Vec<u8> {
+        let mut r = vec![label];
+        r.extend(std::iter::repeat_n(fill, CIFAR_RECORD - 1));
+        r
+    }
+
+    #[test]
+    fn parses_records_and_drops_labels() {
+        let mut bytes = record(3, 7);
+        bytes.extend(record(9, 200));
+        let set = parse_cifar(&bytes).unwrap();
+        assert_eq!(set.len(), 2);
+        assert!(set.image(0).iter().all(|&v| v == 7));
+        assert!(set.image(1).iter().all(|&v| v == 200));
+    }
+
+    #[test]
+    fn refuses_truncated_empty_and_mislabelled_files() {
+        let bytes = record(1, 0);
+        assert!(
+            parse_cifar(&bytes[..100])
+                .unwrap_err()
+                .contains("truncated")
+        );
+        assert!(parse_cifar(&[]).unwrap_err().contains("empty"));
+        assert!(
+            parse_cifar(&record(10, 0))
+                .unwrap_err()
+                .contains("label 10")
+        );
+    }
+
+    #[test]
+    fn batch_scales_and_flips() {
+        let mut set = ImageSet {
+            size: 32,
+            pixels: vec![0; 3 * 32 * 32],
+        };
+        set.pixels[0] = 255; // red, row 0, column 0
+        let device = Device::flex();
+        let t = set.batch(&[0], Some(&[true]), &device);
+        let v = t.into_data().try_into_vec_as::<f32>().unwrap();
+        assert_eq!(v[31], 1.0);
+        assert_eq!(v[0], 0.0);
+    }
+}

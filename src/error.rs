@@ -1,0 +1,83 @@
+//! The library's error type: one variant per thing that can go wrong, each with a message that
+//! names the file and the problem on one line.
+
+use std::path::PathBuf;
+
+/// Everything rvq's library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// An input image could not be decoded.
+    #[error("{}: not a readable image: {reason}", path.display())]
+    BadImage {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// An image is larger than the configured limits allow.
+    #[error("{}: {width}×{height} exceeds the limit of {limit} pixels per side", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Width in pixels.
+        width: u64,
+        /// Height in pixels.
+        height: u64,
+        /// The limit per side.
+        limit: u64,
+    },
+    /// A model configuration is out of range.
+    #[error("invalid model configuration: {0}")]
+    InvalidConfig(String),
+    /// A model folder's weights and configuration do not fit together, or an archive names
+    /// another model.
+    #[error("model {model}: {reason}")]
+    ModelMismatch {
+        /// The model folder (or "default").
+        model: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// The model is a plain autoencoder and has no codebooks to encode with.
+    #[error("this model has no codebooks (it was trained with quantization off)")]
+    NotQuantized,
+    /// A training data set is missing or malformed.
+    #[error("{}: {reason}", path.display())]
+    BadData {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An archive could not be read.
+    #[error("{}: {source}", path.display())]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// What the reader found.
+        source: rvq_archive::ArchiveError,
+    },
+    /// The requested backend is not available.
+    #[error("backend unavailable: {0}")]
+    Backend(String),
+    /// An output exists and would be overwritten.
+    #[error("{}: already exists (use --force to overwrite)", path.display())]
+    Exists {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// Anything else, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T> = std::result::Result<T, Error>;

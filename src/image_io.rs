@@ -1,0 +1,255 @@
+//! Reading and writing images: PNG in (8/16-bit, gray/RGB/RGBA), PNG out, size limits checked
+//! before any pixel buffer is allocated, and edge-replicating padding to the grid factor.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use image::{ImageFormat, ImageReader};
+
+use crate::error::{Error, Result};
+
+/// Allocation limits for decoded images, checked against a file's header before decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest width or height accepted, in pixels.
+    pub max_side: u32,
+    /// Largest width × height accepted.
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    /// 16,384 pixels per side and 64 megapixels: far beyond the small images rvq is for,
+    /// small enough that a forged header cannot make it allocate gigabytes.
+    fn default() -> Self {
+        Self {
+            max_side: 16_384,
+            max_pixels: 1 << 26,
+        }
+    }
+}
+
+/// An 8-bit RGB image, interleaved, row-major.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rgb {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width × height × 3` bytes.
+    pub rgb: Vec<u8>,
+}
+
+/// An image as read from a file.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The pixels, reduced to 8-bit RGB.
+    pub image: Rgb,
+    /// True when the file had an alpha channel, which was dropped.
+    pub had_alpha: bool,
+}
+
+/// Reads a PNG (or, with `allow_jpeg`, a JPEG) into 8-bit RGB. The file's header is checked
+/// against `limits` before its pixels are decoded.
+pub fn read_rgb(path: &Path, limits: &Limits, allow_jpeg: bool) -> Result<Loaded> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    decode_rgb(&bytes, path, limits, allow_jpeg)
+}
+
+/// [`read_rgb`] on bytes already in memory; `path` names them in errors.
+pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &Limits, allow_jpeg: bool) -> Result<Loaded> {
+    let bad = |reason: String| Error::BadImage {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let format = image::guess_format(bytes).map_err(|_| bad("not a PNG file".into()))?;
+    match format {
+        ImageFormat::Png => {}
+        ImageFormat::Jpeg if allow_jpeg => {}
+        other => return Err(bad(format!("not a PNG file (looks like {other:?})"))),
+    }
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| bad(e.to_string()))?;
+    check_size(path, width as u64, height as u64, limits)?;
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut lim = image::Limits::default();
+    lim.max_image_width = Some(limits.max_side);
+    lim.max_image_height = Some(limits.max_side);
+    lim.max_alloc = Some(limits.max_pixels.saturating_mul(16));
+    reader.limits(lim);
+    let img = reader.decode().map_err(|e| bad(e.to_string()))?;
+    let had_alpha = img.color().has_alpha();
+    let rgb = img.to_rgb8();
+    Ok(Loaded {
+        image: Rgb {
+            width,
+            height,
+            rgb: rgb.into_raw(),
+        },
+        had_alpha,
+    })
+}
+
+/// Refuses sizes beyond `limits` (and empty images).
+pub fn check_size(path: &Path, width: u64, height: u64, limits: &Limits) -> Result<()> {
+    if width == 0 || height == 0 {
+        return Err(Error::BadImage {
+            path: path.to_path_buf(),
+            reason: format!("{width}×{height} has no pixels"),
+        });
+    }
+    let side = limits.max_side as u64;
+    if width > side || height > side || width * height > limits.max_pixels {
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+            limit: side,
+        });
+    }
+    Ok(())
+}
+
+/// Encodes RGB pixels as PNG bytes.
+pub fn encode_png(image: &Rgb) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    image::write_buffer_with_format(
+        &mut Cursor::new(&mut out),
+        &image.rgb,
+        image.width,
+        image.height,
+        image::ExtendedColorType::Rgb8,
+        ImageFormat::Png,
+    )
+    .map_err(|e| Error::Other(format!("PNG encoding failed: {e}")))?;
+    Ok(out)
+}
+
+/// Expands `inputs` (files and folders) into the image files to process: folders are
+/// searched recursively for `.png` files (and `.jpg`/`.jpeg` with `allow_jpeg`), files are
+/// taken as given. The result is sorted, so archives built from it are reproducible.
+pub fn collect_images(inputs: &[PathBuf], allow_jpeg: bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(|e| Error::Io {
+            path: input.clone(),
+            source: e,
+        })?;
+        if meta.is_dir() {
+            walk(input, allow_jpeg, &mut out)?;
+        } else {
+            out.push(input.clone());
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn walk(dir: &Path, allow_jpeg: bool, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, allow_jpeg, out)?;
+        } else {
+            let ext = path
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            if ext == "png" || (allow_jpeg && (ext == "jpg" || ext == "jpeg")) {
+                out.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Interleaved RGB to planar `[3][ph][pw]` values in [0, 1], padded on the right and bottom
+/// to `ph`×`pw` by repeating the last column and row.
+pub fn to_planar_padded(image: &Rgb, pw: usize, ph: usize) -> Vec<f32> {
+    let (w, h) = (image.width as usize, image.height as usize);
+    let mut out = Vec::with_capacity(3 * pw * ph);
+    for c in 0..3 {
+        for y in 0..ph {
+            let sy = y.min(h - 1);
+            for x in 0..pw {
+                let sx = x.min(w - 1);
+                out.push(image.rgb[(sy * w + sx) * 3 + c] as f32 / 255.0);
+            }
+        }
+    }
+    out
+}
+
+/// Planar `[3][ph][pw]` values in [0, 1] back to interleaved 8-bit RGB, cropped to
+/// `width`×`height` (values are rounded to the nearest level and clamped).
+pub fn from_planar_cropped(values: &[f32], pw: usize, ph: usize, width: u32, height: u32) -> Rgb {
+    let (w, h) = (width as usize, height as usize);
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let v = values[(c * ph + y) * pw + x];
+                rgb.push((v * 255.0).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    Rgb { width, height, rgb }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_replicates_edges_and_cropping_undoes_it() {
+        let img = Rgb {
+            width: 3,
+            height: 2,
+            rgb: (0..18).map(|v| v as u8 * 10).collect(),
+        };
+        let planar = to_planar_padded(&img, 8, 8);
+        assert_eq!(planar.len(), 3 * 64);
+        // Red of pixel (row 1, col 2) fills the padded corner.
+        assert_eq!(planar[63], img.rgb[(1 * 3 + 2) * 3] as f32 / 255.0);
+        assert_eq!(from_planar_cropped(&planar, 8, 8, 3, 2), img);
+    }
+
+    #[test]
+    fn png_round_trip_and_limits() {
+        let img = Rgb {
+            width: 5,
+            height: 4,
+            rgb: (0..60).map(|v| (v * 4) as u8).collect(),
+        };
+        let png = encode_png(&img).unwrap();
+        let back = decode_rgb(&png, Path::new("x.png"), &Limits::default(), false).unwrap();
+        assert_eq!(back.image, img);
+        assert!(!back.had_alpha);
+        let tight = Limits {
+            max_side: 4,
+            max_pixels: 100,
+        };
+        let err = decode_rgb(&png, Path::new("x.png"), &tight, false).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        let err = decode_rgb(
+            b"hello world",
+            Path::new("t.txt"),
+            &Limits::default(),
+            false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not a PNG"), "{err}");
+    }
+}

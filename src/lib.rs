@@ -1,0 +1,30 @@
+//! rvq: an image codec built on a learned residual-vector-quantized VAE.
+//!
+//! A trained RVQ-VAE turns each image into a small grid of codebook indices per codebook; the
+//! indices are bit-packed into an archive (see the [`archive`] crate re-export and
+//! `docs/FORMAT.md`) whose header carries what all images share. The modules, one per concept:
+//!
+//! - [`config`]: the model's architecture and quantizer geometry;
+//! - [`model`]: the network, loading and saving model folders, the fingerprint;
+//! - [`quantizer`]: residual vector quantization and codebook learning;
+//! - [`data`]: CIFAR-10 and image-folder data sets;
+//! - [`train`]: the training loop, checkpoints and model cards;
+//! - [`eval`]: quality measures;
+//! - [`codec`]: images to archives and back;
+//! - [`image_io`]: PNG reading and writing, limits and padding;
+//! - [`backend`]: the one choice point between the CPU and GPU backends.
+
+pub mod backend;
+pub mod codec;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod image_io;
+pub mod model;
+pub mod quantizer;
+pub mod train;
+
+pub use error::{Error, Result};
+/// The archive format (integers and bytes only; no dependency on burn).
+pub use rvq_archive as archive;

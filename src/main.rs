@@ -1,0 +1,593 @@
+//! The `rvq` command line: parses arguments and calls the library.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use rvq::archive::{Archive, CodebookDType, Limits as ArchiveLimits};
+use rvq::backend::{self, Backend};
+use rvq::codec::{self, EncodeOptions, Named};
+use rvq::config::ModelConfig;
+use rvq::image_io::{self, Limits};
+use rvq::model::{Model, write_atomic};
+use rvq::train::{self, Event, TrainOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "rvq",
+    version,
+    about = "Image codec built on a learned residual-vector-quantized VAE"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Say more on stderr (the backend and adapter chosen, timings).
+    #[arg(long, short, global = true)]
+    verbose: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encode PNG images into one .rvq archive.
+    Encode(EncodeArgs),
+    /// Decode an .rvq archive into PNG images.
+    Decode(DecodeArgs),
+    /// Describe an .rvq archive: header, sizes, bits per pixel, compression ratios.
+    Info(InfoArgs),
+    /// Train a model on CIFAR-10 (binary folder) or a folder of PNG/JPEG images.
+    Train(TrainArgs),
+    /// Export a model's weights as safetensors (loadable in PyTorch).
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model folder (config.json + model.bpk); default: the model built into rvq.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Where to run the model.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+}
+
+#[derive(Args)]
+struct EncodeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Codebooks to use (1..=n_q; fewer is smaller and coarser). Default: all.
+    #[arg(long)]
+    codebooks: Option<usize>,
+    /// Output archive, or - for standard output.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Do not store file names.
+    #[arg(long)]
+    no_names: bool,
+    /// Embed the codebook vectors used, so the archive documents its own quantizer.
+    #[arg(long, value_enum)]
+    embed_codebook: Option<Precision>,
+    /// Refuse images with an alpha channel instead of dropping it.
+    #[arg(long)]
+    strict: bool,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    force: bool,
+    /// PNG files or folders (searched recursively for .png), or - for one PNG on standard input.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Precision {
+    F16,
+    F32,
+}
+
+#[derive(Args)]
+struct DecodeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output folder (created), or - to write a single image's PNG to standard output.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Decode only the image stored under this name.
+    #[arg(long)]
+    only: Option<String>,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+    /// The archive, or - for standard input.
+    input: PathBuf,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Folder holding the original inputs, to report the ratio against their file sizes.
+    #[arg(long)]
+    against: Option<PathBuf>,
+    /// The archive, or - for standard input.
+    input: PathBuf,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Model folder; default: the model built into rvq.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Output .safetensors file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// CIFAR-10 binary folder (data_batch_1..5.bin, test_batch.bin) or a folder of images.
+    #[arg(long)]
+    data: PathBuf,
+    /// Model folder to write (model.bpk, config.json, card.json, checkpoint/).
+    #[arg(long)]
+    out: PathBuf,
+    /// Latent channels d.
+    #[arg(long, default_value_t = 64)]
+    latent_dim: usize,
+    /// Entries per codebook k.
+    #[arg(long, default_value_t = 1024)]
+    codebook_size: usize,
+    /// Number of residual codebooks n_q.
+    #[arg(long, default_value_t = 8)]
+    codebooks: usize,
+    /// Downsampling factor: 8 (32×32 → 4×4 grid) or 4 (→ 8×8).
+    #[arg(long, default_value_t = 8)]
+    grid_factor: usize,
+    /// Channel widths of the three strided stages.
+    #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
+    channels: Vec<usize>,
+    /// Residual blocks on each side.
+    #[arg(long, default_value_t = 2)]
+    res_blocks: usize,
+    /// Hidden channels in each residual block.
+    #[arg(long, default_value_t = 64)]
+    res_channels: usize,
+    /// Train a plain autoencoder (no quantization), the study's baseline.
+    #[arg(long)]
+    no_quantize: bool,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Stop after this many steps.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Validation images (the first N of test_batch.bin).
+    #[arg(long, default_value_t = 1000)]
+    valid: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    /// Continue from OUT/checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => run_train(args, cli.verbose),
+        Command::Encode(args) => run_encode(args, cli.verbose),
+        Command::Decode(args) => run_decode(args, cli.verbose),
+        Command::Info(args) => run_info(args),
+        Command::Export(args) => run_export(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rvq: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn choose_backend(backend: Backend, verbose: bool) -> Result<backend::Chosen> {
+    let chosen = backend::choose(backend)?;
+    if verbose || backend == Backend::Auto {
+        eprintln!("rvq: backend: {}", chosen.description);
+    }
+    Ok(chosen)
+}
+
+fn machine(chosen: &backend::Chosen) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{} on {cores} cores of {cpu}", chosen.description)
+}
+
+fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
+    let config = ModelConfig {
+        latent_dim: a.latent_dim,
+        codebook_size: a.codebook_size,
+        num_codebooks: if a.no_quantize { 0 } else { a.codebooks },
+        grid_factor: a.grid_factor,
+        channels: a.channels,
+        res_blocks: a.res_blocks,
+        res_channels: a.res_channels,
+        quantize: !a.no_quantize,
+    };
+    config.validate()?;
+    let options = TrainOptions {
+        config,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        learning_rate: a.lr,
+        seed: a.seed,
+        checkpoint_every: a.checkpoint_every,
+        max_steps: a.max_steps,
+        ..TrainOptions::default()
+    };
+    let chosen = choose_backend(a.backend, verbose)?;
+    let splits = train::load_data(&a.data, a.valid, a.seed)?;
+    eprintln!("rvq: {}", splits.description);
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta} | {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut on_event = |e: Event| match e {
+        Event::Start { step, total_steps } => {
+            bar.set_length(total_steps as u64);
+            bar.set_position(step as u64);
+        }
+        Event::Step {
+            step,
+            epoch,
+            mse,
+            loss,
+            codebooks,
+        } => {
+            bar.set_position(step as u64);
+            if step % 10 == 0 || !bar.is_hidden() {
+                let util: Vec<String> = codebooks
+                    .iter()
+                    .map(|s| format!("{:.0}%/{:.0}", s.utilisation * 100.0, s.perplexity))
+                    .collect();
+                bar.set_message(format!(
+                    "epoch {epoch} loss {loss:.5} mse {mse:.5} use/ppl {}",
+                    util.join(" ")
+                ));
+            }
+            if bar.is_hidden() && step % 50 == 0 {
+                eprintln!("step {step} epoch {epoch} loss {loss:.5} mse {mse:.5}");
+            }
+        }
+        Event::Validation { epoch, quality } => {
+            let parts: Vec<String> = quality
+                .iter()
+                .map(|q| {
+                    let name = if q.codebooks == 0 {
+                        "ae".to_string()
+                    } else {
+                        format!("m={}", q.codebooks)
+                    };
+                    format!("{name}: {:.5} ({:.2} dB)", q.mse, q.psnr)
+                })
+                .collect();
+            let line = format!("validation after epoch {epoch}: {}", parts.join(", "));
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+        Event::Checkpoint { .. } => {}
+    };
+    let card = train::train(
+        &options,
+        &splits,
+        &a.out,
+        &chosen.device,
+        &machine(&chosen),
+        a.resume,
+        &mut on_event,
+    )
+    .with_context(|| format!("training into {}", a.out.display()))?;
+    bar.finish();
+    println!(
+        "trained {} steps in {:.0} s; model written to {} (fingerprint {})",
+        card.steps,
+        card.wall_seconds,
+        a.out.display(),
+        card.fingerprint
+    );
+    Ok(())
+}
+
+fn is_stdio(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if is_stdio(path) {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading standard input")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("{}", path.display()))
+    }
+}
+
+/// Writes `bytes` to `path` (or standard output), refusing to replace a file unless `force`.
+fn write_output(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    if is_stdio(path) {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes).context("writing standard output")?;
+        return out.flush().context("writing standard output");
+    }
+    if path.exists() && !force {
+        return Err(rvq::Error::Exists {
+            path: path.to_path_buf(),
+        }
+        .into());
+    }
+    write_atomic(path, bytes)?;
+    Ok(())
+}
+
+fn load_model(args: &ModelArgs, verbose: bool) -> Result<(Model, String)> {
+    let chosen = choose_backend(args.backend, verbose)?;
+    let model = Model::load_or_default(args.model.as_deref(), &chosen.device)?;
+    let name = args
+        .model
+        .as_ref()
+        .map_or_else(|| "default".to_string(), |p| p.display().to_string());
+    Ok((model, name))
+}
+
+fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
+    if !is_stdio(&a.output) && a.output.exists() && !a.force {
+        return Err(rvq::Error::Exists {
+            path: a.output.clone(),
+        }
+        .into());
+    }
+    let limits = Limits::default();
+    let images: Vec<Named> = if a.inputs.len() == 1 && is_stdio(&a.inputs[0]) {
+        let bytes = read_input(&a.inputs[0])?;
+        let loaded = image_io::decode_rgb(&bytes, Path::new("<stdin>"), &limits, false)?;
+        if loaded.had_alpha && a.strict {
+            anyhow::bail!("<stdin>: has an alpha channel, which rvq does not store (--strict)");
+        } else if loaded.had_alpha {
+            eprintln!("rvq: warning: <stdin>: alpha channel dropped");
+        }
+        vec![Named {
+            name: "stdin.png".into(),
+            image: loaded.image,
+        }]
+    } else {
+        let files = image_io::collect_images(&a.inputs, false)?;
+        if files.is_empty() {
+            anyhow::bail!("no PNG files found in the inputs given");
+        }
+        codec::read_inputs(&files, &a.inputs, &limits, a.strict, &mut |w| {
+            eprintln!("rvq: warning: {w}")
+        })?
+    };
+    let (model, _) = load_model(&a.model, verbose)?;
+    let opts = EncodeOptions {
+        codebooks: a.codebooks,
+        names: !a.no_names,
+        embed_codebook: a.embed_codebook.map(|p| match p {
+            Precision::F16 => CodebookDType::F16,
+            Precision::F32 => CodebookDType::F32,
+        }),
+        batch_size: a.model.batch,
+    };
+    let bar = progress(images.len(), "encoding");
+    let bytes = codec::encode(&model, &images, &opts)?;
+    bar.finish_and_clear();
+    write_output(&a.output, &bytes, a.force)?;
+    if verbose {
+        eprintln!(
+            "rvq: {} images, {} bytes -> {}",
+            images.len(),
+            bytes.len(),
+            a.output.display()
+        );
+    }
+    Ok(())
+}
+
+fn progress(n: usize, what: &str) -> ProgressBar {
+    if n < 64 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec}")
+            .expect("valid template"),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn open_archive<'a>(path: &Path, bytes: &'a [u8]) -> Result<Archive<'a>> {
+    Archive::parse(bytes, &ArchiveLimits::default()).map_err(|e| {
+        rvq::Error::Archive {
+            path: path.to_path_buf(),
+            source: e,
+        }
+        .into()
+    })
+}
+
+fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
+    let bytes = read_input(&a.input)?;
+    let archive = open_archive(&a.input, &bytes)?;
+    let archive_err = |e| rvq::Error::Archive {
+        path: a.input.clone(),
+        source: e,
+    };
+    let mut entries = archive.index().map_err(archive_err)?;
+    if let Some(only) = &a.only {
+        entries.retain(|e| e.name.as_deref() == Some(only.as_str()));
+        if entries.is_empty() {
+            anyhow::bail!("{}: no image stored as {only:?}", a.input.display());
+        }
+    }
+    let records = entries
+        .iter()
+        .map(|e| archive.record(e))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(archive_err)?;
+    let to_stdout = is_stdio(&a.output);
+    if to_stdout && records.len() != 1 {
+        anyhow::bail!(
+            "-o - writes one PNG to standard output, but {} holds {} images; use --only NAME or an output folder",
+            a.input.display(),
+            records.len()
+        );
+    }
+    let targets: Vec<PathBuf> = entries
+        .iter()
+        .zip(&records)
+        .map(|(e, r)| a.output.join(codec::output_name(r, e.index)))
+        .collect();
+    if !to_stdout && !a.force {
+        if let Some(t) = targets.iter().find(|t| t.exists()) {
+            return Err(rvq::Error::Exists { path: t.clone() }.into());
+        }
+    }
+    let (model, model_name) = load_model(&a.model, verbose)?;
+    codec::check_model(&archive, &model, &model_name)?;
+    let bar = progress(records.len(), "decoding");
+    for (chunk, paths) in records
+        .chunks(a.model.batch.max(1))
+        .zip(targets.chunks(a.model.batch.max(1)))
+    {
+        let images = codec::decode_records(&model, &archive.header, chunk, a.model.batch)?;
+        for (img, path) in images.iter().zip(paths) {
+            let png = image_io::encode_png(img)?;
+            if to_stdout {
+                write_output(&a.output, &png, true)?;
+            } else {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("{}: cannot create folder", parent.display()))?;
+                }
+                write_output(path, &png, a.force)?;
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn run_info(a: InfoArgs) -> Result<()> {
+    let bytes = read_input(&a.input)?;
+    let archive = open_archive(&a.input, &bytes)?;
+    let mut info = codec::info(&archive).map_err(|e| rvq::Error::Archive {
+        path: a.input.clone(),
+        source: e,
+    })?;
+    if let Some(dir) = &a.against {
+        let mut total = 0u64;
+        for e in &info.entries {
+            let name = e
+                .name
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("--against needs an archive with names"))?;
+            let p = dir.join(name);
+            total += std::fs::metadata(&p)
+                .with_context(|| format!("{}", p.display()))?
+                .len();
+        }
+        info.ratio_vs_inputs = Some(total as f64 / info.total_bytes as f64);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    println!("archive            {}", a.input.display());
+    println!("format version     {}", info.version);
+    println!("model fingerprint  {}", info.fingerprint);
+    println!(
+        "geometry           d = {}, k = {}, n_q = {}, grid factor {}",
+        info.latent_dim, info.codebook_size, info.num_codebooks, info.grid_factor
+    );
+    println!(
+        "codebooks used     {} of {} ({} bits per index)",
+        info.codebooks_used, info.num_codebooks, info.bits_per_index
+    );
+    println!(
+        "names stored       {}",
+        if info.names { "yes" } else { "no" }
+    );
+    if let Some(c) = &info.embedded_codebook {
+        println!("embedded codebook  {c}");
+    }
+    println!("images             {}", info.images);
+    println!(
+        "bytes              {} total = {} header + {} payload + {} per-image fields",
+        info.total_bytes, info.header_bytes, info.payload_bytes, info.record_overhead_bytes
+    );
+    println!(
+        "bits per image     {:.1} (payload)",
+        info.payload_bits_per_image
+    );
+    println!(
+        "bits per pixel     {:.4} (everything included)",
+        info.bits_per_pixel
+    );
+    println!("ratio vs raw RGB   {:.1}:1", info.ratio_vs_raw_rgb);
+    if let Some(r) = info.ratio_vs_inputs {
+        println!("ratio vs inputs    {r:.1}:1");
+    }
+    Ok(())
+}
+
+fn run_export(a: ExportArgs) -> Result<()> {
+    if a.output.exists() && !a.force {
+        return Err(rvq::Error::Exists {
+            path: a.output.clone(),
+        }
+        .into());
+    }
+    let model = Model::load_or_default(a.model.as_deref(), &burn::prelude::Device::flex())?;
+    rvq::model::export_safetensors(&model, &a.output)?;
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! The RVQ-VAE network: a convolutional encoder to a grid of latent vectors, residual codebooks,
+//! and a decoder that mirrors the encoder. Fully convolutional, so any image whose sides are
+//! multiples of the grid factor goes through unchanged.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, sigmoid};
+use sha2::{Digest, Sha256};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::quantizer;
+
+/// Bytes of the model fingerprint written into archives (a truncated SHA-256 of the weights).
+pub const FINGERPRINT_LEN: usize = 16;
+
+/// A residual block at the latent resolution: x + conv1×1(relu(conv3×3(relu(x)))).
+#[derive(Module, Debug)]
+pub struct ResBlock {
+    conv1: Conv2d,
+    conv2: Conv2d,
+}
+
+impl ResBlock {
+    fn new(channels: usize, hidden: usize, device: &Device) -> Self {
+        Self {
+            conv1: Conv2dConfig::new([channels, hidden], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            conv2: Conv2dConfig::new([hidden, channels], [1, 1]).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = self
+            .conv2
+            .forward(relu(self.conv1.forward(relu(x.clone()))));
+        x + h
+    }
+}
+
+/// The network's layers and codebooks. Built from a [`ModelConfig`], which it does not store.
+#[derive(Module, Debug)]
+pub struct RvqVae {
+    down: Vec<Conv2d>,
+    enc_res: Vec<ResBlock>,
+    to_latent: Conv2d,
+    from_latent: Conv2d,
+    dec_res: Vec<ResBlock>,
+    up: Vec<ConvTranspose2d>,
+    /// `[n_q, k, d]`; absent in a plain autoencoder.
+    codebooks: Option<Param<Tensor<3>>>,
+}
+
+impl RvqVae {
+    /// A freshly initialised network for `config` (which must be valid).
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        let widths = config.stage_channels();
+        let mut down = Vec::new();
+        let mut c_in = 3;
+        for &w in widths {
+            down.push(
+                Conv2dConfig::new([c_in, w], [3, 3])
+                    .with_stride([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device),
+            );
+            c_in = w;
+        }
+        let inner = *widths.last().expect("validated config has stages");
+        let res = |device: &Device| {
+            (0..config.res_blocks)
+                .map(|_| ResBlock::new(inner, config.res_channels, device))
+                .collect::<Vec<_>>()
+        };
+        let mut up = Vec::new();
+        let outs: Vec<usize> = widths.iter().rev().skip(1).copied().chain([3]).collect();
+        let mut c_in = inner;
+        for &w in &outs {
+            up.push(
+                ConvTranspose2dConfig::new([c_in, w], [4, 4])
+                    .with_stride([2, 2])
+                    .with_padding([1, 1])
+                    .init(device),
+            );
+            c_in = w;
+        }
+        let codebooks = config.quantize.then(|| {
+            let shape = [
+                config.num_codebooks,
+                config.codebook_size,
+                config.latent_dim,
+            ];
+            Param::from_tensor(Tensor::zeros(shape, device)).set_require_grad(false)
+        });
+        Self {
+            down,
+            enc_res: res(device),
+            to_latent: Conv2dConfig::new([inner, config.latent_dim], [1, 1]).init(device),
+            from_latent: Conv2dConfig::new([config.latent_dim, inner], [1, 1]).init(device),
+            dec_res: res(device),
+            up,
+            codebooks,
+        }
+    }
+
+    /// Images `[b, 3, h, w]` in [0, 1] to latents `[b, d, h/f, w/f]`.
+    pub fn encode(&self, images: Tensor<4>) -> Tensor<4> {
+        let mut x = images;
+        for conv in &self.down {
+            x = relu(conv.forward(x));
+        }
+        for block in &self.enc_res {
+            x = block.forward(x);
+        }
+        self.to_latent.forward(relu(x))
+    }
+
+    /// Latents `[b, d, h, w]` to images `[b, 3, h·f, w·f]` in [0, 1].
+    pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
+        let mut x = self.from_latent.forward(latents);
+        for block in &self.dec_res {
+            x = block.forward(x);
+        }
+        let last = self.up.len() - 1;
+        for (i, conv) in self.up.iter().enumerate() {
+            x = conv.forward(relu(x));
+            if i == last {
+                x = sigmoid(x);
+            }
+        }
+        x
+    }
+
+    /// The codebooks, `[n_q, k, d]`, if the model quantizes.
+    pub fn codebooks(&self) -> Option<Tensor<3>> {
+        self.codebooks.as_ref().map(|p| p.val())
+    }
+
+    /// Replaces the codebooks (the trainer's EMA step does this after every batch).
+    pub fn set_codebooks(&mut self, codebooks: Tensor<3>) {
+        if let Some(p) = self.codebooks.take() {
+            let (id, _, _) = p.consume();
+            self.codebooks = Some(Param::initialized(id, codebooks).set_require_grad(false));
+        }
+    }
+}
+
+/// Latents `[b, d, h, w]` to one row per grid cell, `[b·h·w, d]`, in (image, row, column) order.
+pub fn latents_to_rows(latents: Tensor<4>) -> Tensor<2> {
+    let [b, d, h, w] = latents.dims();
+    latents.permute([0, 2, 3, 1]).reshape([b * h * w, d])
+}
+
+/// The inverse of [`latents_to_rows`].
+pub fn rows_to_latents(rows: Tensor<2>, batch: usize, h: usize, w: usize) -> Tensor<4> {
+    let [_, d] = rows.dims();
+    rows.reshape([batch, h, w, d]).permute([0, 3, 1, 2])
+}
+
+/// A trained model: its configuration, network and fingerprint, on one device.
+#[derive(Debug)]
+pub struct Model {
+    /// Architecture and quantizer geometry.
+    pub config: ModelConfig,
+    /// The network, in inference mode.
+    pub net: RvqVae,
+    /// Truncated SHA-256 of the weights file; archives cite it.
+    pub fingerprint: [u8; FINGERPRINT_LEN],
+    /// Where the network runs.
+    pub device: Device,
+}
+
+/// File names inside a model folder.
+pub const WEIGHTS_FILE: &str = "model.bpk";
+/// The configuration file inside a model folder.
+pub const CONFIG_FILE: &str = "config.json";
+/// The model card inside a model folder.
+pub const CARD_FILE: &str = "card.json";
+
+/// Fingerprint of a weights file's bytes.
+pub fn fingerprint(weights: &[u8]) -> [u8; FINGERPRINT_LEN] {
+    let digest = Sha256::digest(weights);
+    let mut out = [0u8; FINGERPRINT_LEN];
+    out.copy_from_slice(&digest[..FINGERPRINT_LEN]);
+    out
+}
+
+/// Lower-case hex of a fingerprint.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The default model's configuration, embedded from `models/default` at build time.
+pub const DEFAULT_CONFIG: &str = include_str!("../models/default/config.json");
+/// The default model's weights, embedded from `models/default` at build time.
+pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../models/default/model.bpk");
+
+impl Model {
+    /// The default model, from the copy embedded in the binary.
+    pub fn load_default(device: &Device) -> Result<Self> {
+        Self::from_parts(DEFAULT_CONFIG, DEFAULT_WEIGHTS.to_vec(), "default", device)
+    }
+
+    /// Loads `dir`, or the embedded default model when `dir` is `None`.
+    pub fn load_or_default(dir: Option<&Path>, device: &Device) -> Result<Self> {
+        match dir {
+            Some(d) => Self::load(d, device),
+            None => Self::load_default(device),
+        }
+    }
+
+    /// Loads a model folder (`config.json` + `model.bpk`).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let config_path = dir.join(CONFIG_FILE);
+        let config_text = std::fs::read_to_string(&config_path).map_err(|e| Error::Io {
+            path: config_path.clone(),
+            source: e,
+        })?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let weights = std::fs::read(&weights_path).map_err(|e| Error::Io {
+            path: weights_path.clone(),
+            source: e,
+        })?;
+        Self::from_parts(&config_text, weights, &dir.display().to_string(), device)
+    }
+
+    /// Builds a model from a configuration's JSON text and a burnpack weights file's bytes.
+    /// `origin` names where they came from, for error messages.
+    pub fn from_parts(
+        config_json: &str,
+        weights: Vec<u8>,
+        origin: &str,
+        device: &Device,
+    ) -> Result<Self> {
+        let config: ModelConfig =
+            serde_json::from_str(config_json).map_err(|e| Error::ModelMismatch {
+                model: origin.to_string(),
+                reason: format!("config.json is not a valid model configuration: {e}"),
+            })?;
+        config.validate()?;
+        let fingerprint = fingerprint(&weights);
+        let record =
+            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(weights))
+                .map_err(|e| Error::ModelMismatch {
+                    model: origin.to_string(),
+                    reason: format!("the weights file cannot be read: {e:?}"),
+                })?;
+        let net = RvqVae::new(&config, device)
+            .try_load_record(record)
+            .map_err(|e| Error::ModelMismatch {
+                model: origin.to_string(),
+                reason: format!("the weights do not fit config.json: {e:?}"),
+            })?;
+        Ok(Self {
+            config,
+            net,
+            fingerprint,
+            device: device.clone(),
+        })
+    }
+
+    /// Writes the network and configuration into `dir` (created if missing); returns the
+    /// fingerprint of the weights written.
+    pub fn save_net(
+        net: &RvqVae,
+        config: &ModelConfig,
+        dir: &Path,
+    ) -> Result<[u8; FINGERPRINT_LEN]> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let bytes = net
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| Error::Other(format!("cannot serialise the weights: {e:?}")))?;
+        let bytes: Vec<u8> = bytes.to_vec();
+        write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
+        let json = serde_json::to_string_pretty(config).expect("config serialises");
+        write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())?;
+        Ok(fingerprint(&bytes))
+    }
+
+    /// Quantizes images `[b, 3, h, w]` with the first `depth` codebooks. Returns, per image,
+    /// the indices level by level, each level in row-major grid order, and the grid size.
+    pub fn encode_indices(&self, images: Tensor<4>, depth: usize) -> Result<EncodedBatch> {
+        let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
+        let latents = self.net.encode(images);
+        let [b, _, h, w] = latents.dims();
+        let (indices, _) = quantizer::quantize(latents_to_rows(latents), &codebooks, depth);
+        let cells = h * w;
+        let per_level: Vec<Vec<u32>> = indices.into_iter().map(quantizer::int_vec).collect();
+        let images = (0..b)
+            .map(|i| {
+                per_level
+                    .iter()
+                    .flat_map(|lvl| lvl[i * cells..(i + 1) * cells].iter().copied())
+                    .collect()
+            })
+            .collect();
+        Ok(EncodedBatch {
+            grid: (h, w),
+            indices: images,
+        })
+    }
+
+    /// Rebuilds images `[b, 3, h·f, w·f]` from indices laid out as [`Model::encode_indices`]
+    /// returns them (each image: `depth` levels of `h·w` indices).
+    pub fn decode_indices(
+        &self,
+        indices: &[Vec<u32>],
+        grid: (usize, usize),
+        depth: usize,
+    ) -> Result<Tensor<4>> {
+        let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
+        let (h, w) = grid;
+        let cells = h * w;
+        let b = indices.len();
+        let levels: Vec<Tensor<1, Int>> = (0..depth)
+            .map(|lvl| {
+                let flat: Vec<i64> = indices
+                    .iter()
+                    .flat_map(|img| {
+                        img[lvl * cells..(lvl + 1) * cells]
+                            .iter()
+                            .map(|&v| v as i64)
+                    })
+                    .collect();
+                Tensor::<1, Int>::from_data(TensorData::new(flat, [b * cells]), &self.device)
+            })
+            .collect();
+        let rows = quantizer::dequantize(&levels, &codebooks);
+        Ok(self.net.decode(rows_to_latents(rows, b, h, w)))
+    }
+}
+
+/// Indices for a batch of equally sized images.
+#[derive(Clone, Debug)]
+pub struct EncodedBatch {
+    /// Latent grid (rows, columns).
+    pub grid: (usize, usize),
+    /// Per image: level-major, then row-major indices.
+    pub indices: Vec<Vec<u32>>,
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place, so that a
+/// failure never leaves a half-written file under the final name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(&tmp, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// A hidden temporary name beside `path`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Writes the model's weights as safetensors (tensor names are the module paths, e.g.
+/// `down.0.weight`), with the fingerprint and configuration in the metadata.
+pub fn export_safetensors(model: &Model, path: &Path) -> Result<()> {
+    use burn::store::{ModuleSnapshot, SafetensorsStore};
+    let tmp = temp_path(path);
+    let config = serde_json::to_string(&model.config).expect("config serialises");
+    let mut store = SafetensorsStore::from_file(tmp.clone())
+        .overwrite(true)
+        .metadata("rvq_fingerprint", hex(&model.fingerprint))
+        .metadata("rvq_config", config);
+    model.net.save_into(&mut store).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::Other(format!("{}: {e}", path.display()))
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}

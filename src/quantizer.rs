@@ -1,0 +1,317 @@
+//! Residual vector quantization: nearest-neighbour search on the model's device, and the
+//! codebook learning (EMA updates, k-means initialisation, dead-code restarts) on the host.
+//!
+//! Codebooks are learnt without gradients, the way working RVQ codecs do it: each codebook
+//! entry is the running (exponential moving) mean of the encoder outputs assigned to it. That
+//! bookkeeping is plain arithmetic over a few thousand vectors per step, so it lives here in
+//! ordinary Rust, where it is easy to test and identical on every backend; only the distance
+//! search, which is a matrix product, runs on the device.
+
+use burn::prelude::*;
+use rand::{Rng, RngExt};
+
+/// Index of the nearest codebook entry for each row of `vectors` (`[n, d]`, codebook `[k, d]`).
+///
+/// Distances are `‖c‖² − 2·x·c`: the `‖x‖²` term is the same for every entry of a row, so
+/// leaving it out cannot change the winner and avoids cancelling two large numbers.
+pub fn nearest(vectors: Tensor<2>, codebook: Tensor<2>) -> Tensor<1, Int> {
+    let [n, _] = vectors.dims();
+    let norms = codebook.clone().square().sum_dim(1).reshape([1, -1]);
+    let scores = norms - vectors.matmul(codebook.transpose()).mul_scalar(2.0);
+    scores.argmin(1).reshape([n as i32])
+}
+
+/// Quantizes `latents` (`[n, d]`) with the first `depth` codebooks of `codebooks`
+/// (`[n_q, k, d]`). Returns the indices chosen at each level and the quantized vectors
+/// (the sum of the chosen entries).
+pub fn quantize(
+    latents: Tensor<2>,
+    codebooks: &Tensor<3>,
+    depth: usize,
+) -> (Vec<Tensor<1, Int>>, Tensor<2>) {
+    let [_, k, d] = codebooks.dims();
+    let mut residual = latents.clone();
+    let mut indices = Vec::with_capacity(depth);
+    for level in 0..depth {
+        let codebook = codebook_level(codebooks, level, k, d);
+        let idx = nearest(residual.clone(), codebook.clone());
+        residual = residual - codebook.select(0, idx.clone());
+        indices.push(idx);
+    }
+    (indices, latents - residual)
+}
+
+/// The sum of the codebook entries that `indices` (one tensor per level) pick.
+pub fn dequantize(indices: &[Tensor<1, Int>], codebooks: &Tensor<3>) -> Tensor<2> {
+    let [_, k, d] = codebooks.dims();
+    let mut sum: Option<Tensor<2>> = None;
+    for (level, idx) in indices.iter().enumerate() {
+        let entries = codebook_level(codebooks, level, k, d).select(0, idx.clone());
+        sum = Some(match sum {
+            Some(s) => s + entries,
+            None => entries,
+        });
+    }
+    sum.expect("dequantize needs at least one level")
+}
+
+fn codebook_level(codebooks: &Tensor<3>, level: usize, k: usize, d: usize) -> Tensor<2> {
+    codebooks
+        .clone()
+        .slice([level..level + 1, 0..k, 0..d])
+        .reshape([k, d])
+}
+
+/// Usage of one codebook, as reported during training.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CodebookStats {
+    /// Fraction of entries whose running usage is above the dead-code threshold.
+    pub utilisation: f32,
+    /// exp(entropy) of the running usage distribution: the effective number of entries.
+    pub perplexity: f32,
+    /// Entries restarted from encoder outputs in the last update.
+    pub restarted: usize,
+}
+
+/// Host-side state of `n_q` codebooks learnt by exponential moving averages.
+#[derive(Clone, Debug)]
+pub struct EmaCodebooks {
+    /// Number of codebooks.
+    pub levels: usize,
+    /// Entries per codebook.
+    pub size: usize,
+    /// Dimension of each entry.
+    pub dim: usize,
+    /// EMA decay per update.
+    pub decay: f32,
+    /// An entry is dead when its running count falls below this fraction of its fair share
+    /// (vectors in the batch / entries), so the threshold scales with batch size.
+    pub dead_fraction: f32,
+    /// The entries, `[levels][size][dim]` row-major.
+    pub codebooks: Vec<f32>,
+    /// Running count of vectors assigned to each entry, `[levels][size]`.
+    pub counts: Vec<f32>,
+    sums: Vec<f32>,
+}
+
+const LAPLACE_EPS: f32 = 1e-5;
+
+impl EmaCodebooks {
+    /// Codebooks from given entries, with each entry's running count set to `count`.
+    pub fn from_entries(
+        levels: usize,
+        size: usize,
+        dim: usize,
+        codebooks: Vec<f32>,
+        counts: Vec<f32>,
+    ) -> Self {
+        assert_eq!(codebooks.len(), levels * size * dim);
+        assert_eq!(counts.len(), levels * size);
+        let sums = codebooks
+            .chunks(dim)
+            .zip(&counts)
+            .flat_map(|(entry, &c)| entry.iter().map(move |v| v * c))
+            .collect();
+        Self {
+            levels,
+            size,
+            dim,
+            decay: 0.99,
+            dead_fraction: 0.1,
+            codebooks,
+            counts,
+            sums,
+        }
+    }
+
+    /// One codebook's entries, `[size][dim]`.
+    pub fn level(&self, level: usize) -> &[f32] {
+        let n = self.size * self.dim;
+        &self.codebooks[level * n..(level + 1) * n]
+    }
+
+    /// One EMA step from a batch of encoder outputs `latents` (`[n][dim]`), the index chosen
+    /// for each at each level (`indices[level][n]`, made with the current codebooks), and how
+    /// many levels each vector used (quantizer dropout: vector `i` took part in levels
+    /// `0..depths[i]`). Returns the usage of each codebook after the step, one per level
+    /// (levels beyond `indices.len()` are left as they are).
+    pub fn update(
+        &mut self,
+        latents: &[f32],
+        indices: &[Vec<u32>],
+        depths: &[usize],
+        rng: &mut impl Rng,
+    ) -> Vec<CodebookStats> {
+        let (k, d) = (self.size, self.dim);
+        let n = depths.len();
+        assert_eq!(latents.len(), n * d);
+        let mut residual = latents.to_vec();
+        let mut stats = Vec::with_capacity(self.levels);
+        for level in 0..self.levels {
+            // Levels deeper than any vector in the batch went unused: nothing to learn.
+            let Some(idx) = indices.get(level) else {
+                stats.push(self.stats(level, n, 0));
+                continue;
+            };
+            let active: Vec<usize> = (0..n).filter(|&i| depths[i] > level).collect();
+            let mut batch_counts = vec![0f32; k];
+            let mut batch_sums = vec![0f32; k * d];
+            for &i in &active {
+                let c = idx[i] as usize;
+                batch_counts[c] += 1.0;
+                let row = &residual[i * d..(i + 1) * d];
+                for (s, v) in batch_sums[c * d..(c + 1) * d].iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+            // The next level quantizes what this one left, measured with the entries the
+            // forward pass used, so it must be taken before they move.
+            let input = residual.clone();
+            {
+                let book = self.level(level).to_vec();
+                for &i in &active {
+                    let c = idx[i] as usize;
+                    for (r, e) in residual[i * d..(i + 1) * d]
+                        .iter_mut()
+                        .zip(&book[c * d..(c + 1) * d])
+                    {
+                        *r -= e;
+                    }
+                }
+            }
+            if active.is_empty() {
+                stats.push(self.stats(level, n, 0));
+                continue;
+            }
+            let counts = &mut self.counts[level * k..(level + 1) * k];
+            let sums = &mut self.sums[level * k * d..(level + 1) * k * d];
+            let a = 1.0 - self.decay;
+            for (c, b) in counts.iter_mut().zip(&batch_counts) {
+                *c = self.decay * *c + a * b;
+            }
+            for (s, b) in sums.iter_mut().zip(&batch_sums) {
+                *s = self.decay * *s + a * b;
+            }
+            let total: f32 = counts.iter().sum();
+            let book = &mut self.codebooks[level * k * d..(level + 1) * k * d];
+            for c in 0..k {
+                let smoothed = (counts[c] + LAPLACE_EPS) / (total + k as f32 * LAPLACE_EPS) * total;
+                for j in 0..d {
+                    book[c * d + j] = sums[c * d + j] / smoothed;
+                }
+            }
+            let threshold = self.dead_fraction * active.len() as f32 / k as f32;
+            let mut restarted = 0;
+            for c in 0..k {
+                if counts[c] < threshold {
+                    let i = active[rng.random_range(0..active.len())];
+                    let row = &input[i * d..(i + 1) * d];
+                    book[c * d..(c + 1) * d].copy_from_slice(row);
+                    counts[c] = threshold;
+                    for (s, v) in sums[c * d..(c + 1) * d].iter_mut().zip(row) {
+                        *s = v * threshold;
+                    }
+                    restarted += 1;
+                }
+            }
+            stats.push(self.stats(level, n, restarted));
+        }
+        stats
+    }
+
+    fn stats(&self, level: usize, batch_vectors: usize, restarted: usize) -> CodebookStats {
+        let k = self.size;
+        let counts = &self.counts[level * k..(level + 1) * k];
+        let total: f32 = counts.iter().sum();
+        if total <= 0.0 {
+            return CodebookStats::default();
+        }
+        let threshold = self.dead_fraction * batch_vectors as f32 / k as f32;
+        let alive = counts.iter().filter(|&&c| c >= threshold).count();
+        let entropy: f32 = counts
+            .iter()
+            .filter(|&&c| c > 0.0)
+            .map(|&c| {
+                let p = c / total;
+                -p * p.ln()
+            })
+            .sum();
+        CodebookStats {
+            utilisation: alive as f32 / k as f32,
+            perplexity: entropy.exp(),
+            restarted,
+        }
+    }
+}
+
+/// k-means (Lloyd's algorithm) over `data` (`[n][dim]`), seeded with `k` distinct random
+/// points, with the assignment step on `device`. Returns the centroids and how many points
+/// each one holds. An empty cluster is moved to a random point.
+pub fn kmeans(
+    data: &[f32],
+    dim: usize,
+    k: usize,
+    iterations: usize,
+    rng: &mut impl Rng,
+    device: &Device,
+) -> (Vec<f32>, Vec<f32>) {
+    let n = data.len() / dim;
+    assert!(n > 0, "k-means needs data");
+    let mut order: Vec<usize> = (0..n).collect();
+    rand::seq::SliceRandom::shuffle(order.as_mut_slice(), rng);
+    let mut centroids: Vec<f32> = (0..k)
+        .flat_map(|c| {
+            data[order[c % n] * dim..(order[c % n] + 1) * dim]
+                .iter()
+                .copied()
+        })
+        .collect();
+    let points = Tensor::<2>::from_data(TensorData::new(data.to_vec(), [n, dim]), device);
+    let mut counts = vec![0f32; k];
+    for _ in 0..iterations.max(1) {
+        let book = Tensor::<2>::from_data(TensorData::new(centroids.clone(), [k, dim]), device);
+        let assign = int_vec(nearest(points.clone(), book));
+        let mut sums = vec![0f32; k * dim];
+        counts.iter_mut().for_each(|c| *c = 0.0);
+        for (i, &c) in assign.iter().enumerate() {
+            counts[c as usize] += 1.0;
+            for (s, v) in sums[c as usize * dim..(c as usize + 1) * dim]
+                .iter_mut()
+                .zip(&data[i * dim..(i + 1) * dim])
+            {
+                *s += v;
+            }
+        }
+        for c in 0..k {
+            if counts[c] > 0.0 {
+                for j in 0..dim {
+                    centroids[c * dim + j] = sums[c * dim + j] / counts[c];
+                }
+            }
+        }
+        for c in 0..k {
+            if counts[c] == 0.0 {
+                let p = rng.random_range(0..n);
+                centroids[c * dim..(c + 1) * dim].copy_from_slice(&data[p * dim..(p + 1) * dim]);
+            }
+        }
+    }
+    (centroids, counts)
+}
+
+/// A 1-D integer tensor's values on the host.
+pub fn int_vec(t: Tensor<1, Int>) -> Vec<u32> {
+    t.into_data()
+        .try_into_vec_as::<i64>()
+        .expect("integer tensor")
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
+}
+
+/// A float tensor's values on the host.
+pub fn float_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .expect("float tensor")
+}

@@ -1,0 +1,439 @@
+//! The command line against bad input: each case gets a one-line error naming the file and the
+//! problem, a non-zero exit, no panic, and no output file left behind. And the happy path with
+//! the shipped model: encode the samples at several depths, decode, and check sizes and error.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use tempfile::TempDir;
+
+fn rvq() -> Command {
+    let mut c = Command::cargo_bin("rvq").unwrap();
+    c.env("RUST_BACKTRACE", "0");
+    c
+}
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
+}
+
+/// Runs `rvq args` expecting failure with a single-line message containing `needle`.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = rvq().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("rvq: backend"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{args:?}: not one line: {err:?}");
+}
+
+fn encode_samples(dir: &TempDir, m: &str) -> PathBuf {
+    let out = dir.path().join(format!("s{m}.rvq"));
+    rvq()
+        .args(["encode", "--backend", "cpu", "--codebooks", m, "-o"])
+        .arg(&out)
+        .arg(samples())
+        .assert()
+        .success();
+    out
+}
+
+fn no_files_but(dir: &Path, keep: &[&Path]) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        assert!(keep.contains(&p.as_path()), "left behind: {}", p.display());
+    }
+}
+
+#[test]
+fn not_a_png_is_refused_and_nothing_written() {
+    let dir = TempDir::new().unwrap();
+    let txt = dir.path().join("notes.png");
+    std::fs::write(&txt, "hello").unwrap();
+    let out = dir.path().join("o.rvq");
+    fails_with(
+        &[
+            "encode",
+            "--backend",
+            "cpu",
+            "-o",
+            out.to_str().unwrap(),
+            txt.to_str().unwrap(),
+        ],
+        "notes.png: not a readable image: not a PNG",
+    );
+    no_files_but(dir.path(), &[&txt]);
+}
+
+#[test]
+fn missing_input_and_empty_folder_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("o.rvq");
+    fails_with(
+        &["encode", "-o", out.to_str().unwrap(), "/nonexistent/x.png"],
+        "/nonexistent/x.png",
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    fails_with(
+        &[
+            "encode",
+            "-o",
+            out.to_str().unwrap(),
+            empty.to_str().unwrap(),
+        ],
+        "no PNG files",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn absurd_dimensions_are_refused_before_decoding() {
+    let dir = TempDir::new().unwrap();
+    // A valid PNG header claiming 100000×100000 pixels, with no pixel data behind it.
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    // An IDAT chunk must follow for a decoder to read the header; its data is never reached.
+    for (kind, data) in [
+        (b"IDAT", &[0x78u8, 0x9c, 0x03, 0x00][..]),
+        (b"IEND", &[][..]),
+    ] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    let f = dir.path().join("huge.png");
+    std::fs::write(&f, &png).unwrap();
+    let out = dir.path().join("o.rvq");
+    fails_with(
+        &["encode", "-o", out.to_str().unwrap(), f.to_str().unwrap()],
+        "huge.png: 100000×100000 exceeds the limit",
+    );
+    assert!(!out.exists());
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn existing_output_is_not_overwritten_without_force() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("o.rvq");
+    std::fs::write(&out, "precious").unwrap();
+    let png = samples().join("coffee-32.png");
+    fails_with(
+        &[
+            "encode",
+            "--backend",
+            "cpu",
+            "-o",
+            out.to_str().unwrap(),
+            png.to_str().unwrap(),
+        ],
+        "already exists (use --force",
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious");
+    rvq()
+        .args(["encode", "--backend", "cpu", "--force", "-o"])
+        .arg(&out)
+        .arg(&png)
+        .assert()
+        .success();
+    assert_ne!(std::fs::read(&out).unwrap(), b"precious");
+}
+
+#[test]
+fn bad_archives_are_refused_with_clear_messages() {
+    let dir = TempDir::new().unwrap();
+    let good = encode_samples(&dir, "2");
+    let bytes = std::fs::read(&good).unwrap();
+    let outdir = dir.path().join("decoded");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated.rvq",
+            bytes[..bytes.len() - 10].to_vec(),
+            "truncated",
+        ),
+        (
+            "flipped.rvq",
+            {
+                let mut b = bytes.clone();
+                let n = b.len();
+                b[n - 20] ^= 0x40;
+                b
+            },
+            "checksum mismatch",
+        ),
+        (
+            "magic.rvq",
+            [b"XXXX".as_slice(), &bytes[4..]].concat(),
+            "bad magic",
+        ),
+        (
+            "newer.rvq",
+            {
+                let mut b = bytes.clone();
+                b[4] = 9;
+                b
+            },
+            "version 9 is newer",
+        ),
+        ("empty.rvq", Vec::new(), "bad magic"),
+    ];
+    for (name, data, needle) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, &data).unwrap();
+        let msg = format!("{name}: ");
+        fails_with(
+            &[
+                "decode",
+                "--backend",
+                "cpu",
+                "-o",
+                outdir.to_str().unwrap(),
+                p.to_str().unwrap(),
+            ],
+            &msg,
+        );
+        fails_with(&["info", p.to_str().unwrap()], needle);
+        assert!(!outdir.exists(), "{name}: output folder created");
+    }
+}
+
+#[test]
+fn archive_from_another_model_names_both_fingerprints() {
+    let dir = TempDir::new().unwrap();
+    let good = encode_samples(&dir, "1");
+    let mut bytes = std::fs::read(&good).unwrap();
+    // Rewrite the fingerprint and fix the header checksum, as another model would have.
+    for b in &mut bytes[7..23] {
+        *b = 0xab;
+    }
+    let header_len = header_len(&bytes);
+    let crc = crc32(&bytes[..header_len - 4]);
+    bytes[header_len - 4..header_len].copy_from_slice(&crc.to_le_bytes());
+    let p = dir.path().join("other.rvq");
+    std::fs::write(&p, &bytes).unwrap();
+    let outdir = dir.path().join("out");
+    fails_with(
+        &[
+            "decode",
+            "--backend",
+            "cpu",
+            "-o",
+            outdir.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ],
+        "abababababababababababababababab",
+    );
+    assert!(!outdir.exists());
+}
+
+/// Header length of an archive without embedded codebook: 23 fixed bytes, the varint fields,
+/// and the CRC.
+fn header_len(bytes: &[u8]) -> usize {
+    let mut pos = 23;
+    for field in 0..7 {
+        if field == 3 || field == 5 {
+            pos += 1; // grid factor, bits per index: single bytes
+            continue;
+        }
+        while bytes[pos] & 0x80 != 0 {
+            pos += 1;
+        }
+        pos += 1;
+    }
+    pos + 4
+}
+
+#[test]
+fn unwritable_output_folder_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let out = blocker.join("o.rvq");
+    let png = samples().join("coffee-32.png");
+    fails_with(
+        &[
+            "encode",
+            "--backend",
+            "cpu",
+            "-o",
+            out.to_str().unwrap(),
+            png.to_str().unwrap(),
+        ],
+        "o.rvq",
+    );
+}
+
+#[test]
+fn samples_round_trip_with_sizes_as_specified_and_error_falling_with_depth() {
+    let dir = TempDir::new().unwrap();
+    let mut last_mse = f64::INFINITY;
+    let originals: Vec<PathBuf> = {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(samples())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "png"))
+            .collect();
+        v.sort();
+        v
+    };
+    for m in ["1", "2", "4", "8"] {
+        let archive = encode_samples(&dir, m);
+        let info = rvq()
+            .args(["info", "--json"])
+            .arg(&archive)
+            .output()
+            .unwrap();
+        assert!(info.status.success());
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        // Payload = Σ ceil(cells · m · 10 / 8) over the samples, as docs/FORMAT.md states.
+        let mut payload = 0u64;
+        for p in &originals {
+            let img = image::open(p).unwrap();
+            let cells = (img.width() as u64).div_ceil(8) * (img.height() as u64).div_ceil(8);
+            payload += (cells * m.parse::<u64>().unwrap() * 10).div_ceil(8);
+        }
+        assert_eq!(info["payload_bytes"].as_u64().unwrap(), payload, "m = {m}");
+        assert_eq!(info["images"].as_u64().unwrap(), originals.len() as u64);
+        let out = dir.path().join(format!("dec{m}"));
+        rvq()
+            .args(["decode", "--backend", "cpu", "-o"])
+            .arg(&out)
+            .arg(&archive)
+            .assert()
+            .success();
+        let (mut se, mut n) = (0f64, 0f64);
+        for p in &originals {
+            let a = image::open(p).unwrap().to_rgb8();
+            let b = image::open(out.join(p.file_name().unwrap()))
+                .unwrap()
+                .to_rgb8();
+            assert_eq!(a.dimensions(), b.dimensions());
+            for (x, y) in a.as_raw().iter().zip(b.as_raw()) {
+                let d = (*x as f64 - *y as f64) / 255.0;
+                se += d * d;
+                n += 1.0;
+            }
+        }
+        let mse = se / n;
+        assert!(
+            mse < last_mse,
+            "m = {m}: mse {mse} did not fall below {last_mse}"
+        );
+        last_mse = mse;
+    }
+    assert!(last_mse < 0.02, "8 codebooks: mse {last_mse}");
+}
+
+#[test]
+fn decode_only_one_image_and_stdout() {
+    let dir = TempDir::new().unwrap();
+    let archive = encode_samples(&dir, "4");
+    let out = rvq()
+        .args([
+            "decode",
+            "--backend",
+            "cpu",
+            "--only",
+            "chelsea-32.png",
+            "-o",
+            "-",
+        ])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let img = image::load_from_memory(&out.stdout).unwrap();
+    assert_eq!((img.width(), img.height()), (32, 32));
+    fails_with(
+        &[
+            "decode",
+            "--backend",
+            "cpu",
+            "-o",
+            "-",
+            archive.to_str().unwrap(),
+        ],
+        "use --only NAME",
+    );
+}
+
+#[test]
+fn stdin_to_stdout_round_trip() {
+    let png = std::fs::read(samples().join("coffee-32.png")).unwrap();
+    let enc = rvq()
+        .args(["encode", "--backend", "cpu", "-o", "-", "-"])
+        .write_stdin(png)
+        .output()
+        .unwrap();
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
+    assert_eq!(&enc.stdout[..4], b"RVQA");
+    let dec = rvq()
+        .args(["decode", "--backend", "cpu", "-o", "-", "-"])
+        .write_stdin(enc.stdout)
+        .output()
+        .unwrap();
+    assert!(dec.status.success());
+    assert_eq!(&dec.stdout[1..4], b"PNG");
+}
+
+#[test]
+fn wgpu_without_adapter_is_a_clear_error_or_works() {
+    // On a machine with no Vulkan driver --backend wgpu must fail cleanly; with one it works.
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("o.rvq");
+    let r = rvq()
+        .args(["encode", "--backend", "wgpu", "-o"])
+        .arg(&out)
+        .arg(samples().join("coffee-32.png"))
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    if !r.status.success() {
+        assert!(err.contains("no wgpu adapter"), "{err}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn help_lists_every_command() {
+    rvq()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("encode").and(predicate::str::contains("train")));
+}
