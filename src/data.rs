@@ -115,7 +115,7 @@ pub fn parse_cifar(bytes: &[u8]) -> std::result::Result<ImageSet, String> {
     if bytes.is_empty() {
         return Err("empty file: expected CIFAR-10 records of 3,073 bytes".into());
     }
-    if bytes.len() % CIFAR_RECORD != 0 {
+    if !bytes.len().is_multiple_of(CIFAR_RECORD) {
         return Err(format!(
             "{} bytes is not a whole number of 3,073-byte CIFAR-10 records (truncated?)",
             bytes.len()

@@ -221,8 +221,8 @@ mod tests {
         };
         let planar = to_planar_padded(&img, 8, 8);
         assert_eq!(planar.len(), 3 * 64);
-        // Red of pixel (row 1, col 2) fills the padded corner.
-        assert_eq!(planar[63], img.rgb[(1 * 3 + 2) * 3] as f32 / 255.0);
+        // Red of pixel (row 1, col 2), at (1·3 + 2)·3, fills the padded corner.
+        assert_eq!(planar[63], img.rgb[(3 + 2) * 3] as f32 / 255.0);
         assert_eq!(from_planar_cropped(&planar, 8, 8, 3, 2), img);
     }
 

@@ -486,10 +486,11 @@ fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         .zip(&records)
         .map(|(e, r)| a.output.join(codec::output_name(r, e.index)))
         .collect();
-    if !to_stdout && !a.force {
-        if let Some(t) = targets.iter().find(|t| t.exists()) {
-            return Err(rvq::Error::Exists { path: t.clone() }.into());
-        }
+    if !to_stdout
+        && !a.force
+        && let Some(t) = targets.iter().find(|t| t.exists())
+    {
+        return Err(rvq::Error::Exists { path: t.clone() }.into());
     }
     let (model, model_name) = load_model(&a.model, verbose)?;
     codec::check_model(&archive, &model, &model_name)?;

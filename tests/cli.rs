@@ -437,3 +437,141 @@ fn help_lists_every_command() {
         .success()
         .stdout(predicate::str::contains("encode").and(predicate::str::contains("train")));
 }
+
+#[test]
+fn train_refuses_missing_and_malformed_data() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("m");
+    let out_s = out.to_str().unwrap();
+    fails_with(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            "/nonexistent/cifar",
+            "--out",
+            out_s,
+        ],
+        "/nonexistent/cifar: not a folder",
+    );
+    // A CIFAR-looking folder whose first training file is cut short.
+    let cifar = dir.path().join("cifar");
+    std::fs::create_dir(&cifar).unwrap();
+    std::fs::write(cifar.join("data_batch_1.bin"), vec![1u8; 3073 * 2 + 5]).unwrap();
+    fails_with(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            cifar.to_str().unwrap(),
+            "--out",
+            out_s,
+        ],
+        "data_batch_1.bin: 6151 bytes is not a whole number of 3,073-byte CIFAR-10 records",
+    );
+    std::fs::write(cifar.join("data_batch_1.bin"), vec![1u8; 3073 * 2]).unwrap();
+    fails_with(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            cifar.to_str().unwrap(),
+            "--out",
+            out_s,
+        ],
+        "data_batch_2.bin: missing",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn train_on_an_image_folder_then_encode_with_the_result_and_export() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("tiny");
+    rvq()
+        .args([
+            "train",
+            "--backend",
+            "cpu",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--latent-dim",
+            "4",
+            "--codebook-size",
+            "8",
+            "--codebooks",
+            "2",
+            "--channels",
+            "4,8,8",
+            "--res-blocks",
+            "1",
+            "--res-channels",
+            "4",
+            "--data",
+        ])
+        .arg(samples())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("card.json")).unwrap()).unwrap();
+    assert_eq!(card["steps"], 3);
+    assert!(
+        card["data"]
+            .as_str()
+            .unwrap()
+            .contains("random 32×32 crops")
+    );
+    let archive = dir.path().join("t.rvq");
+    rvq()
+        .args(["encode", "--backend", "cpu", "--model"])
+        .arg(&out)
+        .arg("-o")
+        .arg(&archive)
+        .arg(samples().join("coffee-32.png"))
+        .assert()
+        .success();
+    // 16 cells × 2 codebooks × 3 bits = 96 bits = 12 payload bytes.
+    let info = rvq()
+        .args(["info", "--json"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["payload_bytes"], 12);
+    assert_eq!(info["fingerprint"], card["fingerprint"]);
+    // The default model cannot decode it: the fingerprints differ.
+    fails_with(
+        &[
+            "decode",
+            "--backend",
+            "cpu",
+            "-o",
+            dir.path().join("d").to_str().unwrap(),
+            archive.to_str().unwrap(),
+        ],
+        "the archive was made with model",
+    );
+    let st = dir.path().join("tiny.safetensors");
+    rvq()
+        .args(["export", "--model"])
+        .arg(&out)
+        .arg("-o")
+        .arg(&st)
+        .assert()
+        .success();
+    let bytes = std::fs::read(&st).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    assert!(header.get("codebooks").is_some(), "{header}");
+    assert_eq!(
+        header["__metadata__"]["rvq_fingerprint"],
+        card["fingerprint"]
+    );
+}

@@ -10,10 +10,10 @@ fuzz_target!(|data: &[u8]| {
         max_side: 4096,
         max_pixels: 1 << 20,
     };
-    if let Ok(archive) = Archive::parse(data, &limits) {
-        if let Ok(records) = archive.records() {
-            let again = write_archive(&archive.header, &records).expect("accepted records rewrite");
-            assert_eq!(again, data);
-        }
+    if let Ok(archive) = Archive::parse(data, &limits)
+        && let Ok(records) = archive.records()
+    {
+        let again = write_archive(&archive.header, &records).expect("accepted records rewrite");
+        assert_eq!(again, data);
     }
 });

@@ -181,12 +181,12 @@ fn fuzz_corpus_replays_without_panics() {
     for entry in std::fs::read_dir(&dir).expect("fuzz corpus present") {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         seen += 1;
-        if let Ok(a) = Archive::parse(&bytes, &Limits::default()) {
-            if let Ok(records) = a.records() {
-                valid += 1;
-                let again = write_archive(&a.header, &records).unwrap();
-                assert_eq!(again, bytes, "a valid archive is canonical");
-            }
+        if let Ok(a) = Archive::parse(&bytes, &Limits::default())
+            && let Ok(records) = a.records()
+        {
+            valid += 1;
+            let again = write_archive(&a.header, &records).unwrap();
+            assert_eq!(again, bytes, "a valid archive is canonical");
         }
     }
     assert!(seen >= 5, "corpus has {seen} files");
