@@ -1,0 +1,58 @@
+//! wgpu against the CPU: the same indices and (nearly) the same pixels. Needs a Vulkan (or
+//! Metal/DX12) adapter, so it is ignored by default; `.ci/run` installs Mesa's software Vulkan
+//! driver (lavapipe) and runs it with `--ignored`. The first run compiles shaders (tens of
+//! seconds on lavapipe), so it encodes and decodes the samples once per backend, no more.
+
+use burn::prelude::*;
+use rvq::backend::{self, Backend};
+use rvq::codec::{self, EncodeOptions};
+use rvq::image_io::{self, Limits};
+use rvq::model::Model;
+
+#[test]
+#[ignore = "needs a wgpu adapter: CI installs lavapipe (mesa-vulkan-drivers)"]
+fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
+    let found = backend::adapters();
+    assert!(
+        !found.is_empty(),
+        "no wgpu adapter: install mesa-vulkan-drivers"
+    );
+    let gpu = backend::choose(Backend::Wgpu).unwrap();
+    assert_eq!(gpu.backend, Backend::Wgpu);
+    let cpu = Device::flex();
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let files = image_io::collect_images(std::slice::from_ref(&samples), false).unwrap();
+    let images =
+        codec::read_inputs(&files, &[samples], &Limits::default(), false, &mut |_| {}).unwrap();
+    let opts = EncodeOptions::default();
+    let on_cpu = Model::load_default(&cpu).unwrap();
+    let on_gpu = Model::load_default(&gpu.device).unwrap();
+    let a = codec::encode_records(&on_cpu, &images, 8, &opts).unwrap();
+    let b = codec::encode_records(&on_gpu, &images, 8, &opts).unwrap();
+    let (mut same, mut total) = (0usize, 0usize);
+    for (ra, rb) in a.iter().zip(&b) {
+        total += ra.indices.len();
+        same += ra
+            .indices
+            .iter()
+            .zip(&rb.indices)
+            .filter(|(x, y)| x == y)
+            .count();
+    }
+    let agreement = same as f64 / total as f64;
+    println!("index agreement wgpu vs cpu: {same}/{total} = {agreement:.5}");
+    assert!(agreement >= 0.999, "only {agreement} of indices agree");
+
+    let header = codec::header_for(&on_cpu, 8, &opts).unwrap();
+    let da = codec::decode_records(&on_cpu, &header, &a, 64).unwrap();
+    let db = codec::decode_records(&on_gpu, &header, &a, 64).unwrap();
+    let mut worst = 0u8;
+    for (x, y) in da.iter().zip(&db) {
+        assert_eq!((x.width, x.height), (y.width, y.height));
+        for (p, q) in x.rgb.iter().zip(&y.rgb) {
+            worst = worst.max(p.abs_diff(*q));
+        }
+    }
+    println!("largest pixel difference wgpu vs cpu: {worst}/255");
+    assert!(worst <= 1, "decoded pixels differ by {worst}/255");
+}
