@@ -10,12 +10,14 @@
 //! - [`data`]: CIFAR-10 and image-folder data sets;
 //! - [`train`]: the training loop, checkpoints and model cards;
 //! - [`eval`]: quality measures;
+//! - [`compare`]: `rvq eval`, rvq against JPEG on the same images;
 //! - [`codec`]: images to archives and back;
 //! - [`image_io`]: PNG reading and writing, limits and padding;
 //! - [`backend`]: the one choice point between the CPU and GPU backends.
 
 pub mod backend;
 pub mod codec;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;

@@ -37,6 +37,8 @@ enum Command {
     Decode(DecodeArgs),
     /// Describe an .rvq archive: header, sizes, bits per pixel, compression ratios.
     Info(InfoArgs),
+    /// Measure quality, bits and compression ratio of rvq and JPEG on the same images.
+    Eval(EvalArgs),
     /// Train a model on CIFAR-10 (binary folder) or a folder of PNG/JPEG images.
     Train(TrainArgs),
     /// Export a model's weights as safetensors (loadable in PyTorch).
@@ -116,6 +118,30 @@ struct InfoArgs {
     against: Option<PathBuf>,
     /// The archive, or - for standard input.
     input: PathBuf,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// CIFAR-10 binary folder (uses test_batch.bin) or a folder of PNG images.
+    #[arg(long)]
+    data: PathBuf,
+    /// Evaluate the first N images.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// Numbers of codebooks to evaluate (default: 1, 2, 4, … n_q).
+    #[arg(long, value_delimiter = ',')]
+    codebooks: Vec<usize>,
+    /// JPEG qualities to compare against.
+    #[arg(long, value_delimiter = ',', default_values_t = rvq::compare::JPEG_LADDER)]
+    jpeg_qualities: Vec<u8>,
+    /// Also write the results as JSON (a list of points; fields in docs/EVAL.md).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Overwrite the JSON file if it exists.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -200,6 +226,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => run_decode(args, cli.verbose),
         Command::Info(args) => run_info(args),
         Command::Export(args) => run_export(args),
+        Command::Eval(args) => run_eval(args, cli.verbose),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -590,5 +617,61 @@ fn run_export(a: ExportArgs) -> Result<()> {
     }
     let model = Model::load_or_default(a.model.as_deref(), &burn::prelude::Device::flex())?;
     rvq::model::export_safetensors(&model, &a.output)?;
+    Ok(())
+}
+
+fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
+    if let Some(j) = &a.json
+        && j.exists()
+        && !a.force
+    {
+        return Err(rvq::Error::Exists { path: j.clone() }.into());
+    }
+    let images: Vec<image_io::Rgb> = if rvq::data::is_cifar_dir(&a.data) {
+        let set = rvq::data::cifar_test(&a.data)?.take(a.limit);
+        (0..set.len())
+            .map(|i| {
+                let planar: Vec<f32> = set.image(i).iter().map(|&v| v as f32 / 255.0).collect();
+                image_io::from_planar_cropped(&planar, 32, 32, 32, 32)
+            })
+            .collect()
+    } else {
+        let files = image_io::collect_images(std::slice::from_ref(&a.data), false)?;
+        files
+            .iter()
+            .take(a.limit)
+            .map(|f| Ok(image_io::read_rgb(f, &Limits::default(), false)?.image))
+            .collect::<rvq::Result<_>>()?
+    };
+    if images.is_empty() {
+        anyhow::bail!("{}: no images to evaluate", a.data.display());
+    }
+    let (model, _) = load_model(&a.model, verbose)?;
+    let codebooks = if a.codebooks.is_empty() {
+        rvq::eval::report_depths(model.config.num_codebooks)
+    } else {
+        a.codebooks.clone()
+    };
+    let points = rvq::compare::compare(
+        &model,
+        &images,
+        &codebooks,
+        &a.jpeg_qualities,
+        a.model.batch,
+        &mut |what| {
+            if verbose {
+                eprintln!("rvq: evaluating {what}");
+            }
+        },
+    )?;
+    println!("{} images from {}\n", images.len(), a.data.display());
+    print!("{}", rvq::compare::markdown(&points));
+    if let Some(j) = &a.json {
+        write_output(
+            j,
+            serde_json::to_string_pretty(&points)?.as_bytes(),
+            a.force,
+        )?;
+    }
     Ok(())
 }

@@ -1,0 +1,436 @@
+//! `rvq eval`: what each byte buys. Encodes a set of images with rvq at several numbers of
+//! codebooks and with JPEG at a ladder of qualities, decodes them, and reports size, bits per
+//! pixel, MSE, PSNR, SSIM and compression ratios for each, computed on the same images.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, EncodeOptions, Named};
+use crate::error::{Error, Result};
+use crate::eval::psnr;
+use crate::image_io::{self, Rgb};
+use crate::model::Model;
+
+/// One codec at one setting, measured over a whole image set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// "rvq" or "jpeg".
+    pub codec: String,
+    /// "m=4" or "q=50".
+    pub setting: String,
+    /// Codebooks used (rvq).
+    pub codebooks: Option<usize>,
+    /// Quality (jpeg).
+    pub quality: Option<u8>,
+    /// Images measured.
+    pub images: usize,
+    /// Mean bytes per image of the image data alone: rvq's index payload, JPEG's
+    /// entropy-coded scan (headers and tables excluded, as if shared across the set).
+    pub payload_bytes_per_image: f64,
+    /// Mean bytes per image of the real files: the archive (header shared over the set) for
+    /// rvq, whole JPEG files for JPEG.
+    pub file_bytes_per_image: f64,
+    /// Payload bits per pixel.
+    pub payload_bits_per_pixel: f64,
+    /// File bits per pixel.
+    pub file_bits_per_pixel: f64,
+    /// Mean squared error per value on [0, 1], of the decoded 8-bit images.
+    pub mse: f64,
+    /// PSNR of `mse`, dB.
+    pub psnr: f64,
+    /// Mean SSIM over images and channels (11×11 Gaussian window, σ = 1.5).
+    pub ssim: f64,
+    /// Raw RGB bytes over file bytes.
+    pub ratio_vs_raw: f64,
+    /// Lossless PNG bytes over file bytes.
+    pub ratio_vs_png: f64,
+    /// For rvq: the JPEG quality whose payload is nearest in size.
+    pub nearest_jpeg_quality: Option<u8>,
+    /// For rvq: that JPEG's PSNR.
+    pub nearest_jpeg_psnr: Option<f64>,
+}
+
+/// The JPEG qualities `rvq eval` tries by default.
+pub const JPEG_LADDER: [u8; 8] = [5, 10, 20, 30, 50, 70, 85, 95];
+
+/// Sizes of a set of images that every point is compared against.
+#[derive(Clone, Copy, Debug)]
+struct Reference {
+    pixels: u64,
+    raw_bytes: u64,
+    png_bytes: u64,
+}
+
+/// Measures rvq at each of `codebooks` and JPEG at each of `qualities` on `images`.
+pub fn compare(
+    model: &Model,
+    images: &[Rgb],
+    codebooks: &[usize],
+    qualities: &[u8],
+    batch_size: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Point>> {
+    if images.is_empty() {
+        return Err(Error::Other("no images to evaluate".into()));
+    }
+    let mut png_bytes = 0u64;
+    for img in images {
+        png_bytes += image_io::encode_png(img)?.len() as u64;
+    }
+    let pixels: u64 = images
+        .iter()
+        .map(|i| i.width as u64 * i.height as u64)
+        .sum();
+    let reference = Reference {
+        pixels,
+        raw_bytes: pixels * 3,
+        png_bytes,
+    };
+    let mut jpeg = Vec::new();
+    for &q in qualities {
+        progress(&format!("jpeg q={q}"));
+        jpeg.push(jpeg_point(images, q, &reference)?);
+    }
+    let named: Vec<Named> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| Named {
+            name: format!("{i}.png"),
+            image: img.clone(),
+        })
+        .collect();
+    let mut points = Vec::new();
+    for &m in codebooks {
+        progress(&format!("rvq m={m}"));
+        let opts = EncodeOptions {
+            codebooks: Some(m),
+            names: false,
+            embed_codebook: None,
+            batch_size,
+        };
+        let header = codec::header_for(model, m, &opts)?;
+        let records = codec::encode_records(model, &named, m, &opts)?;
+        let archive = rvq_archive::write_archive(&header, &records)
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let payload: u64 = records
+            .iter()
+            .map(|r| header.payload_len(r.width, r.height))
+            .sum();
+        let decoded = codec::decode_records(model, &header, &records, batch_size)?;
+        let mut p = point(
+            "rvq",
+            format!("m={m}"),
+            images,
+            &decoded,
+            payload,
+            archive.len() as u64,
+            &reference,
+        );
+        p.codebooks = Some(m);
+        if let Some(j) = jpeg.iter().min_by(|a, b| {
+            (a.payload_bytes_per_image - p.payload_bytes_per_image)
+                .abs()
+                .total_cmp(&(b.payload_bytes_per_image - p.payload_bytes_per_image).abs())
+        }) {
+            p.nearest_jpeg_quality = j.quality;
+            p.nearest_jpeg_psnr = Some(j.psnr);
+        }
+        points.push(p);
+    }
+    points.extend(jpeg);
+    Ok(points)
+}
+
+fn jpeg_point(images: &[Rgb], quality: u8, reference: &Reference) -> Result<Point> {
+    let (mut file, mut scan) = (0u64, 0u64);
+    let mut decoded = Vec::with_capacity(images.len());
+    for img in images {
+        let bytes = encode_jpeg(img, quality)?;
+        file += bytes.len() as u64;
+        scan += jpeg_scan_bytes(&bytes)
+            .ok_or_else(|| Error::Other("JPEG encoder wrote no scan".into()))?
+            as u64;
+        let back = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
+            .map_err(|e| Error::Other(format!("JPEG decoding failed: {e}")))?
+            .to_rgb8();
+        decoded.push(Rgb {
+            width: img.width,
+            height: img.height,
+            rgb: back.into_raw(),
+        });
+    }
+    let mut p = point(
+        "jpeg",
+        format!("q={quality}"),
+        images,
+        &decoded,
+        scan,
+        file,
+        reference,
+    );
+    p.quality = Some(quality);
+    Ok(p)
+}
+
+fn point(
+    codec: &str,
+    setting: String,
+    originals: &[Rgb],
+    decoded: &[Rgb],
+    payload: u64,
+    file: u64,
+    reference: &Reference,
+) -> Point {
+    let n = originals.len() as f64;
+    let (mut se, mut values, mut ssim_sum) = (0f64, 0f64, 0f64);
+    for (a, b) in originals.iter().zip(decoded) {
+        se += squared_error(a, b);
+        values += a.rgb.len() as f64;
+        ssim_sum += ssim(a, b);
+    }
+    let mse = se / values;
+    let px = reference.pixels as f64;
+    Point {
+        codec: codec.into(),
+        setting,
+        codebooks: None,
+        quality: None,
+        images: originals.len(),
+        payload_bytes_per_image: payload as f64 / n,
+        file_bytes_per_image: file as f64 / n,
+        payload_bits_per_pixel: payload as f64 * 8.0 / px,
+        file_bits_per_pixel: file as f64 * 8.0 / px,
+        mse,
+        psnr: psnr(mse),
+        ssim: ssim_sum / n,
+        ratio_vs_raw: reference.raw_bytes as f64 / file as f64,
+        ratio_vs_png: reference.png_bytes as f64 / file as f64,
+        nearest_jpeg_quality: None,
+        nearest_jpeg_psnr: None,
+    }
+}
+
+/// Sum of squared differences of two equally sized images, values scaled to [0, 1].
+pub fn squared_error(a: &Rgb, b: &Rgb) -> f64 {
+    a.rgb
+        .iter()
+        .zip(&b.rgb)
+        .map(|(&x, &y)| {
+            let d = (x as f64 - y as f64) / 255.0;
+            d * d
+        })
+        .sum()
+}
+
+/// Encodes `img` as a baseline JPEG of `quality` (1–100) with the `image` crate's encoder.
+pub fn encode_jpeg(img: &Rgb, quality: u8) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .encode(
+            &img.rgb,
+            img.width,
+            img.height,
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| Error::Other(format!("JPEG encoding failed: {e}")))?;
+    Ok(out)
+}
+
+/// Bytes of a JPEG's entropy-coded data: everything after the start-of-scan header up to the
+/// end-of-image marker, summed over scans. Headers and tables (which a collection could share)
+/// are left out. `None` if the bytes hold no scan.
+pub fn jpeg_scan_bytes(jpeg: &[u8]) -> Option<usize> {
+    let mut pos = 2; // SOI
+    let mut total = 0;
+    let mut found = false;
+    while pos + 4 <= jpeg.len() {
+        if jpeg[pos] != 0xFF {
+            return None;
+        }
+        let marker = jpeg[pos + 1];
+        if marker == 0xD9 {
+            break;
+        }
+        let len = u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]) as usize;
+        pos += 2 + len;
+        if marker == 0xDA {
+            found = true;
+            // Entropy-coded data runs to the next marker that is neither a stuffed 0xFF00
+            // nor a restart marker.
+            let start = pos;
+            while pos + 1 < jpeg.len() {
+                if jpeg[pos] == 0xFF
+                    && jpeg[pos + 1] != 0
+                    && !(0xD0..=0xD7).contains(&jpeg[pos + 1])
+                {
+                    break;
+                }
+                pos += 1;
+            }
+            total += pos - start;
+        }
+    }
+    found.then_some(total)
+}
+
+/// Mean SSIM of two equally sized RGB images over the three channels, on values in [0, 1],
+/// with an 11×11 Gaussian window (σ = 1.5; smaller for images under 11 pixels a side) over
+/// every position where the window fits. Identical images give exactly 1.
+pub fn ssim(a: &Rgb, b: &Rgb) -> f64 {
+    let (w, h) = (a.width as usize, a.height as usize);
+    let size = 11.min(w).min(h);
+    let sigma = 1.5 * size as f64 / 11.0;
+    let half = (size as f64 - 1.0) / 2.0;
+    let kernel: Vec<f64> = {
+        let k: Vec<f64> = (0..size)
+            .map(|i| (-((i as f64 - half).powi(2)) / (2.0 * sigma * sigma)).exp())
+            .collect();
+        let s: f64 = k.iter().sum();
+        k.into_iter().map(|v| v / s).collect()
+    };
+    let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
+    let mut total = 0.0;
+    let mut count = 0usize;
+    for c in 0..3 {
+        let px = |img: &Rgb, x: usize, y: usize| img.rgb[(y * w + x) * 3 + c] as f64 / 255.0;
+        for y0 in 0..=h - size {
+            for x0 in 0..=w - size {
+                let (mut ma, mut mb, mut vaa, mut vbb, mut vab) = (0.0, 0.0, 0.0, 0.0, 0.0);
+                for (dy, ky) in kernel.iter().enumerate() {
+                    for (dx, kx) in kernel.iter().enumerate() {
+                        let k = ky * kx;
+                        let (p, q) = (px(a, x0 + dx, y0 + dy), px(b, x0 + dx, y0 + dy));
+                        ma += k * p;
+                        mb += k * q;
+                        vaa += k * p * p;
+                        vbb += k * q * q;
+                        vab += k * p * q;
+                    }
+                }
+                let (va, vb, cov) = (vaa - ma * ma, vbb - mb * mb, vab - ma * mb);
+                total += ((2.0 * ma * mb + c1) * (2.0 * cov + c2))
+                    / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+                count += 1;
+            }
+        }
+    }
+    total / count as f64
+}
+
+/// The points as a Markdown table.
+pub fn markdown(points: &[Point]) -> String {
+    let mut s = String::from(
+        "| codec | setting | bytes/image (payload) | bytes/image (file) | bpp (payload) | MSE | PSNR dB | SSIM | ratio vs raw | ratio vs PNG | JPEG of nearest size |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for p in points {
+        let nearest = match (p.nearest_jpeg_quality, p.nearest_jpeg_psnr) {
+            (Some(q), Some(db)) => format!("q={q}: {db:.2} dB"),
+            _ => String::new(),
+        };
+        s.push_str(&format!(
+            "| {} | {} | {:.1} | {:.1} | {:.3} | {:.5} | {:.2} | {:.4} | {:.1} | {:.1} | {} |\n",
+            p.codec,
+            p.setting,
+            p.payload_bytes_per_image,
+            p.file_bytes_per_image,
+            p.payload_bits_per_pixel,
+            p.mse,
+            p.psnr,
+            p.ssim,
+            p.ratio_vs_raw,
+            p.ratio_vs_png,
+            nearest
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_image(w: u32, h: u32, seed: u32) -> Rgb {
+        Rgb {
+            width: w,
+            height: h,
+            rgb: (0..w * h * 3)
+                .map(|i| ((i * 37 + seed * 11) % 251) as u8)
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn identical_images_have_zero_error_infinite_psnr_and_ssim_one() {
+        let a = test_image(16, 12, 1);
+        assert_eq!(squared_error(&a, &a), 0.0);
+        assert!(psnr(0.0).is_infinite());
+        assert_eq!(ssim(&a, &a), 1.0);
+    }
+
+    #[test]
+    fn ssim_and_error_of_a_known_difference() {
+        let a = Rgb {
+            width: 2,
+            height: 1,
+            rgb: vec![0, 0, 0, 255, 255, 255],
+        };
+        let b = Rgb {
+            width: 2,
+            height: 1,
+            rgb: vec![0, 0, 0, 0, 0, 0],
+        };
+        // Three of six values are off by 1.0.
+        assert_eq!(squared_error(&a, &b) / 6.0, 0.5);
+        let s = ssim(&a, &test_image(2, 1, 0));
+        assert!(s < 1.0 && s > -1.0);
+        // A uniform brightness shift lowers SSIM below 1.
+        let base = test_image(24, 24, 3);
+        let shifted = Rgb {
+            rgb: base.rgb.iter().map(|v| v.saturating_add(10)).collect(),
+            ..base.clone()
+        };
+        assert!(ssim(&base, &shifted) < 1.0);
+    }
+
+    #[test]
+    fn jpeg_scan_is_counted_without_headers() {
+        let img = test_image(32, 32, 5);
+        let jpeg = encode_jpeg(&img, 50).unwrap();
+        let scan = jpeg_scan_bytes(&jpeg).unwrap();
+        // The headers (quantization and Huffman tables, frame and scan headers) of a baseline
+        // JPEG take hundreds of bytes; the scan is the rest, minus the 2-byte SOI and EOI.
+        assert!(scan > 0);
+        assert!(jpeg.len() - scan > 300, "headers: {}", jpeg.len() - scan);
+        assert_eq!(&jpeg[jpeg.len() - 2..], &[0xFF, 0xD9]);
+        // Locate the scan by hand: it starts after the SOS segment and ends at EOI.
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        let sos_len = u16::from_be_bytes([jpeg[sos + 2], jpeg[sos + 3]]) as usize;
+        assert_eq!(scan, jpeg.len() - 2 - (sos + 2 + sos_len));
+        assert_eq!(jpeg_scan_bytes(b"not a jpeg"), None);
+    }
+
+    #[test]
+    fn points_round_trip_through_json() {
+        let p = Point {
+            codec: "jpeg".into(),
+            setting: "q=50".into(),
+            codebooks: None,
+            quality: Some(50),
+            images: 3,
+            payload_bytes_per_image: 100.5,
+            file_bytes_per_image: 700.0,
+            payload_bits_per_pixel: 0.78,
+            file_bits_per_pixel: 5.4,
+            mse: 0.002,
+            psnr: 26.99,
+            ssim: 0.9,
+            ratio_vs_raw: 4.4,
+            ratio_vs_png: 3.1,
+            nearest_jpeg_quality: None,
+            nearest_jpeg_psnr: None,
+        };
+        let json = serde_json::to_string(&[p.clone()]).unwrap();
+        let back: Vec<Point> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, vec![p]);
+        assert!(json.contains("\"payload_bytes_per_image\":100.5"));
+    }
+}
