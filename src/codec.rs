@@ -84,6 +84,17 @@ pub fn encode_records(
     m: usize,
     opts: &EncodeOptions,
 ) -> Result<Vec<Record>> {
+    encode_records_with_progress(model, images, m, opts, &mut |_| {})
+}
+
+/// [`encode_records`], calling `progress` with the number of images done after each batch.
+pub fn encode_records_with_progress(
+    model: &Model,
+    images: &[Named],
+    m: usize,
+    opts: &EncodeOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Record>> {
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
     let mut start = 0;
@@ -115,6 +126,7 @@ pub fn encode_records(
             });
         }
         start = end;
+        progress(end);
     }
     Ok(records)
 }
@@ -126,8 +138,14 @@ fn padded(image: &Rgb, f: usize) -> (usize, usize) {
     )
 }
 
-/// Encodes `images` into a complete archive.
-pub fn encode(model: &Model, images: &[Named], opts: &EncodeOptions) -> Result<Vec<u8>> {
+/// Encodes `images` into a complete archive, calling `progress` with the number of images
+/// done after each batch.
+pub fn encode(
+    model: &Model,
+    images: &[Named],
+    opts: &EncodeOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<u8>> {
     let m = opts.codebooks.unwrap_or(model.config.num_codebooks);
     let header = header_for(model, m, opts)?;
     let mut seen = HashSet::new();
@@ -139,7 +157,7 @@ pub fn encode(model: &Model, images: &[Named], opts: &EncodeOptions) -> Result<V
             )));
         }
     }
-    let records = encode_records(model, images, m, opts)?;
+    let records = encode_records_with_progress(model, images, m, opts, progress)?;
     rvq_archive::write_archive(&header, &records).map_err(|e| Error::Other(e.to_string()))
 }
 

@@ -444,7 +444,9 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         batch_size: a.model.batch,
     };
     let bar = progress(images.len(), "encoding");
-    let bytes = codec::encode(&model, &images, &opts)?;
+    let bytes = codec::encode(&model, &images, &opts, &mut |done| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     write_output(&a.output, &bytes, a.force)?;
     if verbose {
