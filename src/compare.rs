@@ -1,8 +1,10 @@
 //! `rvq eval`: what each byte buys. Encodes a set of images with rvq at several numbers of
-//! codebooks and with JPEG at a ladder of qualities, decodes them, and reports size, bits per
+//! codebooks and with JPEG and WebP at ladders of qualities, decodes them, and reports size, bits per
 //! pixel, MSE, PSNR, SSIM and compression ratios for each, computed on the same images.
 
 use serde::{Deserialize, Serialize};
+
+use rvq_archive::{Header, Record};
 
 use crate::codec::{self, EncodeOptions, Named};
 use crate::error::{Error, Result};
@@ -47,10 +49,76 @@ pub struct Point {
     pub nearest_jpeg_quality: Option<u8>,
     /// For rvq: that JPEG's PSNR.
     pub nearest_jpeg_psnr: Option<f64>,
+    /// For rvq: the WebP quality whose payload is nearest in size.
+    pub nearest_webp_quality: Option<u8>,
+    /// For rvq: that WebP's PSNR.
+    pub nearest_webp_psnr: Option<f64>,
+}
+
+/// The classical codecs `rvq eval` compares against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Classical {
+    /// Baseline JPEG from the `image` crate's encoder.
+    Jpeg,
+    /// Lossy WebP from libwebp (the `webp` crate).
+    Webp,
+}
+
+impl Classical {
+    fn name(self) -> &'static str {
+        match self {
+            Classical::Jpeg => "jpeg",
+            Classical::Webp => "webp",
+        }
+    }
+
+    /// Encodes `img` at `quality` (0–100); returns the file and its payload length.
+    pub fn encode(self, img: &Rgb, quality: u8) -> Result<(Vec<u8>, usize)> {
+        let bytes = match self {
+            Classical::Jpeg => encode_jpeg(img, quality)?,
+            Classical::Webp => encode_webp(img, quality)?,
+        };
+        let payload = match self {
+            Classical::Jpeg => jpeg_scan_bytes(&bytes),
+            Classical::Webp => webp_payload_bytes(&bytes),
+        }
+        .ok_or_else(|| Error::Other(format!("{} encoder wrote no image data", self.name())))?;
+        Ok((bytes, payload))
+    }
+
+    /// Decodes a file made by [`Classical::encode`].
+    pub fn decode(self, bytes: &[u8]) -> Result<Rgb> {
+        match self {
+            Classical::Jpeg => {
+                let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+                    .map_err(|e| Error::Other(format!("JPEG decoding failed: {e}")))?
+                    .to_rgb8();
+                Ok(Rgb {
+                    width: img.width(),
+                    height: img.height(),
+                    rgb: img.into_raw(),
+                })
+            }
+            Classical::Webp => {
+                let img = webp::Decoder::new(bytes)
+                    .decode()
+                    .ok_or_else(|| Error::Other("WebP decoding failed".into()))?;
+                let (width, height) = (img.width(), img.height());
+                let channels = if img.is_alpha() { 4 } else { 3 };
+                let rgb = img
+                    .chunks_exact(channels)
+                    .flat_map(|p| [p[0], p[1], p[2]])
+                    .collect();
+                Ok(Rgb { width, height, rgb })
+            }
+        }
+    }
 }
 
 /// The JPEG qualities `rvq eval` tries by default.
 pub const JPEG_LADDER: [u8; 8] = [5, 10, 20, 30, 50, 70, 85, 95];
+/// The WebP qualities `rvq eval` tries by default.
+pub const WEBP_LADDER: [u8; 7] = [0, 5, 10, 25, 50, 75, 90];
 
 /// Sizes of a set of images that every point is compared against.
 #[derive(Clone, Copy, Debug)]
@@ -60,12 +128,23 @@ struct Reference {
     png_bytes: u64,
 }
 
-/// Measures rvq at each of `codebooks` and JPEG at each of `qualities` on `images`.
+/// Where the rvq points come from.
+#[derive(Clone, Copy, Debug)]
+pub enum RvqSource<'a> {
+    /// Encode the images at each of these numbers of codebooks.
+    Encode(&'a [usize]),
+    /// An existing archive of the images (in the same order), and its size in bytes.
+    Archive(&'a Header, &'a [Record], u64),
+}
+
+/// Measures rvq (from `source`), JPEG at each of `jpeg` and WebP at each of `webp`
+/// qualities, on `images`.
 pub fn compare(
     model: &Model,
     images: &[Rgb],
-    codebooks: &[usize],
-    qualities: &[u8],
+    source: RvqSource,
+    jpeg: &[u8],
+    webp: &[u8],
     batch_size: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Point>> {
@@ -85,85 +164,130 @@ pub fn compare(
         raw_bytes: pixels * 3,
         png_bytes,
     };
-    let mut jpeg = Vec::new();
-    for &q in qualities {
-        progress(&format!("jpeg q={q}"));
-        jpeg.push(jpeg_point(images, q, &reference)?);
-    }
-    let named: Vec<Named> = images
-        .iter()
-        .enumerate()
-        .map(|(i, img)| Named {
-            name: format!("{i}.png"),
-            image: img.clone(),
-        })
-        .collect();
-    let mut points = Vec::new();
-    for &m in codebooks {
-        progress(&format!("rvq m={m}"));
-        let opts = EncodeOptions {
-            codebooks: Some(m),
-            names: false,
-            embed_codebook: None,
-            batch_size,
-        };
-        let header = codec::header_for(model, m, &opts)?;
-        let records = codec::encode_records(model, &named, m, &opts)?;
-        let archive = rvq_archive::write_archive(&header, &records)
-            .map_err(|e| Error::Other(e.to_string()))?;
-        let payload: u64 = records
-            .iter()
-            .map(|r| header.payload_len(r.width, r.height))
-            .sum();
-        let decoded = codec::decode_records(model, &header, &records, batch_size)?;
-        let mut p = point(
-            "rvq",
-            format!("m={m}"),
-            images,
-            &decoded,
-            payload,
-            archive.len() as u64,
-            &reference,
-        );
-        p.codebooks = Some(m);
-        if let Some(j) = jpeg.iter().min_by(|a, b| {
-            (a.payload_bytes_per_image - p.payload_bytes_per_image)
-                .abs()
-                .total_cmp(&(b.payload_bytes_per_image - p.payload_bytes_per_image).abs())
-        }) {
-            p.nearest_jpeg_quality = j.quality;
-            p.nearest_jpeg_psnr = Some(j.psnr);
+    let mut classical = Vec::new();
+    for (codec, ladder) in [(Classical::Jpeg, jpeg), (Classical::Webp, webp)] {
+        for &q in ladder {
+            progress(&format!("{} q={q}", codec.name()));
+            classical.push(classical_point(images, codec, q, &reference)?);
         }
-        points.push(p);
     }
-    points.extend(jpeg);
+    let mut points = Vec::new();
+    match source {
+        RvqSource::Archive(header, records, len) => {
+            progress("rvq archive");
+            points.push(rvq_point(
+                model, header, records, len, images, &reference, batch_size,
+            )?);
+        }
+        RvqSource::Encode(codebooks) => {
+            let named: Vec<Named> = images
+                .iter()
+                .enumerate()
+                .map(|(i, img)| Named {
+                    name: format!("{i}.png"),
+                    image: img.clone(),
+                })
+                .collect();
+            for &m in codebooks {
+                progress(&format!("rvq m={m}"));
+                let opts = EncodeOptions {
+                    codebooks: Some(m),
+                    names: false,
+                    embed_codebook: None,
+                    batch_size,
+                };
+                let header = codec::header_for(model, m, &opts)?;
+                let records = codec::encode_records(model, &named, m, &opts)?;
+                let archive = rvq_archive::write_archive(&header, &records)
+                    .map_err(|e| Error::Other(e.to_string()))?;
+                points.push(rvq_point(
+                    model,
+                    &header,
+                    &records,
+                    archive.len() as u64,
+                    images,
+                    &reference,
+                    batch_size,
+                )?);
+            }
+        }
+    }
+    for p in &mut points {
+        let nearest = |codec: &str| {
+            classical
+                .iter()
+                .filter(|c| c.codec == codec)
+                .min_by(|a, b| {
+                    (a.payload_bytes_per_image - p.payload_bytes_per_image)
+                        .abs()
+                        .total_cmp(&(b.payload_bytes_per_image - p.payload_bytes_per_image).abs())
+                })
+                .map(|c| (c.quality, Some(c.psnr)))
+                .unwrap_or((None, None))
+        };
+        (p.nearest_jpeg_quality, p.nearest_jpeg_psnr) = nearest("jpeg");
+        (p.nearest_webp_quality, p.nearest_webp_psnr) = nearest("webp");
+    }
+    points.extend(classical);
     Ok(points)
 }
 
-fn jpeg_point(images: &[Rgb], quality: u8, reference: &Reference) -> Result<Point> {
-    let (mut file, mut scan) = (0u64, 0u64);
-    let mut decoded = Vec::with_capacity(images.len());
-    for img in images {
-        let bytes = encode_jpeg(img, quality)?;
-        file += bytes.len() as u64;
-        scan += jpeg_scan_bytes(&bytes)
-            .ok_or_else(|| Error::Other("JPEG encoder wrote no scan".into()))?
-            as u64;
-        let back = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
-            .map_err(|e| Error::Other(format!("JPEG decoding failed: {e}")))?
-            .to_rgb8();
-        decoded.push(Rgb {
-            width: img.width,
-            height: img.height,
-            rgb: back.into_raw(),
-        });
+fn rvq_point(
+    model: &Model,
+    header: &Header,
+    records: &[Record],
+    archive_len: u64,
+    images: &[Rgb],
+    reference: &Reference,
+    batch_size: usize,
+) -> Result<Point> {
+    let m = header.codebooks_used as usize;
+    let payload: u64 = records
+        .iter()
+        .map(|r| header.payload_len(r.width, r.height))
+        .sum();
+    let decoded = codec::decode_records(model, header, records, batch_size)?;
+    for (r, img) in records.iter().zip(images) {
+        if (r.width, r.height) != (img.width, img.height) {
+            return Err(Error::Other(format!(
+                "archive image {:?} is {}×{} but its original is {}×{}",
+                r.name, r.width, r.height, img.width, img.height
+            )));
+        }
     }
     let mut p = point(
-        "jpeg",
+        "rvq",
+        format!("m={m}"),
+        images,
+        &decoded,
+        payload,
+        archive_len,
+        reference,
+    );
+    p.codebooks = Some(m);
+    Ok(p)
+}
+
+fn classical_point(
+    images: &[Rgb],
+    codec: Classical,
+    quality: u8,
+    reference: &Reference,
+) -> Result<Point> {
+    let (mut file, mut payload) = (0u64, 0u64);
+    let mut decoded = Vec::with_capacity(images.len());
+    for img in images {
+        let (bytes, data) = codec.encode(img, quality)?;
+        file += bytes.len() as u64;
+        payload += data as u64;
+        decoded.push(codec.decode(&bytes)?);
+    }
+    let mut p = point(
+        codec.name(),
         format!("q={quality}"),
         images,
         &decoded,
-        scan,
+        payload,
         file,
         reference,
     );
@@ -206,6 +330,8 @@ fn point(
         ratio_vs_png: reference.png_bytes as f64 / file as f64,
         nearest_jpeg_quality: None,
         nearest_jpeg_psnr: None,
+        nearest_webp_quality: None,
+        nearest_webp_psnr: None,
     }
 }
 
@@ -233,6 +359,31 @@ pub fn encode_jpeg(img: &Rgb, quality: u8) -> Result<Vec<u8>> {
         )
         .map_err(|e| Error::Other(format!("JPEG encoding failed: {e}")))?;
     Ok(out)
+}
+
+/// Encodes `img` as lossy WebP of `quality` (0–100) with libwebp.
+pub fn encode_webp(img: &Rgb, quality: u8) -> Result<Vec<u8>> {
+    webp::Encoder::from_rgb(&img.rgb, img.width, img.height)
+        .encode_simple(false, quality as f32)
+        .map(|m| m.to_vec())
+        .map_err(|e| Error::Other(format!("WebP encoding failed: {e:?}")))
+}
+
+/// Bytes of a lossy WebP's VP8 bitstream: the file less its RIFF and chunk headers (and any
+/// other chunks). `None` if there is no `VP8 ` chunk.
+pub fn webp_payload_bytes(webp: &[u8]) -> Option<usize> {
+    if webp.len() < 12 || &webp[..4] != b"RIFF" || &webp[8..12] != b"WEBP" {
+        return None;
+    }
+    let mut pos = 12;
+    while pos + 8 <= webp.len() {
+        let size = u32::from_le_bytes(webp[pos + 4..pos + 8].try_into().ok()?) as usize;
+        if &webp[pos..pos + 4] == b"VP8 " {
+            return Some(size);
+        }
+        pos += 8 + size + (size & 1);
+    }
+    None
 }
 
 /// Bytes of a JPEG's entropy-coded data: everything after the start-of-scan header up to the
@@ -319,15 +470,15 @@ pub fn ssim(a: &Rgb, b: &Rgb) -> f64 {
 /// The points as a Markdown table.
 pub fn markdown(points: &[Point]) -> String {
     let mut s = String::from(
-        "| codec | setting | bytes/image (payload) | bytes/image (file) | bpp (payload) | MSE | PSNR dB | SSIM | ratio vs raw | ratio vs PNG | JPEG of nearest size |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| codec | setting | bytes/image (payload) | bytes/image (file) | bpp (payload) | MSE | PSNR dB | SSIM | ratio vs raw | ratio vs PNG | JPEG of nearest size | WebP of nearest size |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in points {
-        let nearest = match (p.nearest_jpeg_quality, p.nearest_jpeg_psnr) {
+        let near = |q: Option<u8>, db: Option<f64>| match (q, db) {
             (Some(q), Some(db)) => format!("q={q}: {db:.2} dB"),
             _ => String::new(),
         };
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.3} | {:.5} | {:.2} | {:.4} | {:.1} | {:.1} | {} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.3} | {:.5} | {:.2} | {:.4} | {:.1} | {:.1} | {} | {} |\n",
             p.codec,
             p.setting,
             p.payload_bytes_per_image,
@@ -338,7 +489,8 @@ pub fn markdown(points: &[Point]) -> String {
             p.ssim,
             p.ratio_vs_raw,
             p.ratio_vs_png,
-            nearest
+            near(p.nearest_jpeg_quality, p.nearest_jpeg_psnr),
+            near(p.nearest_webp_quality, p.nearest_webp_psnr),
         ));
     }
     s
@@ -409,6 +561,21 @@ mod tests {
     }
 
     #[test]
+    fn webp_payload_is_the_vp8_chunk() {
+        let img = test_image(32, 32, 9);
+        let (file, payload) = Classical::Webp.encode(&img, 50).unwrap();
+        assert_eq!(&file[..4], b"RIFF");
+        // A simple lossy WebP is RIFF header (12 bytes), chunk header (8), then the bitstream.
+        assert_eq!(payload, file.len() - 20);
+        let back = Classical::Webp.decode(&file).unwrap();
+        assert_eq!(
+            (back.width, back.height, back.rgb.len()),
+            (32, 32, 32 * 32 * 3)
+        );
+        assert_eq!(webp_payload_bytes(b"RIFF\0\0\0\0WEBPVP8L"), None);
+    }
+
+    #[test]
     fn points_round_trip_through_json() {
         let p = Point {
             codec: "jpeg".into(),
@@ -427,6 +594,8 @@ mod tests {
             ratio_vs_png: 3.1,
             nearest_jpeg_quality: None,
             nearest_jpeg_psnr: None,
+            nearest_webp_quality: None,
+            nearest_webp_psnr: None,
         };
         let json = serde_json::to_string(&[p.clone()]).unwrap();
         let back: Vec<Point> = serde_json::from_str(&json).unwrap();

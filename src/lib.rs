@@ -12,6 +12,7 @@
 //! - [`eval`]: quality measures;
 //! - [`compare`]: `rvq eval`, rvq against JPEG on the same images;
 //! - [`codec`]: images to archives and back;
+//! - [`plot`]: rate–distortion and study charts as PNG;
 //! - [`image_io`]: PNG reading and writing, limits and padding;
 //! - [`backend`]: the one choice point between the CPU and GPU backends.
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod eval;
 pub mod image_io;
 pub mod model;
+pub mod plot;
 pub mod quantizer;
 pub mod train;
 

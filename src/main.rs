@@ -124,18 +124,28 @@ struct InfoArgs {
 struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// CIFAR-10 binary folder (uses test_batch.bin) or a folder of PNG images.
+    /// CIFAR-10 binary folder (uses test_batch.bin), a folder of PNG images, or an .rvq
+    /// archive (with --against).
     #[arg(long)]
     data: PathBuf,
+    /// With an archive as --data: the folder of the original images, matched by stored name.
+    #[arg(long)]
+    against: Option<PathBuf>,
     /// Evaluate the first N images.
     #[arg(long, default_value_t = 1000)]
     limit: usize,
     /// Numbers of codebooks to evaluate (default: 1, 2, 4, … n_q).
     #[arg(long, value_delimiter = ',')]
     codebooks: Vec<usize>,
-    /// JPEG qualities to compare against.
+    /// JPEG qualities to compare against (the image crate's encoder).
     #[arg(long, value_delimiter = ',', default_values_t = rvq::compare::JPEG_LADDER)]
     jpeg_qualities: Vec<u8>,
+    /// WebP qualities to compare against (libwebp).
+    #[arg(long, value_delimiter = ',', default_values_t = rvq::compare::WEBP_LADDER)]
+    webp_qualities: Vec<u8>,
+    /// Draw a rate–distortion chart (PSNR against bits per pixel) to this PNG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Also write the results as JSON (a list of points; fields in docs/EVAL.md).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -623,13 +633,45 @@ fn run_export(a: ExportArgs) -> Result<()> {
 }
 
 fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
-    if let Some(j) = &a.json
-        && j.exists()
-        && !a.force
-    {
-        return Err(rvq::Error::Exists { path: j.clone() }.into());
+    for out in [&a.json, &a.plot].into_iter().flatten() {
+        if out.exists() && !a.force {
+            return Err(rvq::Error::Exists { path: out.clone() }.into());
+        }
     }
-    let images: Vec<image_io::Rgb> = if rvq::data::is_cifar_dir(&a.data) {
+    let archive_bytes = if a.data.is_file() {
+        Some(read_input(&a.data)?)
+    } else {
+        None
+    };
+    let archive = match &archive_bytes {
+        Some(b) => Some(open_archive(&a.data, b)?),
+        None => None,
+    };
+    let archive_err = |e| rvq::Error::Archive {
+        path: a.data.clone(),
+        source: e,
+    };
+    let records = match &archive {
+        Some(ar) => Some(ar.records().map_err(archive_err)?),
+        None => None,
+    };
+    let images: Vec<image_io::Rgb> = if let Some(records) = &records {
+        let dir = a.against.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("evaluating an archive needs --against DIR of the originals")
+        })?;
+        records
+            .iter()
+            .map(|r| {
+                let name = r.name.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: the archive stores no names to match originals by",
+                        a.data.display()
+                    )
+                })?;
+                Ok(image_io::read_rgb(&dir.join(name), &Limits::default(), false)?.image)
+            })
+            .collect::<Result<_>>()?
+    } else if rvq::data::is_cifar_dir(&a.data) {
         let set = rvq::data::cifar_test(&a.data)?.take(a.limit);
         (0..set.len())
             .map(|i| {
@@ -648,17 +690,25 @@ fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
     if images.is_empty() {
         anyhow::bail!("{}: no images to evaluate", a.data.display());
     }
-    let (model, _) = load_model(&a.model, verbose)?;
+    let (model, model_name) = load_model(&a.model, verbose)?;
     let codebooks = if a.codebooks.is_empty() {
         rvq::eval::report_depths(model.config.num_codebooks)
     } else {
         a.codebooks.clone()
     };
+    let source = match (&archive, &records) {
+        (Some(ar), Some(recs)) => {
+            codec::check_model(ar, &model, &model_name)?;
+            rvq::compare::RvqSource::Archive(&ar.header, recs, ar.len() as u64)
+        }
+        _ => rvq::compare::RvqSource::Encode(&codebooks),
+    };
     let points = rvq::compare::compare(
         &model,
         &images,
-        &codebooks,
+        source,
         &a.jpeg_qualities,
+        &a.webp_qualities,
         a.model.batch,
         &mut |what| {
             if verbose {
@@ -674,6 +724,10 @@ fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
             serde_json::to_string_pretty(&points)?.as_bytes(),
             a.force,
         )?;
+    }
+    if let Some(p) = &a.plot {
+        let title = format!("{} images: rvq, JPEG and WebP", images.len());
+        rvq::plot::rate_distortion(&points, &title, p)?;
     }
     Ok(())
 }

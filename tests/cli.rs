@@ -588,3 +588,104 @@ fn train_on_an_image_folder_then_encode_with_the_result_and_export() {
         card["fingerprint"]
     );
 }
+
+#[test]
+fn eval_compares_rvq_jpeg_and_webp_and_writes_json_and_a_chart() {
+    let dir = TempDir::new().unwrap();
+    let json = dir.path().join("e.json");
+    let plot = dir.path().join("rd.png");
+    let out = rvq()
+        .args([
+            "eval",
+            "--backend",
+            "cpu",
+            "--codebooks",
+            "1,8",
+            "--jpeg-qualities",
+            "10,50",
+            "--webp-qualities",
+            "10",
+            "--data",
+        ])
+        .arg(samples())
+        .arg("--json")
+        .arg(&json)
+        .arg("--plot")
+        .arg(&plot)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("| rvq | m=8 |") && table.contains("| webp | q=10 |"),
+        "{table}"
+    );
+    let points: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(points.len(), 5);
+    let rvq1 = &points[0];
+    assert_eq!(rvq1["codec"], "rvq");
+    // m = 1 costs exactly Σ ceil(cells · 10 / 8) bytes over the 7 samples:
+    // 320 + 309 + 309 + 188 + 3 × 20.
+    let per_image = rvq1["payload_bytes_per_image"].as_f64().unwrap();
+    assert!((per_image - 1186.0 / 7.0).abs() < 1e-9, "{per_image}");
+    assert!(rvq1["psnr"].as_f64().unwrap() < points[1]["psnr"].as_f64().unwrap());
+    assert!(rvq1["nearest_jpeg_quality"].is_u64());
+    let png = image::open(&plot).unwrap();
+    assert_eq!((png.width(), png.height()), (900, 600));
+    // Existing outputs are not overwritten.
+    fails_with(
+        &[
+            "eval",
+            "--backend",
+            "cpu",
+            "--data",
+            samples().to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        "already exists",
+    );
+}
+
+#[test]
+fn eval_of_an_archive_against_its_originals() {
+    let dir = TempDir::new().unwrap();
+    let archive = encode_samples(&dir, "2");
+    let out = rvq()
+        .args([
+            "eval",
+            "--backend",
+            "cpu",
+            "--jpeg-qualities",
+            "10",
+            "--webp-qualities",
+            "10",
+            "--data",
+        ])
+        .arg(&archive)
+        .arg("--against")
+        .arg(samples())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| rvq | m=2 |"));
+    fails_with(
+        &[
+            "eval",
+            "--backend",
+            "cpu",
+            "--data",
+            archive.to_str().unwrap(),
+        ],
+        "needs --against",
+    );
+}
