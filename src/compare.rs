@@ -597,7 +597,7 @@ mod tests {
             nearest_webp_quality: None,
             nearest_webp_psnr: None,
         };
-        let json = serde_json::to_string(&[p.clone()]).unwrap();
+        let json = serde_json::to_string(std::slice::from_ref(&p)).unwrap();
         let back: Vec<Point> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, vec![p]);
         assert!(json.contains("\"payload_bytes_per_image\":100.5"));
