@@ -8,25 +8,9 @@ use image::{ImageFormat, ImageReader};
 
 use crate::error::{Error, Result};
 
-/// Allocation limits for decoded images, checked against a file's header before decoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest width or height accepted, in pixels.
-    pub max_side: u32,
-    /// Largest width × height accepted.
-    pub max_pixels: u64,
-}
-
-impl Default for Limits {
-    /// 16,384 pixels per side and 64 megapixels: far beyond the small images rvq is for,
-    /// small enough that a forged header cannot make it allocate gigabytes.
-    fn default() -> Self {
-        Self {
-            max_side: 16_384,
-            max_pixels: 1 << 26,
-        }
-    }
-}
+/// Allocation limits for decoded images, checked against a file's header before decoding:
+/// the same limits the archive reader applies.
+pub use rvq_archive::Limits;
 
 /// An 8-bit RGB image, interleaved, row-major.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use rvq::archive::{Archive, CodebookDType, Limits as ArchiveLimits};
+use rvq::archive::{Archive, CodebookDType};
 use rvq::backend::{self, Backend};
 use rvq::codec::{self, EncodeOptions, Named};
 use rvq::config::ModelConfig;
@@ -484,7 +484,7 @@ fn progress(n: usize, what: &str) -> ProgressBar {
 }
 
 fn open_archive<'a>(path: &Path, bytes: &'a [u8]) -> Result<Archive<'a>> {
-    Archive::parse(bytes, &ArchiveLimits::default()).map_err(|e| {
+    Archive::parse(bytes, &Limits::default()).map_err(|e| {
         rvq::Error::Archive {
             path: path.to_path_buf(),
             source: e,

@@ -238,7 +238,8 @@ pub struct Record {
     pub indices: Vec<u32>,
 }
 
-/// Limits a reader enforces before allocating anything a header or record asks for.
+/// Size limits enforced before allocating anything a header or record (or, in rvq, an
+/// image file's header) asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest width or height.
@@ -248,6 +249,8 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// 16,384 pixels per side and 64 megapixels: far beyond the small images rvq is for,
+    /// small enough that a forged header cannot make it allocate gigabytes.
     fn default() -> Self {
         Self {
             max_side: 16_384,
@@ -496,16 +499,15 @@ impl<'a> Archive<'a> {
         let codebooks_used = small(c.varint("codebooks_used")?, "codebooks_used")?;
         let bits = c.u8("bits_per_index")?;
         let image_count = c.varint("image_count")?;
-        let mut header = Header {
+        let mut header = Header::new(
             fingerprint,
             latent_dim,
             codebook_size,
             num_codebooks,
             grid_factor,
             codebooks_used,
-            names: flags & FLAG_NAMES != 0,
-            codebook: None,
-        };
+        );
+        header.names = flags & FLAG_NAMES != 0;
         header.validate().map_err(ArchiveError::InvalidHeader)?;
         if bits as u32 != header.bits_per_index() {
             return Err(ArchiveError::InvalidHeader(format!(
