@@ -14,9 +14,11 @@
 //! - [`codec`]: images to archives and back;
 //! - [`plot`]: rate–distortion and study charts as PNG;
 //! - [`image_io`]: PNG reading and writing, limits and padding;
-//! - [`backend`]: the one choice point between the CPU and GPU backends.
+//! - [`backend`]: the one choice point between the CPU and GPU backends;
+//! - [`bench`]: `rvq bench`, throughput measurements.
 
 pub mod backend;
+pub mod bench;
 pub mod codec;
 pub mod compare;
 pub mod config;

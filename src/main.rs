@@ -41,6 +41,8 @@ enum Command {
     Eval(EvalArgs),
     /// Train a model on CIFAR-10 (binary folder) or a folder of PNG/JPEG images.
     Train(TrainArgs),
+    /// Measure encode/decode throughput on a backend, and archive write/read rates.
+    Bench(BenchArgs),
     /// Export a model's weights as safetensors (loadable in PyTorch).
     Export(ExportArgs),
 }
@@ -155,6 +157,21 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Size of the large image, WIDTHxHEIGHT.
+    #[arg(long, default_value = "768x512")]
+    large: String,
+    /// Timed runs per measure (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Also write the measures as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct ExportArgs {
     /// Model folder; default: the model built into rvq.
     #[arg(long)]
@@ -237,6 +254,7 @@ fn main() -> ExitCode {
         Command::Info(args) => run_info(args),
         Command::Export(args) => run_export(args),
         Command::Eval(args) => run_eval(args, cli.verbose),
+        Command::Bench(args) => run_bench(args, cli.verbose),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -728,6 +746,38 @@ fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
     if let Some(p) = &a.plot {
         let title = format!("{} images: rvq, JPEG and WebP", images.len());
         rvq::plot::rate_distortion(&points, &title, p)?;
+    }
+    Ok(())
+}
+
+fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
+    let (w, h) = a
+        .large
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .filter(|&(w, h)| w > 0 && h > 0 && w <= 16_384 && h <= 16_384)
+        .ok_or_else(|| {
+            anyhow::anyhow!("--large {}: expected WIDTHxHEIGHT, e.g. 768x512", a.large)
+        })?;
+    if let Some(j) = &a.json
+        && j.exists()
+    {
+        return Err(rvq::Error::Exists { path: j.clone() }.into());
+    }
+    let chosen = choose_backend(a.model.backend, true)?;
+    let model = Model::load_or_default(a.model.model.as_deref(), &chosen.device)?;
+    if verbose {
+        eprintln!("rvq: benchmarking on {}", machine(&chosen));
+    }
+    let measures = rvq::bench::run(&model, a.model.batch, (w, h), a.runs)?;
+    println!("{}\n", machine(&chosen));
+    print!("{}", rvq::bench::markdown(&measures));
+    if let Some(j) = &a.json {
+        write_output(
+            j,
+            serde_json::to_string_pretty(&measures)?.as_bytes(),
+            false,
+        )?;
     }
     Ok(())
 }

@@ -689,3 +689,33 @@ fn eval_of_an_archive_against_its_originals() {
         "needs --against",
     );
 }
+
+#[test]
+fn bench_reports_every_measure() {
+    let dir = TempDir::new().unwrap();
+    let json = dir.path().join("b.json");
+    rvq()
+        .args([
+            "bench",
+            "--backend",
+            "cpu",
+            "--runs",
+            "1",
+            "--batch",
+            "4",
+            "--large",
+            "64x48",
+            "--json",
+        ])
+        .arg(&json)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("encode one 64×48 image"));
+    let m: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(m.len(), 6);
+    assert!(
+        m.iter()
+            .all(|x| x["images_per_second"].as_f64().unwrap() > 0.0)
+    );
+    fails_with(&["bench", "--large", "64by48"], "expected WIDTHxHEIGHT");
+}
