@@ -9,6 +9,7 @@
 //! - [`quantizer`]: residual vector quantization and codebook learning;
 //! - [`data`]: CIFAR-10 and image-folder data sets;
 //! - [`train`]: the training loop, checkpoints and model cards;
+//! - [`sweep`]: the study's experiment grids, results and power-law fit;
 //! - [`eval`]: quality measures;
 //! - [`compare`]: `rvq eval`, rvq against JPEG on the same images;
 //! - [`codec`]: images to archives and back;
@@ -29,6 +30,7 @@ pub mod image_io;
 pub mod model;
 pub mod plot;
 pub mod quantizer;
+pub mod sweep;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -41,6 +41,9 @@ enum Command {
     Eval(EvalArgs),
     /// Train a model on CIFAR-10 (binary folder) or a folder of PNG/JPEG images.
     Train(TrainArgs),
+    /// Reproduce the study: train and evaluate a grid of models (`rvq sweep report DIR` draws
+    /// the figures).
+    Sweep(SweepArgs),
     /// Measure encode/decode throughput on a backend, and archive write/read rates.
     Bench(BenchArgs),
     /// Export a model's weights as safetensors (loadable in PyTorch).
@@ -157,6 +160,49 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct SweepArgs {
+    #[command(subcommand)]
+    action: Option<SweepAction>,
+    /// CIFAR-10 binary folder or a folder of images.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// A preset (study, study-ae, study-vq, study-rvq, study-grid, smoke) or a JSON grid file.
+    #[arg(long)]
+    grid: Option<String>,
+    /// Folder for results.csv and runs/.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Epochs per run.
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Stop each run after this many steps.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Validation images (the first N of test_batch.bin).
+    #[arg(long, default_value_t = 1000)]
+    valid: usize,
+    /// Continue a sweep whose results.csv exists, skipping finished runs.
+    #[arg(long)]
+    resume: bool,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+}
+
+#[derive(Subcommand)]
+enum SweepAction {
+    /// Draw the study's figures from DIR/results.csv and fit the power law.
+    Report {
+        /// The sweep's --out folder.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
 struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -255,6 +301,7 @@ fn main() -> ExitCode {
         Command::Export(args) => run_export(args),
         Command::Eval(args) => run_eval(args, cli.verbose),
         Command::Bench(args) => run_bench(args, cli.verbose),
+        Command::Sweep(args) => run_sweep(args, cli.verbose),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -779,5 +826,69 @@ fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
             false,
         )?;
     }
+    Ok(())
+}
+
+fn run_sweep(a: SweepArgs, verbose: bool) -> Result<()> {
+    if let Some(SweepAction::Report { dir }) = &a.action {
+        let r = rvq::sweep::report(dir)?;
+        println!(
+            "{} runs; figures in {}/figures: {}",
+            r.rows,
+            dir.display(),
+            r.figures.join(", ")
+        );
+        if let Some(f) = r.fit {
+            println!(
+                "residual VQ: MSE ≈ {:.4} · bits^(−{:.4}) + {:.6} (RMS error {:.4} in log10 MSE)",
+                f.a, f.b, f.c, f.rmse_log10
+            );
+        }
+        println!("report: {}", dir.join("report.md").display());
+        return Ok(());
+    }
+    let (Some(data), Some(grid), Some(out)) = (&a.data, &a.grid, &a.out) else {
+        anyhow::bail!("rvq sweep needs --data, --grid and --out (or `rvq sweep report DIR`)");
+    };
+    let spec = rvq::sweep::load_spec(grid)?;
+    let runs = spec.expand(&ModelConfig::default())?;
+    if out.join("results.csv").exists() && !a.resume {
+        anyhow::bail!(
+            "{}: a sweep is already there; continue it with --resume or choose another --out",
+            out.join("results.csv").display()
+        );
+    }
+    let chosen = choose_backend(a.backend, verbose)?;
+    let splits = train::load_data(data, a.valid, 0)?;
+    let options = TrainOptions {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        max_steps: a.max_steps,
+        ..TrainOptions::default()
+    };
+    let machine = machine(&chosen);
+    let rows = rvq::sweep::run(
+        &runs,
+        &options,
+        &splits,
+        out,
+        &chosen.device,
+        &machine,
+        &mut |e| match e {
+            rvq::sweep::SweepEvent::RunStart { run, index, total } => {
+                eprintln!("rvq: sweep run {}/{total}: {}", index + 1, run.id)
+            }
+            rvq::sweep::SweepEvent::RunDone(row) => eprintln!(
+                "rvq: {}: MSE {:.5} ({:.2} dB) at {} bits per image",
+                row.run, row.mse, row.psnr, row.bits_per_image
+            ),
+            rvq::sweep::SweepEvent::Train(_) => {}
+        },
+    )?;
+    println!(
+        "{} runs finished; results in {}",
+        rows.len(),
+        out.join("results.csv").display()
+    );
     Ok(())
 }

@@ -719,3 +719,54 @@ fn bench_reports_every_measure() {
     );
     fails_with(&["bench", "--large", "64by48"], "expected WIDTHxHEIGHT");
 }
+
+#[test]
+fn sweep_runs_a_grid_resumes_and_reports() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("sweep");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "sweep",
+            "--backend",
+            "cpu",
+            "--grid",
+            "smoke",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--valid",
+            "10",
+            "--data",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.push(samples().display().to_string());
+        v.push("--out".into());
+        v.push(out.display().to_string());
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    rvq().args(args(&[])).assert().success();
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("rvq-d8-k16-q2-f8,rvq,8,16,2,8,8,128,32,")
+    );
+    let again: Vec<String> = args(&[]);
+    let again: Vec<&str> = again.iter().map(String::as_str).collect();
+    fails_with(&again, "continue it with --resume");
+    rvq()
+        .args(args(&["--resume"]))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 runs finished"));
+    rvq().args(["sweep", "report"]).arg(&out).assert().success();
+    assert!(out.join("report.md").is_file());
+    let fig = image::open(out.join("figures/rvq_mse_vs_bits.png")).unwrap();
+    assert_eq!(fig.width(), 900);
+}
