@@ -84,17 +84,6 @@ pub fn encode_records(
     m: usize,
     opts: &EncodeOptions,
 ) -> Result<Vec<Record>> {
-    encode_records_with_progress(model, images, m, opts, &mut |_| {})
-}
-
-/// [`encode_records`], calling `progress` with the number of images done after each batch.
-pub fn encode_records_with_progress(
-    model: &Model,
-    images: &[Named],
-    m: usize,
-    opts: &EncodeOptions,
-    progress: &mut dyn FnMut(usize),
-) -> Result<Vec<Record>> {
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
     let mut start = 0;
@@ -126,7 +115,6 @@ pub fn encode_records_with_progress(
             });
         }
         start = end;
-        progress(end);
     }
     Ok(records)
 }
@@ -146,18 +134,43 @@ pub fn encode(
     opts: &EncodeOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<u8>> {
+    encode_streaming(
+        model,
+        images.len(),
+        &mut |range| Ok(images[range].to_vec()),
+        opts,
+        progress,
+    )
+}
+
+/// Encodes `count` images into a complete archive, fetching them from `load` one batch
+/// (`opts.batch_size` images) at a time, so that only one batch of pixels is held at once;
+/// only the indices of the images already encoded are kept.
+pub fn encode_streaming(
+    model: &Model,
+    count: usize,
+    load: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Vec<Named>>,
+    opts: &EncodeOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<u8>> {
     let m = opts.codebooks.unwrap_or(model.config.num_codebooks);
     let header = header_for(model, m, opts)?;
     let mut seen = HashSet::new();
-    for img in images {
-        if opts.names && !seen.insert(img.name.as_str()) {
-            return Err(Error::Other(format!(
-                "two inputs would be stored as {:?}; encode them into separate archives or use --no-names",
-                img.name
-            )));
+    let mut records = Vec::with_capacity(count);
+    let step = opts.batch_size.max(1);
+    for start in (0..count).step_by(step) {
+        let batch = load(start..(start + step).min(count))?;
+        for img in &batch {
+            if opts.names && !seen.insert(img.name.clone()) {
+                return Err(Error::Other(format!(
+                    "two inputs would be stored as {:?}; encode them into separate archives or use --no-names",
+                    img.name
+                )));
+            }
         }
+        records.extend(encode_records(model, &batch, m, opts)?);
+        progress(records.len());
     }
-    let records = encode_records_with_progress(model, images, m, opts, progress)?;
     rvq_archive::write_archive(&header, &records).map_err(|e| Error::Other(e.to_string()))
 }
 

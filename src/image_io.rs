@@ -77,6 +77,36 @@ pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &Limits, allow_jpeg: bool) 
     })
 }
 
+/// Checks that `path` is a PNG within `limits`, reading only its header: a bad input is
+/// reported before any model is loaded or any pixel decoded. Returns width and height.
+pub fn probe(path: &Path, limits: &Limits) -> Result<(u32, u32)> {
+    let bad = |reason: String| Error::BadImage {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let io = |e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    // Judged by content, not by the file's extension.
+    let mut head = Vec::with_capacity(16);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, 16),
+        &mut head,
+    )
+    .map_err(io)?;
+    match image::guess_format(&head) {
+        Ok(ImageFormat::Png) => {}
+        Ok(other) => return Err(bad(format!("not a PNG file (looks like {other:?})"))),
+        Err(_) => return Err(bad("not a PNG file".into())),
+    }
+    let mut reader = ImageReader::open(path).map_err(io)?;
+    reader.set_format(ImageFormat::Png);
+    let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
+    check_size(path, w as u64, h as u64, limits)?;
+    Ok((w, h))
+}
+
 /// Refuses sizes beyond `limits` (and empty images).
 pub fn check_size(path: &Path, width: u64, height: u64, limits: &Limits) -> Result<()> {
     if width == 0 || height == 0 {

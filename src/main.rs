@@ -487,7 +487,7 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         .into());
     }
     let limits = Limits::default();
-    let images: Vec<Named> = if a.inputs.len() == 1 && is_stdio(&a.inputs[0]) {
+    let stdin_image = if a.inputs.len() == 1 && is_stdio(&a.inputs[0]) {
         let bytes = read_input(&a.inputs[0])?;
         let loaded = image_io::decode_rgb(&bytes, Path::new("<stdin>"), &limits, false)?;
         if loaded.had_alpha && a.strict {
@@ -495,18 +495,29 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         } else if loaded.had_alpha {
             eprintln!("rvq: warning: <stdin>: alpha channel dropped");
         }
-        vec![Named {
+        Some(Named {
             name: "stdin.png".into(),
             image: loaded.image,
-        }]
+        })
+    } else {
+        None
+    };
+    let files = if stdin_image.is_some() {
+        Vec::new()
     } else {
         let files = image_io::collect_images(&a.inputs, false)?;
         if files.is_empty() {
             anyhow::bail!("no PNG files found in the inputs given");
         }
-        codec::read_inputs(&files, &a.inputs, &limits, a.strict, &mut |w| {
-            eprintln!("rvq: warning: {w}")
-        })?
+        for f in &files {
+            image_io::probe(f, &limits)?;
+        }
+        files
+    };
+    let count = if stdin_image.is_some() {
+        1
+    } else {
+        files.len()
     };
     let (model, _) = load_model(&a.model, verbose)?;
     let opts = EncodeOptions {
@@ -518,16 +529,22 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         }),
         batch_size: a.model.batch,
     };
-    let bar = progress(images.len(), "encoding");
-    let bytes = codec::encode(&model, &images, &opts, &mut |done| {
+    let bar = progress(count, "encoding");
+    // Images are read one batch at a time, so a large input set never sits in memory whole.
+    let mut load = |range: std::ops::Range<usize>| match &stdin_image {
+        Some(img) => Ok(vec![img.clone()]),
+        None => codec::read_inputs(&files[range], &a.inputs, &limits, a.strict, &mut |w| {
+            bar.suspend(|| eprintln!("rvq: warning: {w}"))
+        }),
+    };
+    let bytes = codec::encode_streaming(&model, count, &mut load, &opts, &mut |done| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
     write_output(&a.output, &bytes, a.force)?;
     if verbose {
         eprintln!(
-            "rvq: {} images, {} bytes -> {}",
-            images.len(),
+            "rvq: {count} images, {} bytes -> {}",
             bytes.len(),
             a.output.display()
         );

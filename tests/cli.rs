@@ -10,7 +10,12 @@ use tempfile::TempDir;
 
 fn rvq() -> Command {
     let mut c = Command::cargo_bin("rvq").unwrap();
-    c.env("RUST_BACKTRACE", "0");
+    // A private runtime folder, as a desktop session has: without one, Mesa's Vulkan loader
+    // (present where lavapipe is installed) prints a warning when rvq looks for GPUs.
+    static XDG: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
+    let xdg = XDG.get_or_init(|| TempDir::new().unwrap());
+    c.env("RUST_BACKTRACE", "0")
+        .env("XDG_RUNTIME_DIR", xdg.path());
     c
 }
 
