@@ -38,6 +38,21 @@ fn fails_with(args: &[&str], needle: &str) {
     assert_eq!(lines.len(), 1, "{args:?}: not one line: {err:?}");
 }
 
+/// `rvq encode --backend cpu -o out input` must fail with `needle` (see [`fails_with`]).
+fn encode_fails(out: &Path, input: &Path, needle: &str) {
+    fails_with(
+        &[
+            "encode",
+            "--backend",
+            "cpu",
+            "-o",
+            out.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+        needle,
+    );
+}
+
 fn encode_samples(dir: &TempDir, m: &str) -> PathBuf {
     let out = dir.path().join(format!("s{m}.rvq"));
     rvq()
@@ -62,17 +77,7 @@ fn not_a_png_is_refused_and_nothing_written() {
     let txt = dir.path().join("notes.png");
     std::fs::write(&txt, "hello").unwrap();
     let out = dir.path().join("o.rvq");
-    fails_with(
-        &[
-            "encode",
-            "--backend",
-            "cpu",
-            "-o",
-            out.to_str().unwrap(),
-            txt.to_str().unwrap(),
-        ],
-        "notes.png: not a readable image: not a PNG",
-    );
+    encode_fails(&out, &txt, "notes.png: not a readable image: not a PNG");
     no_files_but(dir.path(), &[&txt]);
 }
 
@@ -152,17 +157,7 @@ fn existing_output_is_not_overwritten_without_force() {
     let out = dir.path().join("o.rvq");
     std::fs::write(&out, "precious").unwrap();
     let png = samples().join("coffee-32.png");
-    fails_with(
-        &[
-            "encode",
-            "--backend",
-            "cpu",
-            "-o",
-            out.to_str().unwrap(),
-            png.to_str().unwrap(),
-        ],
-        "already exists (use --force",
-    );
+    encode_fails(&out, &png, "already exists (use --force");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious");
     rvq()
         .args(["encode", "--backend", "cpu", "--force", "-o"])
@@ -284,17 +279,7 @@ fn unwritable_output_folder_is_refused() {
     std::fs::write(&blocker, "x").unwrap();
     let out = blocker.join("o.rvq");
     let png = samples().join("coffee-32.png");
-    fails_with(
-        &[
-            "encode",
-            "--backend",
-            "cpu",
-            "-o",
-            out.to_str().unwrap(),
-            png.to_str().unwrap(),
-        ],
-        "o.rvq",
-    );
+    encode_fails(&out, &png, "o.rvq");
 }
 
 #[test]
