@@ -1,5 +1,6 @@
 //! Images to archives and back: padding, batched inference, and the archive's records.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -137,7 +138,7 @@ pub fn encode(
     encode_streaming(
         model,
         images.len(),
-        &mut |range| Ok(images[range].to_vec()),
+        &mut |range| Ok(Cow::Borrowed(&images[range])),
         opts,
         progress,
     )
@@ -146,10 +147,10 @@ pub fn encode(
 /// Encodes `count` images into a complete archive, fetching them from `load` one batch
 /// (`opts.batch_size` images) at a time, so that only one batch of pixels is held at once;
 /// only the indices of the images already encoded are kept.
-pub fn encode_streaming(
+pub fn encode_streaming<'a>(
     model: &Model,
     count: usize,
-    load: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Vec<Named>>,
+    load: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Cow<'a, [Named]>>,
     opts: &EncodeOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<u8>> {
@@ -160,7 +161,7 @@ pub fn encode_streaming(
     let step = opts.batch_size.max(1);
     for start in (0..count).step_by(step) {
         let batch = load(start..(start + step).min(count))?;
-        for img in &batch {
+        for img in batch.iter() {
             if opts.names && !seen.insert(img.name.clone()) {
                 return Err(Error::Other(format!(
                     "two inputs would be stored as {:?}; encode them into separate archives or use --no-names",

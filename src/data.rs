@@ -58,6 +58,20 @@ impl ImageSet {
         &self.pixels[i * n..(i + 1) * n]
     }
 
+    /// Image `i` as interleaved 8-bit RGB.
+    pub fn rgb(&self, i: usize) -> image_io::Rgb {
+        let plane = self.size * self.size;
+        let img = self.image(i);
+        let rgb = (0..plane)
+            .flat_map(|p| [img[p], img[plane + p], img[2 * plane + p]])
+            .collect();
+        image_io::Rgb {
+            width: self.size as u32,
+            height: self.size as u32,
+            rgb,
+        }
+    }
+
     /// The first `n` images (all of them when `n` is larger).
     pub fn take(&self, n: usize) -> ImageSet {
         let n = n.min(self.len());
@@ -294,6 +308,21 @@ mod tests {
                 .unwrap_err()
                 .contains("label 10")
         );
+    }
+
+    #[test]
+    fn rgb_interleaves_the_planes() {
+        let mut set = ImageSet {
+            size: 32,
+            pixels: vec![0; 3 * 32 * 32],
+        };
+        set.pixels[1] = 10; // red, pixel 1
+        set.pixels[1024 + 1] = 20; // green, pixel 1
+        set.pixels[2048 + 1] = 30; // blue, pixel 1
+        let rgb = set.rgb(0);
+        assert_eq!((rgb.width, rgb.height, rgb.rgb.len()), (32, 32, 3 * 1024));
+        assert_eq!(&rgb.rgb[3..6], &[10, 20, 30]);
+        assert!(rgb.rgb[..3].iter().all(|&v| v == 0));
     }
 
     #[test]

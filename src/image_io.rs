@@ -48,12 +48,7 @@ pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &Limits, allow_jpeg: bool) 
         path: path.to_path_buf(),
         reason,
     };
-    let format = image::guess_format(bytes).map_err(|_| bad("not a PNG file".into()))?;
-    match format {
-        ImageFormat::Png => {}
-        ImageFormat::Jpeg if allow_jpeg => {}
-        other => return Err(bad(format!("not a PNG file (looks like {other:?})"))),
-    }
+    let format = sniff(bytes, path, allow_jpeg)?;
     let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| bad(e.to_string()))?;
@@ -95,16 +90,26 @@ pub fn probe(path: &Path, limits: &Limits) -> Result<(u32, u32)> {
         &mut head,
     )
     .map_err(io)?;
-    match image::guess_format(&head) {
-        Ok(ImageFormat::Png) => {}
-        Ok(other) => return Err(bad(format!("not a PNG file (looks like {other:?})"))),
-        Err(_) => return Err(bad("not a PNG file".into())),
-    }
+    sniff(&head, path, false)?;
     let mut reader = ImageReader::open(path).map_err(io)?;
     reader.set_format(ImageFormat::Png);
     let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
     check_size(path, w as u64, h as u64, limits)?;
     Ok((w, h))
+}
+
+/// The format of a file from its first bytes (never its name): PNG, or JPEG where allowed.
+fn sniff(head: &[u8], path: &Path, allow_jpeg: bool) -> Result<ImageFormat> {
+    let bad = |reason: String| Error::BadImage {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match image::guess_format(head) {
+        Ok(ImageFormat::Png) => Ok(ImageFormat::Png),
+        Ok(ImageFormat::Jpeg) if allow_jpeg => Ok(ImageFormat::Jpeg),
+        Ok(other) => Err(bad(format!("not a PNG file (looks like {other:?})"))),
+        Err(_) => Err(bad("not a PNG file".into())),
+    }
 }
 
 /// Refuses sizes beyond `limits` (and empty images).

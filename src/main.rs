@@ -1,5 +1,6 @@
 //! The `rvq` command line: parses arguments and calls the library.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -532,10 +533,11 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     let bar = progress(count, "encoding");
     // Images are read one batch at a time, so a large input set never sits in memory whole.
     let mut load = |range: std::ops::Range<usize>| match &stdin_image {
-        Some(img) => Ok(vec![img.clone()]),
+        Some(img) => Ok(Cow::Borrowed(std::slice::from_ref(img))),
         None => codec::read_inputs(&files[range], &a.inputs, &limits, a.strict, &mut |w| {
             bar.suspend(|| eprintln!("rvq: warning: {w}"))
-        }),
+        })
+        .map(Cow::Owned),
     };
     let bytes = codec::encode_streaming(&model, count, &mut load, &opts, &mut |done| {
         bar.set_position(done as u64)
@@ -755,12 +757,7 @@ fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
             .collect::<Result<_>>()?
     } else if rvq::data::is_cifar_dir(&a.data) {
         let set = rvq::data::cifar_test(&a.data)?.take(a.limit);
-        (0..set.len())
-            .map(|i| {
-                let planar: Vec<f32> = set.image(i).iter().map(|&v| v as f32 / 255.0).collect();
-                image_io::from_planar_cropped(&planar, 32, 32, 32, 32)
-            })
-            .collect()
+        (0..set.len()).map(|i| set.rgb(i)).collect()
     } else {
         let files = image_io::collect_images(std::slice::from_ref(&a.data), false)?;
         files
