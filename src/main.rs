@@ -226,9 +226,19 @@ struct ExportArgs {
     /// Output .safetensors file.
     #[arg(short, long)]
     output: PathBuf,
-    /// Overwrite the output if it exists.
+    /// Overwrite the outputs if they exist.
     #[arg(long)]
     force: bool,
+    /// Also write reference tensors (inputs, latents, indices, decoded images computed by rvq)
+    /// for checking a port such as bench/torch_reference.py.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Synthetic 32×32 images in the reference file.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    reference_images: u16,
+    /// Where to compute the reference tensors.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
 }
 
 #[derive(Args)]
@@ -299,7 +309,7 @@ fn main() -> ExitCode {
         Command::Encode(args) => run_encode(args, cli.verbose),
         Command::Decode(args) => run_decode(args, cli.verbose),
         Command::Info(args) => run_info(args),
-        Command::Export(args) => run_export(args),
+        Command::Export(args) => run_export(args, cli.verbose),
         Command::Eval(args) => run_eval(args, cli.verbose),
         Command::Bench(args) => run_bench(args, cli.verbose),
         Command::Sweep(args) => run_sweep(args, cli.verbose),
@@ -704,15 +714,18 @@ fn run_info(a: InfoArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_export(a: ExportArgs) -> Result<()> {
-    if a.output.exists() && !a.force {
-        return Err(rvq::Error::Exists {
-            path: a.output.clone(),
+fn run_export(a: ExportArgs, verbose: bool) -> Result<()> {
+    for out in std::iter::once(&a.output).chain(&a.reference) {
+        if out.exists() && !a.force {
+            return Err(rvq::Error::Exists { path: out.clone() }.into());
         }
-        .into());
     }
-    let model = Model::load_or_default(a.model.as_deref(), &burn::prelude::Device::flex())?;
+    let chosen = choose_backend(a.backend, verbose)?;
+    let model = Model::load_or_default(a.model.as_deref(), &chosen.device)?;
     rvq::model::export_safetensors(&model, &a.output)?;
+    if let Some(reference) = &a.reference {
+        rvq::model::export_reference(&model, reference, a.reference_images as usize)?;
+    }
     Ok(())
 }
 

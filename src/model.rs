@@ -395,3 +395,88 @@ pub fn export_safetensors(model: &Model, path: &Path) -> Result<()> {
         source: e,
     })
 }
+
+/// Writes the tensors a port of the model needs to check itself against rvq: `images`
+/// (`[n, 3, 32, 32]`, the deterministic synthetic images of `rvq bench`), the encoder's
+/// `latents`, and for a quantizing model the `indices` chosen at every level (`[n, n_q, h, w]`,
+/// i64) and the images `decoded` from them. All computed by `model` on its device.
+pub fn export_reference(model: &Model, path: &Path, n: usize) -> Result<()> {
+    let n = n.max(1);
+    let side = 32;
+    let mut pixels = Vec::with_capacity(n * 3 * side * side);
+    for i in 0..n {
+        let img = crate::bench::synthetic(side as u32, side as u32, i as u32);
+        pixels.extend(crate::image_io::to_planar_padded(&img, side, side));
+    }
+    let images = Tensor::<4>::from_data(
+        TensorData::new(pixels.clone(), [n, 3, side, side]),
+        &model.device,
+    );
+    let latents = model.net.encode(images.clone());
+    let [_, d, h, w] = latents.dims();
+    let floats = |t: Tensor<4>| -> Result<Vec<f32>> {
+        t.into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::Backend(format!("{e:?}")))
+    };
+    let mut tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = vec![
+        ("images", "F32", vec![n, 3, side, side], le_f32(&pixels)),
+        (
+            "latents",
+            "F32",
+            vec![n, d, h, w],
+            le_f32(&floats(latents)?),
+        ),
+    ];
+    if model.config.quantize {
+        let depth = model.config.num_codebooks;
+        let batch = model.encode_indices(images, depth)?;
+        let decoded = floats(model.decode_indices(&batch.indices, batch.grid, depth)?)?;
+        let indices: Vec<u8> = batch
+            .indices
+            .iter()
+            .flatten()
+            .flat_map(|&v| i64::from(v).to_le_bytes())
+            .collect();
+        tensors.push(("indices", "I64", vec![n, depth, h, w], indices));
+        tensors.push(("decoded", "F32", vec![n, 3, side, side], le_f32(&decoded)));
+    }
+    let meta = serde_json::json!({
+        "rvq_fingerprint": hex(&model.fingerprint),
+        "rvq_config": serde_json::to_string(&model.config).expect("config serialises"),
+    });
+    write_atomic(path, &safetensors_bytes(&tensors, meta))
+}
+
+/// The safetensors layout (a little-endian u64 header length, a JSON header naming each
+/// tensor's dtype, shape and byte range, then the bytes), written here rather than through a
+/// crate because the one burn uses would change features and rebuild burn.
+fn safetensors_bytes(
+    tensors: &[(&str, &str, Vec<usize>, Vec<u8>)],
+    meta: serde_json::Value,
+) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), meta);
+    let mut offset = 0;
+    for (name, dtype, shape, bytes) in tensors {
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes.len()]}),
+        );
+        offset += bytes.len();
+    }
+    let mut json = serde_json::Value::Object(header).to_string().into_bytes();
+    // The data starts 8-byte aligned, as the format recommends.
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    out.extend((json.len() as u64).to_le_bytes());
+    out.extend(json);
+    for (.., bytes) in tensors {
+        out.extend(bytes);
+    }
+    out
+}
+
+fn le_f32(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}

@@ -128,8 +128,10 @@ pub fn load_spec(spec: &str) -> Result<GridSpec> {
 }
 
 impl GridSpec {
-    /// Every run, in order, each with a unique id. Duplicate combinations are run once;
-    /// combinations the model does not support are refused.
+    /// Every run, in order, each with a unique id. A model that several experiments name (the
+    /// study's single-codebook d = 64 models are also its one-level residual and its 4×4-grid
+    /// models) is trained once, under the first experiment's name; combinations the model does
+    /// not support are refused.
     pub fn expand(&self, base: &ModelConfig) -> Result<Vec<Run>> {
         let mut runs = Vec::new();
         let mut seen = BTreeSet::new();
@@ -164,7 +166,8 @@ impl GridSpec {
                             } else {
                                 format!("{}-d{d}-f{f}", e.name)
                             };
-                            if seen.insert(id.clone()) {
+                            let key = (e.quantize, d, e.quantize.then_some((k, n_q)), f);
+                            if seen.insert(key) {
                                 runs.push(Run {
                                     id,
                                     experiment: e.name.clone(),
@@ -547,6 +550,43 @@ fn series_by<K: Ord + std::fmt::Display>(
         .collect()
 }
 
+/// The rows each of the study's figures draws, chosen by what was trained rather than by
+/// experiment name, since a model is trained once however many experiments name it:
+/// autoencoders; single codebooks on the 4×4 grid; residual VQ (every depth of each (d, k)
+/// trained with more than one codebook); and 4×4 against 8×8 (single codebooks at each d
+/// trained on both grids).
+#[allow(clippy::type_complexity)]
+fn figure_rows(rows: &[Row]) -> (Vec<&Row>, Vec<&Row>, Vec<&Row>, Vec<&Row>) {
+    let quantized = |r: &&Row| r.codebook_size > 0;
+    let ae = rows.iter().filter(|r| r.codebook_size == 0).collect();
+    let vq = rows
+        .iter()
+        .filter(quantized)
+        .filter(|r| r.num_codebooks == 1 && r.grid_factor == 8)
+        .collect();
+    let deep: BTreeSet<(usize, usize)> = rows
+        .iter()
+        .filter(|r| r.codebook_size > 0 && r.num_codebooks > 1 && r.grid_factor == 8)
+        .map(|r| (r.latent_dim, r.codebook_size))
+        .collect();
+    let rvq = rows
+        .iter()
+        .filter(quantized)
+        .filter(|r| r.grid_factor == 8 && deep.contains(&(r.latent_dim, r.codebook_size)))
+        .collect();
+    let fine: BTreeSet<usize> = rows
+        .iter()
+        .filter(|r| r.codebook_size > 0 && r.num_codebooks == 1 && r.grid_factor != 8)
+        .map(|r| r.latent_dim)
+        .collect();
+    let grid = rows
+        .iter()
+        .filter(quantized)
+        .filter(|r| r.num_codebooks == 1 && fine.contains(&r.latent_dim))
+        .collect();
+    (ae, vq, rvq, grid)
+}
+
 /// Draws the study's figures from `dir/results.csv` into `dir/figures/`, fits the power law
 /// to the residual-VQ runs, and writes `dir/report.md`.
 pub fn report(dir: &Path) -> Result<Report> {
@@ -563,12 +603,7 @@ pub fn report(dir: &Path) -> Result<Report> {
         path: figures.clone(),
         source: e,
     })?;
-    let of = |e: &str| {
-        rows.iter()
-            .filter(|r| r.experiment == e)
-            .collect::<Vec<_>>()
-    };
-    let (ae, vq, rvq, grid) = (of("ae"), of("vq"), of("rvq"), of("grid"));
+    let (ae, vq, rvq, grid) = figure_rows(&rows);
     let mut written = Vec::new();
     let mut chart = |name: &str,
                      series: Vec<crate::plot::Series>,
@@ -702,8 +737,14 @@ mod tests {
         let count = |e: &str| runs.iter().filter(|r| r.experiment == e).count();
         assert_eq!(count("ae"), 8);
         assert_eq!(count("vq"), 8 * 12);
-        assert_eq!(count("rvq"), 4 * 6);
-        assert_eq!(count("grid"), 2 * 12);
+        // The one-codebook d = 64 models on the 4×4 grid are the vq experiment's: trained once.
+        assert_eq!(count("rvq"), 4 * 5);
+        assert_eq!(count("grid"), 12);
+        assert_eq!(runs.len(), 136);
+        assert!(runs.iter().any(|r| r.id == "vq-d64-k1024-q1-f8"));
+        assert!(!runs.iter().any(|r| r.id == "rvq-d64-k1024-q1-f8"));
+        let configs: BTreeSet<String> = runs.iter().map(|r| format!("{:?}", r.config)).collect();
+        assert_eq!(configs.len(), runs.len(), "no model is trained twice");
         let ids: BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids.len(), runs.len(), "ids are unique");
         let r = runs.iter().find(|r| r.id == "rvq-d64-k1024-q8-f8").unwrap();
@@ -773,6 +814,54 @@ mod tests {
         assert!(comma.to_csv().ends_with(",wgpu (a; b)"));
         std::fs::write(&path, "a,b\n").unwrap();
         assert!(read_csv(&path).is_err());
+    }
+
+    #[test]
+    fn figures_draw_rows_by_what_was_trained() {
+        let row = |experiment: &str, d: usize, k: usize, n_q: usize, f: usize| Row {
+            run: format!("{experiment}-d{d}-k{k}-q{n_q}-f{f}"),
+            experiment: experiment.into(),
+            latent_dim: d,
+            codebook_size: k,
+            num_codebooks: n_q,
+            grid_factor: f,
+            bits_per_vector: 0,
+            bits_per_image: 0,
+            total_codebook_vectors: 0,
+            log2_quantizations: 0.0,
+            mse: 0.01,
+            psnr: 20.0,
+            utilisation: 1.0,
+            epochs: 1.0,
+            train_seconds: 1.0,
+            backend: "cpu".into(),
+        };
+        let rows = vec![
+            row("ae", 64, 0, 0, 8),
+            row("rvq", 64, 16, 1, 8),
+            row("rvq", 64, 16, 4, 8),
+            row("vq", 64, 4096, 1, 8),
+            row("vq", 8, 16, 1, 8),
+            row("grid", 64, 16, 1, 4),
+        ];
+        let (ae, vq, rvq, grid) = figure_rows(&rows);
+        let ids = |v: Vec<&Row>| v.iter().map(|r| r.run.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(ae), ["ae-d64-k0-q0-f8"]);
+        assert_eq!(
+            ids(vq),
+            ["rvq-d64-k16-q1-f8", "vq-d64-k4096-q1-f8", "vq-d8-k16-q1-f8"]
+        );
+        // k = 4096 was only trained with one codebook: no residual series of its own.
+        assert_eq!(ids(rvq), ["rvq-d64-k16-q1-f8", "rvq-d64-k16-q4-f8"]);
+        // d = 8 has no 8×8 run to compare with.
+        assert_eq!(
+            ids(grid),
+            [
+                "rvq-d64-k16-q1-f8",
+                "vq-d64-k4096-q1-f8",
+                "grid-d64-k16-q1-f4"
+            ]
+        );
     }
 
     #[test]

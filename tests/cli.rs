@@ -577,6 +577,37 @@ fn train_on_an_image_folder_then_encode_with_the_result_and_export() {
         header["__metadata__"]["rvq_fingerprint"],
         card["fingerprint"]
     );
+    // The reference file for a port: an existing one is kept without --force, and the weights
+    // are not written either.
+    let reference = dir.path().join("reference.safetensors");
+    std::fs::write(&reference, b"keep").unwrap();
+    let fresh = dir.path().join("fresh.safetensors");
+    rvq()
+        .args(["export", "--model"])
+        .arg(&out)
+        .arg("-o")
+        .arg(&fresh)
+        .arg("--reference")
+        .arg(&reference)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("already exists"));
+    assert_eq!(std::fs::read(&reference).unwrap(), b"keep");
+    assert!(!fresh.exists());
+    rvq()
+        .args(["export", "--force", "--reference-images", "2", "--model"])
+        .arg(&out)
+        .arg("-o")
+        .arg(&fresh)
+        .arg("--reference")
+        .arg(&reference)
+        .assert()
+        .success();
+    let bytes = std::fs::read(&reference).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    assert_eq!(header["images"]["shape"], serde_json::json!([2, 3, 32, 32]));
+    assert!(header.get("indices").is_some(), "{header}");
 }
 
 #[test]

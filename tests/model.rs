@@ -246,3 +246,66 @@ fn training_smoke_loss_falls_and_resume_continues() {
     assert_eq!(steps.first(), Some(&151));
     assert_eq!(card.steps, 160);
 }
+
+/// Reads a safetensors file the way a Python reader would: u64 header length, JSON, bytes.
+fn read_safetensors(bytes: &[u8]) -> (serde_json::Value, &[u8]) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!((8 + n) % 8, 0, "data is 8-byte aligned");
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    (header, &bytes[8 + n..])
+}
+
+#[test]
+fn the_reference_export_holds_what_the_model_computes() {
+    let device = Device::flex();
+    let model = Model::load_default(&device).unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("reference.safetensors");
+    rvq::model::export_reference(&model, &path, 3).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let (header, data) = read_safetensors(&bytes);
+    let meta = &header["__metadata__"];
+    assert_eq!(meta["rvq_fingerprint"], rvq::model::hex(&model.fingerprint));
+    let (n_q, d) = (model.config.num_codebooks, model.config.latent_dim);
+    let mut end = 0;
+    let mut tensor = |name: &str, dtype: &str, shape: &[usize], width: usize| {
+        let t = &header[name];
+        assert_eq!(t["dtype"], dtype, "{name}");
+        assert_eq!(t["shape"], serde_json::json!(shape), "{name}");
+        let [a, b] = [0, 1].map(|i| t["data_offsets"][i].as_u64().unwrap() as usize);
+        assert_eq!((a, b - a), (end, shape.iter().product::<usize>() * width));
+        end = b;
+        data[a..b].to_vec()
+    };
+    let images = tensor("images", "F32", &[3, 3, 32, 32], 4);
+    tensor("latents", "F32", &[3, d, 4, 4], 4);
+    let indices = tensor("indices", "I64", &[3, n_q, 4, 4], 8);
+    let decoded = tensor("decoded", "F32", &[3, 3, 32, 32], 4);
+    assert_eq!(end, data.len());
+
+    let f32s = |b: &[u8]| -> Vec<f32> {
+        b.chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let expected: Vec<f32> = (0..3)
+        .flat_map(|i| rvq::image_io::to_planar_padded(&rvq::bench::synthetic(32, 32, i), 32, 32))
+        .collect();
+    assert_eq!(f32s(&images), expected);
+    let x = Tensor::<4>::from_data(TensorData::new(expected, [3, 3, 32, 32]), &device);
+    let batch = model.encode_indices(x, n_q).unwrap();
+    let ours: Vec<i64> = batch.indices.iter().flatten().map(|&v| v as i64).collect();
+    let stored: Vec<i64> = indices
+        .chunks(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(stored, ours);
+    assert!(
+        ours.iter().any(|&v| v != ours[0]),
+        "real codebooks pick varied entries"
+    );
+    let out = model
+        .decode_indices(&batch.indices, batch.grid, n_q)
+        .unwrap();
+    assert_eq!(f32s(&decoded), quantizer::float_vec(out));
+}
