@@ -172,8 +172,11 @@ def timed(runs, fn, sync):
 def bench(net, cfg, device, batch, large, runs):
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     depth = cfg["num_codebooks"]
+    # At least 1,024 images per timed run, in batches of `batch`, as rvq bench does.
+    count = batch * -(-1024 // batch)
     sets = [
-        (f"32×32 images, batch {batch}", np.stack([synthetic(32, 32, i) for i in range(batch)])),
+        (f"{count} 32×32 images, batch {batch}",
+         np.stack([synthetic(32, 32, i) for i in range(count)])),
         (f"one {large[0]}×{large[1]} image", synthetic(large[0], large[1], 1)[None]),
     ]
     rows = []
@@ -183,13 +186,17 @@ def bench(net, cfg, device, batch, large, runs):
 
         def encode():
             # Pixels in, indices out on the host, as rvq encode hands them to the archive.
-            x = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float() / 255.0
-            state["indices"] = net.quantize(net.encode(x), depth).to(torch.int32).cpu()
+            out = []
+            for s in range(0, n, batch):
+                x = torch.from_numpy(pixels[s : s + batch]).to(device)
+                x = x.permute(0, 3, 1, 2).float() / 255.0
+                out.append(net.quantize(net.encode(x), depth).to(torch.int32).cpu())
+            state["indices"] = out
 
         def decode():
-            idx = state["indices"].to(device).long()
-            y = net.decode(net.dequantize(idx))
-            (y * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+            for chunk in state["indices"]:
+                y = net.decode(net.dequantize(chunk.to(device).long()))
+                (y * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
         with torch.inference_mode():
             for op, fn in (("encode", encode), ("decode", decode)):

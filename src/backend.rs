@@ -57,6 +57,21 @@ pub fn adapters() -> Vec<Adapter> {
         .collect()
 }
 
+impl Backend {
+    /// Images per inference batch when none is asked for. On the CPU small batches are
+    /// fastest, their activations staying in cache (64 was the best of 32, 64, 256 and 1,024
+    /// in docs/BENCHMARKS.md); a GPU needs large batches to fill its cores, and 1,024 32×32
+    /// images are still well under 100 MB of activations.
+    pub fn default_batch(self) -> usize {
+        match self {
+            Backend::Wgpu => 1024,
+            Backend::Cpu | Backend::Auto => CPU_BATCH,
+        }
+    }
+}
+
+const CPU_BATCH: usize = 64;
+
 /// Picks the device for `backend`. `Wgpu` without any adapter is an error; `Auto` falls back
 /// to the CPU unless a hardware adapter is present (a software one would be slower than flex).
 pub fn choose(backend: Backend) -> Result<Chosen> {

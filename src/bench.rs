@@ -65,7 +65,10 @@ fn measure(what: &str, images: usize, runs: usize, seconds: f64, bytes: Option<u
     }
 }
 
-/// Times encoding and decoding `batch` 32×32 images and one `large` image with `model`, and
+const SMALL_IMAGES: usize = 1024;
+
+/// Times encoding and decoding at least 1,024 32×32 images, `batch` at a time, and one `large`
+/// image with `model`, and
 /// writing and reading an archive of 10,000 32×32 images, `runs` times each.
 pub fn run(model: &Model, batch: usize, large: (u32, u32), runs: usize) -> Result<Vec<Measure>> {
     let m = model.config.num_codebooks;
@@ -74,7 +77,11 @@ pub fn run(model: &Model, batch: usize, large: (u32, u32), runs: usize) -> Resul
         names: false,
         ..EncodeOptions::default()
     };
-    let small: Vec<Named> = (0..batch.max(1))
+    // At least 1,024 images per timed run, in batches of `batch`, so that small batches are
+    // timed over more than a few milliseconds.
+    let batch = batch.max(1);
+    let count = batch * SMALL_IMAGES.div_ceil(batch);
+    let small: Vec<Named> = (0..count)
         .map(|i| Named {
             name: format!("{i}.png"),
             image: synthetic(32, 32, i as u32),
@@ -97,7 +104,7 @@ pub fn run(model: &Model, batch: usize, large: (u32, u32), runs: usize) -> Resul
             if label == "large" {
                 format!("{op} one {}×{} image", large.0, large.1)
             } else {
-                format!("{op} 32×32 images, batch {}", set.len())
+                format!("{op} {} 32×32 images, batch {batch}", set.len())
             }
         };
         let mut records = Vec::new();

@@ -59,9 +59,10 @@ struct ModelArgs {
     /// Where to run the model.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
-    /// Images per inference batch.
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
+    /// Images per inference batch (default: chosen for the backend, 64 on the CPU and 1024
+    /// on a GPU).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: Option<u32>,
 }
 
 #[derive(Args)]
@@ -480,14 +481,22 @@ fn write_output(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
     Ok(())
 }
 
-fn load_model(args: &ModelArgs, verbose: bool) -> Result<(Model, String)> {
+/// The model on its device, its name for messages, and the batch size for that device.
+fn load_model(args: &ModelArgs, verbose: bool) -> Result<(Model, String, usize)> {
     let chosen = choose_backend(args.backend, verbose)?;
     let model = Model::load_or_default(args.model.as_deref(), &chosen.device)?;
     let name = args
         .model
         .as_ref()
         .map_or_else(|| "default".to_string(), |p| p.display().to_string());
-    Ok((model, name))
+    Ok((model, name, args.batch_for(&chosen)))
+}
+
+impl ModelArgs {
+    fn batch_for(&self, chosen: &backend::Chosen) -> usize {
+        self.batch
+            .map_or_else(|| chosen.backend.default_batch(), |b| b as usize)
+    }
 }
 
 fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
@@ -530,7 +539,7 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     } else {
         files.len()
     };
-    let (model, _) = load_model(&a.model, verbose)?;
+    let (model, _, batch) = load_model(&a.model, verbose)?;
     let opts = EncodeOptions {
         codebooks: a.codebooks,
         names: !a.no_names,
@@ -538,7 +547,7 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
             Precision::F16 => CodebookDType::F16,
             Precision::F32 => CodebookDType::F32,
         }),
-        batch_size: a.model.batch,
+        batch_size: batch,
     };
     let bar = progress(count, "encoding");
     // Images are read one batch at a time, so a large input set never sits in memory whole.
@@ -625,14 +634,11 @@ fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
     {
         return Err(rvq::Error::Exists { path: t.clone() }.into());
     }
-    let (model, model_name) = load_model(&a.model, verbose)?;
+    let (model, model_name, batch) = load_model(&a.model, verbose)?;
     codec::check_model(&archive, &model, &model_name)?;
     let bar = progress(records.len(), "decoding");
-    for (chunk, paths) in records
-        .chunks(a.model.batch.max(1))
-        .zip(targets.chunks(a.model.batch.max(1)))
-    {
-        let images = codec::decode_records(&model, &archive.header, chunk, a.model.batch)?;
+    for (chunk, paths) in records.chunks(batch).zip(targets.chunks(batch)) {
+        let images = codec::decode_records(&model, &archive.header, chunk, batch)?;
         for (img, path) in images.iter().zip(paths) {
             let png = image_io::encode_png(img)?;
             if to_stdout {
@@ -782,7 +788,7 @@ fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
     if images.is_empty() {
         anyhow::bail!("{}: no images to evaluate", a.data.display());
     }
-    let (model, model_name) = load_model(&a.model, verbose)?;
+    let (model, model_name, batch) = load_model(&a.model, verbose)?;
     let codebooks = if a.codebooks.is_empty() {
         rvq::eval::report_depths(model.config.num_codebooks)
     } else {
@@ -801,7 +807,7 @@ fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
         source,
         &a.jpeg_qualities,
         &a.webp_qualities,
-        a.model.batch,
+        batch,
         &mut |what| {
             if verbose {
                 eprintln!("rvq: evaluating {what}");
@@ -843,7 +849,7 @@ fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
     if verbose {
         eprintln!("rvq: benchmarking on {}", machine(&chosen));
     }
-    let measures = rvq::bench::run(&model, a.model.batch, (w, h), a.runs)?;
+    let measures = rvq::bench::run(&model, a.model.batch_for(&chosen), (w, h), a.runs)?;
     println!("{}\n", machine(&chosen));
     print!("{}", rvq::bench::markdown(&measures));
     if let Some(j) = &a.json {

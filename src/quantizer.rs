@@ -15,11 +15,28 @@ use rand::{Rng, RngExt};
 /// Distances are `‖c‖² − 2·x·c`: the `‖x‖²` term is the same for every entry of a row, so
 /// leaving it out cannot change the winner and avoids cancelling two large numbers.
 pub fn nearest(vectors: Tensor<2>, codebook: Tensor<2>) -> Tensor<1, Int> {
-    let [n, _] = vectors.dims();
+    let [n, d] = vectors.dims();
     let norms = codebook.clone().square().sum_dim(1).reshape([1, -1]);
-    let scores = norms - vectors.matmul(codebook.transpose()).mul_scalar(2.0);
-    scores.argmin(1).reshape([n as i32])
+    let book_t = codebook.transpose();
+    let search = |rows: Tensor<2>| {
+        let m = rows.dims()[0];
+        (norms.clone() - rows.matmul(book_t.clone()).mul_scalar(2.0))
+            .argmin(1)
+            .reshape([m as i32])
+    };
+    if n <= SEARCH_ROWS {
+        return search(vectors);
+    }
+    // A block of rows at a time: the n × k score matrix of a large image (6,144 × 1,024
+    // floats for 768×512) would not stay in cache.
+    let parts = (0..n)
+        .step_by(SEARCH_ROWS)
+        .map(|s| search(vectors.clone().slice([s..(s + SEARCH_ROWS).min(n), 0..d])))
+        .collect();
+    Tensor::cat(parts, 0)
 }
+
+const SEARCH_ROWS: usize = 512;
 
 /// Quantizes `latents` (`[n, d]`) with the first `depth` codebooks of `codebooks`
 /// (`[n_q, k, d]`). Returns the indices chosen at each level and the quantized vectors
