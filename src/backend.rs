@@ -60,8 +60,8 @@ pub fn adapters() -> Vec<Adapter> {
 impl Backend {
     /// Images per inference batch when none is asked for. On the CPU small batches are
     /// fastest, their activations staying in cache (64 was the best of 32, 64, 256 and 1,024
-    /// in docs/BENCHMARKS.md); a GPU needs large batches to fill its cores, and 1,024 32×32
-    /// images are still well under 100 MB of activations.
+    /// in docs/BENCHMARKS.md); a GPU needs large batches to fill its cores, and the largest
+    /// layer of 1,024 32×32 images is 64 MB.
     pub fn default_batch(self) -> usize {
         match self {
             Backend::Wgpu => 1024,
