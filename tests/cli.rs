@@ -561,17 +561,18 @@ fn train_on_an_image_folder_then_encode_with_the_result_and_export() {
         ],
         "the archive was made with model",
     );
+    let export = |extra: &[&str], weights: &Path| {
+        let mut cmd = rvq();
+        cmd.args(["export", "--model"])
+            .arg(&out)
+            .arg("-o")
+            .arg(weights)
+            .args(extra);
+        cmd.assert()
+    };
     let st = dir.path().join("tiny.safetensors");
-    rvq()
-        .args(["export", "--model"])
-        .arg(&out)
-        .arg("-o")
-        .arg(&st)
-        .assert()
-        .success();
-    let bytes = std::fs::read(&st).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    export(&[], &st).success();
+    let header = safetensors_header(&st);
     assert!(header.get("codebooks").is_some(), "{header}");
     assert_eq!(
         header["__metadata__"]["rvq_fingerprint"],
@@ -582,32 +583,27 @@ fn train_on_an_image_folder_then_encode_with_the_result_and_export() {
     let reference = dir.path().join("reference.safetensors");
     std::fs::write(&reference, b"keep").unwrap();
     let fresh = dir.path().join("fresh.safetensors");
-    rvq()
-        .args(["export", "--model"])
-        .arg(&out)
-        .arg("-o")
-        .arg(&fresh)
-        .arg("--reference")
-        .arg(&reference)
-        .assert()
+    let with_ref = ["--reference", reference.to_str().unwrap()];
+    export(&with_ref, &fresh)
         .failure()
         .stderr(predicates::str::contains("already exists"));
     assert_eq!(std::fs::read(&reference).unwrap(), b"keep");
     assert!(!fresh.exists());
-    rvq()
-        .args(["export", "--force", "--reference-images", "2", "--model"])
-        .arg(&out)
-        .arg("-o")
-        .arg(&fresh)
-        .arg("--reference")
-        .arg(&reference)
-        .assert()
-        .success();
-    let bytes = std::fs::read(&reference).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    export(
+        &[&with_ref[..], &["--force", "--reference-images", "2"]].concat(),
+        &fresh,
+    )
+    .success();
+    let header = safetensors_header(&reference);
     assert_eq!(header["images"]["shape"], serde_json::json!([2, 3, 32, 32]));
     assert!(header.get("indices").is_some(), "{header}");
+}
+
+/// The JSON header of a safetensors file.
+fn safetensors_header(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    serde_json::from_slice(&bytes[8..8 + n]).unwrap()
 }
 
 #[test]
