@@ -40,18 +40,28 @@ pub fn rate_distortion(points: &[Point], title: &str, path: &Path) -> Result<()>
         title,
         "bits per pixel (image data, headers shared)",
         "PSNR (dB)",
-        true,
+        Scale::LogX,
         path,
     )
 }
 
-/// Draws `series` as lines with markers (x on a log scale when `log_x`) to a PNG at `path`.
+/// Which axes of a chart are logarithmic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// x logarithmic, y linear (rate-distortion: PSNR against bits).
+    LogX,
+    /// Both logarithmic (the study's MSE charts).
+    LogLog,
+}
+
+/// Draws `series` as lines with markers to a PNG at `path`; a series named "the study…" is a
+/// published reference and is drawn in grey.
 pub fn line_chart(
     series: &[Series],
     title: &str,
     x_label: &str,
     y_label: &str,
-    log_x: bool,
+    scale: Scale,
     path: &Path,
 ) -> Result<()> {
     register_font();
@@ -60,6 +70,15 @@ pub fn line_chart(
     let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, v)| v.iter().copied()).collect();
     if all.is_empty() {
         return Err(Error::Other("nothing to plot".into()));
+    }
+    if all
+        .iter()
+        .any(|&(x, y)| x <= 0.0 || (scale == Scale::LogLog && y <= 0.0))
+    {
+        return Err(Error::Other(format!(
+            "{}: a log axis needs positive values",
+            path.display()
+        )));
     }
     let fold = |f: fn(f64, f64) -> f64, init: f64, sel: fn(&(f64, f64)) -> f64| {
         all.iter().map(sel).fold(init, f)
@@ -73,10 +92,26 @@ pub fn line_chart(
         fold(f64::max, f64::NEG_INFINITY, |p| p.1),
     );
     let pad = ((y1 - y0) * 0.05).max(0.5);
+    // Labels only at 1, 2 and 5 times a power of ten on a log axis: plotters' default labels
+    // every minor tick, and they run into each other.
+    let log_tick = |v: &f64| {
+        let e = v.log10().floor();
+        let m = v / 10f64.powf(e);
+        if ![1.0, 2.0, 5.0].iter().any(|n| (m - n).abs() < 1e-6) {
+            return String::new();
+        }
+        let digits = (-e).max(0.0) as usize;
+        format!("{v:.digits$}")
+    };
+    let y_tick = |v: &f64| match scale {
+        Scale::LogX => format!("{v:.1}"),
+        Scale::LogLog => log_tick(v),
+    };
     let draw = |buf: &mut [u8]| -> std::result::Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
         root.fill(&WHITE)?;
         let colors = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
+        const GREY: RGBColor = RGBColor(140, 140, 140);
         macro_rules! body {
             ($chart:expr) => {{
                 let mut chart = $chart;
@@ -84,10 +119,19 @@ pub fn line_chart(
                     .configure_mesh()
                     .x_desc(x_label)
                     .y_desc(y_label)
+                    .x_labels(30)
+                    .y_labels(30)
+                    .x_label_formatter(&log_tick)
+                    .y_label_formatter(&y_tick)
                     .label_style(("sans-serif", 16))
                     .draw()?;
                 for (i, (name, pts)) in series.iter().enumerate() {
-                    let color = colors[i % colors.len()];
+                    // A published reference is drawn in grey, apart from this run's colours.
+                    let color = if name.starts_with("the study") {
+                        &GREY
+                    } else {
+                        colors[i % colors.len()]
+                    };
                     let mut pts = pts.clone();
                     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
                     chart
@@ -103,7 +147,11 @@ pub fn line_chart(
                     .background_style(WHITE.mix(0.8))
                     .border_style(BLACK)
                     .label_font(("sans-serif", 16))
-                    .position(SeriesLabelPosition::LowerRight)
+                    // Where the falling (MSE) or rising (PSNR) lines leave room.
+                    .position(match scale {
+                        Scale::LogX => SeriesLabelPosition::LowerRight,
+                        Scale::LogLog => SeriesLabelPosition::UpperRight,
+                    })
                     .draw()?;
             }};
         }
@@ -113,14 +161,12 @@ pub fn line_chart(
             .margin(15)
             .x_label_area_size(50)
             .y_label_area_size(60);
-        if log_x {
-            body!(
-                builder
-                    .build_cartesian_2d((x0 * 0.8..x1 * 1.25).log_scale(), y0 - pad..y1 + pad)?
-            );
-        } else {
-            let xp = ((x1 - x0) * 0.05).max(1e-9);
-            body!(builder.build_cartesian_2d(x0 - xp..x1 + xp, y0 - pad..y1 + pad)?);
+        let xs = (x0 * 0.8..x1 * 1.25).log_scale();
+        match scale {
+            Scale::LogX => body!(builder.build_cartesian_2d(xs, y0 - pad..y1 + pad)?),
+            Scale::LogLog => {
+                body!(builder.build_cartesian_2d(xs, (y0 * 0.8..y1 * 1.25).log_scale())?)
+            }
         }
         root.present()?;
         Ok(())

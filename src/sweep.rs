@@ -550,6 +550,29 @@ fn series_by<K: Ord + std::fmt::Display>(
         .collect()
 }
 
+/// The study's plain autoencoders, (d, MSE), as read off its plots (±10%;
+/// `../shared/reference/README.md`): drawn beside a sweep's own points for comparison.
+const STUDY_AE: [(f64, f64); 8] = [
+    (2.0, 0.011),
+    (4.0, 0.008),
+    (8.0, 0.0049),
+    (16.0, 0.0029),
+    (32.0, 0.0013),
+    (64.0, 0.0005),
+    (128.0, 0.0009),
+    (256.0, 0.00065),
+];
+
+/// The study's residual VQ at d = 64, k = 1,024, (codebooks, MSE), read off the same way.
+const STUDY_RVQ_K1024: [(f64, f64); 6] = [
+    (1.0, 0.0087),
+    (2.0, 0.0056),
+    (4.0, 0.0034),
+    (8.0, 0.0018),
+    (16.0, 0.0011),
+    (32.0, 0.0008),
+];
+
 /// The rows each of the study's figures draws, chosen by what was trained rather than by
 /// experiment name, since a model is trained once however many experiments name it:
 /// autoencoders; single codebooks on the 4×4 grid; residual VQ (every depth of each (d, k)
@@ -606,15 +629,23 @@ pub fn report(dir: &Path) -> Result<Report> {
     let (ae, vq, rvq, grid) = figure_rows(&rows);
     let mut written = Vec::new();
     let mut chart = |name: &str,
-                     series: Vec<crate::plot::Series>,
+                     mut series: Vec<crate::plot::Series>,
                      title: &str,
                      x: &str,
-                     log: bool|
+                     study: Option<crate::plot::Series>|
      -> Result<()> {
         if series.iter().all(|(_, v)| v.is_empty()) {
             return Ok(());
         }
-        line_chart(&series, title, x, "MSE", log, &figures.join(name))?;
+        series.extend(study);
+        line_chart(
+            &series,
+            title,
+            x,
+            "MSE",
+            crate::plot::Scale::LogLog,
+            &figures.join(name),
+        )?;
         written.push(name.to_string());
         Ok(())
     };
@@ -623,21 +654,21 @@ pub fn report(dir: &Path) -> Result<Report> {
         series_by(&ae, |_| "", "autoencoder", |r| r.latent_dim as f64),
         "Plain autoencoder: MSE against latent channels d",
         "d",
-        true,
+        Some(("the study".into(), STUDY_AE.to_vec())),
     )?;
     chart(
         "vq_mse_vs_k.png",
         series_by(&vq, |r| r.latent_dim, "d=", |r| r.codebook_size as f64),
         "Single codebook: MSE against k, per d",
         "codebook size k",
-        true,
+        None,
     )?;
     chart(
         "rvq_mse_vs_codebooks.png",
         series_by(&rvq, |r| r.codebook_size, "k=", |r| r.num_codebooks as f64),
         "Residual VQ (d=64): MSE against number of codebooks, per k",
         "codebooks",
-        true,
+        Some(("the study, k=1024".into(), STUDY_RVQ_K1024.to_vec())),
     )?;
     chart(
         "rvq_mse_vs_total_vectors.png",
@@ -649,7 +680,7 @@ pub fn report(dir: &Path) -> Result<Report> {
         ),
         "Residual VQ: MSE against total codebook vectors (k × n_q)",
         "codebook vectors",
-        true,
+        None,
     )?;
     chart(
         "rvq_mse_vs_bits.png",
@@ -661,7 +692,13 @@ pub fn report(dir: &Path) -> Result<Report> {
         ),
         "Residual VQ: MSE against bits per latent vector",
         "bits per vector (= log2 of possible quantizations)",
-        true,
+        Some((
+            "the study, k=1024".into(),
+            STUDY_RVQ_K1024
+                .iter()
+                .map(|&(q, mse)| (q * 10.0, mse))
+                .collect(),
+        )),
     )?;
     chart(
         "grid_mse_vs_bits_per_image.png",
@@ -679,7 +716,7 @@ pub fn report(dir: &Path) -> Result<Report> {
         .collect(),
         "Single codebook, 4×4 against 8×8 latent grid",
         "bits per image",
-        true,
+        None,
     )?;
     let fit = fit_power_law(
         &rvq.iter()
