@@ -92,20 +92,9 @@ pub fn line_chart(
         fold(f64::max, f64::NEG_INFINITY, |p| p.1),
     );
     let pad = ((y1 - y0) * 0.05).max(0.5);
-    // Labels only at 1, 2 and 5 times a power of ten on a log axis: plotters' default labels
-    // every minor tick, and they run into each other.
-    let log_tick = |v: &f64| {
-        let e = v.log10().floor();
-        let m = v / 10f64.powf(e);
-        if ![1.0, 2.0, 5.0].iter().any(|n| (m - n).abs() < 1e-6) {
-            return String::new();
-        }
-        let digits = (-e).max(0.0) as usize;
-        format!("{v:.digits$}")
-    };
     let y_tick = |v: &f64| match scale {
         Scale::LogX => format!("{v:.1}"),
-        Scale::LogLog => log_tick(v),
+        Scale::LogLog => log_tick(*v),
     };
     let draw = |buf: &mut [u8]| -> std::result::Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
@@ -121,7 +110,7 @@ pub fn line_chart(
                     .y_desc(y_label)
                     .x_labels(30)
                     .y_labels(30)
-                    .x_label_formatter(&log_tick)
+                    .x_label_formatter(&|v| log_tick(*v))
                     .y_label_formatter(&y_tick)
                     .label_style(("sans-serif", 16))
                     .draw()?;
@@ -178,4 +167,30 @@ pub fn line_chart(
         rgb: buf,
     })?;
     write_atomic(path, &png)
+}
+
+/// A log axis' label: only at 1, 2 and 5 times a power of ten, since plotters labels every
+/// minor tick and they run into each other; empty elsewhere.
+fn log_tick(v: f64) -> String {
+    let e = v.log10().floor();
+    let m = v / 10f64.powf(e);
+    if ![1.0, 2.0, 5.0].iter().any(|n| (m - n).abs() < 1e-6) {
+        return String::new();
+    }
+    let digits = (-e).max(0.0) as usize;
+    format!("{v:.digits$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_axis_labels_only_round_values_with_the_digits_they_need() {
+        let labels: Vec<String> = [0.002, 0.003, 0.05, 1.0, 20.0, 30.0, 500.0, 1000.0]
+            .into_iter()
+            .map(log_tick)
+            .collect();
+        assert_eq!(labels, ["0.002", "", "0.05", "1", "20", "", "500", "1000"]);
+    }
 }
