@@ -20,7 +20,10 @@ fn rvq() -> Command {
 }
 
 fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
+    // Read when the test runs, not when it was built: a shared target folder may hold a binary
+    // built from another checkout.
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("samples")
 }
 
 /// Runs `rvq args` expecting failure with a single-line message containing `needle`.
