@@ -449,8 +449,8 @@ pub fn export_reference(model: &Model, path: &Path, n: usize) -> Result<()> {
 }
 
 /// The safetensors layout (a little-endian u64 header length, a JSON header naming each
-/// tensor's dtype, shape and byte range, then the bytes), written here rather than through a
-/// crate because the one burn uses would change features and rebuild burn.
+/// tensor's dtype, shape and byte range, then the bytes): a few lines, so no direct dependency
+/// on the safetensors crate for one reference file.
 fn safetensors_bytes(
     tensors: &[(&str, &str, Vec<usize>, Vec<u8>)],
     meta: serde_json::Value,
