@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Reruns the reduced CPU study of docs/STUDY.md: the 15 models of sweeps/cpu-study.json, each
+# Reruns the reduced CPU study of docs/STUDY.md: the 16 models of sweeps/cpu-study.json, each
 # trained for 1,200 steps of 64 images, evaluated on CIFAR-10 test images 0-999, then the
-# report and figures, copied to docs/study/cpu-study/. About 75 minutes on 2 CPU cores.
+# report and figures, copied to docs/study/cpu-study/. About 90 minutes on 2 CPU cores.
 # Usage: scripts/study.sh [CIFAR_DIR] [WORK_DIR]
 #   CIFAR_DIR default ../shared/data/cifar-10-batches-bin; WORK_DIR (models, checkpoints,
 #   results.csv; rerunning resumes it) default ../rvq-cpu-study.

@@ -651,10 +651,18 @@ pub fn report(dir: &Path) -> Result<Report> {
     };
     chart(
         "ae_mse_vs_d.png",
-        series_by(&ae, |_| "", "autoencoder", |r| r.latent_dim as f64),
+        series_by(
+            &ae,
+            |r| {
+                let side = 32 / r.grid_factor;
+                format!("{side}×{side}")
+            },
+            "autoencoder ",
+            |r| r.latent_dim as f64,
+        ),
         "Plain autoencoder: MSE against latent channels d",
         "d",
-        Some(("the study".into(), STUDY_AE.to_vec())),
+        Some(("the study, 4×4".into(), STUDY_AE.to_vec())),
     )?;
     chart(
         "vq_mse_vs_k.png",
