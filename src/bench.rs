@@ -68,18 +68,18 @@ fn measure(what: &str, images: usize, runs: usize, seconds: f64, bytes: Option<u
 const SMALL_IMAGES: usize = 1024;
 
 /// Times encoding and decoding at least 1,024 32×32 images, `batch` at a time, and one `large`
-/// image with `model`, and
-/// writing and reading an archive of 10,000 32×32 images, `runs` times each.
+/// image with `model`, and writing and reading an archive of 10,000 32×32 images, `runs` times
+/// each.
 pub fn run(model: &Model, batch: usize, large: (u32, u32), runs: usize) -> Result<Vec<Measure>> {
     let m = model.config.num_codebooks;
+    let batch = batch.max(1);
     let opts = EncodeOptions {
-        batch_size: batch.max(1),
+        batch_size: batch,
         names: false,
         ..EncodeOptions::default()
     };
     // At least 1,024 images per timed run, in batches of `batch`, so that small batches are
     // timed over more than a few milliseconds.
-    let batch = batch.max(1);
     let count = batch * SMALL_IMAGES.div_ceil(batch);
     let small: Vec<Named> = (0..count)
         .map(|i| Named {

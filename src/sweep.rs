@@ -589,7 +589,8 @@ fn figure_rows(rows: &[Row]) -> (Vec<&Row>, Vec<&Row>, Vec<&Row>, Vec<&Row>) {
         .collect();
     let deep: BTreeSet<(usize, usize)> = rows
         .iter()
-        .filter(|r| r.codebook_size > 0 && r.num_codebooks > 1 && r.grid_factor == 8)
+        .filter(quantized)
+        .filter(|r| r.num_codebooks > 1 && r.grid_factor == 8)
         .map(|r| (r.latent_dim, r.codebook_size))
         .collect();
     let rvq = rows
@@ -599,7 +600,8 @@ fn figure_rows(rows: &[Row]) -> (Vec<&Row>, Vec<&Row>, Vec<&Row>, Vec<&Row>) {
         .collect();
     let fine: BTreeSet<usize> = rows
         .iter()
-        .filter(|r| r.codebook_size > 0 && r.num_codebooks == 1 && r.grid_factor != 8)
+        .filter(quantized)
+        .filter(|r| r.num_codebooks == 1 && r.grid_factor != 8)
         .map(|r| r.latent_dim)
         .collect();
     let grid = rows
