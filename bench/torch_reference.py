@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
+from torch.nn import functional as F
 
 
 class ResBlock(nn.Module):
@@ -65,6 +66,13 @@ class RvqVae(nn.Module):
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(i, o, 4, stride=2, padding=1) for i, o in zip(ups_in, outs)
         )
+        self.grid = cfg["grid_factor"]
+        if cfg.get("linear_path", False):
+            patch = 3 * self.grid * self.grid
+            self.lin_enc = nn.Conv2d(patch, cfg["latent_dim"], 1)
+            self.lin_dec = nn.Conv2d(cfg["latent_dim"], patch, 1)
+        else:
+            self.lin_enc = self.lin_dec = None
         if cfg["quantize"]:
             shape = (cfg["num_codebooks"], cfg["codebook_size"], cfg["latent_dim"])
             self.register_buffer("codebooks", torch.zeros(shape))
@@ -77,7 +85,10 @@ class RvqVae(nn.Module):
             x = torch.relu(conv(x))
         for block in self.enc_res:
             x = block(x)
-        return self.to_latent(torch.relu(x))
+        z = self.to_latent(torch.relu(x))
+        if self.lin_enc is not None:
+            z = z + self.lin_enc(F.pixel_unshuffle(images, self.grid))
+        return z
 
     def decode(self, latents):
         x = self.from_latent(latents)
@@ -85,7 +96,10 @@ class RvqVae(nn.Module):
             x = block(x)
         for i, conv in enumerate(self.up):
             x = conv(torch.relu(x))
-        return torch.sigmoid(x)
+        if self.lin_dec is None:
+            return torch.sigmoid(x)
+        x = x + F.pixel_shuffle(self.lin_dec(latents), self.grid)
+        return x.clamp(0.0, 1.0)
 
     def quantize(self, latents, depth):
         """Indices [b, depth, h, w]: nearest entry by |c|^2 - 2 x.c, level by level."""

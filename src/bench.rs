@@ -67,14 +67,21 @@ fn measure(what: &str, images: usize, runs: usize, seconds: f64, bytes: Option<u
 
 const SMALL_IMAGES: usize = 1024;
 
-/// Times encoding and decoding at least 1,024 32×32 images, `batch` at a time, and one `large`
-/// image with `model`, and writing and reading an archive of 10,000 32×32 images, `runs` times
-/// each.
-pub fn run(model: &Model, batch: usize, large: (u32, u32), runs: usize) -> Result<Vec<Measure>> {
+/// Times encoding (beam width `beam`) and decoding at least 1,024 32×32 images, `batch` at a
+/// time, and one `large` image with `model`, and writing and reading an archive of 10,000
+/// 32×32 images, `runs` times each.
+pub fn run(
+    model: &Model,
+    batch: usize,
+    beam: usize,
+    large: (u32, u32),
+    runs: usize,
+) -> Result<Vec<Measure>> {
     let m = model.config.num_codebooks;
     let batch = batch.max(1);
     let opts = EncodeOptions {
         batch_size: batch,
+        beam,
         names: false,
         ..EncodeOptions::default()
     };

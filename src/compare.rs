@@ -137,17 +137,18 @@ pub enum RvqSource<'a> {
     Archive(&'a Header, &'a [Record], u64),
 }
 
-/// Measures rvq (from `source`), JPEG at each of `jpeg` and WebP at each of `webp`
-/// qualities, on `images`.
+/// Measures rvq (from `source`, encoding with `encode`'s batch size and beam width), JPEG at
+/// each of `jpeg` and WebP at each of `webp` qualities, on `images`.
 pub fn compare(
     model: &Model,
     images: &[Rgb],
     source: RvqSource,
     jpeg: &[u8],
     webp: &[u8],
-    batch_size: usize,
+    encode: &EncodeOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Point>> {
+    let batch_size = encode.batch_size;
     if images.is_empty() {
         return Err(Error::Other("no images to evaluate".into()));
     }
@@ -194,7 +195,7 @@ pub fn compare(
                     codebooks: Some(m),
                     names: false,
                     embed_codebook: None,
-                    batch_size,
+                    ..encode.clone()
                 };
                 let header = codec::header_for(model, m, &opts)?;
                 let records = codec::encode_records(model, &named, m, &opts)?;

@@ -30,6 +30,10 @@ pub struct ModelConfig {
     pub res_channels: usize,
     /// False for a plain autoencoder (the study's baseline): no codebooks, no indices.
     pub quantize: bool,
+    /// A linear patch projection under the convolutional encoder and decoder (see
+    /// [`crate::model::RvqVae`]); absent from configurations written before it existed.
+    #[serde(default)]
+    pub linear_path: bool,
 }
 
 impl Default for ModelConfig {
@@ -44,6 +48,7 @@ impl Default for ModelConfig {
             res_blocks: 2,
             res_channels: 64,
             quantize: true,
+            linear_path: true,
         }
     }
 }

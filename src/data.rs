@@ -251,7 +251,8 @@ pub fn crops_from_files(
         pixels: Vec::new(),
     };
     for f in files {
-        let img = image_io::read_rgb(f, &image_io::Limits::default(), false)?.image;
+        // The folder walk collected JPEGs too (training data need not be lossless).
+        let img = image_io::read_rgb(f, &image_io::Limits::default(), true)?.image;
         let (w, h) = (img.width as usize, img.height as usize);
         if w < size || h < size {
             return Err(Error::BadData {
@@ -277,6 +278,26 @@ pub fn crops_from_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A folder of JPEGs is training data, as the README says (it was collected, then refused).
+    #[test]
+    fn a_folder_of_jpegs_trains() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let pixels: Vec<u8> = (0..48 * 40 * 3).map(|v| (v % 251) as u8).collect();
+        for name in ["a.jpg", "b.jpeg"] {
+            image::save_buffer(
+                dir.path().join(name),
+                &pixels,
+                48,
+                40,
+                image::ExtendedColorType::Rgb8,
+            )
+            .unwrap();
+        }
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let splits = load_training(dir.path(), 0, 20, &mut rng).unwrap();
+        assert_eq!(splits.train.len() + splits.valid.len(), 40);
+    }
 
     fn record(label: u8, fill: u8) -> Vec<u8> {
         let mut r = vec![label];

@@ -23,7 +23,7 @@ pub enum Error {
         reason: String,
     },
     /// An image is larger than the configured limits allow.
-    #[error("{}: {width}×{height} exceeds the limit of {limit} pixels per side", path.display())]
+    #[error("{}: {width}×{height} exceeds {limit}", path.display())]
     TooLarge {
         /// The file.
         path: PathBuf,
@@ -31,8 +31,8 @@ pub enum Error {
         width: u64,
         /// Height in pixels.
         height: u64,
-        /// The limit per side.
-        limit: u64,
+        /// The limit it broke.
+        limit: SizeLimit,
     },
     /// A model configuration is out of range.
     #[error("invalid model configuration: {0}")]
@@ -65,6 +65,13 @@ pub enum Error {
         /// What the reader found.
         source: rvq_archive::ArchiveError,
     },
+    /// A stored name that, on this system, is not a plain relative path (a Windows drive
+    /// prefix such as `C:`, a root, or `..`): writing it would leave the output folder.
+    #[error("stored name {name:?} is not a plain relative path here; decode with --only or rename")]
+    UnsafeName {
+        /// The name as stored.
+        name: String,
+    },
     /// The requested backend is not available.
     #[error("backend unavailable: {0}")]
     Backend(String),
@@ -81,3 +88,14 @@ pub enum Error {
 
 /// Shorthand for results in this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Which of the size limits an image broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SizeLimit {
+    /// Pixels per side.
+    #[error("the limit of {0} pixels per side")]
+    Side(u64),
+    /// Pixels in all (width × height).
+    #[error("the limit of {0} pixels in all")]
+    Pixels(u64),
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, ImageReader};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SizeLimit};
 
 /// Allocation limits for decoded images, checked against a file's header before decoding:
 /// the same limits the archive reader applies.
@@ -121,15 +121,19 @@ pub fn check_size(path: &Path, width: u64, height: u64, limits: &Limits) -> Resu
         });
     }
     let side = limits.max_side as u64;
-    if width > side || height > side || width * height > limits.max_pixels {
-        return Err(Error::TooLarge {
-            path: path.to_path_buf(),
-            width,
-            height,
-            limit: side,
-        });
-    }
-    Ok(())
+    let limit = if width > side || height > side {
+        SizeLimit::Side(side)
+    } else if width.saturating_mul(height) > limits.max_pixels {
+        SizeLimit::Pixels(limits.max_pixels)
+    } else {
+        return Ok(());
+    };
+    Err(Error::TooLarge {
+        path: path.to_path_buf(),
+        width,
+        height,
+        limit,
+    })
 }
 
 /// Encodes RGB pixels as PNG bytes.
@@ -261,7 +265,32 @@ mod tests {
             max_pixels: 100,
         };
         let err = decode_rgb(&png, Path::new("x.png"), &tight, false).unwrap_err();
-        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    limit: SizeLimit::Side(4),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .ends_with("5×4 exceeds the limit of 4 pixels per side"),
+            "{err}"
+        );
+        // Within the side limit but over the pixel count: the message names the count.
+        let by_count = Limits {
+            max_side: 8,
+            max_pixels: 16,
+        };
+        let err = check_size(Path::new("x.png"), 5, 4, &by_count).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.png: 5×4 exceeds the limit of 16 pixels in all"
+        );
+        check_size(Path::new("x.png"), 4, 4, &by_count).unwrap();
         let err = decode_rgb(
             b"hello world",
             Path::new("t.txt"),

@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the model's architecture and quantizer geometry;
 //! - [`model`]: the network, loading and saving model folders, the fingerprint;
+//! - [`pca`]: principal components of image patches, the start of the linear path;
 //! - [`quantizer`]: residual vector quantization and codebook learning;
 //! - [`data`]: CIFAR-10 and image-folder data sets;
 //! - [`train`]: the training loop, checkpoints and model cards;
@@ -28,6 +29,7 @@ pub mod error;
 pub mod eval;
 pub mod image_io;
 pub mod model;
+pub mod pca;
 pub mod plot;
 pub mod quantizer;
 pub mod sweep;

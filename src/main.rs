@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rvq::archive::{Archive, CodebookDType};
@@ -14,7 +15,7 @@ use rvq::codec::{self, EncodeOptions, Named};
 use rvq::config::ModelConfig;
 use rvq::image_io::{self, Limits};
 use rvq::model::{Model, write_atomic};
-use rvq::train::{self, Event, TrainOptions};
+use rvq::train::{self, Event, Init, TrainOptions};
 
 #[derive(Parser)]
 #[command(
@@ -84,6 +85,8 @@ struct EncodeArgs {
     /// Refuse images with an alpha channel instead of dropping it.
     #[arg(long)]
     strict: bool,
+    #[command(flatten)]
+    search: SearchArgs,
     /// Overwrite the output if it exists.
     #[arg(long)]
     force: bool,
@@ -159,6 +162,8 @@ struct EvalArgs {
     /// Overwrite the JSON file if it exists.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    search: SearchArgs,
 }
 
 #[derive(Args)]
@@ -204,6 +209,15 @@ enum SweepAction {
     },
 }
 
+/// How hard the encoder searches, shared by every command that encodes.
+#[derive(Args)]
+struct SearchArgs {
+    /// Beam width of the residual search when encoding (1: greedy; wider is slower and never
+    /// further from the encoder's output). Archives decode the same way whatever the width.
+    #[arg(long, default_value_t = codec::DEFAULT_BEAM, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    beam: usize,
+}
+
 #[derive(Args)]
 struct BenchArgs {
     #[command(flatten)]
@@ -214,6 +228,8 @@ struct BenchArgs {
     /// Timed runs per measure (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    #[command(flatten)]
+    search: SearchArgs,
     /// Also write the measures as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -274,6 +290,12 @@ struct TrainArgs {
     /// Train a plain autoencoder (no quantization), the study's baseline.
     #[arg(long)]
     no_quantize: bool,
+    /// Leave out the linear patch projection under the network (the study's architecture).
+    #[arg(long)]
+    no_linear: bool,
+    /// How the linear path starts: from the PCA of training patches, or at random.
+    #[arg(long, value_parser = ["pca", "random"], default_value = "pca")]
+    init: String,
     /// Passes over the training set.
     #[arg(long, default_value_t = 20)]
     epochs: usize,
@@ -298,6 +320,10 @@ struct TrainArgs {
     /// Continue from OUT/checkpoint.
     #[arg(long)]
     resume: bool,
+    /// End this session at this step, checkpointed, without finishing the run: the learning
+    /// rate keeps the whole run's schedule, so `--resume` later continues exactly.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    stop_at: Option<usize>,
     /// Where to run.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
@@ -356,6 +382,7 @@ fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         res_blocks: a.res_blocks,
         res_channels: a.res_channels,
         quantize: !a.no_quantize,
+        linear_path: !a.no_linear,
     };
     config.validate()?;
     let options = TrainOptions {
@@ -366,6 +393,11 @@ fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
         max_steps: a.max_steps,
+        init: if a.init == "random" {
+            Init::Random
+        } else {
+            Init::Pca
+        },
         ..TrainOptions::default()
     };
     let chosen = choose_backend(a.backend, verbose)?;
@@ -426,6 +458,19 @@ fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
             }
         }
         Event::Checkpoint { .. } => {}
+        Event::Pca {
+            images,
+            truncation_mse,
+        } => {
+            let line = format!(
+                "linear path from the PCA of {images} images' patches (truncation MSE {truncation_mse:.6})"
+            );
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
     };
     let card = train::train(
         &options,
@@ -434,10 +479,19 @@ fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         &chosen.device,
         &machine(&chosen),
         a.resume,
+        a.stop_at,
         &mut on_event,
     )
     .with_context(|| format!("training into {}", a.out.display()))?;
     bar.finish();
+    let Some(card) = card else {
+        println!(
+            "stopped before the end of the run (--stop-at {}); the checkpoint is in {}; continue with --resume",
+            a.stop_at.unwrap_or_default(),
+            a.out.join("checkpoint").display()
+        );
+        return Ok(());
+    };
     println!(
         "trained {} steps in {:.0} s; model written to {} (fingerprint {})",
         card.steps,
@@ -548,6 +602,7 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
             Precision::F32 => CodebookDType::F32,
         }),
         batch_size: batch,
+        beam: a.search.beam,
     };
     let bar = progress(count, "encoding");
     // Images are read one batch at a time, so a large input set never sits in memory whole.
@@ -626,8 +681,8 @@ fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
     let targets: Vec<PathBuf> = entries
         .iter()
         .zip(&records)
-        .map(|(e, r)| a.output.join(codec::output_name(r, e.index)))
-        .collect();
+        .map(|(e, r)| Ok(a.output.join(codec::output_name(r, e.index)?)))
+        .collect::<rvq::Result<_>>()?;
     if !to_stdout
         && !a.force
         && let Some(t) = targets.iter().find(|t| t.exists())
@@ -807,7 +862,11 @@ fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
         source,
         &a.jpeg_qualities,
         &a.webp_qualities,
-        batch,
+        &EncodeOptions {
+            batch_size: batch,
+            beam: a.search.beam,
+            ..EncodeOptions::default()
+        },
         &mut |what| {
             if verbose {
                 eprintln!("rvq: evaluating {what}");
@@ -849,7 +908,13 @@ fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
     if verbose {
         eprintln!("rvq: benchmarking on {}", machine(&chosen));
     }
-    let measures = rvq::bench::run(&model, a.model.batch_for(&chosen), (w, h), a.runs)?;
+    let measures = rvq::bench::run(
+        &model,
+        a.model.batch_for(&chosen),
+        a.search.beam,
+        (w, h),
+        a.runs,
+    )?;
     println!("{}\n", machine(&chosen));
     print!("{}", rvq::bench::markdown(&measures));
     if let Some(j) = &a.json {

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Param;
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use sha2::{Digest, Sha256};
@@ -44,8 +44,19 @@ impl ResBlock {
 }
 
 /// The network's layers and codebooks. Built from a [`ModelConfig`], which it does not store.
+///
+/// With `linear_path`, each side is a linear map plus a convolutional residual branch: the
+/// encoder projects each f×f×3 patch (pixel-unshuffled, so 3·f² values per cell) to d values
+/// with a 1×1 convolution, and adds the convolutional encoder's output; the decoder projects d
+/// back to 3·f² values, pixel-shuffles them and adds the convolutional decoder's output. The
+/// projections start from the PCA of training patches ([`RvqVae::set_linear_basis`]) and the
+/// branches' last layers from zero, so an untrained network is already a good linear codec.
 #[derive(Module, Debug)]
 pub struct RvqVae {
+    /// Pixel-unshuffled patch → latent (1×1); absent without the linear path.
+    lin_enc: Option<Conv2d>,
+    /// Latent → patch values before pixel-shuffle (1×1); absent without the linear path.
+    lin_dec: Option<Conv2d>,
     down: Vec<Conv2d>,
     enc_res: Vec<ResBlock>,
     to_latent: Conv2d,
@@ -54,6 +65,8 @@ pub struct RvqVae {
     up: Vec<ConvTranspose2d>,
     /// `[n_q, k, d]`; absent in a plain autoencoder.
     codebooks: Option<Param<Tensor<3>>>,
+    /// Downsampling factor, kept to (un)shuffle pixels on the linear path.
+    grid: usize,
 }
 
 impl RvqVae {
@@ -80,14 +93,29 @@ impl RvqVae {
         let mut up = Vec::new();
         let outs: Vec<usize> = widths.iter().rev().skip(1).copied().chain([3]).collect();
         let mut c_in = inner;
-        for &w in &outs {
-            up.push(
-                ConvTranspose2dConfig::new([c_in, w], [4, 4])
-                    .with_stride([2, 2])
-                    .with_padding([1, 1])
-                    .init(device),
-            );
+        for (i, &w) in outs.iter().enumerate() {
+            let mut layer = ConvTranspose2dConfig::new([c_in, w], [4, 4])
+                .with_stride([2, 2])
+                .with_padding([1, 1]);
+            // The residual branches start at zero: the linear path alone at step 0.
+            if config.linear_path && i + 1 == outs.len() {
+                layer = layer.with_initializer(Initializer::Zeros);
+            }
+            up.push(layer.init(device));
             c_in = w;
+        }
+        let patch = 3 * config.grid_factor * config.grid_factor;
+        let (lin_enc, lin_dec) = if config.linear_path {
+            (
+                Some(Conv2dConfig::new([patch, config.latent_dim], [1, 1]).init(device)),
+                Some(Conv2dConfig::new([config.latent_dim, patch], [1, 1]).init(device)),
+            )
+        } else {
+            (None, None)
+        };
+        let mut to_latent = Conv2dConfig::new([inner, config.latent_dim], [1, 1]);
+        if config.linear_path {
+            to_latent = to_latent.with_initializer(Initializer::Zeros);
         }
         let codebooks = config.quantize.then(|| {
             let shape = [
@@ -98,18 +126,50 @@ impl RvqVae {
             Param::from_tensor(Tensor::zeros(shape, device)).set_require_grad(false)
         });
         Self {
+            lin_enc,
+            lin_dec,
             down,
             enc_res: res(device),
-            to_latent: Conv2dConfig::new([inner, config.latent_dim], [1, 1]).init(device),
+            to_latent: to_latent.init(device),
             from_latent: Conv2dConfig::new([config.latent_dim, inner], [1, 1]).init(device),
             dec_res: res(device),
             up,
             codebooks,
+            grid: config.grid_factor,
         }
+    }
+
+    /// Sets the linear path to the orthonormal `basis` (`[d][3·f²]` row-major: row i is the
+    /// i-th principal direction of pixel-unshuffled patches) around the patch `mean`
+    /// (`[3·f²]`): the encoder computes basis·(x − mean), the decoder basisᵀ·z + mean. No-op
+    /// for a network without the linear path.
+    pub fn set_linear_basis(&mut self, basis: &[f32], mean: &[f32]) {
+        let (Some(enc), Some(dec)) = (self.lin_enc.as_mut(), self.lin_dec.as_mut()) else {
+            return;
+        };
+        let [d, p, _, _] = enc.weight.dims();
+        assert_eq!(basis.len(), d * p, "basis is [d][3·f²]");
+        assert_eq!(mean.len(), p, "mean is [3·f²]");
+        let device = enc.weight.device();
+        let w = Tensor::<2>::from_data(TensorData::new(basis.to_vec(), [d, p]), &device);
+        let mu = Tensor::<1>::from_data(TensorData::new(mean.to_vec(), [p]), &device);
+        let enc_bias = w
+            .clone()
+            .matmul(mu.clone().reshape([p, 1]))
+            .reshape([d])
+            .neg();
+        enc.weight = Param::from_tensor(w.clone().reshape([d, p, 1, 1]));
+        enc.bias = Some(Param::from_tensor(enc_bias));
+        dec.weight = Param::from_tensor(w.transpose().reshape([p, d, 1, 1]));
+        dec.bias = Some(Param::from_tensor(mu));
     }
 
     /// Images `[b, 3, h, w]` in [0, 1] to latents `[b, d, h/f, w/f]`.
     pub fn encode(&self, images: Tensor<4>) -> Tensor<4> {
+        let linear = self
+            .lin_enc
+            .as_ref()
+            .map(|p| p.forward(pixel_unshuffle(images.clone(), self.grid)));
         let mut x = images;
         for conv in &self.down {
             x = relu(conv.forward(x));
@@ -117,11 +177,31 @@ impl RvqVae {
         for block in &self.enc_res {
             x = block.forward(x);
         }
-        self.to_latent.forward(relu(x))
+        let branch = self.to_latent.forward(relu(x));
+        match linear {
+            Some(l) => l + branch,
+            None => branch,
+        }
     }
 
-    /// Latents `[b, d, h, w]` to images `[b, 3, h·f, w·f]` in [0, 1].
+    /// Latents `[b, d, h, w]` to images `[b, 3, h·f, w·f]` in [0, 1] (clamped on the linear
+    /// path, which has no output sigmoid).
     pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
+        let x = self.decode_unclamped(latents);
+        if self.lin_dec.is_some() {
+            x.clamp(0.0, 1.0)
+        } else {
+            x
+        }
+    }
+
+    /// [`RvqVae::decode`] without the final clamp, for training: a clamped pixel passes no
+    /// gradient, so an overshoot could never be pulled back.
+    pub fn decode_unclamped(&self, latents: Tensor<4>) -> Tensor<4> {
+        let linear = self
+            .lin_dec
+            .as_ref()
+            .map(|p| pixel_shuffle(p.forward(latents.clone()), self.grid));
         let mut x = self.from_latent.forward(latents);
         for block in &self.dec_res {
             x = block.forward(x);
@@ -129,11 +209,14 @@ impl RvqVae {
         let last = self.up.len() - 1;
         for (i, conv) in self.up.iter().enumerate() {
             x = conv.forward(relu(x));
-            if i == last {
+            if i == last && linear.is_none() {
                 x = sigmoid(x);
             }
         }
-        x
+        match linear {
+            Some(l) => l + x,
+            None => x,
+        }
     }
 
     /// The codebooks, `[n_q, k, d]`, if the model quantizes.
@@ -148,6 +231,24 @@ impl RvqVae {
             self.codebooks = Some(Param::initialized(id, codebooks).set_require_grad(false));
         }
     }
+}
+
+/// `[b, c, h, w]` to `[b, c·f², h/f, w/f]`: each f×f patch becomes one cell's channels, in
+/// the order (channel, row in patch, column in patch), as PyTorch's `pixel_unshuffle`.
+pub fn pixel_unshuffle(x: Tensor<4>, f: usize) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h / f, f, w / f, f])
+        .permute([0, 1, 3, 5, 2, 4])
+        .reshape([b, c * f * f, h / f, w / f])
+}
+
+/// The inverse of [`pixel_unshuffle`].
+pub fn pixel_shuffle(x: Tensor<4>, f: usize) -> Tensor<4> {
+    let [b, cff, h, w] = x.dims();
+    let c = cff / (f * f);
+    x.reshape([b, c, f, f, h, w])
+        .permute([0, 1, 4, 2, 5, 3])
+        .reshape([b, c, h * f, w * f])
 }
 
 /// Latents `[b, d, h, w]` to one row per grid cell, `[b·h·w, d]`, in (image, row, column) order.
@@ -287,15 +388,20 @@ impl Model {
         Ok(fingerprint(&bytes))
     }
 
-    /// Quantizes images `[b, 3, h, w]` with the first `depth` codebooks. Returns, per image,
-    /// the indices level by level, each level in row-major grid order, and the grid size.
-    pub fn encode_indices(&self, images: Tensor<4>, depth: usize) -> Result<EncodedBatch> {
+    /// Quantizes images `[b, 3, h, w]` with the first `depth` codebooks, by a beam search of
+    /// width `beam` (1: greedy; see [`quantizer::quantize_beam`]). Returns, per image, the
+    /// indices level by level, each level in row-major grid order, and the grid size.
+    pub fn encode_indices(
+        &self,
+        images: Tensor<4>,
+        depth: usize,
+        beam: usize,
+    ) -> Result<EncodedBatch> {
         let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
         let latents = self.net.encode(images);
         let [b, _, h, w] = latents.dims();
-        let (indices, _) = quantizer::quantize(latents_to_rows(latents), &codebooks, depth);
         let cells = h * w;
-        let per_level: Vec<Vec<u32>> = indices.into_iter().map(quantizer::int_vec).collect();
+        let per_level = quantizer::quantize_beam(latents_to_rows(latents), &codebooks, depth, beam);
         let images = (0..b)
             .map(|i| {
                 per_level
@@ -430,7 +536,7 @@ pub fn export_reference(model: &Model, path: &Path, n: usize) -> Result<()> {
     ];
     if model.config.quantize {
         let depth = model.config.num_codebooks;
-        let batch = model.encode_indices(images, depth)?;
+        let batch = model.encode_indices(images, depth, 1)?;
         let decoded = floats(model.decode_indices(&batch.indices, batch.grid, depth)?)?;
         let indices: Vec<u8> = batch
             .indices

@@ -46,16 +46,229 @@ pub fn quantize(
     codebooks: &Tensor<3>,
     depth: usize,
 ) -> (Vec<Tensor<1, Int>>, Tensor<2>) {
+    residual_search(latents, codebooks, depth, None)
+}
+
+/// [`quantize`] with a depth per row (quantizer dropout in training: row `i` uses the first
+/// `depths[i]` codebooks). Every row still gets an index at every level up to the largest
+/// depth, but entries past a row's depth are not subtracted, so its quantized vector is the
+/// sum of its first `depths[i]` entries.
+pub fn quantize_to_depths(
+    latents: Tensor<2>,
+    codebooks: &Tensor<3>,
+    depths: &[usize],
+) -> (Vec<Tensor<1, Int>>, Tensor<2>) {
+    let depth = depths.iter().copied().max().unwrap_or(0);
+    residual_search(latents, codebooks, depth, Some(depths))
+}
+
+/// The one greedy residual loop: nearest entry, subtract, next level.
+fn residual_search(
+    latents: Tensor<2>,
+    codebooks: &Tensor<3>,
+    depth: usize,
+    row_depths: Option<&[usize]>,
+) -> (Vec<Tensor<1, Int>>, Tensor<2>) {
     let [_, k, d] = codebooks.dims();
+    let device = latents.device();
     let mut residual = latents.clone();
     let mut indices = Vec::with_capacity(depth);
     for level in 0..depth {
         let codebook = codebook_level(codebooks, level, k, d);
         let idx = nearest(residual.clone(), codebook.clone());
-        residual = residual - codebook.select(0, idx.clone());
+        let chosen = codebook.select(0, idx.clone());
+        residual = residual
+            - match row_depths {
+                None => chosen,
+                Some(depths) => {
+                    let mask: Vec<f32> = depths
+                        .iter()
+                        .map(|&dep| if dep > level { 1.0 } else { 0.0 })
+                        .collect();
+                    let n = mask.len();
+                    chosen * Tensor::<2>::from_data(TensorData::new(mask, [n, 1]), &device)
+                }
+            };
         indices.push(idx);
     }
     (indices, latents - residual)
+}
+
+/// Residual quantization by beam search: keeps the `beam` best partial sums per row from level
+/// to level and returns, per level, the indices of the sequence whose final residual is
+/// smallest (`indices[level][row]`). Greedy search ([`quantize`]) commits to the nearest entry
+/// at each level; a slightly worse first choice can leave a residual the later codebooks fit
+/// much better. The decoder is unchanged: it sums whatever entries the indices name. With
+/// `beam` ≤ 1 this is exactly [`quantize`].
+pub fn quantize_beam(
+    latents: Tensor<2>,
+    codebooks: &Tensor<3>,
+    depth: usize,
+    beam: usize,
+) -> Vec<Vec<u32>> {
+    if beam <= 1 {
+        return quantize(latents, codebooks, depth)
+            .0
+            .into_iter()
+            .map(int_vec)
+            .collect();
+    }
+    let [n, d] = latents.dims();
+    let [_, k, _] = codebooks.dims();
+    let device = latents.device();
+    let rows = float_vec(latents.clone());
+    let books: Vec<Tensor<2>> = (0..depth)
+        .map(|l| codebook_level(codebooks, l, k, d))
+        .collect();
+    let host_books: Vec<Vec<f32>> = books.iter().map(|b| float_vec(b.clone())).collect();
+    let norms: Vec<Vec<f32>> = host_books
+        .iter()
+        .map(|b| b.chunks(d).map(|e| e.iter().map(|v| v * v).sum()).collect())
+        .collect();
+    let mut out = vec![Vec::with_capacity(n); depth];
+    // Cells are independent: a block at a time bounds the score matrix (block·beam × k).
+    for start in (0..n).step_by(BEAM_CELLS) {
+        let cells = BEAM_CELLS.min(n - start);
+        let mut search = BeamState::new(&rows[start * d..(start + cells) * d], d);
+        for level in 0..depth {
+            let r = Tensor::<2>::from_data(
+                TensorData::new(search.residuals.clone(), [search.rows(), d]),
+                &device,
+            );
+            let dots = float_vec(r.matmul(books[level].clone().transpose()));
+            search.advance(&dots, &host_books[level], &norms[level], beam);
+        }
+        for (level, col) in search.best_paths().into_iter().enumerate() {
+            out[level].extend(col);
+        }
+    }
+    // A beam can drop the greedy path at some level and end worse than it: keep whichever of
+    // the two ends closer, so that a wider search never loses to greedy on any cell.
+    let greedy: Vec<Vec<u32>> = quantize(latents, codebooks, depth)
+        .0
+        .into_iter()
+        .map(int_vec)
+        .collect();
+    for row in 0..n {
+        let v = &rows[row * d..(row + 1) * d];
+        let beam_err = path_error(v, &host_books, out.iter().map(|l| l[row]));
+        let greedy_err = path_error(v, &host_books, greedy.iter().map(|l| l[row]));
+        if greedy_err <= beam_err {
+            for (level, col) in out.iter_mut().enumerate() {
+                col[row] = greedy[level][row];
+            }
+        }
+    }
+    out
+}
+
+/// Squared norm of what `path` (one index per level) leaves of `latent`.
+fn path_error(latent: &[f32], books: &[Vec<f32>], path: impl Iterator<Item = u32>) -> f32 {
+    let d = latent.len();
+    let mut r = latent.to_vec();
+    for (book, c) in books.iter().zip(path) {
+        let entry = &book[c as usize * d..(c as usize + 1) * d];
+        for (x, e) in r.iter_mut().zip(entry) {
+            *x -= e;
+        }
+    }
+    r.iter().map(|v| v * v).sum()
+}
+
+const BEAM_CELLS: usize = 256;
+
+/// The candidates of a beam search over a block of cells: `width` partial sums per cell.
+struct BeamState {
+    cells: usize,
+    dim: usize,
+    width: usize,
+    /// `[cells·width][dim]`: what each candidate leaves to quantize.
+    residuals: Vec<f32>,
+    /// Squared norm of each residual.
+    errors: Vec<f32>,
+    /// Indices chosen so far by each candidate.
+    paths: Vec<Vec<u32>>,
+}
+
+impl BeamState {
+    fn new(latents: &[f32], dim: usize) -> Self {
+        let cells = latents.len() / dim;
+        Self {
+            cells,
+            dim,
+            width: 1,
+            residuals: latents.to_vec(),
+            errors: latents
+                .chunks(dim)
+                .map(|r| r.iter().map(|v| v * v).sum())
+                .collect(),
+            paths: vec![Vec::new(); cells],
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.cells * self.width
+    }
+
+    /// One level: every candidate extended by every entry (`dots[row][entry]` = residual ·
+    /// entry), and the `beam` best kept per cell.
+    fn advance(&mut self, dots: &[f32], book: &[f32], norms: &[f32], beam: usize) {
+        let (k, d) = (norms.len(), self.dim);
+        let width = beam.min(self.width * k);
+        let mut residuals = Vec::with_capacity(self.cells * width * d);
+        let mut errors = Vec::with_capacity(self.cells * width);
+        let mut paths = Vec::with_capacity(self.cells * width);
+        let mut best: Vec<(f32, usize, usize)> = Vec::with_capacity(width + 1);
+        for cell in 0..self.cells {
+            best.clear();
+            for row in cell * self.width..(cell + 1) * self.width {
+                let scores = &dots[row * k..(row + 1) * k];
+                for (c, (&dot, &norm)) in scores.iter().zip(norms).enumerate() {
+                    let dist = self.errors[row] + norm - 2.0 * dot;
+                    if best.len() == width && dist >= best[width - 1].0 {
+                        continue;
+                    }
+                    let at = best.partition_point(|b| b.0 <= dist);
+                    best.insert(at, (dist, row, c));
+                    best.truncate(width);
+                }
+            }
+            for &(_, row, c) in &best {
+                let parent = &self.residuals[row * d..(row + 1) * d];
+                let entry = &book[c * d..(c + 1) * d];
+                let mut err = 0.0;
+                for (p, e) in parent.iter().zip(entry) {
+                    let v = p - e;
+                    err += v * v;
+                    residuals.push(v);
+                }
+                errors.push(err);
+                let mut path = self.paths[row].clone();
+                path.push(c as u32);
+                paths.push(path);
+            }
+        }
+        self.width = width;
+        self.residuals = residuals;
+        self.errors = errors;
+        self.paths = paths;
+    }
+
+    /// Per level, each cell's index on its candidate with the smallest final error.
+    fn best_paths(&self) -> Vec<Vec<u32>> {
+        let depth = self.paths.first().map_or(0, Vec::len);
+        let mut out = vec![Vec::with_capacity(self.cells); depth];
+        for cell in 0..self.cells {
+            let rows = cell * self.width..(cell + 1) * self.width;
+            let best = rows
+                .min_by(|&a, &b| self.errors[a].total_cmp(&self.errors[b]))
+                .expect("every cell has candidates");
+            for (level, &c) in self.paths[best].iter().enumerate() {
+                out[level].push(c);
+            }
+        }
+        out
+    }
 }
 
 /// The sum of the codebook entries that `indices` (one tensor per level) pick.
@@ -139,6 +352,28 @@ impl EmaCodebooks {
             counts,
             sums,
         }
+    }
+
+    /// Codebooks exactly as a checkpoint left them: entries, running counts and running sums
+    /// (`[levels][size][dim]`), so that a resumed run continues bit for bit.
+    pub fn from_state(
+        levels: usize,
+        size: usize,
+        dim: usize,
+        codebooks: Vec<f32>,
+        counts: Vec<f32>,
+        sums: Vec<f32>,
+    ) -> Self {
+        assert_eq!(sums.len(), levels * size * dim);
+        let mut ema = Self::from_entries(levels, size, dim, codebooks, counts);
+        ema.sums = sums;
+        ema
+    }
+
+    /// Running sums of the vectors assigned to each entry, `[levels][size][dim]`: with
+    /// [`EmaCodebooks::counts`], the state a checkpoint must keep.
+    pub fn sums(&self) -> &[f32] {
+        &self.sums
     }
 
     /// One codebook's entries, `[size][dim]`.

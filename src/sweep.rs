@@ -40,6 +40,9 @@ pub struct Experiment {
     /// Grid factors (8: 4×4 grid on CIFAR, 4: 8×8).
     #[serde(default)]
     pub grid_factor: Vec<usize>,
+    /// With the linear patch path under the network; the study's models have none.
+    #[serde(default)]
+    pub linear_path: bool,
 }
 
 fn yes() -> bool {
@@ -91,6 +94,7 @@ pub fn preset(name: &str) -> Option<GridSpec> {
         codebook_size: (1..=12).map(|p| 1 << p).collect(),
         num_codebooks: vec![1],
         grid_factor: vec![8, 4],
+        ..Experiment::default()
     };
     let experiments = match name {
         "study" => vec![ae, vq, rvq, grid],
@@ -158,15 +162,23 @@ impl GridSpec {
                                 num_codebooks: if e.quantize { n_q } else { 0 },
                                 grid_factor: f,
                                 quantize: e.quantize,
+                                linear_path: e.linear_path,
                                 ..base.clone()
                             };
                             config.validate()?;
+                            let lin = if e.linear_path { "-lin" } else { "" };
                             let id = if e.quantize {
-                                format!("{}-d{d}-k{k}-q{n_q}-f{f}", e.name)
+                                format!("{}-d{d}-k{k}-q{n_q}-f{f}{lin}", e.name)
                             } else {
-                                format!("{}-d{d}-f{f}", e.name)
+                                format!("{}-d{d}-f{f}{lin}", e.name)
                             };
-                            let key = (e.quantize, d, e.quantize.then_some((k, n_q)), f);
+                            let key = (
+                                e.quantize,
+                                d,
+                                e.quantize.then_some((k, n_q)),
+                                f,
+                                e.linear_path,
+                            );
                             if seen.insert(key) {
                                 runs.push(Run {
                                     id,
@@ -271,13 +283,20 @@ impl Row {
         }
         let u = |i: usize| f[i].parse::<u64>().map_err(|e| format!("field {i}: {e}"));
         let x = |i: usize| f[i].parse::<f64>().map_err(|e| format!("field {i}: {e}"));
+        // The report divides the 32-pixel image side by it.
+        let grid_factor = u(5)?;
+        if grid_factor == 0 || 32 % grid_factor != 0 {
+            return Err(format!(
+                "grid_factor {grid_factor} does not divide a 32-pixel side"
+            ));
+        }
         Ok(Self {
             run: f[0].into(),
             experiment: f[1].into(),
             latent_dim: u(2)? as usize,
             codebook_size: u(3)? as usize,
             num_codebooks: u(4)? as usize,
-            grid_factor: u(5)? as usize,
+            grid_factor: grid_factor as usize,
             bits_per_vector: u(6)?,
             bits_per_image: u(7)?,
             total_codebook_vectors: u(8)?,
@@ -470,14 +489,22 @@ pub fn run(
             total: todo.len(),
         });
         let dir = out.join("runs").join(&run.id);
-        let resume = dir.join("checkpoint/state.json").is_file();
+        let resume = crate::train::has_checkpoint(&dir);
         let opts = crate::train::TrainOptions {
             config: run.config.clone(),
             ..options.clone()
         };
-        let card = crate::train::train(&opts, splits, &dir, device, machine, resume, &mut |e| {
-            on_event(SweepEvent::Train(e))
-        })?;
+        let card = crate::train::train(
+            &opts,
+            splits,
+            &dir,
+            device,
+            machine,
+            resume,
+            None,
+            &mut |e| on_event(SweepEvent::Train(e)),
+        )?
+        .ok_or_else(|| Error::Other(format!("{}: the run stopped early", run.id)))?;
         let depth = run.config.num_codebooks;
         let q = card
             .validation
@@ -795,7 +822,14 @@ mod tests {
         let ids: BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids.len(), runs.len(), "ids are unique");
         let r = runs.iter().find(|r| r.id == "rvq-d64-k1024-q8-f8").unwrap();
-        assert_eq!(r.config, ModelConfig::default());
+        // The study's network: the default model's shape, without the linear path.
+        assert_eq!(
+            r.config,
+            ModelConfig {
+                linear_path: false,
+                ..ModelConfig::default()
+            }
+        );
         let ae = runs.iter().find(|r| r.id == "ae-d2-f8").unwrap();
         assert!(!ae.config.quantize && ae.config.num_codebooks == 0);
     }
@@ -861,6 +895,15 @@ mod tests {
         assert!(comma.to_csv().ends_with(",wgpu (a; b)"));
         std::fs::write(&path, "a,b\n").unwrap();
         assert!(read_csv(&path).is_err());
+        // A grid factor of 0 used to reach the report's 32 / grid_factor and panic.
+        let zero = Row {
+            grid_factor: 0,
+            ..back[0].clone()
+        }
+        .to_csv();
+        std::fs::write(&path, format!("{CSV_HEADER}\n{zero}\n")).unwrap();
+        let err = read_csv(&path).unwrap_err().to_string();
+        assert!(err.contains("grid_factor 0"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::data::{ImageSet, Splits};
 use crate::error::{Error, Result};
 use crate::eval::{self, DepthQuality};
 use crate::model::{self, Model, RvqVae, latents_to_rows, rows_to_latents};
+use crate::pca::PatchPca;
 use crate::quantizer::{self, CodebookStats, EmaCodebooks};
 
 /// How to train.
@@ -47,6 +48,27 @@ pub struct TrainOptions {
     pub checkpoint_every: usize,
     /// Stop after this many steps in total (for tests and time-boxed runs).
     pub max_steps: Option<usize>,
+    /// How the linear path starts (ignored by models without one).
+    #[serde(default)]
+    pub init: Init,
+    /// Training images whose patches the PCA of [`Init::Pca`] is fitted on.
+    #[serde(default = "default_pca_images")]
+    pub pca_images: usize,
+}
+
+/// How a model's linear path is initialised.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// From the principal components of training patches: step 0 is already a linear codec.
+    #[default]
+    Pca,
+    /// burn's default random initialisation, for comparison.
+    Random,
+}
+
+fn default_pca_images() -> usize {
+    20_000
 }
 
 impl Default for TrainOptions {
@@ -64,6 +86,8 @@ impl Default for TrainOptions {
             seed: 0,
             checkpoint_every: 100,
             max_steps: None,
+            init: Init::Pca,
+            pca_images: default_pca_images(),
         }
     }
 }
@@ -104,6 +128,13 @@ pub struct ModelCard {
 /// Progress reported during training.
 #[derive(Clone, Debug)]
 pub enum Event {
+    /// The linear path was set from a PCA of training patches.
+    Pca {
+        /// Images whose patches were used.
+        images: usize,
+        /// MSE per value of the patches rebuilt from the kept components alone.
+        truncation_mse: f64,
+    },
     /// Training is about to start (or resume) at `step` of `total_steps`.
     Start {
         /// Steps already done.
@@ -141,7 +172,6 @@ pub enum Event {
 #[derive(Serialize, Deserialize)]
 struct CheckpointState {
     step: usize,
-    counts: Vec<f32>,
     wall_seconds: f64,
     options: TrainOptions,
     last_validation: Vec<DepthQuality>,
@@ -151,10 +181,359 @@ struct CheckpointState {
 const CHECKPOINT_DIR: &str = "checkpoint";
 const OPTIM_FILE: &str = "optim.bpk";
 const STATE_FILE: &str = "state.json";
+const EMA_FILE: &str = "ema.f32";
+
+/// A training run in progress: the network and its optimizer, the EMA codebooks, and where the
+/// run stands. [`train`] drives one from start (or checkpoint) to finished model folder; the
+/// pieces are public so a program can drive its own loop.
+pub struct Trainer {
+    opts: TrainOptions,
+    /// `None` only inside [`Trainer::step`], while the optimizer owns it.
+    net: Option<RvqVae>,
+    optim: ModuleOptimizer,
+    ema: Option<EmaCodebooks>,
+    state: CheckpointState,
+    device: Device,
+    ad: Device,
+    out: PathBuf,
+    batch: usize,
+    steps_per_epoch: usize,
+    total_steps: usize,
+    warmup: usize,
+    order: Option<(usize, Vec<usize>)>,
+    session_start: Instant,
+    base_seconds: f64,
+}
+
+impl Trainer {
+    /// A fresh run of `options` on `train` (the linear path fitted and the codebooks seeded
+    /// from it), checkpointing under `out`.
+    pub fn new(
+        options: &TrainOptions,
+        train: &ImageSet,
+        out: &Path,
+        device: &Device,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<Self> {
+        options.config.validate()?;
+        if train.is_empty() {
+            return Err(Error::Other("no training images".into()));
+        }
+        let opts = options.clone();
+        let ad = device.clone().autodiff();
+        ad.seed(opts.seed);
+        let mut net = RvqVae::new(&opts.config, &ad);
+        if opts.config.linear_path && opts.init == Init::Pca {
+            let cfg = &opts.config;
+            let images = opts.pca_images.clamp(1, train.len());
+            let pca = PatchPca::fit(train, cfg.grid_factor, images, device);
+            net.set_linear_basis(&pca.basis(cfg.latent_dim), &pca.mean);
+            on_event(Event::Pca {
+                images,
+                truncation_mse: pca.truncation_mse(cfg.latent_dim),
+            });
+        }
+        let ema = init_codebooks(&mut net, &opts, train, device, &ad);
+        let state = CheckpointState {
+            step: 0,
+            wall_seconds: 0.0,
+            options: opts.clone(),
+            last_validation: Vec::new(),
+            last_stats: Vec::new(),
+        };
+        let optim = AdamConfig::new().init();
+        Ok(Self::assemble(
+            net, optim, ema, state, train, out, device, ad,
+        ))
+    }
+
+    /// The run checkpointed under `out`, exactly where it stopped: weights, optimizer moments,
+    /// EMA sums and counts, step (the data order and random draws follow from the seed and
+    /// the step). Its options are the checkpoint's, so a resumed run is the run it continues.
+    pub fn resume(out: &Path, train: &ImageSet, device: &Device) -> Result<Self> {
+        let ckpt = checkpoint_dir(out)?;
+        let state_path = ckpt.join(STATE_FILE);
+        let text = read_text(&state_path)?;
+        let state: CheckpointState = serde_json::from_str(&text).map_err(|e| Error::BadData {
+            path: state_path.clone(),
+            reason: format!("not a training checkpoint: {e}"),
+        })?;
+        let ad = device.clone().autodiff();
+        let loaded = Model::load(&ckpt, &ad)?;
+        let optim_path = ckpt.join(OPTIM_FILE);
+        let optim = AdamConfig::new()
+            .init()
+            .load(&optim_path)
+            .map_err(|e| Error::Other(format!("{}: {e:?}", optim_path.display())))?;
+        let ema = match loaded.net.codebooks() {
+            Some(cb) => Some(load_ema(&ckpt, &state.options, quantizer::float_vec(cb))?),
+            None => None,
+        };
+        Ok(Self::assemble(
+            loaded.net, optim, ema, state, train, out, device, ad,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        net: RvqVae,
+        optim: ModuleOptimizer,
+        ema: Option<EmaCodebooks>,
+        state: CheckpointState,
+        train: &ImageSet,
+        out: &Path,
+        device: &Device,
+        ad: Device,
+    ) -> Self {
+        let opts = state.options.clone();
+        let n = train.len();
+        let batch = opts.batch_size.min(n).max(1);
+        let steps_per_epoch = (n / batch).max(1);
+        let mut total_steps = steps_per_epoch * opts.epochs;
+        if let Some(m) = opts.max_steps {
+            total_steps = total_steps.min(m);
+        }
+        Self {
+            warmup: (total_steps / 50).clamp(1, 500),
+            base_seconds: state.wall_seconds,
+            opts,
+            net: Some(net),
+            optim,
+            ema,
+            state,
+            device: device.clone(),
+            ad,
+            out: out.to_path_buf(),
+            batch,
+            steps_per_epoch,
+            total_steps,
+            order: None,
+            session_start: Instant::now(),
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn step_count(&self) -> usize {
+        self.state.step
+    }
+
+    /// Steps the learning-rate schedule spans; training is done when it gets there.
+    pub fn total_steps(&self) -> usize {
+        self.total_steps
+    }
+
+    /// The options of the run (the checkpoint's, for a resumed one).
+    pub fn options(&self) -> &TrainOptions {
+        &self.opts
+    }
+
+    /// One optimizer step on the next batch of `train`; returns its [`Event::Step`] fields.
+    pub fn step(&mut self, train: &ImageSet) -> Event {
+        let epoch = self.state.step / self.steps_per_epoch;
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut order: Vec<usize> = (0..train.len()).collect();
+            order.shuffle(&mut StdRng::seed_from_u64(mix(
+                self.opts.seed,
+                epoch as u64,
+            )));
+            self.order = Some((epoch, order));
+        }
+        let b = self.state.step % self.steps_per_epoch;
+        let order = &self.order.as_ref().expect("order was just set").1;
+        let ids = &order[b * self.batch..(b + 1) * self.batch];
+        let mut rng = StdRng::seed_from_u64(mix(self.opts.seed ^ 0x5eed, self.state.step as u64));
+        let lr = learning_rate(
+            self.opts.learning_rate,
+            self.state.step,
+            self.warmup,
+            self.total_steps,
+        );
+        let net = self
+            .net
+            .take()
+            .expect("the network is only taken inside step");
+        let (net, mse, loss, stats) = step(
+            net,
+            &mut self.optim,
+            &mut self.ema,
+            &self.opts,
+            train,
+            ids,
+            lr,
+            &mut rng,
+            &self.ad,
+        );
+        self.net = Some(net);
+        self.state.step += 1;
+        if !stats.is_empty() {
+            self.state.last_stats = stats.clone();
+        }
+        Event::Step {
+            step: self.state.step,
+            epoch,
+            mse,
+            loss,
+            codebooks: stats,
+        }
+    }
+
+    /// Whether the last step finished an epoch (or the run).
+    pub fn at_epoch_end(&self) -> bool {
+        self.state.step.is_multiple_of(self.steps_per_epoch) || self.state.step >= self.total_steps
+    }
+
+    /// Quality on `valid` at 1, 2, 4, … codebooks and on the unquantized path; kept for the
+    /// card.
+    pub fn validate(&mut self, valid: &ImageSet) -> Vec<DepthQuality> {
+        let cfg = &self.opts.config;
+        let mut depths = eval::report_depths(cfg.num_codebooks);
+        depths.push(0);
+        let q = eval::quality(&self.net().valid(), cfg, valid, &depths, 250, &self.device);
+        self.state.last_validation = q.clone();
+        q
+    }
+
+    fn net(&self) -> &RvqVae {
+        self.net
+            .as_ref()
+            .expect("the network is only taken inside step")
+    }
+
+    /// Writes the whole training state under `out/checkpoint/`: into a fresh folder first,
+    /// which then replaces the old one, so an interrupted write leaves the previous
+    /// checkpoint whole.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.state.wall_seconds = self.wall_seconds();
+        let dir = self.out.join(CHECKPOINT_DIR);
+        let fresh = self.out.join(format!("{CHECKPOINT_DIR}.new"));
+        let old = self.out.join(format!("{CHECKPOINT_DIR}.old"));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh).map_err(io(&fresh))?;
+        }
+        Model::save_net(&self.net().valid(), &self.opts.config, &fresh)?;
+        let optim_path = fresh.join(OPTIM_FILE);
+        self.optim
+            .save(&optim_path)
+            .map_err(|e| Error::Other(format!("{}: {e:?}", optim_path.display())))?;
+        if let Some(ema) = &self.ema {
+            let mut bytes = Vec::with_capacity(4 * (ema.counts.len() + ema.sums().len()));
+            for v in ema.counts.iter().chain(ema.sums()) {
+                bytes.extend(v.to_le_bytes());
+            }
+            model::write_atomic(&fresh.join(EMA_FILE), &bytes)?;
+        }
+        let json = serde_json::to_string(&self.state).expect("state serialises");
+        model::write_atomic(&fresh.join(STATE_FILE), json.as_bytes())?;
+        if dir.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(io(&old))?;
+            }
+            std::fs::rename(&dir, &old).map_err(io(&dir))?;
+        }
+        std::fs::rename(&fresh, &dir).map_err(io(&dir))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        Ok(())
+    }
+
+    fn wall_seconds(&self) -> f64 {
+        self.base_seconds + self.session_start.elapsed().as_secs_f64()
+    }
+
+    /// Writes the model folder (`model.bpk`, `config.json`, `card.json`) and returns the card.
+    pub fn finish(mut self, splits: &Splits, machine: &str) -> Result<ModelCard> {
+        self.state.wall_seconds = self.wall_seconds();
+        if self.state.last_validation.is_empty() {
+            self.validate(&splits.valid);
+        }
+        let final_net = self.net().valid();
+        let cfg = &self.opts.config;
+        let fp = Model::save_net(&final_net, cfg, &self.out)?;
+        let card = ModelCard {
+            config: cfg.clone(),
+            parameters: final_net.num_params(),
+            fingerprint: model::hex(&fp),
+            data: splits.description.clone(),
+            options: self.opts.clone(),
+            epochs_completed: self.state.step as f64 / self.steps_per_epoch as f64,
+            steps: self.state.step,
+            images_seen: self.state.step as u64 * self.batch as u64,
+            wall_seconds: self.state.wall_seconds,
+            machine: machine.to_string(),
+            validation: self.state.last_validation.clone(),
+            validation_images: splits.valid.len(),
+            codebooks: self.state.last_stats.clone(),
+            rvq_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let json = serde_json::to_string_pretty(&card).expect("card serialises");
+        model::write_atomic(&self.out.join(model::CARD_FILE), json.as_bytes())?;
+        Ok(card)
+    }
+}
+
+/// Whether `out` holds a checkpoint that [`Trainer::resume`] can continue.
+pub fn has_checkpoint(out: &Path) -> bool {
+    checkpoint_dir(out).is_ok()
+}
+
+/// Where to resume from: the checkpoint folder, or the previous one when a crash came between
+/// retiring it and putting the new one in place.
+fn checkpoint_dir(out: &Path) -> Result<PathBuf> {
+    [CHECKPOINT_DIR.to_string(), format!("{CHECKPOINT_DIR}.old")]
+        .iter()
+        .map(|name| out.join(name))
+        .find(|dir| dir.join(STATE_FILE).is_file())
+        .ok_or_else(|| Error::BadData {
+            path: out.join(CHECKPOINT_DIR).join(STATE_FILE),
+            reason: "no checkpoint to resume from".into(),
+        })
+}
+
+fn load_ema(dir: &Path, opts: &TrainOptions, codebooks: Vec<f32>) -> Result<EmaCodebooks> {
+    let c = &opts.config;
+    let path = dir.join(EMA_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    let counts = c.num_codebooks * c.codebook_size;
+    let sums = counts * c.latent_dim;
+    if bytes.len() != 4 * (counts + sums) {
+        return Err(Error::BadData {
+            path,
+            reason: format!("expected {} bytes of EMA state", 4 * (counts + sums)),
+        });
+    }
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let (counts, sums) = values.split_at(counts);
+    let mut ema = EmaCodebooks::from_state(
+        c.num_codebooks,
+        c.codebook_size,
+        c.latent_dim,
+        codebooks,
+        counts.to_vec(),
+        sums.to_vec(),
+    );
+    ema.decay = opts.ema_decay;
+    ema.dead_fraction = opts.dead_fraction;
+    Ok(ema)
+}
 
 /// Trains on `splits` and writes the model folder `out` (`model.bpk`, `config.json`,
 /// `card.json`), checkpointing to `out/checkpoint/`. With `resume`, continues from that
 /// checkpoint (its options win over `options`, so a resumed run is the run it continues).
+/// `stop_at` ends this session after that many steps in all, checkpointed, without writing
+/// the model folder: the learning-rate schedule stays the full run's, so a later `resume`
+/// continues exactly as if it had not stopped.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     options: &TrainOptions,
     splits: &Splits,
@@ -162,166 +541,42 @@ pub fn train(
     device: &Device,
     machine: &str,
     resume: bool,
+    stop_at: Option<usize>,
     on_event: &mut dyn FnMut(Event),
-) -> Result<ModelCard> {
-    options.config.validate()?;
-    if splits.train.is_empty() {
-        return Err(Error::Other("no training images".into()));
-    }
-    let ad = device.clone().autodiff();
-    let ckpt = out.join(CHECKPOINT_DIR);
-    let state_path = ckpt.join(STATE_FILE);
-    let mut optim: ModuleOptimizer = AdamConfig::new().init();
-    let (mut net, mut ema, mut state, opts) = if resume && state_path.is_file() {
-        let text = read_text(&state_path)?;
-        let state: CheckpointState = serde_json::from_str(&text).map_err(|e| Error::BadData {
-            path: state_path.clone(),
-            reason: format!("not a training checkpoint: {e}"),
-        })?;
-        let opts = state.options.clone();
-        let loaded = Model::load(&ckpt, &ad)?;
-        optim = optim
-            .load(ckpt.join(OPTIM_FILE))
-            .map_err(|e| Error::Other(format!("{}: {e:?}", ckpt.join(OPTIM_FILE).display())))?;
-        let ema = loaded.net.codebooks().map(|cb| {
-            let c = &opts.config;
-            let mut e = EmaCodebooks::from_entries(
-                c.num_codebooks,
-                c.codebook_size,
-                c.latent_dim,
-                quantizer::float_vec(cb),
-                state.counts.clone(),
-            );
-            e.decay = opts.ema_decay;
-            e.dead_fraction = opts.dead_fraction;
-            e
-        });
-        (loaded.net, ema, state, opts)
+) -> Result<Option<ModelCard>> {
+    let mut trainer = if resume {
+        Trainer::resume(out, &splits.train, device)?
     } else {
-        if resume {
-            return Err(Error::BadData {
-                path: state_path,
-                reason: "no checkpoint to resume from".into(),
-            });
-        }
-        let opts = options.clone();
-        ad.seed(opts.seed);
-        let mut net = RvqVae::new(&opts.config, &ad);
-        let ema = init_codebooks(&mut net, &opts, &splits.train, device, &ad);
-        let state = CheckpointState {
-            step: 0,
-            counts: Vec::new(),
-            wall_seconds: 0.0,
-            options: opts.clone(),
-            last_validation: Vec::new(),
-            last_stats: Vec::new(),
-        };
-        (net, ema, state, opts)
+        Trainer::new(options, &splits.train, out, device, on_event)?
     };
-    let cfg = opts.config.clone();
-    let n = splits.train.len();
-    let batch = opts.batch_size.min(n).max(1);
-    let steps_per_epoch = n / batch;
-    let mut total_steps = steps_per_epoch * opts.epochs;
-    if let Some(m) = opts.max_steps {
-        total_steps = total_steps.min(m);
-    }
-    let warmup = (total_steps / 50).clamp(1, 500);
-    let depths_report = {
-        let mut d = eval::report_depths(cfg.num_codebooks);
-        d.push(0);
-        d
-    };
+    let end = stop_at.map_or(trainer.total_steps(), |s| s.min(trainer.total_steps()));
     on_event(Event::Start {
-        step: state.step,
-        total_steps,
+        step: trainer.step_count(),
+        total_steps: trainer.total_steps(),
     });
-    let session_start = Instant::now();
-    let base_seconds = state.wall_seconds;
-    let mut last_stats = state.last_stats.clone();
-    while state.step < total_steps {
-        let epoch = state.step / steps_per_epoch;
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(mix(opts.seed, epoch as u64)));
-        let first = state.step % steps_per_epoch;
-        for b in first..steps_per_epoch {
-            if state.step >= total_steps {
-                break;
-            }
-            let ids = &order[b * batch..(b + 1) * batch];
-            let mut rng = StdRng::seed_from_u64(mix(opts.seed ^ 0x5eed, state.step as u64));
-            let lr = learning_rate(opts.learning_rate, state.step, warmup, total_steps);
-            let (next, mse, loss, stats) = step(
-                net,
-                &mut optim,
-                &mut ema,
-                &opts,
-                &splits.train,
-                ids,
-                lr,
-                &mut rng,
-                &ad,
-            );
-            net = next;
-            state.step += 1;
-            if !stats.is_empty() {
-                last_stats = stats.clone();
-            }
-            on_event(Event::Step {
-                step: state.step,
-                epoch,
-                mse,
-                loss,
-                codebooks: stats,
-            });
-            let end_of_epoch = b + 1 == steps_per_epoch || state.step == total_steps;
-            if end_of_epoch {
-                let q = eval::quality(
-                    &net.valid(),
-                    &cfg,
-                    &splits.valid,
-                    &depths_report,
-                    250,
-                    device,
-                );
-                state.last_validation = q.clone();
-                on_event(Event::Validation { epoch, quality: q });
-            }
-            if state.step % opts.checkpoint_every.max(1) == 0 || end_of_epoch {
-                state.wall_seconds = base_seconds + session_start.elapsed().as_secs_f64();
-                state.counts = ema.as_ref().map(|e| e.counts.clone()).unwrap_or_default();
-                state.last_stats = last_stats.clone();
-                save_checkpoint(&net, &optim, &state, &ckpt)?;
-                on_event(Event::Checkpoint { step: state.step });
-            }
+    let every = trainer.options().checkpoint_every.max(1);
+    while trainer.step_count() < end {
+        let event = trainer.step(&splits.train);
+        let epoch = match &event {
+            Event::Step { epoch, .. } => *epoch,
+            _ => unreachable!("Trainer::step reports a step"),
+        };
+        on_event(event);
+        let epoch_end = trainer.at_epoch_end();
+        if epoch_end {
+            let quality = trainer.validate(&splits.valid);
+            on_event(Event::Validation { epoch, quality });
+        }
+        let step = trainer.step_count();
+        if step.is_multiple_of(every) || epoch_end || step == end {
+            trainer.checkpoint()?;
+            on_event(Event::Checkpoint { step });
         }
     }
-    state.wall_seconds = base_seconds + session_start.elapsed().as_secs_f64();
-    let final_net = net.valid();
-    if state.last_validation.is_empty() {
-        state.last_validation =
-            eval::quality(&final_net, &cfg, &splits.valid, &depths_report, 250, device);
+    if trainer.step_count() < trainer.total_steps() {
+        return Ok(None);
     }
-    let fp = Model::save_net(&final_net, &cfg, out)?;
-    let card = ModelCard {
-        config: cfg.clone(),
-        parameters: final_net.num_params(),
-        fingerprint: model::hex(&fp),
-        data: splits.description.clone(),
-        options: opts.clone(),
-        epochs_completed: state.step as f64 / steps_per_epoch.max(1) as f64,
-        steps: state.step,
-        images_seen: state.step as u64 * batch as u64,
-        wall_seconds: state.wall_seconds,
-        machine: machine.to_string(),
-        validation: state.last_validation.clone(),
-        validation_images: splits.valid.len(),
-        codebooks: last_stats,
-        rvq_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let json = serde_json::to_string_pretty(&card).expect("card serialises");
-    model::write_atomic(&out.join(model::CARD_FILE), json.as_bytes())?;
-    Ok(card)
+    trainer.finish(splits, machine).map(Some)
 }
 
 /// Splits a seed into independent streams.
@@ -348,26 +603,6 @@ fn read_text(path: &Path) -> Result<String> {
         path: path.to_path_buf(),
         source: e,
     })
-}
-
-fn save_checkpoint(
-    net: &RvqVae,
-    optim: &ModuleOptimizer,
-    state: &CheckpointState,
-    dir: &Path,
-) -> Result<()> {
-    Model::save_net(&net.valid(), &state.options.config, dir)?;
-    let optim_path: PathBuf = dir.join(OPTIM_FILE);
-    let tmp = model::temp_path(&optim_path);
-    optim
-        .save(&tmp)
-        .map_err(|e| Error::Other(format!("{}: {e:?}", optim_path.display())))?;
-    std::fs::rename(&tmp, &optim_path).map_err(|e| Error::Io {
-        path: optim_path,
-        source: e,
-    })?;
-    let json = serde_json::to_string(state).expect("state serialises");
-    model::write_atomic(&dir.join(STATE_FILE), json.as_bytes())
 }
 
 /// Seeds each codebook by k-means on the residuals the previous ones leave, over the
@@ -443,7 +678,7 @@ fn step(
     let flips: Vec<bool> = ids.iter().map(|_| rng.random::<bool>()).collect();
     let x = train.batch(ids, Some(&flips), ad);
     let z = net.encode(x.clone());
-    let [b, d, h, w] = z.dims();
+    let [b, _, h, w] = z.dims();
     let rows = latents_to_rows(z);
     let mut host = None;
     let (decoder_in, commit) = match net.codebooks() {
@@ -458,26 +693,9 @@ fn step(
                 .iter()
                 .flat_map(|&dep| std::iter::repeat_n(dep, h * w))
                 .collect();
-            let n = row_depths.len();
             let start = rows.clone().detach();
-            let mut residual = start.clone();
-            let mut levels = Vec::with_capacity(n_q);
-            let max_depth = *image_depths.iter().max().unwrap_or(&n_q);
-            for level in 0..max_depth {
-                let book = codebooks
-                    .clone()
-                    .slice([level..level + 1, 0..cfg.codebook_size, 0..d])
-                    .reshape([cfg.codebook_size, d]);
-                let idx = quantizer::nearest(residual.clone(), book.clone());
-                let mask: Vec<f32> = row_depths
-                    .iter()
-                    .map(|&dep| if dep > level { 1.0 } else { 0.0 })
-                    .collect();
-                let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, 1]), ad);
-                residual = residual - book.select(0, idx.clone()) * mask;
-                levels.push(idx);
-            }
-            let quantized = start.clone() - residual;
+            let (levels, quantized) =
+                quantizer::quantize_to_depths(start.clone(), &codebooks, &row_depths);
             let commit = (rows.clone() - quantized.clone()).square().mean();
             // Straight-through: the decoder sees the quantized vectors, the encoder gets the
             // decoder's gradient as if quantization were the identity.
@@ -487,7 +705,7 @@ fn step(
         }
         None => (rows, Tensor::<1>::zeros([1], ad)),
     };
-    let xhat = net.decode(rows_to_latents(decoder_in, b, h, w));
+    let xhat = net.decode_unclamped(rows_to_latents(decoder_in, b, h, w));
     let mse = (xhat - x).square().mean();
     let loss = mse.clone() + commit;
     let mse_v: f32 = mse.into_scalar::<f32>();

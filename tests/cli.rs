@@ -437,11 +437,30 @@ fn wgpu_without_an_adapter_is_a_clear_error() {
 
 #[test]
 fn help_lists_every_command() {
-    rvq()
+    let out = rvq()
         .arg("--help")
         .assert()
         .success()
-        .stdout(predicate::str::contains("encode").and(predicate::str::contains("train")));
+        .get_output()
+        .stdout
+        .clone();
+    let help = String::from_utf8(out).unwrap();
+    // Each command on a line of its own in clap's "Commands:" list, with its description.
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.starts_with("   ")) // a wrapped description's continuation
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "encode", "decode", "info", "eval", "train", "sweep", "bench", "export", "help"
+        ],
+        "{help}"
+    );
 }
 
 #[test]
@@ -789,4 +808,42 @@ fn sweep_runs_a_grid_resumes_and_reports() {
     assert!(out.join("report.md").is_file());
     let fig = image::open(out.join("figures/rvq_mse_vs_bits.png")).unwrap();
     assert_eq!(fig.width(), 900);
+}
+
+#[test]
+fn out_of_range_beam_widths_and_stop_steps_are_usage_errors() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("o.rvq");
+    let sample = samples().join("astronaut-32.png");
+    let cases: [&[&str]; 3] = [
+        &[
+            "encode",
+            "--beam",
+            "0",
+            "-o",
+            out.to_str().unwrap(),
+            sample.to_str().unwrap(),
+        ],
+        &[
+            "encode",
+            "--beam",
+            "65",
+            "-o",
+            out.to_str().unwrap(),
+            sample.to_str().unwrap(),
+        ],
+        &["train", "--data", "x", "--out", "y", "--stop-at", "0"],
+    ];
+    for args in cases {
+        let o = rvq().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        let flag = if args[0] == "train" {
+            "--stop-at"
+        } else {
+            "--beam"
+        };
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+    no_files_but(dir.path(), &[]);
 }

@@ -1,0 +1,81 @@
+//! Helpers shared by the test binaries (each uses some of them).
+#![allow(dead_code)]
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rvq::config::ModelConfig;
+use rvq::data::{ImageSet, Splits};
+use rvq::train::TrainOptions;
+
+/// A model small enough to train in a test.
+pub fn tiny_config() -> ModelConfig {
+    ModelConfig {
+        latent_dim: 8,
+        codebook_size: 16,
+        num_codebooks: 3,
+        grid_factor: 8,
+        channels: vec![8, 16, 16],
+        res_blocks: 1,
+        res_channels: 8,
+        quantize: true,
+        linear_path: false,
+    }
+}
+
+/// Smooth colour gradients, 32×32.
+pub fn synthetic(n: usize, seed: u64) -> ImageSet {
+    // Smooth colour gradients with a random direction and offset per image.
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut pixels = Vec::with_capacity(n * 3 * 32 * 32);
+    for _ in 0..n {
+        let a: [f32; 3] = std::array::from_fn(|_| rand::RngExt::random_range(&mut rng, 0.0..1.0));
+        let b: [f32; 3] = std::array::from_fn(|_| rand::RngExt::random_range(&mut rng, -0.5..0.5));
+        for c in 0..3 {
+            for y in 0..32 {
+                for x in 0..32 {
+                    let v = a[c] + b[c] * (x as f32 - y as f32 * 0.5) / 32.0;
+                    pixels.push((v.clamp(0.0, 1.0) * 255.0) as u8);
+                }
+            }
+        }
+    }
+    ImageSet { size: 32, pixels }
+}
+
+pub fn smoke_splits() -> Splits {
+    Splits {
+        train: synthetic(64, 1),
+        valid: synthetic(16, 2),
+        description: "synthetic gradients".into(),
+    }
+}
+
+pub fn smoke_config() -> ModelConfig {
+    ModelConfig {
+        latent_dim: 16,
+        channels: vec![16, 32, 32],
+        res_channels: 16,
+        ..tiny_config()
+    }
+}
+
+pub fn smoke_options(config: ModelConfig, max_steps: usize) -> TrainOptions {
+    TrainOptions {
+        config,
+        epochs: 100,
+        batch_size: 16,
+        learning_rate: 3e-3,
+        kmeans_images: 64,
+        checkpoint_every: 10,
+        max_steps: Some(max_steps),
+        ..TrainOptions::default()
+    }
+}
+
+/// Reads a safetensors file the way a Python reader would: u64 header length, JSON, bytes.
+pub fn read_safetensors(bytes: &[u8]) -> (serde_json::Value, &[u8]) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!((8 + n) % 8, 0, "data is 8-byte aligned");
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    (header, &bytes[8 + n..])
+}

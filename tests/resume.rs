@@ -1,0 +1,80 @@
+//! Exact resume of training, in a test binary of its own: model initialisation draws from the
+//! backend's one random generator, which tests running beside it in the same process would
+//! also draw from.
+
+use burn::prelude::*;
+use rvq::config::ModelConfig;
+use rvq::model::Model;
+use rvq::train::{self, Event};
+
+mod common;
+use common::{read_safetensors, smoke_config, smoke_options, smoke_splits};
+
+/// A run stopped at step 10 and resumed to step 20 ends with exactly the weights of the same
+/// run trained 20 steps straight: the checkpoint holds everything (weights, Adam moments, EMA
+/// counts and sums, step), and the data order and random draws follow from seed and step.
+#[test]
+fn a_resumed_run_is_bit_for_bit_the_run_it_continues() {
+    let device = Device::flex();
+    let splits = smoke_splits();
+    let opts = smoke_options(
+        ModelConfig {
+            linear_path: true,
+            ..smoke_config()
+        },
+        20,
+    );
+    let run = |dir: &std::path::Path, resume: bool, stop_at: Option<usize>| {
+        let mut steps = Vec::new();
+        let card = train::train(
+            &opts,
+            &splits,
+            dir,
+            &device,
+            "test",
+            resume,
+            stop_at,
+            &mut |e| {
+                if let Event::Step { step, .. } = e {
+                    steps.push(step);
+                }
+            },
+        )
+        .unwrap();
+        (card, steps)
+    };
+    let straight = tempfile::TempDir::new().unwrap();
+    let (card, steps) = run(straight.path(), false, None);
+    let straight_card = card.expect("the run finished");
+    assert_eq!(steps, (1..=20).collect::<Vec<_>>());
+
+    let split = tempfile::TempDir::new().unwrap();
+    let (card, steps) = run(split.path(), false, Some(10));
+    assert!(card.is_none(), "a stopped run writes no model");
+    assert_eq!(steps, (1..=10).collect::<Vec<_>>());
+    assert!(!split.path().join("model.bpk").exists());
+    let (card, steps) = run(split.path(), true, None);
+    let resumed_card = card.expect("the resumed run finished");
+    assert_eq!(steps, (11..=20).collect::<Vec<_>>());
+    assert_eq!(resumed_card.steps, 20);
+    // The weights files differ (they carry burn's parameter ids, new in every run): compare
+    // the weights themselves, every tensor byte for byte.
+    let weights = |dir: &std::path::Path| {
+        let file = dir.join("weights.safetensors");
+        let model = Model::load(dir, &device).unwrap();
+        rvq::model::export_safetensors(&model, &file).unwrap();
+        std::fs::read(file).unwrap()
+    };
+    let (a, b) = (weights(straight.path()), weights(split.path()));
+    let ((mut header_a, data_a), (mut header_b, data_b)) =
+        (read_safetensors(&a), read_safetensors(&b));
+    header_a.as_object_mut().unwrap().remove("__metadata__");
+    header_b.as_object_mut().unwrap().remove("__metadata__");
+    assert_eq!(header_a, header_b);
+    assert!(data_a.len() > 10_000, "{} bytes of weights", data_a.len());
+    assert!(
+        data_a == data_b,
+        "resumed weights differ from the straight run's"
+    );
+    assert_eq!(resumed_card.validation, straight_card.validation);
+}
