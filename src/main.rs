@@ -411,6 +411,14 @@ fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         .expect("valid template")
         .progress_chars("=> "),
     );
+    // Above the bar when it is drawn; plain stderr lines when it is hidden (not a terminal).
+    let say = |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let mut on_event = |e: Event| match e {
         Event::Start { step, total_steps } => {
             bar.set_length(total_steps as u64);
@@ -450,27 +458,18 @@ fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
                     format!("{name}: {:.5} ({:.2} dB)", q.mse, q.psnr)
                 })
                 .collect();
-            let line = format!("validation after epoch {epoch}: {}", parts.join(", "));
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
+            say(format!(
+                "validation after epoch {epoch}: {}",
+                parts.join(", ")
+            ));
         }
         Event::Checkpoint { .. } => {}
         Event::Pca {
             images,
             truncation_mse,
-        } => {
-            let line = format!(
-                "linear path from the PCA of {images} images' patches (truncation MSE {truncation_mse:.6})"
-            );
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
-        }
+        } => say(format!(
+            "linear path from the PCA of {images} images' patches (truncation MSE {truncation_mse:.6})"
+        )),
     };
     let card = train::train(
         &options,

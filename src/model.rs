@@ -583,6 +583,7 @@ fn safetensors_bytes(
     out
 }
 
-fn le_f32(values: &[f32]) -> Vec<u8> {
+/// `values` as little-endian bytes, the layout of safetensors and of checkpoint state.
+pub(crate) fn le_f32(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }

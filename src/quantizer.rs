@@ -98,8 +98,9 @@ fn residual_search(
 /// to level and returns, per level, the indices of the sequence whose final residual is
 /// smallest (`indices[level][row]`). Greedy search ([`quantize`]) commits to the nearest entry
 /// at each level; a slightly worse first choice can leave a residual the later codebooks fit
-/// much better. The decoder is unchanged: it sums whatever entries the indices name. With
-/// `beam` ≤ 1 this is exactly [`quantize`].
+/// much better. A beam can also drop the greedy sequence and end worse than it, so each row
+/// keeps whichever of the two ends closer: never worse than greedy. The decoder is unchanged:
+/// it sums whatever entries the indices name. With `beam` ≤ 1 this is exactly [`quantize`].
 pub fn quantize_beam(
     latents: Tensor<2>,
     codebooks: &Tensor<3>,

@@ -187,7 +187,6 @@ const EMA_FILE: &str = "ema.f32";
 /// run stands. [`train`] drives one from start (or checkpoint) to finished model folder; the
 /// pieces are public so a program can drive its own loop.
 pub struct Trainer {
-    opts: TrainOptions,
     /// `None` only inside [`Trainer::step`], while the optimizer owns it.
     net: Option<RvqVae>,
     optim: ModuleOptimizer,
@@ -237,7 +236,7 @@ impl Trainer {
         let state = CheckpointState {
             step: 0,
             wall_seconds: 0.0,
-            options: opts.clone(),
+            options: opts,
             last_validation: Vec::new(),
             last_stats: Vec::new(),
         };
@@ -285,7 +284,7 @@ impl Trainer {
         device: &Device,
         ad: Device,
     ) -> Self {
-        let opts = state.options.clone();
+        let opts = &state.options;
         let n = train.len();
         let batch = opts.batch_size.min(n).max(1);
         let steps_per_epoch = (n / batch).max(1);
@@ -296,7 +295,6 @@ impl Trainer {
         Self {
             warmup: (total_steps / 50).clamp(1, 500),
             base_seconds: state.wall_seconds,
-            opts,
             net: Some(net),
             optim,
             ema,
@@ -324,7 +322,7 @@ impl Trainer {
 
     /// The options of the run (the checkpoint's, for a resumed one).
     pub fn options(&self) -> &TrainOptions {
-        &self.opts
+        &self.state.options
     }
 
     /// One optimizer step on the next batch of `train`; returns its [`Event::Step`] fields.
@@ -333,7 +331,7 @@ impl Trainer {
         if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
             let mut order: Vec<usize> = (0..train.len()).collect();
             order.shuffle(&mut StdRng::seed_from_u64(mix(
-                self.opts.seed,
+                self.state.options.seed,
                 epoch as u64,
             )));
             self.order = Some((epoch, order));
@@ -341,9 +339,12 @@ impl Trainer {
         let b = self.state.step % self.steps_per_epoch;
         let order = &self.order.as_ref().expect("order was just set").1;
         let ids = &order[b * self.batch..(b + 1) * self.batch];
-        let mut rng = StdRng::seed_from_u64(mix(self.opts.seed ^ 0x5eed, self.state.step as u64));
+        let mut rng = StdRng::seed_from_u64(mix(
+            self.state.options.seed ^ 0x5eed,
+            self.state.step as u64,
+        ));
         let lr = learning_rate(
-            self.opts.learning_rate,
+            self.state.options.learning_rate,
             self.state.step,
             self.warmup,
             self.total_steps,
@@ -356,7 +357,7 @@ impl Trainer {
             net,
             &mut self.optim,
             &mut self.ema,
-            &self.opts,
+            &self.state.options,
             train,
             ids,
             lr,
@@ -385,7 +386,7 @@ impl Trainer {
     /// Quality on `valid` at 1, 2, 4, … codebooks and on the unquantized path; kept for the
     /// card.
     pub fn validate(&mut self, valid: &ImageSet) -> Vec<DepthQuality> {
-        let cfg = &self.opts.config;
+        let cfg = &self.state.options.config;
         let mut depths = eval::report_depths(cfg.num_codebooks);
         depths.push(0);
         let q = eval::quality(&self.net().valid(), cfg, valid, &depths, 250, &self.device);
@@ -414,16 +415,14 @@ impl Trainer {
         if fresh.exists() {
             std::fs::remove_dir_all(&fresh).map_err(io(&fresh))?;
         }
-        Model::save_net(&self.net().valid(), &self.opts.config, &fresh)?;
+        Model::save_net(&self.net().valid(), &self.state.options.config, &fresh)?;
         let optim_path = fresh.join(OPTIM_FILE);
         self.optim
             .save(&optim_path)
             .map_err(|e| Error::Other(format!("{}: {e:?}", optim_path.display())))?;
         if let Some(ema) = &self.ema {
-            let mut bytes = Vec::with_capacity(4 * (ema.counts.len() + ema.sums().len()));
-            for v in ema.counts.iter().chain(ema.sums()) {
-                bytes.extend(v.to_le_bytes());
-            }
+            let mut bytes = model::le_f32(&ema.counts);
+            bytes.extend(model::le_f32(ema.sums()));
             model::write_atomic(&fresh.join(EMA_FILE), &bytes)?;
         }
         let json = serde_json::to_string(&self.state).expect("state serialises");
@@ -452,14 +451,14 @@ impl Trainer {
             self.validate(&splits.valid);
         }
         let final_net = self.net().valid();
-        let cfg = &self.opts.config;
+        let cfg = &self.state.options.config;
         let fp = Model::save_net(&final_net, cfg, &self.out)?;
         let card = ModelCard {
             config: cfg.clone(),
             parameters: final_net.num_params(),
             fingerprint: model::hex(&fp),
             data: splits.description.clone(),
-            options: self.opts.clone(),
+            options: self.state.options.clone(),
             epochs_completed: self.state.step as f64 / self.steps_per_epoch as f64,
             steps: self.state.step,
             images_seen: self.state.step as u64 * self.batch as u64,
