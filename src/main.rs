@@ -39,6 +39,10 @@ enum Command {
     Decode(DecodeArgs),
     /// Describe an .rvq archive: header, sizes, bits per pixel, compression ratios.
     Info(InfoArgs),
+    /// Cut an archive to its first M codebooks (smaller, coarser; no model needed).
+    Truncate(TruncateArgs),
+    /// Join archives of the same model and settings into one (e.g. the shards of an encode).
+    Merge(MergeArgs),
     /// Measure quality, bits and compression ratio of rvq and JPEG on the same images.
     Eval(EvalArgs),
     /// Train a model on CIFAR-10 (binary folder) or a folder of PNG/JPEG images.
@@ -90,9 +94,35 @@ struct EncodeArgs {
     /// Overwrite the output if it exists.
     #[arg(long)]
     force: bool,
+    /// Also encode the files and folders listed in this text file, one path per line.
+    #[arg(long)]
+    files_from: Option<PathBuf>,
+    /// Encode only slice I of N (1 ≤ I ≤ N) of the sorted input files, so N machines can
+    /// each encode a slice; `rvq merge` of slices 1..N gives the archive of all.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
     /// PNG files or folders (searched recursively for .png), or - for one PNG on standard input.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "files_from")]
     inputs: Vec<PathBuf>,
+}
+
+fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("expected I/N with 1 ≤ I ≤ N, as 2/4, not {s:?}");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// Shard `i` of `n` (1-based) of `count` items: a contiguous slice, so shards in order
+/// concatenate to the whole.
+fn shard_range(count: usize, (i, n): (usize, usize)) -> std::ops::Range<usize> {
+    (i - 1) * count / n..i * count / n
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -116,6 +146,33 @@ struct DecodeArgs {
     force: bool,
     /// The archive, or - for standard input.
     input: PathBuf,
+}
+
+#[derive(Args)]
+struct TruncateArgs {
+    /// Codebooks to keep (1..=the number the archive stores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    codebooks: u32,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    force: bool,
+    /// The archive, or - for standard input.
+    input: PathBuf,
+    /// The truncated archive, or - for standard output.
+    output: PathBuf,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The merged archive, or - for standard output.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Archives to join, in order: their images follow one another in the output.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -308,6 +365,16 @@ struct TrainArgs {
     /// Stop after this many steps.
     #[arg(long)]
     max_steps: Option<usize>,
+    /// Fraction of batches trained at a random depth per image (quantizer dropout).
+    #[arg(long, default_value_t = 0.5)]
+    dropout: f32,
+    /// Relative odds of depths 1..=n_q in those batches, one per codebook (default: equal).
+    #[arg(long, value_delimiter = ',')]
+    dropout_weights: Vec<f32>,
+    /// Fine-tune: start from this trained model folder (same configuration) instead of the
+    /// PCA and k-means start.
+    #[arg(long)]
+    from: Option<PathBuf>,
     /// Validation images (the first N of test_batch.bin).
     #[arg(long, default_value_t = 1000)]
     valid: usize,
@@ -329,13 +396,33 @@ struct TrainArgs {
     backend: Backend,
 }
 
+/// Mesa's Vulkan drivers look for a Wayland display while wgpu lists adapters, and libwayland
+/// prints "error: XDG_RUNTIME_DIR is invalid or not set" when that variable is unset or
+/// relative (headless machines, CI). rvq opens no window: an absolute folder with no display
+/// socket in it makes that search fail quietly instead.
+fn quiet_display_search() {
+    let usable = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|v| Path::new(&v).is_absolute());
+    if !usable {
+        // SAFETY: the first thing main does, before any other thread exists.
+        unsafe {
+            std::env::set_var(
+                "XDG_RUNTIME_DIR",
+                std::env::temp_dir().join("rvq-no-display"),
+            )
+        };
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_display_search();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => run_train(args, cli.verbose),
         Command::Encode(args) => run_encode(args, cli.verbose),
         Command::Decode(args) => run_decode(args, cli.verbose),
         Command::Info(args) => run_info(args),
+        Command::Truncate(args) => run_truncate(args),
+        Command::Merge(args) => run_merge(args),
         Command::Export(args) => run_export(args, cli.verbose),
         Command::Eval(args) => run_eval(args, cli.verbose),
         Command::Bench(args) => run_bench(args, cli.verbose),
@@ -398,8 +485,12 @@ fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         } else {
             Init::Pca
         },
+        dropout_fraction: a.dropout,
+        dropout_weights: a.dropout_weights,
+        start_from: a.from,
         ..TrainOptions::default()
     };
+    options.check_dropout()?;
     let chosen = choose_backend(a.backend, verbose)?;
     let splits = train::load_data(&a.data, a.valid, a.seed)?;
     eprintln!("rvq: {}", splits.description);
@@ -524,13 +615,20 @@ fn write_output(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
         out.write_all(bytes).context("writing standard output")?;
         return out.flush().context("writing standard output");
     }
-    if path.exists() && !force {
+    refuse_existing(path, force)?;
+    write_atomic(path, bytes)?;
+    Ok(())
+}
+
+/// The one overwrite check: an existing `path` (not standard output) is an error unless
+/// `force`. Commands call it before any work, so a refusal costs nothing and writes nothing.
+fn refuse_existing(path: &Path, force: bool) -> Result<()> {
+    if !is_stdio(path) && path.exists() && !force {
         return Err(rvq::Error::Exists {
             path: path.to_path_buf(),
         }
         .into());
     }
-    write_atomic(path, bytes)?;
     Ok(())
 }
 
@@ -553,13 +651,11 @@ impl ModelArgs {
 }
 
 fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
-    if !is_stdio(&a.output) && a.output.exists() && !a.force {
-        return Err(rvq::Error::Exists {
-            path: a.output.clone(),
-        }
-        .into());
-    }
+    refuse_existing(&a.output, a.force)?;
     let limits = Limits::default();
+    if a.inputs.iter().any(|p| is_stdio(p)) && (a.files_from.is_some() || a.shard.is_some()) {
+        anyhow::bail!("standard input (-) cannot be combined with --files-from or --shard");
+    }
     let stdin_image = if a.inputs.len() == 1 && is_stdio(&a.inputs[0]) {
         let bytes = read_input(&a.inputs[0])?;
         let loaded = image_io::decode_rgb(&bytes, Path::new("<stdin>"), &limits, false)?;
@@ -575,12 +671,37 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     } else {
         None
     };
+    let mut inputs = a.inputs.clone();
+    if let Some(list) = &a.files_from {
+        let text = std::fs::read_to_string(list).with_context(|| format!("{}", list.display()))?;
+        inputs.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(PathBuf::from),
+        );
+        if inputs.is_empty() {
+            anyhow::bail!("{}: lists no files", list.display());
+        }
+    }
     let files = if stdin_image.is_some() {
         Vec::new()
     } else {
-        let files = image_io::collect_images(&a.inputs, false)?;
+        let mut files = image_io::collect_images(&inputs, false)?;
         if files.is_empty() {
             anyhow::bail!("no PNG files found in the inputs given");
+        }
+        if let Some(shard) = a.shard {
+            let range = shard_range(files.len(), shard);
+            if range.is_empty() {
+                anyhow::bail!(
+                    "shard {}/{} of {} files is empty: use fewer shards",
+                    shard.0,
+                    shard.1,
+                    files.len()
+                );
+            }
+            files = files[range].to_vec();
         }
         for f in &files {
             image_io::probe(f, &limits)?;
@@ -607,7 +728,7 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     // Images are read one batch at a time, so a large input set never sits in memory whole.
     let mut load = |range: std::ops::Range<usize>| match &stdin_image {
         Some(img) => Ok(Cow::Borrowed(std::slice::from_ref(img))),
-        None => codec::read_inputs(&files[range], &a.inputs, &limits, a.strict, &mut |w| {
+        None => codec::read_inputs(&files[range], &inputs, &limits, a.strict, &mut |w| {
             bar.suspend(|| eprintln!("rvq: warning: {w}"))
         })
         .map(Cow::Owned),
@@ -711,6 +832,40 @@ fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
     Ok(())
 }
 
+fn run_truncate(a: TruncateArgs) -> Result<()> {
+    refuse_existing(&a.output, a.force)?;
+    let bytes = read_input(&a.input)?;
+    let cut = rvq_archive::truncate(&bytes, a.codebooks, &Limits::default()).map_err(|e| {
+        rvq::Error::Archive {
+            path: a.input.clone(),
+            source: e,
+        }
+    })?;
+    write_output(&a.output, &cut, a.force)
+}
+
+fn run_merge(a: MergeArgs) -> Result<()> {
+    refuse_existing(&a.output, a.force)?;
+    if a.inputs.iter().filter(|p| is_stdio(p)).count() > 1 {
+        anyhow::bail!("standard input (-) can be merged only once");
+    }
+    let all = a
+        .inputs
+        .iter()
+        .map(|p| read_input(p))
+        .collect::<Result<Vec<_>>>()?;
+    let slices: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+    let merged = rvq_archive::merge(&slices, &Limits::default()).map_err(|e| {
+        // Name the archive at fault where the error singles one out.
+        let path = match &e {
+            rvq_archive::ArchiveError::MergeMismatch { index, .. } => a.inputs[*index].clone(),
+            _ => PathBuf::from("merge"),
+        };
+        rvq::Error::Archive { path, source: e }
+    })?;
+    write_output(&a.output, &merged, a.force)
+}
+
 fn run_info(a: InfoArgs) -> Result<()> {
     let bytes = read_input(&a.input)?;
     let archive = open_archive(&a.input, &bytes)?;
@@ -776,9 +931,7 @@ fn run_info(a: InfoArgs) -> Result<()> {
 
 fn run_export(a: ExportArgs, verbose: bool) -> Result<()> {
     for out in std::iter::once(&a.output).chain(&a.reference) {
-        if out.exists() && !a.force {
-            return Err(rvq::Error::Exists { path: out.clone() }.into());
-        }
+        refuse_existing(out, a.force)?;
     }
     let chosen = choose_backend(a.backend, verbose)?;
     let model = Model::load_or_default(a.model.as_deref(), &chosen.device)?;
@@ -791,9 +944,7 @@ fn run_export(a: ExportArgs, verbose: bool) -> Result<()> {
 
 fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
     for out in [&a.json, &a.plot].into_iter().flatten() {
-        if out.exists() && !a.force {
-            return Err(rvq::Error::Exists { path: out.clone() }.into());
-        }
+        refuse_existing(out, a.force)?;
     }
     let archive_bytes = if a.data.is_file() {
         Some(read_input(&a.data)?)

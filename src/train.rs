@@ -36,6 +36,9 @@ pub struct TrainOptions {
     /// Fraction of batches trained at a random depth per image (quantizer dropout); the
     /// others use every codebook.
     pub dropout_fraction: f32,
+    /// Relative odds of depths 1..=n_q in a dropout batch; empty: all depths alike.
+    #[serde(default)]
+    pub dropout_weights: Vec<f32>,
     /// EMA decay of the codebooks.
     pub ema_decay: f32,
     /// Dead-code threshold as a fraction of an entry's fair share of a batch.
@@ -54,6 +57,10 @@ pub struct TrainOptions {
     /// Training images whose patches the PCA of [`Init::Pca`] is fitted on.
     #[serde(default = "default_pca_images")]
     pub pca_images: usize,
+    /// A trained model folder whose weights and codebooks start the run (fine-tuning) in
+    /// place of the PCA and k-means start; its configuration must be `config`.
+    #[serde(default)]
+    pub start_from: Option<PathBuf>,
 }
 
 /// How a model's linear path is initialised.
@@ -80,6 +87,7 @@ impl Default for TrainOptions {
             learning_rate: 1e-3,
             commitment: 0.25,
             dropout_fraction: 0.5,
+            dropout_weights: Vec::new(),
             ema_decay: 0.99,
             dead_fraction: 0.1,
             kmeans_images: 1024,
@@ -88,6 +96,7 @@ impl Default for TrainOptions {
             max_steps: None,
             init: Init::Pca,
             pca_images: default_pca_images(),
+            start_from: None,
         }
     }
 }
@@ -219,8 +228,23 @@ impl Trainer {
             return Err(Error::Other("no training images".into()));
         }
         let opts = options.clone();
+        opts.check_dropout()?;
         let ad = device.clone().autodiff();
         ad.seed(opts.seed);
+        if let Some(dir) = &opts.start_from {
+            let (net, ema) = warm_start(dir, &opts, &ad)?;
+            let state = CheckpointState {
+                step: 0,
+                wall_seconds: 0.0,
+                options: opts,
+                last_validation: Vec::new(),
+                last_stats: Vec::new(),
+            };
+            let optim = AdamConfig::new().init();
+            return Ok(Self::assemble(
+                net, optim, ema, state, train, out, device, ad,
+            ));
+        }
         let mut net = RvqVae::new(&opts.config, &ad);
         if opts.config.linear_path && opts.init == Init::Pca {
             let cfg = &opts.config;
@@ -684,7 +708,9 @@ fn step(
         Some(codebooks) => {
             let n_q = cfg.num_codebooks;
             let image_depths: Vec<usize> = if rng.random::<f32>() < opts.dropout_fraction {
-                (0..b).map(|_| rng.random_range(1..=n_q)).collect()
+                (0..b)
+                    .map(|_| dropout_depth(&opts.dropout_weights, n_q, rng))
+                    .collect()
             } else {
                 vec![n_q; b]
             };
@@ -722,6 +748,92 @@ fn step(
     (net, mse_v, loss_v, stats)
 }
 
+/// One image's depth in a dropout batch: uniform over `1..=n_q`, or drawn with the odds
+/// `weights` (checked by [`TrainOptions::check_dropout`]).
+fn dropout_depth(weights: &[f32], n_q: usize, rng: &mut StdRng) -> usize {
+    if weights.is_empty() {
+        return rng.random_range(1..=n_q);
+    }
+    let total: f32 = weights.iter().sum();
+    let mut u = rng.random::<f32>() * total;
+    for (i, &w) in weights.iter().enumerate() {
+        if u < w {
+            return i + 1;
+        }
+        u -= w;
+    }
+    // Rounding can leave u just past the last bucket: the deepest depth with any weight.
+    weights
+        .iter()
+        .rposition(|&w| w > 0.0)
+        .map_or(n_q, |i| i + 1)
+}
+
+impl TrainOptions {
+    /// Refuses a dropout fraction outside [0, 1] and depth odds that are not one finite,
+    /// non-negative weight per codebook with a positive sum.
+    pub fn check_dropout(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.dropout_fraction) {
+            return Err(Error::Other(format!(
+                "the dropout fraction must lie in [0, 1], not {}",
+                self.dropout_fraction
+            )));
+        }
+        let w = &self.dropout_weights;
+        if w.is_empty() {
+            return Ok(());
+        }
+        let n_q = self.config.num_codebooks;
+        if w.len() != n_q {
+            return Err(Error::Other(format!(
+                "{} dropout weights given for {n_q} codebooks: give one per depth 1..={n_q}",
+                w.len()
+            )));
+        }
+        if w.iter().any(|v| !v.is_finite() || *v < 0.0) || w.iter().sum::<f32>() <= 0.0 {
+            return Err(Error::Other(
+                "dropout weights must be finite, non-negative and not all zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The network and EMA codebooks of the trained model in `dir`, to fine-tune: each entry's
+/// running count starts at its fair share of a batch, so none is taken for dead at once.
+fn warm_start(
+    dir: &Path,
+    opts: &TrainOptions,
+    ad: &Device,
+) -> Result<(RvqVae, Option<EmaCodebooks>)> {
+    let loaded = Model::load(dir, ad)?;
+    if loaded.config != opts.config {
+        return Err(Error::BadData {
+            path: dir.join(model::CONFIG_FILE),
+            reason: format!(
+                "the model to start from is {:?}, not the configuration asked for ({:?})",
+                loaded.config, opts.config
+            ),
+        });
+    }
+    let cfg = &opts.config;
+    let ema = loaded.net.codebooks().map(|cb| {
+        let cells = (32 / cfg.grid_factor).pow(2);
+        let share = (opts.batch_size * cells) as f32 / cfg.codebook_size as f32;
+        let mut ema = EmaCodebooks::from_entries(
+            cfg.num_codebooks,
+            cfg.codebook_size,
+            cfg.latent_dim,
+            quantizer::float_vec(cb),
+            vec![share; cfg.num_codebooks * cfg.codebook_size],
+        );
+        ema.decay = opts.ema_decay;
+        ema.dead_fraction = opts.dead_fraction;
+        ema
+    });
+    Ok((loaded.net, ema))
+}
+
 /// Loads training data, for the CLI: see [`crate::data::load_training`].
 pub fn load_data(path: &Path, valid: usize, seed: u64) -> Result<Splits> {
     crate::data::load_training(path, valid, 64, &mut StdRng::seed_from_u64(seed))
@@ -730,6 +842,25 @@ pub fn load_data(path: &Path, valid: usize, seed: u64) -> Result<Splits> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropout_depths_follow_their_odds() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..100 {
+            assert_eq!(dropout_depth(&[0.0, 1.0, 0.0], 3, &mut rng), 2);
+            let d = dropout_depth(&[], 3, &mut rng);
+            assert!((1..=3).contains(&d));
+        }
+        let mut seen = [0usize; 3];
+        let n = 20_000;
+        for _ in 0..n {
+            seen[dropout_depth(&[1.0, 1.0, 2.0], 3, &mut rng) - 1] += 1;
+        }
+        for (count, want) in seen.iter().zip([0.25, 0.25, 0.5]) {
+            let share = *count as f64 / n as f64;
+            assert!((share - want).abs() < 0.015, "{seen:?}");
+        }
+    }
 
     #[test]
     fn learning_rate_warms_up_then_decays_to_zero() {

@@ -380,3 +380,76 @@ fn wider_beams_never_lose_to_greedy_and_win_overall() {
         );
     }
 }
+
+/// `start_from` continues a trained model: at step 0 the trainer's network and codebooks are
+/// the model's (it validates exactly as the model's card says), and a model of another
+/// configuration or malformed dropout odds are refused before any work.
+#[test]
+fn fine_tuning_starts_from_the_given_model() {
+    let device = Device::flex();
+    let splits = smoke_splits();
+    let base = tempfile::TempDir::new().unwrap();
+    let card = train::train(
+        &smoke_options(smoke_config(), 10),
+        &splits,
+        base.path(),
+        &device,
+        "test",
+        false,
+        None,
+        &mut |_| {},
+    )
+    .unwrap()
+    .expect("the run finished");
+
+    let opts = train::TrainOptions {
+        start_from: Some(base.path().to_path_buf()),
+        dropout_fraction: 1.0,
+        dropout_weights: vec![4.0, 2.0, 1.0],
+        ..smoke_options(smoke_config(), 5)
+    };
+    let out = tempfile::TempDir::new().unwrap();
+    let mut trainer =
+        train::Trainer::new(&opts, &splits.train, out.path(), &device, &mut |_| {}).unwrap();
+    assert_eq!(trainer.validate(&splits.valid), card.validation);
+    trainer.step(&splits.train);
+    assert_ne!(
+        trainer.validate(&splits.valid),
+        card.validation,
+        "a step changed nothing"
+    );
+
+    let other = train::TrainOptions {
+        config: ModelConfig {
+            latent_dim: 8,
+            ..smoke_config()
+        },
+        ..opts.clone()
+    };
+    let err = train::Trainer::new(&other, &splits.train, out.path(), &device, &mut |_| {})
+        .err()
+        .expect("another configuration is refused")
+        .to_string();
+    assert!(err.contains("not the configuration asked for"), "{err}");
+    for (fraction, weights, needle) in [
+        (1.5, vec![], "must lie in [0, 1]"),
+        (
+            0.5,
+            vec![1.0, 1.0],
+            "2 dropout weights given for 3 codebooks",
+        ),
+        (0.5, vec![0.0, 0.0, 0.0], "not all zero"),
+        (0.5, vec![1.0, f32::NAN, 1.0], "finite"),
+    ] {
+        let bad = train::TrainOptions {
+            dropout_fraction: fraction,
+            dropout_weights: weights,
+            ..opts.clone()
+        };
+        let err = train::Trainer::new(&bad, &splits.train, out.path(), &device, &mut |_| {})
+            .err()
+            .expect("malformed dropout odds are refused")
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+}

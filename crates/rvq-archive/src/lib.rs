@@ -85,6 +85,36 @@ pub enum ArchiveError {
     /// Bytes follow the last record.
     #[error("corrupt archive: {0} unexpected bytes after the last image")]
     TrailingBytes(usize),
+    /// Truncation to more codebooks than the archive stores (or to none).
+    #[error(
+        "cannot truncate to {asked} codebooks: the archive stores {stored} (ask for 1..={stored})"
+    )]
+    TruncateBeyond {
+        /// Codebooks asked for.
+        asked: u32,
+        /// Codebooks the archive uses.
+        stored: u32,
+    },
+    /// Archives to merge do not share what their header says all images share.
+    #[error(
+        "cannot merge archive {index} into the first: its {what} differs ({theirs} against {ours})"
+    )]
+    MergeMismatch {
+        /// The archive that differs, from 0 in the order given.
+        index: usize,
+        /// The header field.
+        what: &'static str,
+        /// The first archive's value.
+        ours: String,
+        /// This archive's value.
+        theirs: String,
+    },
+    /// Two images of a merge carry the same name, so decoding would write one over the other.
+    #[error("cannot merge: the name {0:?} occurs in more than one image")]
+    DuplicateName(String),
+    /// Merging was asked of no archive.
+    #[error("nothing to merge: give at least one archive")]
+    NothingToMerge,
     /// A record handed to the writer does not fit the header.
     #[error("cannot write image {index}: {reason}")]
     Unwritable {
@@ -679,4 +709,107 @@ impl<'a> Archive<'a> {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+}
+
+/// The archive in `bytes` cut to its first `codebooks` levels: a coarser, smaller archive of
+/// the same images that any decoder of the same model reads. Payloads are level-major, so this
+/// keeps a prefix of each record's indices and needs no model. An embedded codebook keeps its
+/// first `codebooks` levels.
+pub fn truncate(bytes: &[u8], codebooks: u32, limits: &Limits) -> Result<Vec<u8>> {
+    let archive = Archive::parse(bytes, limits)?;
+    let stored = archive.header.codebooks_used;
+    if codebooks == 0 || codebooks > stored {
+        return Err(ArchiveError::TruncateBeyond {
+            asked: codebooks,
+            stored,
+        });
+    }
+    let mut header = archive.header.clone();
+    header.codebooks_used = codebooks;
+    let values = header.codebook_values() as usize;
+    if let Some(cb) = &mut header.codebook {
+        cb.values.truncate(values);
+    }
+    let mut records = archive.records()?;
+    for r in &mut records {
+        let keep = header.index_count(r.width, r.height) as usize;
+        r.indices.truncate(keep);
+    }
+    write_archive(&header, &records)
+}
+
+/// One archive holding the images of `archives`, in the order given: they must share model,
+/// geometry, codebooks used, whether names are stored and any embedded codebook, and no name
+/// may occur twice. Archives written by `encode --shard i/n` for i = 1..=n merge back into
+/// the archive one unsharded encode writes.
+pub fn merge(archives: &[&[u8]], limits: &Limits) -> Result<Vec<u8>> {
+    let parsed = archives
+        .iter()
+        .map(|b| Archive::parse(b, limits))
+        .collect::<Result<Vec<_>>>()?;
+    let first = &parsed.first().ok_or(ArchiveError::NothingToMerge)?.header;
+    for (index, a) in parsed.iter().enumerate().skip(1) {
+        let h = &a.header;
+        let differs = |what: &'static str, ours: String, theirs: String| {
+            Err(ArchiveError::MergeMismatch {
+                index,
+                what,
+                ours,
+                theirs,
+            })
+        };
+        let hex = |f: &[u8]| f.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        if h.fingerprint != first.fingerprint {
+            return differs(
+                "model fingerprint",
+                hex(&first.fingerprint),
+                hex(&h.fingerprint),
+            );
+        }
+        let geometry = |h: &Header| {
+            format!(
+                "d={} k={} n_q={} f={}",
+                h.latent_dim, h.codebook_size, h.num_codebooks, h.grid_factor
+            )
+        };
+        if geometry(h) != geometry(first) {
+            return differs("geometry", geometry(first), geometry(h));
+        }
+        if h.codebooks_used != first.codebooks_used {
+            return differs(
+                "number of codebooks used (truncate the deeper one first)",
+                first.codebooks_used.to_string(),
+                h.codebooks_used.to_string(),
+            );
+        }
+        if h.names != first.names {
+            let says = |n: bool| if n { "names stored" } else { "no names" }.to_string();
+            return differs("name storage", says(first.names), says(h.names));
+        }
+        if h.codebook != first.codebook {
+            let says = |c: &Option<EmbeddedCodebook>| match c {
+                None => "none".to_string(),
+                Some(c) => format!("{:?}", c.dtype),
+            };
+            let (ours, theirs) = if says(&first.codebook) == says(&h.codebook) {
+                ("one set of values".into(), "other values".into())
+            } else {
+                (says(&first.codebook), says(&h.codebook))
+            };
+            return differs("embedded codebook", ours, theirs);
+        }
+    }
+    let mut records = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for a in &parsed {
+        for r in a.records()? {
+            if let Some(name) = &r.name
+                && !seen.insert(name.clone())
+            {
+                return Err(ArchiveError::DuplicateName(name.clone()));
+            }
+            records.push(r);
+        }
+    }
+    write_archive(first, &records)
 }

@@ -249,3 +249,135 @@ fn varint_len(v: u64) -> usize {
     }
     n
 }
+
+fn sample(m: u32, names: bool, fingerprint: u8) -> (Header, Vec<Record>) {
+    let mut h = Header::new([fingerprint; 16], 2, 5, 3, 8, m);
+    h.names = names;
+    let recs = (0..3u32)
+        .map(|i| {
+            // 9×8, 12×8, 15×8: two cells each.
+            let cells = 2;
+            Record {
+                width: 9 + 3 * i,
+                height: 8,
+                name: names.then(|| format!("{fingerprint}/{i}.png")),
+                indices: (0..cells * m).map(|j| (i + j) % 5).collect(),
+            }
+        })
+        .collect();
+    (h, recs)
+}
+
+#[test]
+fn truncation_keeps_each_records_first_levels_byte_for_byte() {
+    let (mut h, recs) = sample(3, true, 1);
+    h.codebook = Some(EmbeddedCodebook {
+        dtype: CodebookDType::F32,
+        values: (0..h.codebook_values()).map(|v| v as f32).collect(),
+    });
+    let full = write_archive(&h, &recs).unwrap();
+    for m in 1..=3u32 {
+        let cut = truncate(&full, m, &Limits::default()).unwrap();
+        // What an encoder writing m levels directly would have written.
+        let mut hm = h.clone();
+        hm.codebooks_used = m;
+        hm.codebook
+            .as_mut()
+            .unwrap()
+            .values
+            .truncate((m * 5 * 2) as usize);
+        let want: Vec<Record> = recs
+            .iter()
+            .map(|r| Record {
+                indices: r.indices[..(2 * m) as usize].to_vec(),
+                ..r.clone()
+            })
+            .collect();
+        assert_eq!(cut, write_archive(&hm, &want).unwrap(), "m = {m}");
+        assert!(m == 3 || cut.len() < full.len());
+    }
+    for m in [0, 4] {
+        let err = truncate(&full, m, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::TruncateBeyond { asked, stored: 3 } if asked == m),
+            "{err}"
+        );
+    }
+    let mut bad = full.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(matches!(
+        truncate(&bad, 1, &Limits::default()),
+        Err(ArchiveError::RecordChecksum { index: 2 })
+    ));
+}
+
+#[test]
+fn merging_concatenates_records_of_matching_archives() {
+    let (h, recs) = sample(2, true, 1);
+    let whole = write_archive(&h, &recs).unwrap();
+    let a = write_archive(&h, &recs[..1]).unwrap();
+    let b = write_archive(&h, &recs[1..]).unwrap();
+    let empty = write_archive(&h, &[]).unwrap();
+    let limits = Limits::default();
+    assert_eq!(merge(&[&a, &empty, &b], &limits).unwrap(), whole);
+    assert_eq!(merge(&[&whole], &limits).unwrap(), whole);
+    assert!(matches!(
+        merge(&[], &limits),
+        Err(ArchiveError::NothingToMerge)
+    ));
+    assert!(matches!(
+        merge(&[&a, &whole], &limits),
+        Err(ArchiveError::DuplicateName(n)) if n == "1/0.png"
+    ));
+    // Without names there is nothing to collide.
+    let (hn, rn) = sample(2, false, 1);
+    let plain = write_archive(&hn, &rn).unwrap();
+    assert_eq!(
+        Archive::parse(&merge(&[&plain, &plain], &limits).unwrap(), &limits)
+            .unwrap()
+            .image_count,
+        6
+    );
+}
+
+#[test]
+fn merging_refuses_archives_that_differ_in_their_header() {
+    let (h, recs) = sample(2, true, 1);
+    let base = write_archive(&h, &recs[..1]).unwrap();
+    let other = |f: &dyn Fn(&mut Header)| {
+        let mut h2 = h.clone();
+        f(&mut h2);
+        let recs2: Vec<Record> = recs[1..]
+            .iter()
+            .map(|r| Record {
+                name: h2.names.then(|| r.name.clone().unwrap()),
+                indices: r.indices[..(2 * h2.codebooks_used) as usize].to_vec(),
+                ..r.clone()
+            })
+            .collect();
+        write_archive(&h2, &recs2).unwrap()
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (other(&|h| h.fingerprint = [2; 16]), "model fingerprint"),
+        (other(&|h| h.num_codebooks = 4), "geometry"),
+        (other(&|h| h.codebooks_used = 1), "number of codebooks used"),
+        (other(&|h| h.names = false), "name storage"),
+        (
+            other(&|h| {
+                h.codebook = Some(EmbeddedCodebook {
+                    dtype: CodebookDType::F32,
+                    values: vec![0.0; h.codebook_values() as usize],
+                })
+            }),
+            "embedded codebook",
+        ),
+    ];
+    for (bytes, what) in cases {
+        let err = merge(&[&base, &bytes], &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&err, ArchiveError::MergeMismatch { index: 1, what: w, .. } if w.starts_with(what)),
+            "{what}: {err}"
+        );
+    }
+}
