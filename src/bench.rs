@@ -6,8 +6,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::codec::{self, EncodeOptions, Named};
+use crate::data::synthetic;
 use crate::error::{Error, Result};
-use crate::image_io::Rgb;
 use crate::model::Model;
 
 /// One measured operation.
@@ -25,21 +25,6 @@ pub struct Measure {
     pub images_per_second: f64,
     /// Megabytes per second of archive bytes, for the archive measures.
     pub megabytes_per_second: Option<f64>,
-}
-
-/// A smooth, textured synthetic image (benchmarks need no data set).
-pub fn synthetic(width: u32, height: u32, seed: u32) -> Rgb {
-    let mut rgb = Vec::with_capacity((width * height * 3) as usize);
-    for y in 0..height {
-        for x in 0..width {
-            for c in 0..3u32 {
-                let v = ((x * (3 + c) + y * (5 + seed % 7) + seed * 17) % 256) as f32;
-                let w = ((x as f32 * 0.05 + c as f32).sin() * 60.0 + 128.0 + v * 0.25) as u32;
-                rgb.push(w.min(255) as u8);
-            }
-        }
-    }
-    Rgb { width, height, rgb }
 }
 
 fn time_runs(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {

@@ -95,17 +95,8 @@ pub fn encode_records(
 ) -> Result<Vec<Record>> {
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
-    let mut start = 0;
-    while start < images.len() {
-        let (w, h) = padded(&images[start].image, f);
-        let mut end = start + 1;
-        while end < images.len()
-            && end - start < opts.batch_size.max(1)
-            && padded(&images[end].image, f) == (w, h)
-        {
-            end += 1;
-        }
-        let batch = &images[start..end];
+    for batch in batches(images, opts.batch_size, |img| padded(&img.image, f)) {
+        let (w, h) = padded(&batch[0].image, f);
         let mut values = Vec::with_capacity(batch.len() * 3 * w * h);
         for img in batch {
             values.extend(image_io::to_planar_padded(&img.image, w, h));
@@ -123,9 +114,29 @@ pub fn encode_records(
                 indices,
             });
         }
-        start = end;
     }
     Ok(records)
+}
+
+/// Consecutive runs of `items` with the same `key` (the padded size: one tensor shape), at most
+/// `batch_size` long, in order.
+fn batches<T, K: PartialEq>(
+    items: &[T],
+    batch_size: usize,
+    key: impl Fn(&T) -> K,
+) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let first = key(rest.first()?);
+        let len = rest
+            .iter()
+            .take(batch_size.max(1))
+            .take_while(|item| key(item) == first)
+            .count();
+        let (batch, tail) = rest.split_at(len);
+        rest = tail;
+        Some(batch)
+    })
 }
 
 fn padded(image: &Rgb, f: usize) -> (usize, usize) {
@@ -226,18 +237,9 @@ pub fn decode_records(
     let f = model.config.grid_factor;
     let m = header.codebooks_used as usize;
     let mut out = Vec::with_capacity(records.len());
-    let mut start = 0;
-    while start < records.len() {
-        let key = |r: &Record| header.grid(r.width, r.height);
-        let (gw, gh) = key(&records[start]);
-        let mut end = start + 1;
-        while end < records.len()
-            && end - start < batch_size.max(1)
-            && key(&records[end]) == (gw, gh)
-        {
-            end += 1;
-        }
-        let batch = &records[start..end];
+    let key = |r: &Record| header.grid(r.width, r.height);
+    for batch in batches(records, batch_size, key) {
+        let (gw, gh) = key(&batch[0]);
         let indices: Vec<Vec<u32>> = batch.iter().map(|r| r.indices.clone()).collect();
         let y = model.decode_indices(&indices, (gh as usize, gw as usize), m)?;
         let (pw, ph) = (gw as usize * f, gh as usize * f);
@@ -252,7 +254,6 @@ pub fn decode_records(
                 r.height,
             ));
         }
-        start = end;
     }
     Ok(out)
 }
@@ -463,6 +464,16 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_split_at_size_changes_and_at_the_batch_size() {
+        let items = [1, 1, 1, 2, 2, 1, 1, 1, 1, 1];
+        let got: Vec<&[i32]> = batches(&items, 3, |v| *v).collect();
+        let want: Vec<&[i32]> = vec![&[1, 1, 1], &[2, 2], &[1, 1, 1], &[1, 1]];
+        assert_eq!(got, want);
+        assert_eq!(batches(&items, 0, |v| *v).count(), items.len());
+        assert_eq!(batches(&[] as &[i32], 4, |v| *v).count(), 0);
+    }
 
     fn named(name: &str) -> Record {
         Record {

@@ -275,6 +275,21 @@ pub fn crops_from_files(
     Ok(set)
 }
 
+/// A smooth, textured synthetic image (benchmarks and reference exports need no data set).
+pub fn synthetic(width: u32, height: u32, seed: u32) -> image_io::Rgb {
+    let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            for c in 0..3u32 {
+                let v = ((x * (3 + c) + y * (5 + seed % 7) + seed * 17) % 256) as f32;
+                let w = ((x as f32 * 0.05 + c as f32).sin() * 60.0 + 128.0 + v * 0.25) as u32;
+                rgb.push(w.min(255) as u8);
+            }
+        }
+    }
+    image_io::Rgb { width, height, rgb }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@
 //! - [`model`]: the network, loading and saving model folders, the fingerprint;
 //! - [`pca`]: principal components of image patches, the start of the linear path;
 //! - [`quantizer`]: residual vector quantization and codebook learning;
-//! - [`data`]: CIFAR-10 and image-folder data sets;
+//! - [`data`]: CIFAR-10 and image-folder data sets, synthetic images;
 //! - [`train`]: the training loop, checkpoints and model cards;
 //! - [`sweep`]: the study's experiment grids, results and power-law fit;
 //! - [`eval`]: quality measures;
@@ -16,6 +16,7 @@
 //! - [`codec`]: images to archives and back;
 //! - [`plot`]: rate–distortion and study charts as PNG;
 //! - [`image_io`]: PNG reading and writing, limits and padding;
+//! - [`files`]: writing output files atomically;
 //! - [`backend`]: the one choice point between the CPU and GPU backends;
 //! - [`bench`]: `rvq bench`, throughput measurements.
 
@@ -27,6 +28,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod image_io;
 pub mod model;
 pub mod pca;

@@ -13,8 +13,9 @@ use rvq::archive::{Archive, CodebookDType};
 use rvq::backend::{self, Backend};
 use rvq::codec::{self, EncodeOptions, Named};
 use rvq::config::ModelConfig;
+use rvq::files::write_atomic;
 use rvq::image_io::{self, Limits};
-use rvq::model::{Model, write_atomic};
+use rvq::model::Model;
 use rvq::train::{self, Event, Init, TrainOptions};
 
 #[derive(Parser)]

@@ -2,7 +2,7 @@
 //! and a decoder that mirrors the encoder. Fully convolutional, so any image whose sides are
 //! multiples of the grid factor goes through unchanged.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::files::{temp_path, write_atomic};
 use crate::quantizer;
 
 /// Bytes of the model fingerprint written into archives (a truncated SHA-256 of the weights).
@@ -455,33 +456,6 @@ pub struct EncodedBatch {
     pub indices: Vec<Vec<u32>>,
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place, so that a
-/// failure never leaves a half-written file under the final name.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(path);
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, bytes).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
-}
-
-/// A hidden temporary name beside `path`.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
 /// Writes the model's weights as safetensors (tensor names are the module paths, e.g.
 /// `down.0.weight`), with the fingerprint and configuration in the metadata.
 pub fn export_safetensors(model: &Model, path: &Path) -> Result<()> {
@@ -511,7 +485,7 @@ pub fn export_reference(model: &Model, path: &Path, n: usize) -> Result<()> {
     let side = 32;
     let mut pixels = Vec::with_capacity(n * 3 * side * side);
     for i in 0..n {
-        let img = crate::bench::synthetic(side as u32, side as u32, i as u32);
+        let img = crate::data::synthetic(side as u32, side as u32, i as u32);
         pixels.extend(crate::image_io::to_planar_padded(&img, side, side));
     }
     let images = Tensor::<4>::from_data(

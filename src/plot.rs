@@ -7,8 +7,8 @@ use plotters::prelude::*;
 
 use crate::compare::Point;
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use crate::image_io::{self, Rgb};
-use crate::model::write_atomic;
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 

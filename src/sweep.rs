@@ -790,7 +790,7 @@ pub fn report(dir: &Path) -> Result<Report> {
             .join(", "),
     );
     md.push('\n');
-    crate::model::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    crate::files::write_atomic(&dir.join("report.md"), md.as_bytes())?;
     Ok(Report {
         rows: rows.len(),
         figures: written,

@@ -447,10 +447,10 @@ impl Trainer {
         if let Some(ema) = &self.ema {
             let mut bytes = model::le_f32(&ema.counts);
             bytes.extend(model::le_f32(ema.sums()));
-            model::write_atomic(&fresh.join(EMA_FILE), &bytes)?;
+            crate::files::write_atomic(&fresh.join(EMA_FILE), &bytes)?;
         }
         let json = serde_json::to_string(&self.state).expect("state serialises");
-        model::write_atomic(&fresh.join(STATE_FILE), json.as_bytes())?;
+        crate::files::write_atomic(&fresh.join(STATE_FILE), json.as_bytes())?;
         if dir.exists() {
             if old.exists() {
                 std::fs::remove_dir_all(&old).map_err(io(&old))?;
@@ -494,7 +494,7 @@ impl Trainer {
             rvq_version: env!("CARGO_PKG_VERSION").to_string(),
         };
         let json = serde_json::to_string_pretty(&card).expect("card serialises");
-        model::write_atomic(&self.out.join(model::CARD_FILE), json.as_bytes())?;
+        crate::files::write_atomic(&self.out.join(model::CARD_FILE), json.as_bytes())?;
         Ok(card)
     }
 }

@@ -236,7 +236,7 @@ fn the_reference_export_holds_what_the_model_computes() {
             .collect()
     };
     let expected: Vec<f32> = (0..3)
-        .flat_map(|i| rvq::image_io::to_planar_padded(&rvq::bench::synthetic(32, 32, i), 32, 32))
+        .flat_map(|i| rvq::image_io::to_planar_padded(&rvq::data::synthetic(32, 32, i), 32, 32))
         .collect();
     assert_eq!(f32s(&images), expected);
     let x = Tensor::<4>::from_data(TensorData::new(expected, [3, 3, 32, 32]), &device);
