@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use rvq_archive::{Archive, CodebookDType, EmbeddedCodebook, Header, Record};
+use rvq_archive::{Archive, ArchiveWriter, CodebookDType, EmbeddedCodebook, Header, Record};
 
 use crate::error::{Error, Result};
 use crate::image_io::{self, Limits, Rgb};
@@ -165,7 +165,8 @@ pub fn encode(
 
 /// Encodes `count` images into a complete archive, fetching them from `load` one batch
 /// (`opts.batch_size` images) at a time, so that only one batch of pixels is held at once;
-/// only the indices of the images already encoded are kept.
+/// only the indices of the images already encoded are kept. See [`encode_to`] to write the
+/// archive as it is made instead.
 pub fn encode_streaming<'a>(
     model: &Model,
     count: usize,
@@ -173,10 +174,26 @@ pub fn encode_streaming<'a>(
     opts: &EncodeOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<u8>> {
+    encode_to(Vec::new(), model, count, load, opts, progress)
+}
+
+/// Encodes `count` images into an archive written to `out` record by record, fetching them
+/// from `load` one batch at a time: memory holds one batch of images and their indices,
+/// whatever `count` is. Returns `out` once the archive is complete.
+pub fn encode_to<'a, W: std::io::Write>(
+    out: W,
+    model: &Model,
+    count: usize,
+    load: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Cow<'a, [Named]>>,
+    opts: &EncodeOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<W> {
     let m = opts.codebooks.unwrap_or(model.config.num_codebooks);
     let header = header_for(model, m, opts)?;
+    let archive_err = |e: rvq_archive::ArchiveError| Error::Other(e.to_string());
+    let mut writer = ArchiveWriter::new(out, &header, count as u64).map_err(archive_err)?;
     let mut seen = HashSet::new();
-    let mut records = Vec::with_capacity(count);
+    let mut done = 0;
     let step = opts.batch_size.max(1);
     for start in (0..count).step_by(step) {
         let batch = load(start..(start + step).min(count))?;
@@ -188,10 +205,13 @@ pub fn encode_streaming<'a>(
                 )));
             }
         }
-        records.extend(encode_records(model, &batch, m, opts)?);
-        progress(records.len());
+        for record in encode_records(model, &batch, m, opts)? {
+            writer.write(&record).map_err(archive_err)?;
+            done += 1;
+        }
+        progress(done);
     }
-    rvq_archive::write_archive(&header, &records).map_err(|e| Error::Other(e.to_string()))
+    writer.finish().map_err(archive_err)
 }
 
 /// Checks that `archive` was made with `model`.

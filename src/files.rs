@@ -10,6 +10,20 @@ use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` atomically (see the module documentation).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |file| {
+        file.write_all(bytes).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
+
+/// Writes to `path` atomically what `fill` writes into the (temporary) file it is given: if
+/// `fill` fails, the error is returned and `path` is left as it was.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -23,7 +37,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
+    fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(io)?;
     // On failure the temporary file is deleted when `e.file` drops.
     tmp.persist(path).map_err(|e| io(e.error))?;

@@ -734,15 +734,32 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         })
         .map(Cow::Owned),
     };
-    let bytes = codec::encode_streaming(&model, count, &mut load, &opts, &mut |done| {
-        bar.set_position(done as u64)
-    })?;
+    let mut on_progress = |done: usize| bar.set_position(done as u64);
+    let size = if is_stdio(&a.output) {
+        let bytes = codec::encode_streaming(&model, count, &mut load, &opts, &mut on_progress)?;
+        write_output(&a.output, &bytes, a.force)?;
+        bytes.len() as u64
+    } else {
+        // Written record by record into a temporary file, renamed into place when complete.
+        refuse_existing(&a.output, a.force)?;
+        let mut size = 0;
+        rvq::files::write_atomic_with(&a.output, |file| {
+            let out = std::io::BufWriter::new(file);
+            let out = codec::encode_to(out, &model, count, &mut load, &opts, &mut on_progress)?;
+            size = out.get_ref().metadata().map_or(0, |m| m.len());
+            out.into_inner()
+                .map_err(|e| rvq::Error::Io {
+                    path: a.output.clone(),
+                    source: e.into_error(),
+                })
+                .map(drop)
+        })?;
+        size
+    };
     bar.finish_and_clear();
-    write_output(&a.output, &bytes, a.force)?;
     if verbose {
         eprintln!(
-            "rvq: {count} images, {} bytes -> {}",
-            bytes.len(),
+            "rvq: {count} images, {size} bytes -> {}",
             a.output.display()
         );
     }

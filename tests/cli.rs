@@ -1033,3 +1033,38 @@ fn no_display_noise_without_a_runtime_folder() {
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
     assert!(!err.contains("error"), "{err}");
 }
+
+/// Encoding streams records into a temporary file: an error found mid-way (here two inputs
+/// that would be stored under one name, found when the second batch is read) leaves neither
+/// the output nor the temporary file.
+#[test]
+fn an_encode_failing_mid_way_leaves_no_file() {
+    let dir = TempDir::new().unwrap();
+    for sub in ["one", "two"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::copy(
+            samples().join("coffee-32.png"),
+            dir.path().join(sub).join("a.png"),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("o.rvq");
+    fails_with(
+        &[
+            "encode",
+            "--backend",
+            "cpu",
+            "--batch",
+            "1",
+            "-o",
+            s(&out),
+            s(&dir.path().join("one")),
+            s(&dir.path().join("two")),
+        ],
+        "two inputs would be stored as \"a.png\"",
+    );
+    no_files_but(
+        dir.path(),
+        &[&dir.path().join("one"), &dir.path().join("two")],
+    );
+}

@@ -1,19 +1,29 @@
-//! Feeds arbitrary bytes to the archive reader: it must return an error or records, never
-//! panic, and whatever it accepts must write back to the same bytes.
+//! Feeds arbitrary bytes to the archive readers: each must return an error or records, never
+//! panic; whatever the in-memory reader accepts must write back to the same bytes; and the
+//! streaming reader must accept exactly what the in-memory one accepts, with the same records.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rvq_archive::{Archive, Limits, write_archive};
+use rvq_archive::{Archive, ArchiveReader, Limits, write_archive};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_side: 4096,
         max_pixels: 1 << 20,
     };
-    if let Ok(archive) = Archive::parse(data, &limits)
-        && let Ok(records) = archive.records()
-    {
-        let again = write_archive(&archive.header, &records).expect("accepted records rewrite");
+    let in_memory = Archive::parse(data, &limits).and_then(|a| Ok((a.header.clone(), a.records()?)));
+    let streamed = ArchiveReader::new(data, &limits)
+        .and_then(|r| {
+            let header = r.header().clone();
+            Ok((header, r.collect::<Result<Vec<_>, _>>()?))
+        });
+    match (&in_memory, &streamed) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(_), Err(_)) => {}
+        _ => panic!("in memory {in_memory:?}, streamed {streamed:?}"),
+    }
+    if let Ok((header, records)) = in_memory {
+        let again = write_archive(&header, &records).expect("accepted records rewrite");
         assert_eq!(again, data);
     }
 });

@@ -16,7 +16,10 @@
 #![forbid(unsafe_code)]
 
 pub mod bits;
+mod stream;
 mod varint;
+
+pub use stream::{ArchiveReader, ArchiveWriter};
 
 use bits::{BitCounter, BitPacker, BitSink};
 
@@ -115,6 +118,9 @@ pub enum ArchiveError {
     /// Merging was asked of no archive.
     #[error("nothing to merge: give at least one archive")]
     NothingToMerge,
+    /// Reading or writing the underlying stream failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
     /// A record handed to the writer does not fit the header.
     #[error("cannot write image {index}: {reason}")]
     Unwritable {
@@ -432,7 +438,7 @@ pub struct Entry {
     pub height: u32,
     /// File name, if stored.
     pub name: Option<String>,
-    payload_offset: usize,
+    pub(crate) payload_offset: usize,
 }
 
 /// A parsed archive over borrowed bytes: the header is checked on parse, records when read.
@@ -448,9 +454,9 @@ pub struct Archive<'a> {
     limits: Limits,
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -498,103 +504,200 @@ fn small(v: u64, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| ArchiveError::InvalidHeader(format!("{what} {v} is too large")))
 }
 
+/// Parses and checks the header at the start of `bytes`: the header, the image count and the
+/// header's length, checksum included.
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
+    let mut c = Cursor { bytes, pos: 0 };
+    let magic = c.take(4, "magic").map_err(|_| ArchiveError::BadMagic)?;
+    if magic != MAGIC {
+        return Err(ArchiveError::BadMagic);
+    }
+    let version = c.u8("version")?;
+    if version != VERSION {
+        return Err(ArchiveError::UnsupportedVersion(version));
+    }
+    let flags = c.u8("flags")?;
+    let coder = c.u8("payload coder")?;
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(ArchiveError::InvalidHeader(format!(
+            "reserved flag bits set ({flags:#04x})"
+        )));
+    }
+    if coder != 0 || flags & FLAG_ENTROPY != 0 {
+        return Err(ArchiveError::UnsupportedCoder(coder.max(1)));
+    }
+    let mut fingerprint = [0u8; FINGERPRINT_LEN];
+    fingerprint.copy_from_slice(c.take(FINGERPRINT_LEN, "fingerprint")?);
+    let latent_dim = small(c.varint("latent_dim")?, "latent_dim")?;
+    let codebook_size = small(c.varint("codebook_size")?, "codebook_size")?;
+    let num_codebooks = small(c.varint("num_codebooks")?, "num_codebooks")?;
+    let grid_factor = c.u8("grid_factor")?;
+    let codebooks_used = small(c.varint("codebooks_used")?, "codebooks_used")?;
+    let bits = c.u8("bits_per_index")?;
+    let image_count = c.varint("image_count")?;
+    let mut header = Header::new(
+        fingerprint,
+        latent_dim,
+        codebook_size,
+        num_codebooks,
+        grid_factor,
+        codebooks_used,
+    );
+    header.names = flags & FLAG_NAMES != 0;
+    header.validate().map_err(ArchiveError::InvalidHeader)?;
+    if bits as u32 != header.bits_per_index() {
+        return Err(ArchiveError::InvalidHeader(format!(
+            "bits_per_index {bits} does not match codebook_size {codebook_size}"
+        )));
+    }
+    if flags & FLAG_CODEBOOK != 0 {
+        let dtype = match c.u8("codebook dtype")? {
+            1 => CodebookDType::F16,
+            2 => CodebookDType::F32,
+            other => {
+                return Err(ArchiveError::InvalidHeader(format!(
+                    "unknown codebook dtype {other}"
+                )));
+            }
+        };
+        let width = if dtype == CodebookDType::F16 { 2 } else { 4 };
+        let count = header.codebook_values();
+        // Checked against the bytes present before anything is allocated.
+        let len = count
+            .checked_mul(width)
+            .filter(|&l| l <= c.remaining() as u64)
+            .ok_or(ArchiveError::Truncated {
+                what: "embedded codebook",
+                offset: c.pos,
+            })? as usize;
+        let raw = c.take(len, "embedded codebook")?;
+        let values = match dtype {
+            CodebookDType::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            CodebookDType::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        };
+        header.codebook = Some(EmbeddedCodebook { dtype, values });
+    }
+    let body = c.pos;
+    let crc = c.take(4, "header checksum")?;
+    if crc32fast::hash(&bytes[..body]).to_le_bytes() != crc {
+        return Err(ArchiveError::HeaderChecksum);
+    }
+    Ok((header, image_count, c.pos))
+}
+
+/// Reads record `index`'s fields at the cursor and steps over its payload and checksum,
+/// without decoding them.
+pub(crate) fn parse_entry(
+    header: &Header,
+    limits: &Limits,
+    index: u64,
+    c: &mut Cursor,
+) -> Result<Entry> {
+    let offset = c.pos;
+    let bad = |reason: String| ArchiveError::InvalidRecord { index, reason };
+    let w = c.varint("image width")?;
+    let h = c.varint("image height")?;
+    if w == 0 || h == 0 {
+        return Err(bad(format!("{w}×{h} has no pixels")));
+    }
+    let side = limits.max_side as u64;
+    if w > side || h > side || w * h > limits.max_pixels {
+        return Err(bad(format!(
+            "{w}×{h} exceeds the limit of {side} pixels per side or {} pixels",
+            limits.max_pixels
+        )));
+    }
+    let (width, height) = (w as u32, h as u32);
+    let name = if header.names {
+        let len = c.varint("name length")?;
+        if len > MAX_NAME as u64 {
+            return Err(bad(format!("name of {len} bytes exceeds {MAX_NAME}")));
+        }
+        let raw = c.take(len as usize, "name")?;
+        let s = std::str::from_utf8(raw)
+            .map_err(|_| bad("name is not UTF-8".into()))?
+            .to_string();
+        validate_name(&s).map_err(bad)?;
+        (!s.is_empty()).then_some(s)
+    } else {
+        None
+    };
+    let payload_offset = c.pos;
+    let payload = header.payload_len(width, height);
+    if payload + 4 > c.remaining() as u64 {
+        return Err(ArchiveError::Truncated {
+            what: "image payload",
+            offset: c.pos,
+        });
+    }
+    c.take(payload as usize + 4, "image payload")?;
+    Ok(Entry {
+        index,
+        offset,
+        len: c.pos - offset,
+        width,
+        height,
+        name,
+        payload_offset,
+    })
+}
+
+/// Decodes the record `entry` locates in `bytes`, checking its checksum and indices.
+pub(crate) fn decode_entry(header: &Header, bytes: &[u8], entry: &Entry) -> Result<Record> {
+    let record = &bytes[entry.offset..entry.offset + entry.len];
+    let (body, crc) = record.split_at(record.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(ArchiveError::RecordChecksum { index: entry.index });
+    }
+    let payload = &bytes[entry.payload_offset..entry.offset + entry.len - 4];
+    let count = header.index_count(entry.width, entry.height) as usize;
+    let bits = header.bits_per_index();
+    let bad = |reason: String| ArchiveError::InvalidRecord {
+        index: entry.index,
+        reason,
+    };
+    let indices = bits::unpack(payload, count, bits)
+        .ok_or_else(|| bad("payload shorter than its indices".into()))?;
+    if !bits::zero_after(payload, count * bits as usize) {
+        return Err(bad("nonzero padding bits after the last index".into()));
+    }
+    if let Some(v) = indices.iter().find(|&&v| v >= header.codebook_size) {
+        return Err(bad(format!(
+            "index {v} is not below codebook_size {}",
+            header.codebook_size
+        )));
+    }
+    Ok(Record {
+        width: entry.width,
+        height: entry.height,
+        name: entry.name.clone(),
+        indices,
+    })
+}
+
 impl<'a> Archive<'a> {
     /// Parses and checks the header of `bytes`.
     pub fn parse(bytes: &'a [u8], limits: &Limits) -> Result<Self> {
-        let mut c = Cursor { bytes, pos: 0 };
-        let magic = c.take(4, "magic").map_err(|_| ArchiveError::BadMagic)?;
-        if magic != MAGIC {
-            return Err(ArchiveError::BadMagic);
-        }
-        let version = c.u8("version")?;
-        if version != VERSION {
-            return Err(ArchiveError::UnsupportedVersion(version));
-        }
-        let flags = c.u8("flags")?;
-        let coder = c.u8("payload coder")?;
-        if flags & !KNOWN_FLAGS != 0 {
-            return Err(ArchiveError::InvalidHeader(format!(
-                "reserved flag bits set ({flags:#04x})"
-            )));
-        }
-        if coder != 0 || flags & FLAG_ENTROPY != 0 {
-            return Err(ArchiveError::UnsupportedCoder(coder.max(1)));
-        }
-        let mut fingerprint = [0u8; FINGERPRINT_LEN];
-        fingerprint.copy_from_slice(c.take(FINGERPRINT_LEN, "fingerprint")?);
-        let latent_dim = small(c.varint("latent_dim")?, "latent_dim")?;
-        let codebook_size = small(c.varint("codebook_size")?, "codebook_size")?;
-        let num_codebooks = small(c.varint("num_codebooks")?, "num_codebooks")?;
-        let grid_factor = c.u8("grid_factor")?;
-        let codebooks_used = small(c.varint("codebooks_used")?, "codebooks_used")?;
-        let bits = c.u8("bits_per_index")?;
-        let image_count = c.varint("image_count")?;
-        let mut header = Header::new(
-            fingerprint,
-            latent_dim,
-            codebook_size,
-            num_codebooks,
-            grid_factor,
-            codebooks_used,
-        );
-        header.names = flags & FLAG_NAMES != 0;
-        header.validate().map_err(ArchiveError::InvalidHeader)?;
-        if bits as u32 != header.bits_per_index() {
-            return Err(ArchiveError::InvalidHeader(format!(
-                "bits_per_index {bits} does not match codebook_size {codebook_size}"
-            )));
-        }
-        if flags & FLAG_CODEBOOK != 0 {
-            let dtype = match c.u8("codebook dtype")? {
-                1 => CodebookDType::F16,
-                2 => CodebookDType::F32,
-                other => {
-                    return Err(ArchiveError::InvalidHeader(format!(
-                        "unknown codebook dtype {other}"
-                    )));
-                }
-            };
-            let width = if dtype == CodebookDType::F16 { 2 } else { 4 };
-            let count = header.codebook_values();
-            // Checked against the bytes present before anything is allocated.
-            let len = count
-                .checked_mul(width)
-                .filter(|&l| l <= c.remaining() as u64)
-                .ok_or(ArchiveError::Truncated {
-                    what: "embedded codebook",
-                    offset: c.pos,
-                })? as usize;
-            let raw = c.take(len, "embedded codebook")?;
-            let values = match dtype {
-                CodebookDType::F16 => raw
-                    .chunks_exact(2)
-                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-                CodebookDType::F32 => raw
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            };
-            header.codebook = Some(EmbeddedCodebook { dtype, values });
-        }
-        let body = c.pos;
-        let crc = c.take(4, "header checksum")?;
-        if crc32fast::hash(&bytes[..body]).to_le_bytes() != crc {
-            return Err(ArchiveError::HeaderChecksum);
-        }
+        let (header, image_count, header_len) = parse_header(bytes)?;
         // Every record takes at least 7 bytes (two varints, a payload byte, a checksum),
         // which bounds a forged count before anything is sized by it.
-        if image_count > c.remaining() as u64 / 7 + 1 {
+        if image_count > (bytes.len() - header_len) as u64 / 7 + 1 {
             return Err(ArchiveError::Truncated {
                 what: "images",
-                offset: c.pos,
+                offset: header_len,
             });
         }
         Ok(Self {
             bytes,
             header,
             image_count,
-            header_len: c.pos,
+            header_len,
             limits: *limits,
         })
     }
@@ -608,53 +711,7 @@ impl<'a> Archive<'a> {
         };
         let mut entries = Vec::new();
         for index in 0..self.image_count {
-            let offset = c.pos;
-            let bad = |reason: String| ArchiveError::InvalidRecord { index, reason };
-            let w = c.varint("image width")?;
-            let h = c.varint("image height")?;
-            if w == 0 || h == 0 {
-                return Err(bad(format!("{w}×{h} has no pixels")));
-            }
-            let side = self.limits.max_side as u64;
-            if w > side || h > side || w * h > self.limits.max_pixels {
-                return Err(bad(format!(
-                    "{w}×{h} exceeds the limit of {side} pixels per side or {} pixels",
-                    self.limits.max_pixels
-                )));
-            }
-            let (width, height) = (w as u32, h as u32);
-            let name = if self.header.names {
-                let len = c.varint("name length")?;
-                if len > MAX_NAME as u64 {
-                    return Err(bad(format!("name of {len} bytes exceeds {MAX_NAME}")));
-                }
-                let raw = c.take(len as usize, "name")?;
-                let s = std::str::from_utf8(raw)
-                    .map_err(|_| bad("name is not UTF-8".into()))?
-                    .to_string();
-                validate_name(&s).map_err(bad)?;
-                (!s.is_empty()).then_some(s)
-            } else {
-                None
-            };
-            let payload_offset = c.pos;
-            let payload = self.header.payload_len(width, height);
-            if payload + 4 > c.remaining() as u64 {
-                return Err(ArchiveError::Truncated {
-                    what: "image payload",
-                    offset: c.pos,
-                });
-            }
-            c.take(payload as usize + 4, "image payload")?;
-            entries.push(Entry {
-                index,
-                offset,
-                len: c.pos - offset,
-                width,
-                height,
-                name,
-                payload_offset,
-            });
+            entries.push(parse_entry(&self.header, &self.limits, index, &mut c)?);
         }
         if c.remaining() != 0 {
             return Err(ArchiveError::TrailingBytes(c.remaining()));
@@ -664,35 +721,7 @@ impl<'a> Archive<'a> {
 
     /// Decodes one record located by [`Archive::index`], checking its checksum and indices.
     pub fn record(&self, entry: &Entry) -> Result<Record> {
-        let bytes = &self.bytes[entry.offset..entry.offset + entry.len];
-        let (body, crc) = bytes.split_at(bytes.len() - 4);
-        if crc32fast::hash(body).to_le_bytes() != crc {
-            return Err(ArchiveError::RecordChecksum { index: entry.index });
-        }
-        let payload = &self.bytes[entry.payload_offset..entry.offset + entry.len - 4];
-        let count = self.header.index_count(entry.width, entry.height) as usize;
-        let bits = self.header.bits_per_index();
-        let bad = |reason: String| ArchiveError::InvalidRecord {
-            index: entry.index,
-            reason,
-        };
-        let indices = bits::unpack(payload, count, bits)
-            .ok_or_else(|| bad("payload shorter than its indices".into()))?;
-        if !bits::zero_after(payload, count * bits as usize) {
-            return Err(bad("nonzero padding bits after the last index".into()));
-        }
-        if let Some(v) = indices.iter().find(|&&v| v >= self.header.codebook_size) {
-            return Err(bad(format!(
-                "index {v} is not below codebook_size {}",
-                self.header.codebook_size
-            )));
-        }
-        Ok(Record {
-            width: entry.width,
-            height: entry.height,
-            name: entry.name.clone(),
-            indices,
-        })
+        decode_entry(&self.header, self.bytes, entry)
     }
 
     /// Decodes every record.

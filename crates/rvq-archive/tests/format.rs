@@ -381,3 +381,121 @@ fn merging_refuses_archives_that_differ_in_their_header() {
         );
     }
 }
+
+/// Hands out its bytes a few at a time, as a pipe or socket may.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+/// What the streaming reader makes of `bytes`: the header and every record, or the first error.
+fn stream(bytes: &[u8], step: usize) -> Result<(Header, Vec<Record>)> {
+    let r = ArchiveReader::new(Trickle { bytes, step }, &Limits::default())?;
+    let header = r.header().clone();
+    let records = r.collect::<Result<Vec<_>>>()?;
+    Ok((header, records))
+}
+
+/// What the in-memory reader makes of `bytes`.
+fn in_memory(bytes: &[u8]) -> Result<(Header, Vec<Record>)> {
+    let a = Archive::parse(bytes, &Limits::default())?;
+    Ok((a.header.clone(), a.records()?))
+}
+
+#[test]
+fn the_streaming_reader_agrees_with_the_in_memory_one() {
+    let (mut h, recs) = sample(3, true, 4);
+    h.codebook = Some(EmbeddedCodebook {
+        dtype: CodebookDType::F16,
+        values: vec![0.5; h.codebook_values() as usize],
+    });
+    let bytes = write_archive(&h, &recs).unwrap();
+    for step in [1, 3, 7, 64, 1 << 20] {
+        assert_eq!(stream(&bytes, step).unwrap(), (h.clone(), recs.clone()));
+    }
+    // Every truncation and every flipped byte is an error for both, never a short success.
+    for cut in 0..bytes.len() {
+        assert!(stream(&bytes[..cut], 5).is_err(), "cut at {cut}");
+    }
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x20;
+        assert!(stream(&bad, 5).is_err(), "byte {i} flipped");
+        assert!(in_memory(&bad).is_err(), "byte {i} flipped");
+    }
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(&[0, 0]);
+    assert!(matches!(
+        stream(&longer, 3),
+        Err(ArchiveError::TrailingBytes(2))
+    ));
+    // Offsets in errors count from the start of the stream, not of the reader's buffer.
+    let short = &bytes[..bytes.len() - 1];
+    match (stream(short, 2), in_memory(short)) {
+        (
+            Err(ArchiveError::Truncated { offset: a, .. }),
+            Err(ArchiveError::Truncated { offset: b, .. }),
+        ) => assert_eq!(a, b),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_streaming_reader_agrees_on_the_fuzz_corpus() {
+    let dir =
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../../fuzz/corpus/archive_reader");
+    for entry in std::fs::read_dir(&dir).expect("fuzz corpus present") {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let (a, b) = (stream(&bytes, 3), in_memory(&bytes));
+        match (&a, &b) {
+            (Ok(x), Ok(y)) => assert_eq!(x, y, "{}", path.display()),
+            (Err(_), Err(_)) => {}
+            _ => panic!("{}: streaming {a:?}, in memory {b:?}", path.display()),
+        }
+    }
+}
+
+#[test]
+fn the_writer_streams_exactly_the_announced_records() {
+    let (h, recs) = sample(2, true, 6);
+    let mut w = ArchiveWriter::new(Vec::new(), &h, 3).unwrap();
+    for r in &recs {
+        w.write(r).unwrap();
+    }
+    assert!(matches!(
+        w.write(&recs[0]),
+        Err(ArchiveError::Unwritable { index: 3, .. })
+    ));
+    assert_eq!(w.finish().unwrap(), write_archive(&h, &recs).unwrap());
+    let mut short = ArchiveWriter::new(Vec::new(), &h, 3).unwrap();
+    short.write(&recs[0]).unwrap();
+    let err = short.finish().unwrap_err().to_string();
+    assert!(err.contains("only 1 of the 3 announced images"), "{err}");
+    // A record that does not fit is refused and nothing of it is written.
+    let mut w = ArchiveWriter::new(Vec::new(), &h, 1).unwrap();
+    let mut bad = recs[0].clone();
+    bad.indices.pop();
+    assert!(w.write(&bad).is_err());
+    w.write(&recs[0]).unwrap();
+    assert_eq!(w.finish().unwrap(), write_archive(&h, &recs[..1]).unwrap());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    #[test]
+    fn streaming_reads_what_was_written((header, records) in arb_case(), step in 1usize..100) {
+        let bytes = write_archive(&header, &records).unwrap();
+        prop_assert_eq!(stream(&bytes, step).unwrap(), (header, records));
+    }
+}

@@ -1,0 +1,214 @@
+//! Archives as streams: [`ArchiveWriter`] writes records as they come and [`ArchiveReader`]
+//! yields them one at a time, so an archive of any number of images is written and read
+//! holding one record (and a small read buffer) in memory, never the whole archive.
+
+use std::io::{Read, Write};
+
+use crate::{
+    ArchiveError, Cursor, Header, Limits, Record, Result, decode_entry, parse_entry, parse_header,
+    write_header, write_record,
+};
+
+/// Writes an archive of a known number of images to `W`, one record at a time.
+///
+/// ```
+/// use rvq_archive::{ArchiveWriter, Header, Record, write_archive};
+/// let header = Header::new([7; 16], 64, 1024, 8, 8, 1);
+/// let rec = Record { width: 32, height: 32, name: None, indices: vec![3; 16] };
+/// let mut w = ArchiveWriter::new(Vec::new(), &header, 2).unwrap();
+/// w.write(&rec).unwrap();
+/// w.write(&rec).unwrap();
+/// assert_eq!(w.finish().unwrap(), write_archive(&header, &[rec.clone(), rec]).unwrap());
+/// ```
+pub struct ArchiveWriter<W: Write> {
+    inner: W,
+    header: Header,
+    announced: u64,
+    written: u64,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    /// Writes the header of an archive of `image_count` images: the format stores the count
+    /// up front, so exactly that many records must follow.
+    pub fn new(mut inner: W, header: &Header, image_count: u64) -> Result<Self> {
+        inner.write_all(&write_header(header, image_count)?)?;
+        Ok(Self {
+            inner,
+            header: header.clone(),
+            announced: image_count,
+            written: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Writes the next record.
+    pub fn write(&mut self, record: &Record) -> Result<()> {
+        if self.written == self.announced {
+            return Err(ArchiveError::Unwritable {
+                index: self.written,
+                reason: format!("the header announced {} images", self.announced),
+            });
+        }
+        self.buf.clear();
+        write_record(&self.header, self.written, record, &mut self.buf)?;
+        self.inner.write_all(&self.buf)?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Checks that every announced record was written, flushes, and returns the writer.
+    pub fn finish(mut self) -> Result<W> {
+        if self.written != self.announced {
+            return Err(ArchiveError::Unwritable {
+                index: self.written,
+                reason: format!(
+                    "only {} of the {} announced images were written",
+                    self.written, self.announced
+                ),
+            });
+        }
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+/// Reads an archive from `R` one record at a time, with the checks of [`crate::Archive`]: an
+/// iterator of records that ends after the last one (having checked that nothing follows it)
+/// or at the first error.
+pub struct ArchiveReader<R: Read> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already read as records.
+    start: usize,
+    /// Bytes of the stream dropped from `buf` before `start`, for error offsets.
+    consumed: usize,
+    eof: bool,
+    header: Header,
+    image_count: u64,
+    next: u64,
+    limits: Limits,
+    done: bool,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl<R: Read> ArchiveReader<R> {
+    /// Reads and checks the header.
+    pub fn new(inner: R, limits: &Limits) -> Result<Self> {
+        let mut reader = Self {
+            inner,
+            buf: Vec::new(),
+            start: 0,
+            consumed: 0,
+            eof: false,
+            header: crate::Header::new([0; crate::FINGERPRINT_LEN], 1, 2, 1, 8, 1),
+            image_count: 0,
+            next: 0,
+            limits: *limits,
+            done: false,
+        };
+        loop {
+            match parse_header(&reader.buf) {
+                Ok((header, count, len)) => {
+                    reader.header = header;
+                    reader.image_count = count;
+                    reader.start = len;
+                    return Ok(reader);
+                }
+                // Fewer than four bytes read so far also reads as a bad magic.
+                Err(ArchiveError::Truncated { .. }) if !reader.eof => reader.fill()?,
+                Err(ArchiveError::BadMagic) if !reader.eof && reader.buf.len() < 4 => {
+                    reader.fill()?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The shared header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Number of images the header announces.
+    pub fn image_count(&self) -> u64 {
+        self.image_count
+    }
+
+    /// Reads more of the stream into the buffer, first dropping what has been read.
+    fn fill(&mut self) -> Result<()> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.consumed += self.start;
+            self.start = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + CHUNK, 0);
+        let n = loop {
+            match self.inner.read(&mut self.buf[old..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(e.into());
+                }
+            }
+        };
+        self.buf.truncate(old + n);
+        self.eof = n == 0;
+        Ok(())
+    }
+
+    fn next_record(&mut self) -> Result<Option<Record>> {
+        if self.next == self.image_count {
+            // Nothing may follow the last record.
+            while !self.eof {
+                self.fill()?;
+            }
+            let rest = self.buf.len() - self.start;
+            return if rest == 0 {
+                Ok(None)
+            } else {
+                Err(ArchiveError::TrailingBytes(rest))
+            };
+        }
+        loop {
+            let mut c = Cursor {
+                bytes: &self.buf[self.start..],
+                pos: 0,
+            };
+            match parse_entry(&self.header, &self.limits, self.next, &mut c) {
+                Ok(entry) => {
+                    let record = decode_entry(&self.header, &self.buf[self.start..], &entry)?;
+                    self.start += entry.len;
+                    self.next += 1;
+                    return Ok(Some(record));
+                }
+                Err(ArchiveError::Truncated { .. }) if !self.eof => self.fill()?,
+                Err(ArchiveError::Truncated { what, offset }) => {
+                    return Err(ArchiveError::Truncated {
+                        what,
+                        offset: offset + self.consumed + self.start,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl<R: Read> Iterator for ArchiveReader<R> {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        if self.done {
+            return None;
+        }
+        let item = self.next_record();
+        if !matches!(item, Ok(Some(_))) {
+            self.done = true;
+        }
+        item.transpose()
+    }
+}
