@@ -32,11 +32,14 @@ pub fn write_atomic_with(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name(path)))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io)?;
+    let prefix = format!(".{}.", file_name(path));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // tempfile makes owner-only files; outputs get the usual mode (0666 less the umask), as
+    // std::fs::write would give them.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir).map_err(io)?;
     fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(io)?;
     // On failure the temporary file is deleted when `e.file` drops.
@@ -90,6 +93,18 @@ mod tests {
         let err = write_atomic(&blocked, b"data").unwrap_err().to_string();
         assert!(err.contains("sub"), "{err}");
         assert_eq!(names(dir.path()), ["out.bin", "sub"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn outputs_get_the_mode_a_plain_write_gives() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::TempDir::new().unwrap();
+        let (ours, plain) = (dir.path().join("a"), dir.path().join("b"));
+        write_atomic(&ours, b"x").unwrap();
+        std::fs::write(&plain, b"x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ours), mode(&plain));
     }
 
     #[test]

@@ -684,6 +684,9 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         if inputs.is_empty() {
             anyhow::bail!("{}: lists no files", list.display());
         }
+        if inputs.iter().any(|p| is_stdio(p)) {
+            anyhow::bail!("{}: standard input (-) cannot be listed", list.display());
+        }
     }
     let files = if stdin_image.is_some() {
         Vec::new()
@@ -693,16 +696,9 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
             anyhow::bail!("no PNG files found in the inputs given");
         }
         if let Some(shard) = a.shard {
-            let range = shard_range(files.len(), shard);
-            if range.is_empty() {
-                anyhow::bail!(
-                    "shard {}/{} of {} files is empty: use fewer shards",
-                    shard.0,
-                    shard.1,
-                    files.len()
-                );
-            }
-            files = files[range].to_vec();
+            // With more shards than files some are empty: an archive of no images, which
+            // merges as nothing, so one script serves any collection.
+            files = files[shard_range(files.len(), shard)].to_vec();
         }
         for f in &files {
             image_io::probe(f, &limits)?;
@@ -872,11 +868,20 @@ fn run_merge(a: MergeArgs) -> Result<()> {
         .iter()
         .map(|p| read_input(p))
         .collect::<Result<Vec<_>>>()?;
+    // Each input checked on its own first, so that a damaged one is named.
+    for (path, bytes) in a.inputs.iter().zip(&all) {
+        open_archive(path, bytes)?
+            .records()
+            .map_err(|e| rvq::Error::Archive {
+                path: path.clone(),
+                source: e,
+            })?;
+    }
     let slices: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
     let merged = rvq_archive::merge(&slices, &Limits::default()).map_err(|e| {
-        // Name the archive at fault where the error singles one out.
+        use rvq_archive::ArchiveError::{DuplicateName, MergeMismatch};
         let path = match &e {
-            rvq_archive::ArchiveError::MergeMismatch { index, .. } => a.inputs[*index].clone(),
+            MergeMismatch { index, .. } | DuplicateName { index, .. } => a.inputs[*index].clone(),
             _ => PathBuf::from("merge"),
         };
         rvq::Error::Archive { path, source: e }

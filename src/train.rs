@@ -214,8 +214,9 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A fresh run of `options` on `train` (the linear path fitted and the codebooks seeded
-    /// from it), checkpointing under `out`.
+    /// A fresh run of `options` on `train`, checkpointing under `out`: the linear path fitted
+    /// and the codebooks seeded from it, or, with [`TrainOptions::start_from`], the weights and
+    /// codebooks of a trained model (fine-tuning, with fresh optimizer moments).
     pub fn new(
         options: &TrainOptions,
         train: &ImageSet,
@@ -231,32 +232,24 @@ impl Trainer {
         opts.check_dropout()?;
         let ad = device.clone().autodiff();
         ad.seed(opts.seed);
-        if let Some(dir) = &opts.start_from {
-            let (net, ema) = warm_start(dir, &opts, &ad)?;
-            let state = CheckpointState {
-                step: 0,
-                wall_seconds: 0.0,
-                options: opts,
-                last_validation: Vec::new(),
-                last_stats: Vec::new(),
-            };
-            let optim = AdamConfig::new().init();
-            return Ok(Self::assemble(
-                net, optim, ema, state, train, out, device, ad,
-            ));
-        }
-        let mut net = RvqVae::new(&opts.config, &ad);
-        if opts.config.linear_path && opts.init == Init::Pca {
-            let cfg = &opts.config;
-            let images = opts.pca_images.clamp(1, train.len());
-            let pca = PatchPca::fit(train, cfg.grid_factor, images, device);
-            net.set_linear_basis(&pca.basis(cfg.latent_dim), &pca.mean);
-            on_event(Event::Pca {
-                images,
-                truncation_mse: pca.truncation_mse(cfg.latent_dim),
-            });
-        }
-        let ema = init_codebooks(&mut net, &opts, train, device, &ad);
+        let (net, ema) = match &opts.start_from {
+            Some(dir) => warm_start(dir, &opts, &ad)?,
+            None => {
+                let mut net = RvqVae::new(&opts.config, &ad);
+                if opts.config.linear_path && opts.init == Init::Pca {
+                    let cfg = &opts.config;
+                    let images = opts.pca_images.clamp(1, train.len());
+                    let pca = PatchPca::fit(train, cfg.grid_factor, images, device);
+                    net.set_linear_basis(&pca.basis(cfg.latent_dim), &pca.mean);
+                    on_event(Event::Pca {
+                        images,
+                        truncation_mse: pca.truncation_mse(cfg.latent_dim),
+                    });
+                }
+                let ema = init_codebooks(&mut net, &opts, train, device, &ad);
+                (net, ema)
+            }
+        };
         let state = CheckpointState {
             step: 0,
             wall_seconds: 0.0,

@@ -113,8 +113,13 @@ pub enum ArchiveError {
         theirs: String,
     },
     /// Two images of a merge carry the same name, so decoding would write one over the other.
-    #[error("cannot merge: the name {0:?} occurs in more than one image")]
-    DuplicateName(String),
+    #[error("cannot merge: the name {name:?} of archive {index} occurs in an earlier image")]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// The archive holding the second occurrence, from 0 in the order given.
+        index: usize,
+    },
     /// Merging was asked of no archive.
     #[error("nothing to merge: give at least one archive")]
     NothingToMerge,
@@ -830,12 +835,15 @@ pub fn merge(archives: &[&[u8]], limits: &Limits) -> Result<Vec<u8>> {
     }
     let mut records = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for a in &parsed {
+    for (index, a) in parsed.iter().enumerate() {
         for r in a.records()? {
             if let Some(name) = &r.name
                 && !seen.insert(name.clone())
             {
-                return Err(ArchiveError::DuplicateName(name.clone()));
+                return Err(ArchiveError::DuplicateName {
+                    name: name.clone(),
+                    index,
+                });
             }
             records.push(r);
         }

@@ -1,6 +1,6 @@
 //! Archives as streams: [`ArchiveWriter`] writes records as they come and [`ArchiveReader`]
 //! yields them one at a time, so an archive of any number of images is written and read
-//! holding one record (and a small read buffer) in memory, never the whole archive.
+//! holding the header, one record and a small read buffer in memory, never the whole archive.
 
 use std::io::{Read, Write};
 
@@ -26,6 +26,8 @@ pub struct ArchiveWriter<W: Write> {
     announced: u64,
     written: u64,
     buf: Vec<u8>,
+    /// Set by an I/O error, after which part of a record may have been written.
+    broken: bool,
 }
 
 impl<W: Write> ArchiveWriter<W> {
@@ -39,11 +41,18 @@ impl<W: Write> ArchiveWriter<W> {
             announced: image_count,
             written: 0,
             buf: Vec::new(),
+            broken: false,
         })
     }
 
     /// Writes the next record.
     pub fn write(&mut self, record: &Record) -> Result<()> {
+        if self.broken {
+            return Err(ArchiveError::Unwritable {
+                index: self.written,
+                reason: "an earlier write failed, so the archive is incomplete".into(),
+            });
+        }
         if self.written == self.announced {
             return Err(ArchiveError::Unwritable {
                 index: self.written,
@@ -52,14 +61,17 @@ impl<W: Write> ArchiveWriter<W> {
         }
         self.buf.clear();
         write_record(&self.header, self.written, record, &mut self.buf)?;
-        self.inner.write_all(&self.buf)?;
+        if let Err(e) = self.inner.write_all(&self.buf) {
+            self.broken = true;
+            return Err(e.into());
+        }
         self.written += 1;
         Ok(())
     }
 
     /// Checks that every announced record was written, flushes, and returns the writer.
     pub fn finish(mut self) -> Result<W> {
-        if self.written != self.announced {
+        if self.broken || self.written != self.announced {
             return Err(ArchiveError::Unwritable {
                 index: self.written,
                 reason: format!(
@@ -92,6 +104,9 @@ pub struct ArchiveReader<R: Read> {
 }
 
 const CHUNK: usize = 64 * 1024;
+/// The longest header a stream may have: its only large part is an embedded codebook, 2 MiB
+/// in f32 for the default model, and a forged one must not make the reader buffer gigabytes.
+const MAX_HEADER: usize = 256 << 20;
 
 impl<R: Read> ArchiveReader<R> {
     /// Reads and checks the header.
@@ -116,8 +131,13 @@ impl<R: Read> ArchiveReader<R> {
                     reader.start = len;
                     return Ok(reader);
                 }
-                // Fewer than four bytes read so far also reads as a bad magic.
+                Err(ArchiveError::Truncated { .. }) if reader.buf.len() > MAX_HEADER => {
+                    return Err(ArchiveError::InvalidHeader(format!(
+                        "header longer than {MAX_HEADER} bytes (an embedded codebook this large is not read from a stream)"
+                    )));
+                }
                 Err(ArchiveError::Truncated { .. }) if !reader.eof => reader.fill()?,
+                // Fewer than four bytes read so far also reads as a bad magic.
                 Err(ArchiveError::BadMagic) if !reader.eof && reader.buf.len() < 4 => {
                     reader.fill()?
                 }
@@ -162,15 +182,17 @@ impl<R: Read> ArchiveReader<R> {
 
     fn next_record(&mut self) -> Result<Option<Record>> {
         if self.next == self.image_count {
-            // Nothing may follow the last record.
-            while !self.eof {
-                self.fill()?;
-            }
-            let rest = self.buf.len() - self.start;
+            // Nothing may follow the last record: count what does without keeping it.
+            let rest = (self.buf.len() - self.start) as u64
+                + if self.eof {
+                    0
+                } else {
+                    std::io::copy(&mut self.inner, &mut std::io::sink())?
+                };
             return if rest == 0 {
                 Ok(None)
             } else {
-                Err(ArchiveError::TrailingBytes(rest))
+                Err(ArchiveError::TrailingBytes(rest as usize))
             };
         }
         loop {

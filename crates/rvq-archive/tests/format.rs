@@ -328,7 +328,7 @@ fn merging_concatenates_records_of_matching_archives() {
     ));
     assert!(matches!(
         merge(&[&a, &whole], &limits),
-        Err(ArchiveError::DuplicateName(n)) if n == "1/0.png"
+        Err(ArchiveError::DuplicateName { name, index: 1 }) if name == "1/0.png"
     ));
     // Without names there is nothing to collide.
     let (hn, rn) = sample(2, false, 1);
@@ -498,4 +498,43 @@ proptest! {
         let bytes = write_archive(&header, &records).unwrap();
         prop_assert_eq!(stream(&bytes, step).unwrap(), (header, records));
     }
+}
+
+/// Accepts `room` bytes, then fails every write.
+struct Full {
+    room: usize,
+}
+
+impl std::io::Write for Full {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::Error::other("disk full"));
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_writer_that_failed_refuses_to_go_on() {
+    let (h, recs) = sample(2, true, 6);
+    let header_len = write_header(&h, 3).unwrap().len();
+    // Room for the header and part of the first record.
+    let mut w = ArchiveWriter::new(
+        Full {
+            room: header_len + 3,
+        },
+        &h,
+        3,
+    )
+    .unwrap();
+    assert!(matches!(w.write(&recs[0]), Err(ArchiveError::Io(_))));
+    let err = w.write(&recs[1]).unwrap_err().to_string();
+    assert!(err.contains("an earlier write failed"), "{err}");
+    assert!(w.finish().is_err());
 }
