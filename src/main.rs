@@ -737,18 +737,13 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         bytes.len() as u64
     } else {
         // Written record by record into a temporary file, renamed into place when complete.
-        refuse_existing(&a.output, a.force)?;
         let mut size = 0;
         rvq::files::write_atomic_with(&a.output, |file| {
             let out = std::io::BufWriter::new(file);
+            // encode_to returns the writer flushed, so the file holds the whole archive.
             let out = codec::encode_to(out, &model, count, &mut load, &opts, &mut on_progress)?;
             size = out.get_ref().metadata().map_or(0, |m| m.len());
-            out.into_inner()
-                .map_err(|e| rvq::Error::Io {
-                    path: a.output.clone(),
-                    source: e.into_error(),
-                })
-                .map(drop)
+            Ok(())
         })?;
         size
     };
@@ -817,11 +812,10 @@ fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         .zip(&records)
         .map(|(e, r)| Ok(a.output.join(codec::output_name(r, e.index)?)))
         .collect::<rvq::Result<_>>()?;
-    if !to_stdout
-        && !a.force
-        && let Some(t) = targets.iter().find(|t| t.exists())
-    {
-        return Err(rvq::Error::Exists { path: t.clone() }.into());
+    if !to_stdout {
+        for t in &targets {
+            refuse_existing(t, a.force)?;
+        }
     }
     let (model, model_name, batch) = load_model(&a.model, verbose)?;
     codec::check_model(&archive, &model, &model_name)?;
@@ -868,17 +862,21 @@ fn run_merge(a: MergeArgs) -> Result<()> {
         .iter()
         .map(|p| read_input(p))
         .collect::<Result<Vec<_>>>()?;
-    // Each input checked on its own first, so that a damaged one is named.
-    for (path, bytes) in a.inputs.iter().zip(&all) {
-        open_archive(path, bytes)?
-            .records()
-            .map_err(|e| rvq::Error::Archive {
+    // Each input read on its own, so that a damaged one is named.
+    let parts = a
+        .inputs
+        .iter()
+        .zip(&all)
+        .map(|(path, bytes)| {
+            let archive = open_archive(path, bytes)?;
+            let records = archive.records().map_err(|e| rvq::Error::Archive {
                 path: path.clone(),
                 source: e,
             })?;
-    }
-    let slices: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
-    let merged = rvq_archive::merge(&slices, &Limits::default()).map_err(|e| {
+            Ok((archive.header, records))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let merged = rvq_archive::merge_records(&parts).map_err(|e| {
         use rvq_archive::ArchiveError::{DuplicateName, MergeMismatch};
         let path = match &e {
             MergeMismatch { index, .. } | DuplicateName { index, .. } => a.inputs[*index].clone(),
@@ -1071,10 +1069,8 @@ fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
         .ok_or_else(|| {
             anyhow::anyhow!("--large {}: expected WIDTHxHEIGHT, e.g. 768x512", a.large)
         })?;
-    if let Some(j) = &a.json
-        && j.exists()
-    {
-        return Err(rvq::Error::Exists { path: j.clone() }.into());
+    if let Some(j) = &a.json {
+        refuse_existing(j, false)?;
     }
     let chosen = choose_backend(a.model.backend, true)?;
     let model = Model::load_or_default(a.model.model.as_deref(), &chosen.device)?;

@@ -648,8 +648,7 @@ fn init_codebooks(
     let mut books = Vec::with_capacity(cfg.num_codebooks * k * d);
     let mut counts = Vec::with_capacity(cfg.num_codebooks * k);
     // Scale the k-means cluster sizes to one batch, the unit the EMA counts are kept in.
-    let cells = (32 / cfg.grid_factor).pow(2);
-    let per_batch = (opts.batch_size * cells) as f32 / rows as f32;
+    let per_batch = vectors_per_batch(opts) / rows as f32;
     let mut residual = data;
     for _ in 0..cfg.num_codebooks {
         let (centroids, sizes) = quantizer::kmeans(&residual, d, k, 10, &mut rng, device);
@@ -664,11 +663,29 @@ fn init_codebooks(
         books.extend_from_slice(&centroids);
         counts.extend(sizes.iter().map(|s| s * per_batch));
     }
-    let mut ema = EmaCodebooks::from_entries(cfg.num_codebooks, k, d, books, counts);
-    ema.decay = opts.ema_decay;
-    ema.dead_fraction = opts.dead_fraction;
+    let ema = ema_codebooks(opts, books, counts);
     net.set_codebooks(codebook_tensor(&ema, ad));
     Some(ema)
+}
+
+/// Latent vectors in one training batch: the unit the EMA counts are kept in.
+fn vectors_per_batch(opts: &TrainOptions) -> f32 {
+    (opts.batch_size * (32 / opts.config.grid_factor).pow(2)) as f32
+}
+
+/// EMA codebooks of `opts`' geometry, decay and dead-code threshold, from entries and counts.
+fn ema_codebooks(opts: &TrainOptions, codebooks: Vec<f32>, counts: Vec<f32>) -> EmaCodebooks {
+    let cfg = &opts.config;
+    let mut ema = EmaCodebooks::from_entries(
+        cfg.num_codebooks,
+        cfg.codebook_size,
+        cfg.latent_dim,
+        codebooks,
+        counts,
+    );
+    ema.decay = opts.ema_decay;
+    ema.dead_fraction = opts.dead_fraction;
+    ema
 }
 
 fn codebook_tensor(ema: &EmaCodebooks, device: &Device) -> Tensor<3> {
@@ -811,18 +828,9 @@ fn warm_start(
     }
     let cfg = &opts.config;
     let ema = loaded.net.codebooks().map(|cb| {
-        let cells = (32 / cfg.grid_factor).pow(2);
-        let share = (opts.batch_size * cells) as f32 / cfg.codebook_size as f32;
-        let mut ema = EmaCodebooks::from_entries(
-            cfg.num_codebooks,
-            cfg.codebook_size,
-            cfg.latent_dim,
-            quantizer::float_vec(cb),
-            vec![share; cfg.num_codebooks * cfg.codebook_size],
-        );
-        ema.decay = opts.ema_decay;
-        ema.dead_fraction = opts.dead_fraction;
-        ema
+        let share = vectors_per_batch(opts) / cfg.codebook_size as f32;
+        let counts = vec![share; cfg.num_codebooks * cfg.codebook_size];
+        ema_codebooks(opts, quantizer::float_vec(cb), counts)
     });
     Ok((loaded.net, ema))
 }

@@ -777,13 +777,21 @@ pub fn truncate(bytes: &[u8], codebooks: u32, limits: &Limits) -> Result<Vec<u8>
 /// may occur twice. Archives written by `encode --shard i/n` for i = 1..=n merge back into
 /// the archive one unsharded encode writes.
 pub fn merge(archives: &[&[u8]], limits: &Limits) -> Result<Vec<u8>> {
-    let parsed = archives
+    let parts = archives
         .iter()
-        .map(|b| Archive::parse(b, limits))
+        .map(|bytes| {
+            let a = Archive::parse(bytes, limits)?;
+            Ok((a.header.clone(), a.records()?))
+        })
         .collect::<Result<Vec<_>>>()?;
-    let first = &parsed.first().ok_or(ArchiveError::NothingToMerge)?.header;
-    for (index, a) in parsed.iter().enumerate().skip(1) {
-        let h = &a.header;
+    merge_records(&parts)
+}
+
+/// [`merge`] of archives already read, each as its header and records (a caller that reads
+/// them itself, to say which file is damaged, need not have them read twice).
+pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
+    let first = &parts.first().ok_or(ArchiveError::NothingToMerge)?.0;
+    for (index, (h, _)) in parts.iter().enumerate().skip(1) {
         let differs = |what: &'static str, ours: String, theirs: String| {
             Err(ArchiveError::MergeMismatch {
                 index,
@@ -833,20 +841,21 @@ pub fn merge(archives: &[&[u8]], limits: &Limits) -> Result<Vec<u8>> {
             return differs("embedded codebook", ours, theirs);
         }
     }
-    let mut records = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (index, a) in parsed.iter().enumerate() {
-        for r in a.records()? {
-            if let Some(name) = &r.name
-                && !seen.insert(name.clone())
-            {
+    for (index, (_, records)) in parts.iter().enumerate() {
+        for name in records.iter().filter_map(|r| r.name.as_ref()) {
+            if !seen.insert(name) {
                 return Err(ArchiveError::DuplicateName {
                     name: name.clone(),
                     index,
                 });
             }
-            records.push(r);
         }
     }
-    write_archive(first, &records)
+    let all = parts.iter().flat_map(|(_, records)| records);
+    let mut out = write_header(first, all.clone().count() as u64)?;
+    for (i, r) in all.enumerate() {
+        write_record(first, i as u64, r, &mut out)?;
+    }
+    Ok(out)
 }

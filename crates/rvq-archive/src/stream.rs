@@ -89,13 +89,7 @@ impl<W: Write> ArchiveWriter<W> {
 /// iterator of records that ends after the last one (having checked that nothing follows it)
 /// or at the first error.
 pub struct ArchiveReader<R: Read> {
-    inner: R,
-    buf: Vec<u8>,
-    /// Bytes of `buf` already read as records.
-    start: usize,
-    /// Bytes of the stream dropped from `buf` before `start`, for error offsets.
-    consumed: usize,
-    eof: bool,
+    input: Input<R>,
     header: Header,
     image_count: u64,
     next: u64,
@@ -103,66 +97,34 @@ pub struct ArchiveReader<R: Read> {
     done: bool,
 }
 
+/// The unread part of a stream: a buffer that grows while a header or record needs more bytes
+/// and drops what has been read.
+struct Input<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already read.
+    start: usize,
+    /// Bytes of the stream dropped from `buf`, for error offsets.
+    consumed: usize,
+    eof: bool,
+}
+
 const CHUNK: usize = 64 * 1024;
 /// The longest header a stream may have: its only large part is an embedded codebook, 2 MiB
 /// in f32 for the default model, and a forged one must not make the reader buffer gigabytes.
 const MAX_HEADER: usize = 256 << 20;
 
-impl<R: Read> ArchiveReader<R> {
-    /// Reads and checks the header.
-    pub fn new(inner: R, limits: &Limits) -> Result<Self> {
-        let mut reader = Self {
-            inner,
-            buf: Vec::new(),
-            start: 0,
-            consumed: 0,
-            eof: false,
-            header: crate::Header::new([0; crate::FINGERPRINT_LEN], 1, 2, 1, 8, 1),
-            image_count: 0,
-            next: 0,
-            limits: *limits,
-            done: false,
-        };
-        loop {
-            match parse_header(&reader.buf) {
-                Ok((header, count, len)) => {
-                    reader.header = header;
-                    reader.image_count = count;
-                    reader.start = len;
-                    return Ok(reader);
-                }
-                Err(ArchiveError::Truncated { .. }) if reader.buf.len() > MAX_HEADER => {
-                    return Err(ArchiveError::InvalidHeader(format!(
-                        "header longer than {MAX_HEADER} bytes (an embedded codebook this large is not read from a stream)"
-                    )));
-                }
-                Err(ArchiveError::Truncated { .. }) if !reader.eof => reader.fill()?,
-                // Fewer than four bytes read so far also reads as a bad magic.
-                Err(ArchiveError::BadMagic) if !reader.eof && reader.buf.len() < 4 => {
-                    reader.fill()?
-                }
-                Err(e) => return Err(e),
-            }
-        }
+impl<R: Read> Input<R> {
+    fn rest(&self) -> &[u8] {
+        &self.buf[self.start..]
     }
 
-    /// The shared header.
-    pub fn header(&self) -> &Header {
-        &self.header
-    }
-
-    /// Number of images the header announces.
-    pub fn image_count(&self) -> u64 {
-        self.image_count
-    }
-
-    /// Reads more of the stream into the buffer, first dropping what has been read.
+    /// One read of up to a chunk (whatever the stream has now: records are yielded as soon
+    /// as they arrive), first dropping what has been read.
     fn fill(&mut self) -> Result<()> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.consumed += self.start;
-            self.start = 0;
-        }
+        self.buf.drain(..self.start);
+        self.consumed += self.start;
+        self.start = 0;
         let old = self.buf.len();
         self.buf.resize(old + CHUNK, 0);
         let n = loop {
@@ -179,16 +141,63 @@ impl<R: Read> ArchiveReader<R> {
         self.eof = n == 0;
         Ok(())
     }
+}
+
+impl<R: Read> ArchiveReader<R> {
+    /// Reads and checks the header.
+    pub fn new(inner: R, limits: &Limits) -> Result<Self> {
+        let mut input = Input {
+            inner,
+            buf: Vec::new(),
+            start: 0,
+            consumed: 0,
+            eof: false,
+        };
+        let (header, image_count) = loop {
+            match parse_header(input.rest()) {
+                Ok((header, count, len)) => {
+                    input.start = len;
+                    break (header, count);
+                }
+                Err(ArchiveError::Truncated { .. }) if input.buf.len() > MAX_HEADER => {
+                    return Err(ArchiveError::InvalidHeader(format!(
+                        "header longer than {MAX_HEADER} bytes (an embedded codebook this large is not read from a stream)"
+                    )));
+                }
+                Err(ArchiveError::Truncated { .. }) if !input.eof => input.fill()?,
+                // Fewer than four bytes read so far also reads as a bad magic.
+                Err(ArchiveError::BadMagic) if !input.eof && input.buf.len() < 4 => input.fill()?,
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(Self {
+            input,
+            header,
+            image_count,
+            next: 0,
+            limits: *limits,
+            done: false,
+        })
+    }
+
+    /// The shared header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Number of images the header announces.
+    pub fn image_count(&self) -> u64 {
+        self.image_count
+    }
 
     fn next_record(&mut self) -> Result<Option<Record>> {
+        let input = &mut self.input;
         if self.next == self.image_count {
             // Nothing may follow the last record: count what does without keeping it.
-            let rest = (self.buf.len() - self.start) as u64
-                + if self.eof {
-                    0
-                } else {
-                    std::io::copy(&mut self.inner, &mut std::io::sink())?
-                };
+            let mut rest = input.rest().len() as u64;
+            if !input.eof {
+                rest += std::io::copy(&mut input.inner, &mut std::io::sink())?;
+            }
             return if rest == 0 {
                 Ok(None)
             } else {
@@ -197,21 +206,21 @@ impl<R: Read> ArchiveReader<R> {
         }
         loop {
             let mut c = Cursor {
-                bytes: &self.buf[self.start..],
+                bytes: input.rest(),
                 pos: 0,
             };
             match parse_entry(&self.header, &self.limits, self.next, &mut c) {
                 Ok(entry) => {
-                    let record = decode_entry(&self.header, &self.buf[self.start..], &entry)?;
-                    self.start += entry.len;
+                    let record = decode_entry(&self.header, input.rest(), &entry)?;
+                    input.start += entry.len;
                     self.next += 1;
                     return Ok(Some(record));
                 }
-                Err(ArchiveError::Truncated { .. }) if !self.eof => self.fill()?,
+                Err(ArchiveError::Truncated { .. }) if !input.eof => input.fill()?,
                 Err(ArchiveError::Truncated { what, offset }) => {
                     return Err(ArchiveError::Truncated {
                         what,
-                        offset: offset + self.consumed + self.start,
+                        offset: offset + input.consumed + input.start,
                     });
                 }
                 Err(e) => return Err(e),
