@@ -121,6 +121,7 @@ pub fn run(
             indices: (0..16 * m as u32)
                 .map(|j| (i * 7919 + j * 104_729) % k)
                 .collect(),
+            depths: Vec::new(),
         })
         .collect();
     let mut bytes = Vec::new();

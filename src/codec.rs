@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::image_io::{self, Limits, Rgb};
 use crate::model::{Model, hex};
 use crate::quantizer;
+use crate::rate::{Distortion, Target, lambda_for_quality};
 
 /// Settings for encoding.
 #[derive(Clone, Debug)]
@@ -25,6 +26,9 @@ pub struct EncodeOptions {
     pub batch_size: usize,
     /// Beam width of the residual search (1: greedy); see [`crate::quantizer::quantize_beam`].
     pub beam: usize,
+    /// Per-cell depths chosen for a quality or PSNR target (the codebooks above are then
+    /// the most a cell may use); `None`: every cell uses them all.
+    pub target: Option<Target>,
 }
 
 impl Default for EncodeOptions {
@@ -35,6 +39,7 @@ impl Default for EncodeOptions {
             embed_codebook: None,
             batch_size: 256,
             beam: DEFAULT_BEAM,
+            target: Some(Target::Quality(DEFAULT_QUALITY)),
         }
     }
 }
@@ -43,6 +48,11 @@ impl Default for EncodeOptions {
 /// (`scripts/beam.sh`, docs/MODEL.md), 4 keeps most of 8's gain (−13% MSE at 8 codebooks on
 /// CIFAR-10 against greedy's, 8's −17%) at two thirds of its encoding time.
 pub const DEFAULT_BEAM: usize = 4;
+
+/// The quality `rvq encode` uses unless given --quality, --psnr or --codebooks: measured on
+/// the photographs in `samples/` (docs/RESULTS.md), it stays within 0.1 dB of every cell at
+/// every codebook for about 16% fewer bytes.
+pub const DEFAULT_QUALITY: u8 = 90;
 
 /// An image to encode and the name it is stored under.
 #[derive(Clone, Debug)]
@@ -93,8 +103,20 @@ pub fn encode_records(
     m: usize,
     opts: &EncodeOptions,
 ) -> Result<Vec<Record>> {
+    Ok(encode_records_reporting(model, images, m, opts)?.0)
+}
+
+/// [`encode_records`], also returning the images a `--psnr` target was out of reach for
+/// (encoded at every codebook, the model's best), with the PSNR they got.
+pub fn encode_records_reporting(
+    model: &Model,
+    images: &[Named],
+    m: usize,
+    opts: &EncodeOptions,
+) -> Result<(Vec<Record>, Vec<Shortfall>)> {
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
+    let mut short = Vec::new();
     for batch in batches(images, opts.batch_size, |img| padded(&img.image, f)) {
         let (w, h) = padded(&batch[0].image, f);
         let mut values = Vec::with_capacity(batch.len() * 3 * w * h);
@@ -106,16 +128,164 @@ pub fn encode_records(
             &model.device,
         );
         let encoded = model.encode_indices(x, m, opts.beam)?;
-        for (img, indices) in batch.iter().zip(encoded.indices) {
-            records.push(Record {
+        let depths = match opts.target {
+            None => vec![Vec::new(); batch.len()],
+            Some(target) => {
+                let (depths, missed) = choose_depths(model, batch, &encoded, m, target)?;
+                short.extend(missed);
+                depths
+            }
+        };
+        for ((img, indices), depths) in batch.iter().zip(encoded.indices).zip(depths) {
+            let mut record = Record {
                 width: img.image.width,
                 height: img.image.height,
                 name: opts.names.then(|| img.name.clone()),
                 indices,
-            });
+                depths: Vec::new(),
+            };
+            if depths.iter().any(|&d| d as usize != m) {
+                record.indices = compact(&record.indices, &depths, m);
+                record.depths = depths;
+            }
+            records.push(record);
         }
     }
-    Ok(records)
+    Ok((records, short))
+}
+
+/// Keeps, level by level, the indices of the cells deep enough to use the level: the
+/// archive's layout for a record with a depth map.
+fn compact(full: &[u32], depths: &[u8], m: usize) -> Vec<u32> {
+    let cells = depths.len();
+    (0..m)
+        .flat_map(|lvl| {
+            (0..cells)
+                .filter(move |&c| depths[c] as usize > lvl)
+                .map(move |c| full[lvl * cells + c])
+        })
+        .collect()
+}
+
+/// The full layout (m levels of every cell; 0 where a cell stops) of a record's indices.
+fn expand(record: &Record, header: &Header) -> (Vec<u32>, Vec<u8>) {
+    let depths = record.cell_depths(header);
+    let cells = depths.len();
+    let m = header.codebooks_used as usize;
+    let mut full = vec![0; cells * m];
+    let mut at = 0;
+    for lvl in 0..m {
+        for (c, &d) in depths.iter().enumerate() {
+            if d as usize > lvl {
+                full[lvl * cells + c] = record.indices[at];
+                at += 1;
+            }
+        }
+    }
+    (full, depths)
+}
+
+/// Decodes a batch at every depth 1..=m to measure each cell's error at each, then picks the
+/// depths the target asks for. For a PSNR target the pick is checked by decoding it, and
+/// tightened (up to every codebook) while an image falls short; images that do not reach the
+/// target even then are returned with the PSNR they got.
+fn choose_depths(
+    model: &Model,
+    batch: &[Named],
+    encoded: &crate::model::EncodedBatch,
+    m: usize,
+    target: Target,
+) -> Result<(Vec<Vec<u8>>, Vec<Shortfall>)> {
+    let f = model.config.grid_factor;
+    let (gh, gw) = encoded.grid;
+    let bits = usize::BITS - (model.config.codebook_size.max(2) - 1).leading_zeros();
+    let mut tables: Vec<Distortion> = batch
+        .iter()
+        .map(|img| Distortion {
+            m,
+            columns: gw,
+            sse: vec![0.0; gh * gw * m],
+            values: img.image.rgb.len() as f64,
+        })
+        .collect();
+    for k in 1..=m {
+        let y = quantizer::float_vec(model.decode_indices(&encoded.indices, encoded.grid, k)?);
+        for (i, img) in batch.iter().enumerate() {
+            let per = cell_errors(&y, i, &img.image, (gh, gw), f);
+            for (c, e) in per.into_iter().enumerate() {
+                tables[i].sse[c * m + k - 1] = e;
+            }
+        }
+    }
+    let mut depths: Vec<Vec<u8>> = tables
+        .iter()
+        .map(|t| match target {
+            Target::Quality(q) => t.choose(lambda_for_quality(q), bits),
+            Target::Psnr(db) => t.for_psnr(db, bits),
+        })
+        .collect();
+    let Target::Psnr(db) = target else {
+        return Ok((depths, Vec::new()));
+    };
+    // The table predicts each cell's error from uniform-depth decodes; neighbours at other
+    // depths change it a little, so check the real decode and aim higher where it falls short.
+    let mut aim = vec![db; batch.len()];
+    loop {
+        let y = quantizer::float_vec(model.decode_cells(
+            &encoded.indices,
+            Some(&depths),
+            encoded.grid,
+            m,
+        )?);
+        let mut settled = true;
+        let mut missed = Vec::new();
+        for (i, img) in batch.iter().enumerate() {
+            let sse: f64 = cell_errors(&y, i, &img.image, (gh, gw), f).iter().sum();
+            let got = crate::rate::psnr(sse, tables[i].values);
+            if got >= db {
+                continue;
+            }
+            if depths[i].iter().all(|&d| d as usize == m) {
+                missed.push(Shortfall {
+                    name: img.name.clone(),
+                    psnr: got,
+                });
+                continue;
+            }
+            settled = false;
+            // Aim higher by the shortfall; after a few tries, give the image every codebook.
+            aim[i] += (db - got).max(0.05);
+            depths[i] = if aim[i] > db + 3.0 {
+                vec![m as u8; gh * gw]
+            } else {
+                tables[i].for_psnr(aim[i], bits)
+            };
+        }
+        if settled {
+            return Ok((depths, missed));
+        }
+    }
+}
+
+/// Squared errors (values on [0, 1], after rounding to 8 bits as decoding does) of image
+/// `i`'s cells, from a batch's decoded planar output.
+fn cell_errors(y: &[f32], i: usize, img: &Rgb, (gh, gw): (usize, usize), f: usize) -> Vec<f64> {
+    let (pw, ph) = (gw * f, gh * f);
+    let base = i * 3 * pw * ph;
+    let (w, h) = (img.width as usize, img.height as usize);
+    let mut sse = vec![0f64; gh * gw];
+    for yy in 0..h {
+        for xx in 0..w {
+            let cell = (yy / f) * gw + xx / f;
+            for c in 0..3 {
+                let v = y[base + (c * ph + yy) * pw + xx];
+                let q = (v * 255.0).round().clamp(0.0, 255.0);
+                let e = (q as f64 - img.rgb[(yy * w + xx) * 3 + c] as f64) / 255.0;
+                sse[cell] += e * e;
+            }
+        }
+    }
+    sse
 }
 
 /// Consecutive runs of `items` with the same `key` (the padded size: one tensor shape), at most
@@ -161,6 +331,17 @@ pub fn encode(
         opts,
         progress,
     )
+    .map(|(bytes, _)| bytes)
+}
+
+/// An image a `--psnr` target was out of reach for: it was encoded with every codebook (the
+/// model's best) and got this PSNR.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shortfall {
+    /// The image's name.
+    pub name: String,
+    /// PSNR (dB) it got.
+    pub psnr: f64,
 }
 
 /// Encodes `count` images into a complete archive, fetching them from `load` one batch
@@ -173,13 +354,14 @@ pub fn encode_streaming<'a>(
     load: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Cow<'a, [Named]>>,
     opts: &EncodeOptions,
     progress: &mut dyn FnMut(usize),
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, Vec<Shortfall>)> {
     encode_to(Vec::new(), model, count, load, opts, progress)
 }
 
 /// Encodes `count` images into an archive written to `out` record by record, fetching them
 /// from `load` one batch at a time: memory holds one batch of images and their indices,
-/// whatever `count` is. Returns `out` once the archive is complete.
+/// whatever `count` is. Returns `out` once the archive is complete, and the images a PSNR
+/// target was out of reach for.
 pub fn encode_to<'a, W: std::io::Write>(
     out: W,
     model: &Model,
@@ -187,12 +369,13 @@ pub fn encode_to<'a, W: std::io::Write>(
     load: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Cow<'a, [Named]>>,
     opts: &EncodeOptions,
     progress: &mut dyn FnMut(usize),
-) -> Result<W> {
+) -> Result<(W, Vec<Shortfall>)> {
     let m = opts.codebooks.unwrap_or(model.config.num_codebooks);
     let header = header_for(model, m, opts)?;
     let archive_err = |e: rvq_archive::ArchiveError| Error::Other(e.to_string());
     let mut writer = ArchiveWriter::new(out, &header, count as u64).map_err(archive_err)?;
     let mut seen = HashSet::new();
+    let mut short = Vec::new();
     let mut done = 0;
     let step = opts.batch_size.max(1);
     for start in (0..count).step_by(step) {
@@ -205,13 +388,15 @@ pub fn encode_to<'a, W: std::io::Write>(
                 )));
             }
         }
-        for record in encode_records(model, &batch, m, opts)? {
+        let (records, missed) = encode_records_reporting(model, &batch, m, opts)?;
+        short.extend(missed);
+        for record in records {
             writer.write(&record).map_err(archive_err)?;
             done += 1;
         }
         progress(done);
     }
-    writer.finish().map_err(archive_err)
+    Ok((writer.finish().map_err(archive_err)?, short))
 }
 
 /// Checks that `archive` was made with `model`.
@@ -260,8 +445,15 @@ pub fn decode_records(
     let key = |r: &Record| header.grid(r.width, r.height);
     for batch in batches(records, batch_size, key) {
         let (gw, gh) = key(&batch[0]);
-        let indices: Vec<Vec<u32>> = batch.iter().map(|r| r.indices.clone()).collect();
-        let y = model.decode_indices(&indices, (gh as usize, gw as usize), m)?;
+        let (indices, depths): (Vec<Vec<u32>>, Vec<Vec<u8>>) =
+            batch.iter().map(|r| expand(r, header)).unzip();
+        let mixed = batch.iter().any(|r| r.has_depth_map(header));
+        let y = model.decode_cells(
+            &indices,
+            mixed.then_some(depths.as_slice()),
+            (gh as usize, gw as usize),
+            m,
+        )?;
         let (pw, ph) = (gw as usize * f, gh as usize * f);
         let values = quantizer::float_vec(y);
         let per = 3 * pw * ph;
@@ -386,8 +578,11 @@ pub struct ArchiveInfo {
     pub header_bytes: u64,
     /// Bytes of index payloads (all images).
     pub payload_bytes: u64,
-    /// Bytes of per-image fields, names and checksums.
+    /// Bytes of everything else: per-image fields, names, depth maps, block lengths and
+    /// checksums.
     pub record_overhead_bytes: u64,
+    /// Codebooks a cell uses, on average over all cells.
+    pub mean_depth: f64,
     /// Pixels over all images.
     pub pixels: u64,
     /// Payload bits per image (mean).
@@ -411,34 +606,44 @@ pub struct EntryInfo {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// Bytes of the record.
+    /// Bytes of the record (version 2: of its indices; sizes, names, depth maps and checksums
+    /// are shared by its block).
     pub bytes: u64,
 }
 
 /// Reads an archive's structure (every record's checksum included) without a model.
 pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
     let entries = archive.index()?;
-    for e in &entries {
-        archive.record(e)?;
-    }
+    let records = archive.records()?;
     let h = &archive.header;
-    let payload: u64 = entries
-        .iter()
-        .map(|e| h.payload_len(e.width, e.height))
+    let bits = h.bits_per_index() as u64;
+    // Version 1 pads each record's indices to a byte, version 2 each block's.
+    let group = if h.version == rvq_archive::VERSION_1 {
+        1
+    } else {
+        rvq_archive::BLOCK_RECORDS as usize
+    };
+    let payload: u64 = records
+        .chunks(group)
+        .map(|g| (g.iter().map(|r| r.index_count(h)).sum::<u64>() * bits).div_ceil(8))
         .sum();
-    let records: u64 = entries.iter().map(|e| e.len as u64).sum();
+    let index_count: u64 = records.iter().map(|r| r.index_count(h)).sum();
+    let cells: u64 = records.iter().map(|r| r.cell_depths(h).len() as u64).sum();
     let pixels: u64 = entries
         .iter()
         .map(|e| e.width as u64 * e.height as u64)
         .sum();
     let total = archive.len() as u64;
     let images = archive.image_count;
-    let payload_bits: u64 = entries
-        .iter()
-        .map(|e| h.index_count(e.width, e.height) * h.bits_per_index() as u64)
-        .sum();
+    let per_image = |v: u64| {
+        if images == 0 {
+            0.0
+        } else {
+            v as f64 / images as f64
+        }
+    };
     Ok(ArchiveInfo {
-        version: rvq_archive::VERSION,
+        version: h.version,
         fingerprint: hex(&h.fingerprint),
         latent_dim: h.latent_dim,
         codebook_size: h.codebook_size,
@@ -455,13 +660,14 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
         total_bytes: total,
         header_bytes: archive.header_len as u64,
         payload_bytes: payload,
-        record_overhead_bytes: records - payload,
-        pixels,
-        payload_bits_per_image: if images == 0 {
+        record_overhead_bytes: total - archive.header_len as u64 - payload,
+        mean_depth: if cells == 0 {
             0.0
         } else {
-            payload_bits as f64 / images as f64
+            index_count as f64 / cells as f64
         },
+        pixels,
+        payload_bits_per_image: per_image(index_count * bits),
         bits_per_pixel: if pixels == 0 {
             0.0
         } else {
@@ -471,11 +677,16 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
         ratio_vs_inputs: None,
         entries: entries
             .iter()
-            .map(|e| EntryInfo {
+            .zip(&records)
+            .map(|(e, r)| EntryInfo {
                 name: e.name.clone(),
                 width: e.width,
                 height: e.height,
-                bytes: e.len as u64,
+                bytes: if h.version == rvq_archive::VERSION_1 {
+                    e.len as u64
+                } else {
+                    (r.index_count(h) * bits).div_ceil(8)
+                },
             })
             .collect(),
     })
@@ -500,7 +711,7 @@ mod tests {
             width: 8,
             height: 8,
             name: Some(name.into()),
-            indices: Vec::new(),
+            ..Record::default()
         }
     }
 

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::eval::psnr;
 use crate::image_io::{self, Rgb};
 use crate::model::Model;
+use crate::rate::Target;
 
 /// One codec at one setting, measured over a whole image set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,6 +117,9 @@ impl Classical {
 }
 
 /// The JPEG qualities `rvq eval` tries by default.
+/// The `rvq encode --quality` settings `rvq eval` measures by default.
+pub const QUALITY_LADDER: [u8; 8] = [0, 10, 25, 40, 55, 70, 85, 100];
+
 pub const JPEG_LADDER: [u8; 8] = [5, 10, 20, 30, 50, 70, 85, 95];
 /// The WebP qualities `rvq eval` tries by default.
 pub const WEBP_LADDER: [u8; 7] = [0, 5, 10, 25, 50, 75, 90];
@@ -131,8 +135,9 @@ struct Reference {
 /// Where the rvq points come from.
 #[derive(Clone, Copy, Debug)]
 pub enum RvqSource<'a> {
-    /// Encode the images at each of these numbers of codebooks.
-    Encode(&'a [usize]),
+    /// Encode the images at each of these numbers of codebooks, then (with every codebook
+    /// available) at each of these qualities.
+    Encode(&'a [usize], &'a [u8]),
     /// An existing archive of the images (in the same order), and its size in bytes.
     Archive(&'a Header, &'a [Record], u64),
 }
@@ -176,11 +181,14 @@ pub fn compare(
     match source {
         RvqSource::Archive(header, records, len) => {
             progress("rvq archive");
-            points.push(rvq_point(
-                model, header, records, len, images, &reference, batch_size,
-            )?);
+            let mut p = rvq_point(model, header, records, images, &reference, batch_size)?;
+            p.file_bytes_per_image = len as f64 / images.len() as f64;
+            p.file_bits_per_pixel = len as f64 * 8.0 / reference.pixels as f64;
+            p.ratio_vs_raw = reference.raw_bytes as f64 / len as f64;
+            p.ratio_vs_png = reference.png_bytes as f64 / len as f64;
+            points.push(p);
         }
-        RvqSource::Encode(codebooks) => {
+        RvqSource::Encode(codebooks, qualities) => {
             let named: Vec<Named> = images
                 .iter()
                 .enumerate()
@@ -189,27 +197,32 @@ pub fn compare(
                     image: img.clone(),
                 })
                 .collect();
-            for &m in codebooks {
-                progress(&format!("rvq m={m}"));
+            let settings = codebooks
+                .iter()
+                .map(|&m| (Some(m), None))
+                .chain(qualities.iter().map(|&q| (None, Some(Target::Quality(q)))));
+            for (codebooks, target) in settings {
+                let m = codebooks.unwrap_or(model.config.num_codebooks);
                 let opts = EncodeOptions {
                     codebooks: Some(m),
                     names: false,
                     embed_codebook: None,
+                    target,
                     ..encode.clone()
                 };
+                let label = match target {
+                    Some(Target::Quality(q)) => format!("q={q}"),
+                    _ => format!("m={m}"),
+                };
+                progress(&format!("rvq {label}"));
                 let header = codec::header_for(model, m, &opts)?;
                 let records = codec::encode_records(model, &named, m, &opts)?;
-                let archive = rvq_archive::write_archive(&header, &records)
-                    .map_err(|e| Error::Other(e.to_string()))?;
-                points.push(rvq_point(
-                    model,
-                    &header,
-                    &records,
-                    archive.len() as u64,
-                    images,
-                    &reference,
-                    batch_size,
-                )?);
+                let mut p = rvq_point(model, &header, &records, images, &reference, batch_size)?;
+                if let Some(Target::Quality(q)) = target {
+                    p.setting = label;
+                    p.quality = Some(q);
+                }
+                points.push(p);
             }
         }
     }
@@ -233,20 +246,38 @@ pub fn compare(
     Ok(points)
 }
 
+/// rvq's point for `records`. Its payload is the archive these records make with names off,
+/// less its header: indices, depth maps, block lengths and checksums (about 0.1 byte an
+/// image beyond the indices and depth maps); its file size is that archive's, header and all.
 fn rvq_point(
     model: &Model,
     header: &Header,
     records: &[Record],
-    archive_len: u64,
     images: &[Rgb],
     reference: &Reference,
     batch_size: usize,
 ) -> Result<Point> {
     let m = header.codebooks_used as usize;
-    let payload: u64 = records
+    let nameless = Header {
+        names: false,
+        codebook: None,
+        ..header.clone()
+    };
+    let unnamed: Vec<Record> = records
         .iter()
-        .map(|r| header.payload_len(r.width, r.height))
-        .sum();
+        .map(|r| Record {
+            name: None,
+            ..r.clone()
+        })
+        .collect();
+    let archive_err = |e: rvq_archive::ArchiveError| Error::Other(e.to_string());
+    let archive_len = rvq_archive::write_archive(&nameless, &unnamed)
+        .map_err(archive_err)?
+        .len() as u64;
+    let header_len = rvq_archive::write_header(&nameless, records.len() as u64)
+        .map_err(archive_err)?
+        .len() as u64;
+    let payload = archive_len - header_len;
     let decoded = codec::decode_records(model, header, records, batch_size)?;
     for (r, img) in records.iter().zip(images) {
         if (r.width, r.height) != (img.width, img.height) {

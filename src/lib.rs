@@ -8,6 +8,7 @@
 //! - [`model`]: the network, loading and saving model folders, the fingerprint;
 //! - [`pca`]: principal components of image patches, the start of the linear path;
 //! - [`quantizer`]: residual vector quantization and codebook learning;
+//! - [`rate`]: rate control, the codebooks each cell uses for a quality or PSNR target;
 //! - [`data`]: CIFAR-10 and image-folder data sets, synthetic images;
 //! - [`train`]: the training loop, checkpoints and model cards;
 //! - [`sweep`]: the study's experiment grids, results and power-law fit;
@@ -34,6 +35,7 @@ pub mod model;
 pub mod pca;
 pub mod plot;
 pub mod quantizer;
+pub mod rate;
 pub mod sweep;
 pub mod train;
 

@@ -16,6 +16,7 @@ use rvq::config::ModelConfig;
 use rvq::files::write_atomic;
 use rvq::image_io::{self, Limits};
 use rvq::model::Model;
+use rvq::rate::Target;
 use rvq::train::{self, Event, Init, TrainOptions};
 
 #[derive(Parser)]
@@ -75,9 +76,19 @@ struct ModelArgs {
 struct EncodeArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Codebooks to use (1..=n_q; fewer is smaller and coarser). Default: all.
+    /// Codebooks every cell uses (1..=n_q; fewer is smaller and coarser). With --quality or
+    /// --psnr: the most any cell may use (default: all).
     #[arg(long)]
     codebooks: Option<usize>,
+    /// Quality 0..=100 (higher: larger and better): each cell gets the codebooks worth their
+    /// bits, flat cells fewer than busy ones. The default when neither --codebooks nor --psnr
+    /// is given: 90.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100), conflicts_with = "psnr")]
+    quality: Option<u8>,
+    /// Per image, the fewest bits that reach this PSNR (dB); an image the model cannot bring
+    /// there gets every codebook, and a warning.
+    #[arg(long)]
+    psnr: Option<f64>,
     /// Output archive, or - for standard output.
     #[arg(short, long)]
     output: PathBuf,
@@ -202,9 +213,14 @@ struct EvalArgs {
     /// Evaluate the first N images.
     #[arg(long, default_value_t = 1000)]
     limit: usize,
-    /// Numbers of codebooks to evaluate (default: 1, 2, 4, … n_q).
+    /// Numbers of codebooks to evaluate (default, when --qualities is not given either:
+    /// 1, 2, 4, … n_q).
     #[arg(long, value_delimiter = ',')]
     codebooks: Vec<usize>,
+    /// Qualities (encode --quality) to evaluate (default, when --codebooks is not given
+    /// either: the ladder in docs/EVAL.md).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=100))]
+    qualities: Vec<u8>,
     /// JPEG qualities to compare against (the image crate's encoder).
     #[arg(long, value_delimiter = ',', default_values_t = rvq::compare::JPEG_LADDER)]
     jpeg_qualities: Vec<u8>,
@@ -720,6 +736,14 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         }),
         batch_size: batch,
         beam: a.search.beam,
+        target: match (a.quality, a.psnr, a.codebooks) {
+            (Some(q), _, _) => Some(Target::Quality(q)),
+            (_, Some(db), _) if db.is_finite() && db > 0.0 => Some(Target::Psnr(db)),
+            (_, Some(db), _) => anyhow::bail!("--psnr {db}: expected a positive number of dB"),
+            // --codebooks alone: every cell uses that many.
+            (None, None, Some(_)) => None,
+            (None, None, None) => Some(Target::Quality(codec::DEFAULT_QUALITY)),
+        },
     };
     let bar = progress(count, "encoding");
     // Images are read one batch at a time, so a large input set never sits in memory whole.
@@ -731,8 +755,11 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         .map(Cow::Owned),
     };
     let mut on_progress = |done: usize| bar.set_position(done as u64);
+    let mut short = Vec::new();
     let size = if is_stdio(&a.output) {
-        let bytes = codec::encode_streaming(&model, count, &mut load, &opts, &mut on_progress)?;
+        let (bytes, missed) =
+            codec::encode_streaming(&model, count, &mut load, &opts, &mut on_progress)?;
+        short = missed;
         write_output(&a.output, &bytes, a.force)?;
         bytes.len() as u64
     } else {
@@ -741,13 +768,23 @@ fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         rvq::files::write_atomic_with(&a.output, |file| {
             let out = std::io::BufWriter::new(file);
             // encode_to returns the writer flushed, so the file holds the whole archive.
-            let out = codec::encode_to(out, &model, count, &mut load, &opts, &mut on_progress)?;
+            let (out, missed) =
+                codec::encode_to(out, &model, count, &mut load, &opts, &mut on_progress)?;
+            short = missed;
             size = out.get_ref().metadata().map_or(0, |m| m.len());
             Ok(())
         })?;
         size
     };
     bar.finish_and_clear();
+    for s in &short {
+        eprintln!(
+            "rvq: {}: reaches {:.2} dB at most with this model (all codebooks used), short of --psnr {}",
+            s.name,
+            s.psnr,
+            a.psnr.unwrap_or_default()
+        );
+    }
     if verbose {
         eprintln!(
             "rvq: {count} images, {size} bytes -> {}",
@@ -923,6 +960,7 @@ fn run_info(a: InfoArgs) -> Result<()> {
         "codebooks used     {} of {} ({} bits per index)",
         info.codebooks_used, info.num_codebooks, info.bits_per_index
     );
+    println!("codebooks per cell {:.2} on average", info.mean_depth);
     println!(
         "names stored       {}",
         if info.names { "yes" } else { "no" }
@@ -932,7 +970,7 @@ fn run_info(a: InfoArgs) -> Result<()> {
     }
     println!("images             {}", info.images);
     println!(
-        "bytes              {} total = {} header + {} payload + {} per-image fields",
+        "bytes              {} total = {} header + {} indices + {} other (sizes, names, depth maps, checksums)",
         info.total_bytes, info.header_bytes, info.payload_bytes, info.record_overhead_bytes
     );
     println!(
@@ -1015,17 +1053,20 @@ fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
         anyhow::bail!("{}: no images to evaluate", a.data.display());
     }
     let (model, model_name, batch) = load_model(&a.model, verbose)?;
-    let codebooks = if a.codebooks.is_empty() {
-        rvq::eval::report_depths(model.config.num_codebooks)
+    let (codebooks, qualities) = if a.codebooks.is_empty() && a.qualities.is_empty() {
+        (
+            rvq::eval::report_depths(model.config.num_codebooks),
+            rvq::compare::QUALITY_LADDER.to_vec(),
+        )
     } else {
-        a.codebooks.clone()
+        (a.codebooks.clone(), a.qualities.clone())
     };
     let source = match (&archive, &records) {
         (Some(ar), Some(recs)) => {
             codec::check_model(ar, &model, &model_name)?;
             rvq::compare::RvqSource::Archive(&ar.header, recs, ar.len() as u64)
         }
-        _ => rvq::compare::RvqSource::Encode(&codebooks),
+        _ => rvq::compare::RvqSource::Encode(&codebooks, &qualities),
     };
     let points = rvq::compare::compare(
         &model,

@@ -425,6 +425,20 @@ impl Model {
         grid: (usize, usize),
         depth: usize,
     ) -> Result<Tensor<4>> {
+        self.decode_cells(indices, None, grid, depth)
+    }
+
+    /// [`Model::decode_indices`] where cell c of image i sums only its first `depths[i][c]`
+    /// codebooks (its later indices, present in the layout, are ignored). The levels a cell
+    /// skips add exact zeros, so a cell at full depth decodes as [`Model::decode_indices`]
+    /// decodes it.
+    pub fn decode_cells(
+        &self,
+        indices: &[Vec<u32>],
+        depths: Option<&[Vec<u8>]>,
+        grid: (usize, usize),
+        depth: usize,
+    ) -> Result<Tensor<4>> {
         let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
         let (h, w) = grid;
         let cells = h * w;
@@ -442,7 +456,21 @@ impl Model {
                 Tensor::<1, Int>::from_data(TensorData::new(flat, [b * cells]), &self.device)
             })
             .collect();
-        let rows = quantizer::dequantize(&levels, &codebooks);
+        let masks = depths.map(|depths| {
+            (0..depth)
+                .map(|lvl| {
+                    let used: Vec<f32> = depths
+                        .iter()
+                        .flat_map(|d| {
+                            d.iter()
+                                .map(move |&c| if c as usize > lvl { 1.0 } else { 0.0 })
+                        })
+                        .collect();
+                    Tensor::<2>::from_data(TensorData::new(used, [b * cells, 1]), &self.device)
+                })
+                .collect::<Vec<_>>()
+        });
+        let rows = quantizer::dequantize_masked(&levels, &codebooks, masks.as_deref());
         Ok(self.net.decode(rows_to_latents(rows, b, h, w)))
     }
 }

@@ -274,10 +274,23 @@ impl BeamState {
 
 /// The sum of the codebook entries that `indices` (one tensor per level) pick.
 pub fn dequantize(indices: &[Tensor<1, Int>], codebooks: &Tensor<3>) -> Tensor<2> {
+    dequantize_masked(indices, codebooks, None)
+}
+
+/// [`dequantize`], each level's entries first multiplied by its mask (`[rows, 1]`, 1 where
+/// the row uses the level and 0 where not: both exact).
+pub fn dequantize_masked(
+    indices: &[Tensor<1, Int>],
+    codebooks: &Tensor<3>,
+    masks: Option<&[Tensor<2>]>,
+) -> Tensor<2> {
     let [_, k, d] = codebooks.dims();
     let mut sum: Option<Tensor<2>> = None;
     for (level, idx) in indices.iter().enumerate() {
-        let entries = codebook_level(codebooks, level, k, d).select(0, idx.clone());
+        let mut entries = codebook_level(codebooks, level, k, d).select(0, idx.clone());
+        if let Some(masks) = masks {
+            entries = entries * masks[level].clone();
+        }
         sum = Some(match sum {
             Some(s) => s + entries,
             None => entries,

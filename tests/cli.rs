@@ -307,14 +307,18 @@ fn samples_round_trip_with_sizes_as_specified_and_error_falling_with_depth() {
             .unwrap();
         assert!(info.status.success());
         let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
-        // Payload = Σ ceil(cells · m · 10 / 8) over the samples, as docs/FORMAT.md states.
-        let mut payload = 0u64;
+        // Payload = ceil(Σ cells · m · 10 / 8) over the samples (one block: docs/FORMAT.md).
+        let mut cells = 0u64;
         for p in &originals {
             let img = image::open(p).unwrap();
-            let cells = (img.width() as u64).div_ceil(8) * (img.height() as u64).div_ceil(8);
-            payload += (cells * m.parse::<u64>().unwrap() * 10).div_ceil(8);
+            cells += (img.width() as u64).div_ceil(8) * (img.height() as u64).div_ceil(8);
         }
+        let payload = (cells * m.parse::<u64>().unwrap() * 10).div_ceil(8);
         assert_eq!(info["payload_bytes"].as_u64().unwrap(), payload, "m = {m}");
+        assert_eq!(
+            info["mean_depth"].as_f64().unwrap(),
+            m.parse::<f64>().unwrap()
+        );
         assert_eq!(info["images"].as_u64().unwrap(), originals.len() as u64);
         let out = dir.path().join(format!("dec{m}"));
         rvq()
@@ -669,10 +673,11 @@ fn eval_compares_rvq_jpeg_and_webp_and_writes_json_and_a_chart() {
     assert_eq!(points.len(), 5);
     let rvq1 = &points[0];
     assert_eq!(rvq1["codec"], "rvq");
-    // m = 1 costs exactly Σ ceil(cells · 10 / 8) bytes over the 7 samples:
-    // 320 + 309 + 309 + 188 + 3 × 20.
+    // m = 1 costs the archive's one block (docs/FORMAT.md): 948 cells (256 + 247 + 247 +
+    // 150 + 3 × 16) × 10 bits = 1,185 bytes of indices, a flags byte, 18 bytes of sizes, a
+    // 2-byte length and a 4-byte checksum: 1,210 bytes over the 7 samples.
     let per_image = rvq1["payload_bytes_per_image"].as_f64().unwrap();
-    assert!((per_image - 1186.0 / 7.0).abs() < 1e-9, "{per_image}");
+    assert!((per_image - 1210.0 / 7.0).abs() < 1e-9, "{per_image}");
     assert!(rvq1["psnr"].as_f64().unwrap() < points[1]["psnr"].as_f64().unwrap());
     assert!(rvq1["nearest_jpeg_quality"].is_u64());
     let png = image::open(&plot).unwrap();
@@ -1081,4 +1086,208 @@ fn an_encode_failing_mid_way_leaves_no_file() {
         dir.path(),
         &[&dir.path().join("one"), &dir.path().join("two")],
     );
+}
+
+/// Per image PSNR (dB) of the decoded files in `out` against the originals.
+fn psnr_per_image(out: &Path, originals: &[PathBuf]) -> Vec<f64> {
+    originals
+        .iter()
+        .map(|p| {
+            let a = image::open(p).unwrap().to_rgb8();
+            let b = image::open(out.join(p.file_name().unwrap()))
+                .unwrap()
+                .to_rgb8();
+            assert_eq!(a.dimensions(), b.dimensions());
+            let se: f64 = a
+                .as_raw()
+                .iter()
+                .zip(b.as_raw())
+                .map(|(x, y)| ((*x as f64 - *y as f64) / 255.0).powi(2))
+                .sum();
+            10.0 * (a.as_raw().len() as f64 / se).log10()
+        })
+        .collect()
+}
+
+fn sample_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(samples())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn info_json(archive: &Path) -> serde_json::Value {
+    let out = rvq()
+        .args(["info", "--json"])
+        .arg(archive)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn quality_spends_codebooks_where_they_pay_and_is_monotone() {
+    let dir = TempDir::new().unwrap();
+    let originals = sample_files();
+    let (mut last_size, mut last_psnr) = (0u64, 0f64);
+    for q in ["5", "35", "65", "100"] {
+        let archive = dir.path().join(format!("q{q}.rvq"));
+        rvq()
+            .args(["encode", "--backend", "cpu", "--quality", q, "-o"])
+            .arg(&archive)
+            .arg(samples())
+            .assert()
+            .success();
+        let info = info_json(&archive);
+        let size = info["total_bytes"].as_u64().unwrap();
+        let depth = info["mean_depth"].as_f64().unwrap();
+        let out = dir.path().join(format!("dec{q}"));
+        rvq()
+            .args(["decode", "--backend", "cpu", "-o"])
+            .arg(&out)
+            .arg(&archive)
+            .assert()
+            .success();
+        let psnr = psnr_per_image(&out, &originals);
+        let pooled =
+            -10.0 * (psnr.iter().map(|p| 10f64.powf(-p / 10.0)).sum::<f64>() / 7.0).log10();
+        assert!(
+            size > last_size,
+            "q = {q}: {size} bytes, not above {last_size}"
+        );
+        assert!(
+            pooled > last_psnr,
+            "q = {q}: {pooled} dB, not above {last_psnr}"
+        );
+        if q == "35" {
+            // Cells differ: some stop early, some go deep.
+            assert!(depth > 1.5 && depth < 6.5, "mean depth {depth}");
+        }
+        (last_size, last_psnr) = (size, pooled);
+    }
+    // Out of range, or both targets at once: refused by the argument parser.
+    for args in [
+        vec!["--quality", "101"],
+        vec!["--quality", "50", "--psnr", "30"],
+    ] {
+        let o = rvq()
+            .args(["encode", "-o", s(&dir.path().join("x.rvq")), s(&samples())])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+    fails_with(
+        &[
+            "encode",
+            "--psnr=-3",
+            "-o",
+            s(&dir.path().join("x.rvq")),
+            s(&samples()),
+        ],
+        "expected a positive number of dB",
+    );
+    assert!(!dir.path().join("x.rvq").exists());
+}
+
+#[test]
+fn psnr_targets_are_reached_or_the_shortfall_is_said() {
+    let dir = TempDir::new().unwrap();
+    let originals = sample_files();
+    for target in [24.0, 29.0] {
+        let archive = dir.path().join(format!("p{target}.rvq"));
+        let o = rvq()
+            .args([
+                "encode",
+                "--backend",
+                "cpu",
+                "--psnr",
+                &target.to_string(),
+                "-o",
+            ])
+            .arg(&archive)
+            .arg(samples())
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        let out = dir.path().join(format!("dec{target}"));
+        rvq()
+            .args(["decode", "--backend", "cpu", "-o"])
+            .arg(&out)
+            .arg(&archive)
+            .assert()
+            .success();
+        for (p, got) in originals.iter().zip(psnr_per_image(&out, &originals)) {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            assert!(
+                got >= target || err.contains(&format!("rvq: {name}: reaches")),
+                "{name}: {got} dB at --psnr {target}, and no warning in {err:?}"
+            );
+        }
+        if target == 24.0 {
+            // Only the two busiest 32×32 crops need every codebook (and still fall short).
+            assert_eq!(err.lines().count(), 2, "{err}");
+            let depth = info_json(&archive)["mean_depth"].as_f64().unwrap();
+            assert!(depth < 8.0, "mean depth {depth}");
+        }
+    }
+}
+
+#[test]
+fn a_version_1_archive_still_decodes_to_the_same_pixels() {
+    // tests/data/v1: three 32×32 samples encoded (4 codebooks) and decoded by rvq before
+    // format version 2, with the shipped model.
+    let data = samples().parent().unwrap().join("tests/data/v1");
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("dec");
+    rvq()
+        .args(["decode", "--backend", "cpu", "-o"])
+        .arg(&out)
+        .arg(data.join("samples32.rvq"))
+        .assert()
+        .success();
+    assert_eq!(info_json(&data.join("samples32.rvq"))["version"], 1);
+    for name in ["astronaut-32.png", "chelsea-32.png", "coffee-32.png"] {
+        let want = image::open(data.join(name)).unwrap().to_rgb8();
+        let got = image::open(out.join(name)).unwrap().to_rgb8();
+        assert_eq!(want, got, "{name}");
+    }
+}
+
+#[test]
+fn a_corrupt_depth_map_is_refused_and_nothing_written() {
+    let dir = TempDir::new().unwrap();
+    let archive = dir.path().join("q.rvq");
+    rvq()
+        .args([
+            "encode",
+            "--backend",
+            "cpu",
+            "--quality",
+            "30",
+            "--no-names",
+            "-o",
+        ])
+        .arg(&archive)
+        .arg(samples().join("astronaut-32.png"))
+        .assert()
+        .success();
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let h = header_len(&bytes);
+    // Block: length (1 byte), flags (shared size, depth map), 32, 32, word count, words…
+    assert_eq!(bytes[h + 1], 0b11);
+    bytes[h + 6] ^= 0x10;
+    let bad = dir.path().join("bad.rvq");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = dir.path().join("out");
+    fails_with(
+        &["decode", "--backend", "cpu", "-o", s(&out), s(&bad)],
+        "checksum mismatch in the block of images 0 to 0",
+    );
+    assert!(!out.exists());
 }

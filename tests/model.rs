@@ -453,3 +453,48 @@ fn fine_tuning_starts_from_the_given_model() {
         assert!(err.contains(needle), "{err}");
     }
 }
+
+#[test]
+fn per_cell_depths_decode_exactly_as_uniform_depths_do() {
+    // A cell at depth k adds exact zeros for the levels it skips, so an image whose cells all
+    // stop at k decodes bit for bit as a decode of k levels, and one at full depth as a plain
+    // decode; mixed depths differ from both.
+    let device = Device::flex();
+    let model = Model::load_default(&device).unwrap();
+    let n_q = model.config.num_codebooks;
+    let x = Tensor::<4>::from_data(
+        TensorData::new(
+            seeded(2 * 3 * 32 * 32, 0.5, 3)
+                .iter()
+                .map(|v| v.abs().min(1.0))
+                .collect::<Vec<f32>>(),
+            [2, 3, 32, 32],
+        ),
+        &device,
+    );
+    let batch = model.encode_indices(x, n_q, 1).unwrap();
+    let at = |depths: Vec<Vec<u8>>| {
+        quantizer::float_vec(
+            model
+                .decode_cells(&batch.indices, Some(&depths), batch.grid, n_q)
+                .unwrap(),
+        )
+    };
+    let plain = |k: usize| {
+        let cut: Vec<Vec<u32>> = batch.indices.iter().map(|i| i[..k * 16].to_vec()).collect();
+        quantizer::float_vec(model.decode_indices(&cut, batch.grid, k).unwrap())
+    };
+    for k in [1, 3, n_q] {
+        assert_eq!(at(vec![vec![k as u8; 16]; 2]), plain(k), "k = {k}");
+    }
+    let mut mixed = vec![vec![n_q as u8; 16]; 2];
+    mixed[0][5] = 1;
+    let y = at(mixed);
+    let full = plain(n_q);
+    assert_ne!(y[..3 * 1024], full[..3 * 1024]);
+    assert_eq!(
+        y[3 * 1024..],
+        full[3 * 1024..],
+        "the other image is untouched"
+    );
+}

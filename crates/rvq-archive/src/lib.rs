@@ -1,5 +1,6 @@
-//! The `.rvq` archive format, version 1: bit-packed codebook indices of many images under one
-//! shared header. This crate deals in integers and bytes only (no tensors, no model), so it
+//! The `.rvq` archive format (version 2; version 1 is still read): bit-packed codebook
+//! indices of many images under one shared header, with a per-cell depth map where cells use
+//! different numbers of codebooks. This crate deals in integers and bytes only (no tensors, no model), so it
 //! builds, tests and fuzzes in seconds. The byte layout is specified in `docs/FORMAT.md`;
 //! this code follows that text.
 //!
@@ -7,7 +8,13 @@
 //! use rvq_archive::{Header, Record, write_archive, Archive, Limits};
 //! let mut header = Header::new([7; 16], 64, 1024, 8, 8, 2);
 //! header.names = true;
-//! let rec = Record { width: 32, height: 32, name: Some("cat.png".into()), indices: vec![5; 32] };
+//! let rec = Record {
+//!     width: 32,
+//!     height: 32,
+//!     name: Some("cat.png".into()),
+//!     indices: vec![5; 16 + 4], // level 0 for all 16 cells, level 1 for the 4 at depth 2
+//!     depths: [2, 1, 1, 1].repeat(4),
+//! };
 //! let bytes = write_archive(&header, &[rec.clone()]).unwrap();
 //! let archive = Archive::parse(&bytes, &Limits::default()).unwrap();
 //! assert_eq!(archive.records().unwrap(), vec![rec]);
@@ -16,17 +23,22 @@
 #![forbid(unsafe_code)]
 
 pub mod bits;
+mod block;
+pub mod depthmap;
 mod stream;
 mod varint;
 
+pub use block::BLOCK_RECORDS;
 pub use stream::{ArchiveReader, ArchiveWriter};
 
 use bits::{BitCounter, BitPacker, BitSink};
 
 /// The four bytes every archive starts with.
 pub const MAGIC: [u8; 4] = *b"RVQA";
-/// The format version this crate writes and reads.
-pub const VERSION: u8 = 1;
+/// The format version this crate writes (it reads versions 1 and 2).
+pub const VERSION: u8 = 2;
+/// The oldest version this crate reads (and writes, for a header that asks for it).
+pub const VERSION_1: u8 = 1;
 /// Bytes of the model fingerprint.
 pub const FINGERPRINT_LEN: usize = 16;
 
@@ -76,6 +88,14 @@ pub enum ArchiveError {
     RecordChecksum {
         /// Record number, from 0.
         index: u64,
+    },
+    /// A version-2 block's checksum does not match its bytes.
+    #[error("corrupt archive: checksum mismatch in the block of images {first} to {last}")]
+    BlockChecksum {
+        /// First record of the block, from 0.
+        first: u64,
+        /// Last record of the block.
+        last: u64,
     },
     /// A record field is out of range.
     #[error("invalid image {index}: {reason}")]
@@ -177,6 +197,9 @@ pub struct Header {
     pub names: bool,
     /// Embedded codebook vectors, if any.
     pub codebook: Option<EmbeddedCodebook>,
+    /// Format version to write: [`VERSION`] (blocks of records, per-cell depths) unless set to
+    /// [`VERSION_1`]; a reader sets it to the version it read.
+    pub version: u8,
 }
 
 impl Header {
@@ -198,6 +221,7 @@ impl Header {
             codebooks_used,
             names: false,
             codebook: None,
+            version: VERSION,
         }
     }
 
@@ -212,7 +236,7 @@ impl Header {
         ((width as u64).div_ceil(f), (height as u64).div_ceil(f))
     }
 
-    /// Indices in one record: cells × m.
+    /// Indices in one record whose cells all use the m codebooks: cells × m.
     pub fn index_count(&self, width: u32, height: u32) -> u64 {
         let (gw, gh) = self.grid(width, height);
         gw * gh * self.codebooks_used as u64
@@ -266,8 +290,9 @@ impl Header {
     }
 }
 
-/// One image: its size, optional name, and indices (level-major, then row-major cells).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One image: its size, optional name, the codebooks each cell uses and the indices
+/// (level-major, then row-major cells; a level lists only the cells deep enough to use it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record {
     /// Width in pixels.
     pub width: u32,
@@ -275,8 +300,67 @@ pub struct Record {
     pub height: u32,
     /// Relative file name, UTF-8, `/`-separated.
     pub name: Option<String>,
-    /// `grid cells × m` indices, each < k.
+    /// The indices, each < k: for level 0, 1, … in turn, one per cell (row-major) whose
+    /// depth exceeds the level; `grid cells × m` of them when `depths` is empty.
     pub indices: Vec<u32>,
+    /// Codebooks used by each cell (row-major), each in 1..=m; empty when every cell uses all
+    /// m, as readers return it in that case. Version-1 archives have no depths.
+    pub depths: Vec<u8>,
+}
+
+impl Record {
+    /// The depth of every cell: `depths`, or m for each of the header's cells when empty.
+    pub fn cell_depths(&self, header: &Header) -> Vec<u8> {
+        if self.depths.is_empty() {
+            let (gw, gh) = header.grid(self.width, self.height);
+            vec![header.codebooks_used as u8; (gw * gh) as usize]
+        } else {
+            self.depths.clone()
+        }
+    }
+
+    /// Indices this record holds under `header`.
+    pub fn index_count(&self, header: &Header) -> u64 {
+        if self.depths.is_empty() {
+            header.index_count(self.width, self.height)
+        } else {
+            self.depths.iter().map(|&d| d as u64).sum()
+        }
+    }
+
+    /// True when `depths` says something a uniform record would not: some cell below m.
+    pub fn has_depth_map(&self, header: &Header) -> bool {
+        self.depths
+            .iter()
+            .any(|&d| d as u32 != header.codebooks_used)
+    }
+
+    /// The record cut to its first `m` codebooks (each cell to at most `m`).
+    pub fn truncated(&self, header: &Header, m: u32) -> Record {
+        let depths = self.cell_depths(header);
+        let mut indices = Vec::new();
+        let mut at = 0;
+        for level in 0..header.codebooks_used {
+            for &d in &depths {
+                if (d as u32) > level {
+                    if level < m {
+                        indices.push(self.indices[at]);
+                    }
+                    at += 1;
+                }
+            }
+        }
+        let cut: Vec<u8> = depths.iter().map(|&d| d.min(m as u8)).collect();
+        Record {
+            indices,
+            depths: if cut.iter().all(|&d| d as u32 == m) {
+                Vec::new()
+            } else {
+                cut
+            },
+            ..self.clone()
+        }
+    }
 }
 
 /// Size limits enforced before allocating anything a header or record (or, in rvq, an
@@ -323,11 +407,17 @@ pub fn validate_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Serialises `header` and `records` into a complete archive.
+/// Serialises `header` and `records` into a complete archive (of the header's version).
 pub fn write_archive(header: &Header, records: &[Record]) -> Result<Vec<u8>> {
     let mut out = write_header(header, records.len() as u64)?;
-    for (i, r) in records.iter().enumerate() {
-        write_record(header, i as u64, r, &mut out)?;
+    if header.version == VERSION_1 {
+        for (i, r) in records.iter().enumerate() {
+            write_record(header, i as u64, r, &mut out)?;
+        }
+    } else {
+        for (b, chunk) in records.chunks(BLOCK_RECORDS as usize).enumerate() {
+            block::write_block(header, b as u64 * BLOCK_RECORDS, chunk, &mut out)?;
+        }
     }
     Ok(out)
 }
@@ -337,7 +427,7 @@ pub fn write_header(header: &Header, image_count: u64) -> Result<Vec<u8>> {
     header.validate().map_err(ArchiveError::InvalidHeader)?;
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.push(header.version);
     let mut flags = 0;
     if header.names {
         flags |= FLAG_NAMES;
@@ -369,13 +459,37 @@ pub fn write_header(header: &Header, image_count: u64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Appends record `index`'s bytes, checksum included, to `out`.
-pub fn write_record(header: &Header, index: u64, r: &Record, out: &mut Vec<u8>) -> Result<()> {
+/// Checks that record `index` fits `header`: a size, a name only if names are on (and a safe
+/// one), depths in 1..=m for every cell (or none), as many indices as they call for, each < k.
+pub(crate) fn check_record(header: &Header, index: u64, r: &Record) -> Result<()> {
     let bad = |reason: String| ArchiveError::Unwritable { index, reason };
     if r.width == 0 || r.height == 0 {
         return Err(bad(format!("{}×{} has no pixels", r.width, r.height)));
     }
-    let want = header.index_count(r.width, r.height);
+    let (gw, gh) = header.grid(r.width, r.height);
+    if !r.depths.is_empty() {
+        if header.version == VERSION_1 {
+            return Err(bad("format version 1 has no per-cell depths".into()));
+        }
+        if r.depths.len() as u64 != gw * gh {
+            return Err(bad(format!(
+                "{} depths for a grid of {} cells",
+                r.depths.len(),
+                gw * gh
+            )));
+        }
+        if let Some(&d) = r
+            .depths
+            .iter()
+            .find(|&&d| d == 0 || d as u32 > header.codebooks_used)
+        {
+            return Err(bad(format!(
+                "depth {d} is outside 1..={}",
+                header.codebooks_used
+            )));
+        }
+    }
+    let want = r.index_count(header);
     if r.indices.len() as u64 != want {
         return Err(bad(format!(
             "{} indices for a {}×{} image at {} codebooks; expected {want}",
@@ -391,22 +505,38 @@ pub fn write_record(header: &Header, index: u64, r: &Record, out: &mut Vec<u8>) 
             header.codebook_size
         )));
     }
+    match (&r.name, header.names) {
+        (Some(n), true) => validate_name(n).map_err(bad),
+        (Some(_), false) => Err(bad(
+            "the record has a name but the header has names off".into()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Appends the name field of a record (names on): varint length, then the bytes.
+pub(crate) fn put_name(name: &Option<String>, out: &mut Vec<u8>) {
+    let n = name.as_deref().unwrap_or("");
+    varint::put(out, n.len() as u64);
+    out.extend_from_slice(n.as_bytes());
+}
+
+/// Appends record `index`'s bytes, checksum included, to `out`, in version 1's layout (one
+/// record at a time, each with its own checksum). Version 2 writes blocks of records:
+/// [`write_archive`] and [`ArchiveWriter`] choose by the header's version.
+pub fn write_record(header: &Header, index: u64, r: &Record, out: &mut Vec<u8>) -> Result<()> {
+    if header.version != VERSION_1 {
+        return Err(ArchiveError::Unwritable {
+            index,
+            reason: "version-2 records are written in blocks (write_archive, ArchiveWriter)".into(),
+        });
+    }
+    check_record(header, index, r)?;
     let start = out.len();
     varint::put(out, r.width as u64);
     varint::put(out, r.height as u64);
-    match (&r.name, header.names) {
-        (Some(n), true) => {
-            validate_name(n).map_err(bad)?;
-            varint::put(out, n.len() as u64);
-            out.extend_from_slice(n.as_bytes());
-        }
-        (None, true) => varint::put(out, 0),
-        (Some(_), false) => {
-            return Err(bad(
-                "the record has a name but the header has names off".into()
-            ));
-        }
-        (None, false) => {}
+    if header.names {
+        put_name(&r.name, out);
     }
     let bits = header.bits_per_index();
     let mut packer = BitPacker::with_capacity(r.indices.len() * bits as usize);
@@ -429,6 +559,7 @@ pub fn payload_bits(header: &Header, count: u64) -> u64 {
 }
 
 /// Where one record lies in an archive, read from its fields without decoding its payload.
+/// In a version-2 archive, `offset` and `len` locate the block that holds the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Record number, from 0.
@@ -444,6 +575,8 @@ pub struct Entry {
     /// File name, if stored.
     pub name: Option<String>,
     pub(crate) payload_offset: usize,
+    /// Version 2: the record's position in its block.
+    pub(crate) in_block: Option<usize>,
 }
 
 /// A parsed archive over borrowed bytes: the header is checked on parse, records when read.
@@ -465,7 +598,7 @@ pub(crate) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
         let end = self
             .pos
             .checked_add(n)
@@ -479,11 +612,11 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
-    fn u8(&mut self, what: &'static str) -> Result<u8> {
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8> {
         Ok(self.take(1, what)?[0])
     }
 
-    fn varint(&mut self, what: &'static str) -> Result<u64> {
+    pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64> {
         match varint::get(&self.bytes[self.pos..]) {
             Ok((v, n)) => {
                 self.pos += n;
@@ -500,7 +633,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.bytes.len() - self.pos
     }
 }
@@ -518,7 +651,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
         return Err(ArchiveError::BadMagic);
     }
     let version = c.u8("version")?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(ArchiveError::UnsupportedVersion(version));
     }
     let flags = c.u8("flags")?;
@@ -549,6 +682,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
         codebooks_used,
     );
     header.names = flags & FLAG_NAMES != 0;
+    header.version = version;
     header.validate().map_err(ArchiveError::InvalidHeader)?;
     if bits as u32 != header.bits_per_index() {
         return Err(ArchiveError::InvalidHeader(format!(
@@ -596,15 +730,8 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
     Ok((header, image_count, c.pos))
 }
 
-/// Reads record `index`'s fields at the cursor and steps over its payload and checksum,
-/// without decoding them.
-pub(crate) fn parse_entry(
-    header: &Header,
-    limits: &Limits,
-    index: u64,
-    c: &mut Cursor,
-) -> Result<Entry> {
-    let offset = c.pos;
+/// Reads an image size (two varints) and checks it against `limits`.
+pub(crate) fn parse_size(limits: &Limits, index: u64, c: &mut Cursor) -> Result<(u32, u32)> {
     let bad = |reason: String| ArchiveError::InvalidRecord { index, reason };
     let w = c.varint("image width")?;
     let h = c.varint("image height")?;
@@ -618,18 +745,36 @@ pub(crate) fn parse_entry(
             limits.max_pixels
         )));
     }
-    let (width, height) = (w as u32, h as u32);
+    Ok((w as u32, h as u32))
+}
+
+/// Reads a name field (names on) and checks it; length 0 reads as no name.
+pub(crate) fn parse_name(index: u64, c: &mut Cursor) -> Result<Option<String>> {
+    let bad = |reason: String| ArchiveError::InvalidRecord { index, reason };
+    let len = c.varint("name length")?;
+    if len > MAX_NAME as u64 {
+        return Err(bad(format!("name of {len} bytes exceeds {MAX_NAME}")));
+    }
+    let raw = c.take(len as usize, "name")?;
+    let s = std::str::from_utf8(raw)
+        .map_err(|_| bad("name is not UTF-8".into()))?
+        .to_string();
+    validate_name(&s).map_err(bad)?;
+    Ok((!s.is_empty()).then_some(s))
+}
+
+/// Reads record `index`'s fields at the cursor and steps over its payload and checksum,
+/// without decoding them.
+pub(crate) fn parse_entry(
+    header: &Header,
+    limits: &Limits,
+    index: u64,
+    c: &mut Cursor,
+) -> Result<Entry> {
+    let offset = c.pos;
+    let (width, height) = parse_size(limits, index, c)?;
     let name = if header.names {
-        let len = c.varint("name length")?;
-        if len > MAX_NAME as u64 {
-            return Err(bad(format!("name of {len} bytes exceeds {MAX_NAME}")));
-        }
-        let raw = c.take(len as usize, "name")?;
-        let s = std::str::from_utf8(raw)
-            .map_err(|_| bad("name is not UTF-8".into()))?
-            .to_string();
-        validate_name(&s).map_err(bad)?;
-        (!s.is_empty()).then_some(s)
+        parse_name(index, c)?
     } else {
         None
     };
@@ -650,6 +795,7 @@ pub(crate) fn parse_entry(
         height,
         name,
         payload_offset,
+        in_block: None,
     })
 }
 
@@ -683,6 +829,7 @@ pub(crate) fn decode_entry(header: &Header, bytes: &[u8], entry: &Entry) -> Resu
         height: entry.height,
         name: entry.name.clone(),
         indices,
+        depths: Vec::new(),
     })
 }
 
@@ -690,9 +837,17 @@ impl<'a> Archive<'a> {
     /// Parses and checks the header of `bytes`.
     pub fn parse(bytes: &'a [u8], limits: &Limits) -> Result<Self> {
         let (header, image_count, header_len) = parse_header(bytes)?;
-        // Every record takes at least 7 bytes (two varints, a payload byte, a checksum),
-        // which bounds a forged count before anything is sized by it.
-        if image_count > (bytes.len() - header_len) as u64 / 7 + 1 {
+        // A version-1 record takes at least 7 bytes (two varints, a payload byte, a
+        // checksum), a version-2 block of up to BLOCK_RECORDS records at least 7 (a length,
+        // flags, a size, a payload byte, a checksum): this bounds a forged count before
+        // anything is sized by it.
+        let rest = (bytes.len() - header_len) as u64;
+        let most = if header.version == VERSION_1 {
+            rest / 7 + 1
+        } else {
+            (rest / 7 + 1) * BLOCK_RECORDS
+        };
+        if image_count > most {
             return Err(ArchiveError::Truncated {
                 what: "images",
                 offset: header_len,
@@ -707,14 +862,53 @@ impl<'a> Archive<'a> {
         })
     }
 
-    /// Locates every record by reading its size fields, without decoding payloads, and checks
-    /// that the last one ends where the archive does.
-    pub fn index(&self) -> Result<Vec<Entry>> {
-        let mut c = Cursor {
+    fn cursor(&self) -> Cursor<'a> {
+        Cursor {
             bytes: self.bytes,
             pos: self.header_len,
-        };
+        }
+    }
+
+    /// Calls `each` with every version-2 block's offset, length and records, then checks that
+    /// the last block ends where the archive does.
+    fn blocks(&self, mut each: impl FnMut(usize, usize, Vec<Record>)) -> Result<()> {
+        let mut c = self.cursor();
+        for b in 0..self.image_count.div_ceil(BLOCK_RECORDS) {
+            let offset = c.pos;
+            let count = block::block_len(self.image_count, b);
+            let first = b * BLOCK_RECORDS;
+            let records = block::parse_block(&self.header, &self.limits, first, count, &mut c)?;
+            each(offset, c.pos - offset, records);
+        }
+        if c.remaining() != 0 {
+            return Err(ArchiveError::TrailingBytes(c.remaining()));
+        }
+        Ok(())
+    }
+
+    /// Locates every record by reading its size fields (version 1: without decoding
+    /// payloads; version 2: decoding and checking each block once), and checks that the last
+    /// one ends where the archive does.
+    pub fn index(&self) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
+        if self.header.version != VERSION_1 {
+            self.blocks(|offset, len, records| {
+                for (i, r) in records.into_iter().enumerate() {
+                    entries.push(Entry {
+                        index: entries.len() as u64,
+                        offset,
+                        len,
+                        width: r.width,
+                        height: r.height,
+                        name: r.name,
+                        payload_offset: 0,
+                        in_block: Some(i),
+                    });
+                }
+            })?;
+            return Ok(entries);
+        }
+        let mut c = self.cursor();
         for index in 0..self.image_count {
             entries.push(parse_entry(&self.header, &self.limits, index, &mut c)?);
         }
@@ -724,14 +918,61 @@ impl<'a> Archive<'a> {
         Ok(entries)
     }
 
-    /// Decodes one record located by [`Archive::index`], checking its checksum and indices.
+    /// Decodes one record located by [`Archive::index`], checking its checksum and indices
+    /// (version 2: those of its block).
     pub fn record(&self, entry: &Entry) -> Result<Record> {
-        decode_entry(&self.header, self.bytes, entry)
+        let Some(at) = entry.in_block else {
+            return decode_entry(&self.header, self.bytes, entry);
+        };
+        let first = entry.index - at as u64;
+        let count = block::block_len(self.image_count, first / BLOCK_RECORDS);
+        let mut c = Cursor {
+            bytes: self.bytes,
+            pos: entry.offset,
+        };
+        let mut records = block::parse_block(&self.header, &self.limits, first, count, &mut c)?;
+        Ok(records.swap_remove(at))
+    }
+
+    /// Version 2: the number of blocks ([`BLOCK_RECORDS`] records each, the last the rest).
+    pub fn block_count(&self) -> u64 {
+        self.image_count.div_ceil(BLOCK_RECORDS)
+    }
+
+    /// Version 2: decodes block `b` alone, reaching it by skipping the lengths of the blocks
+    /// before it, so that one damaged block does not keep the others from being read.
+    pub fn block(&self, b: u64) -> Result<Vec<Record>> {
+        if self.header.version == VERSION_1 || b >= self.block_count() {
+            return Err(ArchiveError::InvalidHeader(format!(
+                "no block {b} in a version-{} archive of {} blocks",
+                self.header.version,
+                self.block_count()
+            )));
+        }
+        let mut c = self.cursor();
+        for _ in 0..b {
+            let len = c.varint("block length")?;
+            let skip = usize::try_from(len)
+                .ok()
+                .and_then(|l| l.checked_add(4))
+                .ok_or(ArchiveError::Truncated {
+                    what: "block",
+                    offset: c.pos,
+                })?;
+            c.take(skip, "block")?;
+        }
+        let count = block::block_len(self.image_count, b);
+        block::parse_block(&self.header, &self.limits, b * BLOCK_RECORDS, count, &mut c)
     }
 
     /// Decodes every record.
     pub fn records(&self) -> Result<Vec<Record>> {
-        self.index()?.iter().map(|e| self.record(e)).collect()
+        if self.header.version == VERSION_1 {
+            return self.index()?.iter().map(|e| self.record(e)).collect();
+        }
+        let mut all = Vec::new();
+        self.blocks(|_, _, records| all.extend(records))?;
+        Ok(all)
     }
 
     /// Total bytes of the archive.
@@ -764,11 +1005,11 @@ pub fn truncate(bytes: &[u8], codebooks: u32, limits: &Limits) -> Result<Vec<u8>
     if let Some(cb) = &mut header.codebook {
         cb.values.truncate(values);
     }
-    let mut records = archive.records()?;
-    for r in &mut records {
-        let keep = header.index_count(r.width, r.height) as usize;
-        r.indices.truncate(keep);
-    }
+    let records: Vec<Record> = archive
+        .records()?
+        .iter()
+        .map(|r| r.truncated(&archive.header, codebooks))
+        .collect();
     write_archive(&header, &records)
 }
 
@@ -801,6 +1042,13 @@ pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
             })
         };
         let hex = |f: &[u8]| f.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        if h.version != first.version {
+            return differs(
+                "format version",
+                first.version.to_string(),
+                h.version.to_string(),
+            );
+        }
         if h.fingerprint != first.fingerprint {
             return differs(
                 "model fingerprint",
@@ -852,10 +1100,9 @@ pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
             }
         }
     }
-    let all = parts.iter().flat_map(|(_, records)| records);
-    let mut out = write_header(first, all.clone().count() as u64)?;
-    for (i, r) in all.enumerate() {
-        write_record(first, i as u64, r, &mut out)?;
-    }
-    Ok(out)
+    let all: Vec<Record> = parts
+        .iter()
+        .flat_map(|(_, records)| records.iter().cloned())
+        .collect();
+    write_archive(first, &all)
 }

@@ -4,9 +4,12 @@
 
 use std::io::{Read, Write};
 
+use std::collections::VecDeque;
+
+use crate::block::{self, BLOCK_RECORDS};
 use crate::{
-    ArchiveError, Cursor, Header, Limits, Record, Result, decode_entry, parse_entry, parse_header,
-    write_header, write_record,
+    ArchiveError, Cursor, Header, Limits, Record, Result, VERSION_1, check_record, decode_entry,
+    parse_entry, parse_header, write_header, write_record,
 };
 
 /// Writes an archive of a known number of images to `W`, one record at a time.
@@ -14,7 +17,7 @@ use crate::{
 /// ```
 /// use rvq_archive::{ArchiveWriter, Header, Record, write_archive};
 /// let header = Header::new([7; 16], 64, 1024, 8, 8, 1);
-/// let rec = Record { width: 32, height: 32, name: None, indices: vec![3; 16] };
+/// let rec = Record { width: 32, height: 32, indices: vec![3; 16], ..Record::default() };
 /// let mut w = ArchiveWriter::new(Vec::new(), &header, 2).unwrap();
 /// w.write(&rec).unwrap();
 /// w.write(&rec).unwrap();
@@ -26,6 +29,8 @@ pub struct ArchiveWriter<W: Write> {
     announced: u64,
     written: u64,
     buf: Vec<u8>,
+    /// Version 2: the records of the block being filled.
+    pending: Vec<Record>,
     /// Set by an I/O error, after which part of a record may have been written.
     broken: bool,
 }
@@ -41,11 +46,13 @@ impl<W: Write> ArchiveWriter<W> {
             announced: image_count,
             written: 0,
             buf: Vec::new(),
+            pending: Vec::new(),
             broken: false,
         })
     }
 
-    /// Writes the next record.
+    /// Writes the next record (version 2: checks it now and writes it with its block, once
+    /// the block is full or at [`ArchiveWriter::finish`]).
     pub fn write(&mut self, record: &Record) -> Result<()> {
         if self.broken {
             return Err(ArchiveError::Unwritable {
@@ -59,13 +66,34 @@ impl<W: Write> ArchiveWriter<W> {
                 reason: format!("the header announced {} images", self.announced),
             });
         }
+        if self.header.version == VERSION_1 {
+            self.buf.clear();
+            write_record(&self.header, self.written, record, &mut self.buf)?;
+            self.written += 1;
+            return self.emit();
+        }
+        check_record(&self.header, self.written, record)?;
+        self.pending.push(record.clone());
+        self.written += 1;
+        if self.pending.len() as u64 == BLOCK_RECORDS {
+            self.write_block()?;
+        }
+        Ok(())
+    }
+
+    fn write_block(&mut self) -> Result<()> {
         self.buf.clear();
-        write_record(&self.header, self.written, record, &mut self.buf)?;
+        let first = self.written - self.pending.len() as u64;
+        block::write_block(&self.header, first, &self.pending, &mut self.buf)?;
+        self.pending.clear();
+        self.emit()
+    }
+
+    fn emit(&mut self) -> Result<()> {
         if let Err(e) = self.inner.write_all(&self.buf) {
             self.broken = true;
             return Err(e.into());
         }
-        self.written += 1;
         Ok(())
     }
 
@@ -79,6 +107,9 @@ impl<W: Write> ArchiveWriter<W> {
                     self.written, self.announced
                 ),
             });
+        }
+        if !self.pending.is_empty() {
+            self.write_block()?;
         }
         self.inner.flush()?;
         Ok(self.inner)
@@ -95,6 +126,8 @@ pub struct ArchiveReader<R: Read> {
     next: u64,
     limits: Limits,
     done: bool,
+    /// Version 2: records of the last block read, not yet yielded.
+    ready: VecDeque<Record>,
 }
 
 /// The unread part of a stream: a buffer that grows while a header or record needs more bytes
@@ -177,6 +210,7 @@ impl<R: Read> ArchiveReader<R> {
             next: 0,
             limits: *limits,
             done: false,
+            ready: VecDeque::new(),
         })
     }
 
@@ -191,6 +225,9 @@ impl<R: Read> ArchiveReader<R> {
     }
 
     fn next_record(&mut self) -> Result<Option<Record>> {
+        if let Some(r) = self.ready.pop_front() {
+            return Ok(Some(r));
+        }
         let input = &mut self.input;
         if self.next == self.image_count {
             // Nothing may follow the last record: count what does without keeping it.
@@ -209,6 +246,26 @@ impl<R: Read> ArchiveReader<R> {
                 bytes: input.rest(),
                 pos: 0,
             };
+            if self.header.version != VERSION_1 {
+                let count = block::block_len(self.image_count, self.next / BLOCK_RECORDS);
+                match block::parse_block(&self.header, &self.limits, self.next, count, &mut c) {
+                    Ok(records) => {
+                        input.start += c.pos;
+                        self.next += count as u64;
+                        self.ready = records.into();
+                        return Ok(self.ready.pop_front());
+                    }
+                    Err(ArchiveError::Truncated { .. }) if !input.eof => input.fill()?,
+                    Err(ArchiveError::Truncated { what, offset }) => {
+                        return Err(ArchiveError::Truncated {
+                            what,
+                            offset: offset + input.consumed + input.start,
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
             match parse_entry(&self.header, &self.limits, self.next, &mut c) {
                 Ok(entry) => {
                     let record = decode_entry(&self.header, input.rest(), &entry)?;

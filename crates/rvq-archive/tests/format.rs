@@ -7,6 +7,7 @@ use rvq_archive::*;
 fn golden_header() -> Header {
     let mut h = Header::new([0x11; 16], 2, 5, 2, 8, 2);
     h.names = true;
+    h.version = VERSION_1;
     h
 }
 
@@ -17,6 +18,7 @@ fn golden_record() -> Record {
         height: 8,
         name: Some("a.png".into()),
         indices: vec![1, 4, 0, 3],
+        depths: Vec::new(),
     }
 }
 
@@ -104,10 +106,10 @@ fn with_crc(mut header_body: Vec<u8>) -> Vec<u8> {
 fn newer_versions_and_entropy_coding_are_refused_clearly() {
     let bytes = golden_bytes();
     let body = &bytes[..30];
-    let mut v2 = body.to_vec();
-    v2[4] = 2;
-    let e = Archive::parse(&with_crc(v2), &Limits::default()).unwrap_err();
-    assert!(matches!(e, ArchiveError::UnsupportedVersion(2)), "{e}");
+    let mut v3 = body.to_vec();
+    v3[4] = 3;
+    let e = Archive::parse(&with_crc(v3), &Limits::default()).unwrap_err();
+    assert!(matches!(e, ArchiveError::UnsupportedVersion(3)), "{e}");
     let mut coded = body.to_vec();
     coded[5] |= FLAG_ENTROPY;
     coded[6] = 1;
@@ -126,6 +128,7 @@ fn oversized_images_are_refused_before_allocation() {
         height: 8,
         name: None,
         indices: vec![0; 2500],
+        depths: Vec::new(),
     };
     let bytes = write_archive(&h, &[big]).unwrap();
     let e = Archive::parse(&bytes, &Limits::default())
@@ -205,6 +208,9 @@ fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
         .prop_flat_map(|((k, n_q, names, f8), m)| {
             let mut h = Header::new([9; 16], 8, k, n_q, if f8 { 8 } else { 4 }, m);
             h.names = names;
+            if k % 2 == 0 {
+                h.version = VERSION_1;
+            }
             let rec = (1u32..=100, 1u32..=100, 0u32..1000).prop_flat_map(move |(w, h_, n)| {
                 let hh = Header::new([9; 16], 8, k, n_q, if f8 { 8 } else { 4 }, m);
                 let count = hh.index_count(w, h_) as usize;
@@ -214,6 +220,7 @@ fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
                         height: h_,
                         name: names.then(|| format!("dir/img{n}.png")),
                         indices,
+                        depths: Vec::new(),
                     },
                 )
             });
@@ -229,7 +236,7 @@ proptest! {
         let a = Archive::parse(&bytes, &Limits::default()).unwrap();
         prop_assert_eq!(&a.header, &header);
         let entries = a.index().unwrap();
-        for (e, r) in entries.iter().zip(&records) {
+        for (e, r) in entries.iter().zip(&records).filter(|_| header.version == VERSION_1) {
             let name_len = r.name.as_ref().map_or(0, |n| n.len());
             let varints = varint_len(r.width as u64) + varint_len(r.height as u64)
                 + if header.names { varint_len(name_len as u64) } else { 0 };
@@ -262,6 +269,7 @@ fn sample(m: u32, names: bool, fingerprint: u8) -> (Header, Vec<Record>) {
                 height: 8,
                 name: names.then(|| format!("{fingerprint}/{i}.png")),
                 indices: (0..cells * m).map(|j| (i + j) % 5).collect(),
+                depths: Vec::new(),
             }
         })
         .collect();
@@ -308,7 +316,7 @@ fn truncation_keeps_each_records_first_levels_byte_for_byte() {
     bad[last] ^= 1;
     assert!(matches!(
         truncate(&bad, 1, &Limits::default()),
-        Err(ArchiveError::RecordChecksum { index: 2 })
+        Err(ArchiveError::BlockChecksum { first: 0, last: 2 })
     ));
 }
 
@@ -522,7 +530,8 @@ impl std::io::Write for Full {
 
 #[test]
 fn a_writer_that_failed_refuses_to_go_on() {
-    let (h, recs) = sample(2, true, 6);
+    let (mut h, recs) = sample(2, true, 6);
+    h.version = VERSION_1;
     let header_len = write_header(&h, 3).unwrap().len();
     // Room for the header and part of the first record.
     let mut w = ArchiveWriter::new(
@@ -537,4 +546,294 @@ fn a_writer_that_failed_refuses_to_go_on() {
     let err = w.write(&recs[1]).unwrap_err().to_string();
     assert!(err.contains("an earlier write failed"), "{err}");
     assert!(w.finish().is_err());
+}
+
+#[test]
+fn a_version_2_writer_reports_a_failed_block_at_finish() {
+    let (h, recs) = sample(2, true, 6);
+    let header_len = write_header(&h, 3).unwrap().len();
+    let mut w = ArchiveWriter::new(
+        Full {
+            room: header_len + 3,
+        },
+        &h,
+        3,
+    )
+    .unwrap();
+    // The records wait for their block, which fills at 64 records or at finish.
+    for r in &recs {
+        w.write(r).unwrap();
+    }
+    assert!(matches!(w.finish(), Err(ArchiveError::Io(_))));
+}
+
+/// Version 2's example in docs/FORMAT.md: two 9×8 images, names off, d = 2, k = 5, n_q = 2,
+/// m = 2; the second image's right cell uses one codebook.
+fn golden_v2() -> (Header, Vec<Record>) {
+    let h = Header::new([0x22; 16], 2, 5, 2, 8, 2);
+    let recs = vec![
+        Record {
+            width: 9,
+            height: 8,
+            indices: vec![1, 4, 0, 3],
+            ..Record::default()
+        },
+        Record {
+            width: 9,
+            height: 8,
+            indices: vec![2, 3, 4],
+            depths: vec![2, 1],
+            ..Record::default()
+        },
+    ];
+    (h, recs)
+}
+
+fn golden_v2_bytes() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RVQA");
+    b.extend_from_slice(&[2, 0, 0]); // version 2, no flags, coder 0
+    b.extend_from_slice(&[0x22; 16]);
+    b.extend_from_slice(&[2, 5, 2, 8, 2, 3, 2]); // d, k, n_q, f, m, b, image_count
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    let mut body = vec![0b11, 9, 8]; // flags: shared size, depth map; 9×8
+    body.push(1); // depth map: one 32-bit word
+    body.extend_from_slice(&GOLDEN_V2_DEPTH_WORD.to_le_bytes());
+    // Image 0: 1 4 | 0 3; image 1: 2 3 | 4 (its cell 1 stops at level 0), at 3 bits:
+    // 001 100 000 011 010 011 100 + 3 zero bits.
+    body.extend_from_slice(&[0b0011_0000, 0b0011_0100, 0b1110_0000]);
+    b.push(body.len() as u8);
+    b.extend_from_slice(&body);
+    b.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    b
+}
+
+/// The range coder's output for depths 2 2 2 1 under the model docs/FORMAT.md specifies.
+const GOLDEN_V2_DEPTH_WORD: u32 = 0xc666_6680;
+
+#[test]
+fn golden_v2_archive_matches_the_spec_byte_for_byte() {
+    let (h, recs) = golden_v2();
+    let bytes = write_archive(&h, &recs).unwrap();
+    assert_eq!(bytes, golden_v2_bytes());
+    let a = Archive::parse(&bytes, &Limits::default()).unwrap();
+    assert_eq!(a.header, h);
+    assert_eq!(a.records().unwrap(), recs);
+    assert_eq!(a.block(0).unwrap(), recs);
+}
+
+#[test]
+fn a_damaged_block_is_pinned_down_and_the_others_still_decode() {
+    let h = Header::new([5; 16], 4, 1024, 8, 8, 3);
+    let recs: Vec<Record> = (0..150u32)
+        .map(|i| Record {
+            width: 32,
+            height: 32,
+            indices: (0..48).map(|j| (i * 7 + j) % 1024).collect(),
+            ..Record::default()
+        })
+        .collect();
+    let bytes = write_archive(&h, &recs).unwrap();
+    let a = Archive::parse(&bytes, &Limits::default()).unwrap();
+    assert_eq!(a.block_count(), 3);
+    // Flip one byte inside block 1 (records 64..=127): found, and blocks 0 and 2 still read.
+    let at = a.header_len + (bytes.len() - a.header_len) / 2;
+    let mut bad = bytes.clone();
+    bad[at] ^= 0x40;
+    let b = Archive::parse(&bad, &Limits::default()).unwrap();
+    assert!(matches!(
+        b.block(1),
+        Err(ArchiveError::BlockChecksum {
+            first: 64,
+            last: 127
+        })
+    ));
+    assert!(b.records().is_err());
+    assert_eq!(b.block(0).unwrap(), recs[..64]);
+    assert_eq!(b.block(2).unwrap(), recs[128..]);
+}
+
+#[test]
+fn small_images_cost_under_a_byte_beyond_their_indices() {
+    // 1,000 32×32 images, names off, 4 codebooks of 1,024: everything but the indices
+    // (header, block lengths, flags, shared sizes, checksums) amortised per image.
+    let h = Header::new([5; 16], 64, 1024, 8, 8, 4);
+    let recs: Vec<Record> = (0..1000u32)
+        .map(|i| Record {
+            width: 32,
+            height: 32,
+            indices: (0..64).map(|j| (i + j) % 1024).collect(),
+            ..Record::default()
+        })
+        .collect();
+    let bytes = write_archive(&h, &recs).unwrap();
+    let payload = 1000 * 64 * 10 / 8;
+    let beyond = (bytes.len() - payload) as f64 / 1000.0;
+    assert!(beyond <= 1.0, "{beyond} bytes per image beyond the payload");
+}
+
+#[test]
+fn depth_maps_round_trip_and_bad_depths_are_refused() {
+    let h = Header::new([5; 16], 4, 16, 4, 4, 4);
+    // A 10×7 image at f = 4: 3×2 cells.
+    let depths = vec![1, 4, 2, 3, 3, 1];
+    let count: usize = depths.iter().map(|&d| d as usize).sum();
+    let r = Record {
+        width: 10,
+        height: 7,
+        indices: (0..count as u32).map(|i| i % 16).collect(),
+        depths: depths.clone(),
+        ..Record::default()
+    };
+    let bytes = write_archive(&h, std::slice::from_ref(&r)).unwrap();
+    assert_eq!(
+        Archive::parse(&bytes, &Limits::default())
+            .unwrap()
+            .records()
+            .unwrap(),
+        vec![r.clone()]
+    );
+    // Truncation keeps each cell's first levels.
+    let cut = truncate(&bytes, 2, &Limits::default()).unwrap();
+    let back = Archive::parse(&cut, &Limits::default())
+        .unwrap()
+        .records()
+        .unwrap();
+    assert_eq!(back[0].depths, vec![1, 2, 2, 2, 2, 1]);
+    let level0 = &r.indices[..6];
+    assert_eq!(&back[0].indices[..6], level0);
+    // A record whose explicit depths are all m reads back as a uniform one.
+    let full = Record {
+        depths: vec![4; 6],
+        indices: vec![0; 24],
+        ..r.clone()
+    };
+    let bytes = write_archive(&h, std::slice::from_ref(&full)).unwrap();
+    let back = Archive::parse(&bytes, &Limits::default())
+        .unwrap()
+        .records()
+        .unwrap();
+    assert!(back[0].depths.is_empty());
+    for (depths, why) in [
+        (vec![1, 4, 2, 3, 3], "depths for a grid"),
+        (vec![1, 4, 2, 3, 3, 0], "outside 1..=4"),
+        (vec![1, 5, 2, 3, 3, 1], "outside 1..=4"),
+    ] {
+        let bad = Record {
+            depths,
+            ..r.clone()
+        };
+        let e = write_archive(&h, &[bad]).unwrap_err().to_string();
+        assert!(e.contains(why), "{e}");
+    }
+    let mut h1 = h.clone();
+    h1.version = VERSION_1;
+    let e = write_archive(&h1, &[r]).unwrap_err().to_string();
+    assert!(e.contains("no per-cell depths"), "{e}");
+}
+
+fn arb_v2_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
+    (2u32..=64, 1u32..=8, prop::bool::ANY, 1usize..140).prop_flat_map(|(k, m, names, n)| {
+        let mut h = Header::new([9; 16], 8, k, 8, 4, m);
+        h.names = names;
+        let hh = h.clone();
+        let rec = (1u32..=24, 1u32..=24, prop::bool::ANY, 0u32..100000).prop_flat_map(
+            move |(w, hgt, same, seed)| {
+                let (w, hgt) = if same { (16, 8) } else { (w, hgt) };
+                let (gw, gh) = hh.grid(w, hgt);
+                let cells = (gw * gh) as usize;
+                let depths = prop::collection::vec(1..=m as u8, cells..=cells);
+                (Just((w, hgt, seed)), depths, prop::bool::ANY)
+            },
+        );
+        (Just(h), prop::collection::vec(rec, n..=n)).prop_map(move |(h, recs)| {
+            let records = recs
+                .into_iter()
+                .map(|((w, hgt, seed), depths, uniform)| {
+                    let depths = if uniform { Vec::new() } else { depths };
+                    let mut r = Record {
+                        width: w,
+                        height: hgt,
+                        name: names.then(|| format!("d/{seed}.png")),
+                        depths,
+                        ..Record::default()
+                    };
+                    let count = r.index_count(&h) as u32;
+                    r.indices = (0..count).map(|i| (i * 31 + seed) % k).collect();
+                    if !r.has_depth_map(&h) {
+                        r.depths.clear();
+                    }
+                    r
+                })
+                .collect::<Vec<_>>();
+            (h, records)
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn version_2_round_trips_through_both_readers(
+        (header, records) in arb_v2_case(),
+        step in 1usize..200,
+    ) {
+        let names: std::collections::HashSet<_> = records.iter().map(|r| &r.name).collect();
+        prop_assume!(!header.names || names.len() == records.len());
+        let bytes = write_archive(&header, &records).unwrap();
+        let (h, back) = in_memory(&bytes).unwrap();
+        prop_assert_eq!(&h, &header);
+        prop_assert_eq!(&back, &records);
+        let (h2, streamed) = stream(&bytes, step).unwrap();
+        prop_assert_eq!(h2, header.clone());
+        prop_assert_eq!(streamed, records.clone());
+        let mut w = ArchiveWriter::new(Vec::new(), &header, records.len() as u64).unwrap();
+        for r in &records {
+            w.write(r).unwrap();
+        }
+        prop_assert_eq!(w.finish().unwrap(), bytes.clone());
+        for m in 1..=header.codebooks_used {
+            let cut = truncate(&bytes, m, &Limits::default()).unwrap();
+            let (_, cut_records) = in_memory(&cut).unwrap();
+            for (c, r) in cut_records.iter().zip(&records) {
+                prop_assert_eq!(c, &r.truncated(&header, m));
+            }
+        }
+    }
+}
+
+/// Writes the version-2 seeds of the fuzz corpus (`cargo test --release -p rvq-archive --
+/// --ignored write_fuzz_seeds`); the corpus replay above then keeps them checked.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/archive_reader");
+    let (h, recs) = golden_v2();
+    std::fs::write(dir.join("v2_golden.rvq"), write_archive(&h, &recs).unwrap()).unwrap();
+    let mut h = Header::new([3; 16], 2, 6, 3, 4, 3);
+    h.names = true;
+    let recs: Vec<Record> = (0..70u32)
+        .map(|i| {
+            let (w, hgt) = if i < 66 { (8, 4) } else { (5 + i, 3) };
+            let mut r = Record {
+                width: w,
+                height: hgt,
+                name: (i % 3 != 0).then(|| format!("a/{i}.png")),
+                depths: if i % 2 == 0 {
+                    Vec::new()
+                } else {
+                    vec![1 + (i % 3) as u8; (w.div_ceil(4) * hgt.div_ceil(4)) as usize]
+                },
+                ..Record::default()
+            };
+            if !r.has_depth_map(&h) {
+                r.depths.clear();
+            }
+            r.indices = (0..r.index_count(&h) as u32).map(|j| (i + j) % 6).collect();
+            r
+        })
+        .collect();
+    std::fs::write(dir.join("v2_blocks.rvq"), write_archive(&h, &recs).unwrap()).unwrap();
 }

@@ -1,0 +1,269 @@
+//! Version 2's blocks: records written [`BLOCK_RECORDS`] at a time, so that what records
+//! share (a size, a checksum, the depth-map coder's state) is paid once per block rather than
+//! once per image. A block is self-contained: a damaged one is detected by its checksum and
+//! the others still decode, and a reader reaches block j by skipping j length-prefixed blocks.
+
+use crate::bits::{self, BitPacker};
+use crate::{
+    ArchiveError, Cursor, Header, Limits, Record, Result, check_record, depthmap, parse_name,
+    parse_size, put_name, varint,
+};
+
+/// Records per block (the last block holds the rest). Fixed by the format: changing it
+/// changes every archive of more than this many images.
+pub const BLOCK_RECORDS: u64 = 64;
+
+/// Block flag: every record of the block has the same size, stored once.
+const SHARED_SIZE: u8 = 1 << 0;
+/// Block flag: the block carries a depth map (some cell uses fewer than m codebooks).
+const DEPTHS: u8 = 1 << 1;
+
+/// Records in block `block` of an archive of `image_count` images.
+pub(crate) fn block_len(image_count: u64, block: u64) -> usize {
+    (image_count - block * BLOCK_RECORDS).min(BLOCK_RECORDS) as usize
+}
+
+/// Appends the block of `records` (numbered from `first`) to `out`: the body's length, the
+/// body, its CRC-32.
+pub(crate) fn write_block(
+    header: &Header,
+    first: u64,
+    records: &[Record],
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    for (i, r) in records.iter().enumerate() {
+        check_record(header, first + i as u64, r)?;
+    }
+    let size = |r: &Record| (r.width, r.height);
+    let shared = records.windows(2).all(|w| size(&w[0]) == size(&w[1]));
+    let depths = records.iter().any(|r| r.has_depth_map(header));
+    let mut body = vec![if shared { SHARED_SIZE } else { 0 } | if depths { DEPTHS } else { 0 }];
+    if shared && let Some(r) = records.first() {
+        varint::put(&mut body, r.width as u64);
+        varint::put(&mut body, r.height as u64);
+    }
+    for r in records {
+        if !shared {
+            varint::put(&mut body, r.width as u64);
+            varint::put(&mut body, r.height as u64);
+        }
+        if header.names {
+            put_name(&r.name, &mut body);
+        }
+    }
+    if depths {
+        let maps: Vec<Vec<u8>> = records.iter().map(|r| r.cell_depths(header)).collect();
+        let refs: Vec<(&[u8], usize)> = maps
+            .iter()
+            .zip(records)
+            .map(|(d, r)| (d.as_slice(), header.grid(r.width, r.height).0 as usize))
+            .collect();
+        let words = depthmap::encode(&refs, header.codebooks_used);
+        varint::put(&mut body, words.len() as u64);
+        for w in words {
+            body.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    let bits = header.bits_per_index();
+    let mut packer = BitPacker::default();
+    for r in records {
+        bits::put_all(&mut packer, &r.indices, bits);
+    }
+    body.extend_from_slice(&packer.into_bytes());
+    varint::put(out, body.len() as u64);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    Ok(())
+}
+
+/// Reads the block at the cursor, holding records `first..first + count`: checks its
+/// checksum, then every field, and returns the records (depths empty where all are m).
+pub(crate) fn parse_block(
+    header: &Header,
+    limits: &Limits,
+    first: u64,
+    count: usize,
+    c: &mut Cursor,
+) -> Result<Vec<Record>> {
+    let len = c.varint("block length")?;
+    if len.checked_add(4).is_none_or(|n| n > c.remaining() as u64) {
+        return Err(ArchiveError::Truncated {
+            what: "block",
+            offset: c.pos,
+        });
+    }
+    let body = c.take(len as usize, "block")?;
+    let crc = c.take(4, "block checksum")?;
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(ArchiveError::BlockChecksum {
+            first,
+            last: first + count as u64 - 1,
+        });
+    }
+    // The body is all there: running out inside it is a malformed block, not a short stream.
+    parse_body(header, limits, first, count, body).map_err(|e| match e {
+        ArchiveError::Truncated { what, .. } => ArchiveError::InvalidRecord {
+            index: first,
+            reason: format!("its block ends inside the {what}"),
+        },
+        e => e,
+    })
+}
+
+fn parse_body(
+    header: &Header,
+    limits: &Limits,
+    first: u64,
+    count: usize,
+    body: &[u8],
+) -> Result<Vec<Record>> {
+    let bad = |index: u64, reason: String| ArchiveError::InvalidRecord { index, reason };
+    let mut c = Cursor {
+        bytes: body,
+        pos: 0,
+    };
+    let flags = c.u8("block flags")?;
+    if flags & !(SHARED_SIZE | DEPTHS) != 0 {
+        return Err(bad(
+            first,
+            format!("reserved block flag bits ({flags:#04x})"),
+        ));
+    }
+    let shared = if flags & SHARED_SIZE != 0 {
+        Some(parse_size(limits, first, &mut c)?)
+    } else {
+        None
+    };
+    let mut records = Vec::with_capacity(count);
+    for i in 0..count as u64 {
+        let (width, height) = match shared {
+            Some(size) => size,
+            None => parse_size(limits, first + i, &mut c)?,
+        };
+        let name = if header.names {
+            parse_name(first + i, &mut c)?
+        } else {
+            None
+        };
+        records.push(Record {
+            width,
+            height,
+            name,
+            ..Record::default()
+        });
+    }
+    let size = |r: &Record| (r.width, r.height);
+    if shared.is_none() && records.windows(2).all(|w| size(&w[0]) == size(&w[1])) {
+        return Err(bad(
+            first,
+            "its block stores one size per image although all are equal".into(),
+        ));
+    }
+    // Every cell has at least one index of at least one bit, so the bytes left bound the
+    // cells and no forged size makes the depth-map decoder run long.
+    let bits = header.bits_per_index() as u64;
+    let cells: Vec<u64> = records
+        .iter()
+        .map(|r| {
+            let (gw, gh) = header.grid(r.width, r.height);
+            gw * gh
+        })
+        .collect();
+    if cells.iter().sum::<u64>() * bits > 8 * c.remaining() as u64 {
+        return Err(bad(
+            first,
+            "its block is too short for its images' cells".into(),
+        ));
+    }
+    if flags & DEPTHS != 0 {
+        read_depths(header, first, &mut records, &mut c)?;
+    }
+    let counts: Vec<u64> = records.iter().map(|r| r.index_count(header)).collect();
+    let total: u64 = counts.iter().sum();
+    let payload = &body[c.pos..];
+    let want = (total * bits).div_ceil(8);
+    if payload.len() as u64 != want {
+        return Err(bad(
+            first,
+            format!(
+                "its block's indices take {} bytes where {total} indices need {want}",
+                payload.len()
+            ),
+        ));
+    }
+    let all = bits::unpack(payload, total as usize, bits as u32)
+        .ok_or_else(|| bad(first, "payload shorter than its indices".into()))?;
+    if !bits::zero_after(payload, (total * bits) as usize) {
+        return Err(bad(
+            first,
+            "nonzero padding bits after the block's last index".into(),
+        ));
+    }
+    let mut at = 0;
+    for (i, (r, n)) in records.iter_mut().zip(counts).enumerate() {
+        r.indices = all[at..at + n as usize].to_vec();
+        at += n as usize;
+        if let Some(v) = r.indices.iter().find(|&&v| v >= header.codebook_size) {
+            return Err(bad(
+                first + i as u64,
+                format!(
+                    "index {v} is not below codebook_size {}",
+                    header.codebook_size
+                ),
+            ));
+        }
+    }
+    Ok(records)
+}
+
+/// Reads a block's depth map into `records` (left empty for a record whose cells all use m).
+fn read_depths(header: &Header, first: u64, records: &mut [Record], c: &mut Cursor) -> Result<()> {
+    let bad = |reason: &str| ArchiveError::InvalidRecord {
+        index: first,
+        reason: reason.into(),
+    };
+    let m = header.codebooks_used;
+    if m < 2 {
+        return Err(bad(
+            "its block has a depth map but the archive uses one codebook",
+        ));
+    }
+    let n = c.varint("depth map length")?;
+    if n > c.remaining() as u64 / 4 {
+        return Err(ArchiveError::Truncated {
+            what: "depth map",
+            offset: c.pos,
+        });
+    }
+    let words: Vec<u32> = c
+        .take(n as usize * 4, "depth map")?
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let shapes: Vec<depthmap::Shape> = records
+        .iter()
+        .map(|r| {
+            let (gw, gh) = header.grid(r.width, r.height);
+            depthmap::Shape {
+                cells: (gw * gh) as usize,
+                columns: gw as usize,
+            }
+        })
+        .collect();
+    let maps = depthmap::decode(&words, &shapes, m)
+        .ok_or_else(|| bad("its block's depth map is not the coding of any depths"))?;
+    for (r, d) in records.iter_mut().zip(maps) {
+        r.depths = d;
+    }
+    if !records.iter().any(|r| r.has_depth_map(header)) {
+        return Err(bad(
+            "its block has a depth map in which every cell uses all codebooks",
+        ));
+    }
+    for r in records.iter_mut() {
+        if !r.has_depth_map(header) {
+            r.depths.clear();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! Depth maps: how many codebooks each cell of a record uses (1..=m), for all records of a
+//! block, coded together with an adaptive range coder (the `constriction` crate's). A depth
+//! map is cheap because neighbouring cells tend to share depths: each depth is coded under
+//! the context of the depth to its left (or, in the first column, the one above), with counts
+//! that adapt as the block goes. docs/FORMAT.md specifies the model exactly; both sides must
+//! compute the same probabilities, so everything here is integer arithmetic.
+
+use constriction::stream::model::DefaultContiguousCategoricalEntropyModel;
+use constriction::stream::queue::{DefaultRangeDecoder, DefaultRangeEncoder};
+use constriction::stream::{Decode, Encode};
+
+/// Fixed-point precision of the probabilities (constriction's default range coder).
+const PRECISION: u32 = 24;
+/// Count a context starts each depth at.
+const INITIAL_COUNT: u32 = 1;
+/// What coding a depth adds to its count in its context.
+const INCREMENT: u32 = 8;
+/// When a context's counts sum past this, each is halved (rounding up), so the model follows
+/// changes within a block.
+const MAX_TOTAL: u32 = 1 << 12;
+
+/// One record's cells, row-major, and its grid's width in cells.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Cells in the record.
+    pub cells: usize,
+    /// Cells per grid row.
+    pub columns: usize,
+}
+
+/// Adaptive counts, one row of `m` per context (context 0: no neighbour; c ≥ 1: neighbour at
+/// depth c).
+struct Contexts {
+    m: usize,
+    counts: Vec<u32>,
+}
+
+impl Contexts {
+    fn new(m: usize) -> Self {
+        Self {
+            m,
+            counts: vec![INITIAL_COUNT; (m + 1) * m],
+        }
+    }
+
+    /// Probabilities for `context`: each depth gets 1 plus its share of the rest in
+    /// proportion to its count (rounded down); what rounding leaves goes to the first of the
+    /// largest counts.
+    fn model(&self, context: usize) -> DefaultContiguousCategoricalEntropyModel {
+        let counts = &self.counts[context * self.m..(context + 1) * self.m];
+        let total: u64 = counts.iter().map(|&c| c as u64).sum();
+        let free = (1u64 << PRECISION) - self.m as u64;
+        let mut p: Vec<u32> = counts
+            .iter()
+            .map(|&c| 1 + (c as u64 * free / total) as u32)
+            .collect();
+        let sum: u64 = p.iter().map(|&v| v as u64).sum();
+        let top = (0..self.m)
+            .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
+        p[top] += ((1u64 << PRECISION) - sum) as u32;
+        DefaultContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(&p, false)
+            .expect("probabilities are nonzero and sum to 2^PRECISION")
+    }
+
+    fn update(&mut self, context: usize, symbol: usize) {
+        let row = &mut self.counts[context * self.m..(context + 1) * self.m];
+        row[symbol] += INCREMENT;
+        if row.iter().sum::<u32>() > MAX_TOTAL {
+            for c in row.iter_mut() {
+                *c = c.div_ceil(2);
+            }
+        }
+    }
+}
+
+/// The context of cell `i` of a record: the depth to its left, or above in the first column,
+/// or 0 for the first cell.
+fn context(depths: &[u8], i: usize, columns: usize) -> usize {
+    if !i.is_multiple_of(columns) {
+        depths[i - 1] as usize
+    } else if i >= columns {
+        depths[i - columns] as usize
+    } else {
+        0
+    }
+}
+
+/// Codes the depth maps of a block's records (each depth in 1..=m, m ≥ 2) as 32-bit words.
+pub fn encode(maps: &[(&[u8], usize)], m: u32) -> Vec<u32> {
+    let mut contexts = Contexts::new(m as usize);
+    let mut coder = DefaultRangeEncoder::new();
+    for &(depths, columns) in maps {
+        for i in 0..depths.len() {
+            let ctx = context(depths, i, columns);
+            let symbol = depths[i] as usize - 1;
+            coder
+                .encode_symbol(symbol, contexts.model(ctx))
+                .expect("a symbol of the model's alphabet always codes");
+            contexts.update(ctx, symbol);
+        }
+    }
+    coder
+        .into_compressed()
+        .expect("coding into a Vec cannot fail")
+}
+
+/// Decodes the depth maps of records of the given shapes from `words`; `None` when the words
+/// are not exactly what [`encode`] writes for some maps (so every accepted depth map has one
+/// encoding, and a block reads back to the same bytes).
+pub fn decode(words: &[u32], shapes: &[Shape], m: u32) -> Option<Vec<Vec<u8>>> {
+    let mut contexts = Contexts::new(m as usize);
+    let mut coder = DefaultRangeDecoder::from_compressed(words.to_vec()).ok()?;
+    let mut maps = Vec::with_capacity(shapes.len());
+    for shape in shapes {
+        let mut depths = Vec::with_capacity(shape.cells);
+        for i in 0..shape.cells {
+            let ctx = context(&depths, i, shape.columns.max(1));
+            let symbol = coder.decode_symbol(contexts.model(ctx)).ok()?;
+            contexts.update(ctx, symbol);
+            depths.push(symbol as u8 + 1);
+        }
+        maps.push(depths);
+    }
+    let refs: Vec<(&[u8], usize)> = maps
+        .iter()
+        .zip(shapes)
+        .map(|(d, s)| (d.as_slice(), s.columns.max(1)))
+        .collect();
+    (encode(&refs, m) == words).then_some(maps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shapes(maps: &[(Vec<u8>, usize)]) -> Vec<Shape> {
+        maps.iter()
+            .map(|(d, c)| Shape {
+                cells: d.len(),
+                columns: *c,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_trips_and_refuses_other_words() {
+        let maps = vec![
+            (vec![1, 1, 2, 8, 8, 8, 3, 1, 1], 3),
+            (vec![4; 16], 4),
+            (vec![2, 7], 1),
+        ];
+        let refs: Vec<(&[u8], usize)> = maps.iter().map(|(d, c)| (d.as_slice(), *c)).collect();
+        let words = encode(&refs, 8);
+        let back = decode(&words, &shapes(&maps), 8).unwrap();
+        assert_eq!(
+            back,
+            maps.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>()
+        );
+        let mut longer = words.clone();
+        longer.push(0);
+        assert!(decode(&longer, &shapes(&maps), 8).is_none());
+        assert!(decode(&words[..words.len() - 1], &shapes(&maps), 8).is_none());
+    }
+
+    #[test]
+    fn flat_maps_cost_little() {
+        // 64 records of 16 cells, nearly all at depth 3: far below 3 bits a cell.
+        let mut maps = Vec::new();
+        for r in 0..64u8 {
+            let mut d = vec![3u8; 16];
+            d[(r % 16) as usize] = 5;
+            maps.push(d);
+        }
+        let refs: Vec<(&[u8], usize)> = maps.iter().map(|d| (d.as_slice(), 4)).collect();
+        let bits = encode(&refs, 8).len() * 32;
+        assert!(bits < 64 * 16, "{bits} bits for 1024 cells");
+    }
+}

@@ -1,0 +1,232 @@
+//! Rate control: how many codebooks each cell of an image uses. Given each cell's squared
+//! error at every depth (measured by decoding the image at depths 1..=m), the encoder picks,
+//! cell by cell, the depth that minimises D + λ·R, R the bits of the cell's indices. A
+//! larger λ buys fewer bits at more error; `--quality` maps to λ, `--psnr` searches for the
+//! largest λ whose estimated error still reaches the target. Host arithmetic only: no model.
+
+/// What the encoder aims for, when not a fixed number of codebooks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// 0..=100: higher is larger and better; 100 gives every cell every codebook.
+    Quality(u8),
+    /// The fewest bits whose PSNR (dB, over the image's 8-bit RGB values) reaches this.
+    Psnr(f64),
+}
+
+/// Squared errors of one image's cells at each depth: `sse[cell · m + (depth − 1)]`, in units
+/// of values on [0, 1] summed over the cell's pixels and channels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Distortion {
+    /// Codebooks the table covers (depths 1..=m).
+    pub m: usize,
+    /// Cells per grid row.
+    pub columns: usize,
+    /// The table, cell-major.
+    pub sse: Vec<f64>,
+    /// Values (pixels × 3) in the image, for PSNR.
+    pub values: f64,
+}
+
+/// The λ (squared error per bit, values on [0, 1]) that quality `q` stands for: 0.3 at q = 0,
+/// ten times smaller every 35 steps, 0 at q = 100. Chosen so that qualities 0..100 span the
+/// shipped model's rates from about one codebook a cell to all (docs/RESULTS.md measures the
+/// ladder).
+pub fn lambda_for_quality(q: u8) -> f64 {
+    if q >= 100 {
+        0.0
+    } else {
+        0.3 * 10f64.powf(-(q as f64) / 35.0)
+    }
+}
+
+impl Distortion {
+    /// Cells in the table.
+    pub fn cells(&self) -> usize {
+        self.sse.len() / self.m.max(1)
+    }
+
+    /// The depths minimising squared error + λ·bits over the image, `bits` counting each
+    /// cell's indices (`bits` per index) and an estimate of its depth-map code: about 1 bit
+    /// for the depth of its left neighbour (above, in the first column), about 1 + log2(m − 1)
+    /// for another (the map's adaptive coder, docs/FORMAT.md, pays roughly this). A
+    /// dynamic programme along each grid row, rows top to bottom, finds the best depths
+    /// under that estimate given the row above.
+    pub fn choose(&self, lambda: f64, bits: u32) -> Vec<u8> {
+        let m = self.m;
+        let other = 1.0 + ((m.max(2) - 1) as f64).log2();
+        let map_bits = |d: usize, ctx: Option<usize>| match ctx {
+            _ if m == 1 => 0.0,
+            Some(c) if c == d => 1.0,
+            Some(_) => other,
+            None => (m as f64).log2(),
+        };
+        let cell =
+            |c: usize, d: usize| self.sse[c * m + d] + lambda * ((d + 1) * bits as usize) as f64;
+        let columns = self.columns.max(1);
+        let mut depths = vec![0u8; self.cells()];
+        for row in 0..self.cells().div_ceil(columns) {
+            let start = row * columns;
+            let width = columns.min(self.cells() - start);
+            let up = (row > 0).then(|| depths[start - columns] as usize - 1);
+            // cost[d]: the best cost of the row so far ending at depth d + 1; from[i][d] its
+            // predecessor.
+            let mut cost: Vec<f64> = (0..m)
+                .map(|d| cell(start, d) + lambda * map_bits(d, up))
+                .collect();
+            let mut from = vec![vec![0usize; m]; width];
+            for (i, back) in from.iter_mut().enumerate().skip(1) {
+                let next: Vec<f64> = (0..m)
+                    .map(|d| {
+                        let (best, p) = (0..m)
+                            .map(|p| (cost[p] + lambda * map_bits(d, Some(p)), p))
+                            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+                            .expect("m ≥ 1");
+                        back[d] = p;
+                        best + cell(start + i, d)
+                    })
+                    .collect();
+                cost = next;
+            }
+            let mut d = (0..m)
+                .min_by(|&a, &b| cost[a].total_cmp(&cost[b]).then(a.cmp(&b)))
+                .expect("m ≥ 1");
+            for i in (0..width).rev() {
+                depths[start + i] = d as u8 + 1;
+                d = from[i][d];
+            }
+        }
+        depths
+    }
+
+    /// The table's squared error with each cell at `depths`.
+    pub fn sse_at(&self, depths: &[u8]) -> f64 {
+        self.sse
+            .chunks_exact(self.m)
+            .zip(depths)
+            .map(|(row, &d)| row[d as usize - 1])
+            .sum()
+    }
+
+    /// PSNR (dB) the table predicts for `depths`.
+    pub fn psnr_at(&self, depths: &[u8]) -> f64 {
+        psnr(self.sse_at(depths), self.values)
+    }
+
+    /// The depths of the largest λ whose predicted PSNR reaches `target_db` (every cell at m
+    /// when none does), by bisection on log λ: the predicted error only grows with λ.
+    pub fn for_psnr(&self, target_db: f64, bits: u32) -> Vec<u8> {
+        let full = vec![self.m as u8; self.cells()];
+        if self.psnr_at(&full) < target_db {
+            return full;
+        }
+        let (mut lo, mut hi) = (-12f64, 2f64); // log10 λ: lo reaches the target, hi need not
+        if self.psnr_at(&self.choose(10f64.powf(hi), bits)) >= target_db {
+            return self.choose(10f64.powf(hi), bits);
+        }
+        for _ in 0..50 {
+            let mid = (lo + hi) / 2.0;
+            if self.psnr_at(&self.choose(10f64.powf(mid), bits)) >= target_db {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        self.choose(10f64.powf(lo), bits)
+    }
+}
+
+/// PSNR (dB) of a squared error over `values` values on [0, 1].
+pub fn psnr(sse: f64, values: f64) -> f64 {
+    if sse <= 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (values / sse).log10()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two cells, m = 3: a flat one that gains nothing past depth 1, a busy one that gains
+    /// at every depth.
+    fn table() -> Distortion {
+        Distortion {
+            m: 3,
+            columns: 2,
+            sse: vec![0.10, 0.099, 0.098, 2.0, 1.0, 0.4],
+            values: 2.0 * 192.0,
+        }
+    }
+
+    #[test]
+    fn flat_cells_stop_early_and_busy_ones_go_deep() {
+        let t = table();
+        assert_eq!(t.choose(0.0, 10), vec![3, 3]);
+        assert_eq!(t.choose(0.001, 10), vec![1, 3]);
+        assert_eq!(t.choose(0.07, 10), vec![1, 2]);
+        assert_eq!(t.choose(10.0, 10), vec![1, 1]);
+    }
+
+    #[test]
+    fn the_depth_map_cost_evens_out_near_ties() {
+        // A row of four cells, m = 3 (a change of depth costs 2 map bits, keeping it 1). At
+        // λ = 0.01 a codebook's 10 bits cost 0.1: the third cell gains 0.09 from its second,
+        // not enough alone, but dropping it among neighbours at depth 2 costs two changes.
+        let t = Distortion {
+            m: 3,
+            columns: 4,
+            sse: [
+                [0.5, 0.0, 0.0],
+                [0.5, 0.0, 0.0],
+                [0.09, 0.0, 0.0],
+                [0.5, 0.0, 0.0],
+            ]
+            .concat(),
+            values: 4.0 * 192.0,
+        };
+        assert_eq!(t.choose(0.01, 10), vec![2, 2, 2, 2]);
+        // Among neighbours at depth 1, a gain of 0.101 pays its index bits (0.1) but not the
+        // two changes of depth around it.
+        let t = Distortion {
+            sse: [
+                [0.0, 0.0, 0.0],
+                [0.0, 0.0, 0.0],
+                [0.101, 0.0, 0.0],
+                [0.0, 0.0, 0.0],
+            ]
+            .concat(),
+            ..t
+        };
+        assert_eq!(t.choose(0.01, 10), vec![1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn depths_fall_as_lambda_and_quality_fall() {
+        let t = table();
+        let mut last = u32::MAX;
+        for q in (0..=100).rev() {
+            let bits: u32 = t
+                .choose(lambda_for_quality(q), 10)
+                .iter()
+                .map(|&d| d as u32)
+                .sum();
+            assert!(bits <= last, "q = {q}");
+            last = bits;
+        }
+        assert_eq!(t.choose(lambda_for_quality(100), 10), vec![3, 3]);
+    }
+
+    #[test]
+    fn psnr_targets_are_met_with_the_fewest_codebooks() {
+        let t = table();
+        for target in [20.0, 25.0, 28.0] {
+            let d = t.for_psnr(target, 10);
+            assert!(t.psnr_at(&d) >= target, "{target}: {d:?}");
+        }
+        // Out of reach: every cell at m.
+        assert_eq!(t.for_psnr(60.0, 10), vec![3, 3]);
+        // 25 dB needs sse ≤ 1.214: [1, 2] (1.1) does it, [1, 1] (2.1) does not.
+        assert_eq!(t.for_psnr(25.0, 10), vec![1, 2]);
+    }
+}
