@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 
 class ResBlock(nn.Module):
-    """x + conv1x1(relu(conv3x3(relu(x)))), as src/model.rs."""
+    """x + conv1x1(relu(conv3x3(relu(x)))), as crates/rvq/src/model.rs."""
 
     def __init__(self, channels, hidden):
         super().__init__()

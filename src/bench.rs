@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::codec::{self, EncodeOptions, Named};
-use crate::data::synthetic;
-use crate::error::{Error, Result};
-use crate::model::Model;
+use rvq::codec::{self, EncodeOptions, Named};
+use rvq::data::synthetic;
+use rvq::error::{Error, Result};
+use rvq::model::Model;
 
 /// One measured operation.
 #[derive(Clone, Debug, Serialize)]
@@ -126,8 +126,7 @@ pub fn run(
         .collect();
     let mut bytes = Vec::new();
     let t = time_runs(runs, || {
-        bytes = rvq_archive::write_archive(&header, &records)
-            .map_err(|e| Error::Other(e.to_string()))?;
+        bytes = rvq_archive::write_archive(&header, &records)?;
         Ok(())
     })?;
     out.push(measure(
@@ -139,8 +138,7 @@ pub fn run(
     ));
     let t = time_runs(runs, || {
         let a = rvq_archive::Archive::parse(&bytes, &rvq_archive::Limits::default())
-            .and_then(|a| a.records())
-            .map_err(|e| Error::Other(e.to_string()))?;
+            .and_then(|a| a.records())?;
         debug_assert_eq!(a.len(), n as usize);
         Ok(())
     })?;

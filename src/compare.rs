@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use rvq_archive::{Header, Record};
 
-use crate::codec::{self, EncodeOptions, Named};
-use crate::error::{Error, Result};
-use crate::eval::psnr;
-use crate::image_io::{self, Rgb};
-use crate::model::Model;
-use crate::rate::Target;
+use rvq::codec::{self, EncodeOptions, Named};
+use rvq::error::{Error, Result};
+use rvq::eval::psnr;
+use rvq::image_io::{self, Rgb};
+use rvq::model::Model;
+use rvq::rate::Target;
 
 /// One codec at one setting, measured over a whole image set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -270,13 +270,8 @@ fn rvq_point(
             ..r.clone()
         })
         .collect();
-    let archive_err = |e: rvq_archive::ArchiveError| Error::Other(e.to_string());
-    let archive_len = rvq_archive::write_archive(&nameless, &unnamed)
-        .map_err(archive_err)?
-        .len() as u64;
-    let header_len = rvq_archive::write_header(&nameless, records.len() as u64)
-        .map_err(archive_err)?
-        .len() as u64;
+    let archive_len = rvq_archive::write_archive(&nameless, &unnamed)?.len() as u64;
+    let header_len = rvq_archive::write_header(&nameless, records.len() as u64)?.len() as u64;
     let payload = archive_len - header_len;
     let decoded = codec::decode_records(model, header, records, batch_size)?;
     for (r, img) in records.iter().zip(images) {

@@ -6,9 +6,9 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::compare::Point;
-use crate::error::{Error, Result};
-use crate::files::write_atomic;
-use crate::image_io::{self, Rgb};
+use rvq::error::{Error, Result};
+use rvq::files::write_atomic;
+use rvq::image_io::{self, Rgb};
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 
@@ -23,16 +23,24 @@ fn register_font() {
 /// One line on a chart: a name and its (x, y) points.
 pub type Series = (String, Vec<(f64, f64)>);
 
-/// Draws PSNR against payload bits per pixel, one line per codec, to a PNG file at `path`.
+/// Draws PSNR against payload bits per pixel, one line per codec (rvq's fixed depths and its
+/// qualities apart), to a PNG file at `path`.
 pub fn rate_distortion(points: &[Point], title: &str, path: &Path) -> Result<()> {
     let mut series: Vec<Series> = Vec::new();
     for p in points {
         if !p.psnr.is_finite() {
             continue;
         }
-        match series.iter_mut().find(|(name, _)| *name == p.codec) {
+        let name = if p.codec == "rvq" && p.quality.is_some() {
+            "rvq --quality".to_string()
+        } else if p.codec == "rvq" {
+            "rvq --codebooks".to_string()
+        } else {
+            p.codec.clone()
+        };
+        match series.iter_mut().find(|(n, _)| *n == name) {
             Some((_, v)) => v.push((p.payload_bits_per_pixel, p.psnr)),
-            None => series.push((p.codec.clone(), vec![(p.payload_bits_per_pixel, p.psnr)])),
+            None => series.push((name, vec![(p.payload_bits_per_pixel, p.psnr)])),
         }
     }
     line_chart(

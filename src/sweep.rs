@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ModelConfig, bits_per_index};
-use crate::error::{Error, Result};
+use rvq::config::{ModelConfig, bits_per_index};
+use rvq::error::{Error, Result};
 
 /// A grid of experiments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -456,7 +456,7 @@ pub enum SweepEvent<'a> {
         total: usize,
     },
     /// A training event of the current run.
-    Train(crate::train::Event),
+    Train(rvq::train::Event),
     /// A run finished and its row was appended.
     RunDone(Row),
 }
@@ -467,8 +467,8 @@ pub enum SweepEvent<'a> {
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     runs: &[Run],
-    options: &crate::train::TrainOptions,
-    splits: &crate::data::Splits,
+    options: &rvq::train::TrainOptions,
+    splits: &rvq::data::Splits,
     out: &Path,
     device: &burn::prelude::Device,
     machine: &str,
@@ -489,12 +489,12 @@ pub fn run(
             total: todo.len(),
         });
         let dir = out.join("runs").join(&run.id);
-        let resume = crate::train::has_checkpoint(&dir);
-        let opts = crate::train::TrainOptions {
+        let resume = rvq::train::has_checkpoint(&dir);
+        let opts = rvq::train::TrainOptions {
             config: run.config.clone(),
             ..options.clone()
         };
-        let card = crate::train::train(
+        let card = rvq::train::train(
             &opts,
             splits,
             &dir,
@@ -790,7 +790,7 @@ pub fn report(dir: &Path) -> Result<Report> {
             .join(", "),
     );
     md.push('\n');
-    crate::files::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    rvq::files::write_atomic(&dir.join("report.md"), md.as_bytes())?;
     Ok(Report {
         rows: rows.len(),
         figures: written,

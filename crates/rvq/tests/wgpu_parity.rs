@@ -22,7 +22,7 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     let cpu = Device::flex();
     let samples =
         std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
-            .join("samples");
+            .join("../../samples");
     let files = image_io::collect_images(std::slice::from_ref(&samples), false).unwrap();
     let images =
         codec::read_inputs(&files, &[samples], &Limits::default(), false, &mut |_| {}).unwrap();

@@ -16,7 +16,7 @@ fn shipped_model_reproduces_its_card() {
     let card: ModelCard = serde_json::from_str(
         &std::fs::read_to_string(
             std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
-                .join("models/default/card.json"),
+                .join("../../models/default/card.json"),
         )
         .unwrap(),
     )

@@ -1,5 +1,6 @@
 //! The library's error type: one variant per thing that can go wrong, each with a message that
-//! names the file and the problem on one line.
+//! names the file and the problem on one line. Messages name no command-line flags: the `rvq`
+//! command adds its own hints (see its `main.rs`).
 
 use std::path::PathBuf;
 
@@ -65,9 +66,12 @@ pub enum Error {
         /// What the reader found.
         source: rvq_archive::ArchiveError,
     },
+    /// Writing or reading archive bytes failed, where no file is involved (a stream).
+    #[error("{0}")]
+    Format(#[from] rvq_archive::ArchiveError),
     /// A stored name that, on this system, is not a plain relative path (a Windows drive
     /// prefix such as `C:`, a root, or `..`): writing it would leave the output folder.
-    #[error("stored name {name:?} is not a plain relative path here; decode with --only or rename")]
+    #[error("stored name {name:?} is not a plain relative path here")]
     UnsafeName {
         /// The name as stored.
         name: String,
@@ -76,9 +80,35 @@ pub enum Error {
     #[error("backend unavailable: {0}")]
     Backend(String),
     /// An output exists and would be overwritten.
-    #[error("{}: already exists (use --force to overwrite)", path.display())]
+    #[error("{}: already exists", path.display())]
     Exists {
         /// The output path.
+        path: PathBuf,
+    },
+    /// More codebooks (or none) asked of a model than it has.
+    #[error("{asked} codebooks asked for, but this model has 1..={available}")]
+    Codebooks {
+        /// Codebooks asked for.
+        asked: usize,
+        /// Codebooks in the model.
+        available: usize,
+    },
+    /// Two inputs of one archive with names on would be stored under one name.
+    #[error("two inputs would be stored as {name:?}")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// A file name that is not UTF-8 cannot be stored.
+    #[error("{}: file name is not UTF-8, so it cannot be stored", path.display())]
+    NameNotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An image with an alpha channel, when alpha is refused rather than dropped.
+    #[error("{}: has an alpha channel, which rvq does not store", path.display())]
+    Alpha {
+        /// The file.
         path: PathBuf,
     },
     /// Anything else, described.

@@ -70,10 +70,10 @@ pub fn header_for(model: &Model, m: usize, opts: &EncodeOptions) -> Result<Heade
         return Err(Error::NotQuantized);
     }
     if m == 0 || m > c.num_codebooks {
-        return Err(Error::Other(format!(
-            "--codebooks {m} is outside 1..={} for this model",
-            c.num_codebooks
-        )));
+        return Err(Error::Codebooks {
+            asked: m,
+            available: c.num_codebooks,
+        });
     }
     let mut header = Header::new(
         model.fingerprint,
@@ -372,8 +372,7 @@ pub fn encode_to<'a, W: std::io::Write>(
 ) -> Result<(W, Vec<Shortfall>)> {
     let m = opts.codebooks.unwrap_or(model.config.num_codebooks);
     let header = header_for(model, m, opts)?;
-    let archive_err = |e: rvq_archive::ArchiveError| Error::Other(e.to_string());
-    let mut writer = ArchiveWriter::new(out, &header, count as u64).map_err(archive_err)?;
+    let mut writer = ArchiveWriter::new(out, &header, count as u64)?;
     let mut seen = HashSet::new();
     let mut short = Vec::new();
     let mut done = 0;
@@ -382,21 +381,20 @@ pub fn encode_to<'a, W: std::io::Write>(
         let batch = load(start..(start + step).min(count))?;
         for img in batch.iter() {
             if opts.names && !seen.insert(img.name.clone()) {
-                return Err(Error::Other(format!(
-                    "two inputs would be stored as {:?}; encode them into separate archives or use --no-names",
-                    img.name
-                )));
+                return Err(Error::DuplicateName {
+                    name: img.name.clone(),
+                });
             }
         }
         let (records, missed) = encode_records_reporting(model, &batch, m, opts)?;
         short.extend(missed);
         for record in records {
-            writer.write(&record).map_err(archive_err)?;
+            writer.write(&record)?;
             done += 1;
         }
         progress(done);
     }
-    Ok((writer.finish().map_err(archive_err)?, short))
+    Ok((writer.finish()?, short))
 }
 
 /// Checks that `archive` was made with `model`.
@@ -406,7 +404,7 @@ pub fn check_model(archive: &Archive, model: &Model, model_name: &str) -> Result
         return Err(Error::ModelMismatch {
             model: model_name.to_string(),
             reason: format!(
-                "the archive was made with model {} but this model is {}; pass the right --model",
+                "the archive was made with model {} but this model is {}",
                 hex(&h.fingerprint),
                 hex(&model.fingerprint)
             ),
@@ -481,9 +479,8 @@ pub fn stored_name(file: &Path, inputs: &[PathBuf]) -> Result<String> {
         .unwrap_or_else(|| PathBuf::from(file.file_name().unwrap_or(file.as_os_str())));
     let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
     let name = parts
-        .ok_or_else(|| Error::BadImage {
+        .ok_or_else(|| Error::NameNotUtf8 {
             path: file.to_path_buf(),
-            reason: "file name is not UTF-8; use --no-names".into(),
         })?
         .join("/");
     rvq_archive::validate_name(&name).map_err(|reason| Error::BadImage {
@@ -532,10 +529,7 @@ pub fn read_inputs(
             let loaded = image_io::read_rgb(f, limits, false)?;
             if loaded.had_alpha {
                 if strict {
-                    return Err(Error::BadImage {
-                        path: f.clone(),
-                        reason: "has an alpha channel, which rvq does not store (--strict)".into(),
-                    });
+                    return Err(Error::Alpha { path: f.clone() });
                 }
                 warn(format!("{}: alpha channel dropped", f.display()));
             }

@@ -7,7 +7,7 @@ use burn::tensor::wgpu::wgpu;
 use crate::error::{Error, Result};
 
 /// Where to run the model.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
     /// burn's flex backend on the CPU.
     Cpu,
@@ -16,6 +16,37 @@ pub enum Backend {
     /// wgpu when a hardware GPU adapter is found, else the CPU.
     #[default]
     Auto,
+}
+
+impl Backend {
+    /// Every backend, by the name [`Backend::name`] gives and `parse` takes.
+    pub const ALL: [Backend; 3] = [Backend::Cpu, Backend::Wgpu, Backend::Auto];
+
+    /// `cpu`, `wgpu` or `auto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Wgpu => "wgpu",
+            Backend::Auto => "auto",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown backend {s:?}: expected cpu, wgpu or auto"))
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A device chosen for a [`Backend`], with a description of what was chosen.
@@ -88,10 +119,7 @@ pub fn choose(backend: Backend) -> Result<Chosen> {
         Backend::Wgpu => {
             let found = adapters();
             let first = found.first().ok_or_else(|| {
-                Error::Backend(
-                    "--backend wgpu: no wgpu adapter found (no GPU driver, no Vulkan ICD); use --backend cpu"
-                        .into(),
-                )
+                Error::Backend("wgpu: no wgpu adapter found (no GPU driver, no Vulkan ICD)".into())
             })?;
             wgpu_device(first)
         }

@@ -135,13 +135,9 @@ impl Distortion {
     }
 }
 
-/// PSNR (dB) of a squared error over `values` values on [0, 1].
+/// PSNR (dB) of a squared error summed over `values` values on [0, 1].
 pub fn psnr(sse: f64, values: f64) -> f64 {
-    if sse <= 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (values / sse).log10()
-    }
+    crate::eval::psnr(sse / values)
 }
 
 #[cfg(test)]

@@ -298,9 +298,9 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// The default model's configuration, embedded from `models/default` at build time.
-pub const DEFAULT_CONFIG: &str = include_str!("../models/default/config.json");
+pub const DEFAULT_CONFIG: &str = include_str!("../../../models/default/config.json");
 /// The default model's weights, embedded from `models/default` at build time.
-pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../models/default/model.bpk");
+pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../../models/default/model.bpk");
 
 impl Model {
     /// The default model, from the copy embedded in the binary.

@@ -11,20 +11,18 @@
 //! - [`rate`]: rate control, the codebooks each cell uses for a quality or PSNR target;
 //! - [`data`]: CIFAR-10 and image-folder data sets, synthetic images;
 //! - [`train`]: the training loop, checkpoints and model cards;
-//! - [`sweep`]: the study's experiment grids, results and power-law fit;
 //! - [`eval`]: quality measures;
-//! - [`compare`]: `rvq eval`, rvq against JPEG on the same images;
 //! - [`codec`]: images to archives and back;
-//! - [`plot`]: rate–distortion and study charts as PNG;
 //! - [`image_io`]: PNG reading and writing, limits and padding;
 //! - [`files`]: writing output files atomically;
-//! - [`backend`]: the one choice point between the CPU and GPU backends;
-//! - [`bench`]: `rvq bench`, throughput measurements.
+//! - [`backend`]: the one choice point between the CPU and GPU backends.
+//!
+//! The `rvq` command (the `rvq-cli` package at the repository's root) is built on this crate:
+//! argument parsing, progress bars, the comparison with JPEG and WebP, charts, benchmarks and
+//! the study's sweeps live there, so a program that embeds the codec pulls in none of them.
 
 pub mod backend;
-pub mod bench;
 pub mod codec;
-pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -33,10 +31,8 @@ pub mod files;
 pub mod image_io;
 pub mod model;
 pub mod pca;
-pub mod plot;
 pub mod quantizer;
 pub mod rate;
-pub mod sweep;
 pub mod train;
 
 pub use error::{Error, Result};

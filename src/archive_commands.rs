@@ -1,0 +1,314 @@
+//! `rvq encode`, `decode`, `info`, `truncate` and `merge`: images to archives and back.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rvq::archive::CodebookDType;
+use rvq::codec::{self, EncodeOptions, Named};
+use rvq::image_io::{self, Limits};
+use rvq::rate::Target;
+
+use crate::args::*;
+use crate::support::*;
+
+pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
+    refuse_existing(&a.output, a.force)?;
+    let limits = Limits::default();
+    if a.inputs.iter().any(|p| is_stdio(p)) && (a.files_from.is_some() || a.shard.is_some()) {
+        anyhow::bail!("standard input (-) cannot be combined with --files-from or --shard");
+    }
+    let stdin_image = if a.inputs.len() == 1 && is_stdio(&a.inputs[0]) {
+        let bytes = read_input(&a.inputs[0])?;
+        let loaded = image_io::decode_rgb(&bytes, Path::new("<stdin>"), &limits, false)?;
+        if loaded.had_alpha && a.strict {
+            return Err(rvq::Error::Alpha {
+                path: "<stdin>".into(),
+            }
+            .into());
+        } else if loaded.had_alpha {
+            eprintln!("rvq: warning: <stdin>: alpha channel dropped");
+        }
+        Some(Named {
+            name: "stdin.png".into(),
+            image: loaded.image,
+        })
+    } else {
+        None
+    };
+    let mut inputs = a.inputs.clone();
+    if let Some(list) = &a.files_from {
+        let text = std::fs::read_to_string(list).with_context(|| format!("{}", list.display()))?;
+        inputs.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(PathBuf::from),
+        );
+        if inputs.is_empty() {
+            anyhow::bail!("{}: lists no files", list.display());
+        }
+        if inputs.iter().any(|p| is_stdio(p)) {
+            anyhow::bail!("{}: standard input (-) cannot be listed", list.display());
+        }
+    }
+    let files = if stdin_image.is_some() {
+        Vec::new()
+    } else {
+        let mut files = image_io::collect_images(&inputs, false)?;
+        if files.is_empty() {
+            anyhow::bail!("no PNG files found in the inputs given");
+        }
+        if let Some(shard) = a.shard {
+            // With more shards than files some are empty: an archive of no images, which
+            // merges as nothing, so one script serves any collection.
+            files = files[shard_range(files.len(), shard)].to_vec();
+        }
+        for f in &files {
+            image_io::probe(f, &limits)?;
+        }
+        files
+    };
+    let count = if stdin_image.is_some() {
+        1
+    } else {
+        files.len()
+    };
+    let (model, _, batch) = load_model(&a.model, verbose)?;
+    let opts = EncodeOptions {
+        codebooks: a.codebooks,
+        names: !a.no_names,
+        embed_codebook: a.embed_codebook.map(|p| match p {
+            Precision::F16 => CodebookDType::F16,
+            Precision::F32 => CodebookDType::F32,
+        }),
+        batch_size: batch,
+        beam: a.search.beam,
+        target: match (a.quality, a.psnr, a.codebooks) {
+            (Some(q), _, _) => Some(Target::Quality(q)),
+            (_, Some(db), _) if db.is_finite() && db > 0.0 => Some(Target::Psnr(db)),
+            (_, Some(db), _) => anyhow::bail!("--psnr {db}: expected a positive number of dB"),
+            // --codebooks alone: every cell uses that many.
+            (None, None, Some(_)) => None,
+            (None, None, None) => Some(Target::Quality(codec::DEFAULT_QUALITY)),
+        },
+    };
+    let bar = progress(count, "encoding");
+    // Images are read one batch at a time, so a large input set never sits in memory whole.
+    let mut load = |range: std::ops::Range<usize>| match &stdin_image {
+        Some(img) => Ok(Cow::Borrowed(std::slice::from_ref(img))),
+        None => codec::read_inputs(&files[range], &inputs, &limits, a.strict, &mut |w| {
+            bar.suspend(|| eprintln!("rvq: warning: {w}"))
+        })
+        .map(Cow::Owned),
+    };
+    let mut on_progress = |done: usize| bar.set_position(done as u64);
+    let mut short = Vec::new();
+    let size = if is_stdio(&a.output) {
+        let (bytes, missed) =
+            codec::encode_streaming(&model, count, &mut load, &opts, &mut on_progress)?;
+        short = missed;
+        write_output(&a.output, &bytes, a.force)?;
+        bytes.len() as u64
+    } else {
+        // Written record by record into a temporary file, renamed into place when complete.
+        let mut size = 0;
+        rvq::files::write_atomic_with(&a.output, |file| {
+            let out = std::io::BufWriter::new(file);
+            // encode_to returns the writer flushed, so the file holds the whole archive.
+            let (out, missed) =
+                codec::encode_to(out, &model, count, &mut load, &opts, &mut on_progress)?;
+            short = missed;
+            size = out.get_ref().metadata().map_or(0, |m| m.len());
+            Ok(())
+        })?;
+        size
+    };
+    bar.finish_and_clear();
+    for s in &short {
+        eprintln!(
+            "rvq: {}: reaches {:.2} dB at most with this model (all codebooks used), short of --psnr {}",
+            s.name,
+            s.psnr,
+            a.psnr.unwrap_or_default()
+        );
+    }
+    if verbose {
+        eprintln!(
+            "rvq: {count} images, {size} bytes -> {}",
+            a.output.display()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
+    let bytes = read_input(&a.input)?;
+    let archive = open_archive(&a.input, &bytes)?;
+    let archive_err = |e| rvq::Error::Archive {
+        path: a.input.clone(),
+        source: e,
+    };
+    let mut entries = archive.index().map_err(archive_err)?;
+    if let Some(only) = &a.only {
+        entries.retain(|e| e.name.as_deref() == Some(only.as_str()));
+        if entries.is_empty() {
+            anyhow::bail!("{}: no image stored as {only:?}", a.input.display());
+        }
+    }
+    let records = entries
+        .iter()
+        .map(|e| archive.record(e))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(archive_err)?;
+    let to_stdout = is_stdio(&a.output);
+    if to_stdout && records.len() != 1 {
+        anyhow::bail!(
+            "-o - writes one PNG to standard output, but {} holds {} images; use --only NAME or an output folder",
+            a.input.display(),
+            records.len()
+        );
+    }
+    let targets: Vec<PathBuf> = entries
+        .iter()
+        .zip(&records)
+        .map(|(e, r)| Ok(a.output.join(codec::output_name(r, e.index)?)))
+        .collect::<rvq::Result<_>>()?;
+    if !to_stdout {
+        for t in &targets {
+            refuse_existing(t, a.force)?;
+        }
+    }
+    let (model, model_name, batch) = load_model(&a.model, verbose)?;
+    codec::check_model(&archive, &model, &model_name)?;
+    let bar = progress(records.len(), "decoding");
+    for (chunk, paths) in records.chunks(batch).zip(targets.chunks(batch)) {
+        let images = codec::decode_records(&model, &archive.header, chunk, batch)?;
+        for (img, path) in images.iter().zip(paths) {
+            let png = image_io::encode_png(img)?;
+            if to_stdout {
+                write_output(&a.output, &png, true)?;
+            } else {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("{}: cannot create folder", parent.display()))?;
+                }
+                write_output(path, &png, a.force)?;
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+pub(crate) fn run_truncate(a: TruncateArgs) -> Result<()> {
+    refuse_existing(&a.output, a.force)?;
+    let bytes = read_input(&a.input)?;
+    let cut = rvq_archive::truncate(&bytes, a.codebooks, &Limits::default()).map_err(|e| {
+        rvq::Error::Archive {
+            path: a.input.clone(),
+            source: e,
+        }
+    })?;
+    write_output(&a.output, &cut, a.force)
+}
+
+pub(crate) fn run_merge(a: MergeArgs) -> Result<()> {
+    refuse_existing(&a.output, a.force)?;
+    if a.inputs.iter().filter(|p| is_stdio(p)).count() > 1 {
+        anyhow::bail!("standard input (-) can be merged only once");
+    }
+    let all = a
+        .inputs
+        .iter()
+        .map(|p| read_input(p))
+        .collect::<Result<Vec<_>>>()?;
+    // Each input read on its own, so that a damaged one is named.
+    let parts = a
+        .inputs
+        .iter()
+        .zip(&all)
+        .map(|(path, bytes)| {
+            let archive = open_archive(path, bytes)?;
+            let records = archive.records().map_err(|e| rvq::Error::Archive {
+                path: path.clone(),
+                source: e,
+            })?;
+            Ok((archive.header, records))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let merged = rvq_archive::merge_records(&parts).map_err(|e| {
+        use rvq_archive::ArchiveError::{DuplicateName, MergeMismatch};
+        let path = match &e {
+            MergeMismatch { index, .. } | DuplicateName { index, .. } => a.inputs[*index].clone(),
+            _ => PathBuf::from("merge"),
+        };
+        rvq::Error::Archive { path, source: e }
+    })?;
+    write_output(&a.output, &merged, a.force)
+}
+
+pub(crate) fn run_info(a: InfoArgs) -> Result<()> {
+    let bytes = read_input(&a.input)?;
+    let archive = open_archive(&a.input, &bytes)?;
+    let mut info = codec::info(&archive).map_err(|e| rvq::Error::Archive {
+        path: a.input.clone(),
+        source: e,
+    })?;
+    if let Some(dir) = &a.against {
+        let mut total = 0u64;
+        for e in &info.entries {
+            let name = e
+                .name
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("--against needs an archive with names"))?;
+            let p = dir.join(name);
+            total += std::fs::metadata(&p)
+                .with_context(|| format!("{}", p.display()))?
+                .len();
+        }
+        info.ratio_vs_inputs = Some(total as f64 / info.total_bytes as f64);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    println!("archive            {}", a.input.display());
+    println!("format version     {}", info.version);
+    println!("model fingerprint  {}", info.fingerprint);
+    println!(
+        "geometry           d = {}, k = {}, n_q = {}, grid factor {}",
+        info.latent_dim, info.codebook_size, info.num_codebooks, info.grid_factor
+    );
+    println!(
+        "codebooks used     {} of {} ({} bits per index)",
+        info.codebooks_used, info.num_codebooks, info.bits_per_index
+    );
+    println!("codebooks per cell {:.2} on average", info.mean_depth);
+    println!(
+        "names stored       {}",
+        if info.names { "yes" } else { "no" }
+    );
+    if let Some(c) = &info.embedded_codebook {
+        println!("embedded codebook  {c}");
+    }
+    println!("images             {}", info.images);
+    println!(
+        "bytes              {} total = {} header + {} indices + {} other (sizes, names, depth maps, checksums)",
+        info.total_bytes, info.header_bytes, info.payload_bytes, info.record_overhead_bytes
+    );
+    println!(
+        "bits per image     {:.1} (payload)",
+        info.payload_bits_per_image
+    );
+    println!(
+        "bits per pixel     {:.4} (everything included)",
+        info.bits_per_pixel
+    );
+    println!("ratio vs raw RGB   {:.1}:1", info.ratio_vs_raw_rgb);
+    if let Some(r) = info.ratio_vs_inputs {
+        println!("ratio vs inputs    {r:.1}:1");
+    }
+    Ok(())
+}

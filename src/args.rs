@@ -1,0 +1,408 @@
+//! The command line's grammar: every command, its arguments and their checks (clap).
+
+use std::path::PathBuf;
+
+use clap::builder::TypedValueParser as _;
+use clap::{Args, Parser, Subcommand};
+use rvq::backend::Backend;
+use rvq::codec;
+
+#[derive(Parser)]
+#[command(
+    name = "rvq",
+    version,
+    about = "Image codec built on a learned residual-vector-quantized VAE"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    /// Say more on stderr (the backend and adapter chosen, timings).
+    #[arg(long, short, global = true)]
+    pub(crate) verbose: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Encode PNG images into one .rvq archive.
+    Encode(EncodeArgs),
+    /// Decode an .rvq archive into PNG images.
+    Decode(DecodeArgs),
+    /// Describe an .rvq archive: header, sizes, bits per pixel, compression ratios.
+    Info(InfoArgs),
+    /// Cut an archive to its first M codebooks (smaller, coarser; no model needed).
+    Truncate(TruncateArgs),
+    /// Join archives of the same model and settings into one (e.g. the shards of an encode).
+    Merge(MergeArgs),
+    /// Measure quality, bits and compression ratio of rvq and JPEG on the same images.
+    Eval(EvalArgs),
+    /// Train a model on CIFAR-10 (binary folder) or a folder of PNG/JPEG images.
+    Train(TrainArgs),
+    /// Reproduce the study: train and evaluate a grid of models (`rvq sweep report DIR` draws
+    /// the figures).
+    Sweep(SweepArgs),
+    /// Measure encode/decode throughput on a backend, and archive write/read rates.
+    Bench(BenchArgs),
+    /// Export a model's weights as safetensors (loadable in PyTorch).
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ModelArgs {
+    /// Model folder (config.json + model.bpk); default: the model built into rvq.
+    #[arg(long)]
+    pub(crate) model: Option<PathBuf>,
+    /// Where to run the model.
+    #[arg(long, default_value_t = Backend::Auto, value_parser = backend_parser())]
+    pub(crate) backend: Backend,
+    /// Images per inference batch (default: chosen for the backend, 64 on the CPU and 1024
+    /// on a GPU).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) batch: Option<u32>,
+}
+
+#[derive(Args)]
+pub(crate) struct EncodeArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Codebooks every cell uses (1..=n_q; fewer is smaller and coarser). With --quality or
+    /// --psnr: the most any cell may use (default: all).
+    #[arg(long)]
+    pub(crate) codebooks: Option<usize>,
+    /// Quality 0..=100 (higher: larger and better): each cell gets the codebooks worth their
+    /// bits, flat cells fewer than busy ones. The default when neither --codebooks nor --psnr
+    /// is given: 90.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100), conflicts_with = "psnr")]
+    pub(crate) quality: Option<u8>,
+    /// Per image, the fewest bits that reach this PSNR (dB); an image the model cannot bring
+    /// there gets every codebook, and a warning.
+    #[arg(long)]
+    pub(crate) psnr: Option<f64>,
+    /// Output archive, or - for standard output.
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+    /// Do not store file names.
+    #[arg(long)]
+    pub(crate) no_names: bool,
+    /// Embed the codebook vectors used, so the archive documents its own quantizer.
+    #[arg(long, value_enum)]
+    pub(crate) embed_codebook: Option<Precision>,
+    /// Refuse images with an alpha channel instead of dropping it.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    #[command(flatten)]
+    pub(crate) search: SearchArgs,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Also encode the files and folders listed in this text file, one path per line.
+    #[arg(long)]
+    pub(crate) files_from: Option<PathBuf>,
+    /// Encode only slice I of N (1 ≤ I ≤ N) of the sorted input files, so N machines can
+    /// each encode a slice; `rvq merge` of slices 1..N gives the archive of all.
+    #[arg(long, value_parser = parse_shard)]
+    pub(crate) shard: Option<(usize, usize)>,
+    /// PNG files or folders (searched recursively for .png), or - for one PNG on standard input.
+    #[arg(required_unless_present = "files_from")]
+    pub(crate) inputs: Vec<PathBuf>,
+}
+
+pub(crate) fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("expected I/N with 1 ≤ I ≤ N, as 2/4, not {s:?}");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// Shard `i` of `n` (1-based) of `count` items: a contiguous slice, so shards in order
+/// concatenate to the whole.
+pub(crate) fn shard_range(count: usize, (i, n): (usize, usize)) -> std::ops::Range<usize> {
+    (i - 1) * count / n..i * count / n
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Precision {
+    F16,
+    F32,
+}
+
+#[derive(Args)]
+pub(crate) struct DecodeArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Output folder (created), or - to write a single image's PNG to standard output.
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+    /// Decode only the image stored under this name.
+    #[arg(long)]
+    pub(crate) only: Option<String>,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// The archive, or - for standard input.
+    pub(crate) input: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct TruncateArgs {
+    /// Codebooks to keep (1..=the number the archive stores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) codebooks: u32,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// The archive, or - for standard input.
+    pub(crate) input: PathBuf,
+    /// The truncated archive, or - for standard output.
+    pub(crate) output: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct MergeArgs {
+    /// The merged archive, or - for standard output.
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Archives to join, in order: their images follow one another in the output.
+    #[arg(required = true)]
+    pub(crate) inputs: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct InfoArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Folder holding the original inputs, to report the ratio against their file sizes.
+    #[arg(long)]
+    pub(crate) against: Option<PathBuf>,
+    /// The archive, or - for standard input.
+    pub(crate) input: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// CIFAR-10 binary folder (uses test_batch.bin), a folder of PNG images, or an .rvq
+    /// archive (with --against).
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    /// With an archive as --data: the folder of the original images, matched by stored name.
+    #[arg(long)]
+    pub(crate) against: Option<PathBuf>,
+    /// Evaluate the first N images.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) limit: usize,
+    /// Numbers of codebooks to evaluate (default, when --qualities is not given either:
+    /// 1, 2, 4, … n_q).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) codebooks: Vec<usize>,
+    /// Qualities (encode --quality) to evaluate (default, when --codebooks is not given
+    /// either: the ladder in docs/EVAL.md).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub(crate) qualities: Vec<u8>,
+    /// JPEG qualities to compare against (the image crate's encoder).
+    #[arg(long, value_delimiter = ',', default_values_t = crate::compare::JPEG_LADDER)]
+    pub(crate) jpeg_qualities: Vec<u8>,
+    /// WebP qualities to compare against (libwebp).
+    #[arg(long, value_delimiter = ',', default_values_t = crate::compare::WEBP_LADDER)]
+    pub(crate) webp_qualities: Vec<u8>,
+    /// Draw a rate–distortion chart (PSNR against bits per pixel) to this PNG file.
+    #[arg(long)]
+    pub(crate) plot: Option<PathBuf>,
+    /// Also write the results as JSON (a list of points; fields in docs/EVAL.md).
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Overwrite the JSON file if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+    #[command(flatten)]
+    pub(crate) search: SearchArgs,
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct SweepArgs {
+    #[command(subcommand)]
+    pub(crate) action: Option<SweepAction>,
+    /// CIFAR-10 binary folder or a folder of images.
+    #[arg(long)]
+    pub(crate) data: Option<PathBuf>,
+    /// A preset (study, study-ae, study-vq, study-rvq, study-grid, smoke) or a JSON grid file.
+    #[arg(long)]
+    pub(crate) grid: Option<String>,
+    /// Folder for results.csv and runs/.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Epochs per run.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) batch_size: usize,
+    /// Stop each run after this many steps.
+    #[arg(long)]
+    pub(crate) max_steps: Option<usize>,
+    /// Validation images (the first N of test_batch.bin).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) valid: usize,
+    /// Continue a sweep whose results.csv exists, skipping finished runs.
+    #[arg(long)]
+    pub(crate) resume: bool,
+    /// Where to run.
+    #[arg(long, default_value_t = Backend::Auto, value_parser = backend_parser())]
+    pub(crate) backend: Backend,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SweepAction {
+    /// Draw the study's figures from DIR/results.csv and fit the power law.
+    Report {
+        /// The sweep's --out folder.
+        dir: PathBuf,
+    },
+}
+
+/// How hard the encoder searches, shared by every command that encodes.
+#[derive(Args)]
+pub(crate) struct SearchArgs {
+    /// Beam width of the residual search when encoding (1: greedy; wider is slower and never
+    /// further from the encoder's output). Archives decode the same way whatever the width.
+    #[arg(long, default_value_t = codec::DEFAULT_BEAM, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    pub(crate) beam: usize,
+}
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Size of the large image, WIDTHxHEIGHT.
+    #[arg(long, default_value = "768x512")]
+    pub(crate) large: String,
+    /// Timed runs per measure (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) runs: usize,
+    #[command(flatten)]
+    pub(crate) search: SearchArgs,
+    /// Also write the measures as JSON.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct ExportArgs {
+    /// Model folder; default: the model built into rvq.
+    #[arg(long)]
+    pub(crate) model: Option<PathBuf>,
+    /// Output .safetensors file.
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+    /// Overwrite the outputs if they exist.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Also write reference tensors (inputs, latents, indices, decoded images computed by rvq)
+    /// for checking a port such as bench/torch_reference.py.
+    #[arg(long)]
+    pub(crate) reference: Option<PathBuf>,
+    /// Synthetic 32×32 images in the reference file.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) reference_images: u16,
+    /// Where to compute the reference tensors.
+    #[arg(long, default_value_t = Backend::Cpu, value_parser = backend_parser())]
+    pub(crate) backend: Backend,
+}
+
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    /// CIFAR-10 binary folder (data_batch_1..5.bin, test_batch.bin) or a folder of images.
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    /// Model folder to write (model.bpk, config.json, card.json, checkpoint/).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Latent channels d.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) latent_dim: usize,
+    /// Entries per codebook k.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) codebook_size: usize,
+    /// Number of residual codebooks n_q.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) codebooks: usize,
+    /// Downsampling factor: 8 (32×32 → 4×4 grid) or 4 (→ 8×8).
+    #[arg(long, default_value_t = 8)]
+    pub(crate) grid_factor: usize,
+    /// Channel widths of the three strided stages.
+    #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
+    pub(crate) channels: Vec<usize>,
+    /// Residual blocks on each side.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) res_blocks: usize,
+    /// Hidden channels in each residual block.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) res_channels: usize,
+    /// Train a plain autoencoder (no quantization), the study's baseline.
+    #[arg(long)]
+    pub(crate) no_quantize: bool,
+    /// Leave out the linear patch projection under the network (the study's architecture).
+    #[arg(long)]
+    pub(crate) no_linear: bool,
+    /// How the linear path starts: from the PCA of training patches, or at random.
+    #[arg(long, value_parser = ["pca", "random"], default_value = "pca")]
+    pub(crate) init: String,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub(crate) lr: f64,
+    /// Stop after this many steps.
+    #[arg(long)]
+    pub(crate) max_steps: Option<usize>,
+    /// Fraction of batches trained at a random depth per image (quantizer dropout).
+    #[arg(long, default_value_t = 0.5)]
+    pub(crate) dropout: f32,
+    /// Relative odds of depths 1..=n_q in those batches, one per codebook (default: equal).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) dropout_weights: Vec<f32>,
+    /// Fine-tune: start from this trained model folder (same configuration) instead of the
+    /// PCA and k-means start.
+    #[arg(long)]
+    pub(crate) from: Option<PathBuf>,
+    /// Validation images (the first N of test_batch.bin).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) valid: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) checkpoint_every: usize,
+    /// Continue from OUT/checkpoint.
+    #[arg(long)]
+    pub(crate) resume: bool,
+    /// End this session at this step, checkpointed, without finishing the run: the learning
+    /// rate keeps the whole run's schedule, so `--resume` later continues exactly.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    pub(crate) stop_at: Option<usize>,
+    /// Where to run.
+    #[arg(long, default_value_t = Backend::Auto, value_parser = backend_parser())]
+    pub(crate) backend: Backend,
+}
+
+/// `cpu`, `wgpu` or `auto`, listed in `--help`.
+fn backend_parser() -> impl clap::builder::TypedValueParser<Value = Backend> {
+    clap::builder::PossibleValuesParser::new(Backend::ALL.map(Backend::name))
+        .map(|s| s.parse::<Backend>().expect("one of the listed names"))
+}

@@ -1,0 +1,145 @@
+//! `rvq eval` and `bench`: quality against JPEG and WebP, and throughput.
+
+use anyhow::Result;
+use rvq::codec::{self, EncodeOptions};
+use rvq::image_io::{self, Limits};
+use rvq::model::Model;
+
+use crate::args::*;
+use crate::support::*;
+
+pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
+    for out in [&a.json, &a.plot].into_iter().flatten() {
+        refuse_existing(out, a.force)?;
+    }
+    let archive_bytes = if a.data.is_file() {
+        Some(read_input(&a.data)?)
+    } else {
+        None
+    };
+    let archive = match &archive_bytes {
+        Some(b) => Some(open_archive(&a.data, b)?),
+        None => None,
+    };
+    let archive_err = |e| rvq::Error::Archive {
+        path: a.data.clone(),
+        source: e,
+    };
+    let records = match &archive {
+        Some(ar) => Some(ar.records().map_err(archive_err)?),
+        None => None,
+    };
+    let images: Vec<image_io::Rgb> = if let Some(records) = &records {
+        let dir = a.against.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("evaluating an archive needs --against DIR of the originals")
+        })?;
+        records
+            .iter()
+            .map(|r| {
+                let name = r.name.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: the archive stores no names to match originals by",
+                        a.data.display()
+                    )
+                })?;
+                Ok(image_io::read_rgb(&dir.join(name), &Limits::default(), false)?.image)
+            })
+            .collect::<Result<_>>()?
+    } else if rvq::data::is_cifar_dir(&a.data) {
+        let set = rvq::data::cifar_test(&a.data)?.take(a.limit);
+        (0..set.len()).map(|i| set.rgb(i)).collect()
+    } else {
+        let files = image_io::collect_images(std::slice::from_ref(&a.data), false)?;
+        files
+            .iter()
+            .take(a.limit)
+            .map(|f| Ok(image_io::read_rgb(f, &Limits::default(), false)?.image))
+            .collect::<rvq::Result<_>>()?
+    };
+    if images.is_empty() {
+        anyhow::bail!("{}: no images to evaluate", a.data.display());
+    }
+    let (model, model_name, batch) = load_model(&a.model, verbose)?;
+    let (codebooks, qualities) = if a.codebooks.is_empty() && a.qualities.is_empty() {
+        (
+            rvq::eval::report_depths(model.config.num_codebooks),
+            crate::compare::QUALITY_LADDER.to_vec(),
+        )
+    } else {
+        (a.codebooks.clone(), a.qualities.clone())
+    };
+    let source = match (&archive, &records) {
+        (Some(ar), Some(recs)) => {
+            codec::check_model(ar, &model, &model_name)?;
+            crate::compare::RvqSource::Archive(&ar.header, recs, ar.len() as u64)
+        }
+        _ => crate::compare::RvqSource::Encode(&codebooks, &qualities),
+    };
+    let points = crate::compare::compare(
+        &model,
+        &images,
+        source,
+        &a.jpeg_qualities,
+        &a.webp_qualities,
+        &EncodeOptions {
+            batch_size: batch,
+            beam: a.search.beam,
+            ..EncodeOptions::default()
+        },
+        &mut |what| {
+            if verbose {
+                eprintln!("rvq: evaluating {what}");
+            }
+        },
+    )?;
+    println!("{} images from {}\n", images.len(), a.data.display());
+    print!("{}", crate::compare::markdown(&points));
+    if let Some(j) = &a.json {
+        write_output(
+            j,
+            serde_json::to_string_pretty(&points)?.as_bytes(),
+            a.force,
+        )?;
+    }
+    if let Some(p) = &a.plot {
+        let title = format!("{} images: rvq, JPEG and WebP", images.len());
+        crate::plot::rate_distortion(&points, &title, p)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
+    let (w, h) = a
+        .large
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .filter(|&(w, h)| w > 0 && h > 0 && w <= 16_384 && h <= 16_384)
+        .ok_or_else(|| {
+            anyhow::anyhow!("--large {}: expected WIDTHxHEIGHT, e.g. 768x512", a.large)
+        })?;
+    if let Some(j) = &a.json {
+        refuse_existing(j, false)?;
+    }
+    let chosen = choose_backend(a.model.backend, true)?;
+    let model = Model::load_or_default(a.model.model.as_deref(), &chosen.device)?;
+    if verbose {
+        eprintln!("rvq: benchmarking on {}", machine(&chosen));
+    }
+    let measures = crate::bench::run(
+        &model,
+        a.model.batch_for(&chosen),
+        a.search.beam,
+        (w, h),
+        a.runs,
+    )?;
+    println!("{}\n", machine(&chosen));
+    print!("{}", crate::bench::markdown(&measures));
+    if let Some(j) = &a.json {
+        write_output(
+            j,
+            serde_json::to_string_pretty(&measures)?.as_bytes(),
+            false,
+        )?;
+    }
+    Ok(())
+}

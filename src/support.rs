@@ -1,0 +1,118 @@
+//! What the command handlers share: backend choice, model loading, reading inputs and
+//! writing outputs (never over an existing file without `--force`), progress bars.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rvq::archive::Archive;
+use rvq::backend::{self, Backend};
+use rvq::files::write_atomic;
+use rvq::image_io::Limits;
+use rvq::model::Model;
+
+use crate::args::*;
+
+pub(crate) fn choose_backend(backend: Backend, verbose: bool) -> Result<backend::Chosen> {
+    let chosen = backend::choose(backend)?;
+    if verbose || backend == Backend::Auto {
+        eprintln!("rvq: backend: {}", chosen.description);
+    }
+    Ok(chosen)
+}
+
+pub(crate) fn machine(chosen: &backend::Chosen) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{} on {cores} cores of {cpu}", chosen.description)
+}
+
+pub(crate) fn is_stdio(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if is_stdio(path) {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading standard input")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("{}", path.display()))
+    }
+}
+
+/// Writes `bytes` to `path` (or standard output), refusing to replace a file unless `force`.
+pub(crate) fn write_output(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    if is_stdio(path) {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes).context("writing standard output")?;
+        return out.flush().context("writing standard output");
+    }
+    refuse_existing(path, force)?;
+    write_atomic(path, bytes)?;
+    Ok(())
+}
+
+/// The one overwrite check: an existing `path` (not standard output) is an error unless
+/// `force`. Commands call it before any work, so a refusal costs nothing and writes nothing.
+pub(crate) fn refuse_existing(path: &Path, force: bool) -> Result<()> {
+    if !is_stdio(path) && path.exists() && !force {
+        return Err(rvq::Error::Exists {
+            path: path.to_path_buf(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The model on its device, its name for messages, and the batch size for that device.
+pub(crate) fn load_model(args: &ModelArgs, verbose: bool) -> Result<(Model, String, usize)> {
+    let chosen = choose_backend(args.backend, verbose)?;
+    let model = Model::load_or_default(args.model.as_deref(), &chosen.device)?;
+    let name = args
+        .model
+        .as_ref()
+        .map_or_else(|| "default".to_string(), |p| p.display().to_string());
+    Ok((model, name, args.batch_for(&chosen)))
+}
+
+impl ModelArgs {
+    pub(crate) fn batch_for(&self, chosen: &backend::Chosen) -> usize {
+        self.batch
+            .map_or_else(|| chosen.backend.default_batch(), |b| b as usize)
+    }
+}
+
+pub(crate) fn progress(n: usize, what: &str) -> ProgressBar {
+    if n < 64 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec}")
+            .expect("valid template"),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+pub(crate) fn open_archive<'a>(path: &Path, bytes: &'a [u8]) -> Result<Archive<'a>> {
+    Archive::parse(bytes, &Limits::default()).map_err(|e| {
+        rvq::Error::Archive {
+            path: path.to_path_buf(),
+            source: e,
+        }
+        .into()
+    })
+}

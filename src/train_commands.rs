@@ -1,0 +1,227 @@
+//! `rvq train`, `sweep` and `export`: making models and reproducing the study.
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rvq::config::ModelConfig;
+use rvq::model::Model;
+use rvq::train::{self, Event, Init, TrainOptions};
+
+use crate::args::*;
+use crate::support::*;
+
+pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
+    let config = ModelConfig {
+        latent_dim: a.latent_dim,
+        codebook_size: a.codebook_size,
+        num_codebooks: if a.no_quantize { 0 } else { a.codebooks },
+        grid_factor: a.grid_factor,
+        channels: a.channels,
+        res_blocks: a.res_blocks,
+        res_channels: a.res_channels,
+        quantize: !a.no_quantize,
+        linear_path: !a.no_linear,
+    };
+    config.validate()?;
+    let options = TrainOptions {
+        config,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        learning_rate: a.lr,
+        seed: a.seed,
+        checkpoint_every: a.checkpoint_every,
+        max_steps: a.max_steps,
+        init: if a.init == "random" {
+            Init::Random
+        } else {
+            Init::Pca
+        },
+        dropout_fraction: a.dropout,
+        dropout_weights: a.dropout_weights,
+        start_from: a.from,
+        ..TrainOptions::default()
+    };
+    options.check_dropout()?;
+    let chosen = choose_backend(a.backend, verbose)?;
+    let splits = train::load_data(&a.data, a.valid, a.seed)?;
+    eprintln!("rvq: {}", splits.description);
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta} | {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    // Above the bar when it is drawn; plain stderr lines when it is hidden (not a terminal).
+    let say = |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    let mut on_event = |e: Event| match e {
+        Event::Start { step, total_steps } => {
+            bar.set_length(total_steps as u64);
+            bar.set_position(step as u64);
+        }
+        Event::Step {
+            step,
+            epoch,
+            mse,
+            loss,
+            codebooks,
+        } => {
+            bar.set_position(step as u64);
+            if step % 10 == 0 || !bar.is_hidden() {
+                let util: Vec<String> = codebooks
+                    .iter()
+                    .map(|s| format!("{:.0}%/{:.0}", s.utilisation * 100.0, s.perplexity))
+                    .collect();
+                bar.set_message(format!(
+                    "epoch {epoch} loss {loss:.5} mse {mse:.5} use/ppl {}",
+                    util.join(" ")
+                ));
+            }
+            if bar.is_hidden() && step % 50 == 0 {
+                eprintln!("step {step} epoch {epoch} loss {loss:.5} mse {mse:.5}");
+            }
+        }
+        Event::Validation { epoch, quality } => {
+            let parts: Vec<String> = quality
+                .iter()
+                .map(|q| {
+                    let name = if q.codebooks == 0 {
+                        "ae".to_string()
+                    } else {
+                        format!("m={}", q.codebooks)
+                    };
+                    format!("{name}: {:.5} ({:.2} dB)", q.mse, q.psnr)
+                })
+                .collect();
+            say(format!(
+                "validation after epoch {epoch}: {}",
+                parts.join(", ")
+            ));
+        }
+        Event::Checkpoint { .. } => {}
+        Event::Pca {
+            images,
+            truncation_mse,
+        } => say(format!(
+            "linear path from the PCA of {images} images' patches (truncation MSE {truncation_mse:.6})"
+        )),
+    };
+    let card = train::train(
+        &options,
+        &splits,
+        &a.out,
+        &chosen.device,
+        &machine(&chosen),
+        a.resume,
+        a.stop_at,
+        &mut on_event,
+    )
+    .with_context(|| format!("training into {}", a.out.display()))?;
+    bar.finish();
+    let Some(card) = card else {
+        println!(
+            "stopped before the end of the run (--stop-at {}); the checkpoint is in {}; continue with --resume",
+            a.stop_at.unwrap_or_default(),
+            a.out.join("checkpoint").display()
+        );
+        return Ok(());
+    };
+    println!(
+        "trained {} steps in {:.0} s; model written to {} (fingerprint {})",
+        card.steps,
+        card.wall_seconds,
+        a.out.display(),
+        card.fingerprint
+    );
+    Ok(())
+}
+
+pub(crate) fn run_export(a: ExportArgs, verbose: bool) -> Result<()> {
+    for out in std::iter::once(&a.output).chain(&a.reference) {
+        refuse_existing(out, a.force)?;
+    }
+    let chosen = choose_backend(a.backend, verbose)?;
+    let model = Model::load_or_default(a.model.as_deref(), &chosen.device)?;
+    rvq::model::export_safetensors(&model, &a.output)?;
+    if let Some(reference) = &a.reference {
+        rvq::model::export_reference(&model, reference, a.reference_images as usize)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn run_sweep(a: SweepArgs, verbose: bool) -> Result<()> {
+    if let Some(SweepAction::Report { dir }) = &a.action {
+        let r = crate::sweep::report(dir)?;
+        println!(
+            "{} runs; figures in {}/figures: {}",
+            r.rows,
+            dir.display(),
+            r.figures.join(", ")
+        );
+        if let Some(f) = r.fit {
+            println!(
+                "residual VQ: MSE ≈ {:.4} · bits^(−{:.4}) + {:.6} (RMS error {:.4} in log10 MSE)",
+                f.a, f.b, f.c, f.rmse_log10
+            );
+        }
+        println!("report: {}", dir.join("report.md").display());
+        return Ok(());
+    }
+    let (Some(data), Some(grid), Some(out)) = (&a.data, &a.grid, &a.out) else {
+        anyhow::bail!("rvq sweep needs --data, --grid and --out (or `rvq sweep report DIR`)");
+    };
+    let spec = crate::sweep::load_spec(grid)?;
+    let runs = spec.expand(&ModelConfig::default())?;
+    if out.join("results.csv").exists() && !a.resume {
+        anyhow::bail!(
+            "{}: a sweep is already there; continue it with --resume or choose another --out",
+            out.join("results.csv").display()
+        );
+    }
+    let chosen = choose_backend(a.backend, verbose)?;
+    let splits = train::load_data(data, a.valid, 0)?;
+    let options = TrainOptions {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        max_steps: a.max_steps,
+        ..TrainOptions::default()
+    };
+    let machine = machine(&chosen);
+    let rows = crate::sweep::run(
+        &runs,
+        &options,
+        &splits,
+        out,
+        &chosen.device,
+        &machine,
+        &mut |e| match e {
+            crate::sweep::SweepEvent::RunStart { run, index, total } => {
+                eprintln!("rvq: sweep run {}/{total}: {}", index + 1, run.id)
+            }
+            crate::sweep::SweepEvent::RunDone(row) => eprintln!(
+                "rvq: {}: MSE {:.5} ({:.2} dB) at {} bits per image",
+                row.run, row.mse, row.psnr, row.bits_per_image
+            ),
+            crate::sweep::SweepEvent::Train(Event::Validation { epoch, quality }) if verbose => {
+                let mse: Vec<String> = quality
+                    .iter()
+                    .map(|q| format!("m={} {:.5}", q.codebooks, q.mse))
+                    .collect();
+                eprintln!("rvq:   epoch {epoch}: MSE {}", mse.join(", "))
+            }
+            crate::sweep::SweepEvent::Train(_) => {}
+        },
+    )?;
+    println!(
+        "{} runs finished; results in {}",
+        rows.len(),
+        out.join("results.csv").display()
+    );
+    Ok(())
+}
