@@ -246,32 +246,23 @@ impl<R: Read> ArchiveReader<R> {
                 bytes: input.rest(),
                 pos: 0,
             };
-            if self.header.version != VERSION_1 {
-                let count = block::block_len(self.image_count, self.next / BLOCK_RECORDS);
-                match block::parse_block(&self.header, &self.limits, self.next, count, &mut c) {
-                    Ok(records) => {
-                        input.start += c.pos;
-                        self.next += count as u64;
-                        self.ready = records.into();
-                        return Ok(self.ready.pop_front());
-                    }
-                    Err(ArchiveError::Truncated { .. }) if !input.eof => input.fill()?,
-                    Err(ArchiveError::Truncated { what, offset }) => {
-                        return Err(ArchiveError::Truncated {
-                            what,
-                            offset: offset + input.consumed + input.start,
-                        });
-                    }
-                    Err(e) => return Err(e),
-                }
-                continue;
-            }
-            match parse_entry(&self.header, &self.limits, self.next, &mut c) {
-                Ok(entry) => {
+            // Version 1: one record at a time; version 2: a block of them.
+            let parsed = if self.header.version == VERSION_1 {
+                parse_entry(&self.header, &self.limits, self.next, &mut c).and_then(|entry| {
                     let record = decode_entry(&self.header, input.rest(), &entry)?;
-                    input.start += entry.len;
-                    self.next += 1;
-                    return Ok(Some(record));
+                    Ok((vec![record], entry.len, 1))
+                })
+            } else {
+                let count = block::block_len(self.image_count, self.next / BLOCK_RECORDS);
+                block::parse_block(&self.header, &self.limits, self.next, count, &mut c)
+                    .map(|records| (records, c.pos, count as u64))
+            };
+            match parsed {
+                Ok((records, len, count)) => {
+                    input.start += len;
+                    self.next += count;
+                    self.ready = records.into();
+                    return Ok(self.ready.pop_front());
                 }
                 Err(ArchiveError::Truncated { .. }) if !input.eof => input.fill()?,
                 Err(ArchiveError::Truncated { what, offset }) => {

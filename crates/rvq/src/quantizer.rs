@@ -449,40 +449,59 @@ impl EmaCodebooks {
                 stats.push(self.stats(level, n, 0));
                 continue;
             }
-            let counts = &mut self.counts[level * k..(level + 1) * k];
-            let sums = &mut self.sums[level * k * d..(level + 1) * k * d];
-            let a = 1.0 - self.decay;
-            for (c, b) in counts.iter_mut().zip(&batch_counts) {
-                *c = self.decay * *c + a * b;
-            }
-            for (s, b) in sums.iter_mut().zip(&batch_sums) {
-                *s = self.decay * *s + a * b;
-            }
-            let total: f32 = counts.iter().sum();
-            let book = &mut self.codebooks[level * k * d..(level + 1) * k * d];
-            for c in 0..k {
-                let smoothed = (counts[c] + LAPLACE_EPS) / (total + k as f32 * LAPLACE_EPS) * total;
-                for j in 0..d {
-                    book[c * d + j] = sums[c * d + j] / smoothed;
-                }
-            }
-            let threshold = self.dead_fraction * active.len() as f32 / k as f32;
-            let mut restarted = 0;
-            for c in 0..k {
-                if counts[c] < threshold {
-                    let i = active[rng.random_range(0..active.len())];
-                    let row = &input[i * d..(i + 1) * d];
-                    book[c * d..(c + 1) * d].copy_from_slice(row);
-                    counts[c] = threshold;
-                    for (s, v) in sums[c * d..(c + 1) * d].iter_mut().zip(row) {
-                        *s = v * threshold;
-                    }
-                    restarted += 1;
-                }
-            }
+            let restarted =
+                self.learn_level(level, &batch_counts, &batch_sums, &active, &input, rng);
             stats.push(self.stats(level, n, restarted));
         }
         stats
+    }
+
+    /// Moves level `level`'s entries by one EMA step towards this batch's assignments
+    /// (`batch_counts`, `batch_sums` over the `active` rows of `input`, the level's input
+    /// residuals) and restarts the entries whose running count fell below the dead-code
+    /// threshold from random active rows. Returns how many were restarted.
+    fn learn_level(
+        &mut self,
+        level: usize,
+        batch_counts: &[f32],
+        batch_sums: &[f32],
+        active: &[usize],
+        input: &[f32],
+        rng: &mut impl Rng,
+    ) -> usize {
+        let (k, d) = (self.size, self.dim);
+        let counts = &mut self.counts[level * k..(level + 1) * k];
+        let sums = &mut self.sums[level * k * d..(level + 1) * k * d];
+        let a = 1.0 - self.decay;
+        for (c, b) in counts.iter_mut().zip(batch_counts) {
+            *c = self.decay * *c + a * b;
+        }
+        for (s, b) in sums.iter_mut().zip(batch_sums) {
+            *s = self.decay * *s + a * b;
+        }
+        let total: f32 = counts.iter().sum();
+        let book = &mut self.codebooks[level * k * d..(level + 1) * k * d];
+        for c in 0..k {
+            let smoothed = (counts[c] + LAPLACE_EPS) / (total + k as f32 * LAPLACE_EPS) * total;
+            for j in 0..d {
+                book[c * d + j] = sums[c * d + j] / smoothed;
+            }
+        }
+        let threshold = self.dead_fraction * active.len() as f32 / k as f32;
+        let mut restarted = 0;
+        for c in 0..k {
+            if counts[c] < threshold {
+                let i = active[rng.random_range(0..active.len())];
+                let row = &input[i * d..(i + 1) * d];
+                book[c * d..(c + 1) * d].copy_from_slice(row);
+                counts[c] = threshold;
+                for (s, v) in sums[c * d..(c + 1) * d].iter_mut().zip(row) {
+                    *s = v * threshold;
+                }
+                restarted += 1;
+            }
+        }
+        restarted
     }
 
     fn stats(&self, level: usize, batch_vectors: usize, restarted: usize) -> CodebookStats {
