@@ -149,18 +149,21 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         path: a.input.clone(),
         source: e,
     };
-    let mut entries = archive.index().map_err(archive_err)?;
+    // Each record with its position in the archive (its default output name).
+    let mut records: Vec<(u64, rvq::archive::Record)> = archive
+        .records()
+        .map_err(archive_err)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (i as u64, r))
+        .collect();
     if let Some(only) = &a.only {
-        entries.retain(|e| e.name.as_deref() == Some(only.as_str()));
-        if entries.is_empty() {
+        records.retain(|(_, r)| r.name.as_deref() == Some(only.as_str()));
+        if records.is_empty() {
             anyhow::bail!("{}: no image stored as {only:?}", a.input.display());
         }
     }
-    let records = entries
-        .iter()
-        .map(|e| archive.record(e))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(archive_err)?;
+    let (positions, records): (Vec<u64>, Vec<_>) = records.into_iter().unzip();
     let to_stdout = is_stdio(&a.output);
     if to_stdout && records.len() != 1 {
         anyhow::bail!(
@@ -169,10 +172,10 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
             records.len()
         );
     }
-    let targets: Vec<PathBuf> = entries
+    let targets: Vec<PathBuf> = positions
         .iter()
         .zip(&records)
-        .map(|(e, r)| Ok(a.output.join(codec::output_name(r, e.index)?)))
+        .map(|(&i, r)| Ok(a.output.join(codec::output_name(r, i)?)))
         .collect::<rvq::Result<_>>()?;
     if !to_stdout {
         for t in &targets {

@@ -116,10 +116,10 @@ impl Classical {
     }
 }
 
-/// The JPEG qualities `rvq eval` tries by default.
 /// The `rvq encode --quality` settings `rvq eval` measures by default.
 pub const QUALITY_LADDER: [u8; 8] = [0, 10, 25, 40, 55, 70, 85, 100];
 
+/// The JPEG qualities `rvq eval` tries by default.
 pub const JPEG_LADDER: [u8; 8] = [5, 10, 20, 30, 50, 70, 85, 95];
 /// The WebP qualities `rvq eval` tries by default.
 pub const WEBP_LADDER: [u8; 7] = [0, 5, 10, 25, 50, 75, 90];

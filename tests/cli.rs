@@ -1260,7 +1260,9 @@ fn a_version_1_archive_still_decodes_to_the_same_pixels() {
 }
 
 #[test]
-fn a_corrupt_depth_map_is_refused_and_nothing_written() {
+fn a_damaged_depth_map_is_refused_and_nothing_written() {
+    // One flipped bit in the depth map: the block's checksum catches it (a depth map that is
+    // malformed under a good checksum is refused too: crates/rvq-archive/tests/format.rs).
     let dir = TempDir::new().unwrap();
     let archive = dir.path().join("q.rvq");
     rvq()

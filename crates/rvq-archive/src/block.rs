@@ -18,13 +18,33 @@ const SHARED_SIZE: u8 = 1 << 0;
 /// Block flag: the block carries a depth map (some cell uses fewer than m codebooks).
 const DEPTHS: u8 = 1 << 1;
 
+/// The longest body a block of `count` images may have under `limits`: each image at the
+/// largest size the limits allow, with a name of the longest length, every cell at m
+/// codebooks and 32 bits of depth map per cell (the range coder's probabilities are at least
+/// 2^-24, so a depth costs under 25 bits), plus the coder's final words. A longer length is
+/// refused before the body is read, so a forged length cannot make a stream reader buffer
+/// more than real images of allowed sizes would need.
+pub(crate) fn max_body(header: &Header, limits: &Limits, count: usize) -> u64 {
+    let f = header.grid_factor as u64;
+    let side = limits.max_side as u64;
+    let cells = limits.max_pixels / (f * f) + 2 * side.div_ceil(f) + 1;
+    let index_bits = header.codebooks_used as u64 * header.bits_per_index() as u64;
+    let name = if header.names {
+        crate::MAX_NAME as u64 + 3
+    } else {
+        0
+    };
+    let per_image = 20 + name + cells.saturating_mul(index_bits + 32).div_ceil(8);
+    (count as u64).saturating_mul(per_image).saturating_add(32)
+}
+
 /// Records in block `block` of an archive of `image_count` images.
 pub(crate) fn block_len(image_count: u64, block: u64) -> usize {
     (image_count - block * BLOCK_RECORDS).min(BLOCK_RECORDS) as usize
 }
 
 /// Appends the block of `records` (numbered from `first`) to `out`: the body's length, the
-/// body, its CRC-32.
+/// body, and the CRC-32 of both.
 pub(crate) fn write_block(
     header: &Header,
     first: u64,
@@ -70,9 +90,11 @@ pub(crate) fn write_block(
         bits::put_all(&mut packer, &r.indices, bits);
     }
     body.extend_from_slice(&packer.into_bytes());
+    let start = out.len();
     varint::put(out, body.len() as u64);
     out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
     Ok(())
 }
 
@@ -85,16 +107,28 @@ pub(crate) fn parse_block(
     count: usize,
     c: &mut Cursor,
 ) -> Result<Vec<Record>> {
+    let start = c.pos;
     let len = c.varint("block length")?;
+    if len > max_body(header, limits, count) {
+        return Err(ArchiveError::InvalidRecord {
+            index: first,
+            reason: format!(
+                "its block claims {len} bytes, more than {count} images within the size limits need"
+            ),
+        });
+    }
     if len.checked_add(4).is_none_or(|n| n > c.remaining() as u64) {
         return Err(ArchiveError::Truncated {
             what: "block",
             offset: c.pos,
         });
     }
-    let body = c.take(len as usize, "block")?;
+    c.take(len as usize, "block")?;
+    // The checksum covers the length too, so a damaged length is reported as damage.
+    let checked = &c.bytes[start..c.pos];
+    let body = &checked[checked.len() - len as usize..];
     let crc = c.take(4, "block checksum")?;
-    if crc32fast::hash(body).to_le_bytes() != crc {
+    if crc32fast::hash(checked).to_le_bytes() != crc {
         return Err(ArchiveError::BlockChecksum {
             first,
             last: first + count as u64 - 1,

@@ -164,6 +164,42 @@ mod tests {
     }
 
     #[test]
+    fn a_long_map_codes_to_the_same_words_as_when_the_format_was_fixed() {
+        // 2,000 cells (20 records of 10×10) of clustered pseudo-random depths, m = 8: the
+        // words, and so every archive's bytes, must not change with the coder's version.
+        let mut state = 12345u32;
+        let maps: Vec<Vec<u8>> = (0..20)
+            .map(|_| {
+                let mut d = 4u8;
+                (0..100)
+                    .map(|_| {
+                        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        if state >> 29 == 0 {
+                            d = 1 + (state >> 8) as u8 % 8;
+                        }
+                        d
+                    })
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<(&[u8], usize)> = maps.iter().map(|d| (d.as_slice(), 10)).collect();
+        let words = encode(&refs, 8);
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!((words.len(), crc32fast::hash(&bytes)), GOLDEN_LONG_MAP);
+        let shapes: Vec<Shape> = maps
+            .iter()
+            .map(|d| Shape {
+                cells: d.len(),
+                columns: 10,
+            })
+            .collect();
+        assert_eq!(decode(&words, &shapes, 8).unwrap(), maps);
+    }
+
+    /// Word count and CRC-32 of the words of the map above, as constriction 0.5.0 codes it.
+    const GOLDEN_LONG_MAP: (usize, u32) = (73, 444_331_765);
+
+    #[test]
     fn flat_maps_cost_little() {
         // 64 records of 16 cells, nearly all at depth 3: far below 3 bits a cell.
         let mut maps = Vec::new();

@@ -24,7 +24,7 @@
 
 pub mod bits;
 mod block;
-pub mod depthmap;
+mod depthmap;
 mod stream;
 mod varint;
 
@@ -564,9 +564,9 @@ pub fn payload_bits(header: &Header, count: u64) -> u64 {
 pub struct Entry {
     /// Record number, from 0.
     pub index: u64,
-    /// Byte offset of the record.
+    /// Byte offset of the record (version 2: of its block).
     pub offset: usize,
-    /// Bytes of the record, checksum included.
+    /// Bytes of the record, checksum included (version 2: of its block).
     pub len: usize,
     /// Width in pixels.
     pub width: u32,
@@ -1042,13 +1042,6 @@ pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
             })
         };
         let hex = |f: &[u8]| f.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        if h.version != first.version {
-            return differs(
-                "format version",
-                first.version.to_string(),
-                h.version.to_string(),
-            );
-        }
         if h.fingerprint != first.fingerprint {
             return differs(
                 "model fingerprint",
@@ -1104,5 +1097,14 @@ pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
         .iter()
         .flat_map(|(_, records)| records.iter().cloned())
         .collect();
-    write_archive(first, &all)
+    // Version-1 records are version-2 records without depth maps: a mix is written as 2.
+    let header = Header {
+        version: parts
+            .iter()
+            .map(|(h, _)| h.version)
+            .max()
+            .unwrap_or(VERSION),
+        ..first.clone()
+    };
+    write_archive(&header, &all)
 }

@@ -350,6 +350,17 @@ fn merging_concatenates_records_of_matching_archives() {
 }
 
 #[test]
+fn merging_a_version_1_archive_with_a_version_2_one_writes_version_2() {
+    let (h2, recs) = sample(2, true, 4);
+    let mut h1 = h2.clone();
+    h1.version = VERSION_1;
+    let v1 = write_archive(&h1, &recs[..1]).unwrap();
+    let v2 = write_archive(&h2, &recs[1..]).unwrap();
+    let merged = merge(&[&v1, &v2], &Limits::default()).unwrap();
+    assert_eq!(merged, write_archive(&h2, &recs).unwrap());
+}
+
+#[test]
 fn merging_refuses_archives_that_differ_in_their_header() {
     let (h, recs) = sample(2, true, 1);
     let base = write_archive(&h, &recs[..1]).unwrap();
@@ -603,9 +614,11 @@ fn golden_v2_bytes() -> Vec<u8> {
     // Image 0: 1 4 | 0 3; image 1: 2 3 | 4 (its cell 1 stops at level 0), at 3 bits:
     // 001 100 000 011 010 011 100 + 3 zero bits.
     body.extend_from_slice(&[0b0011_0000, 0b0011_0100, 0b1110_0000]);
-    b.push(body.len() as u8);
-    b.extend_from_slice(&body);
-    b.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    let mut block = vec![body.len() as u8]; // the body's length, a one-byte varint
+    block.extend_from_slice(&body);
+    let crc = crc32fast::hash(&block); // of the length and the body
+    b.extend_from_slice(&block);
+    b.extend_from_slice(&crc.to_le_bytes());
     b
 }
 
@@ -621,6 +634,51 @@ fn golden_v2_archive_matches_the_spec_byte_for_byte() {
     assert_eq!(a.header, h);
     assert_eq!(a.records().unwrap(), recs);
     assert_eq!(a.block(0).unwrap(), recs);
+}
+
+/// `bytes` (the golden version-2 archive, its block at `at`) with the block's checksum made
+/// right again after an edit, so that the reader's other checks are what refuse it.
+fn recrc(mut bytes: Vec<u8>, at: usize) -> Vec<u8> {
+    let end = bytes.len() - 4;
+    let crc = crc32fast::hash(&bytes[at..end]);
+    bytes[end..].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn malformed_blocks_with_good_checksums_are_refused() {
+    let good = golden_v2_bytes();
+    let block = good.len() - 4 - 12; // length byte + 11 bytes of body
+    let a = Archive::parse(&good, &Limits::default()).unwrap();
+    assert_eq!(a.header_len, block);
+    let refuse = |bytes: Vec<u8>, needle: &str| {
+        let e = Archive::parse(&bytes, &Limits::default())
+            .unwrap()
+            .records()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{e} lacks {needle:?}");
+        // The streaming reader refuses it too.
+        assert!(stream(&bytes, 7).is_err());
+    };
+    // A depth-map word that decodes to other depths, or to no canonical coding at all.
+    let mut bad = good.clone();
+    bad[block + 5] ^= 0x01;
+    refuse(recrc(bad, block), "depth map");
+    // Flags: a reserved bit; no shared size although both images share one.
+    let mut bad = good.clone();
+    bad[block + 1] |= 0x80;
+    refuse(recrc(bad, block), "reserved block flag bits");
+    // Nonzero padding after the last index.
+    let mut bad = good.clone();
+    let last = good.len() - 5;
+    bad[last] |= 0x01;
+    refuse(recrc(bad, block), "padding");
+    // A length beyond what two images within the limits could need is refused before the
+    // reader waits for that many bytes.
+    let mut forged = good[..block].to_vec();
+    forged.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    refuse(forged, "more than 2 images within the size limits need");
 }
 
 #[test]

@@ -114,6 +114,11 @@ pub fn encode_records_reporting(
     m: usize,
     opts: &EncodeOptions,
 ) -> Result<(Vec<Record>, Vec<Shortfall>)> {
+    if let Some(Target::Psnr(db)) = opts.target
+        && !(db.is_finite() && db > 0.0)
+    {
+        return Err(Error::InvalidTarget(format!("PSNR {db} dB")));
+    }
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
     let mut short = Vec::new();
@@ -227,6 +232,7 @@ fn choose_depths(
     let Target::Psnr(db) = target else {
         return Ok((depths, Vec::new()));
     };
+
     // The table predicts each cell's error from uniform-depth decodes; neighbours at other
     // depths change it a little, so check the real decode and aim higher where it falls short.
     let mut aim = vec![db; batch.len()];

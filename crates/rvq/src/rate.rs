@@ -7,7 +7,8 @@
 /// What the encoder aims for, when not a fixed number of codebooks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
-    /// 0..=100: higher is larger and better; 100 gives every cell every codebook.
+    /// 0..=100: higher is larger and better; at 100 each cell gets the depth with the least
+    /// error, whatever it costs (often all the codebooks; fewer where more do not help).
     Quality(u8),
     /// The fewest bits whose PSNR (dB, over the image's 8-bit RGB values) reaches this.
     Psnr(f64),
