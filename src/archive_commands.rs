@@ -93,6 +93,7 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
             (None, None, None) => Some(Target::Quality(codec::DEFAULT_QUALITY)),
         },
     };
+    let encoder = codec::Encoder::new(&model, opts)?;
     let bar = progress(count, "encoding");
     // Images are read one batch at a time, so a large input set never sits in memory whole.
     let mut load = |range: std::ops::Range<usize>| match &stdin_image {
@@ -105,8 +106,7 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     let mut on_progress = |done: usize| bar.set_position(done as u64);
     let mut short = Vec::new();
     let size = if is_stdio(&a.output) {
-        let (bytes, missed) =
-            codec::encode_streaming(&model, count, &mut load, &opts, &mut on_progress)?;
+        let (bytes, missed) = encoder.encode_to(Vec::new(), count, &mut load, &mut on_progress)?;
         short = missed;
         write_output(&a.output, &bytes, a.force)?;
         bytes.len() as u64
@@ -116,8 +116,7 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         rvq::files::write_atomic_with(&a.output, |file| {
             let out = std::io::BufWriter::new(file);
             // encode_to returns the writer flushed, so the file holds the whole archive.
-            let (out, missed) =
-                codec::encode_to(out, &model, count, &mut load, &opts, &mut on_progress)?;
+            let (out, missed) = encoder.encode_to(out, count, &mut load, &mut on_progress)?;
             short = missed;
             size = out.get_ref().metadata().map_or(0, |m| m.len());
             Ok(())

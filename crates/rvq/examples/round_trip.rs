@@ -7,9 +7,9 @@
 
 use std::path::Path;
 
-use rvq::archive::{Archive, Limits};
+use rvq::archive::Limits;
 use rvq::backend::{self, Backend};
-use rvq::codec::{self, EncodeOptions, Named};
+use rvq::codec::{Decoder, EncodeOptions, Encoder, Named};
 use rvq::image_io;
 use rvq::model::Model;
 
@@ -23,14 +23,15 @@ pub fn round_trip(path: &Path) -> rvq::Result<(usize, f64)> {
         name: "image.png".into(),
         image: image.clone(),
     }];
-    let bytes = codec::encode(&model, &named, &EncodeOptions::default(), &mut |_| {})?;
+    let bytes = Encoder::new(&model, EncodeOptions::default())?.encode(&named)?;
 
-    let archive = Archive::parse(&bytes, &Limits::default())?;
-    let decoded = codec::decode_records(&model, &archive.header, &archive.records()?, 64)?;
+    let decoded = Decoder::new(&model, 64).decode(&bytes, &Limits::default())?;
+    let (name, back) = &decoded[0];
+    assert_eq!(name.as_deref(), Some("image.png"));
     let se: f64 = image
         .rgb
         .iter()
-        .zip(&decoded[0].rgb)
+        .zip(&back.rgb)
         .map(|(a, b)| ((*a as f64 - *b as f64) / 255.0).powi(2))
         .sum();
     Ok((bytes.len(), rvq::eval::psnr(se / image.rgb.len() as f64)))

@@ -403,6 +403,85 @@ pub fn encode_to<'a, W: std::io::Write>(
     Ok((writer.finish()?, short))
 }
 
+/// An encoder: one model, one set of options, checked once. The typed front of this module's
+/// functions for a program that embeds the codec (see `examples/round_trip.rs`).
+pub struct Encoder<'m> {
+    model: &'m Model,
+    opts: EncodeOptions,
+    header: Header,
+}
+
+impl<'m> Encoder<'m> {
+    /// Checks `opts` against `model` (codebooks within its range, a valid target) and fixes
+    /// the archive header every archive of this encoder gets.
+    pub fn new(model: &'m Model, opts: EncodeOptions) -> Result<Self> {
+        if let Some(Target::Psnr(db)) = opts.target
+            && !(db.is_finite() && db > 0.0)
+        {
+            return Err(Error::InvalidTarget(format!("PSNR {db} dB")));
+        }
+        let m = opts.codebooks.unwrap_or(model.config.num_codebooks);
+        let header = header_for(model, m, &opts)?;
+        Ok(Self {
+            model,
+            opts,
+            header,
+        })
+    }
+
+    /// The header of this encoder's archives.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The archive of `images`, in memory.
+    pub fn encode(&self, images: &[Named]) -> Result<Vec<u8>> {
+        encode(self.model, images, &self.opts, &mut |_| {})
+    }
+
+    /// The archive of `count` images fetched from `load` one batch at a time, written to
+    /// `out` as it is made (see [`encode_to`]).
+    pub fn encode_to<'a, W: std::io::Write>(
+        &self,
+        out: W,
+        count: usize,
+        load: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Cow<'a, [Named]>>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<(W, Vec<Shortfall>)> {
+        encode_to(out, self.model, count, load, &self.opts, progress)
+    }
+}
+
+/// A decoder: one model and a batch size.
+pub struct Decoder<'m> {
+    model: &'m Model,
+    batch_size: usize,
+}
+
+impl<'m> Decoder<'m> {
+    /// A decoder running `model` on up to `batch_size` images at a time.
+    pub fn new(model: &'m Model, batch_size: usize) -> Self {
+        Self {
+            model,
+            batch_size: batch_size.max(1),
+        }
+    }
+
+    /// Every image of the archive in `bytes`, with its stored name, after checking that the
+    /// archive was made with this decoder's model and that every block is intact.
+    pub fn decode(
+        &self,
+        bytes: &[u8],
+        limits: &rvq_archive::Limits,
+    ) -> Result<Vec<(Option<String>, Rgb)>> {
+        let archive = Archive::parse(bytes, limits)?;
+        check_model(&archive, self.model, "given")?;
+        let records = archive.records()?;
+        let images = decode_records(self.model, &archive.header, &records, self.batch_size)?;
+        Ok(records.into_iter().map(|r| r.name).zip(images).collect())
+    }
+}
+
 /// Checks that `archive` was made with `model`.
 pub fn check_model(archive: &Archive, model: &Model, model_name: &str) -> Result<()> {
     let h = &archive.header;
