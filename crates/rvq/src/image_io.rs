@@ -172,27 +172,24 @@ pub fn collect_images(inputs: &[PathBuf], allow_jpeg: bool) -> Result<Vec<PathBu
     Ok(out)
 }
 
+/// Every PNG (and, with `allow_jpeg`, JPEG) file below `dir`, following symbolic links; a
+/// link back to a folder above it is an error, not an endless walk.
 fn walk(dir: &Path, allow_jpeg: bool, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
-    for entry in entries {
+    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
         let entry = entry.map_err(|e| Error::Io {
-            path: dir.to_path_buf(),
-            source: e,
+            path: e.path().unwrap_or(dir).to_path_buf(),
+            source: e.into(),
         })?;
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, allow_jpeg, out)?;
-        } else {
-            let ext = path
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                .unwrap_or_default();
-            if ext == "png" || (allow_jpeg && (ext == "jpg" || ext == "jpeg")) {
-                out.push(path);
-            }
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let ext = entry
+            .path()
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if ext == "png" || (allow_jpeg && (ext == "jpg" || ext == "jpeg")) {
+            out.push(entry.into_path());
         }
     }
     Ok(())
@@ -234,6 +231,24 @@ pub fn from_planar_cropped(values: &[f32], pw: usize, ph: usize, width: u32, hei
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_linking_to_its_parent_is_an_error_not_an_endless_walk() {
+        let dir = tempfile::TempDir::new().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/x.png"), b"not read here").unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("a/up")).unwrap();
+        let err = collect_images(&[dir.path().to_path_buf()], false).unwrap_err();
+        assert!(err.to_string().contains("loop"), "{err}");
+        // A link elsewhere is followed.
+        let other = tempfile::TempDir::new().unwrap();
+        std::fs::write(other.path().join("y.png"), b"").unwrap();
+        let clean = tempfile::TempDir::new().unwrap();
+        std::os::unix::fs::symlink(other.path(), clean.path().join("there")).unwrap();
+        let found = collect_images(&[clean.path().to_path_buf()], false).unwrap();
+        assert_eq!(found, vec![clean.path().join("there/y.png")]);
+    }
 
     #[test]
     fn padding_replicates_edges_and_cropping_undoes_it() {
