@@ -50,6 +50,16 @@ pub const FLAG_CODEBOOK: u8 = 1 << 1;
 pub const FLAG_ENTROPY: u8 = 1 << 2;
 const KNOWN_FLAGS: u8 = FLAG_NAMES | FLAG_CODEBOOK | FLAG_ENTROPY;
 
+/// Latent channels d a header may state: the one source of this range (the model's
+/// configuration checks against it too).
+pub const LATENT_DIMS: std::ops::RangeInclusive<u32> = 1..=4096;
+/// Entries per codebook k a header may state (indices of at most 16 bits).
+pub const CODEBOOK_SIZES: std::ops::RangeInclusive<u32> = 2..=65_536;
+/// Codebooks n_q a model, and so a header, may have.
+pub const CODEBOOK_COUNTS: std::ops::RangeInclusive<u32> = 1..=64;
+/// Grid factors f (pixels per latent cell side) a header may state.
+pub const GRID_FACTORS: [u8; 2] = [4, 8];
+
 /// Longest file name a record may carry, in bytes.
 pub const MAX_NAME: usize = 4096;
 
@@ -248,22 +258,19 @@ impl Header {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        if !(1..=4096).contains(&self.latent_dim) {
-            return Err(format!("latent_dim {} outside 1..=4096", self.latent_dim));
+        let outside = |what: &str, v: u32, r: &std::ops::RangeInclusive<u32>| {
+            Err(format!("{what} {v} outside {}..={}", r.start(), r.end()))
+        };
+        if !LATENT_DIMS.contains(&self.latent_dim) {
+            return outside("latent_dim", self.latent_dim, &LATENT_DIMS);
         }
-        if !(2..=65_536).contains(&self.codebook_size) {
-            return Err(format!(
-                "codebook_size {} outside 2..=65536",
-                self.codebook_size
-            ));
+        if !CODEBOOK_SIZES.contains(&self.codebook_size) {
+            return outside("codebook_size", self.codebook_size, &CODEBOOK_SIZES);
         }
-        if !(1..=64).contains(&self.num_codebooks) {
-            return Err(format!(
-                "num_codebooks {} outside 1..=64",
-                self.num_codebooks
-            ));
+        if !CODEBOOK_COUNTS.contains(&self.num_codebooks) {
+            return outside("num_codebooks", self.num_codebooks, &CODEBOOK_COUNTS);
         }
-        if self.grid_factor != 4 && self.grid_factor != 8 {
+        if !GRID_FACTORS.contains(&self.grid_factor) {
             return Err(format!("grid_factor {} is not 4 or 8", self.grid_factor));
         }
         if !(1..=self.num_codebooks).contains(&self.codebooks_used) {

@@ -4,10 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+use rvq_archive::{CODEBOOK_COUNTS, CODEBOOK_SIZES, GRID_FACTORS, LATENT_DIMS};
+
 /// Largest codebook size the archive format can index (16 bits per index).
-pub const MAX_CODEBOOK_SIZE: usize = 65_536;
+pub const MAX_CODEBOOK_SIZE: usize = *CODEBOOK_SIZES.end() as usize;
 /// Largest number of residual codebooks.
-pub const MAX_CODEBOOKS: usize = 64;
+pub const MAX_CODEBOOKS: usize = *CODEBOOK_COUNTS.end() as usize;
 
 /// The architecture and quantizer geometry of an RVQ-VAE.
 ///
@@ -57,13 +59,15 @@ impl ModelConfig {
     /// Checks every field against the ranges the model and the archive format support.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidConfig(msg));
-        if self.latent_dim == 0 || self.latent_dim > 4096 {
+        // The archive format's ranges are the model's: every model's archives must be writable.
+        let (lo, hi) = (*LATENT_DIMS.start() as usize, *LATENT_DIMS.end() as usize);
+        if !(lo..=hi).contains(&self.latent_dim) {
             return bad(format!(
-                "latent_dim {} is outside 1..=4096",
+                "latent_dim {} is outside {lo}..={hi}",
                 self.latent_dim
             ));
         }
-        if self.grid_factor != 8 && self.grid_factor != 4 {
+        if !GRID_FACTORS.iter().any(|&f| f as usize == self.grid_factor) {
             return bad(format!("grid_factor {} must be 8 or 4", self.grid_factor));
         }
         let stages = self.stages();
@@ -80,16 +84,22 @@ impl ModelConfig {
             return bad("res_channels must be positive and res_blocks at most 16".into());
         }
         if self.quantize {
-            if !(2..=MAX_CODEBOOK_SIZE).contains(&self.codebook_size) {
+            if !CODEBOOK_SIZES.contains(&(self.codebook_size as u32))
+                || self.codebook_size > MAX_CODEBOOK_SIZE
+            {
                 return bad(format!(
-                    "codebook_size {} is outside 2..={MAX_CODEBOOK_SIZE}",
-                    self.codebook_size
+                    "codebook_size {} is outside {}..={MAX_CODEBOOK_SIZE}",
+                    self.codebook_size,
+                    CODEBOOK_SIZES.start()
                 ));
             }
-            if !(1..=MAX_CODEBOOKS).contains(&self.num_codebooks) {
+            if !CODEBOOK_COUNTS.contains(&(self.num_codebooks as u32))
+                || self.num_codebooks > MAX_CODEBOOKS
+            {
                 return bad(format!(
-                    "num_codebooks {} is outside 1..={MAX_CODEBOOKS}",
-                    self.num_codebooks
+                    "num_codebooks {} is outside {}..={MAX_CODEBOOKS}",
+                    self.num_codebooks,
+                    CODEBOOK_COUNTS.start()
                 ));
             }
         } else if self.num_codebooks != 0 {
