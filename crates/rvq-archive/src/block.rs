@@ -151,20 +151,53 @@ fn parse_body(
     count: usize,
     body: &[u8],
 ) -> Result<Vec<Record>> {
-    let bad = |index: u64, reason: String| ArchiveError::InvalidRecord { index, reason };
     let mut c = Cursor {
         bytes: body,
         pos: 0,
     };
+    let (flags, mut records) = read_fields(header, limits, first, count, &mut c)?;
+    // Every cell has at least one index of at least one bit, so the bytes left bound the
+    // cells and no forged size makes the depth-map decoder run long.
+    let bits = header.bits_per_index() as u64;
+    let cells: u64 = records
+        .iter()
+        .map(|r| {
+            let (gw, gh) = header.grid(r.width, r.height);
+            gw * gh
+        })
+        .sum();
+    if cells * bits > 8 * c.remaining() as u64 {
+        return Err(ArchiveError::InvalidRecord {
+            index: first,
+            reason: "its block is too short for its images' cells".into(),
+        });
+    }
+    if flags & DEPTHS != 0 {
+        read_depths(header, first, &mut records, &mut c)?;
+    }
+    read_indices(header, first, &mut records, &body[c.pos..])?;
+    Ok(records)
+}
+
+/// Reads a block's flags and its images' sizes and names (records without indices yet),
+/// refusing reserved flags and a size stored per image where one would do.
+fn read_fields(
+    header: &Header,
+    limits: &Limits,
+    first: u64,
+    count: usize,
+    c: &mut Cursor,
+) -> Result<(u8, Vec<Record>)> {
+    let bad = |reason: String| ArchiveError::InvalidRecord {
+        index: first,
+        reason,
+    };
     let flags = c.u8("block flags")?;
     if flags & !(SHARED_SIZE | DEPTHS) != 0 {
-        return Err(bad(
-            first,
-            format!("reserved block flag bits ({flags:#04x})"),
-        ));
+        return Err(bad(format!("reserved block flag bits ({flags:#04x})")));
     }
     let shared = if flags & SHARED_SIZE != 0 {
-        Some(parse_size(limits, first, &mut c)?)
+        Some(parse_size(limits, first, c)?)
     } else {
         None
     };
@@ -172,10 +205,10 @@ fn parse_body(
     for i in 0..count as u64 {
         let (width, height) = match shared {
             Some(size) => size,
-            None => parse_size(limits, first + i, &mut c)?,
+            None => parse_size(limits, first + i, c)?,
         };
         let name = if header.names {
-            parse_name(first + i, &mut c)?
+            parse_name(first + i, c)?
         } else {
             None
         };
@@ -189,32 +222,20 @@ fn parse_body(
     let size = |r: &Record| (r.width, r.height);
     if shared.is_none() && records.windows(2).all(|w| size(&w[0]) == size(&w[1])) {
         return Err(bad(
-            first,
             "its block stores one size per image although all are equal".into(),
         ));
     }
-    // Every cell has at least one index of at least one bit, so the bytes left bound the
-    // cells and no forged size makes the depth-map decoder run long.
+    Ok((flags, records))
+}
+
+/// Unpacks the block's indices (`payload`: all that follows the fields and depth map) into
+/// `records`, whose sizes and depths say how many each has: exactly the bytes they need,
+/// zero padding, every index below k.
+fn read_indices(header: &Header, first: u64, records: &mut [Record], payload: &[u8]) -> Result<()> {
+    let bad = |index: u64, reason: String| ArchiveError::InvalidRecord { index, reason };
     let bits = header.bits_per_index() as u64;
-    let cells: Vec<u64> = records
-        .iter()
-        .map(|r| {
-            let (gw, gh) = header.grid(r.width, r.height);
-            gw * gh
-        })
-        .collect();
-    if cells.iter().sum::<u64>() * bits > 8 * c.remaining() as u64 {
-        return Err(bad(
-            first,
-            "its block is too short for its images' cells".into(),
-        ));
-    }
-    if flags & DEPTHS != 0 {
-        read_depths(header, first, &mut records, &mut c)?;
-    }
     let counts: Vec<u64> = records.iter().map(|r| r.index_count(header)).collect();
     let total: u64 = counts.iter().sum();
-    let payload = &body[c.pos..];
     let want = (total * bits).div_ceil(8);
     if payload.len() as u64 != want {
         return Err(bad(
@@ -247,7 +268,7 @@ fn parse_body(
             ));
         }
     }
-    Ok(records)
+    Ok(())
 }
 
 /// Reads a block's depth map into `records` (left empty for a record whose cells all use m).

@@ -649,6 +649,42 @@ fn small(v: u64, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| ArchiveError::InvalidHeader(format!("{what} {v} is too large")))
 }
 
+/// Reads a header's embedded codebook: its dtype, then m·k·d values (their byte count checked
+/// against the bytes present before anything is allocated).
+fn parse_codebook(header: &Header, c: &mut Cursor) -> Result<EmbeddedCodebook> {
+    let dtype = match c.u8("codebook dtype")? {
+        1 => CodebookDType::F16,
+        2 => CodebookDType::F32,
+        other => {
+            return Err(ArchiveError::InvalidHeader(format!(
+                "unknown codebook dtype {other}"
+            )));
+        }
+    };
+    let width = if dtype == CodebookDType::F16 { 2 } else { 4 };
+    let count = header.codebook_values();
+    // Checked against the bytes present before anything is allocated.
+    let len = count
+        .checked_mul(width)
+        .filter(|&l| l <= c.remaining() as u64)
+        .ok_or(ArchiveError::Truncated {
+            what: "embedded codebook",
+            offset: c.pos,
+        })? as usize;
+    let raw = c.take(len, "embedded codebook")?;
+    let values = match dtype {
+        CodebookDType::F16 => raw
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        CodebookDType::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    };
+    Ok(EmbeddedCodebook { dtype, values })
+}
+
 /// Parses and checks the header at the start of `bytes`: the header, the image count and the
 /// header's length, checksum included.
 pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
@@ -697,37 +733,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
         )));
     }
     if flags & FLAG_CODEBOOK != 0 {
-        let dtype = match c.u8("codebook dtype")? {
-            1 => CodebookDType::F16,
-            2 => CodebookDType::F32,
-            other => {
-                return Err(ArchiveError::InvalidHeader(format!(
-                    "unknown codebook dtype {other}"
-                )));
-            }
-        };
-        let width = if dtype == CodebookDType::F16 { 2 } else { 4 };
-        let count = header.codebook_values();
-        // Checked against the bytes present before anything is allocated.
-        let len = count
-            .checked_mul(width)
-            .filter(|&l| l <= c.remaining() as u64)
-            .ok_or(ArchiveError::Truncated {
-                what: "embedded codebook",
-                offset: c.pos,
-            })? as usize;
-        let raw = c.take(len, "embedded codebook")?;
-        let values = match dtype {
-            CodebookDType::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            CodebookDType::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        };
-        header.codebook = Some(EmbeddedCodebook { dtype, values });
+        header.codebook = Some(parse_codebook(&header, &mut c)?);
     }
     let body = c.pos;
     let crc = c.take(4, "header checksum")?;
