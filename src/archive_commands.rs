@@ -148,20 +148,31 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         path: a.input.clone(),
         source: e,
     };
-    // Each record with its position in the archive (its default output name).
-    let mut records: Vec<(u64, rvq::archive::Record)> = archive
-        .records()
-        .map_err(archive_err)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| (i as u64, r))
-        .collect();
-    if let Some(only) = &a.only {
-        records.retain(|(_, r)| r.name.as_deref() == Some(only.as_str()));
-        if records.is_empty() {
-            anyhow::bail!("{}: no image stored as {only:?}", a.input.display());
+    // Each record with its position in the archive (its default output name). With --only,
+    // only what holds that name is decoded (a damaged image elsewhere does not matter).
+    let records: Vec<(u64, rvq::archive::Record)> = match &a.only {
+        None => archive
+            .records()
+            .map_err(archive_err)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (i as u64, r))
+            .collect(),
+        Some(only) => {
+            let entries = archive.index().map_err(archive_err)?;
+            let wanted: Vec<_> = entries
+                .iter()
+                .filter(|e| e.name.as_deref() == Some(only.as_str()))
+                .collect();
+            if wanted.is_empty() {
+                anyhow::bail!("{}: no image stored as {only:?}", a.input.display());
+            }
+            wanted
+                .into_iter()
+                .map(|e| Ok((e.index, archive.record(e).map_err(archive_err)?)))
+                .collect::<Result<_>>()?
         }
-    }
+    };
     let (positions, records): (Vec<u64>, Vec<_>) = records.into_iter().unzip();
     let to_stdout = is_stdio(&a.output);
     if to_stdout && records.len() != 1 {

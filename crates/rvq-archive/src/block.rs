@@ -107,13 +107,35 @@ pub(crate) fn parse_block(
     count: usize,
     c: &mut Cursor,
 ) -> Result<Vec<Record>> {
+    let body = checked_body(header, limits, first, count, c)?;
+    // The body is all there: running out inside it is a malformed block, not a short stream.
+    parse_body(header, limits, first, count, body).map_err(|e| match e {
+        ArchiveError::Truncated { what, .. } => ArchiveError::InvalidRecord {
+            index: first,
+            reason: format!("its block ends inside the {what}"),
+        },
+        e => e,
+    })
+}
+
+/// Steps over the block at the cursor (images `first..first + count`), checking its length
+/// against the limits and its checksum, and returns its body unparsed.
+pub(crate) fn checked_body<'a>(
+    header: &Header,
+    limits: &Limits,
+    first: u64,
+    count: usize,
+    c: &mut Cursor<'a>,
+) -> Result<&'a [u8]> {
     let start = c.pos;
     let len = c.varint("block length")?;
     if len > max_body(header, limits, count) {
         return Err(ArchiveError::InvalidRecord {
             index: first,
             reason: format!(
-                "its block claims {len} bytes, more than {count} images within the size limits need"
+                "its block claims {len} bytes, more than {count} image(s) of the largest size the \
+                 reader's limits allow ({} pixels a side, {} in all) could need",
+                limits.max_side, limits.max_pixels
             ),
         });
     }
@@ -124,8 +146,9 @@ pub(crate) fn parse_block(
         });
     }
     c.take(len as usize, "block")?;
-    // The checksum covers the length too, so a damaged length is reported as damage.
-    let checked = &c.bytes[start..c.pos];
+    // The checksum covers the length too, so a damaged length that still fits the bytes
+    // present is reported as damage to this block.
+    let checked: &'a [u8] = &c.bytes[start..c.pos];
     let body = &checked[checked.len() - len as usize..];
     let crc = c.take(4, "block checksum")?;
     if crc32fast::hash(checked).to_le_bytes() != crc {
@@ -134,14 +157,7 @@ pub(crate) fn parse_block(
             last: first + count as u64 - 1,
         });
     }
-    // The body is all there: running out inside it is a malformed block, not a short stream.
-    parse_body(header, limits, first, count, body).map_err(|e| match e {
-        ArchiveError::Truncated { what, .. } => ArchiveError::InvalidRecord {
-            index: first,
-            reason: format!("its block ends inside the {what}"),
-        },
-        e => e,
-    })
+    Ok(body)
 }
 
 fn parse_body(

@@ -952,8 +952,9 @@ impl<'a> Archive<'a> {
         self.image_count.div_ceil(BLOCK_RECORDS)
     }
 
-    /// Version 2: decodes block `b` alone, reaching it by skipping the lengths of the blocks
-    /// before it, so that one damaged block does not keep the others from being read.
+    /// Version 2: decodes block `b` alone, reaching it by skipping (and checking the
+    /// checksums of) the blocks before it, so that damage inside one block does not keep the
+    /// others from being read.
     pub fn block(&self, b: u64) -> Result<Vec<Record>> {
         if self.header.version == VERSION_1 || b >= self.block_count() {
             return Err(ArchiveError::InvalidHeader(format!(
@@ -963,19 +964,26 @@ impl<'a> Archive<'a> {
             )));
         }
         let mut c = self.cursor();
-        for _ in 0..b {
-            let len = c.varint("block length")?;
-            let skip = usize::try_from(len)
-                .ok()
-                .and_then(|l| l.checked_add(4))
-                .ok_or(ArchiveError::Truncated {
-                    what: "block",
-                    offset: c.pos,
-                })?;
-            c.take(skip, "block")?;
+        // A skipped block whose checksum fails is stepped over all the same (its damage may be
+        // inside it, sparing the rest); if block b then does not read, the damage before it
+        // (say, to a length) is what is reported.
+        let mut damaged = None;
+        for j in 0..b {
+            let count = block::block_len(self.image_count, j);
+            match block::checked_body(&self.header, &self.limits, j * BLOCK_RECORDS, count, &mut c)
+            {
+                Ok(_) => {}
+                Err(e @ ArchiveError::BlockChecksum { .. }) => {
+                    damaged.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
         let count = block::block_len(self.image_count, b);
-        block::parse_block(&self.header, &self.limits, b * BLOCK_RECORDS, count, &mut c)
+        match block::parse_block(&self.header, &self.limits, b * BLOCK_RECORDS, count, &mut c) {
+            Err(e) => Err(damaged.unwrap_or(e)),
+            ok => ok,
+        }
     }
 
     /// Decodes every record.

@@ -665,7 +665,7 @@ fn malformed_blocks_with_good_checksums_are_refused() {
     let mut bad = good.clone();
     bad[block + 5] ^= 0x01;
     refuse(recrc(bad, block), "depth map");
-    // Flags: a reserved bit; no shared size although both images share one.
+    // Flags: a reserved bit.
     let mut bad = good.clone();
     bad[block + 1] |= 0x80;
     refuse(recrc(bad, block), "reserved block flag bits");
@@ -710,6 +710,15 @@ fn a_damaged_block_is_pinned_down_and_the_others_still_decode() {
     assert!(b.records().is_err());
     assert_eq!(b.block(0).unwrap(), recs[..64]);
     assert_eq!(b.block(2).unwrap(), recs[128..]);
+    // A damaged length (block 0's, off by one) loses the blocks after it, and reading one of
+    // them names the damaged block, not the one asked for.
+    let mut bad = bytes.clone();
+    bad[a.header_len] ^= 0x01;
+    let b = Archive::parse(&bad, &Limits::default()).unwrap();
+    assert!(matches!(
+        b.block(2),
+        Err(ArchiveError::BlockChecksum { first: 0, last: 63 })
+    ));
 }
 
 #[test]

@@ -114,11 +114,7 @@ pub fn encode_records_reporting(
     m: usize,
     opts: &EncodeOptions,
 ) -> Result<(Vec<Record>, Vec<Shortfall>)> {
-    if let Some(Target::Psnr(db)) = opts.target
-        && !(db.is_finite() && db > 0.0)
-    {
-        return Err(Error::InvalidTarget(format!("PSNR {db} dB")));
-    }
+    check_target(opts.target)?;
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
     let mut short = Vec::new();
@@ -376,31 +372,21 @@ pub fn encode_to<'a, W: std::io::Write>(
     opts: &EncodeOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(W, Vec<Shortfall>)> {
-    let m = opts.codebooks.unwrap_or(model.config.num_codebooks);
-    let header = header_for(model, m, opts)?;
-    let mut writer = ArchiveWriter::new(out, &header, count as u64)?;
-    let mut seen = HashSet::new();
-    let mut short = Vec::new();
-    let mut done = 0;
-    let step = opts.batch_size.max(1);
-    for start in (0..count).step_by(step) {
-        let batch = load(start..(start + step).min(count))?;
-        for img in batch.iter() {
-            if opts.names && !seen.insert(img.name.clone()) {
-                return Err(Error::DuplicateName {
-                    name: img.name.clone(),
-                });
-            }
+    Encoder::new(model, opts.clone())?.encode_to(out, count, load, progress)
+}
+
+/// Refuses a target no encode can aim for: a quality above 100, a PSNR that is not a positive
+/// number of dB.
+fn check_target(target: Option<Target>) -> Result<()> {
+    match target {
+        Some(Target::Quality(q)) if q > 100 => {
+            Err(Error::InvalidTarget(format!("quality {q} is above 100")))
         }
-        let (records, missed) = encode_records_reporting(model, &batch, m, opts)?;
-        short.extend(missed);
-        for record in records {
-            writer.write(&record)?;
-            done += 1;
-        }
-        progress(done);
+        Some(Target::Psnr(db)) if !(db.is_finite() && db > 0.0) => Err(Error::InvalidTarget(
+            format!("PSNR {db} dB is not a positive number of dB"),
+        )),
+        _ => Ok(()),
     }
-    Ok((writer.finish()?, short))
 }
 
 /// An encoder: one model, one set of options, checked once. The typed front of this module's
@@ -415,11 +401,7 @@ impl<'m> Encoder<'m> {
     /// Checks `opts` against `model` (codebooks within its range, a valid target) and fixes
     /// the archive header every archive of this encoder gets.
     pub fn new(model: &'m Model, opts: EncodeOptions) -> Result<Self> {
-        if let Some(Target::Psnr(db)) = opts.target
-            && !(db.is_finite() && db > 0.0)
-        {
-            return Err(Error::InvalidTarget(format!("PSNR {db} dB")));
-        }
+        check_target(opts.target)?;
         let m = opts.codebooks.unwrap_or(model.config.num_codebooks);
         let header = header_for(model, m, &opts)?;
         Ok(Self {
@@ -436,7 +418,10 @@ impl<'m> Encoder<'m> {
 
     /// The archive of `images`, in memory.
     pub fn encode(&self, images: &[Named]) -> Result<Vec<u8>> {
-        encode(self.model, images, &self.opts, &mut |_| {})
+        let mut load = |range: std::ops::Range<usize>| Ok(Cow::Borrowed(&images[range]));
+        Ok(self
+            .encode_to(Vec::new(), images.len(), &mut load, &mut |_| {})?
+            .0)
     }
 
     /// The archive of `count` images fetched from `load` one batch at a time, written to
@@ -448,7 +433,31 @@ impl<'m> Encoder<'m> {
         load: &mut dyn FnMut(std::ops::Range<usize>) -> Result<Cow<'a, [Named]>>,
         progress: &mut dyn FnMut(usize),
     ) -> Result<(W, Vec<Shortfall>)> {
-        encode_to(out, self.model, count, load, &self.opts, progress)
+        let (model, opts) = (self.model, &self.opts);
+        let m = self.header.codebooks_used as usize;
+        let mut writer = ArchiveWriter::new(out, &self.header, count as u64)?;
+        let mut seen = HashSet::new();
+        let mut short = Vec::new();
+        let mut done = 0;
+        let step = opts.batch_size.max(1);
+        for start in (0..count).step_by(step) {
+            let batch = load(start..(start + step).min(count))?;
+            for img in batch.iter() {
+                if opts.names && !seen.insert(img.name.clone()) {
+                    return Err(Error::DuplicateName {
+                        name: img.name.clone(),
+                    });
+                }
+            }
+            let (records, missed) = encode_records_reporting(model, &batch, m, opts)?;
+            short.extend(missed);
+            for record in records {
+                writer.write(&record)?;
+                done += 1;
+            }
+            progress(done);
+        }
+        Ok((writer.finish()?, short))
     }
 }
 

@@ -84,18 +84,14 @@ impl ModelConfig {
             return bad("res_channels must be positive and res_blocks at most 16".into());
         }
         if self.quantize {
-            if !CODEBOOK_SIZES.contains(&(self.codebook_size as u32))
-                || self.codebook_size > MAX_CODEBOOK_SIZE
-            {
+            if !u32::try_from(self.codebook_size).is_ok_and(|k| CODEBOOK_SIZES.contains(&k)) {
                 return bad(format!(
                     "codebook_size {} is outside {}..={MAX_CODEBOOK_SIZE}",
                     self.codebook_size,
                     CODEBOOK_SIZES.start()
                 ));
             }
-            if !CODEBOOK_COUNTS.contains(&(self.num_codebooks as u32))
-                || self.num_codebooks > MAX_CODEBOOKS
-            {
+            if !u32::try_from(self.num_codebooks).is_ok_and(|n| CODEBOOK_COUNTS.contains(&n)) {
                 return bad(format!(
                     "num_codebooks {} is outside {}..={MAX_CODEBOOKS}",
                     self.num_codebooks,

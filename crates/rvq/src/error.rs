@@ -94,7 +94,7 @@ pub enum Error {
         available: usize,
     },
     /// A quality or PSNR target out of range.
-    #[error("invalid target: {0} (a PSNR target must be a positive number of dB)")]
+    #[error("invalid target: {0}")]
     InvalidTarget(String),
     /// Two inputs of one archive with names on would be stored under one name.
     #[error("two inputs would be stored as {name:?}")]

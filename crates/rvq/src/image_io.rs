@@ -173,22 +173,40 @@ pub fn collect_images(inputs: &[PathBuf], allow_jpeg: bool) -> Result<Vec<PathBu
 }
 
 /// Every PNG (and, with `allow_jpeg`, JPEG) file below `dir`, following symbolic links; a
-/// link back to a folder above it is an error, not an endless walk.
+/// link back to a folder above it is an error, not an endless walk. A dangling link is
+/// skipped unless its name is an image's, which is listed and then fails when read, naming it.
 fn walk(dir: &Path, allow_jpeg: bool, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
-        let entry = entry.map_err(|e| Error::Io {
-            path: e.path().unwrap_or(dir).to_path_buf(),
-            source: e.into(),
-        })?;
-        if entry.file_type().is_dir() {
-            continue;
-        }
-        let ext = entry
-            .path()
+    let wanted = |path: &Path| {
+        let ext = path
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        if ext == "png" || (allow_jpeg && (ext == "jpg" || ext == "jpeg")) {
+        ext == "png" || (allow_jpeg && (ext == "jpg" || ext == "jpeg"))
+    };
+    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                let path = e.path().unwrap_or(dir).to_path_buf();
+                let dangling = e
+                    .io_error()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                    && path
+                        .symlink_metadata()
+                        .is_ok_and(|m| m.file_type().is_symlink());
+                if dangling {
+                    if wanted(&path) {
+                        out.push(path);
+                    }
+                    continue;
+                }
+                return Err(Error::Io {
+                    path,
+                    source: e.into(),
+                });
+            }
+        };
+        if !entry.file_type().is_dir() && wanted(entry.path()) {
             out.push(entry.into_path());
         }
     }
@@ -246,8 +264,14 @@ mod tests {
         std::fs::write(other.path().join("y.png"), b"").unwrap();
         let clean = tempfile::TempDir::new().unwrap();
         std::os::unix::fs::symlink(other.path(), clean.path().join("there")).unwrap();
+        // A dangling link is skipped, unless it names an image (which then fails when read).
+        std::os::unix::fs::symlink("/nonexistent/rvq", clean.path().join("stale")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/z.png", clean.path().join("z.png")).unwrap();
         let found = collect_images(&[clean.path().to_path_buf()], false).unwrap();
-        assert_eq!(found, vec![clean.path().join("there/y.png")]);
+        assert_eq!(
+            found,
+            vec![clean.path().join("there/y.png"), clean.path().join("z.png")]
+        );
     }
 
     #[test]
