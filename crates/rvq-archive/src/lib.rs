@@ -976,7 +976,7 @@ impl<'a> Archive<'a> {
                 Err(e @ ArchiveError::BlockChecksum { .. }) => {
                     damaged.get_or_insert(e);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(damaged.unwrap_or(e)),
             }
         }
         let count = block::block_len(self.image_count, b);

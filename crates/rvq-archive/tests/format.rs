@@ -678,7 +678,10 @@ fn malformed_blocks_with_good_checksums_are_refused() {
     // reader waits for that many bytes.
     let mut forged = good[..block].to_vec();
     forged.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
-    refuse(forged, "more than 2 images within the size limits need");
+    refuse(
+        forged,
+        "more than 2 image(s) of the largest size the reader's limits allow",
+    );
 }
 
 #[test]
