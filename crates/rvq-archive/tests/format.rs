@@ -539,20 +539,24 @@ impl std::io::Write for Full {
     }
 }
 
+/// A writer of `h`'s archive of 3 images into a sink with room for the header and 3 bytes.
+fn nearly_full_writer(h: &Header) -> ArchiveWriter<Full> {
+    let header_len = write_header(h, 3).unwrap().len();
+    ArchiveWriter::new(
+        Full {
+            room: header_len + 3,
+        },
+        h,
+        3,
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_writer_that_failed_refuses_to_go_on() {
     let (mut h, recs) = sample(2, true, 6);
     h.version = VERSION_1;
-    let header_len = write_header(&h, 3).unwrap().len();
-    // Room for the header and part of the first record.
-    let mut w = ArchiveWriter::new(
-        Full {
-            room: header_len + 3,
-        },
-        &h,
-        3,
-    )
-    .unwrap();
+    let mut w = nearly_full_writer(&h);
     assert!(matches!(w.write(&recs[0]), Err(ArchiveError::Io(_))));
     let err = w.write(&recs[1]).unwrap_err().to_string();
     assert!(err.contains("an earlier write failed"), "{err}");
@@ -562,15 +566,7 @@ fn a_writer_that_failed_refuses_to_go_on() {
 #[test]
 fn a_version_2_writer_reports_a_failed_block_at_finish() {
     let (h, recs) = sample(2, true, 6);
-    let header_len = write_header(&h, 3).unwrap().len();
-    let mut w = ArchiveWriter::new(
-        Full {
-            room: header_len + 3,
-        },
-        &h,
-        3,
-    )
-    .unwrap();
+    let mut w = nearly_full_writer(&h);
     // The records wait for their block, which fills at 64 records or at finish.
     for r in &recs {
         w.write(r).unwrap();
