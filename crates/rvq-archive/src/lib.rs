@@ -342,22 +342,46 @@ impl Record {
             .any(|&d| d as u32 != header.codebooks_used)
     }
 
-    /// The record cut to its first `m` codebooks (each cell to at most `m`).
-    pub fn truncated(&self, header: &Header, m: u32) -> Record {
+    /// The indices in full layout: level-major, every one of the header's m levels holding
+    /// every cell (row-major), 0 where a cell stops.
+    pub fn full_indices(&self, header: &Header) -> Vec<u32> {
         let depths = self.cell_depths(header);
-        let mut indices = Vec::new();
-        let mut at = 0;
-        for level in 0..header.codebooks_used {
-            for &d in &depths {
-                if (d as u32) > level {
-                    if level < m {
-                        indices.push(self.indices[at]);
-                    }
-                    at += 1;
+        let cells = depths.len();
+        let mut full = vec![0; cells * header.codebooks_used as usize];
+        let mut stored = self.indices.iter();
+        for (lvl, level) in full.chunks_exact_mut(cells.max(1)).enumerate() {
+            for (slot, &d) in level.iter_mut().zip(&depths) {
+                if d as usize > lvl {
+                    *slot = *stored.next().expect("a checked record holds its indices");
                 }
             }
         }
-        let cut: Vec<u8> = depths.iter().map(|&d| d.min(m as u8)).collect();
+        full
+    }
+
+    /// The indices a record stores for `depths`, taken from `full` (the layout
+    /// [`Record::full_indices`] gives, at least max(depths) levels): level by level, the
+    /// cells deep enough to use the level.
+    pub fn stored_indices(full: &[u32], depths: &[u8]) -> Vec<u32> {
+        let cells = depths.len();
+        let m = depths.iter().copied().max().unwrap_or(0) as usize;
+        (0..m)
+            .flat_map(|lvl| {
+                (0..cells)
+                    .filter(move |&c| depths[c] as usize > lvl)
+                    .map(move |c| full[lvl * cells + c])
+            })
+            .collect()
+    }
+
+    /// The record cut to its first `m` codebooks (each cell to at most `m`).
+    pub fn truncated(&self, header: &Header, m: u32) -> Record {
+        let cut: Vec<u8> = self
+            .cell_depths(header)
+            .iter()
+            .map(|&d| d.min(m as u8))
+            .collect();
+        let indices = Record::stored_indices(&self.full_indices(header), &cut);
         Record {
             indices,
             depths: if cut.iter().all(|&d| d as u32 == m) {

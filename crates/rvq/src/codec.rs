@@ -146,44 +146,13 @@ pub fn encode_records_reporting(
                 depths: Vec::new(),
             };
             if depths.iter().any(|&d| d as usize != m) {
-                record.indices = compact(&record.indices, &depths, m);
+                record.indices = Record::stored_indices(&record.indices, &depths);
                 record.depths = depths;
             }
             records.push(record);
         }
     }
     Ok((records, short))
-}
-
-/// Keeps, level by level, the indices of the cells deep enough to use the level: the
-/// archive's layout for a record with a depth map.
-fn compact(full: &[u32], depths: &[u8], m: usize) -> Vec<u32> {
-    let cells = depths.len();
-    (0..m)
-        .flat_map(|lvl| {
-            (0..cells)
-                .filter(move |&c| depths[c] as usize > lvl)
-                .map(move |c| full[lvl * cells + c])
-        })
-        .collect()
-}
-
-/// The full layout (m levels of every cell; 0 where a cell stops) of a record's indices.
-fn expand(record: &Record, header: &Header) -> (Vec<u32>, Vec<u8>) {
-    let depths = record.cell_depths(header);
-    let cells = depths.len();
-    let m = header.codebooks_used as usize;
-    let mut full = vec![0; cells * m];
-    let mut at = 0;
-    for lvl in 0..m {
-        for (c, &d) in depths.iter().enumerate() {
-            if d as usize > lvl {
-                full[lvl * cells + c] = record.indices[at];
-                at += 1;
-            }
-        }
-    }
-    (full, depths)
 }
 
 /// Decodes a batch at every depth 1..=m to measure each cell's error at each, then picks the
@@ -199,7 +168,7 @@ fn choose_depths(
 ) -> Result<(Vec<Vec<u8>>, Vec<Shortfall>)> {
     let f = model.config.grid_factor;
     let (gh, gw) = encoded.grid;
-    let bits = usize::BITS - (model.config.codebook_size.max(2) - 1).leading_zeros();
+    let bits = model.config.bits_per_index();
     let mut tables: Vec<Distortion> = batch
         .iter()
         .map(|img| Distortion {
@@ -537,8 +506,10 @@ pub fn decode_records(
     let key = |r: &Record| header.grid(r.width, r.height);
     for batch in batches(records, batch_size, key) {
         let (gw, gh) = key(&batch[0]);
-        let (indices, depths): (Vec<Vec<u32>>, Vec<Vec<u8>>) =
-            batch.iter().map(|r| expand(r, header)).unzip();
+        let (indices, depths): (Vec<Vec<u32>>, Vec<Vec<u8>>) = batch
+            .iter()
+            .map(|r| (r.full_indices(header), r.cell_depths(header)))
+            .unzip();
         let mixed = batch.iter().any(|r| r.has_depth_map(header));
         let y = model.decode_cells(
             &indices,
@@ -701,9 +672,14 @@ pub struct EntryInfo {
 
 /// Reads an archive's structure (every record's checksum included) without a model.
 pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
-    let entries = archive.index()?;
     let records = archive.records()?;
     let h = &archive.header;
+    // A version-1 record is its own byte range; reading the index again costs no decode.
+    // (Version 2 would decode every block a second time: its records share their blocks.)
+    let v1_lens: Option<Vec<u64>> = (h.version == rvq_archive::VERSION_1)
+        .then(|| archive.index())
+        .transpose()?
+        .map(|entries| entries.iter().map(|e| e.len as u64).collect());
     let bits = h.bits_per_index() as u64;
     // Version 1 pads each record's indices to a byte, version 2 each block's.
     let group = if h.version == rvq_archive::VERSION_1 {
@@ -717,9 +693,9 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
         .sum();
     let index_count: u64 = records.iter().map(|r| r.index_count(h)).sum();
     let cells: u64 = records.iter().map(|r| r.cell_depths(h).len() as u64).sum();
-    let pixels: u64 = entries
+    let pixels: u64 = records
         .iter()
-        .map(|e| e.width as u64 * e.height as u64)
+        .map(|r| r.width as u64 * r.height as u64)
         .sum();
     let total = archive.len() as u64;
     let images = archive.image_count;
@@ -763,17 +739,16 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
         },
         ratio_vs_raw_rgb: pixels as f64 * 3.0 / total as f64,
         ratio_vs_inputs: None,
-        entries: entries
+        entries: records
             .iter()
-            .zip(&records)
-            .map(|(e, r)| EntryInfo {
-                name: e.name.clone(),
-                width: e.width,
-                height: e.height,
-                bytes: if h.version == rvq_archive::VERSION_1 {
-                    e.len as u64
-                } else {
-                    (r.index_count(h) * bits).div_ceil(8)
+            .enumerate()
+            .map(|(i, r)| EntryInfo {
+                name: r.name.clone(),
+                width: r.width,
+                height: r.height,
+                bytes: match &v1_lens {
+                    Some(lens) => lens[i],
+                    None => (r.index_count(h) * bits).div_ceil(8),
                 },
             })
             .collect(),
