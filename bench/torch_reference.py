@@ -63,9 +63,21 @@ class RvqVae(nn.Module):
         )
         outs = list(reversed(widths))[1:] + [3]
         ups_in = [inner] + outs[:-1]
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(i, o, 4, stride=2, padding=1) for i, o in zip(ups_in, outs)
+        if cfg.get("upsample", "transposed") == "shuffle":
+            self.up = nn.ModuleList()
+            self.up_shuffle = nn.ModuleList(
+                nn.Conv2d(i, 4 * o, 3, padding=1) for i, o in zip(ups_in, outs)
+            )
+        else:
+            self.up = nn.ModuleList(
+                nn.ConvTranspose2d(i, o, 4, stride=2, padding=1) for i, o in zip(ups_in, outs)
+            )
+            self.up_shuffle = nn.ModuleList()
+        per_stage = cfg.get("up_res_blocks", 0)
+        self.up_res = nn.ModuleList(
+            ResBlock(o, cfg["res_channels"]) for o in outs[:-1] for _ in range(per_stage)
         )
+        self.per_stage = per_stage
         self.grid = cfg["grid_factor"]
         if cfg.get("linear_path", False):
             patch = 3 * self.grid * self.grid
@@ -73,6 +85,15 @@ class RvqVae(nn.Module):
             self.lin_dec = nn.Conv2d(cfg["latent_dim"], patch, 1)
         else:
             self.lin_enc = self.lin_dec = None
+        # With depth_input, each cell's depth (one-hot over 1..n_q) is added through a 1x1
+        # convolution before each decoder residual block and after the last.
+        if cfg.get("depth_input", False):
+            self.depth_in = nn.ModuleList(
+                nn.Conv2d(cfg["num_codebooks"], inner, 1, bias=False)
+                for _ in range(cfg["res_blocks"] + 1)
+            )
+        else:
+            self.depth_in = None
         if cfg["quantize"]:
             shape = (cfg["num_codebooks"], cfg["codebook_size"], cfg["latent_dim"])
             self.register_buffer("codebooks", torch.zeros(shape))
@@ -90,16 +111,37 @@ class RvqVae(nn.Module):
             z = z + self.lin_enc(F.pixel_unshuffle(images, self.grid))
         return z
 
-    def decode(self, latents):
+    def decode(self, latents, depths=None):
+        """depths: [b, h, w] ints in 1..n_q (None: every cell at n_q); read only with depth_input."""
         x = self.from_latent(latents)
-        for block in self.dec_res:
+        onehot = None
+        if self.depth_in is not None:
+            n_q = self.depth_in[0].in_channels
+            b, _, h, w = latents.shape
+            if depths is None:
+                depths = torch.full((b, h, w), n_q, device=latents.device)
+            # As in rvq: 0 (unquantized) or anything past n_q counts as n_q.
+            depths = torch.where((depths < 1) | (depths > n_q), n_q, depths)
+            onehot = F.one_hot(depths.long() - 1, n_q).permute(0, 3, 1, 2).to(latents.dtype)
+            x = x + self.depth_in[0](onehot)
+        for i, block in enumerate(self.dec_res):
             x = block(x)
-        for i, conv in enumerate(self.up):
-            x = conv(torch.relu(x))
+            if onehot is not None:
+                x = x + self.depth_in[i + 1](onehot)
+        for stage, conv in enumerate(self.up):
+            x = self.after_upsampling(conv(torch.relu(x)), stage)
+        for stage, conv in enumerate(self.up_shuffle):
+            x = self.after_upsampling(F.pixel_shuffle(conv(torch.relu(x)), 2), stage)
         if self.lin_dec is None:
             return torch.sigmoid(x)
         x = x + F.pixel_shuffle(self.lin_dec(latents), self.grid)
         return x.clamp(0.0, 1.0)
+
+    def after_upsampling(self, x, stage):
+        n = self.per_stage
+        for block in self.up_res[stage * n : (stage + 1) * n]:
+            x = block(x)
+        return x
 
     def quantize(self, latents, depth):
         """Indices [b, depth, h, w]: nearest entry by |c|^2 - 2 x.c, level by level."""

@@ -162,14 +162,14 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
             let entries = archive.index().map_err(archive_err)?;
             let wanted: Vec<_> = entries
                 .iter()
-                .filter(|e| e.name.as_deref() == Some(only.as_str()))
+                .filter(|e| e.name() == Some(only.as_str()))
                 .collect();
             if wanted.is_empty() {
                 anyhow::bail!("{}: no image stored as {only:?}", a.input.display());
             }
             wanted
                 .into_iter()
-                .map(|e| Ok((e.index, archive.record(e).map_err(archive_err)?)))
+                .map(|e| Ok((e.index(), archive.record(e).map_err(archive_err)?)))
                 .collect::<Result<_>>()?
         }
     };

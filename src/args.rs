@@ -355,6 +355,18 @@ pub(crate) struct TrainArgs {
     /// Leave out the linear patch projection under the network (the study's architecture).
     #[arg(long)]
     pub(crate) no_linear: bool,
+    /// Tell the decoder each cell's depth (a one-hot input, zero at the start; with --from, it
+    /// is added to a model that lacks it).
+    #[arg(long, conflicts_with = "no_quantize")]
+    pub(crate) depth_input: bool,
+    /// How the decoder doubles its resolution: transposed convolutions, or a convolution and a
+    /// pixel shuffle.
+    #[arg(long, value_parser = ["transposed", "shuffle"], default_value = "transposed")]
+    pub(crate) upsample: String,
+    /// Residual blocks after each decoder upsampling stage but the last (each starts as the
+    /// identity).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) up_res_blocks: usize,
     /// How the linear path starts: from the PCA of training patches, or at random.
     #[arg(long, value_parser = ["pca", "random"], default_value = "pca")]
     pub(crate) init: String,

@@ -74,14 +74,16 @@ pub fn run(
     // timed over more than a few milliseconds.
     let count = batch * SMALL_IMAGES.div_ceil(batch);
     let small: Vec<Named> = (0..count)
-        .map(|i| Named {
-            name: format!("{i}.png"),
-            image: synthetic(32, 32, i as u32),
+        .map(|i| {
+            Ok(Named {
+                name: format!("{i}.png"),
+                image: synthetic(32, 32, i as u32)?,
+            })
         })
-        .collect();
+        .collect::<rvq::error::Result<_>>()?;
     let big = vec![Named {
         name: "large.png".into(),
-        image: synthetic(large.0, large.1, 1),
+        image: synthetic(large.0, large.1, 1)?,
     }];
     let header = codec::header_for(model, m, &opts)?;
     let sync = || {

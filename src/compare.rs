@@ -94,11 +94,7 @@ impl Classical {
                 let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
                     .map_err(|e| Error::Other(format!("JPEG decoding failed: {e}")))?
                     .to_rgb8();
-                Ok(Rgb {
-                    width: img.width(),
-                    height: img.height(),
-                    rgb: img.into_raw(),
-                })
+                Ok(Rgb::new(img.width(), img.height(), img.into_raw())?)
             }
             Classical::Webp => {
                 let img = webp::Decoder::new(bytes)
@@ -110,7 +106,7 @@ impl Classical {
                     .chunks_exact(channels)
                     .flat_map(|p| [p[0], p[1], p[2]])
                     .collect();
-                Ok(Rgb { width, height, rgb })
+                Ok(Rgb::new(width, height, rgb)?)
             }
         }
     }
@@ -163,7 +159,7 @@ pub fn compare(
     }
     let pixels: u64 = images
         .iter()
-        .map(|i| i.width as u64 * i.height as u64)
+        .map(|i| i.width() as u64 * i.height() as u64)
         .sum();
     let reference = Reference {
         pixels,
@@ -275,10 +271,14 @@ fn rvq_point(
     let payload = archive_len - header_len;
     let decoded = codec::decode_records(model, header, records, batch_size)?;
     for (r, img) in records.iter().zip(images) {
-        if (r.width, r.height) != (img.width, img.height) {
+        if (r.width, r.height) != (img.width(), img.height()) {
             return Err(Error::Other(format!(
                 "archive image {:?} is {}×{} but its original is {}×{}",
-                r.name, r.width, r.height, img.width, img.height
+                r.name,
+                r.width,
+                r.height,
+                img.width(),
+                img.height()
             )));
         }
     }
@@ -335,7 +335,7 @@ fn point(
     let (mut se, mut values, mut ssim_sum) = (0f64, 0f64, 0f64);
     for (a, b) in originals.iter().zip(decoded) {
         se += squared_error(a, b);
-        values += a.rgb.len() as f64;
+        values += a.pixels().len() as f64;
         ssim_sum += ssim(a, b);
     }
     let mse = se / values;
@@ -364,9 +364,9 @@ fn point(
 
 /// Sum of squared differences of two equally sized images, values scaled to [0, 1].
 pub fn squared_error(a: &Rgb, b: &Rgb) -> f64 {
-    a.rgb
+    a.pixels()
         .iter()
-        .zip(&b.rgb)
+        .zip(b.pixels())
         .map(|(&x, &y)| {
             let d = (x as f64 - y as f64) / 255.0;
             d * d
@@ -379,9 +379,9 @@ pub fn encode_jpeg(img: &Rgb, quality: u8) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
         .encode(
-            &img.rgb,
-            img.width,
-            img.height,
+            img.pixels(),
+            img.width(),
+            img.height(),
             image::ExtendedColorType::Rgb8,
         )
         .map_err(|e| Error::Other(format!("JPEG encoding failed: {e}")))?;
@@ -390,7 +390,7 @@ pub fn encode_jpeg(img: &Rgb, quality: u8) -> Result<Vec<u8>> {
 
 /// Encodes `img` as lossy WebP of `quality` (0–100) with libwebp.
 pub fn encode_webp(img: &Rgb, quality: u8) -> Result<Vec<u8>> {
-    webp::Encoder::from_rgb(&img.rgb, img.width, img.height)
+    webp::Encoder::from_rgb(img.pixels(), img.width(), img.height())
         .encode_simple(false, quality as f32)
         .map(|m| m.to_vec())
         .map_err(|e| Error::Other(format!("WebP encoding failed: {e:?}")))
@@ -454,7 +454,7 @@ pub fn jpeg_scan_bytes(jpeg: &[u8]) -> Option<usize> {
 /// with an 11×11 Gaussian window (σ = 1.5; smaller for images under 11 pixels a side) over
 /// every position where the window fits. Identical images give exactly 1.
 pub fn ssim(a: &Rgb, b: &Rgb) -> f64 {
-    let (w, h) = (a.width as usize, a.height as usize);
+    let (w, h) = (a.width() as usize, a.height() as usize);
     let size = 11.min(w).min(h);
     let sigma = 1.5 * size as f64 / 11.0;
     let half = (size as f64 - 1.0) / 2.0;
@@ -469,7 +469,7 @@ pub fn ssim(a: &Rgb, b: &Rgb) -> f64 {
     let mut total = 0.0;
     let mut count = 0usize;
     for c in 0..3 {
-        let px = |img: &Rgb, x: usize, y: usize| img.rgb[(y * w + x) * 3 + c] as f64 / 255.0;
+        let px = |img: &Rgb, x: usize, y: usize| img.pixels()[(y * w + x) * 3 + c] as f64 / 255.0;
         for y0 in 0..=h - size {
             for x0 in 0..=w - size {
                 let (mut ma, mut mb, mut vaa, mut vbb, mut vab) = (0.0, 0.0, 0.0, 0.0, 0.0);
@@ -528,13 +528,10 @@ mod tests {
     use super::*;
 
     fn test_image(w: u32, h: u32, seed: u32) -> Rgb {
-        Rgb {
-            width: w,
-            height: h,
-            rgb: (0..w * h * 3)
-                .map(|i| ((i * 37 + seed * 11) % 251) as u8)
-                .collect(),
-        }
+        let rgb = (0..w * h * 3)
+            .map(|i| ((i * 37 + seed * 11) % 251) as u8)
+            .collect();
+        Rgb::new(w, h, rgb).unwrap()
     }
 
     #[test]
@@ -564,9 +561,11 @@ mod tests {
         assert_eq!(cases.len(), 6);
         for case in cases {
             let a = load(case["a"].as_str().unwrap());
-            let mut b = load(case["b"].as_str().unwrap());
+            let b = load(case["b"].as_str().unwrap());
             let kind = case["distortion"].as_str().unwrap();
-            for (i, v) in b.rgb.iter_mut().enumerate() {
+            let (w, h) = (b.width(), b.height());
+            let mut pixels = b.into_pixels();
+            for (i, v) in pixels.iter_mut().enumerate() {
                 let x = *v as i64;
                 *v = match kind {
                     "none" => x,
@@ -576,6 +575,7 @@ mod tests {
                     other => panic!("unknown distortion {other}"),
                 } as u8;
             }
+            let b = Rgb::new(w, h, pixels).unwrap();
             let want = case["ssim"].as_f64().unwrap();
             let got = ssim(&a, &b);
             assert!(
@@ -587,24 +587,14 @@ mod tests {
 
     #[test]
     fn ssim_and_error_of_a_known_difference() {
-        let a = Rgb {
-            width: 2,
-            height: 1,
-            rgb: vec![0, 0, 0, 255, 255, 255],
-        };
-        let b = Rgb {
-            width: 2,
-            height: 1,
-            rgb: vec![0, 0, 0, 0, 0, 0],
-        };
+        let a = Rgb::new(2, 1, vec![0, 0, 0, 255, 255, 255]).unwrap();
+        let b = Rgb::new(2, 1, vec![0, 0, 0, 0, 0, 0]).unwrap();
         // Three of six values are off by 1.0.
         assert_eq!(squared_error(&a, &b) / 6.0, 0.5);
         // A uniform brightness shift lowers SSIM below 1.
         let base = test_image(24, 24, 3);
-        let shifted = Rgb {
-            rgb: base.rgb.iter().map(|v| v.saturating_add(10)).collect(),
-            ..base.clone()
-        };
+        let brighter = base.pixels().iter().map(|v| v.saturating_add(10)).collect();
+        let shifted = Rgb::new(base.width(), base.height(), brighter).unwrap();
         assert!(ssim(&base, &shifted) < 1.0);
     }
 
@@ -634,7 +624,7 @@ mod tests {
         assert_eq!(payload, file.len() - 20);
         let back = Classical::Webp.decode(&file).unwrap();
         assert_eq!(
-            (back.width, back.height, back.rgb.len()),
+            (back.width(), back.height(), back.pixels().len()),
             (32, 32, 32 * 32 * 3)
         );
         assert_eq!(webp_payload_bytes(b"RIFF\0\0\0\0WEBPVP8L"), None);

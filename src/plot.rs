@@ -169,11 +169,7 @@ pub fn line_chart(
         Ok(())
     };
     draw(&mut buf).map_err(|e| Error::Other(format!("plotting failed: {e}")))?;
-    let png = image_io::encode_png(&Rgb {
-        width: w,
-        height: h,
-        rgb: buf,
-    })?;
+    let png = image_io::encode_png(&Rgb::new(w, h, buf)?)?;
     write_atomic(path, &png)
 }
 

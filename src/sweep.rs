@@ -163,6 +163,7 @@ impl GridSpec {
                                 grid_factor: f,
                                 quantize: e.quantize,
                                 linear_path: e.linear_path,
+                                depth_input: base.depth_input && e.quantize,
                                 ..base.clone()
                             };
                             config.validate()?;
@@ -195,8 +196,8 @@ impl GridSpec {
     }
 }
 
-/// One line of `results.csv`.
-#[derive(Clone, Debug, PartialEq)]
+/// One line of `results.csv`; the columns are the fields, in this order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// Run id.
     pub run: String,
@@ -232,9 +233,6 @@ pub struct Row {
     pub backend: String,
 }
 
-/// The CSV header line.
-pub const CSV_HEADER: &str = "run,experiment,latent_dim,codebook_size,num_codebooks,grid_factor,bits_per_vector,bits_per_image,total_codebook_vectors,log2_quantizations,mse,psnr,utilisation,epochs,train_seconds,backend";
-
 impl Row {
     /// The figures that follow from a configuration alone.
     pub fn geometry(config: &ModelConfig) -> (u64, u64, u64, f64) {
@@ -250,71 +248,36 @@ impl Row {
             config.num_codebooks as f64 * (config.codebook_size as f64).log2(),
         )
     }
-
-    /// The row as a CSV line (no quoting needed: ids are identifiers, and commas in the
-    /// backend text are replaced).
-    pub fn to_csv(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            self.run,
-            self.experiment,
-            self.latent_dim,
-            self.codebook_size,
-            self.num_codebooks,
-            self.grid_factor,
-            self.bits_per_vector,
-            self.bits_per_image,
-            self.total_codebook_vectors,
-            self.log2_quantizations,
-            self.mse,
-            self.psnr,
-            self.utilisation,
-            self.epochs,
-            self.train_seconds,
-            self.backend.replace(',', ";")
-        )
-    }
-
-    /// Parses a line written by [`Row::to_csv`].
-    pub fn from_csv(line: &str) -> std::result::Result<Self, String> {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 16 {
-            return Err(format!("expected 16 fields, found {}", f.len()));
-        }
-        let u = |i: usize| f[i].parse::<u64>().map_err(|e| format!("field {i}: {e}"));
-        let x = |i: usize| f[i].parse::<f64>().map_err(|e| format!("field {i}: {e}"));
-        // The report divides the 32-pixel image side by it.
-        let grid_factor = u(5)?;
-        if grid_factor == 0 || 32 % grid_factor != 0 {
-            return Err(format!(
-                "grid_factor {grid_factor} does not divide a 32-pixel side"
-            ));
-        }
-        Ok(Self {
-            run: f[0].into(),
-            experiment: f[1].into(),
-            latent_dim: u(2)? as usize,
-            codebook_size: u(3)? as usize,
-            num_codebooks: u(4)? as usize,
-            grid_factor: grid_factor as usize,
-            bits_per_vector: u(6)?,
-            bits_per_image: u(7)?,
-            total_codebook_vectors: u(8)?,
-            log2_quantizations: x(9)?,
-            mse: x(10)?,
-            psnr: x(11)?,
-            utilisation: x(12)?,
-            epochs: x(13)?,
-            train_seconds: x(14)?,
-            backend: f[15].into(),
-        })
-    }
 }
+
+/// The columns of `results.csv`, in order: a file with any other header is not a sweep's.
+const COLUMNS: [&str; 16] = [
+    "run",
+    "experiment",
+    "latent_dim",
+    "codebook_size",
+    "num_codebooks",
+    "grid_factor",
+    "bits_per_vector",
+    "bits_per_image",
+    "total_codebook_vectors",
+    "log2_quantizations",
+    "mse",
+    "psnr",
+    "utilisation",
+    "epochs",
+    "train_seconds",
+    "backend",
+];
 
 /// Reads `results.csv` (missing file: no rows).
 pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let bad = |reason: String| Error::BadData {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
             return Err(Error::Io {
@@ -323,43 +286,48 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
             });
         }
     };
-    let mut lines = text.lines();
-    if lines.next() != Some(CSV_HEADER) {
-        return Err(Error::BadData {
-            path: path.to_path_buf(),
-            reason: "not an rvq sweep results file (unexpected header)".into(),
-        });
+    let mut reader = csv::Reader::from_reader(file);
+    let header = reader.headers().map_err(|e| bad(e.to_string()))?;
+    if !header.iter().eq(COLUMNS) {
+        return Err(bad(
+            "not an rvq sweep results file (unexpected header)".into()
+        ));
     }
-    lines
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            Row::from_csv(l).map_err(|reason| Error::BadData {
-                path: path.to_path_buf(),
-                reason: format!("line {}: {reason}", i + 2),
-            })
+    reader
+        .deserialize::<Row>()
+        .map(|row| {
+            let row = row.map_err(|e| bad(e.to_string()))?;
+            // The report divides the 32-pixel image side by it.
+            if row.grid_factor == 0 || 32 % row.grid_factor != 0 {
+                return Err(bad(format!(
+                    "run {}: grid_factor {} does not divide a 32-pixel side",
+                    row.run, row.grid_factor
+                )));
+            }
+            Ok(row)
         })
         .collect()
 }
 
 /// Appends `row` to `results.csv`, writing the header first if the file is new.
 pub fn append_csv(path: &Path, row: &Row) -> Result<()> {
-    use std::io::Write;
     let io = |e| Error::Io {
         path: path.to_path_buf(),
         source: e,
     };
     let new = !path.exists();
-    let mut f = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(io)?;
-    if new {
-        writeln!(f, "{CSV_HEADER}").map_err(io)?;
-    }
-    writeln!(f, "{}", row.to_csv()).map_err(io)?;
-    f.sync_all().map_err(io)
+    let mut writer = csv::WriterBuilder::new().has_headers(new).from_writer(file);
+    let failed = |e: csv::Error| Error::Other(format!("{}: {e}", path.display()));
+    writer.serialize(row).map_err(failed)?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| Error::Other(format!("{}: {}", path.display(), e.error())))?;
+    file.sync_all().map_err(io)
 }
 
 /// The runs of `runs` that `done` has no row for, in order.
@@ -887,23 +855,55 @@ mod tests {
             .map(|r| r.id.as_str())
             .collect();
         assert_eq!(left, vec![runs[0].id.as_str(), runs[2].id.as_str()]);
-        // A comma in the backend text would split the field: it is written as ';'.
+        // A comma in the backend text is quoted, and reads back whole.
         let comma = Row {
             backend: "wgpu (a, b)".into(),
             ..back[0].clone()
         };
-        assert!(comma.to_csv().ends_with(",wgpu (a; b)"));
+        append_csv(&path, &comma).unwrap();
+        assert_eq!(read_csv(&path).unwrap()[1], comma);
         std::fs::write(&path, "a,b\n").unwrap();
-        assert!(read_csv(&path).is_err());
+        let err = read_csv(&path).unwrap_err().to_string();
+        assert!(err.contains("unexpected header"), "{err}");
         // A grid factor of 0 used to reach the report's 32 / grid_factor and panic.
+        std::fs::remove_file(&path).unwrap();
         let zero = Row {
             grid_factor: 0,
             ..back[0].clone()
-        }
-        .to_csv();
-        std::fs::write(&path, format!("{CSV_HEADER}\n{zero}\n")).unwrap();
+        };
+        append_csv(&path, &zero).unwrap();
         let err = read_csv(&path).unwrap_err().to_string();
         assert!(err.contains("grid_factor 0"), "{err}");
+        // A row with a field missing is refused with its position.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header = text.lines().next().unwrap();
+        std::fs::write(&path, format!("{header}\nx,rvq,8\n")).unwrap();
+        let err = read_csv(&path).unwrap_err().to_string();
+        assert!(err.contains("line: 2"), "{err}");
+    }
+
+    #[test]
+    fn the_committed_study_results_still_read() {
+        // Written by the hand-made CSV code before the csv crate (commas in the backend text
+        // were written as ';'): every row reads, and a row appended now reads beside them.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/study");
+        for study in ["cpu-study", "quick-rvq"] {
+            let committed = root.join(study).join("results.csv");
+            let lines = std::fs::read_to_string(&committed).unwrap().lines().count();
+            let rows = read_csv(&committed).unwrap();
+            assert_eq!(rows.len(), lines - 1, "{study}");
+            let dir = tempfile::TempDir::new().unwrap();
+            let copy = dir.path().join("results.csv");
+            std::fs::copy(&committed, &copy).unwrap();
+            let added = Row {
+                backend: "cpu (burn flex, 2 threads)".into(),
+                ..rows[0].clone()
+            };
+            append_csv(&copy, &added).unwrap();
+            let back = read_csv(&copy).unwrap();
+            assert_eq!(back[..rows.len()], rows[..], "{study}");
+            assert_eq!(back[rows.len()], added, "{study}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rvq::config::ModelConfig;
 use rvq::model::Model;
-use rvq::train::{self, Event, Init, TrainOptions};
+use rvq::train::{self, Event, TrainOptions};
 
 use crate::args::*;
 use crate::support::*;
@@ -20,6 +20,9 @@ pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         res_channels: a.res_channels,
         quantize: !a.no_quantize,
         linear_path: !a.no_linear,
+        depth_input: a.depth_input,
+        upsample: a.upsample.parse()?,
+        up_res_blocks: a.up_res_blocks,
     };
     config.validate()?;
     let options = TrainOptions {
@@ -30,11 +33,7 @@ pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
         max_steps: a.max_steps,
-        init: if a.init == "random" {
-            Init::Random
-        } else {
-            Init::Pca
-        },
+        init: a.init.parse()?,
         dropout_fraction: a.dropout,
         dropout_weights: a.dropout_weights,
         start_from: a.from,

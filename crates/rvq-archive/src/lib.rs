@@ -590,24 +590,57 @@ pub fn payload_bits(header: &Header, count: u64) -> u64 {
 }
 
 /// Where one record lies in an archive, read from its fields without decoding its payload.
-/// In a version-2 archive, `offset` and `len` locate the block that holds the record.
+/// In a version-2 archive, [`Entry::offset`] and [`Entry::len`] locate the block that holds
+/// the record. Only [`Archive::index`] makes entries, and [`Archive::record`] trusts their
+/// positions, so the fields are read through methods.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// Record number, from 0.
-    pub index: u64,
-    /// Byte offset of the record (version 2: of its block).
-    pub offset: usize,
-    /// Bytes of the record, checksum included (version 2: of its block).
-    pub len: usize,
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// File name, if stored.
-    pub name: Option<String>,
-    pub(crate) payload_offset: usize,
+    index: u64,
+    offset: usize,
+    len: usize,
+    width: u32,
+    height: u32,
+    name: Option<String>,
+    payload_offset: usize,
     /// Version 2: the record's position in its block.
-    pub(crate) in_block: Option<usize>,
+    in_block: Option<usize>,
+}
+
+impl Entry {
+    /// Record number, from 0.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// Byte offset of the record (version 2: of its block).
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Bytes of the record, checksum included (version 2: of its block).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the record takes no bytes: never, since every record has a checksum.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// File name, if stored.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
 }
 
 /// A parsed archive over borrowed bytes: the header is checked on parse, records when read.

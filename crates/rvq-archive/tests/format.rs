@@ -241,7 +241,7 @@ proptest! {
             let varints = varint_len(r.width as u64) + varint_len(r.height as u64)
                 + if header.names { varint_len(name_len as u64) } else { 0 };
             let payload = (r.indices.len() as u64 * header.bits_per_index() as u64).div_ceil(8);
-            prop_assert_eq!(e.len as u64, varints as u64 + name_len as u64 + payload + 4);
+            prop_assert_eq!(e.len() as u64, varints as u64 + name_len as u64 + payload + 4);
         }
         prop_assert_eq!(a.records().unwrap(), records);
     }

@@ -29,12 +29,15 @@ pub fn round_trip(path: &Path) -> rvq::Result<(usize, f64)> {
     let (name, back) = &decoded[0];
     assert_eq!(name.as_deref(), Some("image.png"));
     let se: f64 = image
-        .rgb
+        .pixels()
         .iter()
-        .zip(&back.rgb)
+        .zip(back.pixels())
         .map(|(a, b)| ((*a as f64 - *b as f64) / 255.0).powi(2))
         .sum();
-    Ok((bytes.len(), rvq::eval::psnr(se / image.rgb.len() as f64)))
+    Ok((
+        bytes.len(),
+        rvq::eval::psnr(se / image.pixels().len() as f64),
+    ))
 }
 
 fn main() {

@@ -139,8 +139,8 @@ pub fn encode_records_reporting(
         };
         for ((img, indices), depths) in batch.iter().zip(encoded.indices).zip(depths) {
             let mut record = Record {
-                width: img.image.width,
-                height: img.image.height,
+                width: img.image.width(),
+                height: img.image.height(),
                 name: opts.names.then(|| img.name.clone()),
                 indices,
                 depths: Vec::new(),
@@ -175,7 +175,7 @@ fn choose_depths(
             m,
             columns: gw,
             sse: vec![0.0; gh * gw * m],
-            values: img.image.rgb.len() as f64,
+            values: img.image.pixels().len() as f64,
         })
         .collect();
     for k in 1..=m {
@@ -243,7 +243,7 @@ fn choose_depths(
 fn cell_errors(y: &[f32], i: usize, img: &Rgb, (gh, gw): (usize, usize), f: usize) -> Vec<f64> {
     let (pw, ph) = (gw * f, gh * f);
     let base = i * 3 * pw * ph;
-    let (w, h) = (img.width as usize, img.height as usize);
+    let (w, h) = (img.width() as usize, img.height() as usize);
     let mut sse = vec![0f64; gh * gw];
     for yy in 0..h {
         for xx in 0..w {
@@ -251,7 +251,7 @@ fn cell_errors(y: &[f32], i: usize, img: &Rgb, (gh, gw): (usize, usize), f: usiz
             for c in 0..3 {
                 let v = y[base + (c * ph + yy) * pw + xx];
                 let q = (v * 255.0).round().clamp(0.0, 255.0);
-                let e = (q as f64 - img.rgb[(yy * w + xx) * 3 + c] as f64) / 255.0;
+                let e = (q as f64 - img.pixels()[(yy * w + xx) * 3 + c] as f64) / 255.0;
                 sse[cell] += e * e;
             }
         }
@@ -282,8 +282,8 @@ fn batches<T, K: PartialEq>(
 
 fn padded(image: &Rgb, f: usize) -> (usize, usize) {
     (
-        (image.width as usize).div_ceil(f) * f,
-        (image.height as usize).div_ceil(f) * f,
+        (image.width() as usize).div_ceil(f) * f,
+        (image.height() as usize).div_ceil(f) * f,
     )
 }
 
@@ -674,12 +674,6 @@ pub struct EntryInfo {
 pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
     let records = archive.records()?;
     let h = &archive.header;
-    // A version-1 record is its own byte range; reading the index again costs no decode.
-    // (Version 2 would decode every block a second time: its records share their blocks.)
-    let v1_lens: Option<Vec<u64>> = (h.version == rvq_archive::VERSION_1)
-        .then(|| archive.index())
-        .transpose()?
-        .map(|entries| entries.iter().map(|e| e.len as u64).collect());
     let bits = h.bits_per_index() as u64;
     // Version 1 pads each record's indices to a byte, version 2 each block's.
     let group = if h.version == rvq_archive::VERSION_1 {
@@ -699,13 +693,6 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
         .sum();
     let total = archive.len() as u64;
     let images = archive.image_count;
-    let per_image = |v: u64| {
-        if images == 0 {
-            0.0
-        } else {
-            v as f64 / images as f64
-        }
-    };
     Ok(ArchiveInfo {
         version: h.version,
         fingerprint: hex(&h.fingerprint),
@@ -725,34 +712,48 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
         header_bytes: archive.header_len as u64,
         payload_bytes: payload,
         record_overhead_bytes: total - archive.header_len as u64 - payload,
-        mean_depth: if cells == 0 {
-            0.0
-        } else {
-            index_count as f64 / cells as f64
-        },
+        mean_depth: mean(index_count, cells),
         pixels,
-        payload_bits_per_image: per_image(index_count * bits),
-        bits_per_pixel: if pixels == 0 {
-            0.0
-        } else {
-            total as f64 * 8.0 / pixels as f64
-        },
+        payload_bits_per_image: mean(index_count * bits, images),
+        bits_per_pixel: mean(total * 8, pixels),
         ratio_vs_raw_rgb: pixels as f64 * 3.0 / total as f64,
         ratio_vs_inputs: None,
-        entries: records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| EntryInfo {
-                name: r.name.clone(),
-                width: r.width,
-                height: r.height,
-                bytes: match &v1_lens {
-                    Some(lens) => lens[i],
-                    None => (r.index_count(h) * bits).div_ceil(8),
-                },
-            })
-            .collect(),
+        entries: entry_infos(archive, &records)?,
     })
+}
+
+/// `total / count`, or 0 for no count.
+fn mean(total: u64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        total as f64 / count as f64
+    }
+}
+
+/// Each record's name, size and bytes (version 1: its whole record; version 2: its indices).
+fn entry_infos(archive: &Archive, records: &[Record]) -> rvq_archive::Result<Vec<EntryInfo>> {
+    let h = &archive.header;
+    let bits = h.bits_per_index() as u64;
+    // A version-1 record is its own byte range; reading the index again costs no decode.
+    // (Version 2 would decode every block a second time: its records share their blocks.)
+    let v1_lens: Option<Vec<u64>> = (h.version == rvq_archive::VERSION_1)
+        .then(|| archive.index())
+        .transpose()?
+        .map(|entries| entries.iter().map(|e| e.len() as u64).collect());
+    Ok(records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| EntryInfo {
+            name: r.name.clone(),
+            width: r.width,
+            height: r.height,
+            bytes: match &v1_lens {
+                Some(lens) => lens[i],
+                None => (r.index_count(h) * bits).div_ceil(8),
+            },
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -36,6 +36,45 @@ pub struct ModelConfig {
     /// [`crate::model::RvqVae`]); absent from configurations written before it existed.
     #[serde(default)]
     pub linear_path: bool,
+    /// The decoder's convolutional branch is told each cell's depth (how many codebooks its
+    /// vector sums), so one network can decode a coarse cell differently from a fine one;
+    /// absent from configurations written before it existed.
+    #[serde(default)]
+    pub depth_input: bool,
+    /// How the decoder's convolutional branch doubles its resolution; absent from
+    /// configurations written before there was a choice (transposed convolutions).
+    #[serde(default)]
+    pub upsample: Upsample,
+    /// Residual blocks after each of the decoder's upsampling stages but the last (at 8×8
+    /// and 16×16 for the default grid); absent from configurations written before them.
+    #[serde(default)]
+    pub up_res_blocks: usize,
+}
+
+/// How the decoder's convolutional branch doubles its resolution at each stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Upsample {
+    /// A 4×4 transposed convolution of stride 2 (the study's decoder).
+    #[default]
+    Transposed,
+    /// A 3×3 convolution to four times the channels, then a pixel shuffle by 2.
+    Shuffle,
+}
+
+impl std::str::FromStr for Upsample {
+    type Err = Error;
+
+    /// `transposed` or `shuffle`, as `config.json` spells them.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "transposed" => Ok(Self::Transposed),
+            "shuffle" => Ok(Self::Shuffle),
+            other => Err(Error::InvalidConfig(format!(
+                "upsampling {other:?}: expected transposed or shuffle"
+            ))),
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -51,6 +90,9 @@ impl Default for ModelConfig {
             res_channels: 64,
             quantize: true,
             linear_path: true,
+            depth_input: false,
+            upsample: Upsample::Transposed,
+            up_res_blocks: 0,
         }
     }
 }
@@ -80,8 +122,11 @@ impl ModelConfig {
         if self.channels.iter().any(|&c| c == 0 || c > 4096) {
             return bad("channel widths must be in 1..=4096".into());
         }
-        if stages == 0 || self.res_channels == 0 || self.res_blocks > 16 {
-            return bad("res_channels must be positive and res_blocks at most 16".into());
+        if stages == 0 || self.res_channels == 0 || self.res_blocks > 16 || self.up_res_blocks > 16
+        {
+            return bad(
+                "res_channels must be positive, res_blocks and up_res_blocks at most 16".into(),
+            );
         }
         if self.quantize {
             if !u32::try_from(self.codebook_size).is_ok_and(|k| CODEBOOK_SIZES.contains(&k)) {
@@ -100,6 +145,8 @@ impl ModelConfig {
             }
         } else if self.num_codebooks != 0 {
             return bad("a plain autoencoder (quantize = false) has num_codebooks = 0".into());
+        } else if self.depth_input {
+            return bad("a plain autoencoder (quantize = false) has no depths to input".into());
         }
         Ok(())
     }
@@ -171,5 +218,21 @@ mod tests {
         c.grid_factor = 4;
         c.validate().unwrap();
         assert_eq!(c.stage_channels(), &[128, 256]);
+        // A plain autoencoder has no depths to take; at most 16 blocks per upsampling stage.
+        let bad = ModelConfig {
+            quantize: false,
+            num_codebooks: 0,
+            depth_input: true,
+            ..ModelConfig::default()
+        };
+        assert!(bad.validate().is_err());
+        c.up_res_blocks = 17;
+        assert!(c.validate().is_err());
+        assert_eq!("shuffle".parse::<Upsample>().unwrap(), Upsample::Shuffle);
+        assert_eq!(
+            "transposed".parse::<Upsample>().unwrap(),
+            Upsample::Transposed
+        );
+        assert!("Shuffle".parse::<Upsample>().is_err());
     }
 }

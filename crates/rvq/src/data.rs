@@ -65,11 +65,8 @@ impl ImageSet {
         let rgb = (0..plane)
             .flat_map(|p| [img[p], img[plane + p], img[2 * plane + p]])
             .collect();
-        image_io::Rgb {
-            width: self.size as u32,
-            height: self.size as u32,
-            rgb,
-        }
+        let side = self.size as u32;
+        image_io::Rgb::new(side, side, rgb).expect("a set's images are size × size × 3 bytes")
     }
 
     /// The first `n` images (all of them when `n` is larger).
@@ -253,7 +250,7 @@ pub fn crops_from_files(
     for f in files {
         // The folder walk collected JPEGs too (training data need not be lossless).
         let img = image_io::read_rgb(f, &image_io::Limits::default(), true)?.image;
-        let (w, h) = (img.width as usize, img.height as usize);
+        let (w, h) = (img.width() as usize, img.height() as usize);
         if w < size || h < size {
             return Err(Error::BadData {
                 path: f.clone(),
@@ -266,7 +263,7 @@ pub fn crops_from_files(
             for c in 0..3 {
                 for y in y0..y0 + size {
                     for x in x0..x0 + size {
-                        set.pixels.push(img.rgb[(y * w + x) * 3 + c]);
+                        set.pixels.push(img.pixels()[(y * w + x) * 3 + c]);
                     }
                 }
             }
@@ -275,9 +272,10 @@ pub fn crops_from_files(
     Ok(set)
 }
 
-/// A smooth, textured synthetic image (benchmarks and reference exports need no data set).
-pub fn synthetic(width: u32, height: u32, seed: u32) -> image_io::Rgb {
-    let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+/// A smooth, textured synthetic image (benchmarks and reference exports need no data set);
+/// refuses a side of 0.
+pub fn synthetic(width: u32, height: u32, seed: u32) -> Result<image_io::Rgb> {
+    let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
     for y in 0..height {
         for x in 0..width {
             for c in 0..3u32 {
@@ -287,7 +285,7 @@ pub fn synthetic(width: u32, height: u32, seed: u32) -> image_io::Rgb {
             }
         }
     }
-    image_io::Rgb { width, height, rgb }
+    image_io::Rgb::new(width, height, rgb)
 }
 
 #[cfg(test)]
@@ -356,9 +354,12 @@ mod tests {
         set.pixels[1024 + 1] = 20; // green, pixel 1
         set.pixels[2048 + 1] = 30; // blue, pixel 1
         let rgb = set.rgb(0);
-        assert_eq!((rgb.width, rgb.height, rgb.rgb.len()), (32, 32, 3 * 1024));
-        assert_eq!(&rgb.rgb[3..6], &[10, 20, 30]);
-        assert!(rgb.rgb[..3].iter().all(|&v| v == 0));
+        assert_eq!(
+            (rgb.width(), rgb.height(), rgb.pixels().len()),
+            (32, 32, 3 * 1024)
+        );
+        assert_eq!(&rgb.pixels()[3..6], &[10, 20, 30]);
+        assert!(rgb.pixels()[..3].iter().all(|&v| v == 0));
     }
 
     #[test]

@@ -114,6 +114,18 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// An image's size and pixel buffer disagree, or a side is 0.
+    #[error(
+        "a {width}×{height} RGB image needs width × height × 3 bytes and at least one pixel (got {bytes} bytes)"
+    )]
+    PixelBuffer {
+        /// Width given.
+        width: u32,
+        /// Height given.
+        height: u32,
+        /// Bytes given.
+        bytes: usize,
+    },
     /// Anything else, described.
     #[error("{0}")]
     Other(String),

@@ -65,7 +65,8 @@ pub fn quality(
                 (Some(cb), d) if d > 0 => quantizer::quantize(rows.clone(), cb, d).1,
                 _ => rows.clone(),
             };
-            let xhat = net.decode(rows_to_latents(q, b, h, w));
+            let cells = vec![depth; b * h * w];
+            let xhat = net.decode(rows_to_latents(q, b, h, w), Some(&cells));
             let se: f32 = (xhat - x.clone()).square().sum().into_scalar::<f32>();
             sums[slot] += se as f64;
         }

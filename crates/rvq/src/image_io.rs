@@ -12,15 +12,49 @@ use crate::error::{Error, Result, SizeLimit};
 /// the same limits the archive reader applies.
 pub use rvq_archive::Limits;
 
-/// An 8-bit RGB image, interleaved, row-major.
+/// An 8-bit RGB image, interleaved, row-major: always at least one pixel, and exactly
+/// `width × height × 3` bytes ([`Rgb::new`] checks both).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rgb {
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+impl Rgb {
+    /// An image of `width × height` pixels from its interleaved RGB bytes; refuses a side of
+    /// 0 and a buffer of any other length than `width × height × 3`.
+    pub fn new(width: u32, height: u32, rgb: Vec<u8>) -> Result<Self> {
+        let expected = u64::from(width) * u64::from(height) * 3;
+        if width == 0 || height == 0 || rgb.len() as u64 != expected {
+            return Err(Error::PixelBuffer {
+                width,
+                height,
+                bytes: rgb.len(),
+            });
+        }
+        Ok(Self { width, height, rgb })
+    }
+
     /// Width in pixels.
-    pub width: u32,
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
     /// Height in pixels.
-    pub height: u32,
-    /// `width × height × 3` bytes.
-    pub rgb: Vec<u8>,
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The `width × height × 3` interleaved bytes.
+    pub fn pixels(&self) -> &[u8] {
+        &self.rgb
+    }
+
+    /// The bytes, giving up the image.
+    pub fn into_pixels(self) -> Vec<u8> {
+        self.rgb
+    }
 }
 
 /// An image as read from a file.
@@ -272,6 +306,23 @@ mod tests {
             found,
             vec![clean.path().join("there/y.png"), clean.path().join("z.png")]
         );
+    }
+
+    #[test]
+    fn an_image_is_built_only_from_a_buffer_of_its_size() {
+        let img = Rgb::new(2, 3, vec![7; 18]).unwrap();
+        assert_eq!((img.width(), img.height(), img.pixels().len()), (2, 3, 18));
+        for (w, h, len) in [(2, 3, 17), (2, 3, 19), (0, 3, 0), (2, 0, 0), (0, 0, 0)] {
+            let err = Rgb::new(w, h, vec![0; len]).unwrap_err();
+            assert!(
+                matches!(err, Error::PixelBuffer { width, height, bytes }
+                    if (width, height, bytes) == (w, h, len)),
+                "{err}"
+            );
+        }
+        // The size is computed in 64 bits: 2^16 × 2^16 × 3 does not wrap to a small number.
+        assert!(Rgb::new(1 << 16, 1 << 16, Vec::new()).is_err());
+        assert!(crate::data::synthetic(0, 4, 1).is_err());
     }
 
     #[test]

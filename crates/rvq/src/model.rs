@@ -2,6 +2,7 @@
 //! and a decoder that mirrors the encoder. Fully convolutional, so any image whose sides are
 //! multiples of the grid factor goes through unchanged.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use burn::module::Param;
@@ -9,9 +10,11 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
 use sha2::{Digest, Sha256};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Upsample};
 use crate::error::{Error, Result};
 use crate::files::{temp_path, write_atomic};
 use crate::quantizer;
@@ -33,6 +36,17 @@ impl ResBlock {
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(device),
             conv2: Conv2dConfig::new([hidden, channels], [1, 1]).init(device),
+        }
+    }
+
+    /// A block that starts as the identity (its last convolution zero), so that adding it
+    /// to a trained network leaves the network's function as it was.
+    fn identity(channels: usize, hidden: usize, device: &Device) -> Self {
+        Self {
+            conv2: Conv2dConfig::new([hidden, channels], [1, 1])
+                .with_initializer(Initializer::Zeros)
+                .init(device),
+            ..Self::new(channels, hidden, device)
         }
     }
 
@@ -63,7 +77,19 @@ pub struct RvqVae {
     to_latent: Conv2d,
     from_latent: Conv2d,
     dec_res: Vec<ResBlock>,
+    /// Transposed convolutions doubling the resolution ([`Upsample::Transposed`]); empty
+    /// otherwise.
     up: Vec<ConvTranspose2d>,
+    /// Convolutions to four times the channels, each followed by a pixel shuffle by 2
+    /// ([`Upsample::Shuffle`]); empty otherwise.
+    up_shuffle: Vec<Conv2d>,
+    /// `up_res_blocks` residual blocks after each upsampling stage but the last, stage by
+    /// stage; empty without them.
+    up_res: Vec<ResBlock>,
+    /// With `depth_input`: one 1×1 convolution from a cell's one-hot depth (n_q channels) to
+    /// the decoder branch's channels, added before each residual block and after the last;
+    /// empty otherwise.
+    depth_in: Vec<Conv2d>,
     /// `[n_q, k, d]`; absent in a plain autoencoder.
     codebooks: Option<Param<Tensor<3>>>,
     /// Downsampling factor, kept to (un)shuffle pixels on the linear path.
@@ -91,20 +117,7 @@ impl RvqVae {
                 .map(|_| ResBlock::new(inner, config.res_channels, device))
                 .collect::<Vec<_>>()
         };
-        let mut up = Vec::new();
-        let outs: Vec<usize> = widths.iter().rev().skip(1).copied().chain([3]).collect();
-        let mut c_in = inner;
-        for (i, &w) in outs.iter().enumerate() {
-            let mut layer = ConvTranspose2dConfig::new([c_in, w], [4, 4])
-                .with_stride([2, 2])
-                .with_padding([1, 1]);
-            // The residual branches start at zero: the linear path alone at step 0.
-            if config.linear_path && i + 1 == outs.len() {
-                layer = layer.with_initializer(Initializer::Zeros);
-            }
-            up.push(layer.init(device));
-            c_in = w;
-        }
+        let (up, up_shuffle, up_res) = up_stages(config, inner, device);
         let patch = 3 * config.grid_factor * config.grid_factor;
         let (lin_enc, lin_dec) = if config.linear_path {
             (
@@ -126,7 +139,7 @@ impl RvqVae {
             ];
             Param::from_tensor(Tensor::zeros(shape, device)).set_require_grad(false)
         });
-        Self {
+        let mut net = Self {
             lin_enc,
             lin_dec,
             down,
@@ -135,9 +148,39 @@ impl RvqVae {
             from_latent: Conv2dConfig::new([config.latent_dim, inner], [1, 1]).init(device),
             dec_res: res(device),
             up,
+            up_shuffle,
+            up_res,
+            depth_in: Vec::new(),
             codebooks,
             grid: config.grid_factor,
+        };
+        if config.depth_input {
+            net.add_depth_input(device);
         }
+        net
+    }
+
+    /// Gives the decoder its depth input, starting at zero so the network decodes exactly as
+    /// before: how a trained model without one is fine-tuned into one with it. No-op if it
+    /// already has one.
+    /// A network without codebooks has no depths, and gets none.
+    pub fn add_depth_input(&mut self, device: &Device) {
+        let Some(codebooks) = &self.codebooks else {
+            return;
+        };
+        let [num_codebooks, _, _] = codebooks.val().dims();
+        if !self.depth_in.is_empty() {
+            return;
+        }
+        let [channels, _, _, _] = self.from_latent.weight.dims();
+        self.depth_in = (0..=self.dec_res.len())
+            .map(|_| {
+                Conv2dConfig::new([num_codebooks, channels], [1, 1])
+                    .with_bias(false)
+                    .with_initializer(Initializer::Zeros)
+                    .init(device)
+            })
+            .collect();
     }
 
     /// Sets the linear path to the orthonormal `basis` (`[d][3·f²]` row-major: row i is the
@@ -186,9 +229,14 @@ impl RvqVae {
     }
 
     /// Latents `[b, d, h, w]` to images `[b, 3, h·f, w·f]` in [0, 1] (clamped on the linear
-    /// path, which has no output sigmoid).
-    pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
-        let x = self.decode_unclamped(latents);
+    /// path, which has no output sigmoid). `depths` gives each cell's depth, in the order of
+    /// [`latents_to_rows`] (0 for an unquantized latent); `None`: every cell at full depth. Only
+    /// a network with a depth input reads them.
+    ///
+    /// # Panics
+    /// If a network with a depth input is given other than one depth per cell (b·h·w).
+    pub fn decode(&self, latents: Tensor<4>, depths: Option<&[usize]>) -> Tensor<4> {
+        let x = self.decode_unclamped(latents, depths);
         if self.lin_dec.is_some() {
             x.clamp(0.0, 1.0)
         } else {
@@ -198,26 +246,63 @@ impl RvqVae {
 
     /// [`RvqVae::decode`] without the final clamp, for training: a clamped pixel passes no
     /// gradient, so an overshoot could never be pulled back.
-    pub fn decode_unclamped(&self, latents: Tensor<4>) -> Tensor<4> {
+    pub fn decode_unclamped(&self, latents: Tensor<4>, depths: Option<&[usize]>) -> Tensor<4> {
         let linear = self
             .lin_dec
             .as_ref()
             .map(|p| pixel_shuffle(p.forward(latents.clone()), self.grid));
-        let mut x = self.from_latent.forward(latents);
-        for block in &self.dec_res {
-            x = block.forward(x);
+        let onehot = self.depth_planes(&latents, depths);
+        let conditioned = |x: Tensor<4>, i: usize| match (&onehot, self.depth_in.get(i)) {
+            (Some(o), Some(conv)) => x + conv.forward(o.clone()),
+            _ => x,
+        };
+        let mut x = conditioned(self.from_latent.forward(latents), 0);
+        for (i, block) in self.dec_res.iter().enumerate() {
+            x = conditioned(block.forward(x), i + 1);
         }
-        let last = self.up.len() - 1;
-        for (i, conv) in self.up.iter().enumerate() {
-            x = conv.forward(relu(x));
-            if i == last && linear.is_none() {
-                x = sigmoid(x);
-            }
+        // One of the two lists is empty: the model upsamples one way.
+        for (stage, conv) in self.up.iter().enumerate() {
+            x = self.after_upsampling(conv.forward(relu(x)), stage);
+        }
+        for (stage, conv) in self.up_shuffle.iter().enumerate() {
+            x = self.after_upsampling(pixel_shuffle(conv.forward(relu(x)), 2), stage);
+        }
+        if linear.is_none() {
+            x = sigmoid(x);
         }
         match linear {
             Some(l) => l + x,
             None => x,
         }
+    }
+
+    /// The residual blocks that follow upsampling stage `stage` (none after the last).
+    fn after_upsampling(&self, mut x: Tensor<4>, stage: usize) -> Tensor<4> {
+        let stages = self.up.len() + self.up_shuffle.len();
+        let per_stage = self.up_res.len() / stages.saturating_sub(1).max(1);
+        for block in self.up_res.iter().skip(stage * per_stage).take(per_stage) {
+            x = block.forward(x);
+        }
+        x
+    }
+
+    /// Each cell's depth one-hot, `[b, n_q, h, w]`, for a network with a depth input; a depth
+    /// of 0 (unquantized) or beyond n_q counts as n_q, the nearest to exact.
+    fn depth_planes(&self, latents: &Tensor<4>, depths: Option<&[usize]>) -> Option<Tensor<4>> {
+        let [_, n_q, _, _] = self.depth_in.first()?.weight.dims();
+        let [b, _, h, w] = latents.dims();
+        let cells = b * h * w;
+        if let Some(d) = depths {
+            assert_eq!(d.len(), cells, "one depth per cell of the latent grid");
+        }
+        let mut onehot = vec![0f32; cells * n_q];
+        for cell in 0..cells {
+            let d = depths.map_or(n_q, |d| d[cell]);
+            let d = if d == 0 || d > n_q { n_q } else { d };
+            onehot[cell * n_q + d - 1] = 1.0;
+        }
+        let rows = Tensor::<2>::from_data(TensorData::new(onehot, [cells, n_q]), &latents.device());
+        Some(rows_to_latents(rows, b, h, w))
     }
 
     /// The codebooks, `[n_q, k, d]`, if the model quantizes.
@@ -232,6 +317,52 @@ impl RvqVae {
             self.codebooks = Some(Param::initialized(id, codebooks).set_require_grad(false));
         }
     }
+}
+
+/// The decoder branch's upsampling stages from `inner` channels down to 3: transposed
+/// convolutions or convolutions for a pixel shuffle (the other list empty), and the residual
+/// blocks after every stage but the last. The last layer starts at zero on the linear path,
+/// so that the branch adds nothing at step 0.
+fn up_stages(
+    config: &ModelConfig,
+    inner: usize,
+    device: &Device,
+) -> (Vec<ConvTranspose2d>, Vec<Conv2d>, Vec<ResBlock>) {
+    let (mut up, mut up_shuffle, mut up_res) = (Vec::new(), Vec::new(), Vec::new());
+    let widths = config.stage_channels();
+    let outs: Vec<usize> = widths.iter().rev().skip(1).copied().chain([3]).collect();
+    let mut c_in = inner;
+    for (i, &w) in outs.iter().enumerate() {
+        let last = i + 1 == outs.len();
+        let zero = config.linear_path && last;
+        match config.upsample {
+            Upsample::Transposed => {
+                let mut layer = ConvTranspose2dConfig::new([c_in, w], [4, 4])
+                    .with_stride([2, 2])
+                    .with_padding([1, 1]);
+                if zero {
+                    layer = layer.with_initializer(Initializer::Zeros);
+                }
+                up.push(layer.init(device));
+            }
+            Upsample::Shuffle => {
+                let mut layer = Conv2dConfig::new([c_in, 4 * w], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+                if zero {
+                    layer = layer.with_initializer(Initializer::Zeros);
+                }
+                up_shuffle.push(layer.init(device));
+            }
+        }
+        if !last {
+            up_res.extend(
+                (0..config.up_res_blocks)
+                    .map(|_| ResBlock::identity(w, config.res_channels, device)),
+            );
+        }
+        c_in = w;
+    }
+    (up, up_shuffle, up_res)
 }
 
 /// `[b, c, h, w]` to `[b, c·f², h/f, w/f]`: each f×f patch becomes one cell's channels, in
@@ -403,18 +534,7 @@ impl Model {
         let [b, _, h, w] = latents.dims();
         let cells = h * w;
         let per_level = quantizer::quantize_beam(latents_to_rows(latents), &codebooks, depth, beam);
-        let images = (0..b)
-            .map(|i| {
-                per_level
-                    .iter()
-                    .flat_map(|lvl| lvl[i * cells..(i + 1) * cells].iter().copied())
-                    .collect()
-            })
-            .collect();
-        Ok(EncodedBatch {
-            grid: (h, w),
-            indices: images,
-        })
+        Ok(per_image(&per_level, b, cells, (h, w)))
     }
 
     /// Rebuilds images `[b, 3, h·f, w·f]` from indices laid out as [`Model::encode_indices`]
@@ -471,8 +591,27 @@ impl Model {
                 .collect::<Vec<_>>()
         });
         let rows = quantizer::dequantize_masked(&levels, &codebooks, masks.as_deref());
-        Ok(self.net.decode(rows_to_latents(rows, b, h, w)))
+        let cell_depths: Vec<usize> = match depths {
+            Some(depths) => depths.iter().flatten().map(|&d| d as usize).collect(),
+            None => vec![depth; b * cells],
+        };
+        Ok(self
+            .net
+            .decode(rows_to_latents(rows, b, h, w), Some(&cell_depths)))
     }
+}
+
+/// Level-major indices of a batch (`per_level[l][image·cells + cell]`) regrouped per image.
+fn per_image(per_level: &[Vec<u32>], b: usize, cells: usize, grid: (usize, usize)) -> EncodedBatch {
+    let indices = (0..b)
+        .map(|i| {
+            per_level
+                .iter()
+                .flat_map(|lvl| lvl[i * cells..(i + 1) * cells].iter().copied())
+                .collect()
+        })
+        .collect();
+    EncodedBatch { grid, indices }
 }
 
 /// Indices for a batch of equally sized images.
@@ -507,13 +646,16 @@ pub fn export_safetensors(model: &Model, path: &Path) -> Result<()> {
 /// Writes the tensors a port of the model needs to check itself against rvq: `images`
 /// (`[n, 3, 32, 32]`, the deterministic synthetic images of `rvq bench`), the encoder's
 /// `latents`, and for a quantizing model the `indices` chosen at every level (`[n, n_q, h, w]`,
-/// i64) and the images `decoded` from them. All computed by `model` on its device.
+/// i64) and the images `decoded` from them. All computed by `model` on its device. Readers find
+/// tensors and the metadata (`rvq_fingerprint`, `rvq_config`) by name: the safetensors crate
+/// orders tensors by alignment and keeps metadata in a hash map, so the two metadata entries
+/// may be written in either order.
 pub fn export_reference(model: &Model, path: &Path, n: usize) -> Result<()> {
     let n = n.max(1);
     let side = 32;
     let mut pixels = Vec::with_capacity(n * 3 * side * side);
     for i in 0..n {
-        let img = crate::data::synthetic(side as u32, side as u32, i as u32);
+        let img = crate::data::synthetic(side as u32, side as u32, i as u32)?;
         pixels.extend(crate::image_io::to_planar_padded(&img, side, side));
     }
     let images = Tensor::<4>::from_data(
@@ -527,11 +669,16 @@ pub fn export_reference(model: &Model, path: &Path, n: usize) -> Result<()> {
             .try_into_vec::<f32>()
             .map_err(|e| Error::Backend(format!("{e:?}")))
     };
-    let mut tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = vec![
-        ("images", "F32", vec![n, 3, side, side], le_f32(&pixels)),
+    let mut tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
+        (
+            "images",
+            Dtype::F32,
+            vec![n, 3, side, side],
+            le_f32(&pixels),
+        ),
         (
             "latents",
-            "F32",
+            Dtype::F32,
             vec![n, d, h, w],
             le_f32(&floats(latents)?),
         ),
@@ -546,43 +693,31 @@ pub fn export_reference(model: &Model, path: &Path, n: usize) -> Result<()> {
             .flatten()
             .flat_map(|&v| i64::from(v).to_le_bytes())
             .collect();
-        tensors.push(("indices", "I64", vec![n, depth, h, w], indices));
-        tensors.push(("decoded", "F32", vec![n, 3, side, side], le_f32(&decoded)));
+        tensors.push(("indices", Dtype::I64, vec![n, depth, h, w], indices));
+        tensors.push((
+            "decoded",
+            Dtype::F32,
+            vec![n, 3, side, side],
+            le_f32(&decoded),
+        ));
     }
-    let meta = serde_json::json!({
-        "rvq_fingerprint": hex(&model.fingerprint),
-        "rvq_config": serde_json::to_string(&model.config).expect("config serialises"),
-    });
-    write_atomic(path, &safetensors_bytes(&tensors, meta))
-}
-
-/// The safetensors layout (a little-endian u64 header length, a JSON header naming each
-/// tensor's dtype, shape and byte range, then the bytes): a few lines, so no direct dependency
-/// on the safetensors crate for one reference file.
-fn safetensors_bytes(
-    tensors: &[(&str, &str, Vec<usize>, Vec<u8>)],
-    meta: serde_json::Value,
-) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), meta);
-    let mut offset = 0;
-    for (name, dtype, shape, bytes) in tensors {
-        header.insert(
-            name.to_string(),
-            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes.len()]}),
-        );
-        offset += bytes.len();
-    }
-    let mut json = serde_json::Value::Object(header).to_string().into_bytes();
-    // The data starts 8-byte aligned, as the format recommends.
-    json.resize(json.len().next_multiple_of(8), b' ');
-    let mut out = Vec::with_capacity(8 + json.len() + offset);
-    out.extend((json.len() as u64).to_le_bytes());
-    out.extend(json);
-    for (.., bytes) in tensors {
-        out.extend(bytes);
-    }
-    out
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            Ok((*name, TensorView::new(*dtype, shape.clone(), bytes)?))
+        })
+        .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>();
+    let metadata = HashMap::from([
+        ("rvq_fingerprint".to_string(), hex(&model.fingerprint)),
+        (
+            "rvq_config".to_string(),
+            serde_json::to_string(&model.config).expect("config serialises"),
+        ),
+    ]);
+    let bytes = views
+        .and_then(|views| safetensors::serialize(views, Some(metadata)))
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    write_atomic(path, &bytes)
 }
 
 /// `values` as little-endian bytes, the layout of safetensors and of checkpoint state.

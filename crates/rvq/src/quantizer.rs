@@ -10,6 +10,8 @@
 use burn::prelude::*;
 use rand::{Rng, RngExt};
 
+use crate::error::{Error, Result};
+
 /// Index of the nearest codebook entry for each row of `vectors` (`[n, d]`, codebook `[k, d]`).
 ///
 /// Distances are `‖c‖² − 2·x·c`: the `‖x‖²` term is the same for every entry of a row, so
@@ -317,46 +319,66 @@ pub struct CodebookStats {
     pub restarted: usize,
 }
 
-/// Host-side state of `n_q` codebooks learnt by exponential moving averages.
+/// Refuses an EMA decay outside (0, 1] and a dead-code fraction below 0 (or not finite).
+pub fn check_rates(decay: f32, dead_fraction: f32) -> Result<()> {
+    let decay_ok = decay > 0.0 && decay <= 1.0;
+    let dead_ok = dead_fraction >= 0.0 && dead_fraction.is_finite();
+    if decay_ok && dead_ok {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig(format!(
+        "an EMA decay must lie in (0, 1] and a dead-code fraction be at least 0 (got {decay} and {dead_fraction})"
+    )))
+}
+
+/// Host-side state of `n_q` codebooks learnt by exponential moving averages. Its buffers
+/// always match its shape ([`EmaCodebooks::from_entries`] and [`EmaCodebooks::from_state`]
+/// check them), so its fields are private.
 #[derive(Clone, Debug)]
 pub struct EmaCodebooks {
-    /// Number of codebooks.
-    pub levels: usize,
-    /// Entries per codebook.
-    pub size: usize,
-    /// Dimension of each entry.
-    pub dim: usize,
+    levels: usize,
+    size: usize,
+    dim: usize,
     /// EMA decay per update.
-    pub decay: f32,
+    decay: f32,
     /// An entry is dead when its running count falls below this fraction of its fair share
     /// (vectors in the batch / entries), so the threshold scales with batch size.
-    pub dead_fraction: f32,
+    dead_fraction: f32,
     /// The entries, `[levels][size][dim]` row-major.
-    pub codebooks: Vec<f32>,
+    codebooks: Vec<f32>,
     /// Running count of vectors assigned to each entry, `[levels][size]`.
-    pub counts: Vec<f32>,
+    counts: Vec<f32>,
     sums: Vec<f32>,
 }
 
 const LAPLACE_EPS: f32 = 1e-5;
 
 impl EmaCodebooks {
-    /// Codebooks from given entries, with each entry's running count set to `count`.
+    /// Codebooks from given entries (`[levels][size][dim]`) and each entry's running count
+    /// (`[levels][size]`), with a decay of 0.99 and a dead-code fraction of 0.1 until
+    /// [`EmaCodebooks::with_rates`] sets others. Refuses buffers of other lengths.
     pub fn from_entries(
         levels: usize,
         size: usize,
         dim: usize,
         codebooks: Vec<f32>,
         counts: Vec<f32>,
-    ) -> Self {
-        assert_eq!(codebooks.len(), levels * size * dim);
-        assert_eq!(counts.len(), levels * size);
+    ) -> Result<Self> {
+        let entries = levels * size;
+        if codebooks.len() != entries * dim || counts.len() != entries {
+            return Err(Error::InvalidConfig(format!(
+                "{levels} codebooks of {size} entries of {dim} values need {} values and {entries} counts, not {} and {}",
+                entries * dim,
+                codebooks.len(),
+                counts.len()
+            )));
+        }
         let sums = codebooks
             .chunks(dim)
             .zip(&counts)
             .flat_map(|(entry, &c)| entry.iter().map(move |v| v * c))
             .collect();
-        Self {
+        Ok(Self {
             levels,
             size,
             dim,
@@ -365,7 +387,7 @@ impl EmaCodebooks {
             codebooks,
             counts,
             sums,
-        }
+        })
     }
 
     /// Codebooks exactly as a checkpoint left them: entries, running counts and running sums
@@ -377,11 +399,41 @@ impl EmaCodebooks {
         codebooks: Vec<f32>,
         counts: Vec<f32>,
         sums: Vec<f32>,
-    ) -> Self {
-        assert_eq!(sums.len(), levels * size * dim);
-        let mut ema = Self::from_entries(levels, size, dim, codebooks, counts);
+    ) -> Result<Self> {
+        let mut ema = Self::from_entries(levels, size, dim, codebooks, counts)?;
+        if sums.len() != ema.sums.len() {
+            return Err(Error::InvalidConfig(format!(
+                "the running sums need {} values, not {}",
+                ema.sums.len(),
+                sums.len()
+            )));
+        }
         ema.sums = sums;
-        ema
+        Ok(ema)
+    }
+
+    /// Sets the EMA decay per update (in (0, 1]) and the dead-code threshold, a fraction
+    /// (≥ 0) of an entry's fair share of a batch.
+    pub fn with_rates(mut self, decay: f32, dead_fraction: f32) -> Result<Self> {
+        check_rates(decay, dead_fraction)?;
+        self.decay = decay;
+        self.dead_fraction = dead_fraction;
+        Ok(self)
+    }
+
+    /// `[levels, size, dim]`.
+    pub fn shape(&self) -> [usize; 3] {
+        [self.levels, self.size, self.dim]
+    }
+
+    /// Every entry, `[levels][size][dim]` row-major.
+    pub fn entries(&self) -> &[f32] {
+        &self.codebooks
+    }
+
+    /// Running count of vectors assigned to each entry, `[levels][size]`.
+    pub fn counts(&self) -> &[f32] {
+        &self.counts
     }
 
     /// Running sums of the vectors assigned to each entry, `[levels][size][dim]`: with

@@ -74,6 +74,21 @@ pub enum Init {
     Random,
 }
 
+impl std::str::FromStr for Init {
+    type Err = Error;
+
+    /// `pca` or `random`, as the options in a model card spell them.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "pca" => Ok(Self::Pca),
+            "random" => Ok(Self::Random),
+            other => Err(Error::InvalidConfig(format!(
+                "initialisation {other:?}: expected pca or random"
+            ))),
+        }
+    }
+}
+
 fn default_pca_images() -> usize {
     20_000
 }
@@ -230,6 +245,7 @@ impl Trainer {
         }
         let opts = options.clone();
         opts.check_dropout()?;
+        opts.check_ema()?;
         let ad = device.clone().autodiff();
         ad.seed(opts.seed);
         let (net, ema) = match &opts.start_from {
@@ -246,7 +262,7 @@ impl Trainer {
                         truncation_mse: pca.truncation_mse(cfg.latent_dim),
                     });
                 }
-                let ema = init_codebooks(&mut net, &opts, train, device, &ad);
+                let ema = init_codebooks(&mut net, &opts, train, device, &ad)?;
                 (net, ema)
             }
         };
@@ -438,7 +454,7 @@ impl Trainer {
             .save(&optim_path)
             .map_err(|e| Error::Other(format!("{}: {e:?}", optim_path.display())))?;
         if let Some(ema) = &self.ema {
-            let mut bytes = model::le_f32(&ema.counts);
+            let mut bytes = model::le_f32(ema.counts());
             bytes.extend(model::le_f32(ema.sums()));
             crate::files::write_atomic(&fresh.join(EMA_FILE), &bytes)?;
         }
@@ -530,17 +546,15 @@ fn load_ema(dir: &Path, opts: &TrainOptions, codebooks: Vec<f32>) -> Result<EmaC
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     let (counts, sums) = values.split_at(counts);
-    let mut ema = EmaCodebooks::from_state(
+    EmaCodebooks::from_state(
         c.num_codebooks,
         c.codebook_size,
         c.latent_dim,
         codebooks,
         counts.to_vec(),
         sums.to_vec(),
-    );
-    ema.decay = opts.ema_decay;
-    ema.dead_fraction = opts.dead_fraction;
-    Ok(ema)
+    )?
+    .with_rates(opts.ema_decay, opts.dead_fraction)
 }
 
 /// Trains on `splits` and writes the model folder `out` (`model.bpk`, `config.json`,
@@ -629,10 +643,10 @@ fn init_codebooks(
     train: &ImageSet,
     device: &Device,
     ad: &Device,
-) -> Option<EmaCodebooks> {
+) -> Result<Option<EmaCodebooks>> {
     let cfg = &opts.config;
     if !cfg.quantize {
-        return None;
+        return Ok(None);
     }
     let (k, d) = (cfg.codebook_size, cfg.latent_dim);
     let inference = net.valid().to_device(device);
@@ -663,9 +677,9 @@ fn init_codebooks(
         books.extend_from_slice(&centroids);
         counts.extend(sizes.iter().map(|s| s * per_batch));
     }
-    let ema = ema_codebooks(opts, books, counts);
+    let ema = ema_codebooks(opts, books, counts)?;
     net.set_codebooks(codebook_tensor(&ema, ad));
-    Some(ema)
+    Ok(Some(ema))
 }
 
 /// Latent vectors in one training batch: the unit the EMA counts are kept in.
@@ -674,25 +688,24 @@ fn vectors_per_batch(opts: &TrainOptions) -> f32 {
 }
 
 /// EMA codebooks of `opts`' geometry, decay and dead-code threshold, from entries and counts.
-fn ema_codebooks(opts: &TrainOptions, codebooks: Vec<f32>, counts: Vec<f32>) -> EmaCodebooks {
+fn ema_codebooks(
+    opts: &TrainOptions,
+    codebooks: Vec<f32>,
+    counts: Vec<f32>,
+) -> Result<EmaCodebooks> {
     let cfg = &opts.config;
-    let mut ema = EmaCodebooks::from_entries(
+    EmaCodebooks::from_entries(
         cfg.num_codebooks,
         cfg.codebook_size,
         cfg.latent_dim,
         codebooks,
         counts,
-    );
-    ema.decay = opts.ema_decay;
-    ema.dead_fraction = opts.dead_fraction;
-    ema
+    )?
+    .with_rates(opts.ema_decay, opts.dead_fraction)
 }
 
 fn codebook_tensor(ema: &EmaCodebooks, device: &Device) -> Tensor<3> {
-    Tensor::from_data(
-        TensorData::new(ema.codebooks.clone(), [ema.levels, ema.size, ema.dim]),
-        device,
-    )
+    Tensor::from_data(TensorData::new(ema.entries().to_vec(), ema.shape()), device)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -740,7 +753,8 @@ fn step(
         }
         None => (rows, Tensor::<1>::zeros([1], ad)),
     };
-    let xhat = net.decode_unclamped(rows_to_latents(decoder_in, b, h, w));
+    let depths = host.as_ref().map(|(_, _, d)| d.as_slice());
+    let xhat = net.decode_unclamped(rows_to_latents(decoder_in, b, h, w), depths);
     let mse = (xhat - x).square().mean();
     let loss = mse.clone() + commit;
     let mse_v: f32 = mse.into_scalar::<f32>();
@@ -807,6 +821,12 @@ impl TrainOptions {
         }
         Ok(())
     }
+
+    /// Refuses an EMA decay outside (0, 1] or a negative dead-code fraction before any work
+    /// is done (the codebooks would refuse them only after the PCA and k-means).
+    pub fn check_ema(&self) -> Result<()> {
+        quantizer::check_rates(self.ema_decay, self.dead_fraction)
+    }
 }
 
 /// The network and EMA codebooks of the trained model in `dir`, to fine-tune: each entry's
@@ -816,7 +836,12 @@ fn warm_start(
     opts: &TrainOptions,
     ad: &Device,
 ) -> Result<(RvqVae, Option<EmaCodebooks>)> {
-    let loaded = Model::load(dir, ad)?;
+    let mut loaded = Model::load(dir, ad)?;
+    // A depth input may be added by fine-tuning: it starts at zero, so the model is unchanged.
+    if opts.config.depth_input && !loaded.config.depth_input {
+        loaded.config.depth_input = true;
+        loaded.net.add_depth_input(ad);
+    }
     if loaded.config != opts.config {
         return Err(Error::BadData {
             path: dir.join(model::CONFIG_FILE),
@@ -827,11 +852,14 @@ fn warm_start(
         });
     }
     let cfg = &opts.config;
-    let ema = loaded.net.codebooks().map(|cb| {
-        let share = vectors_per_batch(opts) / cfg.codebook_size as f32;
-        let counts = vec![share; cfg.num_codebooks * cfg.codebook_size];
-        ema_codebooks(opts, quantizer::float_vec(cb), counts)
-    });
+    let ema = match loaded.net.codebooks() {
+        Some(cb) => {
+            let share = vectors_per_batch(opts) / cfg.codebook_size as f32;
+            let counts = vec![share; cfg.num_codebooks * cfg.codebook_size];
+            Some(ema_codebooks(opts, quantizer::float_vec(cb), counts)?)
+        }
+        None => None,
+    };
     Ok((loaded.net, ema))
 }
 

@@ -4,13 +4,17 @@
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rvq::config::ModelConfig;
+use rvq::config::{ModelConfig, Upsample};
 use rvq::model::{Model, RvqVae};
 use rvq::quantizer::{self, EmaCodebooks};
 use rvq::train::{self, Event};
 
 mod common;
-use common::{read_safetensors, smoke_config, smoke_options, smoke_splits, synthetic, tiny_config};
+use common::{
+    read_safetensors, safetensors_metadata, smoke_config, smoke_options, smoke_splits, synthetic,
+    tiny_config,
+};
+use safetensors::Dtype;
 
 fn t2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(values, [rows, cols]), device)
@@ -100,8 +104,10 @@ fn per_row_depths_match_quantize_at_each_depth() {
 #[test]
 fn ema_moves_entries_to_their_means_and_restarts_dead_ones() {
     // One level, two entries in 1-D; every vector is assigned to entry 0.
-    let mut ema = EmaCodebooks::from_entries(1, 2, 1, vec![0.0, 5.0], vec![1.0, 1.0]);
-    ema.decay = 0.5;
+    let mut ema = EmaCodebooks::from_entries(1, 2, 1, vec![0.0, 5.0], vec![1.0, 1.0])
+        .unwrap()
+        .with_rates(0.5, 0.1)
+        .unwrap();
     let latents = vec![2.0f32; 8];
     let indices = vec![vec![0u32; 8]];
     let depths = vec![1usize; 8];
@@ -112,37 +118,59 @@ fn ema_moves_entries_to_their_means_and_restarts_dead_ones() {
         restarts.push(stats[0].restarted);
     }
     assert!(
-        (ema.codebooks[0] - 2.0).abs() < 1e-3,
+        (ema.entries()[0] - 2.0).abs() < 1e-3,
         "entry 0 at {}",
-        ema.codebooks[0]
+        ema.entries()[0]
     );
     // Entry 1 was never used: it has been restarted onto an encoder output.
-    assert_eq!(ema.codebooks[1], 2.0);
+    assert_eq!(ema.entries()[1], 2.0);
     // Its count falls below the threshold (0.1 × 8 vectors / 2 entries = 0.4) at the second
     // update (1 → 0.5 → 0.25), is restarted at the threshold, and, still never chosen, halves
     // below it again at every later update.
     assert_eq!(restarts[0], 0, "{restarts:?}");
     assert!(restarts[1..].iter().all(|&r| r == 1), "{restarts:?}");
-    assert!((ema.counts[1] - 0.4).abs() < 1e-6, "{}", ema.counts[1]);
+    assert!((ema.counts()[1] - 0.4).abs() < 1e-6, "{}", ema.counts()[1]);
     // Vectors dropped by quantizer dropout (depth 0 here) do not move anything.
-    let before = ema.codebooks.clone();
+    let before = ema.entries().to_vec();
     ema.update(&[9.0; 8], &indices, &[0; 8], &mut rng);
-    assert_eq!(ema.codebooks, before);
+    assert_eq!(ema.entries(), before);
+    // Buffers that do not match the shape, and rates out of range, are refused.
+    assert!(EmaCodebooks::from_entries(1, 2, 1, vec![0.0; 3], vec![1.0; 2]).is_err());
+    assert!(EmaCodebooks::from_entries(1, 2, 1, vec![0.0; 2], vec![1.0; 1]).is_err());
+    assert!(EmaCodebooks::from_state(1, 2, 1, vec![0.0; 2], vec![1.0; 2], vec![0.0]).is_err());
+    for (decay, dead) in [(0.0, 0.1), (1.5, 0.1), (f32::NAN, 0.1), (0.9, -1.0)] {
+        assert!(
+            ema.clone().with_rates(decay, dead).is_err(),
+            "{decay} {dead}"
+        );
+    }
 }
 
 #[test]
 fn save_then_load_gives_bit_identical_outputs() {
     let device = Device::flex();
-    let config = tiny_config();
-    let net = RvqVae::new(&config, &device);
-    let dir = tempfile::TempDir::new().unwrap();
-    let fp = Model::save_net(&net, &config, dir.path()).unwrap();
-    let model = Model::load(dir.path(), &device).unwrap();
-    assert_eq!(model.fingerprint, fp);
-    let x = Tensor::<4>::random([2, 3, 16, 24], burn::tensor::Distribution::Default, &device);
-    let a = quantizer::float_vec(net.decode(net.encode(x.clone())));
-    let b = quantizer::float_vec(model.net.decode(model.net.encode(x)));
-    assert_eq!(a, b);
+    for (upsample, up_res_blocks) in [
+        (Upsample::Transposed, 0),
+        (Upsample::Shuffle, 0),
+        (Upsample::Transposed, 2),
+    ] {
+        let config = ModelConfig {
+            upsample,
+            up_res_blocks,
+            ..tiny_config()
+        };
+        let net = RvqVae::new(&config, &device);
+        let dir = tempfile::TempDir::new().unwrap();
+        let fp = Model::save_net(&net, &config, dir.path()).unwrap();
+        let model = Model::load(dir.path(), &device).unwrap();
+        assert_eq!(model.fingerprint, fp);
+        let x = Tensor::<4>::random([2, 3, 16, 24], burn::tensor::Distribution::Default, &device);
+        let y = net.decode(net.encode(x.clone()), None);
+        assert_eq!(y.dims(), [2, 3, 16, 24], "{upsample:?}");
+        let a = quantizer::float_vec(y);
+        let b = quantizer::float_vec(model.net.decode(model.net.encode(x), None));
+        assert_eq!(a, b, "{upsample:?}");
+    }
 }
 
 #[test]
@@ -151,17 +179,25 @@ fn config_and_weights_that_disagree_are_a_clear_error() {
     let config = tiny_config();
     let dir = tempfile::TempDir::new().unwrap();
     Model::save_net(&RvqVae::new(&config, &device), &config, dir.path()).unwrap();
-    let other = ModelConfig {
-        latent_dim: 12,
-        ..tiny_config()
-    };
-    std::fs::write(
-        dir.path().join("config.json"),
-        serde_json::to_string(&other).unwrap(),
-    )
-    .unwrap();
-    let err = Model::load(dir.path(), &device).unwrap_err().to_string();
-    assert!(err.contains("do not fit config.json"), "{err}");
+    // Other widths, or (same tensors' shapes aside) another way to upsample.
+    for other in [
+        ModelConfig {
+            latent_dim: 12,
+            ..tiny_config()
+        },
+        ModelConfig {
+            upsample: Upsample::Shuffle,
+            ..tiny_config()
+        },
+    ] {
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_string(&other).unwrap(),
+        )
+        .unwrap();
+        let err = Model::load(dir.path(), &device).unwrap_err().to_string();
+        assert!(err.contains("do not fit config.json"), "{err}");
+    }
     std::fs::write(dir.path().join("config.json"), "{\"latent_dim\": 3}").unwrap();
     let err = Model::load(dir.path(), &device).unwrap_err().to_string();
     assert!(err.contains("not a valid model configuration"), "{err}");
@@ -210,25 +246,21 @@ fn the_reference_export_holds_what_the_model_computes() {
     let path = dir.path().join("reference.safetensors");
     rvq::model::export_reference(&model, &path, 3).unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    let (header, data) = read_safetensors(&bytes);
-    let meta = &header["__metadata__"];
+    let meta = safetensors_metadata(&bytes);
     assert_eq!(meta["rvq_fingerprint"], rvq::model::hex(&model.fingerprint));
+    let tensors = read_safetensors(&bytes);
     let (n_q, d) = (model.config.num_codebooks, model.config.latent_dim);
-    let mut end = 0;
-    let mut tensor = |name: &str, dtype: &str, shape: &[usize], width: usize| {
-        let t = &header[name];
-        assert_eq!(t["dtype"], dtype, "{name}");
-        assert_eq!(t["shape"], serde_json::json!(shape), "{name}");
-        let [a, b] = [0, 1].map(|i| t["data_offsets"][i].as_u64().unwrap() as usize);
-        assert_eq!((a, b - a), (end, shape.iter().product::<usize>() * width));
-        end = b;
-        data[a..b].to_vec()
+    let names: Vec<&str> = tensors.keys().map(String::as_str).collect();
+    assert_eq!(names, ["decoded", "images", "indices", "latents"]);
+    let tensor = |name: &str, dtype: Dtype, shape: &[usize]| {
+        let (t, s, data) = &tensors[name];
+        assert_eq!((*t, s.as_slice()), (dtype, shape), "{name}");
+        data.clone()
     };
-    let images = tensor("images", "F32", &[3, 3, 32, 32], 4);
-    tensor("latents", "F32", &[3, d, 4, 4], 4);
-    let indices = tensor("indices", "I64", &[3, n_q, 4, 4], 8);
-    let decoded = tensor("decoded", "F32", &[3, 3, 32, 32], 4);
-    assert_eq!(end, data.len());
+    let images = tensor("images", Dtype::F32, &[3, 3, 32, 32]);
+    tensor("latents", Dtype::F32, &[3, d, 4, 4]);
+    let indices = tensor("indices", Dtype::I64, &[3, n_q, 4, 4]);
+    let decoded = tensor("decoded", Dtype::F32, &[3, 3, 32, 32]);
 
     let f32s = |b: &[u8]| -> Vec<f32> {
         b.chunks(4)
@@ -236,7 +268,9 @@ fn the_reference_export_holds_what_the_model_computes() {
             .collect()
     };
     let expected: Vec<f32> = (0..3)
-        .flat_map(|i| rvq::image_io::to_planar_padded(&rvq::data::synthetic(32, 32, i), 32, 32))
+        .flat_map(|i| {
+            rvq::image_io::to_planar_padded(&rvq::data::synthetic(32, 32, i).unwrap(), 32, 32)
+        })
         .collect();
     assert_eq!(f32s(&images), expected);
     let x = Tensor::<4>::from_data(TensorData::new(expected, [3, 3, 32, 32]), &device);
@@ -255,6 +289,27 @@ fn the_reference_export_holds_what_the_model_computes() {
         .decode_indices(&batch.indices, batch.grid, n_q)
         .unwrap();
     assert_eq!(f32s(&decoded), quantizer::float_vec(out));
+}
+
+/// `b` images of `h`×`w` pixels in [0, 1], the same for the same seed.
+fn test_images([b, h, w]: [usize; 3], seed: u64, device: &Device) -> Tensor<4> {
+    let values: Vec<f32> = seeded(b * 3 * h * w, 0.5, seed)
+        .iter()
+        .map(|v| v.abs().min(1.0))
+        .collect();
+    Tensor::<4>::from_data(TensorData::new(values, [b, 3, h, w]), device)
+}
+
+/// Trains `opts` on `splits` into `dir` to the end, quietly.
+fn train_to(
+    opts: &train::TrainOptions,
+    splits: &rvq::data::Splits,
+    dir: &std::path::Path,
+    device: &Device,
+) -> train::ModelCard {
+    train::train(opts, splits, dir, device, "test", false, None, &mut |_| {})
+        .unwrap()
+        .expect("the run finished")
 }
 
 fn mse(a: Tensor<4>, b: Tensor<4>) -> f32 {
@@ -296,12 +351,12 @@ fn an_untrained_linear_path_is_the_pca_codec() {
     // All 48 components of a 4×4×3 patch: the path is orthonormal, so it rebuilds the input.
     let mut net = RvqVae::new(&linear_config(48), &device);
     net.set_linear_basis(&pca.basis(48), &pca.mean);
-    let back = net.decode(net.encode(x.clone()));
+    let back = net.decode(net.encode(x.clone()), None);
     assert!(mse(back, x.clone()) < 1e-9);
     // Three components: the error is the variance the others held.
     let mut net = RvqVae::new(&linear_config(3), &device);
     net.set_linear_basis(&pca.basis(3), &pca.mean);
-    let got = mse(net.decode(net.encode(x.clone())), x.clone()) as f64;
+    let got = mse(net.decode(net.encode(x.clone()), None), x.clone()) as f64;
     let want = pca.truncation_mse(3);
     assert!(
         want > 1e-5,
@@ -310,7 +365,7 @@ fn an_untrained_linear_path_is_the_pca_codec() {
     assert!((got - want).abs() < 0.02 * want, "{got} vs {want}");
     // Without the basis the path is random and far from it.
     let raw = RvqVae::new(&linear_config(3), &device);
-    assert!(mse(raw.decode(raw.encode(x.clone())), x) as f64 > 10.0 * want);
+    assert!(mse(raw.decode(raw.encode(x.clone()), None), x) as f64 > 10.0 * want);
 }
 
 #[test]
@@ -389,18 +444,12 @@ fn fine_tuning_starts_from_the_given_model() {
     let device = Device::flex();
     let splits = smoke_splits();
     let base = tempfile::TempDir::new().unwrap();
-    let card = train::train(
+    let card = train_to(
         &smoke_options(smoke_config(), 10),
         &splits,
         base.path(),
         &device,
-        "test",
-        false,
-        None,
-        &mut |_| {},
-    )
-    .unwrap()
-    .expect("the run finished");
+    );
 
     let opts = train::TrainOptions {
         start_from: Some(base.path().to_path_buf()),
@@ -462,16 +511,7 @@ fn per_cell_depths_decode_exactly_as_uniform_depths_do() {
     let device = Device::flex();
     let model = Model::load_default(&device).unwrap();
     let n_q = model.config.num_codebooks;
-    let x = Tensor::<4>::from_data(
-        TensorData::new(
-            seeded(2 * 3 * 32 * 32, 0.5, 3)
-                .iter()
-                .map(|v| v.abs().min(1.0))
-                .collect::<Vec<f32>>(),
-            [2, 3, 32, 32],
-        ),
-        &device,
-    );
+    let x = test_images([2, 32, 32], 3, &device);
     let batch = model.encode_indices(x, n_q, 1).unwrap();
     let at = |depths: Vec<Vec<u8>>| {
         quantizer::float_vec(
@@ -497,4 +537,82 @@ fn per_cell_depths_decode_exactly_as_uniform_depths_do() {
         full[3 * 1024..],
         "the other image is untouched"
     );
+}
+
+#[test]
+fn a_depth_input_starts_silent_then_learns_to_tell_depths_apart() {
+    let device = Device::flex();
+    let splits = smoke_splits();
+    let base = tempfile::TempDir::new().unwrap();
+    train_to(
+        &smoke_options(smoke_config(), 5),
+        &splits,
+        base.path(),
+        &device,
+    );
+    let before = Model::load(base.path(), &device).unwrap();
+    let n_q = before.config.num_codebooks;
+    let x = test_images([2, 32, 32], 9, &device);
+    let z = before.net.encode(x.clone());
+    let [b, _, h, w] = z.dims();
+    let decode = |net: &RvqVae, depth: usize| {
+        quantizer::float_vec(net.decode(z.clone(), Some(&vec![depth; b * h * w])))
+    };
+
+    // Added to a trained model, the depth input changes nothing: the fine-tune starts from it.
+    let mut with = before.net.clone();
+    with.add_depth_input(&device);
+    for depth in 1..=n_q {
+        assert_eq!(
+            decode(&with, depth),
+            decode(&before.net, depth),
+            "depth {depth}"
+        );
+    }
+
+    // Fine-tuned with it, the decoder reads the depth, and the model saves and loads with it.
+    let opts = train::TrainOptions {
+        config: ModelConfig {
+            depth_input: true,
+            ..smoke_config()
+        },
+        start_from: Some(base.path().to_path_buf()),
+        dropout_fraction: 1.0,
+        ..smoke_options(smoke_config(), 5)
+    };
+    let out = tempfile::TempDir::new().unwrap();
+    train_to(&opts, &splits, out.path(), &device);
+    let tuned = Model::load(out.path(), &device).unwrap();
+    assert!(tuned.config.depth_input);
+    assert_ne!(decode(&tuned.net, 1), decode(&tuned.net, n_q));
+    // Without depths, every cell counts as full depth.
+    let full = quantizer::float_vec(tuned.net.decode(z.clone(), None));
+    assert_eq!(full, decode(&tuned.net, n_q));
+
+    // Depths follow the cells' order: two images of a non-square grid at different depths in
+    // one batch decode as each does alone.
+    let x = test_images([2, 16, 32], 4, &device);
+    let z = tuned.net.encode(x);
+    let [_, d, h, w] = z.dims();
+    let cells = h * w;
+    let mut depths = vec![1; cells];
+    depths.extend(vec![n_q; cells]);
+    depths[cells - 1] = 2;
+    let both = quantizer::float_vec(tuned.net.decode(z.clone(), Some(&depths)));
+    let alone = |i: usize| {
+        let one = z.clone().slice([i..i + 1, 0..d, 0..h, 0..w]);
+        quantizer::float_vec(
+            tuned
+                .net
+                .decode(one, Some(&depths[i * cells..(i + 1) * cells])),
+        )
+    };
+    let expected = [alone(0), alone(1)].concat();
+    assert_eq!(both.len(), expected.len());
+    let worst = both
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "batch and single decodes differ by {worst}");
 }

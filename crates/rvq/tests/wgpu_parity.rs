@@ -54,8 +54,8 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     let db = codec::decode_records(&on_gpu, &header, &a, 64).unwrap();
     let mut worst = 0u8;
     for (x, y) in da.iter().zip(&db) {
-        assert_eq!((x.width, x.height), (y.width, y.height));
-        for (p, q) in x.rgb.iter().zip(&y.rgb) {
+        assert_eq!((x.width(), x.height()), (y.width(), y.height()));
+        for (p, q) in x.pixels().iter().zip(y.pixels()) {
             worst = worst.max(p.abs_diff(*q));
         }
     }

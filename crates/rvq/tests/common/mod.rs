@@ -1,11 +1,14 @@
 //! Helpers shared by the test binaries (each uses some of them).
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, HashMap};
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rvq::config::ModelConfig;
 use rvq::data::{ImageSet, Splits};
 use rvq::train::TrainOptions;
+use safetensors::{Dtype, SafeTensors};
 
 /// A model small enough to train in a test.
 pub fn tiny_config() -> ModelConfig {
@@ -19,6 +22,9 @@ pub fn tiny_config() -> ModelConfig {
         res_channels: 8,
         quantize: true,
         linear_path: false,
+        depth_input: false,
+        upsample: rvq::config::Upsample::Transposed,
+        up_res_blocks: 0,
     }
 }
 
@@ -72,10 +78,18 @@ pub fn smoke_options(config: ModelConfig, max_steps: usize) -> TrainOptions {
     }
 }
 
-/// Reads a safetensors file the way a Python reader would: u64 header length, JSON, bytes.
-pub fn read_safetensors(bytes: &[u8]) -> (serde_json::Value, &[u8]) {
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    assert_eq!((8 + n) % 8, 0, "data is 8-byte aligned");
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    (header, &bytes[8 + n..])
+/// Every tensor of a safetensors file, by name, read with the `safetensors` crate (not with
+/// rvq's own code): dtype, shape and bytes.
+pub fn read_safetensors(bytes: &[u8]) -> BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
+    let file = SafeTensors::deserialize(bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, t)| (name, (t.dtype(), t.shape().to_vec(), t.data().to_vec())))
+        .collect()
+}
+
+/// A safetensors file's metadata (`__metadata__`), read with the `safetensors` crate.
+pub fn safetensors_metadata(bytes: &[u8]) -> HashMap<String, String> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
+    meta.metadata().clone().unwrap_or_default()
 }
