@@ -162,16 +162,12 @@ impl RvqVae {
 
     /// Gives the decoder its depth input, starting at zero so the network decodes exactly as
     /// before: how a trained model without one is fine-tuned into one with it. No-op if it
-    /// already has one.
-    /// A network without codebooks has no depths, and gets none.
+    /// already has one, and for a network without codebooks (it has no depths).
     pub fn add_depth_input(&mut self, device: &Device) {
-        let Some(codebooks) = &self.codebooks else {
+        let Some(codebooks) = self.codebooks.as_ref().filter(|_| self.depth_in.is_empty()) else {
             return;
         };
         let [num_codebooks, _, _] = codebooks.val().dims();
-        if !self.depth_in.is_empty() {
-            return;
-        }
         let [channels, _, _, _] = self.from_latent.weight.dims();
         self.depth_in = (0..=self.dec_res.len())
             .map(|_| {
