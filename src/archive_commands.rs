@@ -84,6 +84,7 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         }),
         batch_size: batch,
         beam: a.search.beam,
+        entropy: !a.no_entropy,
         target: match (a.quality, a.psnr, a.codebooks) {
             (Some(q), _, _) => Some(Target::Quality(q)),
             (_, Some(db), _) if db.is_finite() && db > 0.0 => Some(Target::Psnr(db)),
@@ -299,6 +300,18 @@ pub(crate) fn run_info(a: InfoArgs) -> Result<()> {
         info.codebooks_used, info.num_codebooks, info.bits_per_index
     );
     println!("codebooks per cell {:.2} on average", info.mean_depth);
+    if info.entropy {
+        let blocks = info.images.div_ceil(rvq_archive::BLOCK_RECORDS);
+        println!(
+            "index coding       range-coded in {} of {blocks} blocks (packed where shorter)",
+            info.coded_blocks
+        );
+    } else {
+        println!(
+            "index coding       packed, {} bits each",
+            info.bits_per_index
+        );
+    }
     println!(
         "names stored       {}",
         if info.names { "yes" } else { "no" }

@@ -83,6 +83,10 @@ pub(crate) struct EncodeArgs {
     /// Do not store file names.
     #[arg(long)]
     pub(crate) no_names: bool,
+    /// Bit-pack every index instead of range-coding the blocks where that is shorter, so that
+    /// readers that know only payload coder 0 (rvq before entropy coding) read the archive.
+    #[arg(long)]
+    pub(crate) no_entropy: bool,
     /// Embed the codebook vectors used, so the archive documents its own quantizer.
     #[arg(long, value_enum)]
     pub(crate) embed_codebook: Option<Precision>,
@@ -379,6 +383,16 @@ pub(crate) struct TrainArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub(crate) lr: f64,
+    /// Decoupled weight decay (AdamW); 0 trains with Adam.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) weight_decay: f32,
+    /// Share of the steps, from the first, trained on the L1 loss before MSE.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) l1_fraction: f32,
+    /// Validate and keep a moving average of the weights with this per-step decay (e.g.
+    /// 0.999) instead of the last step's; 0: off.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) weight_average: f32,
     /// Stop after this many steps.
     #[arg(long)]
     pub(crate) max_steps: Option<usize>,

@@ -37,9 +37,13 @@ pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         dropout_fraction: a.dropout,
         dropout_weights: a.dropout_weights,
         start_from: a.from,
+        weight_decay: a.weight_decay,
+        l1_fraction: a.l1_fraction,
+        weight_average: a.weight_average,
         ..TrainOptions::default()
     };
     options.check_dropout()?;
+    options.check_loss()?;
     let chosen = choose_backend(a.backend, verbose)?;
     let splits = train::load_data(&a.data, a.valid, a.seed)?;
     eprintln!("rvq: {}", splits.description);

@@ -57,10 +57,16 @@ fn encode_fails(out: &Path, input: &Path, needle: &str) {
 }
 
 fn encode_samples(dir: &TempDir, m: &str) -> PathBuf {
-    let out = dir.path().join(format!("s{m}.rvq"));
+    encode_samples_with(dir, m, &[])
+}
+
+/// The samples encoded at `m` codebooks with `extra` flags, into `s{m}{flags}.rvq`.
+fn encode_samples_with(dir: &TempDir, m: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.path().join(format!("s{m}{}.rvq", extra.concat()));
     rvq()
         .args(["encode", "--backend", "cpu", "--codebooks", m, "-o"])
         .arg(&out)
+        .args(extra)
         .arg(samples())
         .assert()
         .success();
@@ -299,7 +305,7 @@ fn samples_round_trip_with_sizes_as_specified_and_error_falling_with_depth() {
         v
     };
     for m in ["1", "2", "4", "8"] {
-        let archive = encode_samples(&dir, m);
+        let archive = encode_samples_with(&dir, m, &["--no-entropy"]);
         let info = rvq()
             .args(["info", "--json"])
             .arg(&archive)
@@ -307,7 +313,8 @@ fn samples_round_trip_with_sizes_as_specified_and_error_falling_with_depth() {
             .unwrap();
         assert!(info.status.success());
         let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
-        // Payload = ceil(Σ cells · m · 10 / 8) over the samples (one block: docs/FORMAT.md).
+        // Packed, payload = ceil(Σ cells · m · 10 / 8) over the samples (one block:
+        // docs/FORMAT.md).
         let mut cells = 0u64;
         for p in &originals {
             let img = image::open(p).unwrap();
@@ -673,11 +680,24 @@ fn eval_compares_rvq_jpeg_and_webp_and_writes_json_and_a_chart() {
     assert_eq!(points.len(), 5);
     let rvq1 = &points[0];
     assert_eq!(rvq1["codec"], "rvq");
-    // m = 1 costs the archive's one block (docs/FORMAT.md): 948 cells (256 + 247 + 247 +
-    // 150 + 3 × 16) × 10 bits = 1,185 bytes of indices, a flags byte, 18 bytes of sizes, a
-    // 2-byte length and a 4-byte checksum: 1,210 bytes over the 7 samples.
+    // m = 1 costs the archive's one block less its header: exactly what `rvq encode` writes
+    // for these images with names off, less its header (docs/EVAL.md), and, range-coded,
+    // less than packing's 948 cells (256 + 247 + 247 + 150 + 3 × 16) × 10 bits = 1,185
+    // bytes of indices, a flags byte, 18 bytes of sizes, a 2-byte length and a 4-byte
+    // checksum: 1,210 bytes over the 7 samples.
+    let archive = encode_samples_with(&dir, "1", &["--no-names"]);
+    let info = rvq()
+        .args(["info", "--json", s(&archive)])
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let payload = info["total_bytes"].as_u64().unwrap() - info["header_bytes"].as_u64().unwrap();
+    assert!(payload < 1210, "{payload}");
     let per_image = rvq1["payload_bytes_per_image"].as_f64().unwrap();
-    assert!((per_image - 1210.0 / 7.0).abs() < 1e-9, "{per_image}");
+    assert!(
+        (per_image - payload as f64 / 7.0).abs() < 1e-9,
+        "{per_image}"
+    );
     assert!(rvq1["psnr"].as_f64().unwrap() < points[1]["psnr"].as_f64().unwrap());
     assert!(rvq1["nearest_jpeg_quality"].is_u64());
     let png = image::open(&plot).unwrap();
@@ -859,10 +879,68 @@ fn s(p: &Path) -> &str {
 }
 
 #[test]
+fn range_coded_archives_are_smaller_and_decode_to_the_same_images() {
+    let dir = TempDir::new().unwrap();
+    let coded = encode_samples(&dir, "8");
+    let packed = encode_samples_with(&dir, "8", &["--no-entropy"]);
+    let info = |p: &Path| -> serde_json::Value {
+        let o = rvq().args(["info", "--json", s(p)]).output().unwrap();
+        assert!(o.status.success());
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (ci, pi) = (info(&coded), info(&packed));
+    assert_eq!(
+        (ci["entropy"].as_bool(), ci["coded_blocks"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(
+        (pi["entropy"].as_bool(), pi["coded_blocks"].as_u64()),
+        (Some(false), Some(0))
+    );
+    // The photographs reuse entries: well under 10 bits an index.
+    let (cb, pb) = (
+        ci["payload_bytes"].as_u64().unwrap(),
+        pi["payload_bytes"].as_u64().unwrap(),
+    );
+    assert!(cb * 100 < pb * 95, "{cb} coded bytes against {pb} packed");
+    let decode = |p: &Path, name: &str| {
+        let out = dir.path().join(name);
+        rvq()
+            .args(["decode", "--backend", "cpu", "-o", s(&out), s(p)])
+            .assert()
+            .success();
+        out
+    };
+    let (dc, dp) = (decode(&coded, "dc"), decode(&packed, "dp"));
+    for e in std::fs::read_dir(&dp).unwrap() {
+        let name = e.unwrap().file_name();
+        assert_eq!(
+            std::fs::read(dc.join(&name)).unwrap(),
+            std::fs::read(dp.join(&name)).unwrap(),
+            "{name:?}"
+        );
+    }
+    // Truncating a coded archive gives what encoding fewer codebooks coded gives.
+    let cut = dir.path().join("cut.rvq");
+    rvq()
+        .args(["truncate", "--codebooks", "2", s(&coded), s(&cut)])
+        .assert()
+        .success();
+    assert_eq!(info(&cut)["entropy"].as_bool(), Some(true));
+    let cut_packed = dir.path().join("cutp.rvq");
+    rvq()
+        .args(["truncate", "--codebooks", "2", s(&packed), s(&cut_packed)])
+        .assert()
+        .success();
+    assert!(std::fs::metadata(&cut).unwrap().len() < std::fs::metadata(&cut_packed).unwrap().len());
+}
+
+#[test]
 fn truncating_equals_encoding_fewer_codebooks_and_bad_requests_write_nothing() {
     let dir = TempDir::new().unwrap();
-    let full = encode_samples(&dir, "4");
-    let direct = encode_samples(&dir, "2");
+    // Packed, so that sizes depend on the number of indices alone.
+    let full = encode_samples_with(&dir, "4", &["--no-entropy"]);
+    let direct = encode_samples_with(&dir, "2", &["--no-entropy"]);
     let cut = dir.path().join("cut.rvq");
     rvq()
         .args(["truncate", "--codebooks", "2", s(&full), s(&cut)])

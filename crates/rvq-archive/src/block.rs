@@ -5,8 +5,8 @@
 
 use crate::bits::{self, BitPacker};
 use crate::{
-    ArchiveError, Cursor, Header, Limits, Record, Result, check_record, depthmap, parse_name,
-    parse_size, put_name, varint,
+    ArchiveError, Cursor, Header, Limits, Record, Result, check_record, depthmap, entropy,
+    parse_name, parse_size, put_name, varint,
 };
 
 /// Records per block (the last block holds the rest). Fixed by the format: changing it
@@ -17,6 +17,8 @@ pub const BLOCK_RECORDS: u64 = 64;
 const SHARED_SIZE: u8 = 1 << 0;
 /// Block flag: the block carries a depth map (some cell uses fewer than m codebooks).
 const DEPTHS: u8 = 1 << 1;
+/// Block flag: the indices are range-coded (payload coder 1), not bit-packed.
+const CODED: u8 = 1 << 2;
 
 /// The longest body a block of `count` images may have under `limits`: each image at the
 /// largest size the limits allow, with a name of the longest length, every cell at m
@@ -71,31 +73,122 @@ pub(crate) fn write_block(
             put_name(&r.name, &mut body);
         }
     }
-    if depths {
-        let maps: Vec<Vec<u8>> = records.iter().map(|r| r.cell_depths(header)).collect();
-        let refs: Vec<(&[u8], usize)> = maps
-            .iter()
-            .zip(records)
-            .map(|(d, r)| (d.as_slice(), header.grid(r.width, r.height).0 as usize))
-            .collect();
-        let words = depthmap::encode(&refs, header.codebooks_used);
-        varint::put(&mut body, words.len() as u64);
-        for w in words {
-            body.extend_from_slice(&w.to_le_bytes());
-        }
+    let fields = body.len();
+    if let Some(words) = depth_words(header, records) {
+        put_words(&mut body, &words);
     }
     let bits = header.bits_per_index();
     let mut packer = BitPacker::default();
     for r in records {
         bits::put_all(&mut packer, &r.indices, bits);
     }
-    body.extend_from_slice(&packer.into_bytes());
+    let packed = packer.into_bytes();
+    let depth_map = body.len() - fields;
+    match header
+        .entropy
+        .then(|| coded(header, records, packed.len(), depth_map))
+        .flatten()
+    {
+        Some(words) => {
+            body[0] |= CODED;
+            put_words(&mut body, &words);
+        }
+        None => body.extend_from_slice(&packed),
+    }
     let start = out.len();
     varint::put(out, body.len() as u64);
     out.extend_from_slice(&body);
     let crc = crc32fast::hash(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
     Ok(())
+}
+
+/// The block's depth map, coded, when it needs one.
+fn depth_words(header: &Header, records: &[Record]) -> Option<Vec<u32>> {
+    if !records.iter().any(|r| r.has_depth_map(header)) {
+        return None;
+    }
+    let maps: Vec<Vec<u8>> = records.iter().map(|r| r.cell_depths(header)).collect();
+    let refs: Vec<(&[u8], usize)> = maps
+        .iter()
+        .zip(records)
+        .map(|(d, r)| (d.as_slice(), header.grid(r.width, r.height).0 as usize))
+        .collect();
+    Some(depthmap::encode(&refs, header.codebooks_used))
+}
+
+/// Bytes of a word count and its words.
+fn words_len(words: &[u32]) -> usize {
+    varint::len(words.len() as u64) + 4 * words.len()
+}
+
+/// The bytes a block of `records` spends on its indices as [`write_block`] writes them
+/// (range-coded words with their count, or packed bits), and whether they are coded: what a
+/// report of an archive's payload needs without the block's bytes at hand.
+pub fn index_bytes(header: &Header, records: &[Record]) -> (u64, bool) {
+    let total: u64 = records.iter().map(|r| r.index_count(header)).sum();
+    let packed = (total * header.bits_per_index() as u64).div_ceil(8) as usize;
+    let depth_map = depth_words(header, records).map_or(0, |w| words_len(&w));
+    match header
+        .entropy
+        .then(|| coded(header, records, packed, depth_map))
+        .flatten()
+    {
+        Some(words) => (words_len(&words) as u64, true),
+        None => (packed as u64, false),
+    }
+}
+
+/// A word count, then the words, little-endian.
+fn put_words(body: &mut Vec<u8>, words: &[u32]) {
+    varint::put(body, words.len() as u64);
+    for w in words {
+        body.extend_from_slice(&w.to_le_bytes());
+    }
+}
+
+/// Each record's index count per level 0..m, in the order its indices are stored.
+fn level_counts(header: &Header, records: &[Record]) -> Vec<Vec<u64>> {
+    records.iter().map(|r| r.level_counts(header)).collect()
+}
+
+/// Cells in the block's records.
+fn cell_count(header: &Header, records: &[Record]) -> u64 {
+    records
+        .iter()
+        .map(|r| {
+            let (gw, gh) = header.grid(r.width, r.height);
+            gw * gh
+        })
+        .sum()
+}
+
+/// Whether decoding a coded block of `cells` cells and `indices` indices (with a depth map
+/// or not), with `rest` bytes after its fields (depth map and words), stays within
+/// [`entropy::WORK_PER_BYTE`].
+fn within_work(header: &Header, depth_map: bool, cells: u64, indices: u64, rest: u64) -> bool {
+    let depths = if depth_map { header.codebooks_used } else { 0 };
+    entropy::work(header.codebook_size, depths, cells, indices)
+        <= entropy::WORK_PER_BYTE.saturating_mul(rest)
+}
+
+/// The range-coded words of the records' indices when the format calls for them (in an
+/// archive with the entropy flag, after a depth map of `depth_map` bytes, 0 for none): when
+/// they, with their count, take fewer bytes than `packed` bytes of bit-packed indices, and
+/// decoding them stays within [`entropy::WORK_PER_BYTE`]. Otherwise `None`: packed.
+fn coded(header: &Header, records: &[Record], packed: usize, depth_map: usize) -> Option<Vec<u32>> {
+    let counts = level_counts(header, records);
+    let refs: Vec<(&[u32], &[u64])> = records
+        .iter()
+        .zip(&counts)
+        .map(|(r, c)| (r.indices.as_slice(), c.as_slice()))
+        .collect();
+    let words = entropy::encode(&refs, header.codebook_size);
+    let len = words_len(&words);
+    let indices: u64 = records.iter().map(|r| r.indices.len() as u64).sum();
+    let rest = (depth_map + len) as u64;
+    let cells = cell_count(header, records);
+    (len < packed && within_work(header, depth_map > 0, cells, indices, rest)).then_some(words)
 }
 
 /// Reads the block at the cursor, holding records `first..first + count`: checks its
@@ -172,17 +265,19 @@ fn parse_body(
         pos: 0,
     };
     let (flags, mut records) = read_fields(header, limits, first, count, &mut c)?;
-    // Every cell has at least one index of at least one bit, so the bytes left bound the
-    // cells and no forged size makes the depth-map decoder run long.
-    let bits = header.bits_per_index() as u64;
-    let cells: u64 = records
-        .iter()
-        .map(|r| {
-            let (gw, gh) = header.grid(r.width, r.height);
-            gw * gh
-        })
-        .sum();
-    if cells * bits > 8 * c.remaining() as u64 {
+    let coded = flags & CODED != 0;
+    let depth_map = flags & DEPTHS != 0;
+    // Every cell has at least one index: packed, of at least one bit; coded, of a bounded
+    // decoding work per byte. So the bytes left bound the cells, and no forged size makes
+    // the decoders run long.
+    let cells = cell_count(header, &records);
+    let rest = c.remaining() as u64;
+    let fits = if coded {
+        within_work(header, depth_map, cells, cells, rest)
+    } else {
+        cells * header.bits_per_index() as u64 <= 8 * rest
+    };
+    if !fits {
         return Err(ArchiveError::InvalidRecord {
             index: first,
             reason: "its block is too short for its images' cells".into(),
@@ -191,7 +286,11 @@ fn parse_body(
     if flags & DEPTHS != 0 {
         read_depths(header, first, &mut records, &mut c)?;
     }
-    read_indices(header, first, &mut records, &body[c.pos..])?;
+    if coded {
+        read_coded(header, (first, depth_map, rest), &mut records, &mut c)?;
+    } else {
+        read_indices(header, first, &mut records, &body[c.pos..])?;
+    }
     Ok(records)
 }
 
@@ -209,8 +308,13 @@ fn read_fields(
         reason,
     };
     let flags = c.u8("block flags")?;
-    if flags & !(SHARED_SIZE | DEPTHS) != 0 {
+    if flags & !(SHARED_SIZE | DEPTHS | CODED) != 0 {
         return Err(bad(format!("reserved block flag bits ({flags:#04x})")));
+    }
+    if flags & CODED != 0 && !header.entropy {
+        return Err(bad(
+            "its block is entropy-coded but the archive's header does not say so".into(),
+        ));
     }
     let shared = if flags & SHARED_SIZE != 0 {
         Some(parse_size(limits, first, c)?)
@@ -271,20 +375,89 @@ fn read_indices(header: &Header, first: u64, records: &mut [Record], payload: &[
         ));
     }
     let mut at = 0;
-    for (i, (r, n)) in records.iter_mut().zip(counts).enumerate() {
+    for (r, n) in records.iter_mut().zip(counts) {
         r.indices = all[at..at + n as usize].to_vec();
         at += n as usize;
+    }
+    check_indices(header, first, records)?;
+    let depth_map = depth_words(header, records).map_or(0, |w| words_len(&w));
+    if header.entropy && coded(header, records, payload.len(), depth_map).is_some() {
+        return Err(bad(
+            first,
+            "its block packs indices that the archive's coder would code in fewer bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Every index below k.
+fn check_indices(header: &Header, first: u64, records: &[Record]) -> Result<()> {
+    for (i, r) in records.iter().enumerate() {
         if let Some(v) = r.indices.iter().find(|&&v| v >= header.codebook_size) {
-            return Err(bad(
-                first + i as u64,
-                format!(
+            return Err(ArchiveError::InvalidRecord {
+                index: first + i as u64,
+                reason: format!(
                     "index {v} is not below codebook_size {}",
                     header.codebook_size
                 ),
-            ));
+            });
         }
     }
     Ok(())
+}
+
+/// Reads a coded block's indices (a word count and the words, which must end the body) into
+/// `records`, refusing words that are not the exact coding of indices, more decoding work
+/// than [`entropy::WORK_PER_BYTE`] allows for the block's `rest` bytes after its fields, and
+/// a coding no shorter than packing.
+fn read_coded(
+    header: &Header,
+    (first, depth_map, rest): (u64, bool, u64),
+    records: &mut [Record],
+    c: &mut Cursor,
+) -> Result<()> {
+    let bad = |reason: &str| ArchiveError::InvalidRecord {
+        index: first,
+        reason: reason.into(),
+    };
+    let start = c.pos;
+    let words = read_words(c, "coded indices")?;
+    if c.remaining() != 0 {
+        return Err(bad("bytes follow its block's coded indices"));
+    }
+    let counts = level_counts(header, records);
+    let total: u64 = counts.iter().flatten().sum();
+    if !within_work(header, depth_map, cell_count(header, records), total, rest) {
+        return Err(bad("its block's coded indices are too dense to decode"));
+    }
+    let packed = (total * header.bits_per_index() as u64).div_ceil(8);
+    if (c.pos - start) as u64 >= packed {
+        return Err(bad(
+            "its block codes indices that packing stores in no more bytes",
+        ));
+    }
+    let per_record: Vec<&[u64]> = counts.iter().map(|c| c.as_slice()).collect();
+    let decoded = entropy::decode(&words, &per_record, header.codebook_size)
+        .ok_or_else(|| bad("its block's coded indices are not the coding of any indices"))?;
+    for (r, indices) in records.iter_mut().zip(decoded) {
+        r.indices = indices;
+    }
+    check_indices(header, first, records)
+}
+
+/// A word count and that many little-endian u32 words (a depth map or coded indices).
+fn read_words(c: &mut Cursor, what: &'static str) -> Result<Vec<u32>> {
+    let n = c.varint(what)?;
+    if n > c.remaining() as u64 / 4 {
+        return Err(ArchiveError::Truncated {
+            what,
+            offset: c.pos,
+        });
+    }
+    Ok(c.take(n as usize * 4, what)?
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// Reads a block's depth map into `records` (left empty for a record whose cells all use m).
@@ -299,18 +472,7 @@ fn read_depths(header: &Header, first: u64, records: &mut [Record], c: &mut Curs
             "its block has a depth map but the archive uses one codebook",
         ));
     }
-    let n = c.varint("depth map length")?;
-    if n > c.remaining() as u64 / 4 {
-        return Err(ArchiveError::Truncated {
-            what: "depth map",
-            offset: c.pos,
-        });
-    }
-    let words: Vec<u32> = c
-        .take(n as usize * 4, "depth map")?
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let words = read_words(c, "depth map")?;
     let shapes: Vec<depthmap::Shape> = records
         .iter()
         .map(|r| {

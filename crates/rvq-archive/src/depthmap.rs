@@ -5,14 +5,10 @@
 //! that adapt as the block goes. docs/FORMAT.md specifies the model exactly; both sides must
 //! compute the same probabilities, so everything here is integer arithmetic.
 
-use constriction::stream::model::DefaultContiguousCategoricalEntropyModel;
+use crate::adaptive::AdaptiveCounts;
 use constriction::stream::queue::{DefaultRangeDecoder, DefaultRangeEncoder};
 use constriction::stream::{Decode, Encode};
 
-/// Fixed-point precision of the probabilities (constriction's default range coder).
-const PRECISION: u32 = 24;
-/// Count a context starts each depth at.
-const INITIAL_COUNT: u32 = 1;
 /// What coding a depth adds to its count in its context.
 const INCREMENT: u32 = 8;
 /// When a context's counts sum past this, each is halved (rounding up), so the model follows
@@ -28,50 +24,10 @@ pub struct Shape {
     pub columns: usize,
 }
 
-/// Adaptive counts, one row of `m` per context (context 0: no neighbour; c ≥ 1: neighbour at
-/// depth c).
-struct Contexts {
-    m: usize,
-    counts: Vec<u32>,
-}
-
-impl Contexts {
-    fn new(m: usize) -> Self {
-        Self {
-            m,
-            counts: vec![INITIAL_COUNT; (m + 1) * m],
-        }
-    }
-
-    /// Probabilities for `context`: each depth gets 1 plus its share of the rest in
-    /// proportion to its count (rounded down); what rounding leaves goes to the first of the
-    /// largest counts.
-    fn model(&self, context: usize) -> DefaultContiguousCategoricalEntropyModel {
-        let counts = &self.counts[context * self.m..(context + 1) * self.m];
-        let total: u64 = counts.iter().map(|&c| c as u64).sum();
-        let free = (1u64 << PRECISION) - self.m as u64;
-        let mut p: Vec<u32> = counts
-            .iter()
-            .map(|&c| 1 + (c as u64 * free / total) as u32)
-            .collect();
-        let sum: u64 = p.iter().map(|&v| v as u64).sum();
-        let top = (0..self.m)
-            .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
-            .unwrap_or(0);
-        p[top] += ((1u64 << PRECISION) - sum) as u32;
-        DefaultContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(&p, false)
-            .expect("probabilities are nonzero and sum to 2^PRECISION")
-    }
-
-    fn update(&mut self, context: usize, symbol: usize) {
-        let row = &mut self.counts[context * self.m..(context + 1) * self.m];
-        row[symbol] += INCREMENT;
-        if row.iter().sum::<u32>() > MAX_TOTAL {
-            for c in row.iter_mut() {
-                *c = c.div_ceil(2);
-            }
-        }
-    }
+/// The depth model: m + 1 contexts (0: no neighbour; c ≥ 1: neighbour at depth c) of m
+/// symbols (depth − 1).
+fn contexts(m: u32) -> AdaptiveCounts {
+    AdaptiveCounts::new(m as usize, INCREMENT, MAX_TOTAL)
 }
 
 /// The context of cell `i` of a record: the depth to its left, or above in the first column,
@@ -88,7 +44,7 @@ fn context(depths: &[u8], i: usize, columns: usize) -> usize {
 
 /// Codes the depth maps of a block's records (each depth in 1..=m, m ≥ 2) as 32-bit words.
 pub fn encode(maps: &[(&[u8], usize)], m: u32) -> Vec<u32> {
-    let mut contexts = Contexts::new(m as usize);
+    let mut contexts = contexts(m);
     let mut coder = DefaultRangeEncoder::new();
     for &(depths, columns) in maps {
         for i in 0..depths.len() {
@@ -109,7 +65,7 @@ pub fn encode(maps: &[(&[u8], usize)], m: u32) -> Vec<u32> {
 /// are not exactly what [`encode`] writes for some maps (so every accepted depth map has one
 /// encoding, and a block reads back to the same bytes).
 pub fn decode(words: &[u32], shapes: &[Shape], m: u32) -> Option<Vec<Vec<u8>>> {
-    let mut contexts = Contexts::new(m as usize);
+    let mut contexts = contexts(m);
     let mut coder = DefaultRangeDecoder::from_compressed(words.to_vec()).ok()?;
     let mut maps = Vec::with_capacity(shapes.len());
     for shape in shapes {

@@ -1,6 +1,7 @@
-//! The `.rvq` archive format (version 2; version 1 is still read): bit-packed codebook
-//! indices of many images under one shared header, with a per-cell depth map where cells use
-//! different numbers of codebooks. This crate deals in integers and bytes only (no tensors, no model), so it
+//! The `.rvq` archive format (version 2; version 1 is still read): the codebook indices of
+//! many images under one shared header, bit-packed or (payload coder 1) range-coded block by
+//! block where that is shorter, with a per-cell depth map where cells use different numbers
+//! of codebooks. This crate deals in integers and bytes only (no tensors, no model), so it
 //! builds, tests and fuzzes in seconds. The byte layout is specified in `docs/FORMAT.md`;
 //! this code follows that text.
 //!
@@ -22,13 +23,16 @@
 
 #![forbid(unsafe_code)]
 
+mod adaptive;
 pub mod bits;
 mod block;
 mod depthmap;
+mod entropy;
 mod stream;
 mod varint;
 
-pub use block::BLOCK_RECORDS;
+pub use block::{BLOCK_RECORDS, index_bytes};
+pub use entropy::{WORK_PER_BYTE, work};
 pub use stream::{ArchiveReader, ArchiveWriter};
 
 use bits::{BitCounter, BitPacker, BitSink};
@@ -82,10 +86,8 @@ pub enum ArchiveError {
         "archive format version {0} is newer than this rvq reads (version {VERSION}); upgrade rvq"
     )]
     UnsupportedVersion(u8),
-    /// Entropy-coded payloads, or a payload coder this version does not define.
-    #[error(
-        "archive uses payload coder {0} (entropy coding), which this rvq cannot read; upgrade rvq"
-    )]
+    /// A payload coder this version does not define.
+    #[error("archive uses payload coder {0}, which this rvq cannot read; upgrade rvq")]
     UnsupportedCoder(u8),
     /// A header field is out of range or inconsistent.
     #[error("invalid header: {0}")]
@@ -210,6 +212,10 @@ pub struct Header {
     /// Format version to write: [`VERSION`] (blocks of records, per-cell depths) unless set to
     /// [`VERSION_1`]; a reader sets it to the version it read.
     pub version: u8,
+    /// Whether indices may be range-coded (the `ENTROPY` flag and payload coder 1, version 2
+    /// only): each block is then coded exactly when that is shorter than bit packing. Off
+    /// in [`Header::new`]; a reader sets it as the archive says.
+    pub entropy: bool,
 }
 
 impl Header {
@@ -232,6 +238,7 @@ impl Header {
             names: false,
             codebook: None,
             version: VERSION,
+            entropy: false,
         }
     }
 
@@ -277,6 +284,12 @@ impl Header {
             return Err(format!(
                 "codebooks_used {} outside 1..={}",
                 self.codebooks_used, self.num_codebooks
+            ));
+        }
+        if self.entropy && self.version != VERSION {
+            return Err(format!(
+                "entropy-coded indices need format version {VERSION}, not {}",
+                self.version
             ));
         }
         if let Some(cb) = &self.codebook {
@@ -333,6 +346,15 @@ impl Record {
         } else {
             self.depths.iter().map(|&d| d as u64).sum()
         }
+    }
+
+    /// How many of its indices each level 0..m holds (the cells deep enough to use it), in
+    /// stored order.
+    pub fn level_counts(&self, header: &Header) -> Vec<u64> {
+        let depths = self.cell_depths(header);
+        (0..header.codebooks_used)
+            .map(|level| depths.iter().filter(|&&d| d as u32 > level).count() as u64)
+            .collect()
     }
 
     /// True when `depths` says something a uniform record would not: some cell below m.
@@ -466,8 +488,12 @@ pub fn write_header(header: &Header, image_count: u64) -> Result<Vec<u8>> {
     if header.codebook.is_some() {
         flags |= FLAG_CODEBOOK;
     }
+    if header.entropy {
+        flags |= FLAG_ENTROPY;
+    }
     out.push(flags);
-    out.push(0); // payload coder 0: fixed-width bit packing
+    // Payload coder 0: fixed-width bit packing; 1: blocks range-coded where that is shorter.
+    out.push(header.entropy as u8);
     out.extend_from_slice(&header.fingerprint);
     varint::put(&mut out, header.latent_dim as u64);
     varint::put(&mut out, header.codebook_size as u64);
@@ -761,8 +787,14 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
             "reserved flag bits set ({flags:#04x})"
         )));
     }
-    if coder != 0 || flags & FLAG_ENTROPY != 0 {
-        return Err(ArchiveError::UnsupportedCoder(coder.max(1)));
+    if coder > 1 {
+        return Err(ArchiveError::UnsupportedCoder(coder));
+    }
+    let entropy = flags & FLAG_ENTROPY != 0;
+    if entropy != (coder == 1) {
+        return Err(ArchiveError::InvalidHeader(format!(
+            "the entropy flag and payload coder {coder} disagree"
+        )));
     }
     let mut fingerprint = [0u8; FINGERPRINT_LEN];
     fingerprint.copy_from_slice(c.take(FINGERPRINT_LEN, "fingerprint")?);
@@ -783,6 +815,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
     );
     header.names = flags & FLAG_NAMES != 0;
     header.version = version;
+    header.entropy = entropy;
     header.validate().map_err(ArchiveError::InvalidHeader)?;
     if bits as u32 != header.bits_per_index() {
         return Err(ArchiveError::InvalidHeader(format!(
@@ -1094,7 +1127,9 @@ pub fn truncate(bytes: &[u8], codebooks: u32, limits: &Limits) -> Result<Vec<u8>
 /// One archive holding the images of `archives`, in the order given: they must share model,
 /// geometry, codebooks used, whether names are stored and any embedded codebook, and no name
 /// may occur twice. Archives written by `encode --shard i/n` for i = 1..=n merge back into
-/// the archive one unsharded encode writes.
+/// the archive one unsharded encode writes. The result is version 2 if any input is, and
+/// range-coded (payload coder 1) if any input is: merging a packed archive with a coded one
+/// gives an archive that readers of coder 0 alone refuse.
 pub fn merge(archives: &[&[u8]], limits: &Limits) -> Result<Vec<u8>> {
     let parts = archives
         .iter()
@@ -1175,13 +1210,15 @@ pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
         .iter()
         .flat_map(|(_, records)| records.iter().cloned())
         .collect();
-    // Version-1 records are version-2 records without depth maps: a mix is written as 2.
+    // Version-1 records are version-2 records without depth maps: a mix is written as 2,
+    // and entropy-coded if any part is.
     let header = Header {
         version: parts
             .iter()
             .map(|(h, _)| h.version)
             .max()
             .unwrap_or(VERSION),
+        entropy: parts.iter().any(|(h, _)| h.entropy),
         ..first.clone()
     };
     write_archive(&header, &all)

@@ -18,6 +18,16 @@ pub(crate) fn put(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// Bytes [`put`] writes for `v`.
+pub(crate) fn len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
 /// Reads a varint from the start of `bytes`: its value and length.
 pub(crate) fn get(bytes: &[u8]) -> Result<(u64, usize), VarintError> {
     let mut v: u64 = 0;

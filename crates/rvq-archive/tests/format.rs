@@ -96,6 +96,19 @@ fn every_truncation_is_reported() {
     assert!(matches!(a.records(), Err(ArchiveError::TrailingBytes(1))));
 }
 
+/// The header of `bytes`, which hold a header and no images.
+fn parse_header_only(bytes: &[u8]) -> Header {
+    let mut with_count = bytes.to_vec();
+    let n = with_count.len();
+    // The golden header's image count is its last byte before the CRC: make it 0.
+    with_count[n - 5] = 0;
+    let with_count = with_crc(with_count[..n - 4].to_vec());
+    Archive::parse(&with_count, &Limits::default())
+        .unwrap()
+        .header
+        .clone()
+}
+
 fn with_crc(mut header_body: Vec<u8>) -> Vec<u8> {
     let crc = crc32fast::hash(&header_body);
     header_body.extend_from_slice(&crc.to_le_bytes());
@@ -110,12 +123,26 @@ fn newer_versions_and_entropy_coding_are_refused_clearly() {
     v3[4] = 3;
     let e = Archive::parse(&with_crc(v3), &Limits::default()).unwrap_err();
     assert!(matches!(e, ArchiveError::UnsupportedVersion(3)), "{e}");
+    // Coder 1 is version 2's; a later coder is refused by number, and the flag and the
+    // coder byte must agree.
     let mut coded = body.to_vec();
     coded[5] |= FLAG_ENTROPY;
     coded[6] = 1;
-    let e = Archive::parse(&with_crc(coded), &Limits::default()).unwrap_err();
-    assert!(matches!(e, ArchiveError::UnsupportedCoder(1)), "{e}");
-    assert!(e.to_string().contains("entropy"));
+    let e = Archive::parse(&with_crc(coded.clone()), &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("need format version 2"), "{e}");
+    coded[4] = 2;
+    assert!(parse_header_only(&with_crc(coded.clone())).entropy);
+    coded[6] = 2;
+    let e = Archive::parse(&with_crc(coded.clone()), &Limits::default()).unwrap_err();
+    assert!(matches!(e, ArchiveError::UnsupportedCoder(2)), "{e}");
+    assert!(e.to_string().contains("upgrade rvq"));
+    for (flag, coder) in [(FLAG_ENTROPY, 0), (0, 1)] {
+        let mut odd = coded.clone();
+        odd[5] = (odd[5] & !FLAG_ENTROPY) | flag;
+        odd[6] = coder;
+        let e = Archive::parse(&with_crc(odd), &Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("disagree"), "{e}");
+    }
     let e = Archive::parse(b"PNG\x89whatever", &Limits::default()).unwrap_err();
     assert!(matches!(e, ArchiveError::BadMagic));
 }
@@ -211,18 +238,24 @@ fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
             if k % 2 == 0 {
                 h.version = VERSION_1;
             }
+            // Half the version-2 cases entropy-coded; indices mostly from a few entries, so
+            // that coding wins in some blocks and loses in others.
+            h.entropy = k % 4 == 1;
             let rec = (1u32..=100, 1u32..=100, 0u32..1000).prop_flat_map(move |(w, h_, n)| {
                 let hh = Header::new([9; 16], 8, k, n_q, if f8 { 8 } else { 4 }, m);
                 let count = hh.index_count(w, h_) as usize;
-                (Just((w, h_, n)), prop::collection::vec(0..k, count..=count)).prop_map(
-                    move |((w, h_, n), indices)| Record {
+                let index = prop_oneof![3 => 0..k.min(4), 1 => 0..k];
+                (
+                    Just((w, h_, n)),
+                    prop::collection::vec(index, count..=count),
+                )
+                    .prop_map(move |((w, h_, n), indices)| Record {
                         width: w,
                         height: h_,
                         name: names.then(|| format!("dir/img{n}.png")),
                         indices,
                         depths: Vec::new(),
-                    },
-                )
+                    })
             });
             (Just(h), prop::collection::vec(rec, 0..4))
         })
@@ -632,6 +665,151 @@ fn golden_v2_archive_matches_the_spec_byte_for_byte() {
     assert_eq!(a.block(0).unwrap(), recs);
 }
 
+/// The golden entropy-coded archive (docs/FORMAT.md): one 64×8 image, d = 2, k = 5, n_q = m
+/// = 2, every index 0 but the last cell's level-0 index, 3.
+fn golden_coded() -> (Header, Vec<Record>) {
+    let mut h = Header::new([0x33; 16], 2, 5, 2, 8, 2);
+    h.entropy = true;
+    let mut indices = vec![0; 16];
+    indices[7] = 3;
+    let recs = vec![Record {
+        width: 64,
+        height: 8,
+        indices,
+        ..Record::default()
+    }];
+    (h, recs)
+}
+
+fn golden_coded_bytes() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RVQA");
+    b.extend_from_slice(&[2, 0b100, 1]); // version 2, flag ENTROPY, coder 1
+    b.extend_from_slice(&[0x33; 16]);
+    b.extend_from_slice(&[2, 5, 2, 8, 2, 3, 1]); // d, k, n_q, f, m, b, image_count
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    let mut body = vec![0b101, 64, 8]; // flags: shared size, coded; 64×8
+    body.push(GOLDEN_CODED_WORDS.len() as u8); // the coded indices' word count
+    for w in GOLDEN_CODED_WORDS {
+        body.extend_from_slice(&w.to_le_bytes());
+    }
+    let mut block = vec![body.len() as u8];
+    block.extend_from_slice(&body);
+    let crc = crc32fast::hash(&block);
+    b.extend_from_slice(&block);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// The range coder's output for the golden coded archive's 16 indices under the model
+/// docs/FORMAT.md specifies (packed, they would take 6 bytes).
+const GOLDEN_CODED_WORDS: [u32; 1] = [0x0964_0ab1];
+
+#[test]
+fn golden_coded_archive_matches_the_spec_byte_for_byte() {
+    let (h, recs) = golden_coded();
+    let bytes = write_archive(&h, &recs).unwrap();
+    assert_eq!(bytes, golden_coded_bytes());
+    let a = Archive::parse(&bytes, &Limits::default()).unwrap();
+    assert_eq!(a.header, h);
+    assert_eq!(a.records().unwrap(), recs);
+    assert_eq!(stream(&bytes, 3).unwrap(), (h, recs));
+}
+
+#[test]
+fn malformed_coded_blocks_are_refused() {
+    let good = golden_coded_bytes();
+    let at = 34; // the block: length byte, 8 bytes of body, checksum
+    let refuse = |bytes: Vec<u8>, needle: &str| {
+        let e = in_memory(&bytes).unwrap_err().to_string();
+        assert!(e.contains(needle), "{e} lacks {needle:?}");
+        assert!(stream(&bytes, 5).is_err());
+    };
+    let block = |body: &[u8]| {
+        let mut b = good[..at].to_vec();
+        let mut block = vec![body.len() as u8];
+        block.extend_from_slice(body);
+        let crc = crc32fast::hash(&block);
+        b.extend_from_slice(&block);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    };
+    let body = &good[at + 1..good.len() - 4];
+    // A coded block under a header without the entropy flag.
+    let mut plain = good.clone();
+    plain[5] = 0;
+    plain[6] = 0;
+    let crc = crc32fast::hash(&plain[..30]);
+    plain[30..34].copy_from_slice(&crc.to_le_bytes());
+    refuse(plain, "does not say so");
+    // A byte after the words.
+    let mut longer = body.to_vec();
+    longer.push(0);
+    refuse(block(&longer), "bytes follow");
+    // Other words.
+    let mut other = body.to_vec();
+    other[5] ^= 0x10;
+    refuse(block(&other), "not the coding of any indices");
+    // Coded where packing is no longer: the same words for a 9×8 image (two cells, four
+    // indices: 2 packed bytes, against 5 coded).
+    let mut short = body.to_vec();
+    short.splice(1..3, [9, 8]);
+    refuse(block(&short), "packing stores in no more bytes");
+    // Dense: 16,384 × 80 pixels (20,480 cells, 40,960 indices) from one word, within the
+    // work bound per cell but not per index.
+    let mut dense = body.to_vec();
+    dense.splice(1..3, [0x80, 0x80, 0x01, 0x50]);
+    refuse(block(&dense), "too dense to decode");
+    // The same indices packed (6 bytes) where the coder needs 5: not the canonical choice.
+    refuse(
+        block(&[0b001, 64, 8, 0, 0, 0b0000_0011, 0, 0, 0]),
+        "would code in fewer bytes",
+    );
+    // A forged size: 16,384 × 4,096 pixels (a million cells) from one word.
+    let mut forged = body.to_vec();
+    forged.splice(1..3, [0x80, 0x80, 0x01, 0x80, 0x20]);
+    refuse(block(&forged), "too short for its images' cells");
+}
+
+#[test]
+fn a_coded_index_beyond_k_is_refused() {
+    // k = 5 and k = 6 split indices alike (one low bit, high parts 0..=2), so an archive
+    // coded at k = 6 holding index 5 reads under a header that says k = 5 as index 5 ≥ k.
+    let (mut h, mut recs) = golden_coded();
+    h.codebook_size = 6;
+    recs[0].indices[3] = 5;
+    let mut bytes = write_archive(&h, &recs).unwrap();
+    assert_eq!(bytes[35] & 0b100, 0b100, "the block is coded");
+    bytes[24] = 5;
+    let crc = crc32fast::hash(&bytes[..30]);
+    bytes[30..34].copy_from_slice(&crc.to_le_bytes());
+    let e = in_memory(&bytes).unwrap_err().to_string();
+    assert!(e.contains("index 5 is not below codebook_size 5"), "{e}");
+}
+
+#[test]
+fn entropy_coding_needs_version_2_and_survives_merging() {
+    let (h, recs) = golden_coded();
+    let v1 = Header {
+        version: VERSION_1,
+        ..h.clone()
+    };
+    let e = write_archive(&v1, &recs).unwrap_err().to_string();
+    assert!(e.contains("need format version 2"), "{e}");
+    // A packed part and a coded one merge into a coded archive (any coded part makes the
+    // whole need a reader of coder 1), whose block codes all the images.
+    let packed = Header {
+        entropy: false,
+        ..h.clone()
+    };
+    let merged = merge_records(&[(packed, recs.clone()), (h.clone(), recs.clone())]).unwrap();
+    let (mh, mrecs) = in_memory(&merged).unwrap();
+    assert!(mh.entropy);
+    assert_eq!(mrecs, [recs.clone(), recs].concat());
+    assert_eq!(merged[35] & 0b100, 0b100, "the merged block is coded");
+}
+
 /// `bytes` (the golden version-2 archive, its block at `at`) with the block's checksum made
 /// right again after an edit, so that the reader's other checks are what refuse it.
 fn recrc(mut bytes: Vec<u8>, at: usize) -> Vec<u8> {
@@ -902,4 +1080,36 @@ fn write_fuzz_seeds() {
         })
         .collect();
     std::fs::write(dir.join("v2_blocks.rvq"), write_archive(&h, &recs).unwrap()).unwrap();
+    // The same images entropy-coded (both blocks code), and an archive whose second block of
+    // uniform indices in 1,024 entries packs.
+    h.entropy = true;
+    std::fs::write(
+        dir.join("v2_coded_blocks.rvq"),
+        write_archive(&h, &recs).unwrap(),
+    )
+    .unwrap();
+    let mut h = Header::new([4; 16], 2, 1024, 2, 8, 2);
+    h.entropy = true;
+    let mut state = 1u32;
+    let recs: Vec<Record> = (0..65u32)
+        .map(|i| Record {
+            width: 16,
+            height: 8,
+            indices: (0..4)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (state >> 8) % if i < 64 { 3 } else { 1024 }
+                })
+                .collect(),
+            ..Record::default()
+        })
+        .collect();
+    let bytes = write_archive(&h, &recs).unwrap();
+    std::fs::write(dir.join("v2_coded_and_packed.rvq"), bytes).unwrap();
+    let (h, recs) = golden_coded();
+    std::fs::write(
+        dir.join("v2_coded_golden.rvq"),
+        write_archive(&h, &recs).unwrap(),
+    )
+    .unwrap();
 }

@@ -29,6 +29,9 @@ pub struct EncodeOptions {
     /// Per-cell depths chosen for a quality or PSNR target (the codebooks above are then
     /// the most a cell may use); `None`: every cell uses them all.
     pub target: Option<Target>,
+    /// Range-code the indices of each block where that is shorter than packing them
+    /// (docs/FORMAT.md, payload coder 1); off, archives stay readable by rvq before it.
+    pub entropy: bool,
 }
 
 impl Default for EncodeOptions {
@@ -40,6 +43,7 @@ impl Default for EncodeOptions {
             batch_size: 256,
             beam: DEFAULT_BEAM,
             target: Some(Target::Quality(DEFAULT_QUALITY)),
+            entropy: true,
         }
     }
 }
@@ -84,6 +88,7 @@ pub fn header_for(model: &Model, m: usize, opts: &EncodeOptions) -> Result<Heade
         m as u32,
     );
     header.names = opts.names;
+    header.entropy = opts.entropy;
     if let Some(dtype) = opts.embed_codebook {
         let all = quantizer::float_vec(model.net.codebooks().ok_or(Error::NotQuantized)?);
         let used = m * c.codebook_size * c.latent_dim;
@@ -635,6 +640,10 @@ pub struct ArchiveInfo {
     pub total_bytes: u64,
     /// Bytes of the shared header.
     pub header_bytes: u64,
+    /// Whether blocks may range-code their indices (payload coder 1).
+    pub entropy: bool,
+    /// Blocks whose indices are range-coded.
+    pub coded_blocks: u64,
     /// Bytes of index payloads (all images).
     pub payload_bytes: u64,
     /// Bytes of everything else: per-image fields, names, depth maps, block lengths and
@@ -665,8 +674,8 @@ pub struct EntryInfo {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// Bytes of the record (version 2: of its indices; sizes, names, depth maps and checksums
-    /// are shared by its block).
+    /// Bytes of the record (version 2: its share of its block's index bytes, in proportion to
+    /// its indices; sizes, names, depth maps and checksums are shared by its block).
     pub bytes: u64,
 }
 
@@ -674,17 +683,17 @@ pub struct EntryInfo {
 pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
     let records = archive.records()?;
     let h = &archive.header;
-    let bits = h.bits_per_index() as u64;
-    // Version 1 pads each record's indices to a byte, version 2 each block's.
+    // Version 1 pads each record's indices to a byte, version 2 each block's (or codes them).
     let group = if h.version == rvq_archive::VERSION_1 {
         1
     } else {
         rvq_archive::BLOCK_RECORDS as usize
     };
-    let payload: u64 = records
+    let blocks: Vec<(u64, bool)> = records
         .chunks(group)
-        .map(|g| (g.iter().map(|r| r.index_count(h)).sum::<u64>() * bits).div_ceil(8))
-        .sum();
+        .map(|g| rvq_archive::index_bytes(h, g))
+        .collect();
+    let payload: u64 = blocks.iter().map(|b| b.0).sum();
     let index_count: u64 = records.iter().map(|r| r.index_count(h)).sum();
     let cells: u64 = records.iter().map(|r| r.cell_depths(h).len() as u64).sum();
     let pixels: u64 = records
@@ -703,6 +712,8 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
         grid_factor: h.grid_factor,
         bits_per_index: h.bits_per_index(),
         names: h.names,
+        entropy: h.entropy,
+        coded_blocks: blocks.iter().filter(|b| b.1).count() as u64,
         embedded_codebook: h
             .codebook
             .as_ref()
@@ -714,11 +725,11 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
         record_overhead_bytes: total - archive.header_len as u64 - payload,
         mean_depth: mean(index_count, cells),
         pixels,
-        payload_bits_per_image: mean(index_count * bits, images),
+        payload_bits_per_image: mean(payload * 8, images),
         bits_per_pixel: mean(total * 8, pixels),
         ratio_vs_raw_rgb: pixels as f64 * 3.0 / total as f64,
         ratio_vs_inputs: None,
-        entries: entry_infos(archive, &records)?,
+        entries: entry_infos(archive, &records, &blocks)?,
     })
 }
 
@@ -731,29 +742,48 @@ fn mean(total: u64, count: u64) -> f64 {
     }
 }
 
-/// Each record's name, size and bytes (version 1: its whole record; version 2: its indices).
-fn entry_infos(archive: &Archive, records: &[Record]) -> rvq_archive::Result<Vec<EntryInfo>> {
+/// Each record's name, size and bytes (version 1: its whole record; version 2: its share of
+/// its block's index bytes, in proportion to its indices: exact for packed blocks up to the
+/// padding, a share for coded ones).
+fn entry_infos(
+    archive: &Archive,
+    records: &[Record],
+    blocks: &[(u64, bool)],
+) -> rvq_archive::Result<Vec<EntryInfo>> {
     let h = &archive.header;
-    let bits = h.bits_per_index() as u64;
     // A version-1 record is its own byte range; reading the index again costs no decode.
     // (Version 2 would decode every block a second time: its records share their blocks.)
-    let v1_lens: Option<Vec<u64>> = (h.version == rvq_archive::VERSION_1)
-        .then(|| archive.index())
-        .transpose()?
-        .map(|entries| entries.iter().map(|e| e.len() as u64).collect());
+    if h.version == rvq_archive::VERSION_1 {
+        let entries = archive.index()?;
+        return Ok(records
+            .iter()
+            .zip(entries)
+            .map(|(r, e)| entry_info(r, e.len() as u64))
+            .collect());
+    }
+    let group = rvq_archive::BLOCK_RECORDS as usize;
     Ok(records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| EntryInfo {
-            name: r.name.clone(),
-            width: r.width,
-            height: r.height,
-            bytes: match &v1_lens {
-                Some(lens) => lens[i],
-                None => (r.index_count(h) * bits).div_ceil(8),
-            },
+        .chunks(group)
+        .zip(blocks)
+        .flat_map(|(g, &(bytes, _))| {
+            let total: u64 = g.iter().map(|r| r.index_count(h)).sum();
+            g.iter().map(move |r| {
+                let share = (bytes as u128 * r.index_count(h) as u128)
+                    .checked_div(total as u128)
+                    .unwrap_or(0);
+                entry_info(r, share as u64)
+            })
         })
         .collect())
+}
+
+fn entry_info(r: &Record, bytes: u64) -> EntryInfo {
+    EntryInfo {
+        name: r.name.clone(),
+        width: r.width,
+        height: r.height,
+        bytes,
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! rvq: an image codec built on a learned residual-vector-quantized VAE.
 //!
 //! A trained RVQ-VAE turns each image into a small grid of codebook indices per codebook; the
-//! indices are bit-packed into an archive (see the [`archive`] crate re-export and
+//! indices are packed, or range-coded where that is shorter, into an archive (see the [`archive`] crate re-export and
 //! `docs/FORMAT.md`) whose header carries what all images share. The modules, one per concept:
 //!
 //! - [`config`]: the model's architecture and quantizer geometry;
@@ -11,6 +11,7 @@
 //! - [`rate`]: rate control, the codebooks each cell uses for a quality or PSNR target;
 //! - [`data`]: CIFAR-10 and image-folder data sets, synthetic images;
 //! - [`train`]: the training loop, checkpoints and model cards;
+//! - [`average`]: a moving average of a network's weights, for evaluation;
 //! - [`eval`]: quality measures;
 //! - [`codec`]: images to archives and back;
 //! - [`image_io`]: PNG reading and writing, limits and padding;
@@ -21,6 +22,7 @@
 //! argument parsing, progress bars, the comparison with JPEG and WebP, charts, benchmarks and
 //! the study's sweeps live there, so a program that embeds the codec pulls in none of them.
 
+pub mod average;
 pub mod backend;
 pub mod codec;
 pub mod config;

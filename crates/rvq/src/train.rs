@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -61,6 +61,17 @@ pub struct TrainOptions {
     /// place of the PCA and k-means start; its configuration must be `config`.
     #[serde(default)]
     pub start_from: Option<PathBuf>,
+    /// Decoupled weight decay: 0 trains with Adam, a positive value with AdamW.
+    #[serde(default)]
+    pub weight_decay: f32,
+    /// Share of the steps, from the first, whose reconstruction loss is the mean absolute
+    /// error instead of the mean squared one (0: MSE throughout).
+    #[serde(default)]
+    pub l1_fraction: f32,
+    /// Per-step decay of an exponential moving average of the weights, which validation and
+    /// the finished model then use (with the current codebooks); 0: the last step's weights.
+    #[serde(default)]
+    pub weight_average: f32,
 }
 
 /// How a model's linear path is initialised.
@@ -112,6 +123,9 @@ impl Default for TrainOptions {
             init: Init::Pca,
             pca_images: default_pca_images(),
             start_from: None,
+            weight_decay: 0.0,
+            l1_fraction: 0.0,
+            weight_average: 0.0,
         }
     }
 }
@@ -206,6 +220,8 @@ const CHECKPOINT_DIR: &str = "checkpoint";
 const OPTIM_FILE: &str = "optim.bpk";
 const STATE_FILE: &str = "state.json";
 const EMA_FILE: &str = "ema.f32";
+/// The checkpoint's subfolder holding the weight average, as a model folder.
+const AVERAGE_DIR: &str = "average";
 
 /// A training run in progress: the network and its optimizer, the EMA codebooks, and where the
 /// run stands. [`train`] drives one from start (or checkpoint) to finished model folder; the
@@ -213,6 +229,9 @@ const EMA_FILE: &str = "ema.f32";
 pub struct Trainer {
     /// `None` only inside [`Trainer::step`], while the optimizer owns it.
     net: Option<RvqVae>,
+    /// The moving average of the weights, on the inference device, with
+    /// [`TrainOptions::weight_average`].
+    average: Option<RvqVae>,
     optim: ModuleOptimizer,
     ema: Option<EmaCodebooks>,
     state: CheckpointState,
@@ -246,6 +265,7 @@ impl Trainer {
         let opts = options.clone();
         opts.check_dropout()?;
         opts.check_ema()?;
+        opts.check_loss()?;
         let ad = device.clone().autodiff();
         ad.seed(opts.seed);
         let (net, ema) = match &opts.start_from {
@@ -273,9 +293,17 @@ impl Trainer {
             last_validation: Vec::new(),
             last_stats: Vec::new(),
         };
-        let optim = AdamConfig::new().init();
+        let optim = optimizer(&state.options);
+        let average = (state.options.weight_average > 0.0).then(|| net.valid());
         Ok(Self::assemble(
-            net, optim, ema, state, train, out, device, ad,
+            (net, average),
+            optim,
+            ema,
+            state,
+            train,
+            out,
+            device,
+            ad,
         ))
     }
 
@@ -293,22 +321,33 @@ impl Trainer {
         let ad = device.clone().autodiff();
         let loaded = Model::load(&ckpt, &ad)?;
         let optim_path = ckpt.join(OPTIM_FILE);
-        let optim = AdamConfig::new()
-            .init()
+        let optim = optimizer(&state.options)
             .load(&optim_path)
             .map_err(|e| Error::Other(format!("{}: {e:?}", optim_path.display())))?;
         let ema = match loaded.net.codebooks() {
             Some(cb) => Some(load_ema(&ckpt, &state.options, quantizer::float_vec(cb))?),
             None => None,
         };
+        let average = if state.options.weight_average > 0.0 {
+            Some(Model::load(&ckpt.join(AVERAGE_DIR), device)?.net)
+        } else {
+            None
+        };
         Ok(Self::assemble(
-            loaded.net, optim, ema, state, train, out, device, ad,
+            (loaded.net, average),
+            optim,
+            ema,
+            state,
+            train,
+            out,
+            device,
+            ad,
         ))
     }
 
     #[allow(clippy::too_many_arguments)]
     fn assemble(
-        net: RvqVae,
+        (net, average): (RvqVae, Option<RvqVae>),
         optim: ModuleOptimizer,
         ema: Option<EmaCodebooks>,
         state: CheckpointState,
@@ -329,6 +368,7 @@ impl Trainer {
             warmup: (total_steps / 50).clamp(1, 500),
             base_seconds: state.wall_seconds,
             net: Some(net),
+            average,
             optim,
             ema,
             state,
@@ -382,6 +422,8 @@ impl Trainer {
             self.warmup,
             self.total_steps,
         );
+        let l1 = (self.state.step as f64)
+            < self.state.options.l1_fraction as f64 * self.total_steps as f64;
         let net = self
             .net
             .take()
@@ -393,10 +435,14 @@ impl Trainer {
             &self.state.options,
             train,
             ids,
-            lr,
+            (lr, l1),
             &mut rng,
             &self.ad,
         );
+        if let Some(avg) = self.average.take() {
+            let decay = self.state.options.weight_average;
+            self.average = Some(crate::average::blend(avg, &net.valid(), decay));
+        }
         self.net = Some(net);
         self.state.step += 1;
         if !stats.is_empty() {
@@ -422,9 +468,24 @@ impl Trainer {
         let cfg = &self.state.options.config;
         let mut depths = eval::report_depths(cfg.num_codebooks);
         depths.push(0);
-        let q = eval::quality(&self.net().valid(), cfg, valid, &depths, 250, &self.device);
+        let q = eval::quality(&self.evaluated(), cfg, valid, &depths, 250, &self.device);
         self.state.last_validation = q.clone();
         q
+    }
+
+    /// The network validation and the finished model use: the weight average with the
+    /// current codebooks, or the current weights.
+    fn evaluated(&self) -> RvqVae {
+        match &self.average {
+            Some(avg) => {
+                let mut avg = avg.clone();
+                if let Some(codebooks) = self.net().valid().codebooks() {
+                    avg.set_codebooks(codebooks);
+                }
+                avg
+            }
+            None => self.net().valid(),
+        }
     }
 
     fn net(&self) -> &RvqVae {
@@ -449,6 +510,9 @@ impl Trainer {
             std::fs::remove_dir_all(&fresh).map_err(io(&fresh))?;
         }
         Model::save_net(&self.net().valid(), &self.state.options.config, &fresh)?;
+        if let Some(avg) = &self.average {
+            Model::save_net(avg, &self.state.options.config, &fresh.join(AVERAGE_DIR))?;
+        }
         let optim_path = fresh.join(OPTIM_FILE);
         self.optim
             .save(&optim_path)
@@ -483,7 +547,7 @@ impl Trainer {
         if self.state.last_validation.is_empty() {
             self.validate(&splits.valid);
         }
-        let final_net = self.net().valid();
+        let final_net = self.evaluated();
         let cfg = &self.state.options.config;
         let fp = Model::save_net(&final_net, cfg, &self.out)?;
         let card = ModelCard {
@@ -716,7 +780,7 @@ fn step(
     opts: &TrainOptions,
     train: &ImageSet,
     ids: &[usize],
-    lr: f64,
+    (lr, l1): (f64, bool),
     rng: &mut StdRng,
     ad: &Device,
 ) -> (RvqVae, f32, f32, Vec<CodebookStats>) {
@@ -755,8 +819,10 @@ fn step(
     };
     let depths = host.as_ref().map(|(_, _, d)| d.as_slice());
     let xhat = net.decode_unclamped(rows_to_latents(decoder_in, b, h, w), depths);
-    let mse = (xhat - x).square().mean();
-    let loss = mse.clone() + commit;
+    let err = xhat - x;
+    let mse = err.clone().square().mean();
+    let recon = if l1 { err.abs().mean() } else { mse.clone() };
+    let loss = recon + commit;
     let mse_v: f32 = mse.into_scalar::<f32>();
     let grads = loss.backward();
     let loss_v: f32 = loss.into_scalar::<f32>();
@@ -770,6 +836,18 @@ fn step(
         net.set_codebooks(codebook_tensor(ema, ad));
     }
     (net, mse_v, loss_v, stats)
+}
+
+/// The run's optimizer: Adam, or AdamW when the options ask for weight decay (a checkpoint's
+/// moments load into the same kind, since its options are the run's).
+fn optimizer(opts: &TrainOptions) -> ModuleOptimizer {
+    if opts.weight_decay > 0.0 {
+        AdamWConfig::new()
+            .with_weight_decay(opts.weight_decay)
+            .init()
+    } else {
+        AdamConfig::new().init()
+    }
 }
 
 /// One image's depth in a dropout batch: uniform over `1..=n_q`, or drawn with the odds
@@ -818,6 +896,30 @@ impl TrainOptions {
             return Err(Error::Other(
                 "dropout weights must be finite, non-negative and not all zero".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a weight decay that is negative or not finite, an L1 share outside [0, 1] and
+    /// a weight-average decay outside [0, 1).
+    pub fn check_loss(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.weight_average) {
+            return Err(Error::Other(format!(
+                "the weight average's decay must lie in [0, 1), not {}",
+                self.weight_average
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::Other(format!(
+                "the weight decay must be a finite number ≥ 0, not {}",
+                self.weight_decay
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.l1_fraction) {
+            return Err(Error::Other(format!(
+                "the L1 share of the steps must lie in [0, 1], not {}",
+                self.l1_fraction
+            )));
         }
         Ok(())
     }

@@ -10,24 +10,47 @@ use rvq::train::{self, Event};
 mod common;
 use common::{read_safetensors, smoke_config, smoke_options, smoke_splits};
 
+/// A weights file's tensors by name: dtype, shape, bytes.
+type Tensors = std::collections::BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>;
+
 /// A run stopped at step 10 and resumed to step 20 ends with exactly the weights of the same
 /// run trained 20 steps straight: the checkpoint holds everything (weights, Adam moments, EMA
 /// counts and sums, step), and the data order and random draws follow from seed and step.
+/// Also with AdamW, an L1 phase that ends after the resumption and a weight average (kept in
+/// the checkpoint), which change what is learnt.
 #[test]
 fn a_resumed_run_is_bit_for_bit_the_run_it_continues() {
-    let device = Device::flex();
-    let splits = smoke_splits();
-    let opts = smoke_options(
+    let base = smoke_options(
         ModelConfig {
             linear_path: true,
             ..smoke_config()
         },
         20,
     );
+    let adam = resumes_exactly(&base);
+    let averaged = resumes_exactly(&train::TrainOptions {
+        weight_average: 0.9,
+        ..base.clone()
+    });
+    assert!(adam != averaged, "the weight average changed nothing");
+    let varied = resumes_exactly(&train::TrainOptions {
+        weight_decay: 0.05,
+        l1_fraction: 0.75,
+        weight_average: 0.9,
+        ..base.clone()
+    });
+    assert!(averaged != varied, "AdamW and the L1 phase changed nothing");
+}
+
+/// Trains `opts` straight and with a stop and resume at step 10, checks that both end with
+/// the same weights and validation, and returns the weights.
+fn resumes_exactly(opts: &train::TrainOptions) -> Tensors {
+    let device = Device::flex();
+    let splits = smoke_splits();
     let run = |dir: &std::path::Path, resume: bool, stop_at: Option<usize>| {
         let mut steps = Vec::new();
         let card = train::train(
-            &opts,
+            opts,
             &splits,
             dir,
             &device,
@@ -74,4 +97,5 @@ fn a_resumed_run_is_bit_for_bit_the_run_it_continues() {
         "resumed weights differ from the straight run's"
     );
     assert_eq!(resumed_card.validation, straight_card.validation);
+    tensors_a
 }
