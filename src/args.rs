@@ -383,14 +383,15 @@ pub(crate) struct TrainArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub(crate) lr: f64,
-    /// Decoupled weight decay (AdamW); 0 trains with Adam.
+    /// Decoupled weight decay (AdamW, on every trained parameter), in [0, 1]; 0 trains with
+    /// Adam.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) weight_decay: f32,
-    /// Share of the steps, from the first, trained on the L1 loss before MSE.
+    /// Share of the steps, in [0, 1], from the first, trained on the L1 loss before MSE.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) l1_fraction: f32,
-    /// Validate and keep a moving average of the weights with this per-step decay (e.g.
-    /// 0.999) instead of the last step's; 0: off.
+    /// Validate and keep a moving average of the weights with this per-step decay in [0, 1)
+    /// (e.g. 0.999) instead of the last step's; 0: off.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) weight_average: f32,
     /// Stop after this many steps.

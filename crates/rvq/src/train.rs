@@ -1,6 +1,7 @@
-//! Training an RVQ-VAE: Adam on the reconstruction and commitment losses, codebooks learnt by
-//! EMA with k-means initialisation and dead-code restarts, quantizer dropout so one model
-//! decodes at every depth, frequent checkpoints and exact resumption.
+//! Training an RVQ-VAE: Adam (or AdamW) on the reconstruction and commitment losses, codebooks
+//! learnt by EMA with k-means initialisation and dead-code restarts, quantizer dropout so one
+//! model decodes at every depth, an optional moving average of the weights for evaluation,
+//! frequent checkpoints and exact resumption.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -29,7 +30,7 @@ pub struct TrainOptions {
     pub epochs: usize,
     /// Images per step.
     pub batch_size: usize,
-    /// Peak learning rate of Adam (cosine decay to 0 after a short warm-up).
+    /// Peak learning rate of Adam or AdamW (cosine decay to 0 after a short warm-up).
     pub learning_rate: f64,
     /// Weight of the commitment loss ‖z − sg(q)‖².
     pub commitment: f32,
@@ -61,15 +62,19 @@ pub struct TrainOptions {
     /// place of the PCA and k-means start; its configuration must be `config`.
     #[serde(default)]
     pub start_from: Option<PathBuf>,
-    /// Decoupled weight decay: 0 trains with Adam, a positive value with AdamW.
+    /// Decoupled weight decay: 0 trains with Adam, a positive value (at most 1) with AdamW,
+    /// which decays every trained parameter, biases and the linear path included.
     #[serde(default)]
     pub weight_decay: f32,
-    /// Share of the steps, from the first, whose reconstruction loss is the mean absolute
-    /// error instead of the mean squared one (0: MSE throughout).
+    /// Share of the steps, from the first (rounded to whole steps), whose reconstruction loss
+    /// is the mean absolute error instead of the mean squared one (0: MSE throughout). Adam's
+    /// moments carry over the switch, sized to the L1 gradients, so the steps after it are
+    /// smaller for a while.
     #[serde(default)]
     pub l1_fraction: f32,
     /// Per-step decay of an exponential moving average of the weights, which validation and
     /// the finished model then use (with the current codebooks); 0: the last step's weights.
+    /// Step t blends with min(decay, (1 + t) / (10 + t)), so the start soon stops counting.
     #[serde(default)]
     pub weight_average: f32,
 }
@@ -223,8 +228,8 @@ const EMA_FILE: &str = "ema.f32";
 /// The checkpoint's subfolder holding the weight average, as a model folder.
 const AVERAGE_DIR: &str = "average";
 
-/// A training run in progress: the network and its optimizer, the EMA codebooks, and where the
-/// run stands. [`train`] drives one from start (or checkpoint) to finished model folder; the
+/// A training run in progress: the network and its optimizer, the EMA codebooks, the weight
+/// average if the options keep one, and where the run stands. [`train`] drives one from start (or checkpoint) to finished model folder; the
 /// pieces are public so a program can drive its own loop.
 pub struct Trainer {
     /// `None` only inside [`Trainer::step`], while the optimizer owns it.
@@ -242,6 +247,8 @@ pub struct Trainer {
     steps_per_epoch: usize,
     total_steps: usize,
     warmup: usize,
+    /// Steps trained on the L1 loss ([`TrainOptions::l1_fraction`] of the total).
+    l1_steps: usize,
     order: Option<(usize, Vec<usize>)>,
     session_start: Instant,
     base_seconds: f64,
@@ -308,8 +315,8 @@ impl Trainer {
     }
 
     /// The run checkpointed under `out`, exactly where it stopped: weights, optimizer moments,
-    /// EMA sums and counts, step (the data order and random draws follow from the seed and
-    /// the step). Its options are the checkpoint's, so a resumed run is the run it continues.
+    /// EMA sums and counts, the weight average, step (the data order and random draws follow
+    /// from the seed and the step). Its options are the checkpoint's, so a resumed run is the run it continues.
     pub fn resume(out: &Path, train: &ImageSet, device: &Device) -> Result<Self> {
         let ckpt = checkpoint_dir(out)?;
         let state_path = ckpt.join(STATE_FILE);
@@ -318,6 +325,9 @@ impl Trainer {
             path: state_path.clone(),
             reason: format!("not a training checkpoint: {e}"),
         })?;
+        state.options.check_dropout()?;
+        state.options.check_ema()?;
+        state.options.check_loss()?;
         let ad = device.clone().autodiff();
         let loaded = Model::load(&ckpt, &ad)?;
         let optim_path = ckpt.join(OPTIM_FILE);
@@ -329,7 +339,14 @@ impl Trainer {
             None => None,
         };
         let average = if state.options.weight_average > 0.0 {
-            Some(Model::load(&ckpt.join(AVERAGE_DIR), device)?.net)
+            let dir = ckpt.join(AVERAGE_DIR);
+            if !dir.is_dir() {
+                return Err(Error::BadData {
+                    path: dir,
+                    reason: "the checkpoint lacks the weight average its options ask for".into(),
+                });
+            }
+            Some(Model::load(&dir, device)?.net)
         } else {
             None
         };
@@ -366,6 +383,7 @@ impl Trainer {
         }
         Self {
             warmup: (total_steps / 50).clamp(1, 500),
+            l1_steps: (opts.l1_fraction as f64 * total_steps as f64).round() as usize,
             base_seconds: state.wall_seconds,
             net: Some(net),
             average,
@@ -422,8 +440,7 @@ impl Trainer {
             self.warmup,
             self.total_steps,
         );
-        let l1 = (self.state.step as f64)
-            < self.state.options.l1_fraction as f64 * self.total_steps as f64;
+        let l1 = self.state.step < self.l1_steps;
         let net = self
             .net
             .take()
@@ -440,8 +457,15 @@ impl Trainer {
             &self.ad,
         );
         if let Some(avg) = self.average.take() {
-            let decay = self.state.options.weight_average;
-            self.average = Some(crate::average::blend(avg, &net.valid(), decay));
+            let t = self.state.step as f32;
+            let decay = self
+                .state
+                .options
+                .weight_average
+                .min((1.0 + t) / (10.0 + t));
+            let (avg, unmatched) = crate::average::blend(avg, &net.valid(), decay);
+            assert_eq!(unmatched, 0, "the weight average is a copy of the network");
+            self.average = Some(avg);
         }
         self.net = Some(net);
         self.state.step += 1;
@@ -900,8 +924,8 @@ impl TrainOptions {
         Ok(())
     }
 
-    /// Refuses a weight decay that is negative or not finite, an L1 share outside [0, 1] and
-    /// a weight-average decay outside [0, 1).
+    /// Refuses a weight decay or an L1 share outside [0, 1] and a weight-average decay outside
+    /// [0, 1).
     pub fn check_loss(&self) -> Result<()> {
         if !(0.0..1.0).contains(&self.weight_average) {
             return Err(Error::Other(format!(
@@ -909,9 +933,9 @@ impl TrainOptions {
                 self.weight_average
             )));
         }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+        if !(0.0..=1.0).contains(&self.weight_decay) {
             return Err(Error::Other(format!(
-                "the weight decay must be a finite number ≥ 0, not {}",
+                "the weight decay must lie in [0, 1], not {}",
                 self.weight_decay
             )));
         }
