@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 
 use constriction::stream::model::DefaultContiguousCategoricalEntropyModel;
+use constriction::stream::queue::{DefaultRangeDecoder, DefaultRangeEncoder};
+use constriction::stream::{Decode, Encode};
 
 /// Fixed-point precision of the probabilities (constriction's default range coder).
 pub(crate) const PRECISION: u32 = 24;
@@ -38,7 +40,7 @@ impl AdaptiveCounts {
     /// Probabilities for `context`: each symbol gets 1 plus its share of the rest in
     /// proportion to its count (rounded down); what rounding leaves goes to the first of the
     /// largest counts.
-    pub(crate) fn model(&self, context: usize) -> DefaultContiguousCategoricalEntropyModel {
+    fn model(&self, context: usize) -> DefaultContiguousCategoricalEntropyModel {
         let ones;
         let counts = match self.rows.get(&context) {
             Some(row) => row.as_slice(),
@@ -62,8 +64,33 @@ impl AdaptiveCounts {
             .expect("probabilities are nonzero and sum to 2^PRECISION")
     }
 
+    /// Codes `symbol` in `context`, then counts it.
+    pub(crate) fn encode(
+        &mut self,
+        coder: &mut DefaultRangeEncoder,
+        context: usize,
+        symbol: usize,
+    ) {
+        coder
+            .encode_symbol(symbol, self.model(context))
+            .expect("a symbol of the model's alphabet always codes");
+        self.update(context, symbol);
+    }
+
+    /// Decodes a symbol in `context`, then counts it; `None` when the words run out or are
+    /// not a coding under this model.
+    pub(crate) fn decode(
+        &mut self,
+        coder: &mut DefaultRangeDecoder,
+        context: usize,
+    ) -> Option<usize> {
+        let symbol = coder.decode_symbol(self.model(context)).ok()?;
+        self.update(context, symbol);
+        Some(symbol)
+    }
+
     /// Counts `symbol` in `context`.
-    pub(crate) fn update(&mut self, context: usize, symbol: usize) {
+    fn update(&mut self, context: usize, symbol: usize) {
         let (symbols, increment, max_total) = (self.symbols, self.increment, self.max_total);
         let row = self.rows.entry(context).or_insert_with(|| vec![1; symbols]);
         row[symbol] += increment;

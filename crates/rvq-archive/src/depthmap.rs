@@ -7,7 +7,6 @@
 
 use crate::adaptive::AdaptiveCounts;
 use constriction::stream::queue::{DefaultRangeDecoder, DefaultRangeEncoder};
-use constriction::stream::{Decode, Encode};
 
 /// What coding a depth adds to its count in its context.
 const INCREMENT: u32 = 8;
@@ -49,11 +48,7 @@ pub fn encode(maps: &[(&[u8], usize)], m: u32) -> Vec<u32> {
     for &(depths, columns) in maps {
         for i in 0..depths.len() {
             let ctx = context(depths, i, columns);
-            let symbol = depths[i] as usize - 1;
-            coder
-                .encode_symbol(symbol, contexts.model(ctx))
-                .expect("a symbol of the model's alphabet always codes");
-            contexts.update(ctx, symbol);
+            contexts.encode(&mut coder, ctx, depths[i] as usize - 1);
         }
     }
     coder
@@ -72,8 +67,7 @@ pub fn decode(words: &[u32], shapes: &[Shape], m: u32) -> Option<Vec<Vec<u8>>> {
         let mut depths = Vec::with_capacity(shape.cells);
         for i in 0..shape.cells {
             let ctx = context(&depths, i, shape.columns.max(1));
-            let symbol = coder.decode_symbol(contexts.model(ctx)).ok()?;
-            contexts.update(ctx, symbol);
+            let symbol = contexts.decode(&mut coder, ctx)?;
             depths.push(symbol as u8 + 1);
         }
         maps.push(depths);

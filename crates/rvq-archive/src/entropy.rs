@@ -7,7 +7,6 @@
 
 use crate::adaptive::AdaptiveCounts;
 use constriction::stream::queue::{DefaultRangeDecoder, DefaultRangeEncoder};
-use constriction::stream::{Decode, Encode};
 
 /// What coding a symbol adds to its count.
 const INCREMENT: u32 = 4;
@@ -80,17 +79,10 @@ pub(crate) fn encode(records: &[(&[u32], &[u64])], k: u32) -> Vec<u32> {
     for &(indices, per_level) in records {
         for (&v, level) in indices.iter().zip(levels(per_level)) {
             let high = (v >> model.low_bits) as usize;
-            coder
-                .encode_symbol(high, model.high.model(level))
-                .expect("a symbol of the model's alphabet always codes");
-            model.high.update(level, high);
+            model.high.encode(&mut coder, level, high);
             if let Some(low) = model.low.as_mut() {
-                let ctx = level * model.highs + high;
                 let bits = (v & ((1 << model.low_bits) - 1)) as usize;
-                coder
-                    .encode_symbol(bits, low.model(ctx))
-                    .expect("a symbol of the model's alphabet always codes");
-                low.update(ctx, bits);
+                low.encode(&mut coder, level * model.highs + high, bits);
             }
         }
     }
@@ -110,14 +102,10 @@ pub(crate) fn decode(words: &[u32], records: &[&[u64]], k: u32) -> Option<Vec<Ve
     for per_level in records {
         let mut indices = Vec::with_capacity(per_level.iter().sum::<u64>() as usize);
         for level in levels(per_level) {
-            let high = coder.decode_symbol(model.high.model(level)).ok()?;
-            model.high.update(level, high);
+            let high = model.high.decode(&mut coder, level)?;
             let mut v = (high as u32) << model.low_bits;
             if let Some(low) = model.low.as_mut() {
-                let ctx = level * model.highs + high;
-                let bits = coder.decode_symbol(low.model(ctx)).ok()?;
-                low.update(ctx, bits);
-                v |= bits as u32;
+                v |= low.decode(&mut coder, level * model.highs + high)? as u32;
             }
             indices.push(v);
         }

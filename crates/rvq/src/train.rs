@@ -316,7 +316,8 @@ impl Trainer {
 
     /// The run checkpointed under `out`, exactly where it stopped: weights, optimizer moments,
     /// EMA sums and counts, the weight average, step (the data order and random draws follow
-    /// from the seed and the step). Its options are the checkpoint's, so a resumed run is the run it continues.
+    /// from the seed and the step). Its options are the checkpoint's, so a resumed run is the
+    /// run it continues.
     pub fn resume(out: &Path, train: &ImageSet, device: &Device) -> Result<Self> {
         let ckpt = checkpoint_dir(out)?;
         let state_path = ckpt.join(STATE_FILE);
