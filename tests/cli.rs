@@ -1319,12 +1319,15 @@ fn psnr_targets_are_reached_or_the_shortfall_is_said() {
 #[test]
 fn a_version_1_archive_still_decodes_to_the_same_pixels() {
     // tests/data/v1: three 32×32 samples encoded (4 codebooks) and decoded by rvq before
-    // format version 2, with the shipped model.
+    // format version 2, with the model then shipped (run 3 of docs/MODEL.md, kept in
+    // tests/data/v1/model; git stores it once with its days as models/default).
     let data = samples().parent().unwrap().join("tests/data/v1");
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("dec");
     rvq()
-        .args(["decode", "--backend", "cpu", "-o"])
+        .args(["decode", "--backend", "cpu", "--model"])
+        .arg(data.join("model"))
+        .arg("-o")
         .arg(&out)
         .arg(data.join("samples32.rvq"))
         .assert()
