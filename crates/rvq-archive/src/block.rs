@@ -84,11 +84,7 @@ pub(crate) fn write_block(
     }
     let packed = packer.into_bytes();
     let depth_map = body.len() - fields;
-    match header
-        .entropy
-        .then(|| coded(header, records, packed.len(), depth_map))
-        .flatten()
-    {
+    match coded(header, records, packed.len(), depth_map) {
         Some(words) => {
             body[0] |= CODED;
             put_words(&mut body, &words);
@@ -129,11 +125,7 @@ pub fn index_bytes(header: &Header, records: &[Record]) -> (u64, bool) {
     let total: u64 = records.iter().map(|r| r.index_count(header)).sum();
     let packed = (total * header.bits_per_index() as u64).div_ceil(8) as usize;
     let depth_map = depth_words(header, records).map_or(0, |w| words_len(&w));
-    match header
-        .entropy
-        .then(|| coded(header, records, packed, depth_map))
-        .flatten()
-    {
+    match coded(header, records, packed, depth_map) {
         Some(words) => (words_len(&words) as u64, true),
         None => (packed as u64, false),
     }
@@ -177,6 +169,9 @@ fn within_work(header: &Header, depth_map: bool, cells: u64, indices: u64, rest:
 /// they, with their count, take fewer bytes than `packed` bytes of bit-packed indices, and
 /// decoding them stays within [`entropy::WORK_PER_BYTE`]. Otherwise `None`: packed.
 fn coded(header: &Header, records: &[Record], packed: usize, depth_map: usize) -> Option<Vec<u32>> {
+    if !header.entropy {
+        return None;
+    }
     let counts = level_counts(header, records);
     let refs: Vec<(&[u32], &[u64])> = records
         .iter()
@@ -283,13 +278,15 @@ fn parse_body(
             reason: "its block is too short for its images' cells".into(),
         });
     }
+    let fields = c.pos;
     if flags & DEPTHS != 0 {
         read_depths(header, first, &mut records, &mut c)?;
     }
     if coded {
         read_coded(header, (first, depth_map, rest), &mut records, &mut c)?;
     } else {
-        read_indices(header, first, &mut records, &body[c.pos..])?;
+        let depth_map = c.pos - fields;
+        read_indices(header, (first, depth_map), &mut records, &body[c.pos..])?;
     }
     Ok(records)
 }
@@ -348,10 +345,16 @@ fn read_fields(
     Ok((flags, records))
 }
 
-/// Unpacks the block's indices (`payload`: all that follows the fields and depth map) into
-/// `records`, whose sizes and depths say how many each has: exactly the bytes they need,
-/// zero padding, every index below k.
-fn read_indices(header: &Header, first: u64, records: &mut [Record], payload: &[u8]) -> Result<()> {
+/// Unpacks the block's indices (`payload`: all that follows the fields and the `depth_map`
+/// bytes of depth map) into `records`, whose sizes and depths say how many each has: exactly
+/// the bytes they need, zero padding, every index below k, and no coding that the archive's
+/// coder would make shorter.
+fn read_indices(
+    header: &Header,
+    (first, depth_map): (u64, usize),
+    records: &mut [Record],
+    payload: &[u8],
+) -> Result<()> {
     let bad = |index: u64, reason: String| ArchiveError::InvalidRecord { index, reason };
     let bits = header.bits_per_index() as u64;
     let counts: Vec<u64> = records.iter().map(|r| r.index_count(header)).collect();
@@ -380,8 +383,7 @@ fn read_indices(header: &Header, first: u64, records: &mut [Record], payload: &[
         at += n as usize;
     }
     check_indices(header, first, records)?;
-    let depth_map = depth_words(header, records).map_or(0, |w| words_len(&w));
-    if header.entropy && coded(header, records, payload.len(), depth_map).is_some() {
+    if coded(header, records, payload.len(), depth_map).is_some() {
         return Err(bad(
             first,
             "its block packs indices that the archive's coder would code in fewer bytes".into(),
