@@ -283,7 +283,7 @@ fn parse_body(
         read_depths(header, first, &mut records, &mut c)?;
     }
     if coded {
-        read_coded(header, (first, depth_map, rest), &mut records, &mut c)?;
+        read_coded(header, (first, depth_map, cells, rest), &mut records, &mut c)?;
     } else {
         let depth_map = c.pos - fields;
         read_indices(header, (first, depth_map), &mut records, &body[c.pos..])?;
@@ -410,11 +410,11 @@ fn check_indices(header: &Header, first: u64, records: &[Record]) -> Result<()> 
 
 /// Reads a coded block's indices (a word count and the words, which must end the body) into
 /// `records`, refusing words that are not the exact coding of indices, more decoding work
-/// than [`entropy::WORK_PER_BYTE`] allows for the block's `rest` bytes after its fields, and
-/// a coding no shorter than packing.
+/// than [`entropy::WORK_PER_BYTE`] allows for the block's `rest` bytes after its fields
+/// (its `cells` cells counted), and a coding no shorter than packing.
 fn read_coded(
     header: &Header,
-    (first, depth_map, rest): (u64, bool, u64),
+    (first, depth_map, cells, rest): (u64, bool, u64, u64),
     records: &mut [Record],
     c: &mut Cursor,
 ) -> Result<()> {
@@ -429,7 +429,7 @@ fn read_coded(
     }
     let counts = level_counts(header, records);
     let total: u64 = counts.iter().flatten().sum();
-    if !within_work(header, depth_map, cell_count(header, records), total, rest) {
+    if !within_work(header, depth_map, cells, total, rest) {
         return Err(bad("its block's coded indices are too dense to decode"));
     }
     let packed = (total * header.bits_per_index() as u64).div_ceil(8);
