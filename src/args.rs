@@ -296,6 +296,10 @@ pub(crate) struct BenchArgs {
     pub(crate) runs: usize,
     #[command(flatten)]
     pub(crate) search: SearchArgs,
+    /// Time encoding with every cell at every codebook (no per-cell rate control), as
+    /// bench/torch_reference.py encodes, rather than the default encode (--quality 90).
+    #[arg(long)]
+    pub(crate) fixed_depth: bool,
     /// Also write the measures as JSON.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,

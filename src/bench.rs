@@ -52,13 +52,15 @@ fn measure(what: &str, images: usize, runs: usize, seconds: f64, bytes: Option<u
 
 const SMALL_IMAGES: usize = 1024;
 
-/// Times encoding (beam width `beam`) and decoding at least 1,024 32×32 images, `batch` at a
-/// time, and one `large` image with `model`, and writing and reading an archive of 10,000
-/// 32×32 images, `runs` times each.
+/// Times encoding (beam width `beam`; with `fixed_depth`, every cell at every codebook,
+/// otherwise the default per-cell rate control) and decoding at least 1,024 32×32 images,
+/// `batch` at a time, and one `large` image with `model`, and writing and reading an archive
+/// of 10,000 32×32 images, `runs` times each.
 pub fn run(
     model: &Model,
     batch: usize,
     beam: usize,
+    fixed_depth: bool,
     large: (u32, u32),
     runs: usize,
 ) -> Result<Vec<Measure>> {
@@ -68,6 +70,11 @@ pub fn run(
         batch_size: batch,
         beam,
         names: false,
+        target: if fixed_depth {
+            None
+        } else {
+            EncodeOptions::default().target
+        },
         ..EncodeOptions::default()
     };
     // At least 1,024 images per timed run, in batches of `batch`, so that small batches are
@@ -95,10 +102,15 @@ pub fn run(
     let mut out = Vec::new();
     for (label, set) in [("32×32", &small), ("large", &big)] {
         let name = |op: &str| {
-            if label == "large" {
-                format!("{op} one {}×{} image", large.0, large.1)
+            let fixed = if fixed_depth && op == "encode" {
+                ", fixed depth"
             } else {
-                format!("{op} {} 32×32 images, batch {batch}", set.len())
+                ""
+            };
+            if label == "large" {
+                format!("{op} one {}×{} image{fixed}", large.0, large.1)
+            } else {
+                format!("{op} {} 32×32 images, batch {batch}{fixed}", set.len())
             }
         };
         let mut records = Vec::new();

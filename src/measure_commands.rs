@@ -129,6 +129,7 @@ pub(crate) fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
         &model,
         a.model.batch_for(&chosen),
         a.search.beam,
+        a.fixed_depth,
         (w, h),
         a.runs,
     )?;

@@ -782,6 +782,27 @@ fn bench_reports_every_measure() {
         m.iter()
             .all(|x| x["images_per_second"].as_f64().unwrap() > 0.0)
     );
+    // What bench/cpu_vs_torch.sh times against PyTorch: greedy, every cell at every codebook.
+    rvq()
+        .args([
+            "bench",
+            "--backend",
+            "cpu",
+            "--runs",
+            "1",
+            "--batch",
+            "4",
+            "--large",
+            "64x48",
+            "--beam",
+            "1",
+            "--fixed-depth",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "encode one 64×48 image, fixed depth",
+        ));
     fails_with(&["bench", "--large", "64by48"], "expected WIDTHxHEIGHT");
 }
 

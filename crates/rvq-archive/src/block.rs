@@ -283,7 +283,12 @@ fn parse_body(
         read_depths(header, first, &mut records, &mut c)?;
     }
     if coded {
-        read_coded(header, (first, depth_map, cells, rest), &mut records, &mut c)?;
+        read_coded(
+            header,
+            (first, depth_map, cells, rest),
+            &mut records,
+            &mut c,
+        )?;
     } else {
         let depth_map = c.pos - fields;
         read_indices(header, (first, depth_map), &mut records, &body[c.pos..])?;
