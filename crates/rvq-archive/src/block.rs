@@ -186,15 +186,26 @@ fn coded(header: &Header, records: &[Record], packed: usize, depth_map: usize) -
     (len < packed && within_work(header, depth_map > 0, cells, indices, rest)).then_some(words)
 }
 
+/// What a version-2 block spends on its indices, as read: what [`index_bytes`] computes from
+/// the records, without coding them again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockIndices {
+    /// Bytes of the indices: the coded words with their count, or the packed bits.
+    pub bytes: u64,
+    /// Whether they are range-coded (payload coder 1).
+    pub coded: bool,
+}
+
 /// Reads the block at the cursor, holding records `first..first + count`: checks its
-/// checksum, then every field, and returns the records (depths empty where all are m).
+/// checksum, then every field, and returns the records (depths empty where all are m) and
+/// what their indices took.
 pub(crate) fn parse_block(
     header: &Header,
     limits: &Limits,
     first: u64,
     count: usize,
     c: &mut Cursor,
-) -> Result<Vec<Record>> {
+) -> Result<(Vec<Record>, BlockIndices)> {
     let body = checked_body(header, limits, first, count, c)?;
     // The body is all there: running out inside it is a malformed block, not a short stream.
     parse_body(header, limits, first, count, body).map_err(|e| match e {
@@ -254,7 +265,7 @@ fn parse_body(
     first: u64,
     count: usize,
     body: &[u8],
-) -> Result<Vec<Record>> {
+) -> Result<(Vec<Record>, BlockIndices)> {
     let mut c = Cursor {
         bytes: body,
         pos: 0,
@@ -282,6 +293,7 @@ fn parse_body(
     if flags & DEPTHS != 0 {
         read_depths(header, first, &mut records, &mut c)?;
     }
+    let start = c.pos;
     if coded {
         read_coded(
             header,
@@ -293,7 +305,11 @@ fn parse_body(
         let depth_map = c.pos - fields;
         read_indices(header, (first, depth_map), &mut records, &body[c.pos..])?;
     }
-    Ok(records)
+    let indices = BlockIndices {
+        bytes: (body.len() - start) as u64,
+        coded,
+    };
+    Ok((records, indices))
 }
 
 /// Reads a block's flags and its images' sizes and names (records without indices yet),

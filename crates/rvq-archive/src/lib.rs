@@ -31,7 +31,7 @@ mod entropy;
 mod stream;
 mod varint;
 
-pub use block::{BLOCK_RECORDS, index_bytes};
+pub use block::{BLOCK_RECORDS, BlockIndices, index_bytes};
 pub use entropy::{WORK_PER_BYTE, work};
 pub use stream::{ArchiveReader, ArchiveWriter};
 
@@ -972,16 +972,17 @@ impl<'a> Archive<'a> {
         }
     }
 
-    /// Calls `each` with every version-2 block's offset, length and records, then checks that
-    /// the last block ends where the archive does.
-    fn blocks(&self, mut each: impl FnMut(usize, usize, Vec<Record>)) -> Result<()> {
+    /// Calls `each` with every version-2 block's offset, length, records and indices' bytes,
+    /// then checks that the last block ends where the archive does.
+    fn blocks(&self, mut each: impl FnMut(usize, usize, Vec<Record>, BlockIndices)) -> Result<()> {
         let mut c = self.cursor();
         for b in 0..self.image_count.div_ceil(BLOCK_RECORDS) {
             let offset = c.pos;
             let count = block::block_len(self.image_count, b);
             let first = b * BLOCK_RECORDS;
-            let records = block::parse_block(&self.header, &self.limits, first, count, &mut c)?;
-            each(offset, c.pos - offset, records);
+            let (records, indices) =
+                block::parse_block(&self.header, &self.limits, first, count, &mut c)?;
+            each(offset, c.pos - offset, records, indices);
         }
         if c.remaining() != 0 {
             return Err(ArchiveError::TrailingBytes(c.remaining()));
@@ -995,7 +996,7 @@ impl<'a> Archive<'a> {
     pub fn index(&self) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
         if self.header.version != VERSION_1 {
-            self.blocks(|offset, len, records| {
+            self.blocks(|offset, len, records, _| {
                 for (i, r) in records.into_iter().enumerate() {
                     entries.push(Entry {
                         index: entries.len() as u64,
@@ -1033,7 +1034,8 @@ impl<'a> Archive<'a> {
             bytes: self.bytes,
             pos: entry.offset,
         };
-        let mut records = block::parse_block(&self.header, &self.limits, first, count, &mut c)?;
+        let (mut records, _) =
+            block::parse_block(&self.header, &self.limits, first, count, &mut c)?;
         Ok(records.swap_remove(at))
     }
 
@@ -1072,7 +1074,7 @@ impl<'a> Archive<'a> {
         let count = block::block_len(self.image_count, b);
         match block::parse_block(&self.header, &self.limits, b * BLOCK_RECORDS, count, &mut c) {
             Err(e) => Err(damaged.unwrap_or(e)),
-            ok => ok,
+            Ok((records, _)) => Ok(records),
         }
     }
 
@@ -1082,8 +1084,24 @@ impl<'a> Archive<'a> {
             return self.index()?.iter().map(|e| self.record(e)).collect();
         }
         let mut all = Vec::new();
-        self.blocks(|_, _, records| all.extend(records))?;
+        self.blocks(|_, _, records, _| all.extend(records))?;
         Ok(all)
+    }
+
+    /// Version 2: every record, as [`Archive::records`] reads them, and what each block's
+    /// indices take in the archive (for a report of where the bytes go).
+    pub fn records_and_blocks(&self) -> Result<(Vec<Record>, Vec<BlockIndices>)> {
+        if self.header.version == VERSION_1 {
+            return Err(ArchiveError::InvalidHeader(
+                "a version-1 archive has no blocks".into(),
+            ));
+        }
+        let (mut all, mut blocks) = (Vec::new(), Vec::new());
+        self.blocks(|_, _, records, indices| {
+            all.extend(records);
+            blocks.push(indices);
+        })?;
+        Ok((all, blocks))
     }
 
     /// Total bytes of the archive.

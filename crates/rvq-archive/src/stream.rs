@@ -255,7 +255,7 @@ impl<R: Read> ArchiveReader<R> {
             } else {
                 let count = block::block_len(self.image_count, self.next / BLOCK_RECORDS);
                 block::parse_block(&self.header, &self.limits, self.next, count, &mut c)
-                    .map(|records| (records, c.pos, count as u64))
+                    .map(|(records, _)| (records, c.pos, count as u64))
             };
             match parsed {
                 Ok((records, len, count)) => {

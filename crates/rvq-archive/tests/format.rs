@@ -715,6 +715,37 @@ fn golden_coded_archive_matches_the_spec_byte_for_byte() {
     assert_eq!(a.header, h);
     assert_eq!(a.records().unwrap(), recs);
     assert_eq!(stream(&bytes, 3).unwrap(), (h, recs));
+    // The reader's account of the block: one varint word count and one word, coded.
+    assert_eq!(
+        a.records_and_blocks().unwrap().1,
+        [BlockIndices {
+            bytes: 5,
+            coded: true
+        }]
+    );
+}
+
+#[test]
+fn the_reader_accounts_for_coded_and_packed_blocks() {
+    // The corpus seed whose first block codes and whose second (uniform indices in 1,024
+    // entries) packs: 4 indices of 10 bits pack into 5 bytes.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus/archive_reader/v2_coded_and_packed.rvq");
+    let bytes = std::fs::read(dir).unwrap();
+    let a = Archive::parse(&bytes, &Limits::default()).unwrap();
+    let (records, blocks) = a.records_and_blocks().unwrap();
+    assert_eq!(records, a.records().unwrap());
+    assert_eq!(
+        blocks.iter().map(|b| b.coded).collect::<Vec<_>>(),
+        [true, false]
+    );
+    assert_eq!(blocks[1].bytes, 5);
+    for (g, b) in records.chunks(BLOCK_RECORDS as usize).zip(&blocks) {
+        assert_eq!(index_bytes(&a.header, g), (b.bytes, b.coded));
+    }
+    let v1 = write_archive(&golden_header(), &[golden_record()]).unwrap();
+    let v1 = Archive::parse(&v1, &Limits::default()).unwrap();
+    assert!(v1.records_and_blocks().is_err());
 }
 
 #[test]
@@ -1037,6 +1068,22 @@ proptest! {
             w.write(r).unwrap();
         }
         prop_assert_eq!(w.finish().unwrap(), bytes.clone());
+        // Range-coded where that is shorter: the same records back, and the reader's account
+        // of each block's index bytes is what coding the block's records again gives.
+        let mut coded = header.clone();
+        coded.entropy = true;
+        let coded_bytes = write_archive(&coded, &records).unwrap();
+        let archive = Archive::parse(&coded_bytes, &Limits::default()).unwrap();
+        let (back, blocks) = archive.records_and_blocks().unwrap();
+        prop_assert_eq!(&back, &records);
+        let expected: Vec<BlockIndices> = records
+            .chunks(BLOCK_RECORDS as usize)
+            .map(|g| {
+                let (bytes, coded) = index_bytes(&coded, g);
+                BlockIndices { bytes, coded }
+            })
+            .collect();
+        prop_assert_eq!(blocks, expected);
         for m in 1..=header.codebooks_used {
             let cut = truncate(&bytes, m, &Limits::default()).unwrap();
             let (_, cut_records) = in_memory(&cut).unwrap();
