@@ -42,8 +42,7 @@ pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         weight_average: a.weight_average,
         ..TrainOptions::default()
     };
-    options.check_dropout()?;
-    options.check_loss()?;
+    options.check()?;
     let chosen = choose_backend(a.backend, verbose)?;
     let splits = train::load_data(&a.data, a.valid, a.seed)?;
     eprintln!("rvq: {}", splits.description);

@@ -254,6 +254,18 @@ pub struct Trainer {
     base_seconds: f64,
 }
 
+/// What a fresh run and a resumed one each build before [`Trainer::assemble`] lays out the
+/// schedule: the weights (the average too, if kept), the optimizer, the EMA codebooks, the
+/// run's state and the autodiff device.
+struct Parts {
+    net: RvqVae,
+    average: Option<RvqVae>,
+    optim: ModuleOptimizer,
+    ema: Option<EmaCodebooks>,
+    state: CheckpointState,
+    ad: Device,
+}
+
 impl Trainer {
     /// A fresh run of `options` on `train`, checkpointing under `out`: the linear path fitted
     /// and the codebooks seeded from it, or, with [`TrainOptions::start_from`], the weights and
@@ -270,9 +282,7 @@ impl Trainer {
             return Err(Error::Other("no training images".into()));
         }
         let opts = options.clone();
-        opts.check_dropout()?;
-        opts.check_ema()?;
-        opts.check_loss()?;
+        opts.check()?;
         let ad = device.clone().autodiff();
         ad.seed(opts.seed);
         let (net, ema) = match &opts.start_from {
@@ -300,18 +310,15 @@ impl Trainer {
             last_validation: Vec::new(),
             last_stats: Vec::new(),
         };
-        let optim = optimizer(&state.options);
-        let average = (state.options.weight_average > 0.0).then(|| net.valid());
-        Ok(Self::assemble(
-            (net, average),
-            optim,
+        let parts = Parts {
+            optim: optimizer(&state.options),
+            average: (state.options.weight_average > 0.0).then(|| net.valid()),
+            net,
             ema,
             state,
-            train,
-            out,
-            device,
             ad,
-        ))
+        };
+        Ok(Self::assemble(parts, train, out, device))
     }
 
     /// The run checkpointed under `out`, exactly where it stopped: weights, optimizer moments,
@@ -326,9 +333,7 @@ impl Trainer {
             path: state_path.clone(),
             reason: format!("not a training checkpoint: {e}"),
         })?;
-        state.options.check_dropout()?;
-        state.options.check_ema()?;
-        state.options.check_loss()?;
+        state.options.check()?;
         let ad = device.clone().autodiff();
         let loaded = Model::load(&ckpt, &ad)?;
         let optim_path = ckpt.join(OPTIM_FILE);
@@ -351,29 +356,27 @@ impl Trainer {
         } else {
             None
         };
-        Ok(Self::assemble(
-            (loaded.net, average),
+        let parts = Parts {
+            net: loaded.net,
+            average,
             optim,
             ema,
             state,
-            train,
-            out,
-            device,
             ad,
-        ))
+        };
+        Ok(Self::assemble(parts, train, out, device))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn assemble(
-        (net, average): (RvqVae, Option<RvqVae>),
-        optim: ModuleOptimizer,
-        ema: Option<EmaCodebooks>,
-        state: CheckpointState,
-        train: &ImageSet,
-        out: &Path,
-        device: &Device,
-        ad: Device,
-    ) -> Self {
+    /// The run made of `parts`, its schedule laid out over `train`.
+    fn assemble(parts: Parts, train: &ImageSet, out: &Path, device: &Device) -> Self {
+        let Parts {
+            net,
+            average,
+            optim,
+            ema,
+            state,
+            ad,
+        } = parts;
         let opts = &state.options;
         let n = train.len();
         let batch = opts.batch_size.min(n).max(1);
@@ -897,6 +900,13 @@ fn dropout_depth(weights: &[f32], n_q: usize, rng: &mut StdRng) -> usize {
 }
 
 impl TrainOptions {
+    /// Every check below: what a run refuses before doing any work.
+    pub fn check(&self) -> Result<()> {
+        self.check_dropout()?;
+        self.check_ema()?;
+        self.check_loss()
+    }
+
     /// Refuses a dropout fraction outside [0, 1] and depth odds that are not one finite,
     /// non-negative weight per codebook with a positive sum.
     pub fn check_dropout(&self) -> Result<()> {
