@@ -297,7 +297,8 @@ pub(crate) struct BenchArgs {
     #[command(flatten)]
     pub(crate) search: SearchArgs,
     /// Time encoding with every cell at every codebook (no per-cell rate control), as
-    /// bench/torch_reference.py encodes, rather than the default encode (--quality 90).
+    /// bench/torch_reference.py encodes, rather than the default encode (rvq encode's
+    /// default quality).
     #[arg(long)]
     pub(crate) fixed_depth: bool,
     /// Also write the measures as JSON.

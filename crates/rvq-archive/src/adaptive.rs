@@ -192,3 +192,51 @@ impl AdaptiveCounts {
         Some(symbol)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule as docs/FORMAT.md states it, computed the plain way from the counts.
+    fn probabilities_by_the_spec(counts: &[u32]) -> Vec<u32> {
+        let total: u64 = counts.iter().map(|&c| c as u64).sum();
+        let free = (1u64 << PRECISION) - counts.len() as u64;
+        let mut p: Vec<u32> = counts
+            .iter()
+            .map(|&c| 1 + (c as u64 * free / total) as u32)
+            .collect();
+        let sum: u64 = p.iter().map(|&v| v as u64).sum();
+        p[first_largest(counts)] += ((1u64 << PRECISION) - sum) as u32;
+        p
+    }
+
+    #[test]
+    fn rows_keep_the_spec_probabilities_through_many_halvings() {
+        // Skewed draws over alphabets of every size in use, at both coders' increments, for
+        // long enough that each row halves many times; the kept sum and first largest must
+        // give the spec's probabilities after every update.
+        let mut state = 5u32;
+        for symbols in [2usize, 3, 7, 8, 32, 33, 64, 255, 256] {
+            for increment in [4u32, 8] {
+                let mut row = Row::new(symbols);
+                for _ in 0..20_000 {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    let r = (state >> 8) as usize;
+                    let symbol = if r & 3 == 0 {
+                        r % symbols
+                    } else {
+                        (r >> 2) % 3 % symbols
+                    };
+                    row.count(symbol, increment, 1 << 12);
+                    let model = RowModel::new(&row);
+                    assert_eq!(
+                        model.probabilities[..symbols],
+                        probabilities_by_the_spec(&row.counts)[..],
+                        "{symbols} symbols, increment {increment}"
+                    );
+                    assert_eq!(row.total, row.counts.iter().map(|&c| c as u64).sum::<u64>());
+                }
+            }
+        }
+    }
+}

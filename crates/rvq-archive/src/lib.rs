@@ -1088,13 +1088,20 @@ impl<'a> Archive<'a> {
         Ok(all)
     }
 
-    /// Version 2: every record, as [`Archive::records`] reads them, and what each block's
-    /// indices take in the archive (for a report of where the bytes go).
+    /// Every record, as [`Archive::records`] reads them, and what each block's indices take
+    /// in the archive (for a report of where the bytes go). A version-1 archive has no
+    /// blocks: each record, whose indices are packed to a byte of their own, counts as one.
     pub fn records_and_blocks(&self) -> Result<(Vec<Record>, Vec<BlockIndices>)> {
         if self.header.version == VERSION_1 {
-            return Err(ArchiveError::InvalidHeader(
-                "a version-1 archive has no blocks".into(),
-            ));
+            let records = self.records()?;
+            let blocks = records
+                .chunks(1)
+                .map(|r| {
+                    let (bytes, coded) = index_bytes(&self.header, r);
+                    BlockIndices { bytes, coded }
+                })
+                .collect();
+            return Ok((records, blocks));
         }
         let (mut all, mut blocks) = (Vec::new(), Vec::new());
         self.blocks(|_, _, records, indices| {

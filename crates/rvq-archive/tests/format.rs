@@ -743,9 +743,22 @@ fn the_reader_accounts_for_coded_and_packed_blocks() {
     for (g, b) in records.chunks(BLOCK_RECORDS as usize).zip(&blocks) {
         assert_eq!(index_bytes(&a.header, g), (b.bytes, b.coded));
     }
-    let v1 = write_archive(&golden_header(), &[golden_record()]).unwrap();
+    // Version 1: each record on its own, its indices packed to a byte.
+    let v1 = write_archive(&golden_header(), &[golden_record(), golden_record()]).unwrap();
     let v1 = Archive::parse(&v1, &Limits::default()).unwrap();
-    assert!(v1.records_and_blocks().is_err());
+    let (records, blocks) = v1.records_and_blocks().unwrap();
+    assert_eq!(records, [golden_record(), golden_record()]);
+    let packed = (golden_record().indices.len() * 3).div_ceil(8) as u64;
+    assert_eq!(
+        blocks,
+        vec![
+            BlockIndices {
+                bytes: packed,
+                coded: false
+            };
+            2
+        ]
+    );
 }
 
 #[test]

@@ -684,18 +684,8 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
     let h = &archive.header;
     // Version 1 pads each record's indices to a byte; version 2 each block's, or codes them,
     // and the reader says which and how many bytes they took.
-    let (records, blocks): (Vec<_>, Vec<(u64, bool)>) = if h.version == rvq_archive::VERSION_1 {
-        let records = archive.records()?;
-        let blocks = records
-            .chunks(1)
-            .map(|r| rvq_archive::index_bytes(h, r))
-            .collect();
-        (records, blocks)
-    } else {
-        let (records, blocks) = archive.records_and_blocks()?;
-        let blocks = blocks.iter().map(|b| (b.bytes, b.coded)).collect();
-        (records, blocks)
-    };
+    let (records, blocks) = archive.records_and_blocks()?;
+    let blocks: Vec<(u64, bool)> = blocks.iter().map(|b| (b.bytes, b.coded)).collect();
     let payload: u64 = blocks.iter().map(|b| b.0).sum();
     let index_count: u64 = records.iter().map(|r| r.index_count(h)).sum();
     let cells: u64 = records.iter().map(|r| r.cell_depths(h).len() as u64).sum();
