@@ -759,22 +759,17 @@ fn eval_of_an_archive_against_its_originals() {
 fn bench_reports_every_measure() {
     let dir = TempDir::new().unwrap();
     let json = dir.path().join("b.json");
-    rvq()
-        .args([
-            "bench",
-            "--backend",
-            "cpu",
-            "--runs",
-            "1",
-            "--batch",
-            "4",
-            "--large",
-            "64x48",
-            "--json",
-        ])
-        .arg(&json)
-        .assert()
-        .success()
+    // A quick bench: one run, batches of 4, a 64×48 large image.
+    let bench = |extra: &[&str]| {
+        let quick = ["bench", "--backend", "cpu", "--runs", "1", "--batch", "4"];
+        rvq()
+            .args(quick)
+            .args(["--large", "64x48"])
+            .args(extra)
+            .assert()
+            .success()
+    };
+    bench(&["--json", json.to_str().unwrap()])
         .stdout(predicate::str::contains("encode one 64×48 image"));
     let m: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(m.len(), 6);
@@ -783,26 +778,9 @@ fn bench_reports_every_measure() {
             .all(|x| x["images_per_second"].as_f64().unwrap() > 0.0)
     );
     // What bench/cpu_vs_torch.sh times against PyTorch: greedy, every cell at every codebook.
-    rvq()
-        .args([
-            "bench",
-            "--backend",
-            "cpu",
-            "--runs",
-            "1",
-            "--batch",
-            "4",
-            "--large",
-            "64x48",
-            "--beam",
-            "1",
-            "--fixed-depth",
-        ])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "encode one 64×48 image, fixed depth",
-        ));
+    bench(&["--beam", "1", "--fixed-depth"]).stdout(predicate::str::contains(
+        "encode one 64×48 image, fixed depth",
+    ));
     fails_with(&["bench", "--large", "64by48"], "expected WIDTHxHEIGHT");
 }
 
