@@ -104,8 +104,8 @@ impl EncoderModel<PRECISION> for RowModel {
         symbol: impl Borrow<usize>,
     ) -> Option<(u32, NonZeroU32)> {
         let symbol = *symbol.borrow();
-        let left = self.probabilities[..symbol].iter().sum();
-        Some((left, NonZeroU32::new(*self.probabilities.get(symbol)?)?))
+        let p = NonZeroU32::new(*self.probabilities[..self.symbols].get(symbol)?)?;
+        Some((self.probabilities[..symbol].iter().sum(), p))
     }
 }
 

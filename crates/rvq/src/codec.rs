@@ -685,8 +685,7 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
     // Version 1 pads each record's indices to a byte; version 2 each block's, or codes them,
     // and the reader says which and how many bytes they took.
     let (records, blocks) = archive.records_and_blocks()?;
-    let blocks: Vec<(u64, bool)> = blocks.iter().map(|b| (b.bytes, b.coded)).collect();
-    let payload: u64 = blocks.iter().map(|b| b.0).sum();
+    let payload: u64 = blocks.iter().map(|b| b.bytes).sum();
     let index_count: u64 = records.iter().map(|r| r.index_count(h)).sum();
     let cells: u64 = records.iter().map(|r| r.cell_depths(h).len() as u64).sum();
     let pixels: u64 = records
@@ -706,7 +705,7 @@ pub fn info(archive: &Archive) -> rvq_archive::Result<ArchiveInfo> {
         bits_per_index: h.bits_per_index(),
         names: h.names,
         entropy: h.entropy,
-        coded_blocks: blocks.iter().filter(|b| b.1).count() as u64,
+        coded_blocks: blocks.iter().filter(|b| b.coded).count() as u64,
         embedded_codebook: h
             .codebook
             .as_ref()
@@ -741,7 +740,7 @@ fn mean(total: u64, count: u64) -> f64 {
 fn entry_infos(
     archive: &Archive,
     records: &[Record],
-    blocks: &[(u64, bool)],
+    blocks: &[rvq_archive::BlockIndices],
 ) -> rvq_archive::Result<Vec<EntryInfo>> {
     let h = &archive.header;
     // A version-1 record is its own byte range; reading the index again costs no decode.
@@ -758,10 +757,10 @@ fn entry_infos(
     Ok(records
         .chunks(group)
         .zip(blocks)
-        .flat_map(|(g, &(bytes, _))| {
+        .flat_map(|(g, block)| {
             let total: u64 = g.iter().map(|r| r.index_count(h)).sum();
             g.iter().map(move |r| {
-                let share = (bytes as u128 * r.index_count(h) as u128)
+                let share = (block.bytes as u128 * r.index_count(h) as u128)
                     .checked_div(total as u128)
                     .unwrap_or(0);
                 entry_info(r, share as u64)
