@@ -84,6 +84,7 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         }),
         batch_size: batch,
         beam: a.search.beam,
+        refine: a.search.refine,
         entropy: !a.no_entropy,
         target: match (a.quality, a.psnr, a.codebooks) {
             (Some(q), _, _) => Some(Target::Quality(q)),

@@ -282,6 +282,10 @@ pub(crate) struct SearchArgs {
     /// further from the encoder's output). Archives decode the same way whatever the width.
     #[arg(long, default_value_t = codec::DEFAULT_BEAM, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
     pub(crate) beam: usize,
+    /// Entries of its last codebook each cell tries by decoding them, keeping the one that
+    /// decodes closest to the image (1: none). Slower to encode; archives decode as ever.
+    #[arg(long, default_value_t = rvq::refine::DEFAULT_CANDIDATES, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    pub(crate) refine: usize,
 }
 
 #[derive(Args)]

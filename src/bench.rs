@@ -52,14 +52,15 @@ fn measure(what: &str, images: usize, runs: usize, seconds: f64, bytes: Option<u
 
 const SMALL_IMAGES: usize = 1024;
 
-/// Times encoding (beam width `beam`; with `fixed_depth`, every cell at every codebook,
-/// otherwise the default per-cell rate control) and decoding at least 1,024 32×32 images,
-/// `batch` at a time, and one `large` image with `model`, and writing and reading an archive
-/// of 10,000 32×32 images, `runs` times each.
+/// Times encoding (beam width `beam`, `refine` candidates per cell; with `fixed_depth`,
+/// every cell at every codebook, otherwise the default per-cell rate control) and decoding
+/// at least 1,024 32×32 images, `batch` at a time, and one `large` image with `model`, and
+/// writing and reading an archive of 10,000 32×32 images, `runs` times each.
 pub fn run(
     model: &Model,
     batch: usize,
     beam: usize,
+    refine: usize,
     fixed_depth: bool,
     large: (u32, u32),
     runs: usize,
@@ -69,6 +70,7 @@ pub fn run(
     let opts = EncodeOptions {
         batch_size: batch,
         beam,
+        refine,
         names: false,
         target: if fixed_depth {
             None
@@ -102,15 +104,17 @@ pub fn run(
     let mut out = Vec::new();
     for (label, set) in [("32×32", &small), ("large", &big)] {
         let name = |op: &str| {
-            let fixed = if fixed_depth && op == "encode" {
-                ", fixed depth"
-            } else {
-                ""
-            };
+            let mut suffix = String::new();
+            if op == "encode" && fixed_depth {
+                suffix += ", fixed depth";
+            }
+            if op == "encode" && refine > 1 {
+                suffix += &format!(", refine {refine}");
+            }
             if label == "large" {
-                format!("{op} one {}×{} image{fixed}", large.0, large.1)
+                format!("{op} one {}×{} image{suffix}", large.0, large.1)
             } else {
-                format!("{op} {} 32×32 images, batch {batch}{fixed}", set.len())
+                format!("{op} {} 32×32 images, batch {batch}{suffix}", set.len())
             }
         };
         let mut records = Vec::new();

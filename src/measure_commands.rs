@@ -84,6 +84,7 @@ pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
         &EncodeOptions {
             batch_size: batch,
             beam: a.search.beam,
+            refine: a.search.refine,
             ..EncodeOptions::default()
         },
         &mut |what| {
@@ -129,6 +130,7 @@ pub(crate) fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
         &model,
         a.model.batch_for(&chosen),
         a.search.beam,
+        a.search.refine,
         a.fixed_depth,
         (w, h),
         a.runs,

@@ -2,6 +2,7 @@
 //! problem, a non-zero exit, no panic, and no output file left behind. And the happy path with
 //! the shipped model: encode the samples at several depths, decode, and check sizes and error.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -755,6 +756,59 @@ fn eval_of_an_archive_against_its_originals() {
     );
 }
 
+/// The MSE of `rvq eval`'s one rvq point at m = 1, run with `args` (read from its JSON, at
+/// full precision).
+fn eval_mse_m1(dir: &TempDir, args: &[&OsStr]) -> f64 {
+    let json = dir.path().join("eval.json");
+    let out = rvq()
+        .args(["eval", "--backend", "cpu", "--jpeg-qualities", "10"])
+        .args(["--webp-qualities", "10", "--force", "--json"])
+        .arg(&json)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let points: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rvq: Vec<_> = points.iter().filter(|p| p["codec"] == "rvq").collect();
+    assert_eq!(rvq.len(), 1, "{points:?}");
+    assert_eq!(rvq[0]["codebooks"], 1);
+    rvq[0]["mse"].as_f64().unwrap()
+}
+
+#[test]
+fn refining_the_last_level_lowers_the_error_of_encode_and_of_eval() {
+    let dir = TempDir::new().unwrap();
+    let plain = encode_samples_with(&dir, "1", &[]);
+    let refined = encode_samples_with(&dir, "1", &["--refine", "8"]);
+    let of_archive = |a: &Path| {
+        eval_mse_m1(
+            &dir,
+            &[
+                "--data".as_ref(),
+                a.as_os_str(),
+                "--against".as_ref(),
+                samples().as_os_str(),
+            ],
+        )
+    };
+    let (a, b) = (of_archive(&plain), of_archive(&refined));
+    assert!(b < a, "encode --refine 8: {b} not below {a}");
+    let direct = |extra: &[&str]| {
+        let folder = samples();
+        let mut args: Vec<&OsStr> = vec!["--codebooks".as_ref(), "1".as_ref(), "--data".as_ref()];
+        args.push(folder.as_os_str());
+        args.extend(extra.iter().map(OsStr::new));
+        eval_mse_m1(&dir, &args)
+    };
+    let (c, d) = (direct(&[]), direct(&["--refine", "8"]));
+    assert!(d < c, "eval --refine 8: {d} not below {c}");
+}
+
 #[test]
 fn bench_reports_every_measure() {
     let dir = TempDir::new().unwrap();
@@ -836,11 +890,11 @@ fn sweep_runs_a_grid_resumes_and_reports() {
 }
 
 #[test]
-fn out_of_range_beam_widths_and_stop_steps_are_usage_errors() {
+fn out_of_range_beam_widths_refinements_and_stop_steps_are_usage_errors() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("o.rvq");
     let sample = samples().join("astronaut-32.png");
-    let cases: [&[&str]; 3] = [
+    let cases: [&[&str]; 5] = [
         &[
             "encode",
             "--beam",
@@ -858,16 +912,25 @@ fn out_of_range_beam_widths_and_stop_steps_are_usage_errors() {
             sample.to_str().unwrap(),
         ],
         &["train", "--data", "x", "--out", "y", "--stop-at", "0"],
+        &[
+            "encode",
+            "--refine",
+            "0",
+            "-o",
+            out.to_str().unwrap(),
+            sample.to_str().unwrap(),
+        ],
+        &["eval", "--data", "x", "--refine", "65"],
     ];
     for args in cases {
         let o = rvq().args(args).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        let flag = if args[0] == "train" {
-            "--stop-at"
-        } else {
-            "--beam"
-        };
+        // The flag given out of range is the one named.
+        let flag = args
+            .iter()
+            .find(|a| a.starts_with("--") && !matches!(**a, "--data" | "--out"))
+            .unwrap();
         assert!(err.contains(flag), "{args:?}: {err}");
     }
     no_files_but(dir.path(), &[]);

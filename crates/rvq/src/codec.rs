@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::image_io::{self, Limits, Rgb};
 use crate::model::{Model, hex};
 use crate::quantizer;
-use crate::rate::{Distortion, Target, lambda_for_quality};
+use crate::rate::{Distortion, Target, cell_errors, lambda_for_quality};
+use crate::refine;
 
 /// Settings for encoding.
 #[derive(Clone, Debug)]
@@ -26,6 +27,9 @@ pub struct EncodeOptions {
     pub batch_size: usize,
     /// Beam width of the residual search (1: greedy); see [`crate::quantizer::quantize_beam`].
     pub beam: usize,
+    /// Entries of its last codebook each cell tries by decoding them, after rate control
+    /// (1: none; see [`crate::refine`]).
+    pub refine: usize,
     /// Per-cell depths chosen for a quality or PSNR target (the codebooks above are then
     /// the most a cell may use); `None`: every cell uses them all.
     pub target: Option<Target>,
@@ -42,6 +46,7 @@ impl Default for EncodeOptions {
             embed_codebook: None,
             batch_size: 256,
             beam: DEFAULT_BEAM,
+            refine: refine::DEFAULT_CANDIDATES,
             target: Some(Target::Quality(DEFAULT_QUALITY)),
             entropy: true,
         }
@@ -49,7 +54,7 @@ impl Default for EncodeOptions {
 }
 
 /// The beam width `rvq encode` uses unless told otherwise: of the widths measured
-/// (`scripts/beam.sh`, docs/MODEL.md), 4 keeps most of 8's gain (−13% MSE at 8 codebooks on
+/// (`scripts/search.sh`, docs/MODEL.md), 4 keeps most of 8's gain (−13% MSE at 8 codebooks on
 /// CIFAR-10 against greedy's, 8's −17%) at two thirds of its encoding time.
 pub const DEFAULT_BEAM: usize = 4;
 
@@ -133,7 +138,7 @@ pub fn encode_records_reporting(
             TensorData::new(values, [batch.len(), 3, h, w]),
             &model.device,
         );
-        let encoded = model.encode_indices(x, m, opts.beam)?;
+        let mut encoded = model.encode_indices(x.clone(), m, opts.beam)?;
         let depths = match opts.target {
             None => vec![Vec::new(); batch.len()],
             Some(target) => {
@@ -142,6 +147,8 @@ pub fn encode_records_reporting(
                 depths
             }
         };
+        let originals: Vec<&Rgb> = batch.iter().map(|img| &img.image).collect();
+        refine::refine_last_levels(model, x, &originals, &mut encoded, &depths, m, opts.refine)?;
         for ((img, indices), depths) in batch.iter().zip(encoded.indices).zip(depths) {
             let mut record = Record {
                 width: img.image.width(),
@@ -241,27 +248,6 @@ fn choose_depths(
             return Ok((depths, missed));
         }
     }
-}
-
-/// Squared errors (values on [0, 1], after rounding to 8 bits as decoding does) of image
-/// `i`'s cells, from a batch's decoded planar output.
-fn cell_errors(y: &[f32], i: usize, img: &Rgb, (gh, gw): (usize, usize), f: usize) -> Vec<f64> {
-    let (pw, ph) = (gw * f, gh * f);
-    let base = i * 3 * pw * ph;
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut sse = vec![0f64; gh * gw];
-    for yy in 0..h {
-        for xx in 0..w {
-            let cell = (yy / f) * gw + xx / f;
-            for c in 0..3 {
-                let v = y[base + (c * ph + yy) * pw + xx];
-                let q = (v * 255.0).round().clamp(0.0, 255.0);
-                let e = (q as f64 - img.pixels()[(yy * w + xx) * 3 + c] as f64) / 255.0;
-                sse[cell] += e * e;
-            }
-        }
-    }
-    sse
 }
 
 /// Consecutive runs of `items` with the same `key` (the padded size: one tensor shape), at most

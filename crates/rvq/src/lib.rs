@@ -9,6 +9,7 @@
 //! - [`pca`]: principal components of image patches, the start of the linear path;
 //! - [`quantizer`]: residual vector quantization and codebook learning;
 //! - [`rate`]: rate control, the codebooks each cell uses for a quality or PSNR target;
+//! - [`refine`]: decoder-aware refinement of the chosen indices, in pixel space;
 //! - [`data`]: CIFAR-10 and image-folder data sets, synthetic images;
 //! - [`train`]: the training loop, checkpoints and model cards;
 //! - [`average`]: a moving average of a network's weights, for evaluation;
@@ -35,6 +36,7 @@ pub mod model;
 pub mod pca;
 pub mod quantizer;
 pub mod rate;
+pub mod refine;
 pub mod train;
 
 pub use error::{Error, Result};

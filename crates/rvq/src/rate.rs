@@ -2,7 +2,10 @@
 //! error at every depth (measured by decoding the image at depths 1..=m), the encoder picks,
 //! cell by cell, the depth that minimises D + λ·R, R the bits of the cell's indices. A
 //! larger λ buys fewer bits at more error; `--quality` maps to λ, `--psnr` searches for the
-//! largest λ whose estimated error still reaches the target. Host arithmetic only: no model.
+//! largest λ whose estimated error still reaches the target. Host arithmetic only: no model
+//! (the errors come in as decoded pixels, through `cell_errors`).
+
+use crate::image_io::Rgb;
 
 /// What the encoder aims for, when not a fixed number of codebooks.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -139,6 +142,33 @@ impl Distortion {
 /// PSNR (dB) of a squared error summed over `values` values on [0, 1].
 pub fn psnr(sse: f64, values: f64) -> f64 {
     crate::eval::psnr(sse / values)
+}
+
+/// Squared errors (values on [0, 1], after rounding to 8 bits as decoding does) of image
+/// `i`'s cells, from a batch's decoded planar output.
+pub(crate) fn cell_errors(
+    y: &[f32],
+    i: usize,
+    img: &Rgb,
+    (gh, gw): (usize, usize),
+    f: usize,
+) -> Vec<f64> {
+    let (pw, ph) = (gw * f, gh * f);
+    let base = i * 3 * pw * ph;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut sse = vec![0f64; gh * gw];
+    for yy in 0..h {
+        for xx in 0..w {
+            let cell = (yy / f) * gw + xx / f;
+            for c in 0..3 {
+                let v = y[base + (c * ph + yy) * pw + xx];
+                let q = (v * 255.0).round().clamp(0.0, 255.0);
+                let e = (q as f64 - img.pixels()[(yy * w + xx) * 3 + c] as f64) / 255.0;
+                sse[cell] += e * e;
+            }
+        }
+    }
+    sse
 }
 
 #[cfg(test)]
