@@ -40,7 +40,7 @@ const CLASSES: usize = 4;
 /// padded, and as `originals`, whose own sizes bound the error). `depths` holds each image's
 /// per-cell depths as rate control chose them, empty where every cell uses all `m`. Each cell
 /// tries the `candidates` entries nearest its residual at its last level (1 or less: no
-/// change) and keeps the one that decodes closest. Returns how many indices changed.
+/// change) and keeps the one that decodes closest.
 pub(crate) fn refine_last_levels(
     model: &Model,
     x: Tensor<4>,
@@ -49,10 +49,10 @@ pub(crate) fn refine_last_levels(
     depths: &[Vec<u8>],
     m: usize,
     candidates: usize,
-) -> Result<usize> {
+) -> Result<()> {
     let candidates = candidates.min(model.config.codebook_size);
     if candidates <= 1 || m == 0 {
-        return Ok(0);
+        return Ok(());
     }
     let f = model.config.grid_factor;
     let (gh, gw) = encoded.grid;
@@ -130,20 +130,14 @@ pub(crate) fn refine_last_levels(
     // Choices made class by class can, together, decode worse than they each promised: an
     // image whose refined total is not better keeps its original indices.
     let end = decode_errors(&current)?;
-    let mut changed = 0;
     for (i, img) in current.into_iter().enumerate() {
         let before: f64 = start[i].iter().sum();
         let after: f64 = end[i].iter().sum();
         if after < before {
-            changed += img
-                .iter()
-                .zip(&encoded.indices[i])
-                .filter(|(a, b)| a != b)
-                .count();
             encoded.indices[i] = img;
         }
     }
-    Ok(changed)
+    Ok(())
 }
 
 /// For every cell of the batch (image-major, then row-major), the `candidates` entries nearest
