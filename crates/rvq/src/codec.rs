@@ -138,7 +138,9 @@ pub fn encode_records_reporting(
             TensorData::new(values, [batch.len(), 3, h, w]),
             &model.device,
         );
-        let mut encoded = model.encode_indices(x.clone(), m, opts.beam)?;
+        // Refinement searches from the same latents, so the encoder runs once per batch.
+        let latents = model.net.encode(x);
+        let mut encoded = model.quantize_latents(latents.clone(), m, opts.beam)?;
         let depths = match opts.target {
             None => vec![Vec::new(); batch.len()],
             Some(target) => {
@@ -148,7 +150,15 @@ pub fn encode_records_reporting(
             }
         };
         let originals: Vec<&Rgb> = batch.iter().map(|img| &img.image).collect();
-        refine::refine_last_levels(model, x, &originals, &mut encoded, &depths, m, opts.refine)?;
+        refine::refine_last_levels(
+            model,
+            latents,
+            &originals,
+            &mut encoded,
+            &depths,
+            m,
+            opts.refine,
+        )?;
         for ((img, indices), depths) in batch.iter().zip(encoded.indices).zip(depths) {
             let mut record = Record {
                 width: img.image.width(),

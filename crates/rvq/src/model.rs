@@ -525,8 +525,18 @@ impl Model {
         depth: usize,
         beam: usize,
     ) -> Result<EncodedBatch> {
+        self.quantize_latents(self.net.encode(images), depth, beam)
+    }
+
+    /// [`Model::encode_indices`] from latents `[b, d, h, w]` the encoder already computed, for
+    /// callers that need the latents as well as the indices.
+    pub fn quantize_latents(
+        &self,
+        latents: Tensor<4>,
+        depth: usize,
+        beam: usize,
+    ) -> Result<EncodedBatch> {
         let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
-        let latents = self.net.encode(images);
         let [b, _, h, w] = latents.dims();
         let cells = h * w;
         let per_level = quantizer::quantize_beam(latents_to_rows(latents), &codebooks, depth, beam);

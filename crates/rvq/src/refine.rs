@@ -36,14 +36,14 @@ pub const DEFAULT_CANDIDATES: usize = 1;
 const CLASSES: usize = 4;
 
 /// Refines the last level each cell uses of `encoded`, the indices of a batch of images at
-/// most `m` levels deep (given twice: as the `[b, 3, h, w]` tensor `x` the encoder took,
-/// padded, and as `originals`, whose own sizes bound the error). `depths` holds each image's
+/// most `m` levels deep, quantized from the encoder's `latents` (`[b, d, h, w]`) of
+/// `originals` (padded there; the images' own sizes bound the error). `depths` holds each image's
 /// per-cell depths as rate control chose them, empty where every cell uses all `m`. Each cell
 /// tries the `candidates` entries nearest its residual at its last level (1 or less: no
 /// change) and keeps the one that decodes closest.
 pub(crate) fn refine_last_levels(
     model: &Model,
-    x: Tensor<4>,
+    latents: Tensor<4>,
     originals: &[&Rgb],
     encoded: &mut EncodedBatch,
     depths: &[Vec<u8>],
@@ -77,8 +77,7 @@ pub(crate) fn refine_last_levels(
             }
         })
         .collect();
-    // The encoder runs again here: one pass, against the 4·(candidates − 1) + 5 decodes below.
-    let cand = nearest_entries(model, x, encoded, &slots, candidates)?;
+    let cand = nearest_entries(model, latents, encoded, &slots, candidates)?;
 
     let decode_errors = |indices: &[Vec<u32>]| -> Result<Vec<Vec<f64>>> {
         let cell_depths = mixed.then_some(full.as_slice());
@@ -145,7 +144,7 @@ pub(crate) fn refine_last_levels(
 /// level · cells + c), nearest first; the cell's present entry is always among them, first.
 fn nearest_entries(
     model: &Model,
-    x: Tensor<4>,
+    latents: Tensor<4>,
     encoded: &EncodedBatch,
     slots: &[Vec<usize>],
     candidates: usize,
@@ -153,7 +152,7 @@ fn nearest_entries(
     let codebooks = model.net.codebooks().ok_or(Error::NotQuantized)?;
     let [_, k, d] = codebooks.dims();
     let books = float_vec(codebooks);
-    let rows = float_vec(latents_to_rows(model.net.encode(x)));
+    let rows = float_vec(latents_to_rows(latents));
     let (gh, gw) = encoded.grid;
     let cells = gh * gw;
     let entry = |l: usize, e: u32| &books[(l * k + e as usize) * d..(l * k + e as usize + 1) * d];
@@ -213,7 +212,8 @@ mod tests {
             (0..cells).map(|c| (c % 2) * cells + c).collect(),
         ];
         let k = 6;
-        let cand = nearest_entries(&model, x.clone(), &encoded, &slots, k).unwrap();
+        let cand =
+            nearest_entries(&model, model.net.encode(x.clone()), &encoded, &slots, k).unwrap();
         assert_eq!(cand.len(), 2 * cells * k);
 
         let books = float_vec(model.net.codebooks().unwrap());
