@@ -131,12 +131,14 @@ pub fn run(
     }
     let n = 10_000;
     let k = model.config.codebook_size as u32;
+    // Cells per 32×32 image follow the model's grid factor, not a fixed 4×4 grid.
+    let per_image = header.index_count(32, 32) as u32;
     let records: Vec<rvq_archive::Record> = (0..n)
         .map(|i| rvq_archive::Record {
             width: 32,
             height: 32,
             name: None,
-            indices: (0..16 * m as u32)
+            indices: (0..per_image)
                 .map(|j| (i * 7919 + j * 104_729) % k)
                 .collect(),
             depths: Vec::new(),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use rvq::config::{ModelConfig, bits_per_index};
+use rvq::config::ModelConfig;
 use rvq::error::{Error, Result};
 
 /// A grid of experiments.
@@ -239,11 +239,10 @@ impl Row {
         if !config.quantize {
             return (0, 0, 0, 0.0);
         }
-        let bpv = bits_per_index(config.codebook_size) as u64 * config.num_codebooks as u64;
-        let cells = (32 / config.grid_factor).pow(2) as u64;
+        let bpv = config.bits_per_index() as u64 * config.num_codebooks as u64;
         (
             bpv,
-            bpv * cells,
+            config.bits_per_image(32, 32, config.num_codebooks),
             (config.codebook_size * config.num_codebooks) as u64,
             config.num_codebooks as f64 * (config.codebook_size as f64).log2(),
         )
@@ -886,7 +885,9 @@ mod tests {
     fn the_committed_study_results_still_read() {
         // Written by the hand-made CSV code before the csv crate (commas in the backend text
         // were written as ';'): every row reads, and a row appended now reads beside them.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/study");
+        let root =
+            std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+                .join("docs/study");
         for study in ["cpu-study", "quick-rvq"] {
             let committed = root.join(study).join("results.csv");
             let lines = std::fs::read_to_string(&committed).unwrap().lines().count();

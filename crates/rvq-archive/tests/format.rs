@@ -729,8 +729,9 @@ fn golden_coded_archive_matches_the_spec_byte_for_byte() {
 fn the_reader_accounts_for_coded_and_packed_blocks() {
     // The corpus seed whose first block codes and whose second (uniform indices in 1,024
     // entries) packs: 4 indices of 10 bits pack into 5 bytes.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus/archive_reader/v2_coded_and_packed.rvq");
+    let dir =
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../../fuzz/corpus/archive_reader/v2_coded_and_packed.rvq");
     let bytes = std::fs::read(dir).unwrap();
     let a = Archive::parse(&bytes, &Limits::default()).unwrap();
     let (records, blocks) = a.records_and_blocks().unwrap();
@@ -1113,7 +1114,8 @@ proptest! {
 #[ignore]
 fn write_fuzz_seeds() {
     let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/archive_reader");
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../../fuzz/corpus/archive_reader");
     let (h, recs) = golden_v2();
     std::fs::write(dir.join("v2_golden.rvq"), write_archive(&h, &recs).unwrap()).unwrap();
     let mut h = Header::new([3; 16], 2, 6, 3, 4, 3);

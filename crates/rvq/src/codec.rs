@@ -125,6 +125,8 @@ pub fn encode_records_reporting(
     opts: &EncodeOptions,
 ) -> Result<(Vec<Record>, Vec<Shortfall>)> {
     check_target(opts.target)?;
+    // The header's checks: depth within the model's codebooks, a quantizing model.
+    header_for(model, m, &EncodeOptions::default())?;
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
     let mut short = Vec::new();
@@ -463,7 +465,19 @@ impl<'m> Decoder<'m> {
 
 /// Checks that `archive` was made with `model`.
 pub fn check_model(archive: &Archive, model: &Model, model_name: &str) -> Result<()> {
-    let h = &archive.header;
+    check_header(&archive.header, model, model_name)
+}
+
+/// Checks that an archive with header `h` was made with `model` and uses between one and all
+/// of its codebooks.
+pub fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
+    let m = h.codebooks_used as usize;
+    if m == 0 || m > model.config.num_codebooks {
+        return Err(Error::Codebooks {
+            asked: m,
+            available: model.config.num_codebooks,
+        });
+    }
     if h.fingerprint != model.fingerprint {
         return Err(Error::ModelMismatch {
             model: model_name.to_string(),
@@ -501,6 +515,8 @@ pub fn decode_records(
     records: &[Record],
     batch_size: usize,
 ) -> Result<Vec<Rgb>> {
+    // A header made for another model would fail deep inside the network, as a panic.
+    check_header(header, model, "given")?;
     let f = model.config.grid_factor;
     let m = header.codebooks_used as usize;
     let mut out = Vec::with_capacity(records.len());

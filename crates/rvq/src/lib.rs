@@ -1,8 +1,8 @@
 //! rvq: an image codec built on a learned residual-vector-quantized VAE.
 //!
 //! A trained RVQ-VAE turns each image into a small grid of codebook indices per codebook; the
-//! indices are packed, or range-coded where that is shorter, into an archive (see the [`archive`] crate re-export and
-//! `docs/FORMAT.md`) whose header carries what all images share. The modules, one per concept:
+//! indices are packed, or range-coded where that is shorter, into an archive (see the
+//! [`archive`] crate re-export and `docs/FORMAT.md`) whose header carries what all images share. The modules, one per concept:
 //!
 //! - [`config`]: the model's architecture and quantizer geometry;
 //! - [`model`]: the network, loading and saving model folders, the fingerprint;
@@ -18,6 +18,7 @@
 //! - [`image_io`]: PNG reading and writing, limits and padding;
 //! - [`files`]: writing output files atomically;
 //! - [`backend`]: the one choice point between the CPU and GPU backends.
+//! - [`error`]: the library's typed errors, which name no command-line flags.
 //!
 //! The `rvq` command (the `rvq-cli` package at the repository's root) is built on this crate:
 //! argument parsing, progress bars, the comparison with JPEG and WebP, charts, benchmarks and

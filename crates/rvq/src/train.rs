@@ -935,9 +935,16 @@ impl TrainOptions {
         Ok(())
     }
 
-    /// Refuses a weight decay or an L1 share outside [0, 1] and a weight-average decay outside
-    /// [0, 1).
+    /// Refuses a peak learning rate that is not finite and positive (it would train to NaN
+    /// weights and save them), a weight decay or an L1 share outside [0, 1] and a
+    /// weight-average decay outside [0, 1).
     pub fn check_loss(&self) -> Result<()> {
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(Error::Other(format!(
+                "the learning rate must be finite and positive, not {}",
+                self.learning_rate
+            )));
+        }
         if !(0.0..1.0).contains(&self.weight_average) {
             return Err(Error::Other(format!(
                 "the weight average's decay must lie in [0, 1), not {}",

@@ -501,6 +501,17 @@ fn fine_tuning_starts_from_the_given_model() {
             .to_string();
         assert!(err.contains(needle), "{err}");
     }
+    for lr in [0.0, -1e-3, f64::NAN, f64::INFINITY] {
+        let bad = train::TrainOptions {
+            learning_rate: lr,
+            ..opts.clone()
+        };
+        let err = train::Trainer::new(&bad, &splits.train, out.path(), &device, &mut |_| {})
+            .err()
+            .expect("a learning rate that cannot train is refused")
+            .to_string();
+        assert!(err.contains("finite and positive"), "{lr}: {err}");
+    }
 }
 
 #[test]
@@ -615,4 +626,42 @@ fn a_depth_input_starts_silent_then_learns_to_tell_depths_apart() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(worst < 1e-5, "batch and single decodes differ by {worst}");
+}
+
+#[test]
+fn the_codec_api_refuses_depths_and_headers_that_do_not_fit_the_model() {
+    use rvq::codec::{self, EncodeOptions, Named};
+    let device = Device::flex();
+    let model = Model::load_default(&device).unwrap();
+    let images = [Named {
+        name: "a".into(),
+        image: rvq::data::synthetic(32, 32, 1).unwrap(),
+    }];
+    let opts = EncodeOptions::default();
+    for m in [0, 9] {
+        let err = codec::encode_records(&model, &images, m, &opts).unwrap_err();
+        assert!(
+            matches!(err, rvq::Error::Codebooks { asked, available: 8 } if asked == m),
+            "m = {m}: {err}"
+        );
+    }
+    let records = codec::encode_records(&model, &images, 2, &opts).unwrap();
+    let header = codec::header_for(&model, 2, &opts).unwrap();
+    assert_eq!(
+        codec::decode_records(&model, &header, &records, 8)
+            .unwrap()
+            .len(),
+        1
+    );
+    let mut other = header.clone();
+    other.fingerprint[0] ^= 1;
+    let err = codec::decode_records(&model, &other, &records, 8).unwrap_err();
+    assert!(matches!(err, rvq::Error::ModelMismatch { .. }), "{err}");
+    let mut deeper = header.clone();
+    deeper.codebooks_used = 9;
+    let err = codec::decode_records(&model, &deeper, &records, 8).unwrap_err();
+    assert!(
+        matches!(err, rvq::Error::Codebooks { asked: 9, .. }),
+        "{err}"
+    );
 }
