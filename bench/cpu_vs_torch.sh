@@ -15,7 +15,7 @@ tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 "$py" "$here/torch_reference.py" "$tmp/model.safetensors" "$tmp/reference.safetensors" \
   --check-only --json check.json > check.txt
 for b in 32 64 256 1024; do
-  "$rvq" bench --backend cpu --batch "$b" --runs 5 --beam 1 --fixed-depth \
+  "$rvq" bench --backend cpu --batch "$b" --runs 5 --beam 1 --refine 1 --fixed-depth \
     --json "rvq-b$b.json" > "rvq-b$b.md"
   "$py" "$here/torch_reference.py" "$tmp/model.safetensors" "$tmp/reference.safetensors" \
     --threads "$threads" --batch "$b" --runs 5 --json "torch-b$b.json" > "torch-b$b.md"

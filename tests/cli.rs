@@ -783,7 +783,7 @@ fn eval_mse_m1(dir: &TempDir, args: &[&OsStr]) -> f64 {
 #[test]
 fn refining_the_last_level_lowers_the_error_of_encode_and_of_eval() {
     let dir = TempDir::new().unwrap();
-    let plain = encode_samples_with(&dir, "1", &[]);
+    let plain = encode_samples_with(&dir, "1", &["--refine", "1"]);
     let refined = encode_samples_with(&dir, "1", &["--refine", "8"]);
     let of_archive = |a: &Path| {
         eval_mse_m1(
@@ -805,7 +805,7 @@ fn refining_the_last_level_lowers_the_error_of_encode_and_of_eval() {
         args.extend(extra.iter().map(OsStr::new));
         eval_mse_m1(&dir, &args)
     };
-    let (c, d) = (direct(&[]), direct(&["--refine", "8"]));
+    let (c, d) = (direct(&["--refine", "1"]), direct(&["--refine", "8"]));
     assert!(d < c, "eval --refine 8: {d} not below {c}");
 }
 
@@ -832,8 +832,8 @@ fn bench_reports_every_measure() {
             .all(|x| x["images_per_second"].as_f64().unwrap() > 0.0)
     );
     // What bench/cpu_vs_torch.sh times against PyTorch: greedy, every cell at every codebook.
-    bench(&["--beam", "1", "--fixed-depth"]).stdout(predicate::str::contains(
-        "encode one 64×48 image, fixed depth",
+    bench(&["--beam", "1", "--refine", "1", "--fixed-depth"]).stdout(predicate::str::contains(
+        "encode one 64×48 image, fixed depth |",
     ));
     fails_with(&["bench", "--large", "64by48"], "expected WIDTHxHEIGHT");
 }
@@ -1010,7 +1010,8 @@ fn truncating_equals_encoding_fewer_codebooks_and_bad_requests_write_nothing() {
         .success();
     // The payload is level-major: the first two levels of a 4-level encode are what a 2-level
     // encode of the same images writes (beam search may pick other first levels when it
-    // looks deeper, so compare with greedy encodes).
+    // looks deeper, and refinement changes each cell's last level, so compare with greedy,
+    // unrefined encodes).
     let greedy = |m: &str, name: &str| {
         let out = dir.path().join(name);
         rvq()
@@ -1019,6 +1020,8 @@ fn truncating_equals_encoding_fewer_codebooks_and_bad_requests_write_nothing() {
                 "--backend",
                 "cpu",
                 "--beam",
+                "1",
+                "--refine",
                 "1",
                 "--codebooks",
                 m,

@@ -37,9 +37,9 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
     for (m, target) in [(1usize, None), (3, None), (8, Some(Target::Quality(40)))] {
         let plain = EncodeOptions {
             target,
+            refine: 1,
             ..EncodeOptions::default()
         };
-        assert_eq!(plain.refine, 1, "refinement is opt-in");
         let refined = EncodeOptions {
             refine: 8,
             ..plain.clone()
@@ -51,6 +51,7 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
         let db = codec::decode_records(&model, &header, &b, 64).unwrap();
 
         let (mut before, mut after, mut changed, mut shallow) = (0u64, 0u64, 0usize, 0usize);
+        assert_eq!((a.len(), b.len()), (images.len(), images.len()));
         for (((ra, rb), (ia, ib)), img) in a.iter().zip(&b).zip(da.iter().zip(&db)).zip(&images) {
             let depths = ra.cell_depths(&header);
             assert_eq!(depths, rb.cell_depths(&header), "m = {m}: depths are kept");
