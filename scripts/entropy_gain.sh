@@ -14,8 +14,8 @@ trap 'rm -rf "$tmp"' EXIT
 echo "| codebooks | packed bytes | coded bytes | change | coded blocks |"
 echo "|---|---|---|---|---|"
 for m in $depths; do
-  "$rvq" encode --backend cpu --codebooks "$m" --no-names -o "$tmp/c.rvq" "$dir" 2>/dev/null
-  "$rvq" encode --backend cpu --codebooks "$m" --no-names --no-entropy -o "$tmp/p.rvq" "$dir" 2>/dev/null
+  "$rvq" encode --backend cpu --codebooks "$m" --refine 1 --no-names -o "$tmp/c.rvq" "$dir" 2>/dev/null
+  "$rvq" encode --backend cpu --codebooks "$m" --refine 1 --no-names --no-entropy -o "$tmp/p.rvq" "$dir" 2>/dev/null
   c=$(stat -c %s "$tmp/c.rvq"); p=$(stat -c %s "$tmp/p.rvq")
   blocks=$("$rvq" info --json "$tmp/c.rvq" | grep -o '"coded_blocks": [0-9]*' | grep -o '[0-9]*$')
   echo "| $m | $p | $c | $(awk "BEGIN { printf \"%+.1f%%\", 100 * ($c - $p) / $p }") | $blocks |"

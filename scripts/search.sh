@@ -13,6 +13,9 @@ values="${2:-1 2 4 8}"
 [ -n "${values// /}" ] || { echo "no values to measure" >&2; exit 2; }
 setting="${3:-beam}"
 case "$setting" in beam | refine) ;; *) echo "setting must be beam or refine" >&2; exit 2 ;; esac
+# The beam is measured on its own (no refinement); refinement on top of the default beam.
+other=()
+[ "$setting" = beam ] && other=(--refine 1)
 out=docs/model
 mkdir -p "$out"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
@@ -20,12 +23,12 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 echo "== machine"; uname -srm; grep -m1 'model name' /proc/cpuinfo || true; nproc
 for n in $values; do
   echo "== $setting $n"
-  "$rvq" eval --backend cpu --"$setting" "$n" --data "$cifar" --limit 1000 --codebooks 1,2,4,8 \
+  "$rvq" eval --backend cpu --"$setting" "$n" "${other[@]}" --data "$cifar" --limit 1000 --codebooks 1,2,4,8 \
     --jpeg-qualities 50 --webp-qualities 50 --json "$out/$setting-$n-cifar.json" --force >/dev/null
-  "$rvq" eval --backend cpu --"$setting" "$n" --data samples --codebooks 1,2,4,8 \
+  "$rvq" eval --backend cpu --"$setting" "$n" "${other[@]}" --data samples --codebooks 1,2,4,8 \
     --jpeg-qualities 50 --webp-qualities 50 --json "$out/$setting-$n-samples.json" --force >/dev/null
   rm -f "$out/$setting-$n-bench.json"
-  "$rvq" bench --backend cpu --"$setting" "$n" --runs 3 --large 256x256 \
+  "$rvq" bench --backend cpu --"$setting" "$n" "${other[@]}" --runs 3 --large 256x256 \
     --json "$out/$setting-$n-bench.json" >/dev/null
 done
 

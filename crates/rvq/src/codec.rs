@@ -143,13 +143,9 @@ pub fn encode_records_reporting(
         // Refinement searches from the same latents, so the encoder runs once per batch.
         let latents = model.net.encode(x);
         let mut encoded = model.quantize_latents(latents.clone(), m, opts.beam)?;
-        let depths = match opts.target {
-            None => vec![Vec::new(); batch.len()],
-            Some(target) => {
-                let (depths, missed) = choose_depths(model, batch, &encoded, m, target)?;
-                short.extend(missed);
-                depths
-            }
+        let (depths, missed) = match opts.target {
+            None => (vec![Vec::new(); batch.len()], Vec::new()),
+            Some(target) => choose_depths(model, batch, &encoded, m, target)?,
         };
         let originals: Vec<&Rgb> = batch.iter().map(|img| &img.image).collect();
         refine::refine_last_levels(
@@ -161,6 +157,9 @@ pub fn encode_records_reporting(
             m,
             opts.refine,
         )?;
+        short.extend(after_refinement(
+            model, batch, &encoded, &depths, m, opts, missed,
+        )?);
         for ((img, indices), depths) in batch.iter().zip(encoded.indices).zip(depths) {
             let mut record = Record {
                 width: img.image.width(),
@@ -177,6 +176,50 @@ pub fn encode_records_reporting(
         }
     }
     Ok((records, short))
+}
+
+/// The images of `batch` still short of a PSNR target once refinement has run, with what they
+/// reach now: refinement only ever lowers an image's error, so it can lift one over the
+/// target, and the PSNR reported must be the one the archive gives.
+fn after_refinement(
+    model: &Model,
+    batch: &[Named],
+    encoded: &crate::model::EncodedBatch,
+    depths: &[Vec<u8>],
+    m: usize,
+    opts: &EncodeOptions,
+    missed: Vec<Shortfall>,
+) -> Result<Vec<Shortfall>> {
+    let Some(Target::Psnr(db)) = opts.target else {
+        return Ok(missed);
+    };
+    if missed.is_empty() || opts.refine <= 1 {
+        return Ok(missed);
+    }
+    let f = model.config.grid_factor;
+    let y = quantizer::float_vec(model.decode_cells(
+        &encoded.indices,
+        Some(depths),
+        encoded.grid,
+        m,
+    )?);
+    let mut still = Vec::with_capacity(missed.len());
+    for s in missed {
+        let Some(i) = batch.iter().position(|img| img.name == s.name) else {
+            still.push(s);
+            continue;
+        };
+        let img = &batch[i].image;
+        let sse: f64 = cell_errors(&y, i, img, encoded.grid, f).iter().sum();
+        let got = crate::rate::psnr(sse, img.pixels().len() as f64);
+        if got < db {
+            still.push(Shortfall {
+                name: s.name,
+                psnr: got,
+            });
+        }
+    }
+    Ok(still)
 }
 
 /// Decodes a batch at every depth 1..=m to measure each cell's error at each, then picks the
@@ -471,13 +514,6 @@ pub fn check_model(archive: &Archive, model: &Model, model_name: &str) -> Result
 /// Checks that an archive with header `h` was made with `model` and uses between one and all
 /// of its codebooks.
 pub fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
-    let m = h.codebooks_used as usize;
-    if m == 0 || m > model.config.num_codebooks {
-        return Err(Error::Codebooks {
-            asked: m,
-            available: model.config.num_codebooks,
-        });
-    }
     if h.fingerprint != model.fingerprint {
         return Err(Error::ModelMismatch {
             model: model_name.to_string(),
@@ -503,6 +539,14 @@ pub fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
         return Err(Error::ModelMismatch {
             model: model_name.to_string(),
             reason: "the archive's codebook geometry differs from the model's".into(),
+        });
+    }
+    // After the model checks, so that another model's archive is reported as such.
+    let m = h.codebooks_used as usize;
+    if m == 0 || m > model.config.num_codebooks {
+        return Err(Error::Codebooks {
+            asked: m,
+            available: model.config.num_codebooks,
         });
     }
     Ok(())

@@ -17,7 +17,7 @@
 //! - [`codec`]: images to archives and back;
 //! - [`image_io`]: PNG reading and writing, limits and padding;
 //! - [`files`]: writing output files atomically;
-//! - [`backend`]: the one choice point between the CPU and GPU backends.
+//! - [`backend`]: the one choice point between the CPU and GPU backends;
 //! - [`error`]: the library's typed errors, which name no command-line flags.
 //!
 //! The `rvq` command (the `rvq-cli` package at the repository's root) is built on this crate:

@@ -530,7 +530,7 @@ impl Model {
 
     /// [`Model::encode_indices`] from latents `[b, d, h, w]` the encoder already computed, for
     /// callers that need the latents as well as the indices.
-    pub fn quantize_latents(
+    pub(crate) fn quantize_latents(
         &self,
         latents: Tensor<4>,
         depth: usize,

@@ -935,13 +935,13 @@ impl TrainOptions {
         Ok(())
     }
 
-    /// Refuses a peak learning rate that is not finite and positive (it would train to NaN
-    /// weights and save them), a weight decay or an L1 share outside [0, 1] and a
-    /// weight-average decay outside [0, 1).
+    /// Refuses a peak learning rate that is negative or not finite (it would train to NaN
+    /// weights and save them; 0 is allowed, to measure a start), a weight decay or an L1
+    /// share outside [0, 1] and a weight-average decay outside [0, 1).
     pub fn check_loss(&self) -> Result<()> {
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+        if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
             return Err(Error::Other(format!(
-                "the learning rate must be finite and positive, not {}",
+                "the learning rate must be finite and not negative, not {}",
                 self.learning_rate
             )));
         }

@@ -501,7 +501,7 @@ fn fine_tuning_starts_from_the_given_model() {
             .to_string();
         assert!(err.contains(needle), "{err}");
     }
-    for lr in [0.0, -1e-3, f64::NAN, f64::INFINITY] {
+    for lr in [-1e-3, f64::NAN, f64::INFINITY] {
         let bad = train::TrainOptions {
             learning_rate: lr,
             ..opts.clone()
@@ -510,7 +510,7 @@ fn fine_tuning_starts_from_the_given_model() {
             .err()
             .expect("a learning rate that cannot train is refused")
             .to_string();
-        assert!(err.contains("finite and positive"), "{lr}: {err}");
+        assert!(err.contains("finite and not negative"), "{lr}: {err}");
     }
 }
 

@@ -85,3 +85,54 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
         assert!(after < before, "m = {m}: {after} not below {before}");
     }
 }
+
+/// A `--psnr` target out of reach is reported with the PSNR the archive actually decodes to,
+/// after refinement, not the one the search alone reached.
+#[test]
+fn a_missed_psnr_target_reports_the_refined_psnr() {
+    let device = Device::flex();
+    let model = Model::load_default(&device).unwrap();
+    let samples =
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../../samples");
+    let files = collect_images(std::slice::from_ref(&samples), false).unwrap();
+    let images =
+        codec::read_inputs(&files, &[samples], &Limits::default(), false, &mut |_| {}).unwrap();
+    let opts = EncodeOptions {
+        target: Some(Target::Psnr(60.0)),
+        refine: 8,
+        ..EncodeOptions::default()
+    };
+    let (records, short) = codec::encode_records_reporting(&model, &images, 8, &opts).unwrap();
+    assert_eq!(
+        short.len(),
+        images.len(),
+        "60 dB is out of reach for every photograph"
+    );
+    let header = codec::header_for(&model, 8, &opts).unwrap();
+    let decoded = codec::decode_records(&model, &header, &records, 64).unwrap();
+    let plain = EncodeOptions {
+        refine: 1,
+        ..opts.clone()
+    };
+    let (_, unrefined) = codec::encode_records_reporting(&model, &images, 8, &plain).unwrap();
+    let mut lifted = 0;
+    for ((s, img), (out, u)) in short
+        .iter()
+        .zip(&images)
+        .zip(decoded.iter().zip(&unrefined))
+    {
+        assert_eq!(s.name, img.name);
+        let mse = squared_error(&img.image, out) as f64
+            / (img.image.pixels().len() as f64 * 255.0 * 255.0);
+        let got = rvq::eval::psnr(mse);
+        assert!(
+            (s.psnr - got).abs() < 1e-3,
+            "{}: reported {} dB, decodes to {got}",
+            s.name,
+            s.psnr
+        );
+        lifted += usize::from(s.psnr > u.psnr + 1e-9);
+    }
+    assert!(lifted > 0, "refinement raised no image's PSNR");
+}
