@@ -72,8 +72,9 @@ pub struct Named {
     pub image: Rgb,
 }
 
-/// The header an archive of `model` at `m` codebooks gets.
-pub fn header_for(model: &Model, m: usize, opts: &EncodeOptions) -> Result<Header> {
+/// Refuses a model without codebooks and a depth outside 1..=its codebooks: what encoding
+/// `m` levels deep, and decoding them, ask of a model.
+fn check_depth(model: &Model, m: usize) -> Result<()> {
     let c = &model.config;
     if !c.quantize {
         return Err(Error::NotQuantized);
@@ -84,6 +85,13 @@ pub fn header_for(model: &Model, m: usize, opts: &EncodeOptions) -> Result<Heade
             available: c.num_codebooks,
         });
     }
+    Ok(())
+}
+
+/// The header an archive of `model` at `m` codebooks gets.
+pub fn header_for(model: &Model, m: usize, opts: &EncodeOptions) -> Result<Header> {
+    check_depth(model, m)?;
+    let c = &model.config;
     let mut header = Header::new(
         model.fingerprint,
         c.latent_dim as u32,
@@ -125,8 +133,7 @@ pub fn encode_records_reporting(
     opts: &EncodeOptions,
 ) -> Result<(Vec<Record>, Vec<Shortfall>)> {
     check_target(opts.target)?;
-    // The header's checks: depth within the model's codebooks, a quantizing model.
-    header_for(model, m, &EncodeOptions::default())?;
+    check_depth(model, m)?;
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
     let mut short = Vec::new();
@@ -157,7 +164,7 @@ pub fn encode_records_reporting(
             m,
             opts.refine,
         )?;
-        short.extend(after_refinement(
+        short.extend(shortfalls(
             model, batch, &encoded, &depths, m, opts, missed,
         )?);
         for ((img, indices), depths) in batch.iter().zip(encoded.indices).zip(depths) {
@@ -178,61 +185,65 @@ pub fn encode_records_reporting(
     Ok((records, short))
 }
 
-/// The images of `batch` still short of a PSNR target once refinement has run, with what they
-/// reach now: refinement only ever lowers an image's error, so it can lift one over the
-/// target, and the PSNR reported must be the one the archive gives.
-fn after_refinement(
+/// An image rate control could not bring to a PSNR target: its place in the batch, and the
+/// PSNR it got.
+type Missed = (usize, f64);
+
+/// The images of `batch` a PSNR target was out of reach for (`missed`: each one's place in the
+/// batch and the PSNR rate control measured), named, with the PSNR the archive gives:
+/// refinement only ever lowers an image's error, so after it each is measured again, and one
+/// it lifted over the target is no longer short.
+fn shortfalls(
     model: &Model,
     batch: &[Named],
     encoded: &crate::model::EncodedBatch,
     depths: &[Vec<u8>],
     m: usize,
     opts: &EncodeOptions,
-    missed: Vec<Shortfall>,
+    missed: Vec<Missed>,
 ) -> Result<Vec<Shortfall>> {
     let Some(Target::Psnr(db)) = opts.target else {
-        return Ok(missed);
+        return Ok(Vec::new());
     };
-    if missed.is_empty() || opts.refine <= 1 {
-        return Ok(missed);
-    }
+    let refined = if opts.refine > 1 && !missed.is_empty() {
+        let y = model.decode_cells(&encoded.indices, Some(depths), encoded.grid, m)?;
+        Some(quantizer::float_vec(y))
+    } else {
+        None
+    };
     let f = model.config.grid_factor;
-    let y = quantizer::float_vec(model.decode_cells(
-        &encoded.indices,
-        Some(depths),
-        encoded.grid,
-        m,
-    )?);
-    let mut still = Vec::with_capacity(missed.len());
-    for s in missed {
-        let Some(i) = batch.iter().position(|img| img.name == s.name) else {
-            still.push(s);
-            continue;
-        };
-        let img = &batch[i].image;
-        let sse: f64 = cell_errors(&y, i, img, encoded.grid, f).iter().sum();
-        let got = crate::rate::psnr(sse, img.pixels().len() as f64);
-        if got < db {
-            still.push(Shortfall {
-                name: s.name,
+    Ok(missed
+        .into_iter()
+        .filter_map(|(i, got)| {
+            let img = &batch[i];
+            let got = refined
+                .as_ref()
+                .map_or(got, |y| decoded_psnr(y, i, &img.image, encoded.grid, f));
+            (got < db).then(|| Shortfall {
+                name: img.name.clone(),
                 psnr: got,
-            });
-        }
-    }
-    Ok(still)
+            })
+        })
+        .collect())
+}
+
+/// The PSNR of image `i` of a batch's decoded planar output `y`, as written in 8 bits.
+fn decoded_psnr(y: &[f32], i: usize, img: &Rgb, grid: (usize, usize), f: usize) -> f64 {
+    let sse: f64 = cell_errors(y, i, img, grid, f).iter().sum();
+    crate::rate::psnr(sse, img.pixels().len() as f64)
 }
 
 /// Decodes a batch at every depth 1..=m to measure each cell's error at each, then picks the
 /// depths the target asks for. For a PSNR target the pick is checked by decoding it, and
 /// tightened (up to every codebook) while an image falls short; images that do not reach the
-/// target even then are returned with the PSNR they got.
+/// target even then are returned by their place in the batch, with the PSNR they got.
 fn choose_depths(
     model: &Model,
     batch: &[Named],
     encoded: &crate::model::EncodedBatch,
     m: usize,
     target: Target,
-) -> Result<(Vec<Vec<u8>>, Vec<Shortfall>)> {
+) -> Result<(Vec<Vec<u8>>, Vec<Missed>)> {
     let f = model.config.grid_factor;
     let (gh, gw) = encoded.grid;
     let bits = model.config.bits_per_index();
@@ -278,16 +289,12 @@ fn choose_depths(
         let mut settled = true;
         let mut missed = Vec::new();
         for (i, img) in batch.iter().enumerate() {
-            let sse: f64 = cell_errors(&y, i, &img.image, (gh, gw), f).iter().sum();
-            let got = crate::rate::psnr(sse, tables[i].values);
+            let got = decoded_psnr(&y, i, &img.image, (gh, gw), f);
             if got >= db {
                 continue;
             }
             if depths[i].iter().all(|&d| d as usize == m) {
-                missed.push(Shortfall {
-                    name: img.name.clone(),
-                    psnr: got,
-                });
+                missed.push((i, got));
                 continue;
             }
             settled = false;
@@ -542,14 +549,7 @@ pub fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
         });
     }
     // After the model checks, so that another model's archive is reported as such.
-    let m = h.codebooks_used as usize;
-    if m == 0 || m > model.config.num_codebooks {
-        return Err(Error::Codebooks {
-            asked: m,
-            available: model.config.num_codebooks,
-        });
-    }
-    Ok(())
+    check_depth(model, h.codebooks_used as usize)
 }
 
 /// Decodes records (all made with `model`) back to images, in batches of equal padded size.

@@ -5,9 +5,12 @@
 
 use burn::prelude::*;
 use rvq::codec::{self, EncodeOptions};
-use rvq::image_io::{Limits, Rgb, collect_images};
+use rvq::image_io::Rgb;
 use rvq::model::Model;
 use rvq::rate::Target;
+
+mod common;
+use common::sample_photographs;
 
 fn squared_error(a: &Rgb, b: &Rgb) -> u64 {
     assert_eq!((a.width(), a.height()), (b.width(), b.height()));
@@ -22,12 +25,7 @@ fn squared_error(a: &Rgb, b: &Rgb) -> u64 {
 fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
     let device = Device::flex();
     let model = Model::load_default(&device).unwrap();
-    let samples =
-        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
-            .join("../../samples");
-    let files = collect_images(std::slice::from_ref(&samples), false).unwrap();
-    let images =
-        codec::read_inputs(&files, &[samples], &Limits::default(), false, &mut |_| {}).unwrap();
+    let images = sample_photographs();
     assert!(
         images.len() >= 4,
         "the samples folder holds the photographs"
@@ -92,12 +90,7 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
 fn a_missed_psnr_target_reports_the_refined_psnr() {
     let device = Device::flex();
     let model = Model::load_default(&device).unwrap();
-    let samples =
-        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
-            .join("../../samples");
-    let files = collect_images(std::slice::from_ref(&samples), false).unwrap();
-    let images =
-        codec::read_inputs(&files, &[samples], &Limits::default(), false, &mut |_| {}).unwrap();
+    let images = sample_photographs();
     let opts = EncodeOptions {
         target: Some(Target::Psnr(60.0)),
         refine: 8,

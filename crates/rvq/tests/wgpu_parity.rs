@@ -6,8 +6,10 @@
 use burn::prelude::*;
 use rvq::backend::{self, Backend};
 use rvq::codec::{self, EncodeOptions};
-use rvq::image_io::{self, Limits};
 use rvq::model::Model;
+
+mod common;
+use common::sample_photographs;
 
 #[test]
 #[ignore = "needs a wgpu adapter: CI installs lavapipe (mesa-vulkan-drivers)"]
@@ -20,12 +22,7 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     let gpu = backend::choose(Backend::Wgpu).unwrap();
     assert_eq!(gpu.backend, Backend::Wgpu);
     let cpu = Device::flex();
-    let samples =
-        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
-            .join("../../samples");
-    let files = image_io::collect_images(std::slice::from_ref(&samples), false).unwrap();
-    let images =
-        codec::read_inputs(&files, &[samples], &Limits::default(), false, &mut |_| {}).unwrap();
+    let images = sample_photographs();
     // Every cell at every codebook: the indices alone, as the residual search chose them.
     let opts = EncodeOptions {
         target: None,

@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rvq::codec::{self, Named};
 use rvq::config::ModelConfig;
 use rvq::data::{ImageSet, Splits};
+use rvq::image_io::{Limits, collect_images};
 use rvq::train::TrainOptions;
 use safetensors::{Dtype, SafeTensors};
 
@@ -92,4 +94,13 @@ pub fn read_safetensors(bytes: &[u8]) -> BTreeMap<String, (Dtype, Vec<usize>, Ve
 pub fn safetensors_metadata(bytes: &[u8]) -> HashMap<String, String> {
     let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();
     meta.metadata().clone().unwrap_or_default()
+}
+
+/// The photographs the project ships in `samples/`, read as `rvq encode` reads them.
+pub fn sample_photographs() -> Vec<Named> {
+    let samples =
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../../samples");
+    let files = collect_images(std::slice::from_ref(&samples), false).unwrap();
+    codec::read_inputs(&files, &[samples], &Limits::default(), false, &mut |_| {}).unwrap()
 }
