@@ -72,25 +72,9 @@ pub struct Named {
     pub image: Rgb,
 }
 
-/// Refuses a model without codebooks and a depth outside 1..=its codebooks: what encoding
-/// `m` levels deep, and decoding them, ask of a model.
-fn check_depth(model: &Model, m: usize) -> Result<()> {
-    let c = &model.config;
-    if !c.quantize {
-        return Err(Error::NotQuantized);
-    }
-    if m == 0 || m > c.num_codebooks {
-        return Err(Error::Codebooks {
-            asked: m,
-            available: c.num_codebooks,
-        });
-    }
-    Ok(())
-}
-
 /// The header an archive of `model` at `m` codebooks gets.
 pub fn header_for(model: &Model, m: usize, opts: &EncodeOptions) -> Result<Header> {
-    check_depth(model, m)?;
+    model.check_depth(m)?;
     let c = &model.config;
     let mut header = Header::new(
         model.fingerprint,
@@ -133,7 +117,7 @@ pub fn encode_records_reporting(
     opts: &EncodeOptions,
 ) -> Result<(Vec<Record>, Vec<Shortfall>)> {
     check_target(opts.target)?;
-    check_depth(model, m)?;
+    model.check_depth(m)?;
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
     let mut short = Vec::new();
@@ -549,7 +533,7 @@ pub fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
         });
     }
     // After the model checks, so that another model's archive is reported as such.
-    check_depth(model, h.codebooks_used as usize)
+    model.check_depth(h.codebooks_used as usize)
 }
 
 /// Decodes records (all made with `model`) back to images, in batches of equal padded size.

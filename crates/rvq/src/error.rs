@@ -93,6 +93,26 @@ pub enum Error {
         /// Codebooks in the model.
         available: usize,
     },
+    /// Indices (or per-cell depths) that do not fit the model or their grid.
+    #[error("indices do not fit the model: {reason}")]
+    BadIndices {
+        /// What does not fit.
+        reason: String,
+    },
+    /// A training option out of range.
+    #[error("invalid training option: {0}")]
+    InvalidOption(String),
+    /// A training run was given no images to train on.
+    #[error("no training images")]
+    NoTrainingImages,
+    /// A checkpoint's optimizer state could not be written or read back.
+    #[error("{}: optimizer state: {reason}", path.display())]
+    Checkpoint {
+        /// The optimizer state's file.
+        path: PathBuf,
+        /// What burn's recorder said.
+        reason: String,
+    },
     /// A quality or PSNR target out of range.
     #[error("invalid target: {0}")]
     InvalidTarget(String),

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
 use crate::data::ImageSet;
+use crate::error::{Error, Result};
 use crate::model::{RvqVae, latents_to_rows, rows_to_latents};
 use crate::quantizer;
 
@@ -43,7 +44,8 @@ pub fn report_depths(n_q: usize) -> Vec<usize> {
 }
 
 /// Mean squared error of `net`'s reconstructions of `images` at each of `depths` codebooks
-/// (0 = unquantized), in batches of `batch` images.
+/// (0 = unquantized), in batches of `batch` images. Refuses a depth past the model's
+/// codebooks, or any depth above 0 for a model without them.
 pub fn quality(
     net: &RvqVae,
     config: &ModelConfig,
@@ -51,10 +53,22 @@ pub fn quality(
     depths: &[usize],
     batch: usize,
     device: &Device,
-) -> Vec<DepthQuality> {
+) -> Result<Vec<DepthQuality>> {
+    let codebooks = net.codebooks();
+    let available = if codebooks.is_some() {
+        config.num_codebooks
+    } else {
+        0
+    };
+    if let Some(&asked) = depths.iter().find(|&&d| d > available) {
+        return Err(if available == 0 {
+            Error::NotQuantized
+        } else {
+            Error::Codebooks { asked, available }
+        });
+    }
     let mut sums = vec![0f64; depths.len()];
     let ids: Vec<usize> = (0..images.len()).collect();
-    let codebooks = net.codebooks();
     for chunk in ids.chunks(batch.max(1)) {
         let x = images.batch(chunk, None, device);
         let z = net.encode(x.clone());
@@ -72,7 +86,7 @@ pub fn quality(
         }
     }
     let values = (images.len() * images.image_bytes()).max(1) as f64;
-    depths
+    Ok(depths
         .iter()
         .zip(sums)
         .map(|(&codebooks, s)| {
@@ -84,7 +98,7 @@ pub fn quality(
                 psnr: psnr(mse),
             }
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

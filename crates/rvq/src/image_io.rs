@@ -264,6 +264,12 @@ pub fn to_planar_padded(image: &Rgb, pw: usize, ph: usize) -> Vec<f32> {
     out
 }
 
+/// The 8-bit value a decoded sample in [0, 1] is written as (out-of-range samples clamp):
+/// every measure of a decode's error uses it, so errors are those of the written pixels.
+pub fn to_u8(v: f32) -> u8 {
+    (v * 255.0).round().clamp(0.0, 255.0) as u8
+}
+
 /// Planar `[3][ph][pw]` values in [0, 1] back to interleaved 8-bit RGB, cropped to
 /// `width`×`height` (values are rounded to the nearest level and clamped).
 pub fn from_planar_cropped(values: &[f32], pw: usize, ph: usize, width: u32, height: u32) -> Rgb {
@@ -273,7 +279,7 @@ pub fn from_planar_cropped(values: &[f32], pw: usize, ph: usize, width: u32, hei
         for x in 0..w {
             for c in 0..3 {
                 let v = values[(c * ph + y) * pw + x];
-                rgb.push((v * 255.0).round().clamp(0.0, 255.0) as u8);
+                rgb.push(to_u8(v));
             }
         }
     }

@@ -516,6 +516,71 @@ impl Model {
         Ok(fingerprint(&bytes))
     }
 
+    /// Refuses a depth outside `1..=n_q`, and any depth for a model without codebooks.
+    pub fn check_depth(&self, depth: usize) -> Result<()> {
+        let c = &self.config;
+        if !c.quantize {
+            return Err(Error::NotQuantized);
+        }
+        if depth == 0 || depth > c.num_codebooks {
+            return Err(Error::Codebooks {
+                asked: depth,
+                available: c.num_codebooks,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses indices the network cannot decode: a bad depth, an empty grid, an image whose
+    /// indices are not whole levels of `h·w` or fewer than `depth` of them, an index past the
+    /// codebook in the levels used, or cell depths
+    /// that are not one per cell in `1..=depth`.
+    fn check_cells(
+        &self,
+        indices: &[Vec<u32>],
+        depths: Option<&[Vec<u8>]>,
+        grid: (usize, usize),
+        depth: usize,
+    ) -> Result<()> {
+        self.check_depth(depth)?;
+        let bad = |reason: String| Err(Error::BadIndices { reason });
+        let cells = grid.0 * grid.1;
+        if cells == 0 {
+            return bad(format!("a {}×{} grid has no cells", grid.1, grid.0));
+        }
+        let k = self.config.codebook_size;
+        for (i, img) in indices.iter().enumerate() {
+            if img.len() < depth * cells || img.len() % cells != 0 {
+                return bad(format!(
+                    "image {i} has {} indices, not {depth} or more levels of {cells}",
+                    img.len()
+                ));
+            }
+            if let Some(v) = img[..depth * cells].iter().find(|&&v| v as usize >= k) {
+                return bad(format!(
+                    "image {i} has index {v}, past the {k} entries of a codebook"
+                ));
+            }
+        }
+        if let Some(depths) = depths {
+            if depths.len() != indices.len() {
+                return bad(format!(
+                    "{} depth maps for {} images",
+                    depths.len(),
+                    indices.len()
+                ));
+            }
+            for (i, d) in depths.iter().enumerate() {
+                if d.len() != cells || d.iter().any(|&c| c == 0 || c as usize > depth) {
+                    return bad(format!(
+                        "image {i}'s depth map is not {cells} depths in 1..={depth}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Quantizes images `[b, 3, h, w]` with the first `depth` codebooks, by a beam search of
     /// width `beam` (1: greedy; see [`quantizer::quantize_beam`]). Returns, per image, the
     /// indices level by level, each level in row-major grid order, and the grid size.
@@ -536,6 +601,7 @@ impl Model {
         depth: usize,
         beam: usize,
     ) -> Result<EncodedBatch> {
+        self.check_depth(depth)?;
         let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
         let [b, _, h, w] = latents.dims();
         let cells = h * w;
@@ -544,7 +610,8 @@ impl Model {
     }
 
     /// Rebuilds images `[b, 3, h·f, w·f]` from indices laid out as [`Model::encode_indices`]
-    /// returns them (each image: `depth` levels of `h·w` indices).
+    /// returns them (each image: levels of `h·w` indices, of which the first `depth` are
+    /// used).
     pub fn decode_indices(
         &self,
         indices: &[Vec<u32>],
@@ -565,6 +632,7 @@ impl Model {
         grid: (usize, usize),
         depth: usize,
     ) -> Result<Tensor<4>> {
+        self.check_cells(indices, depths, grid, depth)?;
         let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
         let (h, w) = grid;
         let cells = h * w;

@@ -168,14 +168,26 @@ pub fn quantize_beam(
 /// Squared norm of what `path` (one index per level) leaves of `latent`.
 fn path_error(latent: &[f32], books: &[Vec<f32>], path: impl Iterator<Item = u32>) -> f32 {
     let d = latent.len();
+    let entries = books
+        .iter()
+        .zip(path)
+        .map(|(book, c)| &book[c as usize * d..(c as usize + 1) * d]);
+    residual(latent, entries).iter().map(|v| v * v).sum()
+}
+
+/// What is left of `latent` once `entries` (the chosen entry of each level in turn) are
+/// subtracted from it, in that order, so that every caller rounds alike.
+pub(crate) fn residual<'a>(
+    latent: &[f32],
+    entries: impl IntoIterator<Item = &'a [f32]>,
+) -> Vec<f32> {
     let mut r = latent.to_vec();
-    for (book, c) in books.iter().zip(path) {
-        let entry = &book[c as usize * d..(c as usize + 1) * d];
+    for entry in entries {
         for (x, e) in r.iter_mut().zip(entry) {
             *x -= e;
         }
     }
-    r.iter().map(|v| v * v).sum()
+    r
 }
 
 const BEAM_CELLS: usize = 256;

@@ -5,7 +5,7 @@
 //! largest λ whose estimated error still reaches the target. Host arithmetic only: no model
 //! (the errors come in as decoded pixels, through `cell_errors`).
 
-use crate::image_io::Rgb;
+use crate::image_io::{Rgb, to_u8};
 
 /// What the encoder aims for, when not a fixed number of codebooks.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -162,7 +162,7 @@ pub(crate) fn cell_errors(
             let cell = (yy / f) * gw + xx / f;
             for c in 0..3 {
                 let v = y[base + (c * ph + yy) * pw + xx];
-                let q = (v * 255.0).round().clamp(0.0, 255.0);
+                let q = to_u8(v);
                 let e = (q as f64 - img.pixels()[(yy * w + xx) * 3 + c] as f64) / 255.0;
                 sse[cell] += e * e;
             }

@@ -25,7 +25,7 @@ use burn::prelude::*;
 use crate::error::{Error, Result};
 use crate::image_io::Rgb;
 use crate::model::{EncodedBatch, Model, latents_to_rows};
-use crate::quantizer::float_vec;
+use crate::quantizer::{self, float_vec};
 use crate::rate::cell_errors;
 
 /// The candidates per cell `rvq encode` tries unless told otherwise (`--refine`): the present
@@ -164,12 +164,10 @@ fn nearest_entries(
     for ((i, idx), slot) in encoded.indices.iter().enumerate().zip(slots) {
         for (c, &slot) in slot.iter().enumerate() {
             let level = slot / cells;
-            let mut r = rows[(i * cells + c) * d..(i * cells + c + 1) * d].to_vec();
-            for l in 0..level {
-                for (v, e) in r.iter_mut().zip(entry(l, idx[l * cells + c])) {
-                    *v -= e;
-                }
-            }
+            let r = quantizer::residual(
+                &rows[(i * cells + c) * d..(i * cells + c + 1) * d],
+                (0..level).map(|l| entry(l, idx[l * cells + c])),
+            );
             let present = idx[slot];
             let book = &books[level * k * d..(level + 1) * k * d];
             dist.clear();

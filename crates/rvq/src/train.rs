@@ -279,7 +279,7 @@ impl Trainer {
     ) -> Result<Self> {
         options.config.validate()?;
         if train.is_empty() {
-            return Err(Error::Other("no training images".into()));
+            return Err(Error::NoTrainingImages);
         }
         let opts = options.clone();
         opts.check()?;
@@ -339,7 +339,10 @@ impl Trainer {
         let optim_path = ckpt.join(OPTIM_FILE);
         let optim = optimizer(&state.options)
             .load(&optim_path)
-            .map_err(|e| Error::Other(format!("{}: {e:?}", optim_path.display())))?;
+            .map_err(|e| Error::Checkpoint {
+                path: optim_path.clone(),
+                reason: format!("{e:?}"),
+            })?;
         let ema = match loaded.net.codebooks() {
             Some(cb) => Some(load_ema(&ckpt, &state.options, quantizer::float_vec(cb))?),
             None => None,
@@ -492,13 +495,16 @@ impl Trainer {
 
     /// Quality on `valid` at 1, 2, 4, … codebooks and on the unquantized path; kept for the
     /// card.
-    pub fn validate(&mut self, valid: &ImageSet) -> Vec<DepthQuality> {
+    pub fn validate(&mut self, valid: &ImageSet) -> Result<Vec<DepthQuality>> {
         let cfg = &self.state.options.config;
         let mut depths = eval::report_depths(cfg.num_codebooks);
         depths.push(0);
-        let q = eval::quality(&self.evaluated(), cfg, valid, &depths, 250, &self.device);
+        if !cfg.quantize {
+            depths = vec![0];
+        }
+        let q = eval::quality(&self.evaluated(), cfg, valid, &depths, 250, &self.device)?;
         self.state.last_validation = q.clone();
-        q
+        Ok(q)
     }
 
     /// The network validation and the finished model use: the weight average with the
@@ -544,7 +550,10 @@ impl Trainer {
         let optim_path = fresh.join(OPTIM_FILE);
         self.optim
             .save(&optim_path)
-            .map_err(|e| Error::Other(format!("{}: {e:?}", optim_path.display())))?;
+            .map_err(|e| Error::Checkpoint {
+                path: optim_path.clone(),
+                reason: format!("{e:?}"),
+            })?;
         if let Some(ema) = &self.ema {
             let mut bytes = model::le_f32(ema.counts());
             bytes.extend(model::le_f32(ema.sums()));
@@ -573,7 +582,7 @@ impl Trainer {
     pub fn finish(mut self, splits: &Splits, machine: &str) -> Result<ModelCard> {
         self.state.wall_seconds = self.wall_seconds();
         if self.state.last_validation.is_empty() {
-            self.validate(&splits.valid);
+            self.validate(&splits.valid)?;
         }
         let final_net = self.evaluated();
         let cfg = &self.state.options.config;
@@ -686,7 +695,7 @@ pub fn train(
         on_event(event);
         let epoch_end = trainer.at_epoch_end();
         if epoch_end {
-            let quality = trainer.validate(&splits.valid);
+            let quality = trainer.validate(&splits.valid)?;
             on_event(Event::Validation { epoch, quality });
         }
         let step = trainer.step_count();
@@ -911,7 +920,7 @@ impl TrainOptions {
     /// non-negative weight per codebook with a positive sum.
     pub fn check_dropout(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.dropout_fraction) {
-            return Err(Error::Other(format!(
+            return Err(Error::InvalidOption(format!(
                 "the dropout fraction must lie in [0, 1], not {}",
                 self.dropout_fraction
             )));
@@ -922,13 +931,13 @@ impl TrainOptions {
         }
         let n_q = self.config.num_codebooks;
         if w.len() != n_q {
-            return Err(Error::Other(format!(
+            return Err(Error::InvalidOption(format!(
                 "{} dropout weights given for {n_q} codebooks: give one per depth 1..={n_q}",
                 w.len()
             )));
         }
         if w.iter().any(|v| !v.is_finite() || *v < 0.0) || w.iter().sum::<f32>() <= 0.0 {
-            return Err(Error::Other(
+            return Err(Error::InvalidOption(
                 "dropout weights must be finite, non-negative and not all zero".into(),
             ));
         }
@@ -940,25 +949,25 @@ impl TrainOptions {
     /// share outside [0, 1] and a weight-average decay outside [0, 1).
     pub fn check_loss(&self) -> Result<()> {
         if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
-            return Err(Error::Other(format!(
+            return Err(Error::InvalidOption(format!(
                 "the learning rate must be finite and not negative, not {}",
                 self.learning_rate
             )));
         }
         if !(0.0..1.0).contains(&self.weight_average) {
-            return Err(Error::Other(format!(
+            return Err(Error::InvalidOption(format!(
                 "the weight average's decay must lie in [0, 1), not {}",
                 self.weight_average
             )));
         }
         if !(0.0..=1.0).contains(&self.weight_decay) {
-            return Err(Error::Other(format!(
+            return Err(Error::InvalidOption(format!(
                 "the weight decay must lie in [0, 1], not {}",
                 self.weight_decay
             )));
         }
         if !(0.0..=1.0).contains(&self.l1_fraction) {
-            return Err(Error::Other(format!(
+            return Err(Error::InvalidOption(format!(
                 "the L1 share of the steps must lie in [0, 1], not {}",
                 self.l1_fraction
             )));

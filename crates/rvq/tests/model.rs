@@ -460,10 +460,10 @@ fn fine_tuning_starts_from_the_given_model() {
     let out = tempfile::TempDir::new().unwrap();
     let mut trainer =
         train::Trainer::new(&opts, &splits.train, out.path(), &device, &mut |_| {}).unwrap();
-    assert_eq!(trainer.validate(&splits.valid), card.validation);
+    assert_eq!(trainer.validate(&splits.valid).unwrap(), card.validation);
     trainer.step(&splits.train);
     assert_ne!(
-        trainer.validate(&splits.valid),
+        trainer.validate(&splits.valid).unwrap(),
         card.validation,
         "a step changed nothing"
     );
@@ -497,9 +497,9 @@ fn fine_tuning_starts_from_the_given_model() {
         };
         let err = train::Trainer::new(&bad, &splits.train, out.path(), &device, &mut |_| {})
             .err()
-            .expect("malformed dropout odds are refused")
-            .to_string();
-        assert!(err.contains(needle), "{err}");
+            .expect("malformed dropout odds are refused");
+        assert!(matches!(err, rvq::Error::InvalidOption(_)), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
     }
     for lr in [-1e-3, f64::NAN, f64::INFINITY] {
         let bad = train::TrainOptions {
@@ -508,9 +508,12 @@ fn fine_tuning_starts_from_the_given_model() {
         };
         let err = train::Trainer::new(&bad, &splits.train, out.path(), &device, &mut |_| {})
             .err()
-            .expect("a learning rate that cannot train is refused")
-            .to_string();
-        assert!(err.contains("finite and not negative"), "{lr}: {err}");
+            .expect("a learning rate that cannot train is refused");
+        assert!(matches!(err, rvq::Error::InvalidOption(_)), "{lr}: {err}");
+        assert!(
+            err.to_string().contains("finite and not negative"),
+            "{lr}: {err}"
+        );
     }
 }
 
@@ -660,6 +663,73 @@ fn the_codec_api_refuses_depths_and_headers_that_do_not_fit_the_model() {
     let mut deeper = header.clone();
     deeper.codebooks_used = 9;
     let err = codec::decode_records(&model, &deeper, &records, 8).unwrap_err();
+    assert!(
+        matches!(err, rvq::Error::Codebooks { asked: 9, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_model_api_refuses_indices_that_do_not_fit_it() {
+    let device = Device::flex();
+    let model = Model::load_default(&device).unwrap();
+    let x = test_images([1, 32, 32], 5, &device);
+    let batch = model.encode_indices(x.clone(), 2, 1).unwrap();
+    assert!(model.decode_indices(&batch.indices, batch.grid, 2).is_ok());
+    for depth in [0, 9] {
+        let err = model.encode_indices(x.clone(), depth, 4).unwrap_err();
+        assert!(
+            matches!(err, rvq::Error::Codebooks { asked, .. } if asked == depth),
+            "{depth}: {err}"
+        );
+    }
+    let bad = |err: rvq::Error, needle: &str| {
+        assert!(matches!(err, rvq::Error::BadIndices { .. }), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+    };
+    // Three levels asked of two levels' indices, a partial level, an index past the codebook
+    // (but not one in a level left unused), an empty grid.
+    bad(
+        model
+            .decode_indices(&batch.indices, batch.grid, 3)
+            .unwrap_err(),
+        "not 3 or more levels of 16",
+    );
+    let mut partial = batch.indices.clone();
+    partial[0].pop();
+    bad(
+        model.decode_indices(&partial, batch.grid, 1).unwrap_err(),
+        "31 indices",
+    );
+    let mut past = batch.indices.clone();
+    past[0][20] = 1024;
+    assert!(model.decode_indices(&past, batch.grid, 1).is_ok());
+    past[0][5] = 1024;
+    bad(
+        model.decode_indices(&past, batch.grid, 2).unwrap_err(),
+        "index 1024",
+    );
+    bad(
+        model.decode_indices(&[vec![]], (0, 4), 2).unwrap_err(),
+        "no cells",
+    );
+    // Cell depths: one map per image, one depth per cell, each in 1..=depth.
+    for maps in [
+        vec![],
+        vec![vec![2u8; 15]],
+        vec![vec![3u8; 16]],
+        vec![vec![0u8; 16]],
+    ] {
+        bad(
+            model
+                .decode_cells(&batch.indices, Some(&maps), batch.grid, 2)
+                .unwrap_err(),
+            "depth map",
+        );
+    }
+    let images = synthetic(2, 3);
+    let err =
+        rvq::eval::quality(&model.net, &model.config, &images, &[1, 9], 2, &device).unwrap_err();
     assert!(
         matches!(err, rvq::Error::Codebooks { asked: 9, .. }),
         "{err}"
