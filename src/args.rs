@@ -425,7 +425,7 @@ pub(crate) struct TrainArgs {
     /// Steps between checkpoints.
     #[arg(long, default_value_t = 100)]
     pub(crate) checkpoint_every: usize,
-    /// Continue from OUT/checkpoint.
+    /// Continue from OUT/checkpoint, given the options the run was started with.
     #[arg(long)]
     pub(crate) resume: bool,
     /// End this session at this step, checkpointed, without finishing the run: the learning

@@ -526,6 +526,66 @@ fn train_refuses_missing_and_malformed_data() {
 }
 
 #[test]
+fn train_resumes_only_with_the_options_it_started_with() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("tiny");
+    let samples = samples();
+    let tiny = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "train",
+            "--backend",
+            "cpu",
+            "--max-steps",
+            "4",
+            "--batch-size",
+            "8",
+            "--latent-dim",
+            "4",
+            "--codebook-size",
+            "8",
+            "--codebooks",
+            "2",
+            "--channels",
+            "4,8,8",
+            "--res-blocks",
+            "1",
+            "--res-channels",
+            "4",
+            "--data",
+            samples.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    rvq().args(tiny(&["--stop-at", "2"])).assert().success();
+    assert!(!out.join("model.bpk").exists());
+    // The data is described before the checkpoint is read; the error is one line after it.
+    let refused = rvq()
+        .args(tiny(&["--resume", "--lr", "0.002"]))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("rvq: error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("learning_rate 0.001, not 0.002"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.join("model.bpk").exists());
+    rvq().args(tiny(&["--resume"])).assert().success();
+    assert!(out.join("model.bpk").exists());
+}
+
+#[test]
 fn train_on_an_image_folder_then_encode_with_the_result_and_export() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("tiny");

@@ -105,6 +105,14 @@ pub enum Error {
     /// A training run was given no images to train on.
     #[error("no training images")]
     NoTrainingImages,
+    /// A run resumed with options other than its checkpoint's.
+    #[error(
+        "the checkpoint's run was trained with other options ({differences}): resume with its own"
+    )]
+    ResumeMismatch {
+        /// Each option that differs: its name, the checkpoint's value, the one asked for.
+        differences: String,
+    },
     /// A checkpoint's optimizer state could not be written or read back.
     #[error("{}: optimizer state: {reason}", path.display())]
     Checkpoint {

@@ -660,7 +660,9 @@ fn load_ema(dir: &Path, opts: &TrainOptions, codebooks: Vec<f32>) -> Result<EmaC
 
 /// Trains on `splits` and writes the model folder `out` (`model.bpk`, `config.json`,
 /// `card.json`), checkpointing to `out/checkpoint/`. With `resume`, continues from that
-/// checkpoint (its options win over `options`, so a resumed run is the run it continues).
+/// checkpoint, which must have been trained with `options` (the steps between checkpoints
+/// and the starting model's folder aside): anything else is refused, so a resumed run is the
+/// run it continues.
 /// `stop_at` ends this session after that many steps in all, checkpointed, without writing
 /// the model folder: the learning-rate schedule stays the full run's, so a later `resume`
 /// continues exactly as if it had not stopped.
@@ -676,7 +678,9 @@ pub fn train(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Option<ModelCard>> {
     let mut trainer = if resume {
-        Trainer::resume(out, &splits.train, device)?
+        let trainer = Trainer::resume(out, &splits.train, device)?;
+        check_resumed(trainer.options(), options)?;
+        trainer
     } else {
         Trainer::new(options, &splits.train, out, device, on_event)?
     };
@@ -887,6 +891,44 @@ fn optimizer(opts: &TrainOptions) -> ModuleOptimizer {
     }
 }
 
+/// Refuses to resume a run with options other than those its checkpoint was trained with:
+/// the schedule, data order and depths follow from them, so a changed option would not
+/// apply, silently. Only what cannot change the weights may differ: the steps between
+/// checkpoints, and where the starting model was read from (used at step 0 only).
+fn check_resumed(saved: &TrainOptions, asked: &TrainOptions) -> Result<()> {
+    let flat = |o: &TrainOptions| {
+        let value = serde_json::to_value(o).expect("options serialise");
+        let mut out = Vec::new();
+        for (key, v) in value.as_object().expect("options are an object") {
+            match v.as_object() {
+                Some(inner) => {
+                    out.extend(inner.iter().map(|(k, v)| (format!("{key}.{k}"), v.clone())))
+                }
+                None => out.push((key.clone(), v.clone())),
+            }
+        }
+        out.retain(|(k, _)| k != "checkpoint_every" && k != "start_from");
+        out
+    };
+    let asked = flat(asked);
+    let differences: Vec<String> = flat(saved)
+        .into_iter()
+        .filter_map(|(key, was)| {
+            let now = asked.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+            (now != Some(&was)).then(|| match now {
+                Some(now) => format!("{key} {was}, not {now}"),
+                None => format!("{key} {was}"),
+            })
+        })
+        .collect();
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(Error::ResumeMismatch {
+        differences: differences.join("; "),
+    })
+}
+
 /// One image's depth in a dropout batch: uniform over `1..=n_q`, or drawn with the odds
 /// `weights` (checked by [`TrainOptions::check_dropout`]).
 fn dropout_depth(weights: &[f32], n_q: usize, rng: &mut StdRng) -> usize {
@@ -1024,6 +1066,32 @@ pub fn load_data(path: &Path, valid: usize, seed: u64) -> Result<Splits> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resume_with_other_options_is_refused_naming_them() {
+        let saved = TrainOptions {
+            learning_rate: 2e-3,
+            ..TrainOptions::default()
+        };
+        let same = TrainOptions {
+            checkpoint_every: 7,
+            start_from: Some("elsewhere".into()),
+            ..saved.clone()
+        };
+        check_resumed(&saved, &same).unwrap();
+        let other = TrainOptions {
+            learning_rate: 1e-3,
+            config: ModelConfig {
+                latent_dim: 32,
+                ..saved.config.clone()
+            },
+            ..saved.clone()
+        };
+        let err = check_resumed(&saved, &other).unwrap_err().to_string();
+        assert!(err.contains("learning_rate 0.002, not 0.001"), "{err}");
+        assert!(err.contains("config.latent_dim 64, not 32"), "{err}");
+        assert!(!err.contains("epochs"), "{err}");
+    }
 
     #[test]
     fn dropout_depths_follow_their_odds() {
