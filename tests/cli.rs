@@ -525,47 +525,47 @@ fn train_refuses_missing_and_malformed_data() {
     assert!(!out.exists());
 }
 
+/// `rvq train` of a tiny model on the sample photographs into `out`, with `extra` flags.
+fn tiny_train(out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = rvq();
+    cmd.args([
+        "train",
+        "--backend",
+        "cpu",
+        "--batch-size",
+        "8",
+        "--latent-dim",
+        "4",
+        "--codebook-size",
+        "8",
+        "--codebooks",
+        "2",
+        "--channels",
+        "4,8,8",
+        "--res-blocks",
+        "1",
+        "--res-channels",
+        "4",
+    ])
+    .arg("--data")
+    .arg(samples())
+    .arg("--out")
+    .arg(out)
+    .args(extra);
+    cmd
+}
+
 #[test]
 fn train_resumes_only_with_the_options_it_started_with() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("tiny");
-    let samples = samples();
-    let tiny = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "train",
-            "--backend",
-            "cpu",
-            "--max-steps",
-            "4",
-            "--batch-size",
-            "8",
-            "--latent-dim",
-            "4",
-            "--codebook-size",
-            "8",
-            "--codebooks",
-            "2",
-            "--channels",
-            "4,8,8",
-            "--res-blocks",
-            "1",
-            "--res-channels",
-            "4",
-            "--data",
-            samples.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec();
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
-    rvq().args(tiny(&["--stop-at", "2"])).assert().success();
+    let steps = ["--max-steps", "4"];
+    tiny_train(&out, &[&steps[..], &["--stop-at", "2"]].concat())
+        .assert()
+        .success();
     assert!(!out.join("model.bpk").exists());
     // The data is described before the checkpoint is read; the error is one line after it.
-    let refused = rvq()
-        .args(tiny(&["--resume", "--lr", "0.002"]))
+    let refused = tiny_train(&out, &[&steps[..], &["--resume", "--lr", "0.002"]].concat())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&refused.stderr);
@@ -581,7 +581,9 @@ fn train_resumes_only_with_the_options_it_started_with() {
     );
     assert!(!err.contains("panicked"), "{err}");
     assert!(!out.join("model.bpk").exists());
-    rvq().args(tiny(&["--resume"])).assert().success();
+    tiny_train(&out, &[&steps[..], &["--resume"]].concat())
+        .assert()
+        .success();
     assert!(out.join("model.bpk").exists());
 }
 
@@ -589,34 +591,7 @@ fn train_resumes_only_with_the_options_it_started_with() {
 fn train_on_an_image_folder_then_encode_with_the_result_and_export() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("tiny");
-    rvq()
-        .args([
-            "train",
-            "--backend",
-            "cpu",
-            "--max-steps",
-            "3",
-            "--batch-size",
-            "8",
-            "--latent-dim",
-            "4",
-            "--codebook-size",
-            "8",
-            "--codebooks",
-            "2",
-            "--channels",
-            "4,8,8",
-            "--res-blocks",
-            "1",
-            "--res-channels",
-            "4",
-            "--data",
-        ])
-        .arg(samples())
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    tiny_train(&out, &["--max-steps", "3"]).assert().success();
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("card.json")).unwrap()).unwrap();
     assert_eq!(card["steps"], 3);
