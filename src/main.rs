@@ -75,6 +75,7 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         Error::Alpha { .. } => "refused because of --strict",
         Error::UnsafeName { .. } => "decode the others with --only NAME, or rename it",
         Error::Backend(_) => "use --backend cpu",
+        Error::ResumeMismatch { .. } => "rerun with the flags the run was started with",
         _ => return None,
     })
 }

@@ -107,9 +107,12 @@ pub enum Error {
     NoTrainingImages,
     /// A run resumed with options other than its checkpoint's.
     #[error(
-        "the checkpoint's run was trained with other options ({differences}): resume with its own"
+        "{}: the checkpoint's run was trained with other options ({differences}): resume with its own",
+        run.display()
     )]
     ResumeMismatch {
+        /// The run's folder.
+        run: PathBuf,
         /// Each option that differs: its name, the checkpoint's value, the one asked for.
         differences: String,
     },

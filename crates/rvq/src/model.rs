@@ -533,8 +533,7 @@ impl Model {
 
     /// Refuses indices the network cannot decode: a bad depth, an empty grid, an image whose
     /// indices are not whole levels of `h·w` or fewer than `depth` of them, an index past the
-    /// codebook in the levels used, or cell depths
-    /// that are not one per cell in `1..=depth`.
+    /// codebook in the levels used, or cell depths that are not one per cell in `1..=depth`.
     fn check_cells(
         &self,
         indices: &[Vec<u32>],
@@ -565,7 +564,7 @@ impl Model {
         if let Some(depths) = depths {
             if depths.len() != indices.len() {
                 return bad(format!(
-                    "{} depth maps for {} images",
+                    "{} depth maps for {} image(s)",
                     depths.len(),
                     indices.len()
                 ));
@@ -622,7 +621,8 @@ impl Model {
     }
 
     /// [`Model::decode_indices`] where cell c of image i sums only its first `depths[i][c]`
-    /// codebooks (its later indices, present in the layout, are ignored). The levels a cell
+    /// codebooks (its later indices, present in the layout, are ignored but must still be
+    /// indices of the codebook, as the encoder and the archive reader leave them). The levels a cell
     /// skips add exact zeros, so a cell at full depth decodes as [`Model::decode_indices`]
     /// decodes it.
     pub fn decode_cells(

@@ -679,7 +679,10 @@ pub fn train(
 ) -> Result<Option<ModelCard>> {
     let mut trainer = if resume {
         let trainer = Trainer::resume(out, &splits.train, device)?;
-        check_resumed(trainer.options(), options)?;
+        check_resumed(trainer.options(), options).map_err(|differences| Error::ResumeMismatch {
+            run: out.to_path_buf(),
+            differences,
+        })?;
         trainer
     } else {
         Trainer::new(options, &splits.train, out, device, on_event)?
@@ -689,7 +692,8 @@ pub fn train(
         step: trainer.step_count(),
         total_steps: trainer.total_steps(),
     });
-    let every = trainer.options().checkpoint_every.max(1);
+    // The one option a resumed run may change (check_resumed), so the asked one.
+    let every = options.checkpoint_every.max(1);
     while trainer.step_count() < end {
         let event = trainer.step(&splits.train);
         let epoch = match &event {
@@ -895,9 +899,12 @@ fn optimizer(opts: &TrainOptions) -> ModuleOptimizer {
 /// the schedule, data order and depths follow from them, so a changed option would not
 /// apply, silently. Only what cannot change the weights may differ: the steps between
 /// checkpoints, and where the starting model was read from (used at step 0 only).
-fn check_resumed(saved: &TrainOptions, asked: &TrainOptions) -> Result<()> {
+fn check_resumed(saved: &TrainOptions, asked: &TrainOptions) -> std::result::Result<(), String> {
+    // Through JSON text, as the checkpoint's options came, so both sides print their shortest
+    // form; a learning rate read back may still be an ulp off, hence the tolerance.
     let flat = |o: &TrainOptions| {
-        let value = serde_json::to_value(o).expect("options serialise");
+        let text = serde_json::to_string(o).expect("options serialise");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("and read back");
         let mut out = Vec::new();
         for (key, v) in value.as_object().expect("options are an object") {
             match v.as_object() {
@@ -910,23 +917,31 @@ fn check_resumed(saved: &TrainOptions, asked: &TrainOptions) -> Result<()> {
         out.retain(|(k, _)| k != "checkpoint_every" && k != "start_from");
         out
     };
+    let same = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-12 * x.abs().max(y.abs()),
+        _ => a == b,
+    };
+    let shown = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "unset".to_string(),
+        v => v.to_string(),
+    };
     let asked = flat(asked);
     let differences: Vec<String> = flat(saved)
         .into_iter()
         .filter_map(|(key, was)| {
             let now = asked.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
-            (now != Some(&was)).then(|| match now {
-                Some(now) => format!("{key} {was}, not {now}"),
-                None => format!("{key} {was}"),
-            })
+            match now {
+                Some(now) if same(&was, now) => None,
+                Some(now) => Some(format!("{key} {}, not {}", shown(&was), shown(now))),
+                None => Some(format!("{key} {}", shown(&was))),
+            }
         })
         .collect();
     if differences.is_empty() {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(differences.join("; "))
     }
-    Err(Error::ResumeMismatch {
-        differences: differences.join("; "),
-    })
 }
 
 /// One image's depth in a dropout batch: uniform over `1..=n_q`, or drawn with the odds
@@ -1087,10 +1102,25 @@ mod tests {
             },
             ..saved.clone()
         };
-        let err = check_resumed(&saved, &other).unwrap_err().to_string();
+        let err = check_resumed(&saved, &other).unwrap_err();
         assert!(err.contains("learning_rate 0.002, not 0.001"), "{err}");
         assert!(err.contains("config.latent_dim 64, not 32"), "{err}");
         assert!(!err.contains("epochs"), "{err}");
+        // f32 options show as typed, and an unset step limit says so.
+        let other = TrainOptions {
+            dropout_fraction: 0.3,
+            max_steps: Some(4),
+            ..saved.clone()
+        };
+        let err = check_resumed(&saved, &other).unwrap_err();
+        assert!(err.contains("dropout_fraction 0.5, not 0.3;"), "{err}");
+        assert!(err.contains("max_steps unset, not 4"), "{err}");
+        // A learning rate an ulp off (as JSON can read one back) is the same rate.
+        let close = TrainOptions {
+            learning_rate: f64::from_bits(saved.learning_rate.to_bits() + 1),
+            ..saved.clone()
+        };
+        check_resumed(&saved, &close).unwrap();
     }
 
     #[test]

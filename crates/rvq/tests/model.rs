@@ -735,3 +735,42 @@ fn the_model_api_refuses_indices_that_do_not_fit_it() {
         "{err}"
     );
 }
+
+/// The steps between checkpoints are the one option a resumed run may change, and it takes
+/// the interval asked for, not the checkpoint's.
+#[test]
+fn a_resumed_run_checkpoints_at_the_interval_asked_for() {
+    let device = Device::flex();
+    let splits = smoke_splits();
+    let out = tempfile::TempDir::new().unwrap();
+    let run = |opts: &train::TrainOptions, resume: bool, stop_at: Option<usize>| {
+        let mut at = Vec::new();
+        train::train(
+            opts,
+            &splits,
+            out.path(),
+            &device,
+            "test",
+            resume,
+            stop_at,
+            &mut |e| {
+                if let Event::Checkpoint { step } = e {
+                    at.push(step);
+                }
+            },
+        )
+        .unwrap();
+        at
+    };
+    // 64 images in batches of 16: epochs end at steps 4 and 8, which checkpoint too.
+    let opts = train::TrainOptions {
+        checkpoint_every: 100,
+        ..smoke_options(smoke_config(), 8)
+    };
+    assert_eq!(run(&opts, false, Some(4)), vec![4]);
+    let every3 = train::TrainOptions {
+        checkpoint_every: 3,
+        ..opts
+    };
+    assert_eq!(run(&every3, true, None), vec![6, 8]);
+}
