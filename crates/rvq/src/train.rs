@@ -339,10 +339,7 @@ impl Trainer {
         let optim_path = ckpt.join(OPTIM_FILE);
         let optim = optimizer(&state.options)
             .load(&optim_path)
-            .map_err(|e| Error::Checkpoint {
-                path: optim_path.clone(),
-                reason: format!("{e:?}"),
-            })?;
+            .map_err(optimizer_state_error(&optim_path))?;
         let ema = match loaded.net.codebooks() {
             Some(cb) => Some(load_ema(&ckpt, &state.options, quantizer::float_vec(cb))?),
             None => None,
@@ -497,11 +494,14 @@ impl Trainer {
     /// card.
     pub fn validate(&mut self, valid: &ImageSet) -> Result<Vec<DepthQuality>> {
         let cfg = &self.state.options.config;
-        let mut depths = eval::report_depths(cfg.num_codebooks);
-        depths.push(0);
-        if !cfg.quantize {
-            depths = vec![0];
-        }
+        // Every reported depth, then the unquantized path (all a plain autoencoder has).
+        let depths = if cfg.quantize {
+            let mut d = eval::report_depths(cfg.num_codebooks);
+            d.push(0);
+            d
+        } else {
+            vec![0]
+        };
         let q = eval::quality(&self.evaluated(), cfg, valid, &depths, 250, &self.device)?;
         self.state.last_validation = q.clone();
         Ok(q)
@@ -550,10 +550,7 @@ impl Trainer {
         let optim_path = fresh.join(OPTIM_FILE);
         self.optim
             .save(&optim_path)
-            .map_err(|e| Error::Checkpoint {
-                path: optim_path.clone(),
-                reason: format!("{e:?}"),
-            })?;
+            .map_err(optimizer_state_error(&optim_path))?;
         if let Some(ema) = &self.ema {
             let mut bytes = model::le_f32(ema.counts());
             bytes.extend(model::le_f32(ema.sums()));
@@ -892,6 +889,14 @@ fn optimizer(opts: &TrainOptions) -> ModuleOptimizer {
             .init()
     } else {
         AdamConfig::new().init()
+    }
+}
+
+/// What a failed write or read of the optimizer state at `path` is reported as.
+fn optimizer_state_error<E: std::fmt::Debug>(path: &Path) -> impl FnOnce(E) -> Error + '_ {
+    move |e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: format!("{e:?}"),
     }
 }
 
