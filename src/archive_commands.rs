@@ -1,6 +1,5 @@
 //! `rvq encode`, `decode`, `info`, `truncate` and `merge`: images to archives and back.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -97,18 +96,17 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     };
     let encoder = codec::Encoder::new(&model, opts)?;
     let bar = progress(count, "encoding");
-    // Images are read one batch at a time, so a large input set never sits in memory whole.
-    let mut load = |range: std::ops::Range<usize>| match &stdin_image {
-        Some(img) => Ok(Cow::Borrowed(std::slice::from_ref(img))),
-        None => codec::read_inputs(&files[range], &inputs, &limits, a.strict, &mut |w| {
-            bar.suspend(|| eprintln!("rvq: warning: {w}"))
-        })
-        .map(Cow::Owned),
+    let source = Source {
+        stdin_image: stdin_image.as_ref(),
+        files: &files,
+        inputs: &inputs,
+        limits: &limits,
+        strict: a.strict,
+        bar: &bar,
     };
-    let mut on_progress = |done: usize| bar.set_position(done as u64);
     let mut short = Vec::new();
     let size = if is_stdio(&a.output) {
-        let (bytes, missed) = encoder.encode_to(Vec::new(), count, &mut load, &mut on_progress)?;
+        let (bytes, missed) = source.encode(&encoder, Vec::new(), count)?;
         short = missed;
         write_output(&a.output, &bytes, a.force)?;
         bytes.len() as u64
@@ -116,9 +114,8 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         // Written record by record into a temporary file, renamed into place when complete.
         let mut size = 0;
         rvq::files::write_atomic_with(&a.output, |file| {
-            let out = std::io::BufWriter::new(file);
-            // encode_to returns the writer flushed, so the file holds the whole archive.
-            let (out, missed) = encoder.encode_to(out, count, &mut load, &mut on_progress)?;
+            // finish returns the writer flushed, so the file holds the whole archive.
+            let (out, missed) = source.encode(&encoder, std::io::BufWriter::new(file), count)?;
             short = missed;
             size = out.get_ref().metadata().map_or(0, |m| m.len());
             Ok(())
@@ -143,6 +140,42 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     Ok(())
 }
 
+/// Where `rvq encode` takes its images from: one read from standard input, or files.
+struct Source<'a> {
+    stdin_image: Option<&'a Named>,
+    files: &'a [PathBuf],
+    inputs: &'a [PathBuf],
+    limits: &'a Limits,
+    strict: bool,
+    bar: &'a indicatif::ProgressBar,
+}
+
+impl Source<'_> {
+    /// The archive of the `count` images, written to `out`. Images are read one at a time and
+    /// encoded a pass at a time, so a large input set never sits in memory whole.
+    fn encode<W: std::io::Write>(
+        &self,
+        encoder: &codec::Encoder,
+        out: W,
+        count: usize,
+    ) -> rvq::Result<(W, Vec<codec::Shortfall>)> {
+        let mut writer = encoder.writer(out, count as u64)?;
+        if let Some(img) = self.stdin_image {
+            writer.push(img.clone())?;
+        }
+        for file in self.files.chunks(1) {
+            let mut warn = |w| self.bar.suspend(|| eprintln!("rvq: warning: {w}"));
+            for img in
+                crate::names::read_inputs(file, self.inputs, self.limits, self.strict, &mut warn)?
+            {
+                writer.push(img)?;
+            }
+            self.bar.set_position(writer.encoded() as u64);
+        }
+        writer.finish()
+    }
+}
+
 pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
     let bytes = read_input(&a.input)?;
     let archive = open_archive(&a.input, &bytes)?;
@@ -150,44 +183,37 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         path: a.input.clone(),
         source: e,
     };
-    // Each record with its position in the archive (its default output name). With --only,
-    // only what holds that name is decoded (a damaged image elsewhere does not matter).
-    let records: Vec<(u64, rvq::archive::Record)> = match &a.only {
-        None => archive
-            .records()
-            .map_err(archive_err)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| (i as u64, r))
-            .collect(),
+    // Every block is read and checked first (keeping only names and sizes), so a damaged
+    // archive is refused before anything is written. With --only, only what holds that name
+    // is decoded (a damaged image elsewhere does not matter).
+    let entries = match &a.only {
+        None => archive.index().map_err(archive_err)?,
         Some(only) => {
             let entries = archive.index().map_err(archive_err)?;
             let wanted: Vec<_> = entries
-                .iter()
+                .into_iter()
                 .filter(|e| e.name() == Some(only.as_str()))
                 .collect();
             if wanted.is_empty() {
                 anyhow::bail!("{}: no image stored as {only:?}", a.input.display());
             }
             wanted
-                .into_iter()
-                .map(|e| Ok((e.index(), archive.record(e).map_err(archive_err)?)))
-                .collect::<Result<_>>()?
         }
     };
-    let (positions, records): (Vec<u64>, Vec<_>) = records.into_iter().unzip();
     let to_stdout = is_stdio(&a.output);
-    if to_stdout && records.len() != 1 {
+    if to_stdout && entries.len() != 1 {
         anyhow::bail!(
             "-o - writes one PNG to standard output, but {} holds {} images; use --only NAME or an output folder",
             a.input.display(),
-            records.len()
+            entries.len()
         );
     }
-    let targets: Vec<PathBuf> = positions
+    let targets: Vec<PathBuf> = entries
         .iter()
-        .zip(&records)
-        .map(|(&i, r)| Ok(a.output.join(codec::output_name(r, i)?)))
+        .map(|e| {
+            Ok(a.output
+                .join(crate::names::output_name(e.name(), e.index())?))
+        })
         .collect::<rvq::Result<_>>()?;
     if !to_stdout {
         for t in &targets {
@@ -195,22 +221,36 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         }
     }
     let (model, model_name, batch) = load_model(&a.model, verbose)?;
-    codec::check_model(&archive, &model, &model_name)?;
-    let bar = progress(records.len(), "decoding");
-    for (chunk, paths) in records.chunks(batch).zip(targets.chunks(batch)) {
-        let images = codec::decode_records(&model, &archive.header, chunk, batch)?;
-        for (img, path) in images.iter().zip(paths) {
-            let png = image_io::encode_png(img)?;
-            if to_stdout {
-                write_output(&a.output, &png, true)?;
-            } else {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("{}: cannot create folder", parent.display()))?;
-                }
-                write_output(path, &png, a.force)?;
+    rvq::decode::check_model(&archive, &model, &model_name)?;
+    let bar = progress(entries.len(), "decoding");
+    let write = |img: &rvq::image_io::Rgb, path: &Path| -> Result<()> {
+        let png = image_io::encode_png(img)?;
+        if to_stdout {
+            write_output(&a.output, &png, true)?;
+        } else {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("{}: cannot create folder", parent.display()))?;
             }
-            bar.inc(1);
+            write_output(path, &png, a.force)?;
+        }
+        bar.inc(1);
+        Ok(())
+    };
+    if a.only.is_some() {
+        for (e, path) in entries.iter().zip(&targets) {
+            let record = archive.record(e).map_err(archive_err)?;
+            let img = rvq::decode::decode_records(&model, &archive.header, &[record], batch)?;
+            write(&img[0], path)?;
+        }
+    } else {
+        // Streamed: one block of records and one pass of images at a time.
+        let reader =
+            rvq::archive::ArchiveReader::new(&bytes[..], &rvq::image_io::Limits::default())
+                .map_err(archive_err)?;
+        let decoder = rvq::Decoder::new(&model, batch);
+        for (item, path) in decoder.images(reader)?.zip(&targets) {
+            write(&item?.1, path)?;
         }
     }
     bar.finish_and_clear();
@@ -267,7 +307,7 @@ pub(crate) fn run_merge(a: MergeArgs) -> Result<()> {
 pub(crate) fn run_info(a: InfoArgs) -> Result<()> {
     let bytes = read_input(&a.input)?;
     let archive = open_archive(&a.input, &bytes)?;
-    let mut info = codec::info(&archive).map_err(|e| rvq::Error::Archive {
+    let mut info = crate::info::info(&archive).map_err(|e| rvq::Error::Archive {
         path: a.input.clone(),
         source: e,
     })?;

@@ -58,6 +58,10 @@ pub(crate) struct ModelArgs {
     /// on a GPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) batch: Option<u32>,
+    /// Memory budget of the network's passes, such as 512M or 2G (default: 1G on the CPU,
+    /// 512M on a GPU). Batches hold the images that fit it; a larger image is run in tiles.
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) memory: Option<rvq::Budget>,
 }
 
 #[derive(Args)]

@@ -124,7 +124,7 @@ pub fn run(
         })?;
         out.push(measure(&name("encode"), set.len(), runs, t, None));
         let t = time_runs(runs, || {
-            codec::decode_records(model, &header, &records, opts.batch_size)?;
+            rvq::decode::decode_records(model, &header, &records, opts.batch_size)?;
             sync()
         })?;
         out.push(measure(&name("decode"), set.len(), runs, t, None));

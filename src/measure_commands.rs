@@ -1,7 +1,7 @@
 //! `rvq eval` and `bench`: quality against JPEG and WebP, and throughput.
 
 use anyhow::Result;
-use rvq::codec::{self, EncodeOptions};
+use rvq::codec::EncodeOptions;
 use rvq::image_io::{self, Limits};
 use rvq::model::Model;
 
@@ -70,7 +70,7 @@ pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
     };
     let source = match (&archive, &records) {
         (Some(ar), Some(recs)) => {
-            codec::check_model(ar, &model, &model_name)?;
+            rvq::decode::check_model(ar, &model, &model_name)?;
             crate::compare::RvqSource::Archive(&ar.header, recs, ar.len() as u64)
         }
         _ => crate::compare::RvqSource::Encode(&codebooks, &qualities),

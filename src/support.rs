@@ -79,7 +79,10 @@ pub(crate) fn refuse_existing(path: &Path, force: bool) -> Result<()> {
 /// The model on its device, its name for messages, and the batch size for that device.
 pub(crate) fn load_model(args: &ModelArgs, verbose: bool) -> Result<(Model, String, usize)> {
     let chosen = choose_backend(args.backend, verbose)?;
-    let model = Model::load_or_default(args.model.as_deref(), &chosen.device)?;
+    let mut model = Model::load_or_default(args.model.as_deref(), &chosen.device)?;
+    if let Some(budget) = args.memory {
+        model.set_budget(budget);
+    }
     let name = args
         .model
         .as_ref()

@@ -150,9 +150,9 @@ pub(crate) fn run_export(a: ExportArgs, verbose: bool) -> Result<()> {
     }
     let chosen = choose_backend(a.backend, verbose)?;
     let model = Model::load_or_default(a.model.as_deref(), &chosen.device)?;
-    rvq::model::export_safetensors(&model, &a.output)?;
+    rvq::export::export_safetensors(&model, &a.output)?;
     if let Some(reference) = &a.reference {
-        rvq::model::export_reference(&model, reference, a.reference_images as usize)?;
+        rvq::export::export_reference(&model, reference, a.reference_images as usize)?;
     }
     Ok(())
 }

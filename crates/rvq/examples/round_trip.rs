@@ -9,9 +9,9 @@ use std::path::Path;
 
 use rvq::archive::Limits;
 use rvq::backend::{self, Backend};
-use rvq::codec::{Decoder, EncodeOptions, Encoder, Named};
 use rvq::image_io;
 use rvq::model::Model;
+use rvq::{Decoder, EncodeOptions, Encoder, Named};
 
 /// Encodes the PNG at `path` at the default quality and decodes it: the archive's bytes and
 /// the decoded image's PSNR (dB).

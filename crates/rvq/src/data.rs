@@ -197,8 +197,7 @@ pub fn load_training(
         let valid = cifar_test(path)?.take(valid);
         return Ok(Splits {
             description: format!(
-                "CIFAR-10 binary at {}: {} training images; validation: test_batch.bin images 0..{}",
-                path.display(),
+                "CIFAR-10 binary (data_batch_1..5.bin): {} training images; validation: test_batch.bin images 0..{}",
                 train.len(),
                 valid.len()
             ),
@@ -225,9 +224,10 @@ pub fn load_training(
     }
     Ok(Splits {
         description: format!(
-            "{} images under {} cut into {} random 32×32 crops each; every 20th crop held out",
+            "{} images of a folder named {:?}, cut into {} random 32×32 crops each; every 20th crop held out",
             files.len(),
-            path.display(),
+            path.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
             crops
         ),
         train,

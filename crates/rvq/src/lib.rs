@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the model's architecture and quantizer geometry;
 //! - [`model`]: the network, loading and saving model folders, the fingerprint;
+//! - [`export`]: the weights as safetensors and a reference for the PyTorch port;
 //! - [`pca`]: principal components of image patches, the start of the linear path;
 //! - [`quantizer`]: residual vector quantization and codebook learning;
 //! - [`rate`]: rate control, the codebooks each cell uses for a quality or PSNR target;
@@ -14,9 +15,12 @@
 //! - [`train`]: the training loop, checkpoints and model cards;
 //! - [`average`]: a moving average of a network's weights, for evaluation;
 //! - [`eval`]: quality measures;
-//! - [`codec`]: images to archives and back;
+//! - [`codec`]: images to archives ([`Encoder`]);
+//! - [`decode`]: archives back to images ([`Decoder`]), whole or streamed;
 //! - [`image_io`]: PNG reading and writing, limits and padding;
 //! - [`files`]: writing output files atomically;
+//! - [`budget`]: the memory budget, batches by pixels and tiles for large images;
+//! - `inference` (private): the network's passes under the budget;
 //! - [`backend`]: the one choice point between the CPU and GPU backends;
 //! - [`error`]: the library's typed errors, which name no command-line flags.
 //!
@@ -26,13 +30,17 @@
 
 pub mod average;
 pub mod backend;
+pub mod budget;
 pub mod codec;
 pub mod config;
 pub mod data;
+pub mod decode;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod files;
 pub mod image_io;
+mod inference;
 pub mod model;
 pub mod pca;
 pub mod quantizer;
@@ -40,6 +48,9 @@ pub mod rate;
 pub mod refine;
 pub mod train;
 
+pub use budget::Budget;
+pub use codec::{EncodeOptions, EncodeWriter, Encoder, Named};
+pub use decode::{Decoder, Images};
 pub use error::{Error, Result};
 /// The archive format (integers and bytes only; no dependency on burn).
 pub use rvq_archive as archive;

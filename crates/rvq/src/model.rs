@@ -2,7 +2,6 @@
 //! and a decoder that mirrors the encoder. Fully convolutional, so any image whose sides are
 //! multiples of the grid factor goes through unchanged.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use burn::module::Param;
@@ -10,13 +9,12 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
-use safetensors::Dtype;
-use safetensors::tensor::TensorView;
 use sha2::{Digest, Sha256};
 
+use crate::budget::Budget;
 use crate::config::{ModelConfig, Upsample};
 use crate::error::{Error, Result};
-use crate::files::{temp_path, write_atomic};
+use crate::files::write_atomic;
 use crate::quantizer;
 
 /// Bytes of the model fingerprint written into archives (a truncated SHA-256 of the weights).
@@ -402,6 +400,10 @@ pub struct Model {
     pub fingerprint: [u8; FINGERPRINT_LEN],
     /// Where the network runs.
     pub device: Device,
+    /// The memory the network's passes are planned under ([`Model::set_budget`]).
+    pub(crate) budget: Budget,
+    /// The most padded pixels one pass of the network has held ([`Model::largest_pass`]).
+    pub(crate) largest_pass: std::sync::atomic::AtomicU64,
 }
 
 /// File names inside a model folder.
@@ -485,11 +487,18 @@ impl Model {
                 model: origin.to_string(),
                 reason: format!("the weights do not fit config.json: {e:?}"),
             })?;
+        let budget = if *device == Device::flex() {
+            Budget::CPU
+        } else {
+            Budget::GPU
+        };
         Ok(Self {
             config,
             net,
             fingerprint,
             device: device.clone(),
+            budget,
+            largest_pass: Default::default(),
         })
     }
 
@@ -534,7 +543,7 @@ impl Model {
     /// Refuses indices the network cannot decode: a bad depth, an empty grid, an image whose
     /// indices are not whole levels of `h·w` or fewer than `depth` of them, an index past the
     /// codebook in the levels used, or cell depths that are not one per cell in `1..=depth`.
-    fn check_cells(
+    pub(crate) fn check_cells(
         &self,
         indices: &[Vec<u32>],
         depths: Option<&[Vec<u8>]>,
@@ -589,7 +598,10 @@ impl Model {
         depth: usize,
         beam: usize,
     ) -> Result<EncodedBatch> {
-        self.quantize_latents(self.net.encode(images), depth, beam)
+        self.check_depth(depth)?;
+        let [b, _, h, w] = images.dims();
+        let latents = self.encode_planar(&quantizer::float_vec(images), b, h, w)?;
+        self.quantize_latents(latents, depth, beam)
     }
 
     /// [`Model::encode_indices`] from latents `[b, d, h, w]` the encoder already computed, for
@@ -632,46 +644,20 @@ impl Model {
         grid: (usize, usize),
         depth: usize,
     ) -> Result<Tensor<4>> {
-        self.check_cells(indices, depths, grid, depth)?;
-        let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
-        let (h, w) = grid;
-        let cells = h * w;
-        let b = indices.len();
-        let levels: Vec<Tensor<1, Int>> = (0..depth)
-            .map(|lvl| {
-                let flat: Vec<i64> = indices
-                    .iter()
-                    .flat_map(|img| {
-                        img[lvl * cells..(lvl + 1) * cells]
-                            .iter()
-                            .map(|&v| v as i64)
-                    })
-                    .collect();
-                Tensor::<1, Int>::from_data(TensorData::new(flat, [b * cells]), &self.device)
-            })
-            .collect();
-        let masks = depths.map(|depths| {
-            (0..depth)
-                .map(|lvl| {
-                    let used: Vec<f32> = depths
-                        .iter()
-                        .flat_map(|d| {
-                            d.iter()
-                                .map(move |&c| if c as usize > lvl { 1.0 } else { 0.0 })
-                        })
-                        .collect();
-                    Tensor::<2>::from_data(TensorData::new(used, [b * cells, 1]), &self.device)
-                })
-                .collect::<Vec<_>>()
-        });
-        let rows = quantizer::dequantize_masked(&levels, &codebooks, masks.as_deref());
-        let cell_depths: Vec<usize> = match depths {
-            Some(depths) => depths.iter().flatten().map(|&d| d as usize).collect(),
-            None => vec![depth; b * cells],
-        };
-        Ok(self
-            .net
-            .decode(rows_to_latents(rows, b, h, w), Some(&cell_depths)))
+        let f = self.config.grid_factor;
+        let (ph, pw) = (grid.0 * f, grid.1 * f);
+        let mut y = vec![0f32; indices.len() * 3 * ph * pw];
+        self.decode_regions(indices, depths, grid, depth, &mut |r, block| {
+            for c in 0..3 {
+                for yy in 0..r.height {
+                    let dst = ((r.image * 3 + c) * ph + r.top + yy) * pw + r.left;
+                    let src = (c * r.height + yy) * r.width;
+                    y[dst..dst + r.width].copy_from_slice(&block[src..src + r.width]);
+                }
+            }
+        })?;
+        let shape = [indices.len(), 3, ph, pw];
+        Ok(Tensor::from_data(TensorData::new(y, shape), &self.device))
     }
 }
 
@@ -695,106 +681,4 @@ pub struct EncodedBatch {
     pub grid: (usize, usize),
     /// Per image: level-major, then row-major indices.
     pub indices: Vec<Vec<u32>>,
-}
-
-/// Writes the model's weights as safetensors (tensor names are the module paths, e.g.
-/// `down.0.weight`), with the fingerprint and configuration in the metadata.
-pub fn export_safetensors(model: &Model, path: &Path) -> Result<()> {
-    use burn::store::{ModuleSnapshot, SafetensorsStore};
-    let tmp = temp_path(path);
-    let config = serde_json::to_string(&model.config).expect("config serialises");
-    let mut store = SafetensorsStore::from_file(tmp.clone())
-        .overwrite(true)
-        .metadata("rvq_fingerprint", hex(&model.fingerprint))
-        .metadata("rvq_config", config);
-    model.net.save_into(&mut store).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::Other(format!("{}: {e}", path.display()))
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })
-}
-
-/// Writes the tensors a port of the model needs to check itself against rvq: `images`
-/// (`[n, 3, 32, 32]`, the deterministic synthetic images of `rvq bench`), the encoder's
-/// `latents`, and for a quantizing model the `indices` chosen at every level (`[n, n_q, h, w]`,
-/// i64) and the images `decoded` from them. All computed by `model` on its device. Readers find
-/// tensors and the metadata (`rvq_fingerprint`, `rvq_config`) by name: the safetensors crate
-/// orders tensors by alignment and keeps metadata in a hash map, so the two metadata entries
-/// may be written in either order.
-pub fn export_reference(model: &Model, path: &Path, n: usize) -> Result<()> {
-    let n = n.max(1);
-    let side = 32;
-    let mut pixels = Vec::with_capacity(n * 3 * side * side);
-    for i in 0..n {
-        let img = crate::data::synthetic(side as u32, side as u32, i as u32)?;
-        pixels.extend(crate::image_io::to_planar_padded(&img, side, side));
-    }
-    let images = Tensor::<4>::from_data(
-        TensorData::new(pixels.clone(), [n, 3, side, side]),
-        &model.device,
-    );
-    let latents = model.net.encode(images.clone());
-    let [_, d, h, w] = latents.dims();
-    let floats = |t: Tensor<4>| -> Result<Vec<f32>> {
-        t.into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| Error::Backend(format!("{e:?}")))
-    };
-    let mut tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
-        (
-            "images",
-            Dtype::F32,
-            vec![n, 3, side, side],
-            le_f32(&pixels),
-        ),
-        (
-            "latents",
-            Dtype::F32,
-            vec![n, d, h, w],
-            le_f32(&floats(latents)?),
-        ),
-    ];
-    if model.config.quantize {
-        let depth = model.config.num_codebooks;
-        let batch = model.encode_indices(images, depth, 1)?;
-        let decoded = floats(model.decode_indices(&batch.indices, batch.grid, depth)?)?;
-        let indices: Vec<u8> = batch
-            .indices
-            .iter()
-            .flatten()
-            .flat_map(|&v| i64::from(v).to_le_bytes())
-            .collect();
-        tensors.push(("indices", Dtype::I64, vec![n, depth, h, w], indices));
-        tensors.push((
-            "decoded",
-            Dtype::F32,
-            vec![n, 3, side, side],
-            le_f32(&decoded),
-        ));
-    }
-    let views = tensors
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            Ok((*name, TensorView::new(*dtype, shape.clone(), bytes)?))
-        })
-        .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>();
-    let metadata = HashMap::from([
-        ("rvq_fingerprint".to_string(), hex(&model.fingerprint)),
-        (
-            "rvq_config".to_string(),
-            serde_json::to_string(&model.config).expect("config serialises"),
-        ),
-    ]);
-    let bytes = views
-        .and_then(|views| safetensors::serialize(views, Some(metadata)))
-        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
-    write_atomic(path, &bytes)
-}
-
-/// `values` as little-endian bytes, the layout of safetensors and of checkpoint state.
-pub(crate) fn le_f32(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }

@@ -2,10 +2,12 @@
 //! error at every depth (measured by decoding the image at depths 1..=m), the encoder picks,
 //! cell by cell, the depth that minimises D + λ·R, R the bits of the cell's indices. A
 //! larger λ buys fewer bits at more error; `--quality` maps to λ, `--psnr` searches for the
-//! largest λ whose estimated error still reaches the target. Host arithmetic only: no model
-//! (the errors come in as decoded pixels, through `cell_errors`).
+//! largest λ whose estimated error still reaches the target. The tables are filled by
+//! decoding, through `Model::cell_errors`, under the model's memory budget.
 
-use crate::image_io::{Rgb, to_u8};
+use crate::error::Result;
+use crate::image_io::Rgb;
+use crate::model::{EncodedBatch, Model};
 
 /// What the encoder aims for, when not a fixed number of codebooks.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -144,31 +146,95 @@ pub fn psnr(sse: f64, values: f64) -> f64 {
     crate::eval::psnr(sse / values)
 }
 
-/// Squared errors (values on [0, 1], after rounding to 8 bits as decoding does) of image
-/// `i`'s cells, from a batch's decoded planar output.
-pub(crate) fn cell_errors(
-    y: &[f32],
-    i: usize,
-    img: &Rgb,
-    (gh, gw): (usize, usize),
-    f: usize,
-) -> Vec<f64> {
-    let (pw, ph) = (gw * f, gh * f);
-    let base = i * 3 * pw * ph;
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut sse = vec![0f64; gh * gw];
-    for yy in 0..h {
-        for xx in 0..w {
-            let cell = (yy / f) * gw + xx / f;
-            for c in 0..3 {
-                let v = y[base + (c * ph + yy) * pw + xx];
-                let q = to_u8(v);
-                let e = (q as f64 - img.pixels()[(yy * w + xx) * 3 + c] as f64) / 255.0;
-                sse[cell] += e * e;
+/// Each image's PSNR as `encoded` decodes (at `depths` per cell if given), written in 8 bits.
+pub(crate) fn decoded_psnrs(
+    model: &Model,
+    originals: &[&Rgb],
+    encoded: &EncodedBatch,
+    depths: Option<&[Vec<u8>]>,
+    m: usize,
+) -> Result<Vec<f64>> {
+    let errors = model.cell_errors(&encoded.indices, depths, encoded.grid, m, originals)?;
+    Ok(errors
+        .iter()
+        .zip(originals)
+        .map(|(e, img)| psnr(e.iter().sum(), img.pixels().len() as f64))
+        .collect())
+}
+
+/// An image rate control could not bring to a PSNR target: its place in the batch, and the
+/// PSNR it got.
+pub(crate) type Missed = (usize, f64);
+
+/// Decodes a batch at every depth 1..=m to measure each cell's error at each, then picks the
+/// depths the target asks for. For a PSNR target the pick is checked by decoding it, and
+/// tightened (up to every codebook) while an image falls short; images that do not reach the
+/// target even then are returned by their place in the batch, with the PSNR they got.
+pub(crate) fn choose_depths(
+    model: &Model,
+    originals: &[&Rgb],
+    encoded: &EncodedBatch,
+    m: usize,
+    target: Target,
+) -> Result<(Vec<Vec<u8>>, Vec<Missed>)> {
+    let (gh, gw) = encoded.grid;
+    let bits = model.config.bits_per_index();
+    let mut tables: Vec<Distortion> = originals
+        .iter()
+        .map(|img| Distortion {
+            m,
+            columns: gw,
+            sse: vec![0.0; gh * gw * m],
+            values: img.pixels().len() as f64,
+        })
+        .collect();
+    for k in 1..=m {
+        let errors = model.cell_errors(&encoded.indices, None, encoded.grid, k, originals)?;
+        for (i, per) in errors.into_iter().enumerate() {
+            for (c, e) in per.into_iter().enumerate() {
+                tables[i].sse[c * m + k - 1] = e;
             }
         }
     }
-    sse
+    let mut depths: Vec<Vec<u8>> = tables
+        .iter()
+        .map(|t| match target {
+            Target::Quality(q) => t.choose(lambda_for_quality(q), bits),
+            Target::Psnr(db) => t.for_psnr(db, bits),
+        })
+        .collect();
+    let Target::Psnr(db) = target else {
+        return Ok((depths, Vec::new()));
+    };
+
+    // The table predicts each cell's error from uniform-depth decodes; neighbours at other
+    // depths change it a little, so check the real decode and aim higher where it falls short.
+    let mut aim = vec![db; originals.len()];
+    loop {
+        let psnrs = decoded_psnrs(model, originals, encoded, Some(&depths), m)?;
+        let mut settled = true;
+        let mut missed = Vec::new();
+        for (i, &got) in psnrs.iter().enumerate() {
+            if got >= db {
+                continue;
+            }
+            if depths[i].iter().all(|&d| d as usize == m) {
+                missed.push((i, got));
+                continue;
+            }
+            settled = false;
+            // Aim higher by the shortfall; after a few tries, give the image every codebook.
+            aim[i] += (db - got).max(0.05);
+            depths[i] = if aim[i] > db + 3.0 {
+                vec![m as u8; gh * gw]
+            } else {
+                tables[i].for_psnr(aim[i], bits)
+            };
+        }
+        if settled {
+            return Ok((depths, missed));
+        }
+    }
 }
 
 #[cfg(test)]

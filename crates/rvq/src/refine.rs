@@ -26,7 +26,6 @@ use crate::error::{Error, Result};
 use crate::image_io::Rgb;
 use crate::model::{EncodedBatch, Model, latents_to_rows};
 use crate::quantizer::{self, float_vec};
-use crate::rate::cell_errors;
 
 /// The candidates per cell `rvq encode` tries unless told otherwise (`--refine`): the present
 /// entry and the next nearest, which buys most of what more candidates do (docs/MODEL.md,
@@ -57,7 +56,6 @@ pub(crate) fn refine_last_levels(
     if candidates <= 1 || m == 0 {
         return Ok(());
     }
-    let f = model.config.grid_factor;
     let (gh, gw) = encoded.grid;
     let cells = gh * gw;
     // Where each cell's refined index sits in its image's level-major layout.
@@ -84,12 +82,7 @@ pub(crate) fn refine_last_levels(
 
     let decode_errors = |indices: &[Vec<u32>]| -> Result<Vec<Vec<f64>>> {
         let cell_depths = mixed.then_some(full.as_slice());
-        let y = float_vec(model.decode_cells(indices, cell_depths, encoded.grid, m)?);
-        Ok(originals
-            .iter()
-            .enumerate()
-            .map(|(i, img)| cell_errors(&y, i, img, (gh, gw), f))
-            .collect())
+        model.cell_errors(indices, cell_depths, encoded.grid, m, originals)
     };
     let start = decode_errors(&encoded.indices)?;
     let mut current = encoded.indices.clone();

@@ -166,6 +166,10 @@ pub struct ModelCard {
     pub codebooks: Vec<CodebookStats>,
     /// rvq version that trained it.
     pub rvq_version: String,
+    /// Fingerprint of the model the run started from (fine-tuning), if any: a card names
+    /// its parent by fingerprint, never by a folder of the machine that trained it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// Progress reported during training.
@@ -552,8 +556,8 @@ impl Trainer {
             .save(&optim_path)
             .map_err(optimizer_state_error(&optim_path))?;
         if let Some(ema) = &self.ema {
-            let mut bytes = model::le_f32(ema.counts());
-            bytes.extend(model::le_f32(ema.sums()));
+            let mut bytes = crate::export::le_f32(ema.counts());
+            bytes.extend(crate::export::le_f32(ema.sums()));
             crate::files::write_atomic(&fresh.join(EMA_FILE), &bytes)?;
         }
         let json = serde_json::to_string(&self.state).expect("state serialises");
@@ -589,7 +593,10 @@ impl Trainer {
             parameters: final_net.num_params(),
             fingerprint: model::hex(&fp),
             data: splits.description.clone(),
-            options: self.state.options.clone(),
+            options: TrainOptions {
+                start_from: None,
+                ..self.state.options.clone()
+            },
             epochs_completed: self.state.step as f64 / self.steps_per_epoch as f64,
             steps: self.state.step,
             images_seen: self.state.step as u64 * self.batch as u64,
@@ -599,6 +606,15 @@ impl Trainer {
             validation_images: splits.valid.len(),
             codebooks: self.state.last_stats.clone(),
             rvq_version: env!("CARGO_PKG_VERSION").to_string(),
+            parent: match &self.state.options.start_from {
+                Some(dir) => {
+                    let path = dir.join(model::WEIGHTS_FILE);
+                    let weights =
+                        std::fs::read(&path).map_err(|e| Error::Io { path, source: e })?;
+                    Some(model::hex(&model::fingerprint(&weights)))
+                }
+                None => None,
+            },
         };
         let json = serde_json::to_string_pretty(&card).expect("card serialises");
         crate::files::write_atomic(&self.out.join(model::CARD_FILE), json.as_bytes())?;

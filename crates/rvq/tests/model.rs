@@ -244,7 +244,7 @@ fn the_reference_export_holds_what_the_model_computes() {
     let model = Model::load_default(&device).unwrap();
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("reference.safetensors");
-    rvq::model::export_reference(&model, &path, 3).unwrap();
+    rvq::export::export_reference(&model, &path, 3).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let meta = safetensors_metadata(&bytes);
     assert_eq!(meta["rvq_fingerprint"], rvq::model::hex(&model.fingerprint));
@@ -651,18 +651,18 @@ fn the_codec_api_refuses_depths_and_headers_that_do_not_fit_the_model() {
     let records = codec::encode_records(&model, &images, 2, &opts).unwrap();
     let header = codec::header_for(&model, 2, &opts).unwrap();
     assert_eq!(
-        codec::decode_records(&model, &header, &records, 8)
+        rvq::decode::decode_records(&model, &header, &records, 8)
             .unwrap()
             .len(),
         1
     );
     let mut other = header.clone();
     other.fingerprint[0] ^= 1;
-    let err = codec::decode_records(&model, &other, &records, 8).unwrap_err();
+    let err = rvq::decode::decode_records(&model, &other, &records, 8).unwrap_err();
     assert!(matches!(err, rvq::Error::ModelMismatch { .. }), "{err}");
     let mut deeper = header.clone();
     deeper.codebooks_used = 9;
-    let err = codec::decode_records(&model, &deeper, &records, 8).unwrap_err();
+    let err = rvq::decode::decode_records(&model, &deeper, &records, 8).unwrap_err();
     assert!(
         matches!(err, rvq::Error::Codebooks { asked: 9, .. }),
         "{err}"

@@ -45,8 +45,8 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
         let a = codec::encode_records(&model, &images, m, &plain).unwrap();
         let b = codec::encode_records(&model, &images, m, &refined).unwrap();
         let header = codec::header_for(&model, m, &plain).unwrap();
-        let da = codec::decode_records(&model, &header, &a, 64).unwrap();
-        let db = codec::decode_records(&model, &header, &b, 64).unwrap();
+        let da = rvq::decode::decode_records(&model, &header, &a, 64).unwrap();
+        let db = rvq::decode::decode_records(&model, &header, &b, 64).unwrap();
 
         let (mut before, mut after, mut changed, mut shallow) = (0u64, 0u64, 0usize, 0usize);
         assert_eq!((a.len(), b.len()), (images.len(), images.len()));
@@ -103,7 +103,7 @@ fn a_missed_psnr_target_reports_the_refined_psnr() {
         "60 dB is out of reach for every photograph"
     );
     let header = codec::header_for(&model, 8, &opts).unwrap();
-    let decoded = codec::decode_records(&model, &header, &records, 64).unwrap();
+    let decoded = rvq::decode::decode_records(&model, &header, &records, 64).unwrap();
     let plain = EncodeOptions {
         refine: 1,
         ..opts.clone()

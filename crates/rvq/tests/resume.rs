@@ -101,7 +101,7 @@ fn resumes_exactly(opts: &train::TrainOptions) -> Tensors {
     let weights = |dir: &std::path::Path| {
         let file = dir.join("weights.safetensors");
         let model = Model::load(dir, &device).unwrap();
-        rvq::model::export_safetensors(&model, &file).unwrap();
+        rvq::export::export_safetensors(&model, &file).unwrap();
         std::fs::read(file).unwrap()
     };
     let (a, b) = (weights(straight.path()), weights(split.path()));

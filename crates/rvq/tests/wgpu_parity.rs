@@ -49,8 +49,8 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     assert!(agreement >= 0.999, "only {agreement} of indices agree");
 
     let header = codec::header_for(&on_cpu, 8, &opts).unwrap();
-    let da = codec::decode_records(&on_cpu, &header, &a, 64).unwrap();
-    let db = codec::decode_records(&on_gpu, &header, &a, 64).unwrap();
+    let da = rvq::decode::decode_records(&on_cpu, &header, &a, 64).unwrap();
+    let db = rvq::decode::decode_records(&on_gpu, &header, &a, 64).unwrap();
     let mut worst = 0u8;
     for (x, y) in da.iter().zip(&db) {
         assert_eq!((x.width(), x.height()), (y.width(), y.height()));

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rvq::codec::{self, Named};
+use rvq::Named;
 use rvq::config::ModelConfig;
 use rvq::data::{ImageSet, Splits};
 use rvq::image_io::{Limits, collect_images};
@@ -102,5 +102,13 @@ pub fn sample_photographs() -> Vec<Named> {
         std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
             .join("../../samples");
     let files = collect_images(std::slice::from_ref(&samples), false).unwrap();
-    codec::read_inputs(&files, &[samples], &Limits::default(), false, &mut |_| {}).unwrap()
+    files
+        .iter()
+        .map(|f| Named {
+            name: f.file_name().unwrap().to_string_lossy().into_owned(),
+            image: rvq::image_io::read_rgb(f, &Limits::default(), false)
+                .unwrap()
+                .image,
+        })
+        .collect()
 }

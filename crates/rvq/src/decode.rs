@@ -1,0 +1,186 @@
+//! Archives back to images: checking an archive against the model, and decoding its records a
+//! pass at a time under the model's memory budget, whole or streamed.
+
+use std::collections::VecDeque;
+
+use rvq_archive::{Archive, ArchiveReader, Header, Record};
+
+use crate::budget;
+use crate::error::{Error, Result};
+use crate::image_io::Rgb;
+use crate::model::{Model, hex};
+
+/// A decoder: one model and a batch size.
+pub struct Decoder<'m> {
+    model: &'m Model,
+    batch_size: usize,
+}
+
+impl<'m> Decoder<'m> {
+    /// A decoder running `model` on up to `batch_size` images at a time (fewer where the
+    /// model's memory budget holds fewer).
+    pub fn new(model: &'m Model, batch_size: usize) -> Self {
+        Self {
+            model,
+            batch_size: batch_size.max(1),
+        }
+    }
+
+    /// Every image of the archive in `bytes`, with its stored name, after checking that the
+    /// archive was made with this decoder's model (see [`Decoder::images`] to stream them).
+    pub fn decode(
+        &self,
+        bytes: &[u8],
+        limits: &rvq_archive::Limits,
+    ) -> Result<Vec<(Option<String>, Rgb)>> {
+        self.images(ArchiveReader::new(bytes, limits)?)?.collect()
+    }
+
+    /// The images of the archive `reader` reads, with their stored names, decoded a pass at
+    /// a time as they are asked for: memory holds one block of records and one pass of
+    /// images, whatever the archive says. Refused at once if the archive was made with
+    /// another model; a damaged record ends the iteration with its error.
+    pub fn images<R: std::io::Read>(&self, reader: ArchiveReader<R>) -> Result<Images<'_, R>> {
+        check_header(reader.header(), self.model, "given")?;
+        Ok(Images {
+            decoder: self,
+            reader,
+            ready: VecDeque::new(),
+            carry: None,
+            done: false,
+        })
+    }
+}
+
+/// Decoded images and their stored names, streamed from an archive by [`Decoder::images`].
+pub struct Images<'d, R: std::io::Read> {
+    decoder: &'d Decoder<'d>,
+    reader: ArchiveReader<R>,
+    ready: VecDeque<(Option<String>, Rgb)>,
+    /// A record read past the end of the last pass (of another size, or one too many).
+    carry: Option<Record>,
+    done: bool,
+}
+
+impl<R: std::io::Read> Images<'_, R> {
+    /// Reads the records of the next pass and decodes them.
+    fn next_pass(&mut self) -> Result<()> {
+        let model = self.decoder.model;
+        let header = self.reader.header().clone();
+        let mut batch: Vec<Record> = self.carry.take().into_iter().collect();
+        let f = model.config.grid_factor as u64;
+        loop {
+            let key = batch.first().map(|r| header.grid(r.width, r.height));
+            if let Some((gw, gh)) = key {
+                let most = budget::images_per_pass(
+                    gw * gh * f * f,
+                    model.pass_pixels(),
+                    self.decoder.batch_size,
+                );
+                if batch.len() >= most {
+                    break;
+                }
+            }
+            match self.reader.next().transpose()? {
+                None => break,
+                Some(r) if key.is_some_and(|k| k != header.grid(r.width, r.height)) => {
+                    self.carry = Some(r);
+                    break;
+                }
+                Some(r) => batch.push(r),
+            }
+        }
+        let images = decode_records(model, &header, &batch, self.decoder.batch_size)?;
+        self.ready = batch.into_iter().map(|r| r.name).zip(images).collect();
+        Ok(())
+    }
+}
+
+impl<R: std::io::Read> Iterator for Images<'_, R> {
+    type Item = Result<(Option<String>, Rgb)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ready.is_empty() && !self.done {
+            if let Err(e) = self.next_pass() {
+                self.done = true;
+                return Some(Err(e));
+            }
+            self.done = self.ready.is_empty();
+        }
+        self.ready.pop_front().map(Ok)
+    }
+}
+
+/// Checks that `archive` was made with `model`.
+pub fn check_model(archive: &Archive, model: &Model, model_name: &str) -> Result<()> {
+    check_header(&archive.header, model, model_name)
+}
+
+/// Checks that an archive with header `h` was made with `model` and uses between one and all
+/// of its codebooks.
+pub fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
+    if h.fingerprint != model.fingerprint {
+        return Err(Error::ModelMismatch {
+            model: model_name.to_string(),
+            reason: format!(
+                "the archive was made with model {} but this model is {}",
+                hex(&h.fingerprint),
+                hex(&model.fingerprint)
+            ),
+        });
+    }
+    let c = &model.config;
+    if (
+        h.latent_dim as usize,
+        h.codebook_size as usize,
+        h.num_codebooks as usize,
+        h.grid_factor as usize,
+    ) != (
+        c.latent_dim,
+        c.codebook_size,
+        c.num_codebooks,
+        c.grid_factor,
+    ) {
+        return Err(Error::ModelMismatch {
+            model: model_name.to_string(),
+            reason: "the archive's codebook geometry differs from the model's".into(),
+        });
+    }
+    // After the model checks, so that another model's archive is reported as such.
+    model.check_depth(h.codebooks_used as usize)
+}
+
+/// Decodes records (all made with `model`) back to images, in batches of equal padded size.
+pub fn decode_records(
+    model: &Model,
+    header: &Header,
+    records: &[Record],
+    batch_size: usize,
+) -> Result<Vec<Rgb>> {
+    // A header made for another model would fail deep inside the network, as a panic.
+    check_header(header, model, "given")?;
+    let f = model.config.grid_factor as u64;
+    let m = header.codebooks_used as usize;
+    let mut out = Vec::with_capacity(records.len());
+    let key = |r: &Record| header.grid(r.width, r.height);
+    let pass = |&(gw, gh): &(u64, u64)| {
+        budget::images_per_pass(gw * gh * f * f, model.pass_pixels(), batch_size)
+    };
+    for batch in budget::batches(records, pass, key) {
+        let (gw, gh) = key(&batch[0]);
+        let (indices, depths): (Vec<Vec<u32>>, Vec<Vec<u8>>) = batch
+            .iter()
+            .map(|r| (r.full_indices(header), r.cell_depths(header)))
+            .unzip();
+        let mixed = batch.iter().any(|r| r.has_depth_map(header));
+        let sizes: Vec<(u32, u32)> = batch.iter().map(|r| (r.width, r.height)).collect();
+        out.extend(model.decode_images(
+            &indices,
+            mixed.then_some(depths.as_slice()),
+            (gh as usize, gw as usize),
+            m,
+            &sizes,
+        )?);
+    }
+    Ok(out)
+}

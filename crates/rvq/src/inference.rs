@@ -1,0 +1,489 @@
+//! The network's passes under the memory budget ([`crate::budget`]): images to latents and
+//! indices to pixels, in batches of images that fit the budget and, for an image that does not
+//! fit alone, in tiles with a halo. Every caller that runs the network on images of any size
+//! (the codec, rate control, refinement) goes through here, so none can ask for more.
+
+use std::sync::atomic::Ordering;
+
+use burn::prelude::*;
+
+use crate::budget::{self, Budget, Tile};
+use crate::error::{Error, Result};
+use crate::image_io::{Rgb, to_u8};
+use crate::model::{Model, rows_to_latents};
+use crate::quantizer::{self, float_vec};
+
+/// Where a block of decoded pixels lies: image `image` of the batch, from pixel row `top` and
+/// column `left` of its padded size, `height`×`width` pixels.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Region {
+    pub image: usize,
+    pub top: usize,
+    pub left: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Model {
+    /// The memory budget the network's passes are planned under.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
+    /// Plans every later pass under `budget` (the default: [`Budget::CPU`] on the CPU,
+    /// [`Budget::GPU`] on a GPU).
+    pub fn set_budget(&mut self, budget: Budget) {
+        self.budget = budget;
+    }
+
+    /// Padded pixels one pass may hold.
+    pub(crate) fn pass_pixels(&self) -> u64 {
+        self.budget.pixels(&self.config)
+    }
+
+    /// The most padded pixels one pass of the network has held since the model was loaded:
+    /// within what the budget holds, or one image's smallest tile where that is more.
+    pub fn largest_pass(&self) -> u64 {
+        self.largest_pass.load(Ordering::Relaxed)
+    }
+
+    /// Records a pass over `x`: images, or (`latent`) latents, which count by the pixels
+    /// they decode to.
+    fn note_pass(&self, x: &Tensor<4>, latent: bool) {
+        let [b, _, h, w] = x.dims();
+        let f = if latent { self.config.grid_factor } else { 1 };
+        let pixels = (b * h * w * f * f) as u64;
+        self.largest_pass.fetch_max(pixels, Ordering::Relaxed);
+    }
+
+    /// The tiles an image of `grid` cells is run in (one, without a halo, when it fits).
+    fn tiles(&self, grid: (usize, usize)) -> Result<Vec<Tile>> {
+        let f = self.config.grid_factor as u64;
+        let capacity = (self.pass_pixels() / (f * f)) as usize;
+        budget::tiles(grid, capacity, budget::halo(&self.config))
+    }
+
+    /// Latents `[b, d, h/f, w/f]` of `b` images given planar (`[b][3][h][w]` values in [0, 1],
+    /// sides multiples of the grid factor).
+    pub(crate) fn encode_planar(
+        &self,
+        values: &[f32],
+        b: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Tensor<4>> {
+        let per = 3 * h * w;
+        let f = self.config.grid_factor;
+        let tiles = self.tiles((h / f, w / f))?;
+        let n = budget::images_per_pass((h * w) as u64, self.pass_pixels(), usize::MAX);
+        let parts: Vec<Tensor<4>> = (0..b)
+            .step_by(n)
+            .map(|i0| {
+                let part = &values[i0 * per..(i0 + n).min(b) * per];
+                if tiles.len() > 1 {
+                    return self.encode_tiled(part, h, w, &tiles);
+                }
+                let data = TensorData::new(part.to_vec(), [part.len() / per, 3, h, w]);
+                let x = Tensor::from_data(data, &self.device);
+                self.note_pass(&x, false);
+                self.net.encode(x)
+            })
+            .collect();
+        Ok(Tensor::cat(parts, 0))
+    }
+
+    /// One image's latents, tile by tile: each tile's pixels (halo included) through the
+    /// encoder, its own cells kept.
+    fn encode_tiled(&self, image: &[f32], h: usize, w: usize, tiles: &[Tile]) -> Tensor<4> {
+        let f = self.config.grid_factor;
+        let d = self.config.latent_dim;
+        let (gh, gw) = (h / f, w / f);
+        let mut out = vec![0f32; d * gh * gw];
+        for t in tiles {
+            let (oh, ow) = (t.outer_rows.len() * f, t.outer_cols.len() * f);
+            let (top, left) = (t.outer_rows.start * f, t.outer_cols.start * f);
+            let mut pixels = Vec::with_capacity(3 * oh * ow);
+            for c in 0..3 {
+                for y in top..top + oh {
+                    let row = (c * h + y) * w;
+                    pixels.extend_from_slice(&image[row + left..row + left + ow]);
+                }
+            }
+            let x = Tensor::from_data(TensorData::new(pixels, [1, 3, oh, ow]), &self.device);
+            self.note_pass(&x, false);
+            let z = float_vec(self.net.encode(x));
+            let (zh, zw) = (t.outer_rows.len(), t.outer_cols.len());
+            for ch in 0..d {
+                for r in t.rows.clone() {
+                    let src = (ch * zh + r - t.outer_rows.start) * zw;
+                    let dst = (ch * gh + r) * gw;
+                    for c in t.cols.clone() {
+                        out[dst + c] = z[src + c - t.outer_cols.start];
+                    }
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(out, [1, d, gh, gw]), &self.device)
+    }
+
+    /// Decodes `indices` as [`Model::decode_cells`] does, handing each block of decoded planar
+    /// pixels (`[3][height][width]`) to `each` with where it lies, instead of one tensor of the
+    /// whole batch: images go through the network as many at a time as the budget holds, and
+    /// an image larger than that in tiles.
+    pub(crate) fn decode_regions(
+        &self,
+        indices: &[Vec<u32>],
+        depths: Option<&[Vec<u8>]>,
+        grid: (usize, usize),
+        depth: usize,
+        each: &mut dyn FnMut(Region, &[f32]),
+    ) -> Result<()> {
+        self.check_cells(indices, depths, grid, depth)?;
+        let f = self.config.grid_factor;
+        let (gh, gw) = grid;
+        let (ph, pw) = (gh * f, gw * f);
+        let tiles = self.tiles(grid)?;
+        let n = budget::images_per_pass((ph * pw) as u64, self.pass_pixels(), usize::MAX);
+        for i0 in (0..indices.len()).step_by(n) {
+            let i1 = (i0 + n).min(indices.len());
+            let part = depths.map(|d| &d[i0..i1]);
+            let latents = self.dequantized(&indices[i0..i1], part, grid, depth)?;
+            let cell_depths = cell_depths(part, i1 - i0, gh * gw, depth);
+            if tiles.len() == 1 {
+                self.note_pass(&latents, true);
+                let y = float_vec(self.net.decode(latents, Some(&cell_depths)));
+                for (j, block) in y.chunks_exact(3 * ph * pw).enumerate() {
+                    let region = Region {
+                        image: i0 + j,
+                        top: 0,
+                        left: 0,
+                        height: ph,
+                        width: pw,
+                    };
+                    each(region, block);
+                }
+                continue;
+            }
+            for t in &tiles {
+                let [_, d, _, _] = latents.dims();
+                let sub =
+                    latents
+                        .clone()
+                        .slice([0..1, 0..d, t.outer_rows.clone(), t.outer_cols.clone()]);
+                let sub_depths: Vec<usize> = t
+                    .outer_rows
+                    .clone()
+                    .flat_map(|r| t.outer_cols.clone().map(move |c| r * gw + c))
+                    .map(|cell| cell_depths[cell])
+                    .collect();
+                self.note_pass(&sub, true);
+                let y = float_vec(self.net.decode(sub, Some(&sub_depths)));
+                let (oh, ow) = (t.outer_rows.len() * f, t.outer_cols.len() * f);
+                let (th, tw) = (t.rows.len() * f, t.cols.len() * f);
+                let dy = (t.rows.start - t.outer_rows.start) * f;
+                let dx = (t.cols.start - t.outer_cols.start) * f;
+                let mut block = Vec::with_capacity(3 * th * tw);
+                for c in 0..3 {
+                    for yy in 0..th {
+                        let row = (c * oh + dy + yy) * ow + dx;
+                        block.extend_from_slice(&y[row..row + tw]);
+                    }
+                }
+                let region = Region {
+                    image: i0,
+                    top: t.rows.start * f,
+                    left: t.cols.start * f,
+                    height: th,
+                    width: tw,
+                };
+                each(region, &block);
+            }
+        }
+        Ok(())
+    }
+
+    /// Latents `[b, d, h, w]` of the first `depth` levels of `indices`, each cell summing only
+    /// the levels its depth (if given) uses.
+    fn dequantized(
+        &self,
+        indices: &[Vec<u32>],
+        depths: Option<&[Vec<u8>]>,
+        (h, w): (usize, usize),
+        depth: usize,
+    ) -> Result<Tensor<4>> {
+        let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
+        let cells = h * w;
+        let b = indices.len();
+        let levels: Vec<Tensor<1, Int>> = (0..depth)
+            .map(|lvl| {
+                let flat: Vec<i64> = indices
+                    .iter()
+                    .flat_map(|img| {
+                        img[lvl * cells..(lvl + 1) * cells]
+                            .iter()
+                            .map(|&v| v as i64)
+                    })
+                    .collect();
+                Tensor::<1, Int>::from_data(TensorData::new(flat, [b * cells]), &self.device)
+            })
+            .collect();
+        let masks = depths.map(|depths| {
+            (0..depth)
+                .map(|lvl| {
+                    let used: Vec<f32> = depths
+                        .iter()
+                        .flatten()
+                        .map(|&c| if c as usize > lvl { 1.0 } else { 0.0 })
+                        .collect();
+                    Tensor::<2>::from_data(TensorData::new(used, [b * cells, 1]), &self.device)
+                })
+                .collect::<Vec<_>>()
+        });
+        let rows = quantizer::dequantize_masked(&levels, &codebooks, masks.as_deref());
+        Ok(rows_to_latents(rows, b, h, w))
+    }
+
+    /// Each image's squared error per cell (values on [0, 1], after rounding to 8 bits as
+    /// written), decoding `indices` as [`Model::decode_cells`] does and comparing with
+    /// `originals` (the images' own sizes: padding is not counted).
+    pub(crate) fn cell_errors(
+        &self,
+        indices: &[Vec<u32>],
+        depths: Option<&[Vec<u8>]>,
+        grid: (usize, usize),
+        depth: usize,
+        originals: &[&Rgb],
+    ) -> Result<Vec<Vec<f64>>> {
+        let f = self.config.grid_factor;
+        let gw = grid.1;
+        let mut sse = vec![vec![0f64; grid.0 * gw]; originals.len()];
+        self.decode_regions(indices, depths, grid, depth, &mut |r, y| {
+            let img = originals[r.image];
+            let (w, h) = (img.width() as usize, img.height() as usize);
+            let errs = &mut sse[r.image];
+            for yy in 0..r.height.min(h.saturating_sub(r.top)) {
+                let gy = r.top + yy;
+                for xx in 0..r.width.min(w.saturating_sub(r.left)) {
+                    let gx = r.left + xx;
+                    let cell = (gy / f) * gw + gx / f;
+                    for c in 0..3 {
+                        let q = to_u8(y[(c * r.height + yy) * r.width + xx]);
+                        let e = (q as f64 - img.pixels()[(gy * w + gx) * 3 + c] as f64) / 255.0;
+                        errs[cell] += e * e;
+                    }
+                }
+            }
+        })?;
+        Ok(sse)
+    }
+
+    /// Decodes `indices` as [`Model::decode_cells`] does into 8-bit images of the given
+    /// `sizes` (each at most the padded grid, cropped from its top left), never holding more
+    /// than one pass of the network's activations: how archives are decoded.
+    pub fn decode_images(
+        &self,
+        indices: &[Vec<u32>],
+        depths: Option<&[Vec<u8>]>,
+        grid: (usize, usize),
+        depth: usize,
+        sizes: &[(u32, u32)],
+    ) -> Result<Vec<Rgb>> {
+        let f = self.config.grid_factor;
+        if sizes.len() != indices.len()
+            || sizes.iter().any(|&(w, h)| {
+                w == 0 || h == 0 || w as usize > grid.1 * f || h as usize > grid.0 * f
+            })
+        {
+            return Err(Error::BadIndices {
+                reason: format!(
+                    "{} image sizes for {} images on a {}×{} grid",
+                    sizes.len(),
+                    indices.len(),
+                    grid.1,
+                    grid.0
+                ),
+            });
+        }
+        let mut out: Vec<Vec<u8>> = sizes
+            .iter()
+            .map(|&(w, h)| vec![0u8; w as usize * h as usize * 3])
+            .collect();
+        self.decode_regions(indices, depths, grid, depth, &mut |r, y| {
+            let (w, h) = (sizes[r.image].0 as usize, sizes[r.image].1 as usize);
+            let rgb = &mut out[r.image];
+            for yy in 0..r.height.min(h.saturating_sub(r.top)) {
+                for xx in 0..r.width.min(w.saturating_sub(r.left)) {
+                    let at = ((r.top + yy) * w + r.left + xx) * 3;
+                    for c in 0..3 {
+                        rgb[at + c] = to_u8(y[(c * r.height + yy) * r.width + xx]);
+                    }
+                }
+            }
+        })?;
+        out.into_iter()
+            .zip(sizes)
+            .map(|(rgb, &(w, h))| Rgb::new(w, h, rgb))
+            .collect()
+    }
+}
+
+/// Every cell's depth, image-major (the network's depth input reads them): a depth map's
+/// where given, else `depth` everywhere.
+fn cell_depths(depths: Option<&[Vec<u8>]>, b: usize, cells: usize, depth: usize) -> Vec<usize> {
+    match depths {
+        Some(depths) => depths.iter().flatten().map(|&d| d as usize).collect(),
+        None => vec![depth; b * cells],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{self, Backend};
+    use crate::{Decoder, EncodeOptions, Encoder, Named};
+    use rvq_archive::{ArchiveWriter, Header, Limits, Record};
+
+    /// The sample photographs side by side and mirrored into one 480×320 image: large enough
+    /// for the smallest budget to cut it into tiles, real enough for near-ties to occur.
+    fn mosaic() -> Rgb {
+        let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
+            .join("../../samples");
+        let tiles: Vec<Rgb> = ["chelsea.png", "coffee.png", "rocket.png", "astronaut.png"]
+            .iter()
+            .map(|n| {
+                crate::image_io::read_rgb(&dir.join(n), &Limits::default(), false)
+                    .unwrap()
+                    .image
+            })
+            .collect();
+        let (w, h) = (480usize, 320usize);
+        let mut rgb = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                let t = &tiles[(y / 160) * 2 + (x / 240) % 2];
+                let (tw, th) = (t.width() as usize, t.height() as usize);
+                // Mirrored repeats, so that no seam of the mosaic is a hard edge everywhere.
+                let fold = |v: usize, n: usize| {
+                    if (v / n).is_multiple_of(2) {
+                        v % n
+                    } else {
+                        n - 1 - v % n
+                    }
+                };
+                let (sx, sy) = (fold(x % 240, tw), fold(y % 160, th));
+                rgb[(y * w + x) * 3..(y * w + x) * 3 + 3]
+                    .copy_from_slice(&t.pixels()[(sy * tw + sx) * 3..(sy * tw + sx) * 3 + 3]);
+            }
+        }
+        Rgb::new(w as u32, h as u32, rgb).unwrap()
+    }
+
+    fn cpu_model(budget: Budget) -> Model {
+        let device = backend::choose(Backend::Cpu).unwrap().device;
+        let mut model = Model::load_default(&device).unwrap();
+        model.set_budget(budget);
+        model
+    }
+
+    /// Encoding and decoding in tiles give the indices and pixels a whole-image pass gives,
+    /// with the default encoder (rate control and refinement decode too), and no pass holds
+    /// more than the budget.
+    #[test]
+    fn tiles_encode_and_decode_as_the_whole_image_does() {
+        let image = mosaic();
+        let named = [Named {
+            name: "mosaic.png".into(),
+            image: image.clone(),
+        }];
+        let small = Budget::new(Budget::MIN_BYTES).unwrap();
+        let (whole, tiled) = (cpu_model(Budget::CPU), cpu_model(small));
+        assert!(
+            tiled.tiles((40, 60)).unwrap().len() > 4,
+            "the mosaic must be tiled"
+        );
+        let a = Encoder::new(&whole, EncodeOptions::default())
+            .unwrap()
+            .encode(&named)
+            .unwrap();
+        let b = Encoder::new(&tiled, EncodeOptions::default())
+            .unwrap()
+            .encode(&named)
+            .unwrap();
+        assert_eq!(whole.largest_pass(), 480 * 320);
+        assert!(
+            tiled.largest_pass() <= tiled.pass_pixels(),
+            "{}",
+            tiled.largest_pass()
+        );
+        assert!(a == b, "tiled encoding chose other indices or depths");
+        let da = Decoder::new(&whole, 64)
+            .decode(&a, &Limits::default())
+            .unwrap();
+        let db = Decoder::new(&tiled, 64)
+            .decode(&a, &Limits::default())
+            .unwrap();
+        assert!(
+            da[0].1.pixels() == db[0].1.pixels(),
+            "tiled decoding gave other pixels"
+        );
+    }
+
+    /// An archive that claims many large images (here 2048×2048 at one codebook, all
+    /// indices 0, range-coded to a few bytes each) is decoded a pass at a time: one image per
+    /// pass and in tiles, each within the budget, and all its images come out.
+    #[test]
+    fn an_archive_of_large_images_decodes_within_the_budget() {
+        let device = backend::choose(Backend::Cpu).unwrap().device;
+        let config = crate::config::ModelConfig {
+            latent_dim: 8,
+            codebook_size: 16,
+            num_codebooks: 2,
+            grid_factor: 8,
+            channels: vec![8, 8, 8],
+            res_blocks: 1,
+            res_channels: 8,
+            quantize: true,
+            linear_path: false,
+            depth_input: false,
+            upsample: crate::config::Upsample::Transposed,
+            up_res_blocks: 0,
+        };
+        let net = crate::model::RvqVae::new(&config, &device);
+        let dir = tempfile::TempDir::new().unwrap();
+        Model::save_net(&net, &config, dir.path()).unwrap();
+        let mut model = Model::load(dir.path(), &device).unwrap();
+        model.set_budget(Budget::new(Budget::MIN_BYTES).unwrap());
+        let side = 2048u32;
+        let mut header = Header::new(model.fingerprint, 8, 16, 2, 8, 1);
+        header.names = false;
+        header.entropy = true;
+        let cells = (side as usize / 8).pow(2);
+        let mut w = ArchiveWriter::new(Vec::new(), &header, 3).unwrap();
+        for _ in 0..3 {
+            let record = Record {
+                width: side,
+                height: side,
+                name: None,
+                indices: vec![0; cells],
+                depths: Vec::new(),
+            };
+            w.write(&record).unwrap();
+        }
+        let bytes = w.finish().unwrap();
+        assert!(bytes.len() < 4096, "{} bytes", bytes.len());
+        let images: Vec<_> = Decoder::new(&model, 64)
+            .decode(&bytes, &Limits::default())
+            .unwrap();
+        assert_eq!(images.len(), 3);
+        assert!(
+            images
+                .iter()
+                .all(|(_, img)| img.width() == side && img.height() == side)
+        );
+        let (most, pass) = (model.largest_pass(), model.pass_pixels());
+        assert!(
+            most <= pass && pass < (side * side) as u64,
+            "{most} > {pass}"
+        );
+    }
+}
