@@ -187,7 +187,17 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
     // archive is refused before anything is written. With --only, only what holds that name
     // is decoded (a damaged image elsewhere does not matter).
     let entries = match &a.only {
-        None => archive.index().map_err(archive_err)?,
+        None => {
+            let entries = archive.index().map_err(archive_err)?;
+            // A version-1 index steps over payloads: check each record's now, as a version-2
+            // index checks its blocks.
+            if archive.header.version == rvq::archive::VERSION_1 {
+                for e in &entries {
+                    archive.record(e).map_err(archive_err)?;
+                }
+            }
+            entries
+        }
         Some(only) => {
             let entries = archive.index().map_err(archive_err)?;
             let wanted: Vec<_> = entries

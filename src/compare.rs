@@ -269,7 +269,6 @@ fn rvq_point(
     let archive_len = rvq_archive::write_archive(&nameless, &unnamed)?.len() as u64;
     let header_len = rvq_archive::write_header(&nameless, records.len() as u64)?.len() as u64;
     let payload = archive_len - header_len;
-    let decoded = rvq::decode::decode_records(model, header, records, batch_size)?;
     for (r, img) in records.iter().zip(images) {
         if (r.width, r.height) != (img.width(), img.height()) {
             return Err(Error::Other(format!(
@@ -282,6 +281,9 @@ fn rvq_point(
             )));
         }
     }
+    // Decoded only once every size matches an original the user gave: an archive cannot
+    // make this decode more than those images.
+    let decoded = rvq::decode::decode_records(model, header, records, batch_size)?;
     let mut p = point(
         "rvq",
         format!("m={m}"),

@@ -122,7 +122,10 @@ pub(crate) fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
         refuse_existing(j, false)?;
     }
     let chosen = choose_backend(a.model.backend, true)?;
-    let model = Model::load_or_default(a.model.model.as_deref(), &chosen.device)?;
+    let mut model = Model::load_or_default(a.model.model.as_deref(), &chosen.device)?;
+    if let Some(budget) = a.model.memory {
+        model.set_budget(budget);
+    }
     if verbose {
         eprintln!("rvq: benchmarking on {}", machine(&chosen));
     }

@@ -43,10 +43,8 @@ pub use entropy::{WORK_PER_BYTE, work};
 pub use error::{ArchiveError, Result};
 pub(crate) use header::parse_header;
 pub use header::{CodebookDType, EmbeddedCodebook, Header, write_header};
-pub use record::{Entry, Record, payload_bits, write_record};
-pub(crate) use record::{
-    check_record, decode_entry, parse_entry, parse_name, parse_size, put_name,
-};
+pub use record::{Entry, Record, check_record, payload_bits, write_record};
+pub(crate) use record::{decode_entry, parse_entry, parse_name, parse_size, put_name};
 pub use stream::{ArchiveReader, ArchiveWriter};
 
 /// The four bytes every archive starts with.

@@ -168,7 +168,7 @@ impl Record {
 
 /// Checks that record `index` fits `header`: a size, a name only if names are on (and a safe
 /// one), depths in 1..=m for every cell (or none), as many indices as they call for, each < k.
-pub(crate) fn check_record(header: &Header, index: u64, r: &Record) -> Result<()> {
+pub fn check_record(header: &Header, index: u64, r: &Record) -> Result<()> {
     let bad = |reason: String| ArchiveError::Unwritable { index, reason };
     if r.width == 0 || r.height == 0 {
         return Err(bad(format!("{}×{} has no pixels", r.width, r.height)));

@@ -9,7 +9,8 @@
 //! neighbouring cells (the halo) that the network reads and the result drops. The network has
 //! no normalisation over space, only convolutions, so with a halo wider than its reach a tile's
 //! inner cells are computed from exactly the values a whole-image pass uses
-//! (`crates/rvq/tests/budget.rs` checks indices and pixels against a whole-image pass).
+//! (the tests of `crates/rvq/src/inference.rs` check indices and pixels against a whole-image
+//! pass).
 
 use std::ops::Range;
 
@@ -121,8 +122,9 @@ pub(crate) fn bytes_per_pixel(config: &ModelConfig) -> u64 {
 const LIVE_FACTOR: u64 = 4;
 
 /// How many cells beyond its own a cell's latent (encoding) or pixels (decoding) depend on:
-/// one per 3×3 convolution at the latent grid, and under two for the strided and transposed
-/// convolutions between the pixels and the grid, whose reach halves at every finer level.
+/// one per 3×3 convolution at the latent grid or after an upsampling stage, and at most two
+/// for the strided, transposed or shuffled convolutions between the pixels and the grid, whose
+/// reach halves at every finer level (exactly two for the pixel-shuffle decoder).
 pub(crate) fn halo(config: &ModelConfig) -> usize {
     config.res_blocks + config.up_res_blocks + 2
 }

@@ -1,4 +1,5 @@
-//! Images to archives and back: padding, batched inference, and the archive's records.
+//! Images to archives: padding, passes under the memory budget, rate control and refinement,
+//! and the archive's records ([`crate::decode`] goes back).
 
 use std::collections::HashSet;
 
@@ -96,7 +97,8 @@ pub fn header_for(model: &Model, m: usize, opts: &EncodeOptions) -> Result<Heade
 }
 
 /// Encodes images to archive records: images of one padded size go through the model
-/// together, up to `opts.batch_size` at a time.
+/// together, up to `opts.batch_size` at a time and as many as the model's memory budget holds
+/// (an image larger than that alone, in tiles).
 pub fn encode_records(
     model: &Model,
     images: &[Named],
@@ -290,6 +292,7 @@ impl<'m> Encoder<'m> {
             seen: HashSet::new(),
             short: Vec::new(),
             encoded: 0,
+            failed: false,
         })
     }
 }
@@ -303,13 +306,19 @@ pub struct EncodeWriter<'e, 'm, W: std::io::Write> {
     seen: HashSet<String>,
     short: Vec<Shortfall>,
     encoded: usize,
+    /// An earlier call failed: records may be missing, so nothing more is written.
+    failed: bool,
 }
 
 impl<W: std::io::Write> EncodeWriter<'_, '_, W> {
     /// Adds the next image. It is encoded with the images pushed before it once a pass is
     /// full (or the next image is of another padded size), so errors of the network may come
-    /// from a later call; a name already stored is refused at once.
+    /// from a later call; a name already stored is refused at once. After any error the
+    /// archive is abandoned: every later call fails with [`Error::Abandoned`].
     pub fn push(&mut self, image: Named) -> Result<()> {
+        if self.failed {
+            return Err(Error::Abandoned);
+        }
         if self.encoder.opts.names && !self.seen.insert(image.name.clone()) {
             return Err(Error::DuplicateName { name: image.name });
         }
@@ -336,6 +345,8 @@ impl<W: std::io::Write> EncodeWriter<'_, '_, W> {
     }
 
     fn flush(&mut self) -> Result<()> {
+        // Set until the pass is written whole, so a failure anywhere in it sticks.
+        self.failed = true;
         let (model, opts) = (self.encoder.model, &self.encoder.opts);
         let m = self.encoder.header.codebooks_used as usize;
         let (records, missed) = encode_records_reporting(model, &self.pending, m, opts)?;
@@ -345,6 +356,7 @@ impl<W: std::io::Write> EncodeWriter<'_, '_, W> {
             self.encoded += 1;
         }
         self.pending.clear();
+        self.failed = false;
         Ok(())
     }
 
@@ -352,6 +364,9 @@ impl<W: std::io::Write> EncodeWriter<'_, '_, W> {
     /// were pushed than announced); returns `out` and the images a PSNR target was out of
     /// reach for.
     pub fn finish(mut self) -> Result<(W, Vec<Shortfall>)> {
+        if self.failed {
+            return Err(Error::Abandoned);
+        }
         if !self.pending.is_empty() {
             self.flush()?;
         }

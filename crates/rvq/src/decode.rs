@@ -27,7 +27,9 @@ impl<'m> Decoder<'m> {
     }
 
     /// Every image of the archive in `bytes`, with its stored name, after checking that the
-    /// archive was made with this decoder's model (see [`Decoder::images`] to stream them).
+    /// archive was made with this decoder's model. This holds every decoded image at once (3
+    /// bytes a pixel, as many pixels as the archive claims, within the `limits` per image):
+    /// for archives from untrusted sources, stream them with [`Decoder::images`].
     pub fn decode(
         &self,
         bytes: &[u8],
@@ -47,6 +49,7 @@ impl<'m> Decoder<'m> {
             reader,
             ready: VecDeque::new(),
             carry: None,
+            failed: None,
             done: false,
         })
     }
@@ -59,11 +62,14 @@ pub struct Images<'d, R: std::io::Read> {
     ready: VecDeque<(Option<String>, Rgb)>,
     /// A record read past the end of the last pass (of another size, or one too many).
     carry: Option<Record>,
+    /// An error met while reading a pass, yielded once the images read before it are.
+    failed: Option<Error>,
     done: bool,
 }
 
 impl<R: std::io::Read> Images<'_, R> {
-    /// Reads the records of the next pass and decodes them.
+    /// Reads the records of the next pass and decodes them; a read error ends the pass, and
+    /// is kept for after its images.
     fn next_pass(&mut self) -> Result<()> {
         let model = self.decoder.model;
         let header = self.reader.header().clone();
@@ -72,22 +78,24 @@ impl<R: std::io::Read> Images<'_, R> {
         loop {
             let key = batch.first().map(|r| header.grid(r.width, r.height));
             if let Some((gw, gh)) = key {
-                let most = budget::images_per_pass(
-                    gw * gh * f * f,
-                    model.pass_pixels(),
-                    self.decoder.batch_size,
-                );
+                let pixels = gw.saturating_mul(gh).saturating_mul(f * f);
+                let most =
+                    budget::images_per_pass(pixels, model.pass_pixels(), self.decoder.batch_size);
                 if batch.len() >= most {
                     break;
                 }
             }
-            match self.reader.next().transpose()? {
+            match self.reader.next() {
                 None => break,
-                Some(r) if key.is_some_and(|k| k != header.grid(r.width, r.height)) => {
+                Some(Err(e)) => {
+                    self.failed = Some(e.into());
+                    break;
+                }
+                Some(Ok(r)) if key.is_some_and(|k| k != header.grid(r.width, r.height)) => {
                     self.carry = Some(r);
                     break;
                 }
-                Some(r) => batch.push(r),
+                Some(Ok(r)) => batch.push(r),
             }
         }
         let images = decode_records(model, &header, &batch, self.decoder.batch_size)?;
@@ -101,13 +109,17 @@ impl<R: std::io::Read> Iterator for Images<'_, R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.ready.is_empty() && !self.done {
-            if let Err(e) = self.next_pass() {
-                self.done = true;
-                return Some(Err(e));
+            if self.failed.is_none()
+                && let Err(e) = self.next_pass()
+            {
+                self.failed = Some(e);
             }
             self.done = self.ready.is_empty();
         }
-        self.ready.pop_front().map(Ok)
+        match self.ready.pop_front() {
+            Some(image) => Some(Ok(image)),
+            None => self.failed.take().map(Err),
+        }
     }
 }
 
@@ -157,14 +169,21 @@ pub fn decode_records(
     records: &[Record],
     batch_size: usize,
 ) -> Result<Vec<Rgb>> {
-    // A header made for another model would fail deep inside the network, as a panic.
+    // A header made for another model, or a record that does not fit it, would fail deep
+    // inside the network, as a panic.
     check_header(header, model, "given")?;
+    for (i, r) in records.iter().enumerate() {
+        rvq_archive::check_record(header, i as u64, r).map_err(|e| Error::BadIndices {
+            reason: e.to_string(),
+        })?;
+    }
     let f = model.config.grid_factor as u64;
     let m = header.codebooks_used as usize;
     let mut out = Vec::with_capacity(records.len());
     let key = |r: &Record| header.grid(r.width, r.height);
     let pass = |&(gw, gh): &(u64, u64)| {
-        budget::images_per_pass(gw * gh * f * f, model.pass_pixels(), batch_size)
+        let pixels = gw.saturating_mul(gh).saturating_mul(f * f);
+        budget::images_per_pass(pixels, model.pass_pixels(), batch_size)
     };
     for batch in budget::batches(records, pass, key) {
         let (gw, gh) = key(&batch[0]);

@@ -127,6 +127,10 @@ pub enum Error {
     /// A quality or PSNR target out of range.
     #[error("invalid target: {0}")]
     InvalidTarget(String),
+    /// An archive writer was used after one of its calls failed: the archive is incomplete
+    /// and cannot be finished.
+    #[error("the archive was abandoned after an earlier error")]
+    Abandoned,
     /// Two inputs of one archive with names on would be stored under one name.
     #[error("two inputs would be stored as {name:?}")]
     DuplicateName {

@@ -1,7 +1,11 @@
 //! The network's passes under the memory budget ([`crate::budget`]): images to latents and
 //! indices to pixels, in batches of images that fit the budget and, for an image that does not
 //! fit alone, in tiles with a halo. Every caller that runs the network on images of any size
-//! (the codec, rate control, refinement) goes through here, so none can ask for more.
+//! (the codec, rate control, refinement, the model's public encode and decode) goes through
+//! here; only training, evaluation on CIFAR-10 and the PyTorch reference run the network
+//! directly, on batches of 32×32 images they size themselves. Outside the passes, an encode
+//! holds its pass's images as planar floats (12 bytes a pixel) and their latents, and a decode
+//! its pass's 8-bit images.
 
 use std::sync::atomic::Ordering;
 
@@ -42,7 +46,7 @@ impl Model {
     }
 
     /// The most padded pixels one pass of the network has held since the model was loaded:
-    /// within what the budget holds, or one image's smallest tile where that is more.
+    /// at most what the budget holds (a budget too small for one tile is refused).
     pub fn largest_pass(&self) -> u64 {
         self.largest_pass.load(Ordering::Relaxed)
     }
@@ -147,58 +151,81 @@ impl Model {
         for i0 in (0..indices.len()).step_by(n) {
             let i1 = (i0 + n).min(indices.len());
             let part = depths.map(|d| &d[i0..i1]);
-            let latents = self.dequantized(&indices[i0..i1], part, grid, depth)?;
-            let cell_depths = cell_depths(part, i1 - i0, gh * gw, depth);
-            if tiles.len() == 1 {
-                self.note_pass(&latents, true);
-                let y = float_vec(self.net.decode(latents, Some(&cell_depths)));
-                for (j, block) in y.chunks_exact(3 * ph * pw).enumerate() {
-                    let region = Region {
-                        image: i0 + j,
-                        top: 0,
-                        left: 0,
-                        height: ph,
-                        width: pw,
-                    };
-                    each(region, block);
+            if tiles.len() > 1 {
+                for t in &tiles {
+                    let depths = part.map(|d| d[0].as_slice());
+                    self.decode_tile(&indices[i0], depths, grid, depth, t, i0, each)?;
                 }
                 continue;
             }
-            for t in &tiles {
-                let [_, d, _, _] = latents.dims();
-                let sub =
-                    latents
-                        .clone()
-                        .slice([0..1, 0..d, t.outer_rows.clone(), t.outer_cols.clone()]);
-                let sub_depths: Vec<usize> = t
-                    .outer_rows
-                    .clone()
-                    .flat_map(|r| t.outer_cols.clone().map(move |c| r * gw + c))
-                    .map(|cell| cell_depths[cell])
-                    .collect();
-                self.note_pass(&sub, true);
-                let y = float_vec(self.net.decode(sub, Some(&sub_depths)));
-                let (oh, ow) = (t.outer_rows.len() * f, t.outer_cols.len() * f);
-                let (th, tw) = (t.rows.len() * f, t.cols.len() * f);
-                let dy = (t.rows.start - t.outer_rows.start) * f;
-                let dx = (t.cols.start - t.outer_cols.start) * f;
-                let mut block = Vec::with_capacity(3 * th * tw);
-                for c in 0..3 {
-                    for yy in 0..th {
-                        let row = (c * oh + dy + yy) * ow + dx;
-                        block.extend_from_slice(&y[row..row + tw]);
-                    }
-                }
+            let latents = self.dequantized(&indices[i0..i1], part, grid, depth)?;
+            let cell_depths = cell_depths(part, i1 - i0, gh * gw, depth);
+            self.note_pass(&latents, true);
+            let y = float_vec(self.net.decode(latents, Some(&cell_depths)));
+            for (j, block) in y.chunks_exact(3 * ph * pw).enumerate() {
                 let region = Region {
-                    image: i0,
-                    top: t.rows.start * f,
-                    left: t.cols.start * f,
-                    height: th,
-                    width: tw,
+                    image: i0 + j,
+                    top: 0,
+                    left: 0,
+                    height: ph,
+                    width: pw,
                 };
-                each(region, &block);
+                each(region, block);
             }
         }
+        Ok(())
+    }
+
+    /// Decodes tile `t` of image `image` (its `indices` and cell `depths` on a grid of `grid`
+    /// cells): only the cells the tile reads are dequantized, so no tensor of the whole image
+    /// is made, and `each` is handed the tile's own cells' pixels.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_tile(
+        &self,
+        indices: &[u32],
+        depths: Option<&[u8]>,
+        (gh, gw): (usize, usize),
+        depth: usize,
+        t: &Tile,
+        image: usize,
+        each: &mut dyn FnMut(Region, &[f32]),
+    ) -> Result<()> {
+        let f = self.config.grid_factor;
+        let cells = gh * gw;
+        let outer: Vec<usize> = t
+            .outer_rows
+            .clone()
+            .flat_map(|r| t.outer_cols.clone().map(move |c| r * gw + c))
+            .collect();
+        let sub: Vec<u32> = (0..depth)
+            .flat_map(|l| outer.iter().map(move |&c| indices[l * cells + c]))
+            .collect();
+        let sub_depths: Option<Vec<u8>> = depths.map(|d| outer.iter().map(|&c| d[c]).collect());
+        let sub_depths = sub_depths.as_ref().map(std::slice::from_ref);
+        let og = (t.outer_rows.len(), t.outer_cols.len());
+        let latents = self.dequantized(std::slice::from_ref(&sub), sub_depths, og, depth)?;
+        let cell_depths = cell_depths(sub_depths, 1, outer.len(), depth);
+        self.note_pass(&latents, true);
+        let y = float_vec(self.net.decode(latents, Some(&cell_depths)));
+        let (oh, ow) = (og.0 * f, og.1 * f);
+        let (th, tw) = (t.rows.len() * f, t.cols.len() * f);
+        let dy = (t.rows.start - t.outer_rows.start) * f;
+        let dx = (t.cols.start - t.outer_cols.start) * f;
+        let mut block = Vec::with_capacity(3 * th * tw);
+        for c in 0..3 {
+            for yy in 0..th {
+                let row = (c * oh + dy + yy) * ow + dx;
+                block.extend_from_slice(&y[row..row + tw]);
+            }
+        }
+        let region = Region {
+            image,
+            top: t.rows.start * f,
+            left: t.cols.start * f,
+            height: th,
+            width: tw,
+        };
+        each(region, &block);
         Ok(())
     }
 
@@ -428,11 +455,8 @@ mod tests {
         );
     }
 
-    /// An archive that claims many large images (here 2048×2048 at one codebook, all
-    /// indices 0, range-coded to a few bytes each) is decoded a pass at a time: one image per
-    /// pass and in tiles, each within the budget, and all its images come out.
-    #[test]
-    fn an_archive_of_large_images_decodes_within_the_budget() {
+    /// A small random network, quick to run on large images.
+    fn tiny_model(budget: Budget) -> Model {
         let device = backend::choose(Backend::Cpu).unwrap().device;
         let config = crate::config::ModelConfig {
             latent_dim: 8,
@@ -452,14 +476,18 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         Model::save_net(&net, &config, dir.path()).unwrap();
         let mut model = Model::load(dir.path(), &device).unwrap();
-        model.set_budget(Budget::new(Budget::MIN_BYTES).unwrap());
-        let side = 2048u32;
+        model.set_budget(budget);
+        model
+    }
+
+    /// An archive of `count` images of `side`×`side` at one codebook, every index 0.
+    fn zeros_archive(model: &Model, count: u64, side: u32) -> Vec<u8> {
         let mut header = Header::new(model.fingerprint, 8, 16, 2, 8, 1);
         header.names = false;
         header.entropy = true;
         let cells = (side as usize / 8).pow(2);
-        let mut w = ArchiveWriter::new(Vec::new(), &header, 3).unwrap();
-        for _ in 0..3 {
+        let mut w = ArchiveWriter::new(Vec::new(), &header, count).unwrap();
+        for _ in 0..count {
             let record = Record {
                 width: side,
                 height: side,
@@ -469,7 +497,17 @@ mod tests {
             };
             w.write(&record).unwrap();
         }
-        let bytes = w.finish().unwrap();
+        w.finish().unwrap()
+    }
+
+    /// An archive that claims many large images (here 2048×2048 at one codebook, all
+    /// indices 0, range-coded to a few bytes each) is decoded a pass at a time: one image per
+    /// pass and in tiles, each within the budget, and all its images come out.
+    #[test]
+    fn an_archive_of_large_images_decodes_within_the_budget() {
+        let model = tiny_model(Budget::new(Budget::MIN_BYTES).unwrap());
+        let side = 2048u32;
+        let bytes = zeros_archive(&model, 3, side);
         assert!(bytes.len() < 4096, "{} bytes", bytes.len());
         let images: Vec<_> = Decoder::new(&model, 64)
             .decode(&bytes, &Limits::default())
@@ -485,5 +523,74 @@ mod tests {
             most <= pass && pass < (side * side) as u64,
             "{most} > {pass}"
         );
+    }
+
+    /// A stream whose second block is damaged yields the first block's images, then the
+    /// error, and nothing after it.
+    #[test]
+    fn a_damaged_stream_yields_what_came_before_the_damage_then_the_error() {
+        let model = tiny_model(Budget::CPU);
+        let mut bytes = zeros_archive(&model, 70, 32);
+        bytes.truncate(bytes.len() - 3);
+        let reader = rvq_archive::ArchiveReader::new(&bytes[..], &Limits::default()).unwrap();
+        let decoder = Decoder::new(&model, 16);
+        let items: Vec<_> = decoder.images(reader).unwrap().collect();
+        assert_eq!(
+            items.len(),
+            65,
+            "64 images of the first block, then the error"
+        );
+        assert!(items[..64].iter().all(|i| i.is_ok()));
+        assert!(items[64].is_err());
+    }
+
+    /// A writer whose output fails is abandoned: the pass that failed is not retried, and
+    /// every later call says so instead of writing an archive with records missing.
+    #[test]
+    fn an_encoder_whose_output_failed_is_abandoned() {
+        /// Takes `left` bytes (the header), then fails.
+        struct Failing {
+            left: usize,
+        }
+        impl std::io::Write for Failing {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if buf.len() > self.left {
+                    return Err(std::io::Error::other("disk full"));
+                }
+                self.left -= buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let model = tiny_model(Budget::CPU);
+        let opts = EncodeOptions {
+            batch_size: 1,
+            refine: 1,
+            beam: 1,
+            ..EncodeOptions::default()
+        };
+        let encoder = Encoder::new(&model, opts).unwrap();
+        let image = |i: usize| Named {
+            name: format!("{i}.png"),
+            image: Rgb::new(32, 32, vec![(i * 3) as u8; 32 * 32 * 3]).unwrap(),
+        };
+        // Records go out a block (64) at a time, so the 65th push writes the first block.
+        let count = 70;
+        let left = rvq_archive::write_header(encoder.header(), count as u64)
+            .unwrap()
+            .len();
+        let mut writer = encoder.writer(Failing { left }, count as u64).unwrap();
+        let mut results: Vec<crate::Result<()>> =
+            (0..count).map(|i| writer.push(image(i))).collect();
+        results.push(writer.finish().map(|_| ()));
+        let first = results
+            .iter()
+            .position(|r| r.is_err())
+            .expect("a write failed");
+        for r in &results[first + 1..] {
+            assert!(matches!(r, Err(crate::Error::Abandoned)), "{r:?}");
+        }
     }
 }

@@ -3,6 +3,22 @@
 //! model decodes at every depth, an optional moving average of the weights for evaluation,
 //! frequent checkpoints and exact resumption.
 
+mod card;
+mod checkpoint;
+mod options;
+mod start;
+
+pub use card::{Event, ModelCard};
+pub use checkpoint::has_checkpoint;
+pub use options::{Init, TrainOptions};
+
+use checkpoint::{
+    AVERAGE_DIR, CHECKPOINT_DIR, CheckpointState, EMA_FILE, OPTIM_FILE, STATE_FILE, checkpoint_dir,
+    load_ema, optimizer_state_error, read_text,
+};
+use options::check_resumed;
+use start::{codebook_tensor, init_codebooks, mix, warm_start};
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,84 +27,13 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
 
-use crate::config::ModelConfig;
 use crate::data::{ImageSet, Splits};
 use crate::error::{Error, Result};
 use crate::eval::{self, DepthQuality};
 use crate::model::{self, Model, RvqVae, latents_to_rows, rows_to_latents};
 use crate::pca::PatchPca;
 use crate::quantizer::{self, CodebookStats, EmaCodebooks};
-
-/// How to train.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TrainOptions {
-    /// The model to train.
-    pub config: ModelConfig,
-    /// Passes over the training set.
-    pub epochs: usize,
-    /// Images per step.
-    pub batch_size: usize,
-    /// Peak learning rate of Adam or AdamW (cosine decay to 0 after a short warm-up).
-    pub learning_rate: f64,
-    /// Weight of the commitment loss ‖z − sg(q)‖².
-    pub commitment: f32,
-    /// Fraction of batches trained at a random depth per image (quantizer dropout); the
-    /// others use every codebook.
-    pub dropout_fraction: f32,
-    /// Relative odds of depths 1..=n_q in a dropout batch; empty: all depths alike.
-    #[serde(default)]
-    pub dropout_weights: Vec<f32>,
-    /// EMA decay of the codebooks.
-    pub ema_decay: f32,
-    /// Dead-code threshold as a fraction of an entry's fair share of a batch.
-    pub dead_fraction: f32,
-    /// Images encoded to seed the codebooks by k-means.
-    pub kmeans_images: usize,
-    /// Seed for data order, augmentation, dropout depths and restarts.
-    pub seed: u64,
-    /// Steps between checkpoints.
-    pub checkpoint_every: usize,
-    /// Stop after this many steps in total (for tests and time-boxed runs).
-    pub max_steps: Option<usize>,
-    /// How the linear path starts (ignored by models without one).
-    #[serde(default)]
-    pub init: Init,
-    /// Training images whose patches the PCA of [`Init::Pca`] is fitted on.
-    #[serde(default = "default_pca_images")]
-    pub pca_images: usize,
-    /// A trained model folder whose weights and codebooks start the run (fine-tuning) in
-    /// place of the PCA and k-means start; its configuration must be `config`.
-    #[serde(default)]
-    pub start_from: Option<PathBuf>,
-    /// Decoupled weight decay: 0 trains with Adam, a positive value (at most 1) with AdamW,
-    /// which decays every trained parameter, biases and the linear path included.
-    #[serde(default)]
-    pub weight_decay: f32,
-    /// Share of the steps, from the first (rounded to whole steps), whose reconstruction loss
-    /// is the mean absolute error instead of the mean squared one (0: MSE throughout). Adam's
-    /// moments carry over the switch, sized to the L1 gradients, so the steps after it are
-    /// smaller for a while.
-    #[serde(default)]
-    pub l1_fraction: f32,
-    /// Per-step decay of an exponential moving average of the weights, which validation and
-    /// the finished model then use (with the current codebooks); 0: the last step's weights.
-    /// Step t blends with min(decay, (1 + t) / (10 + t)), so the start soon stops counting.
-    #[serde(default)]
-    pub weight_average: f32,
-}
-
-/// How a model's linear path is initialised.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// From the principal components of training patches: step 0 is already a linear codec.
-    #[default]
-    Pca,
-    /// burn's default random initialisation, for comparison.
-    Random,
-}
 
 impl std::str::FromStr for Init {
     type Err = Error;
@@ -104,133 +49,6 @@ impl std::str::FromStr for Init {
         }
     }
 }
-
-fn default_pca_images() -> usize {
-    20_000
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        Self {
-            config: ModelConfig::default(),
-            epochs: 20,
-            batch_size: 128,
-            learning_rate: 1e-3,
-            commitment: 0.25,
-            dropout_fraction: 0.5,
-            dropout_weights: Vec::new(),
-            ema_decay: 0.99,
-            dead_fraction: 0.1,
-            kmeans_images: 1024,
-            seed: 0,
-            checkpoint_every: 100,
-            max_steps: None,
-            init: Init::Pca,
-            pca_images: default_pca_images(),
-            start_from: None,
-            weight_decay: 0.0,
-            l1_fraction: 0.0,
-            weight_average: 0.0,
-        }
-    }
-}
-
-/// What a trained model folder's `card.json` records.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ModelCard {
-    /// The model's configuration.
-    pub config: ModelConfig,
-    /// Trainable parameters (codebooks included).
-    pub parameters: usize,
-    /// Truncated SHA-256 of `model.bpk`, as archives cite it.
-    pub fingerprint: String,
-    /// The training data.
-    pub data: String,
-    /// Training options.
-    pub options: TrainOptions,
-    /// Epochs completed (fractional when stopped mid-epoch).
-    pub epochs_completed: f64,
-    /// Optimizer steps taken.
-    pub steps: usize,
-    /// Images seen.
-    pub images_seen: u64,
-    /// Training wall time, all sessions of a resumed run together.
-    pub wall_seconds: f64,
-    /// Where it was trained.
-    pub machine: String,
-    /// Quality on the validation images, per number of codebooks (0: unquantized path).
-    pub validation: Vec<DepthQuality>,
-    /// Validation images used.
-    pub validation_images: usize,
-    /// Codebook usage at the end of training.
-    pub codebooks: Vec<CodebookStats>,
-    /// rvq version that trained it.
-    pub rvq_version: String,
-    /// Fingerprint of the model the run started from (fine-tuning), if any: a card names
-    /// its parent by fingerprint, never by a folder of the machine that trained it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-}
-
-/// Progress reported during training.
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// The linear path was set from a PCA of training patches.
-    Pca {
-        /// Images whose patches were used.
-        images: usize,
-        /// MSE per value of the patches rebuilt from the kept components alone.
-        truncation_mse: f64,
-    },
-    /// Training is about to start (or resume) at `step` of `total_steps`.
-    Start {
-        /// Steps already done.
-        step: usize,
-        /// Steps planned.
-        total_steps: usize,
-    },
-    /// One optimizer step.
-    Step {
-        /// Steps done.
-        step: usize,
-        /// Epoch (0-based).
-        epoch: usize,
-        /// Reconstruction MSE of this batch.
-        mse: f32,
-        /// Total loss of this batch.
-        loss: f32,
-        /// Codebook usage after this step.
-        codebooks: Vec<CodebookStats>,
-    },
-    /// Validation at the end of an epoch.
-    Validation {
-        /// Epoch just finished (0-based).
-        epoch: usize,
-        /// Quality per depth.
-        quality: Vec<DepthQuality>,
-    },
-    /// A checkpoint was written.
-    Checkpoint {
-        /// Steps done.
-        step: usize,
-    },
-}
-
-#[derive(Serialize, Deserialize)]
-struct CheckpointState {
-    step: usize,
-    wall_seconds: f64,
-    options: TrainOptions,
-    last_validation: Vec<DepthQuality>,
-    last_stats: Vec<CodebookStats>,
-}
-
-const CHECKPOINT_DIR: &str = "checkpoint";
-const OPTIM_FILE: &str = "optim.bpk";
-const STATE_FILE: &str = "state.json";
-const EMA_FILE: &str = "ema.f32";
-/// The checkpoint's subfolder holding the weight average, as a model folder.
-const AVERAGE_DIR: &str = "average";
 
 /// A training run in progress: the network and its optimizer, the EMA codebooks, the weight
 /// average if the options keep one, and where the run stands. [`train`] drives one from start (or checkpoint) to finished model folder; the
@@ -622,55 +440,6 @@ impl Trainer {
     }
 }
 
-/// Whether `out` holds a checkpoint that [`Trainer::resume`] can continue.
-pub fn has_checkpoint(out: &Path) -> bool {
-    checkpoint_dir(out).is_ok()
-}
-
-/// Where to resume from: the checkpoint folder, or the previous one when a crash came between
-/// retiring it and putting the new one in place.
-fn checkpoint_dir(out: &Path) -> Result<PathBuf> {
-    [CHECKPOINT_DIR.to_string(), format!("{CHECKPOINT_DIR}.old")]
-        .iter()
-        .map(|name| out.join(name))
-        .find(|dir| dir.join(STATE_FILE).is_file())
-        .ok_or_else(|| Error::BadData {
-            path: out.join(CHECKPOINT_DIR).join(STATE_FILE),
-            reason: "no checkpoint to resume from".into(),
-        })
-}
-
-fn load_ema(dir: &Path, opts: &TrainOptions, codebooks: Vec<f32>) -> Result<EmaCodebooks> {
-    let c = &opts.config;
-    let path = dir.join(EMA_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| Error::Io {
-        path: path.clone(),
-        source: e,
-    })?;
-    let counts = c.num_codebooks * c.codebook_size;
-    let sums = counts * c.latent_dim;
-    if bytes.len() != 4 * (counts + sums) {
-        return Err(Error::BadData {
-            path,
-            reason: format!("expected {} bytes of EMA state", 4 * (counts + sums)),
-        });
-    }
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let (counts, sums) = values.split_at(counts);
-    EmaCodebooks::from_state(
-        c.num_codebooks,
-        c.codebook_size,
-        c.latent_dim,
-        codebooks,
-        counts.to_vec(),
-        sums.to_vec(),
-    )?
-    .with_rates(opts.ema_decay, opts.dead_fraction)
-}
-
 /// Trains on `splits` and writes the model folder `out` (`model.bpk`, `config.json`,
 /// `card.json`), checkpointing to `out/checkpoint/`. With `resume`, continues from that
 /// checkpoint, which must have been trained with `options` (the steps between checkpoints
@@ -731,16 +500,6 @@ pub fn train(
     trainer.finish(splits, machine).map(Some)
 }
 
-/// Splits a seed into independent streams.
-fn mix(seed: u64, n: u64) -> u64 {
-    let mut z = seed
-        .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Linear warm-up, then cosine decay to zero.
 pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64 {
     if step < warmup {
@@ -748,86 +507,6 @@ pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64
     }
     let t = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
     peak * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
-}
-
-fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })
-}
-
-/// Seeds each codebook by k-means on the residuals the previous ones leave, over the
-/// encoder's outputs for the first `kmeans_images` training images.
-fn init_codebooks(
-    net: &mut RvqVae,
-    opts: &TrainOptions,
-    train: &ImageSet,
-    device: &Device,
-    ad: &Device,
-) -> Result<Option<EmaCodebooks>> {
-    let cfg = &opts.config;
-    if !cfg.quantize {
-        return Ok(None);
-    }
-    let (k, d) = (cfg.codebook_size, cfg.latent_dim);
-    let inference = net.valid().to_device(device);
-    let count = opts.kmeans_images.clamp(1, train.len());
-    let mut data = Vec::new();
-    let ids: Vec<usize> = (0..count).collect();
-    for chunk in ids.chunks(256) {
-        let z = inference.encode(train.batch(chunk, None, device));
-        data.extend(quantizer::float_vec(latents_to_rows(z)));
-    }
-    let rows = data.len() / d;
-    let mut rng = StdRng::seed_from_u64(mix(opts.seed, 0xC0DE));
-    let mut books = Vec::with_capacity(cfg.num_codebooks * k * d);
-    let mut counts = Vec::with_capacity(cfg.num_codebooks * k);
-    // Scale the k-means cluster sizes to one batch, the unit the EMA counts are kept in.
-    let per_batch = vectors_per_batch(opts) / rows as f32;
-    let mut residual = data;
-    for _ in 0..cfg.num_codebooks {
-        let (centroids, sizes) = quantizer::kmeans(&residual, d, k, 10, &mut rng, device);
-        let book = Tensor::<2>::from_data(TensorData::new(centroids.clone(), [k, d]), device);
-        let pts = Tensor::<2>::from_data(TensorData::new(residual.clone(), [rows, d]), device);
-        let idx = quantizer::int_vec(quantizer::nearest(pts, book));
-        for (i, &c) in idx.iter().enumerate() {
-            for j in 0..d {
-                residual[i * d + j] -= centroids[c as usize * d + j];
-            }
-        }
-        books.extend_from_slice(&centroids);
-        counts.extend(sizes.iter().map(|s| s * per_batch));
-    }
-    let ema = ema_codebooks(opts, books, counts)?;
-    net.set_codebooks(codebook_tensor(&ema, ad));
-    Ok(Some(ema))
-}
-
-/// Latent vectors in one training batch: the unit the EMA counts are kept in.
-fn vectors_per_batch(opts: &TrainOptions) -> f32 {
-    (opts.batch_size * (32 / opts.config.grid_factor).pow(2)) as f32
-}
-
-/// EMA codebooks of `opts`' geometry, decay and dead-code threshold, from entries and counts.
-fn ema_codebooks(
-    opts: &TrainOptions,
-    codebooks: Vec<f32>,
-    counts: Vec<f32>,
-) -> Result<EmaCodebooks> {
-    let cfg = &opts.config;
-    EmaCodebooks::from_entries(
-        cfg.num_codebooks,
-        cfg.codebook_size,
-        cfg.latent_dim,
-        codebooks,
-        counts,
-    )?
-    .with_rates(opts.ema_decay, opts.dead_fraction)
-}
-
-fn codebook_tensor(ema: &EmaCodebooks, device: &Device) -> Tensor<3> {
-    Tensor::from_data(TensorData::new(ema.entries().to_vec(), ema.shape()), device)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -908,63 +587,6 @@ fn optimizer(opts: &TrainOptions) -> ModuleOptimizer {
     }
 }
 
-/// What a failed write or read of the optimizer state at `path` is reported as.
-fn optimizer_state_error<E: std::fmt::Debug>(path: &Path) -> impl FnOnce(E) -> Error + '_ {
-    move |e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason: format!("{e:?}"),
-    }
-}
-
-/// Refuses to resume a run with options other than those its checkpoint was trained with:
-/// the schedule, data order and depths follow from them, so a changed option would not
-/// apply, silently. Only what cannot change the weights may differ: the steps between
-/// checkpoints, and where the starting model was read from (used at step 0 only).
-fn check_resumed(saved: &TrainOptions, asked: &TrainOptions) -> std::result::Result<(), String> {
-    // Through JSON text, as the checkpoint's options came, so both sides print their shortest
-    // form; a learning rate read back may still be an ulp off, hence the tolerance.
-    let flat = |o: &TrainOptions| {
-        let text = serde_json::to_string(o).expect("options serialise");
-        let value: serde_json::Value = serde_json::from_str(&text).expect("and read back");
-        let mut out = Vec::new();
-        for (key, v) in value.as_object().expect("options are an object") {
-            match v.as_object() {
-                Some(inner) => {
-                    out.extend(inner.iter().map(|(k, v)| (format!("{key}.{k}"), v.clone())))
-                }
-                None => out.push((key.clone(), v.clone())),
-            }
-        }
-        out.retain(|(k, _)| k != "checkpoint_every" && k != "start_from");
-        out
-    };
-    let same = |a: &serde_json::Value, b: &serde_json::Value| match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => (x - y).abs() <= 1e-12 * x.abs().max(y.abs()),
-        _ => a == b,
-    };
-    let shown = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => "unset".to_string(),
-        v => v.to_string(),
-    };
-    let asked = flat(asked);
-    let differences: Vec<String> = flat(saved)
-        .into_iter()
-        .filter_map(|(key, was)| {
-            let now = asked.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
-            match now {
-                Some(now) if same(&was, now) => None,
-                Some(now) => Some(format!("{key} {}, not {}", shown(&was), shown(now))),
-                None => Some(format!("{key} {}", shown(&was))),
-            }
-        })
-        .collect();
-    if differences.is_empty() {
-        Ok(())
-    } else {
-        Err(differences.join("; "))
-    }
-}
-
 /// One image's depth in a dropout batch: uniform over `1..=n_q`, or drawn with the odds
 /// `weights` (checked by [`TrainOptions::check_dropout`]).
 fn dropout_depth(weights: &[f32], n_q: usize, rng: &mut StdRng) -> usize {
@@ -986,114 +608,6 @@ fn dropout_depth(weights: &[f32], n_q: usize, rng: &mut StdRng) -> usize {
         .map_or(n_q, |i| i + 1)
 }
 
-impl TrainOptions {
-    /// Every check below: what a run refuses before doing any work.
-    pub fn check(&self) -> Result<()> {
-        self.check_dropout()?;
-        self.check_ema()?;
-        self.check_loss()
-    }
-
-    /// Refuses a dropout fraction outside [0, 1] and depth odds that are not one finite,
-    /// non-negative weight per codebook with a positive sum.
-    pub fn check_dropout(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.dropout_fraction) {
-            return Err(Error::InvalidOption(format!(
-                "the dropout fraction must lie in [0, 1], not {}",
-                self.dropout_fraction
-            )));
-        }
-        let w = &self.dropout_weights;
-        if w.is_empty() {
-            return Ok(());
-        }
-        let n_q = self.config.num_codebooks;
-        if w.len() != n_q {
-            return Err(Error::InvalidOption(format!(
-                "{} dropout weights given for {n_q} codebooks: give one per depth 1..={n_q}",
-                w.len()
-            )));
-        }
-        if w.iter().any(|v| !v.is_finite() || *v < 0.0) || w.iter().sum::<f32>() <= 0.0 {
-            return Err(Error::InvalidOption(
-                "dropout weights must be finite, non-negative and not all zero".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Refuses a peak learning rate that is negative or not finite (it would train to NaN
-    /// weights and save them; 0 is allowed, to measure a start), a weight decay or an L1
-    /// share outside [0, 1] and a weight-average decay outside [0, 1).
-    pub fn check_loss(&self) -> Result<()> {
-        if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
-            return Err(Error::InvalidOption(format!(
-                "the learning rate must be finite and not negative, not {}",
-                self.learning_rate
-            )));
-        }
-        if !(0.0..1.0).contains(&self.weight_average) {
-            return Err(Error::InvalidOption(format!(
-                "the weight average's decay must lie in [0, 1), not {}",
-                self.weight_average
-            )));
-        }
-        if !(0.0..=1.0).contains(&self.weight_decay) {
-            return Err(Error::InvalidOption(format!(
-                "the weight decay must lie in [0, 1], not {}",
-                self.weight_decay
-            )));
-        }
-        if !(0.0..=1.0).contains(&self.l1_fraction) {
-            return Err(Error::InvalidOption(format!(
-                "the L1 share of the steps must lie in [0, 1], not {}",
-                self.l1_fraction
-            )));
-        }
-        Ok(())
-    }
-
-    /// Refuses an EMA decay outside (0, 1] or a negative dead-code fraction before any work
-    /// is done (the codebooks would refuse them only after the PCA and k-means).
-    pub fn check_ema(&self) -> Result<()> {
-        quantizer::check_rates(self.ema_decay, self.dead_fraction)
-    }
-}
-
-/// The network and EMA codebooks of the trained model in `dir`, to fine-tune: each entry's
-/// running count starts at its fair share of a batch, so none is taken for dead at once.
-fn warm_start(
-    dir: &Path,
-    opts: &TrainOptions,
-    ad: &Device,
-) -> Result<(RvqVae, Option<EmaCodebooks>)> {
-    let mut loaded = Model::load(dir, ad)?;
-    // A depth input may be added by fine-tuning: it starts at zero, so the model is unchanged.
-    if opts.config.depth_input && !loaded.config.depth_input {
-        loaded.config.depth_input = true;
-        loaded.net.add_depth_input(ad);
-    }
-    if loaded.config != opts.config {
-        return Err(Error::BadData {
-            path: dir.join(model::CONFIG_FILE),
-            reason: format!(
-                "the model to start from is {:?}, not the configuration asked for ({:?})",
-                loaded.config, opts.config
-            ),
-        });
-    }
-    let cfg = &opts.config;
-    let ema = match loaded.net.codebooks() {
-        Some(cb) => {
-            let share = vectors_per_batch(opts) / cfg.codebook_size as f32;
-            let counts = vec![share; cfg.num_codebooks * cfg.codebook_size];
-            Some(ema_codebooks(opts, quantizer::float_vec(cb), counts)?)
-        }
-        None => None,
-    };
-    Ok((loaded.net, ema))
-}
-
 /// Loads training data, for the CLI: see [`crate::data::load_training`].
 pub fn load_data(path: &Path, valid: usize, seed: u64) -> Result<Splits> {
     crate::data::load_training(path, valid, 64, &mut StdRng::seed_from_u64(seed))
@@ -1102,6 +616,7 @@ pub fn load_data(path: &Path, valid: usize, seed: u64) -> Result<Splits> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ModelConfig;
 
     #[test]
     fn a_resume_with_other_options_is_refused_naming_them() {
