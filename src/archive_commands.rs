@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use rvq::archive::CodebookDType;
 use rvq::codec::{self, EncodeOptions, Named};
 use rvq::image_io::{self, Limits};
-use rvq::rate::Target;
+use rvq::rate::Rate;
 
 use crate::args::*;
 use crate::support::*;
@@ -75,7 +75,6 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     };
     let (model, _, batch) = load_model(&a.model, verbose)?;
     let opts = EncodeOptions {
-        codebooks: a.codebooks,
         names: !a.no_names,
         embed_codebook: a.embed_codebook.map(|p| match p {
             Precision::F16 => CodebookDType::F16,
@@ -85,13 +84,18 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         beam: a.search.beam,
         refine: a.search.refine,
         entropy: !a.no_entropy,
-        target: match (a.quality, a.psnr, a.codebooks) {
-            (Some(q), _, _) => Some(Target::Quality(q)),
-            (_, Some(db), _) if db.is_finite() && db > 0.0 => Some(Target::Psnr(db)),
+        rate: match (a.quality, a.psnr, a.codebooks) {
+            (Some(quality), _, max_codebooks) => Rate::Quality {
+                quality,
+                max_codebooks,
+            },
+            (_, Some(db), max_codebooks) if db.is_finite() && db > 0.0 => {
+                Rate::Psnr { db, max_codebooks }
+            }
             (_, Some(db), _) => anyhow::bail!("--psnr {db}: expected a positive number of dB"),
             // --codebooks alone: every cell uses that many.
-            (None, None, Some(_)) => None,
-            (None, None, None) => Some(Target::Quality(codec::DEFAULT_QUALITY)),
+            (None, None, Some(m)) => Rate::Codebooks(m),
+            (None, None, None) => Rate::default(),
         },
     };
     let encoder = codec::Encoder::new(&model, opts)?;

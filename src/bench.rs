@@ -9,6 +9,7 @@ use rvq::codec::{self, EncodeOptions, Named};
 use rvq::data::synthetic;
 use rvq::error::{Error, Result};
 use rvq::model::Model;
+use rvq::rate::Rate;
 
 /// One measured operation.
 #[derive(Clone, Debug, Serialize)]
@@ -72,10 +73,10 @@ pub fn run(
         beam,
         refine,
         names: false,
-        target: if fixed_depth {
-            None
+        rate: if fixed_depth {
+            Rate::Codebooks(m)
         } else {
-            EncodeOptions::default().target
+            Rate::default()
         },
         ..EncodeOptions::default()
     };
@@ -94,7 +95,7 @@ pub fn run(
         name: "large.png".into(),
         image: synthetic(large.0, large.1, 1)?,
     }];
-    let header = codec::header_for(model, m, &opts)?;
+    let header = codec::header_for(model, &opts)?;
     let sync = || {
         model
             .device
@@ -119,7 +120,7 @@ pub fn run(
         };
         let mut records = Vec::new();
         let t = time_runs(runs, || {
-            records = codec::encode_records(model, set, m, &opts)?;
+            records = codec::encode_records(model, set, &opts)?;
             sync()
         })?;
         out.push(measure(&name("encode"), set.len(), runs, t, None));

@@ -11,7 +11,7 @@ use rvq::error::{Error, Result};
 use rvq::eval::psnr;
 use rvq::image_io::{self, Rgb};
 use rvq::model::Model;
-use rvq::rate::Target;
+use rvq::rate::Rate;
 
 /// One codec at one setting, measured over a whole image set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -193,28 +193,31 @@ pub fn compare(
                     image: img.clone(),
                 })
                 .collect();
-            let settings = codebooks
-                .iter()
-                .map(|&m| (Some(m), None))
-                .chain(qualities.iter().map(|&q| (None, Some(Target::Quality(q)))));
-            for (codebooks, target) in settings {
-                let m = codebooks.unwrap_or(model.config.num_codebooks);
+            let settings =
+                codebooks
+                    .iter()
+                    .map(|&m| Rate::Codebooks(m))
+                    .chain(qualities.iter().map(|&quality| Rate::Quality {
+                        quality,
+                        max_codebooks: None,
+                    }));
+            for rate in settings {
+                let m = rate.codebooks(model.config.num_codebooks);
                 let opts = EncodeOptions {
-                    codebooks: Some(m),
+                    rate,
                     names: false,
                     embed_codebook: None,
-                    target,
                     ..encode.clone()
                 };
-                let label = match target {
-                    Some(Target::Quality(q)) => format!("q={q}"),
+                let label = match rate {
+                    Rate::Quality { quality, .. } => format!("q={quality}"),
                     _ => format!("m={m}"),
                 };
                 progress(&format!("rvq {label}"));
-                let header = codec::header_for(model, m, &opts)?;
-                let records = codec::encode_records(model, &named, m, &opts)?;
+                let header = codec::header_for(model, &opts)?;
+                let records = codec::encode_records(model, &named, &opts)?;
                 let mut p = rvq_point(model, &header, &records, images, &reference, batch_size)?;
-                if let Some(Target::Quality(q)) = target {
+                if let Rate::Quality { quality: q, .. } = rate {
                     p.setting = label;
                     p.quality = Some(q);
                 }

@@ -10,14 +10,15 @@ use crate::error::{Error, Result};
 use crate::image_io::{self, Rgb};
 use crate::model::Model;
 use crate::quantizer;
-use crate::rate::{Missed, Target, choose_depths, decoded_psnrs};
+use crate::rate::{Missed, Rate, Target, choose_depths, decoded_psnrs};
 use crate::refine;
 
 /// Settings for encoding.
 #[derive(Clone, Debug)]
 pub struct EncodeOptions {
-    /// Codebooks to use (m ≤ n_q); `None` uses all of them.
-    pub codebooks: Option<usize>,
+    /// How many codebooks each cell uses: a fixed depth, a quality or a PSNR, each with the
+    /// most a cell may use (the archive's depth).
+    pub rate: Rate,
     /// Store each image's file name.
     pub names: bool,
     /// Embed the codebook vectors used, in this precision.
@@ -29,9 +30,6 @@ pub struct EncodeOptions {
     /// Entries of its last codebook each cell tries by decoding them, after rate control
     /// (1: none; see [`crate::refine`]).
     pub refine: usize,
-    /// Per-cell depths chosen for a quality or PSNR target (the codebooks above are then
-    /// the most a cell may use); `None`: every cell uses them all.
-    pub target: Option<Target>,
     /// Range-code the indices of each block where that is shorter than packing them
     /// (docs/FORMAT.md, payload coder 1); off, archives stay readable by rvq before it.
     pub entropy: bool,
@@ -40,13 +38,12 @@ pub struct EncodeOptions {
 impl Default for EncodeOptions {
     fn default() -> Self {
         Self {
-            codebooks: None,
+            rate: Rate::default(),
             names: true,
             embed_codebook: None,
             batch_size: 256,
             beam: DEFAULT_BEAM,
             refine: refine::DEFAULT_CANDIDATES,
-            target: Some(Target::Quality(DEFAULT_QUALITY)),
             entropy: true,
         }
     }
@@ -57,11 +54,6 @@ impl Default for EncodeOptions {
 /// CIFAR-10 against greedy's, 8's −17%) at two thirds of its encoding time.
 pub const DEFAULT_BEAM: usize = 4;
 
-/// The quality `rvq encode` uses unless given --quality, --psnr or --codebooks: measured on
-/// the photographs in `samples/` (docs/RESULTS.md), it stays within 0.1 dB of every cell at
-/// every codebook for about 16% fewer bytes.
-pub const DEFAULT_QUALITY: u8 = 90;
-
 /// An image to encode and the name it is stored under.
 #[derive(Clone, Debug)]
 pub struct Named {
@@ -71,8 +63,9 @@ pub struct Named {
     pub image: Rgb,
 }
 
-/// The header an archive of `model` at `m` codebooks gets.
-pub fn header_for(model: &Model, m: usize, opts: &EncodeOptions) -> Result<Header> {
+/// The header an archive of `model` encoded with `opts` gets.
+pub fn header_for(model: &Model, opts: &EncodeOptions) -> Result<Header> {
+    let m = opts.rate.codebooks(model.config.num_codebooks);
     model.check_depth(m)?;
     let c = &model.config;
     let mut header = Header::new(
@@ -102,10 +95,9 @@ pub fn header_for(model: &Model, m: usize, opts: &EncodeOptions) -> Result<Heade
 pub fn encode_records(
     model: &Model,
     images: &[Named],
-    m: usize,
     opts: &EncodeOptions,
 ) -> Result<Vec<Record>> {
-    Ok(encode_records_reporting(model, images, m, opts)?.0)
+    Ok(encode_records_reporting(model, images, opts)?.0)
 }
 
 /// [`encode_records`], also returning the images a `--psnr` target was out of reach for
@@ -113,10 +105,10 @@ pub fn encode_records(
 pub fn encode_records_reporting(
     model: &Model,
     images: &[Named],
-    m: usize,
     opts: &EncodeOptions,
 ) -> Result<(Vec<Record>, Vec<Shortfall>)> {
-    check_target(opts.target)?;
+    opts.rate.check()?;
+    let m = opts.rate.codebooks(model.config.num_codebooks);
     model.check_depth(m)?;
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
@@ -134,7 +126,7 @@ pub fn encode_records_reporting(
         let latents = model.encode_planar(&values, batch.len(), h, w)?;
         drop(values);
         let mut encoded = model.quantize_latents(latents.clone(), m, opts.beam)?;
-        let (depths, missed) = match opts.target {
+        let (depths, missed) = match opts.rate.target() {
             None => (vec![Vec::new(); batch.len()], Vec::new()),
             Some(target) => choose_depths(model, &originals(batch), &encoded, m, target)?,
         };
@@ -182,7 +174,7 @@ fn shortfalls(
     opts: &EncodeOptions,
     missed: Vec<Missed>,
 ) -> Result<Vec<Shortfall>> {
-    let Some(Target::Psnr(db)) = opts.target else {
+    let Some(Target::Psnr(db)) = opts.rate.target() else {
         return Ok(Vec::new());
     };
     let refined = if opts.refine > 1 && !missed.is_empty() {
@@ -231,20 +223,6 @@ pub struct Shortfall {
     pub psnr: f64,
 }
 
-/// Refuses a target no encode can aim for: a quality above 100, a PSNR that is not a positive
-/// number of dB.
-fn check_target(target: Option<Target>) -> Result<()> {
-    match target {
-        Some(Target::Quality(q)) if q > 100 => {
-            Err(Error::InvalidTarget(format!("quality {q} is above 100")))
-        }
-        Some(Target::Psnr(db)) if !(db.is_finite() && db > 0.0) => Err(Error::InvalidTarget(
-            format!("PSNR {db} dB is not a positive number of dB"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// An encoder: one model, one set of options, checked once. The typed front of this module's
 /// functions for a program that embeds the codec (see `examples/round_trip.rs`).
 pub struct Encoder<'m> {
@@ -257,9 +235,8 @@ impl<'m> Encoder<'m> {
     /// Checks `opts` against `model` (codebooks within its range, a valid target) and fixes
     /// the archive header every archive of this encoder gets.
     pub fn new(model: &'m Model, opts: EncodeOptions) -> Result<Self> {
-        check_target(opts.target)?;
-        let m = opts.codebooks.unwrap_or(model.config.num_codebooks);
-        let header = header_for(model, m, &opts)?;
+        opts.rate.check()?;
+        let header = header_for(model, &opts)?;
         Ok(Self {
             model,
             opts,
@@ -348,8 +325,7 @@ impl<W: std::io::Write> EncodeWriter<'_, '_, W> {
         // Set until the pass is written whole, so a failure anywhere in it sticks.
         self.failed = true;
         let (model, opts) = (self.encoder.model, &self.encoder.opts);
-        let m = self.encoder.header.codebooks_used as usize;
-        let (records, missed) = encode_records_reporting(model, &self.pending, m, opts)?;
+        let (records, missed) = encode_records_reporting(model, &self.pending, opts)?;
         self.short.extend(missed);
         for record in records {
             self.writer.write(&record)?;

@@ -52,5 +52,6 @@ pub use budget::Budget;
 pub use codec::{EncodeOptions, EncodeWriter, Encoder, Named};
 pub use decode::{Decoder, Images};
 pub use error::{Error, Result};
+pub use rate::Rate;
 /// The archive format (integers and bytes only; no dependency on burn).
 pub use rvq_archive as archive;

@@ -640,16 +640,22 @@ fn the_codec_api_refuses_depths_and_headers_that_do_not_fit_the_model() {
         name: "a".into(),
         image: rvq::data::synthetic(32, 32, 1).unwrap(),
     }];
-    let opts = EncodeOptions::default();
+    let capped = |m| EncodeOptions {
+        rate: rvq::Rate::Quality {
+            quality: 90,
+            max_codebooks: Some(m),
+        },
+        ..EncodeOptions::default()
+    };
     for m in [0, 9] {
-        let err = codec::encode_records(&model, &images, m, &opts).unwrap_err();
+        let err = codec::encode_records(&model, &images, &capped(m)).unwrap_err();
         assert!(
             matches!(err, rvq::Error::Codebooks { asked, available: 8 } if asked == m),
             "m = {m}: {err}"
         );
     }
-    let records = codec::encode_records(&model, &images, 2, &opts).unwrap();
-    let header = codec::header_for(&model, 2, &opts).unwrap();
+    let records = codec::encode_records(&model, &images, &capped(2)).unwrap();
+    let header = codec::header_for(&model, &capped(2)).unwrap();
     assert_eq!(
         rvq::decode::decode_records(&model, &header, &records, 8)
             .unwrap()

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use rvq::codec::{self, EncodeOptions};
 use rvq::image_io::Rgb;
 use rvq::model::Model;
-use rvq::rate::Target;
+use rvq::rate::Rate;
 
 mod common;
 use common::sample_photographs;
@@ -32,9 +32,14 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
     );
 
     // Fixed depths, and a quality whose rate control gives cells different depths.
-    for (m, target) in [(1usize, None), (3, None), (8, Some(Target::Quality(40)))] {
+    let quality = Rate::Quality {
+        quality: 40,
+        max_codebooks: None,
+    };
+    for rate in [Rate::Codebooks(1), Rate::Codebooks(3), quality] {
+        let m = rate.codebooks(model.config.num_codebooks);
         let plain = EncodeOptions {
-            target,
+            rate,
             refine: 1,
             ..EncodeOptions::default()
         };
@@ -42,9 +47,9 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
             refine: 8,
             ..plain.clone()
         };
-        let a = codec::encode_records(&model, &images, m, &plain).unwrap();
-        let b = codec::encode_records(&model, &images, m, &refined).unwrap();
-        let header = codec::header_for(&model, m, &plain).unwrap();
+        let a = codec::encode_records(&model, &images, &plain).unwrap();
+        let b = codec::encode_records(&model, &images, &refined).unwrap();
+        let header = codec::header_for(&model, &plain).unwrap();
         let da = rvq::decode::decode_records(&model, &header, &a, 64).unwrap();
         let db = rvq::decode::decode_records(&model, &header, &b, 64).unwrap();
 
@@ -76,7 +81,7 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
             before += ea;
             after += eb;
         }
-        if target.is_some() {
+        if rate.target().is_some() {
             assert!(shallow > 0, "the quality target mixes depths");
         }
         assert!(changed > 0, "m = {m}: refinement changed no index");
@@ -92,23 +97,26 @@ fn a_missed_psnr_target_reports_the_refined_psnr() {
     let model = Model::load_default(&device).unwrap();
     let images = sample_photographs();
     let opts = EncodeOptions {
-        target: Some(Target::Psnr(60.0)),
+        rate: Rate::Psnr {
+            db: 60.0,
+            max_codebooks: None,
+        },
         refine: 8,
         ..EncodeOptions::default()
     };
-    let (records, short) = codec::encode_records_reporting(&model, &images, 8, &opts).unwrap();
+    let (records, short) = codec::encode_records_reporting(&model, &images, &opts).unwrap();
     assert_eq!(
         short.len(),
         images.len(),
         "60 dB is out of reach for every photograph"
     );
-    let header = codec::header_for(&model, 8, &opts).unwrap();
+    let header = codec::header_for(&model, &opts).unwrap();
     let decoded = rvq::decode::decode_records(&model, &header, &records, 64).unwrap();
     let plain = EncodeOptions {
         refine: 1,
         ..opts.clone()
     };
-    let (_, unrefined) = codec::encode_records_reporting(&model, &images, 8, &plain).unwrap();
+    let (_, unrefined) = codec::encode_records_reporting(&model, &images, &plain).unwrap();
     let mut lifted = 0;
     for ((s, img), (out, u)) in short
         .iter()

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use rvq::backend::{self, Backend};
 use rvq::codec::{self, EncodeOptions};
 use rvq::model::Model;
+use rvq::rate::Rate;
 
 mod common;
 use common::sample_photographs;
@@ -25,14 +26,14 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     let images = sample_photographs();
     // Every cell at every codebook: the indices alone, as the residual search chose them.
     let opts = EncodeOptions {
-        target: None,
+        rate: Rate::Codebooks(8),
         refine: 1,
         ..EncodeOptions::default()
     };
     let on_cpu = Model::load_default(&cpu).unwrap();
     let on_gpu = Model::load_default(&gpu.device).unwrap();
-    let a = codec::encode_records(&on_cpu, &images, 8, &opts).unwrap();
-    let b = codec::encode_records(&on_gpu, &images, 8, &opts).unwrap();
+    let a = codec::encode_records(&on_cpu, &images, &opts).unwrap();
+    let b = codec::encode_records(&on_gpu, &images, &opts).unwrap();
     assert_eq!((a.len(), b.len()), (images.len(), images.len()));
     let (mut same, mut total) = (0usize, 0usize);
     for (ra, rb) in a.iter().zip(&b) {
@@ -48,7 +49,7 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     println!("index agreement wgpu vs cpu: {same}/{total} = {agreement:.5}");
     assert!(agreement >= 0.999, "only {agreement} of indices agree");
 
-    let header = codec::header_for(&on_cpu, 8, &opts).unwrap();
+    let header = codec::header_for(&on_cpu, &opts).unwrap();
     let da = rvq::decode::decode_records(&on_cpu, &header, &a, 64).unwrap();
     let db = rvq::decode::decode_records(&on_gpu, &header, &a, 64).unwrap();
     let mut worst = 0u8;
@@ -64,8 +65,8 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     // The default encode chooses per-cell depths from decoded pixels: a cell at a near tie
     // may go the other way on the other backend, so compare the depth maps cell by cell.
     let q = EncodeOptions::default();
-    let a = codec::encode_records(&on_cpu, &images, 8, &q).unwrap();
-    let b = codec::encode_records(&on_gpu, &images, 8, &q).unwrap();
+    let a = codec::encode_records(&on_cpu, &images, &q).unwrap();
+    let b = codec::encode_records(&on_gpu, &images, &q).unwrap();
     assert_eq!((a.len(), b.len()), (images.len(), images.len()));
     let (mut same, mut total) = (0usize, 0usize);
     for (ra, rb) in a.iter().zip(&b) {
