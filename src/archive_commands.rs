@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rvq::archive::CodebookDType;
+use rvq::archive::{Archive, CodebookDType};
 use rvq::codec::{self, EncodeOptions, Named};
 use rvq::image_io::{self, Limits};
 use rvq::rate::Rate;
@@ -17,56 +17,12 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     if a.inputs.iter().any(|p| is_stdio(p)) && (a.files_from.is_some() || a.shard.is_some()) {
         anyhow::bail!("standard input (-) cannot be combined with --files-from or --shard");
     }
-    let stdin_image = if a.inputs.len() == 1 && is_stdio(&a.inputs[0]) {
-        let bytes = read_input(&a.inputs[0])?;
-        let loaded = image_io::decode_rgb(&bytes, Path::new("<stdin>"), &limits, false)?;
-        if loaded.had_alpha && a.strict {
-            return Err(rvq::Error::Alpha {
-                path: "<stdin>".into(),
-            }
-            .into());
-        } else if loaded.had_alpha {
-            eprintln!("rvq: warning: <stdin>: alpha channel dropped");
-        }
-        Some(Named {
-            name: "stdin.png".into(),
-            image: loaded.image,
-        })
-    } else {
-        None
-    };
-    let mut inputs = a.inputs.clone();
-    if let Some(list) = &a.files_from {
-        let text = std::fs::read_to_string(list).with_context(|| format!("{}", list.display()))?;
-        inputs.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(PathBuf::from),
-        );
-        if inputs.is_empty() {
-            anyhow::bail!("{}: lists no files", list.display());
-        }
-        if inputs.iter().any(|p| is_stdio(p)) {
-            anyhow::bail!("{}: standard input (-) cannot be listed", list.display());
-        }
-    }
+    let stdin_image = stdin_image(&a, &limits)?;
+    let inputs = listed_inputs(&a)?;
     let files = if stdin_image.is_some() {
         Vec::new()
     } else {
-        let mut files = image_io::collect_images(&inputs, false)?;
-        if files.is_empty() {
-            anyhow::bail!("no PNG files found in the inputs given");
-        }
-        if let Some(shard) = a.shard {
-            // With more shards than files some are empty: an archive of no images, which
-            // merges as nothing, so one script serves any collection.
-            files = files[shard_range(files.len(), shard)].to_vec();
-        }
-        for f in &files {
-            image_io::probe(f, &limits)?;
-        }
-        files
+        input_files(&a, &inputs, &limits)?
     };
     let count = if stdin_image.is_some() {
         1
@@ -74,31 +30,7 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         files.len()
     };
     let (model, _, batch) = load_model(&a.model, verbose)?;
-    let opts = EncodeOptions {
-        names: !a.no_names,
-        embed_codebook: a.embed_codebook.map(|p| match p {
-            Precision::F16 => CodebookDType::F16,
-            Precision::F32 => CodebookDType::F32,
-        }),
-        batch_size: batch,
-        beam: a.search.beam,
-        refine: a.search.refine,
-        entropy: !a.no_entropy,
-        rate: match (a.quality, a.psnr, a.codebooks) {
-            (Some(quality), _, max_codebooks) => Rate::Quality {
-                quality,
-                max_codebooks,
-            },
-            (_, Some(db), max_codebooks) if db.is_finite() && db > 0.0 => {
-                Rate::Psnr { db, max_codebooks }
-            }
-            (_, Some(db), _) => anyhow::bail!("--psnr {db}: expected a positive number of dB"),
-            // --codebooks alone: every cell uses that many.
-            (None, None, Some(m)) => Rate::Codebooks(m),
-            (None, None, None) => Rate::default(),
-        },
-    };
-    let encoder = codec::Encoder::new(&model, opts)?;
+    let encoder = codec::Encoder::new(&model, encode_options(&a, batch)?)?;
     let bar = progress(count, "encoding");
     let source = Source {
         stdin_image: stdin_image.as_ref(),
@@ -144,6 +76,96 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     Ok(())
 }
 
+/// The one image `-` reads from standard input, if that is the input; its alpha channel is
+/// dropped with a warning, or refused with `--strict`.
+fn stdin_image(a: &EncodeArgs, limits: &Limits) -> Result<Option<Named>> {
+    if !(a.inputs.len() == 1 && is_stdio(&a.inputs[0])) {
+        return Ok(None);
+    }
+    let bytes = read_input(&a.inputs[0])?;
+    let loaded = image_io::decode_rgb(&bytes, Path::new("<stdin>"), limits, false)?;
+    if loaded.had_alpha && a.strict {
+        return Err(rvq::Error::Alpha {
+            path: "<stdin>".into(),
+        }
+        .into());
+    } else if loaded.had_alpha {
+        eprintln!("rvq: warning: <stdin>: alpha channel dropped");
+    }
+    Ok(Some(Named {
+        name: "stdin.png".into(),
+        image: loaded.image,
+    }))
+}
+
+/// The inputs given, with those `--files-from` lists after them.
+fn listed_inputs(a: &EncodeArgs) -> Result<Vec<PathBuf>> {
+    let mut inputs = a.inputs.clone();
+    if let Some(list) = &a.files_from {
+        let text = std::fs::read_to_string(list).with_context(|| format!("{}", list.display()))?;
+        inputs.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(PathBuf::from),
+        );
+        if inputs.is_empty() {
+            anyhow::bail!("{}: lists no files", list.display());
+        }
+        if inputs.iter().any(|p| is_stdio(p)) {
+            anyhow::bail!("{}: standard input (-) cannot be listed", list.display());
+        }
+    }
+    Ok(inputs)
+}
+
+/// The PNG files under `inputs`, sorted, cut to `--shard`'s slice, each probed against the
+/// limits before any is read, so a bad file is refused before the model loads.
+fn input_files(a: &EncodeArgs, inputs: &[PathBuf], limits: &Limits) -> Result<Vec<PathBuf>> {
+    let mut files = image_io::collect_images(inputs, false)?;
+    if files.is_empty() {
+        anyhow::bail!("no PNG files found in the inputs given");
+    }
+    if let Some(shard) = a.shard {
+        // With more shards than files some are empty: an archive of no images, which
+        // merges as nothing, so one script serves any collection.
+        files = files[shard_range(files.len(), shard)].to_vec();
+    }
+    for f in &files {
+        image_io::probe(f, limits)?;
+    }
+    Ok(files)
+}
+
+/// The library's options for the flags given: `--quality`, `--psnr` and `--codebooks` map
+/// onto one [`Rate`].
+fn encode_options(a: &EncodeArgs, batch: usize) -> Result<EncodeOptions> {
+    Ok(EncodeOptions {
+        names: !a.no_names,
+        embed_codebook: a.embed_codebook.map(|p| match p {
+            Precision::F16 => CodebookDType::F16,
+            Precision::F32 => CodebookDType::F32,
+        }),
+        batch_size: batch,
+        beam: a.search.beam,
+        refine: a.search.refine,
+        entropy: !a.no_entropy,
+        rate: match (a.quality, a.psnr, a.codebooks) {
+            (Some(quality), _, max_codebooks) => Rate::Quality {
+                quality,
+                max_codebooks,
+            },
+            (_, Some(db), max_codebooks) if db.is_finite() && db > 0.0 => {
+                Rate::Psnr { db, max_codebooks }
+            }
+            (_, Some(db), _) => anyhow::bail!("--psnr {db}: expected a positive number of dB"),
+            // --codebooks alone: every cell uses that many.
+            (None, None, Some(m)) => Rate::Codebooks(m),
+            (None, None, None) => Rate::default(),
+        },
+    })
+}
+
 /// Where `rvq encode` takes its images from: one read from standard input, or files.
 struct Source<'a> {
     stdin_image: Option<&'a Named>,
@@ -180,6 +202,35 @@ impl Source<'_> {
     }
 }
 
+/// The records `rvq decode` writes, located and checked: every block is read first (keeping
+/// only names and sizes), so a damaged archive is refused before anything is written. With
+/// `--only`, just the records stored under that name (damage elsewhere does not matter).
+fn entries_to_decode(a: &DecodeArgs, archive: &Archive) -> Result<Vec<rvq::archive::Entry>> {
+    let archive_err = |e| rvq::Error::Archive {
+        path: a.input.clone(),
+        source: e,
+    };
+    let entries = archive.index().map_err(archive_err)?;
+    let Some(only) = &a.only else {
+        // A version-1 index steps over payloads: check each record's now, as a version-2
+        // index checks its blocks.
+        if archive.header.version == rvq::archive::VERSION_1 {
+            for e in &entries {
+                archive.record(e).map_err(archive_err)?;
+            }
+        }
+        return Ok(entries);
+    };
+    let wanted: Vec<_> = entries
+        .into_iter()
+        .filter(|e| e.name() == Some(only.as_str()))
+        .collect();
+    if wanted.is_empty() {
+        anyhow::bail!("{}: no image stored as {only:?}", a.input.display());
+    }
+    Ok(wanted)
+}
+
 pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
     let bytes = read_input(&a.input)?;
     let archive = open_archive(&a.input, &bytes)?;
@@ -187,33 +238,7 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         path: a.input.clone(),
         source: e,
     };
-    // Every block is read and checked first (keeping only names and sizes), so a damaged
-    // archive is refused before anything is written. With --only, only what holds that name
-    // is decoded (a damaged image elsewhere does not matter).
-    let entries = match &a.only {
-        None => {
-            let entries = archive.index().map_err(archive_err)?;
-            // A version-1 index steps over payloads: check each record's now, as a version-2
-            // index checks its blocks.
-            if archive.header.version == rvq::archive::VERSION_1 {
-                for e in &entries {
-                    archive.record(e).map_err(archive_err)?;
-                }
-            }
-            entries
-        }
-        Some(only) => {
-            let entries = archive.index().map_err(archive_err)?;
-            let wanted: Vec<_> = entries
-                .into_iter()
-                .filter(|e| e.name() == Some(only.as_str()))
-                .collect();
-            if wanted.is_empty() {
-                anyhow::bail!("{}: no image stored as {only:?}", a.input.display());
-            }
-            wanted
-        }
-    };
+    let entries = entries_to_decode(&a, &archive)?;
     let to_stdout = is_stdio(&a.output);
     if to_stdout && entries.len() != 1 {
         anyhow::bail!(

@@ -218,10 +218,10 @@ pub(crate) struct EvalArgs {
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=100))]
     pub(crate) qualities: Vec<u8>,
     /// JPEG qualities to compare against (the image crate's encoder).
-    #[arg(long, value_delimiter = ',', default_values_t = crate::compare::JPEG_LADDER)]
+    #[arg(long, value_delimiter = ',', default_values_t = crate::classical::JPEG_LADDER)]
     pub(crate) jpeg_qualities: Vec<u8>,
     /// WebP qualities to compare against (libwebp).
-    #[arg(long, value_delimiter = ',', default_values_t = crate::compare::WEBP_LADDER)]
+    #[arg(long, value_delimiter = ',', default_values_t = crate::classical::WEBP_LADDER)]
     pub(crate) webp_qualities: Vec<u8>,
     /// Draw a rate–distortion chart (PSNR against bits per pixel) to this PNG file.
     #[arg(long)]

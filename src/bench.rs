@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use rvq_archive::Header;
+
 use rvq::codec::{self, EncodeOptions, Named};
 use rvq::data::synthetic;
 use rvq::error::{Error, Result};
@@ -53,6 +55,17 @@ fn measure(what: &str, images: usize, runs: usize, seconds: f64, bytes: Option<u
 
 const SMALL_IMAGES: usize = 1024;
 
+/// What every encode and decode measure shares, gathered so that [`time_codec`] takes one
+/// argument for it rather than six.
+struct CodecBench<'a> {
+    model: &'a Model,
+    opts: &'a EncodeOptions,
+    header: &'a Header,
+    fixed_depth: bool,
+    large: (u32, u32),
+    runs: usize,
+}
+
 /// Times encoding (beam width `beam`, `refine` candidates per cell; with `fixed_depth`,
 /// every cell at every codebook, otherwise the default per-cell rate control) and decoding
 /// at least 1,024 32×32 images, `batch` at a time, and one `large` image with `model`, and
@@ -80,56 +93,92 @@ pub fn run(
         },
         ..EncodeOptions::default()
     };
-    // At least 1,024 images per timed run, in batches of `batch`, so that small batches are
-    // timed over more than a few milliseconds.
+    let small = small_images(batch)?;
+    let big = vec![Named {
+        name: "large.png".into(),
+        image: synthetic(large.0, large.1, 1)?,
+    }];
+    let header = codec::header_for(model, &opts)?;
+    let bench = CodecBench {
+        model,
+        opts: &opts,
+        header: &header,
+        fixed_depth,
+        large,
+        runs,
+    };
+    let mut out = Vec::new();
+    for (label, set) in [("32×32", &small), ("large", &big)] {
+        out.extend(time_codec(&bench, label, set)?);
+    }
+    out.extend(time_archive(model, &header, runs)?);
+    Ok(out)
+}
+
+/// At least 1,024 images per timed run, in batches of `batch`, so that small batches are
+/// timed over more than a few milliseconds.
+fn small_images(batch: usize) -> Result<Vec<Named>> {
     let count = batch * SMALL_IMAGES.div_ceil(batch);
-    let small: Vec<Named> = (0..count)
+    (0..count)
         .map(|i| {
             Ok(Named {
                 name: format!("{i}.png"),
                 image: synthetic(32, 32, i as u32)?,
             })
         })
-        .collect::<rvq::error::Result<_>>()?;
-    let big = vec![Named {
-        name: "large.png".into(),
-        image: synthetic(large.0, large.1, 1)?,
-    }];
-    let header = codec::header_for(model, &opts)?;
-    let sync = || {
-        model
-            .device
-            .sync()
-            .map_err(|e| Error::Backend(format!("{e:?}")))
-    };
-    let mut out = Vec::new();
-    for (label, set) in [("32×32", &small), ("large", &big)] {
-        let name = |op: &str| {
-            let mut suffix = String::new();
-            if op == "encode" && fixed_depth {
-                suffix += ", fixed depth";
-            }
-            if op == "encode" && refine > 1 {
-                suffix += &format!(", refine {refine}");
-            }
-            if label == "large" {
-                format!("{op} one {}×{} image{suffix}", large.0, large.1)
-            } else {
-                format!("{op} {} 32×32 images, batch {batch}{suffix}", set.len())
-            }
-        };
-        let mut records = Vec::new();
-        let t = time_runs(runs, || {
-            records = codec::encode_records(model, set, &opts)?;
-            sync()
-        })?;
-        out.push(measure(&name("encode"), set.len(), runs, t, None));
-        let t = time_runs(runs, || {
-            rvq::decode::decode_records(model, &header, &records, opts.batch_size)?;
-            sync()
-        })?;
-        out.push(measure(&name("decode"), set.len(), runs, t, None));
+        .collect::<rvq::error::Result<_>>()
+}
+
+/// Waits for the device: a GPU backend returns before its work is done, and the timer would
+/// stop early.
+fn sync(model: &Model) -> Result<()> {
+    model
+        .device
+        .sync()
+        .map_err(|e| Error::Backend(format!("{e:?}")))
+}
+
+/// Times encoding `set`, then decoding the records the last encode made, so that decoding
+/// is measured on this set's own archive.
+fn time_codec(c: &CodecBench, label: &str, set: &[Named]) -> Result<[Measure; 2]> {
+    let images = set.len();
+    let mut records = Vec::new();
+    let t = time_runs(c.runs, || {
+        records = codec::encode_records(c.model, set, c.opts)?;
+        sync(c.model)
+    })?;
+    let name = codec_name(c, "encode", label, images);
+    let encode = measure(&name, images, c.runs, t, None);
+    let t = time_runs(c.runs, || {
+        rvq::decode::decode_records(c.model, c.header, &records, c.opts.batch_size)?;
+        sync(c.model)
+    })?;
+    let name = codec_name(c, "decode", label, images);
+    let decode = measure(&name, images, c.runs, t, None);
+    Ok([encode, decode])
+}
+
+/// A measure's name states the settings that change what encoding costs, so that runs with
+/// and without them are told apart.
+fn codec_name(c: &CodecBench, op: &str, label: &str, images: usize) -> String {
+    let (batch, refine) = (c.opts.batch_size, c.opts.refine);
+    let mut suffix = String::new();
+    if op == "encode" && c.fixed_depth {
+        suffix += ", fixed depth";
     }
+    if op == "encode" && refine > 1 {
+        suffix += &format!(", refine {refine}");
+    }
+    if label == "large" {
+        format!("{op} one {}×{} image{suffix}", c.large.0, c.large.1)
+    } else {
+        format!("{op} {images} 32×32 images, batch {batch}{suffix}")
+    }
+}
+
+/// Times the archive writer and reader alone, on made-up indices for 10,000 32×32 images,
+/// apart from the network.
+fn time_archive(model: &Model, header: &Header, runs: usize) -> Result<[Measure; 2]> {
     let n = 10_000;
     let k = model.config.codebook_size as u32;
     // Cells per 32×32 image follow the model's grid factor, not a fixed 4×4 grid.
@@ -147,30 +196,30 @@ pub fn run(
         .collect();
     let mut bytes = Vec::new();
     let t = time_runs(runs, || {
-        bytes = rvq_archive::write_archive(&header, &records)?;
+        bytes = rvq_archive::write_archive(header, &records)?;
         Ok(())
     })?;
-    out.push(measure(
+    let write = measure(
         "archive write, 32×32 at all codebooks",
         n as usize,
         runs,
         t,
         Some(bytes.len()),
-    ));
+    );
     let t = time_runs(runs, || {
         let a = rvq_archive::Archive::parse(&bytes, &rvq_archive::Limits::default())
             .and_then(|a| a.records())?;
         debug_assert_eq!(a.len(), n as usize);
         Ok(())
     })?;
-    out.push(measure(
+    let read = measure(
         "archive read, 32×32 at all codebooks",
         n as usize,
         runs,
         t,
         Some(bytes.len()),
-    ));
-    Ok(out)
+    );
+    Ok([write, read])
 }
 
 /// The measures as a Markdown table.

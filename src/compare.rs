@@ -13,6 +13,8 @@ use rvq::image_io::{self, Rgb};
 use rvq::model::Model;
 use rvq::rate::Rate;
 
+use crate::classical::Classical;
+
 /// One codec at one setting, measured over a whole image set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
@@ -56,69 +58,8 @@ pub struct Point {
     pub nearest_webp_psnr: Option<f64>,
 }
 
-/// The classical codecs `rvq eval` compares against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Classical {
-    /// Baseline JPEG from the `image` crate's encoder.
-    Jpeg,
-    /// Lossy WebP from libwebp (the `webp` crate).
-    Webp,
-}
-
-impl Classical {
-    fn name(self) -> &'static str {
-        match self {
-            Classical::Jpeg => "jpeg",
-            Classical::Webp => "webp",
-        }
-    }
-
-    /// Encodes `img` at `quality` (0–100); returns the file and its payload length.
-    pub fn encode(self, img: &Rgb, quality: u8) -> Result<(Vec<u8>, usize)> {
-        let bytes = match self {
-            Classical::Jpeg => encode_jpeg(img, quality)?,
-            Classical::Webp => encode_webp(img, quality)?,
-        };
-        let payload = match self {
-            Classical::Jpeg => jpeg_scan_bytes(&bytes),
-            Classical::Webp => webp_payload_bytes(&bytes),
-        }
-        .ok_or_else(|| Error::Other(format!("{} encoder wrote no image data", self.name())))?;
-        Ok((bytes, payload))
-    }
-
-    /// Decodes a file made by [`Classical::encode`].
-    pub fn decode(self, bytes: &[u8]) -> Result<Rgb> {
-        match self {
-            Classical::Jpeg => {
-                let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
-                    .map_err(|e| Error::Other(format!("JPEG decoding failed: {e}")))?
-                    .to_rgb8();
-                Ok(Rgb::new(img.width(), img.height(), img.into_raw())?)
-            }
-            Classical::Webp => {
-                let img = webp::Decoder::new(bytes)
-                    .decode()
-                    .ok_or_else(|| Error::Other("WebP decoding failed".into()))?;
-                let (width, height) = (img.width(), img.height());
-                let channels = if img.is_alpha() { 4 } else { 3 };
-                let rgb = img
-                    .chunks_exact(channels)
-                    .flat_map(|p| [p[0], p[1], p[2]])
-                    .collect();
-                Ok(Rgb::new(width, height, rgb)?)
-            }
-        }
-    }
-}
-
 /// The `rvq encode --quality` settings `rvq eval` measures by default.
 pub const QUALITY_LADDER: [u8; 8] = [0, 10, 25, 40, 55, 70, 85, 100];
-
-/// The JPEG qualities `rvq eval` tries by default.
-pub const JPEG_LADDER: [u8; 8] = [5, 10, 20, 30, 50, 70, 85, 95];
-/// The WebP qualities `rvq eval` tries by default.
-pub const WEBP_LADDER: [u8; 7] = [0, 5, 10, 25, 50, 75, 90];
 
 /// Sizes of a set of images that every point is compared against.
 #[derive(Clone, Copy, Debug)]
@@ -138,6 +79,15 @@ pub enum RvqSource<'a> {
     Archive(&'a Header, &'a [Record], u64),
 }
 
+/// What every rvq point is measured with, gathered so that the helpers behind [`compare`] take
+/// one argument for it rather than four.
+struct RvqRun<'a> {
+    model: &'a Model,
+    images: &'a [Rgb],
+    reference: Reference,
+    encode: &'a EncodeOptions,
+}
+
 /// Measures rvq (from `source`, encoding with `encode`'s batch size and beam width), JPEG at
 /// each of `jpeg` and WebP at each of `webp` qualities, on `images`.
 pub fn compare(
@@ -149,10 +99,40 @@ pub fn compare(
     encode: &EncodeOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Point>> {
-    let batch_size = encode.batch_size;
     if images.is_empty() {
         return Err(Error::Other("no images to evaluate".into()));
     }
+    let reference = reference_sizes(images)?;
+    let mut classical = Vec::new();
+    for (codec, ladder) in [(Classical::Jpeg, jpeg), (Classical::Webp, webp)] {
+        for &q in ladder {
+            progress(&format!("{} q={q}", codec.name()));
+            classical.push(classical_point(images, codec, q, &reference)?);
+        }
+    }
+    let run = RvqRun {
+        model,
+        images,
+        reference,
+        encode,
+    };
+    let mut points = match source {
+        RvqSource::Archive(header, records, len) => {
+            progress("rvq archive");
+            vec![archive_point(&run, header, records, len)?]
+        }
+        RvqSource::Encode(codebooks, qualities) => {
+            encoded_points(&run, codebooks, qualities, progress)?
+        }
+    };
+    set_nearest(&mut points, &classical);
+    points.extend(classical);
+    Ok(points)
+}
+
+/// The sizes every point's ratios are taken against, computed once for the whole set rather
+/// than for each codec and setting.
+fn reference_sizes(images: &[Rgb]) -> Result<Reference> {
     let mut png_bytes = 0u64;
     for img in images {
         png_bytes += image_io::encode_png(img)?.len() as u64;
@@ -161,71 +141,80 @@ pub fn compare(
         .iter()
         .map(|i| i.width() as u64 * i.height() as u64)
         .sum();
-    let reference = Reference {
+    Ok(Reference {
         pixels,
         raw_bytes: pixels * 3,
         png_bytes,
-    };
-    let mut classical = Vec::new();
-    for (codec, ladder) in [(Classical::Jpeg, jpeg), (Classical::Webp, webp)] {
-        for &q in ladder {
-            progress(&format!("{} q={q}", codec.name()));
-            classical.push(classical_point(images, codec, q, &reference)?);
-        }
-    }
+    })
+}
+
+/// rvq's point for an archive the user gave: its file sizes and ratios are those of that
+/// archive as it is (names, embedded codebook and all), not of the nameless one
+/// [`rvq_point`] rebuilds to measure the payload.
+fn archive_point(run: &RvqRun, header: &Header, records: &[Record], len: u64) -> Result<Point> {
+    let (model, images, reference) = (run.model, run.images, &run.reference);
+    let batch_size = run.encode.batch_size;
+    let mut p = rvq_point(model, header, records, images, reference, batch_size)?;
+    p.file_bytes_per_image = len as f64 / images.len() as f64;
+    p.file_bits_per_pixel = len as f64 * 8.0 / reference.pixels as f64;
+    p.ratio_vs_raw = reference.raw_bytes as f64 / len as f64;
+    p.ratio_vs_png = reference.png_bytes as f64 / len as f64;
+    Ok(p)
+}
+
+/// rvq's points when it encodes the images itself: every fixed depth first, then every
+/// quality with all codebooks available, so that the table lists them in that order.
+fn encoded_points(
+    run: &RvqRun,
+    codebooks: &[usize],
+    qualities: &[u8],
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Point>> {
+    let (model, images, encode) = (run.model, run.images, run.encode);
+    let (reference, batch_size) = (&run.reference, encode.batch_size);
+    let named: Vec<Named> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| Named {
+            name: format!("{i}.png"),
+            image: img.clone(),
+        })
+        .collect();
+    let depths = codebooks.iter().map(|&m| Rate::Codebooks(m));
+    let by_quality = qualities.iter().map(|&quality| Rate::Quality {
+        quality,
+        max_codebooks: None,
+    });
     let mut points = Vec::new();
-    match source {
-        RvqSource::Archive(header, records, len) => {
-            progress("rvq archive");
-            let mut p = rvq_point(model, header, records, images, &reference, batch_size)?;
-            p.file_bytes_per_image = len as f64 / images.len() as f64;
-            p.file_bits_per_pixel = len as f64 * 8.0 / reference.pixels as f64;
-            p.ratio_vs_raw = reference.raw_bytes as f64 / len as f64;
-            p.ratio_vs_png = reference.png_bytes as f64 / len as f64;
-            points.push(p);
+    for rate in depths.chain(by_quality) {
+        let m = rate.codebooks(model.config.num_codebooks);
+        let opts = EncodeOptions {
+            rate,
+            names: false,
+            embed_codebook: None,
+            ..encode.clone()
+        };
+        let label = match rate {
+            Rate::Quality { quality, .. } => format!("q={quality}"),
+            _ => format!("m={m}"),
+        };
+        progress(&format!("rvq {label}"));
+        let header = codec::header_for(model, &opts)?;
+        let records = codec::encode_records(model, &named, &opts)?;
+        let mut p = rvq_point(model, &header, &records, images, reference, batch_size)?;
+        if let Rate::Quality { quality: q, .. } = rate {
+            p.setting = label;
+            p.quality = Some(q);
         }
-        RvqSource::Encode(codebooks, qualities) => {
-            let named: Vec<Named> = images
-                .iter()
-                .enumerate()
-                .map(|(i, img)| Named {
-                    name: format!("{i}.png"),
-                    image: img.clone(),
-                })
-                .collect();
-            let settings =
-                codebooks
-                    .iter()
-                    .map(|&m| Rate::Codebooks(m))
-                    .chain(qualities.iter().map(|&quality| Rate::Quality {
-                        quality,
-                        max_codebooks: None,
-                    }));
-            for rate in settings {
-                let m = rate.codebooks(model.config.num_codebooks);
-                let opts = EncodeOptions {
-                    rate,
-                    names: false,
-                    embed_codebook: None,
-                    ..encode.clone()
-                };
-                let label = match rate {
-                    Rate::Quality { quality, .. } => format!("q={quality}"),
-                    _ => format!("m={m}"),
-                };
-                progress(&format!("rvq {label}"));
-                let header = codec::header_for(model, &opts)?;
-                let records = codec::encode_records(model, &named, &opts)?;
-                let mut p = rvq_point(model, &header, &records, images, &reference, batch_size)?;
-                if let Rate::Quality { quality: q, .. } = rate {
-                    p.setting = label;
-                    p.quality = Some(q);
-                }
-                points.push(p);
-            }
-        }
+        points.push(p);
     }
-    for p in &mut points {
+    Ok(points)
+}
+
+/// Pairs each rvq point with the JPEG and WebP settings nearest to it in payload size, so
+/// that the table shows what the classical codecs reach for about the same bytes.
+fn set_nearest(points: &mut [Point], classical: &[Point]) {
+    for p in points {
         let nearest = |codec: &str| {
             classical
                 .iter()
@@ -241,8 +230,6 @@ pub fn compare(
         (p.nearest_jpeg_quality, p.nearest_jpeg_psnr) = nearest("jpeg");
         (p.nearest_webp_quality, p.nearest_webp_psnr) = nearest("webp");
     }
-    points.extend(classical);
-    Ok(points)
 }
 
 /// rvq's point for `records`. Its payload is the archive these records make with names off,
@@ -379,82 +366,6 @@ pub fn squared_error(a: &Rgb, b: &Rgb) -> f64 {
         .sum()
 }
 
-/// Encodes `img` as a baseline JPEG of `quality` (1–100) with the `image` crate's encoder.
-pub fn encode_jpeg(img: &Rgb, quality: u8) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-        .encode(
-            img.pixels(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|e| Error::Other(format!("JPEG encoding failed: {e}")))?;
-    Ok(out)
-}
-
-/// Encodes `img` as lossy WebP of `quality` (0–100) with libwebp.
-pub fn encode_webp(img: &Rgb, quality: u8) -> Result<Vec<u8>> {
-    webp::Encoder::from_rgb(img.pixels(), img.width(), img.height())
-        .encode_simple(false, quality as f32)
-        .map(|m| m.to_vec())
-        .map_err(|e| Error::Other(format!("WebP encoding failed: {e:?}")))
-}
-
-/// Bytes of a lossy WebP's VP8 bitstream: the file less its RIFF and chunk headers (and any
-/// other chunks). `None` if there is no `VP8 ` chunk.
-pub fn webp_payload_bytes(webp: &[u8]) -> Option<usize> {
-    if webp.len() < 12 || &webp[..4] != b"RIFF" || &webp[8..12] != b"WEBP" {
-        return None;
-    }
-    let mut pos = 12;
-    while pos + 8 <= webp.len() {
-        let size = u32::from_le_bytes(webp[pos + 4..pos + 8].try_into().ok()?) as usize;
-        if &webp[pos..pos + 4] == b"VP8 " {
-            return Some(size);
-        }
-        pos += 8 + size + (size & 1);
-    }
-    None
-}
-
-/// Bytes of a JPEG's entropy-coded data: everything after the start-of-scan header up to the
-/// end-of-image marker, summed over scans. Headers and tables (which a collection could share)
-/// are left out. `None` if the bytes hold no scan.
-pub fn jpeg_scan_bytes(jpeg: &[u8]) -> Option<usize> {
-    let mut pos = 2; // SOI
-    let mut total = 0;
-    let mut found = false;
-    while pos + 4 <= jpeg.len() {
-        if jpeg[pos] != 0xFF {
-            return None;
-        }
-        let marker = jpeg[pos + 1];
-        if marker == 0xD9 {
-            break;
-        }
-        let len = u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]) as usize;
-        pos += 2 + len;
-        if marker == 0xDA {
-            found = true;
-            // Entropy-coded data runs to the next marker that is neither a stuffed 0xFF00
-            // nor a restart marker.
-            let start = pos;
-            while pos + 1 < jpeg.len() {
-                if jpeg[pos] == 0xFF
-                    && jpeg[pos + 1] != 0
-                    && !(0xD0..=0xD7).contains(&jpeg[pos + 1])
-                {
-                    break;
-                }
-                pos += 1;
-            }
-            total += pos - start;
-        }
-    }
-    found.then_some(total)
-}
-
 /// Mean SSIM of two equally sized RGB images over the three channels, on values in [0, 1],
 /// with an 11×11 Gaussian window (σ = 1.5; smaller for images under 11 pixels a side) over
 /// every position where the window fits. Identical images give exactly 1.
@@ -531,6 +442,7 @@ pub fn markdown(points: &[Point]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classical::{encode_jpeg, jpeg_scan_bytes, webp_payload_bytes};
 
     fn test_image(w: u32, h: u32, seed: u32) -> Rgb {
         let rgb = (0..w * h * 3)

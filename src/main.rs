@@ -4,6 +4,7 @@
 mod archive_commands;
 mod args;
 mod bench;
+mod classical;
 mod compare;
 mod info;
 mod measure_commands;
@@ -11,6 +12,7 @@ mod names;
 mod plot;
 mod support;
 mod sweep;
+mod sweep_report;
 mod train_commands;
 
 use std::path::Path;

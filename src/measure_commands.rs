@@ -1,6 +1,7 @@
 //! `rvq eval` and `bench`: quality against JPEG and WebP, and throughput.
 
 use anyhow::Result;
+use rvq::archive::Record;
 use rvq::codec::EncodeOptions;
 use rvq::image_io::{self, Limits};
 use rvq::model::Model;
@@ -29,33 +30,7 @@ pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
         Some(ar) => Some(ar.records().map_err(archive_err)?),
         None => None,
     };
-    let images: Vec<image_io::Rgb> = if let Some(records) = &records {
-        let dir = a.against.as_ref().ok_or_else(|| {
-            anyhow::anyhow!("evaluating an archive needs --against DIR of the originals")
-        })?;
-        records
-            .iter()
-            .map(|r| {
-                let name = r.name.as_ref().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{}: the archive stores no names to match originals by",
-                        a.data.display()
-                    )
-                })?;
-                Ok(image_io::read_rgb(&dir.join(name), &Limits::default(), false)?.image)
-            })
-            .collect::<Result<_>>()?
-    } else if rvq::data::is_cifar_dir(&a.data) {
-        let set = rvq::data::cifar_test(&a.data)?.take(a.limit);
-        (0..set.len()).map(|i| set.rgb(i)).collect()
-    } else {
-        let files = image_io::collect_images(std::slice::from_ref(&a.data), false)?;
-        files
-            .iter()
-            .take(a.limit)
-            .map(|f| Ok(image_io::read_rgb(f, &Limits::default(), false)?.image))
-            .collect::<rvq::Result<_>>()?
-    };
+    let images = eval_images(&a, records.as_deref())?;
     if images.is_empty() {
         anyhow::bail!("{}: no images to evaluate", a.data.display());
     }
@@ -107,6 +82,38 @@ pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
         crate::plot::rate_distortion(&points, &title, p)?;
     }
     Ok(())
+}
+
+/// The images `rvq eval` measures against: an archive's originals (by stored name, from
+/// `--against`), the CIFAR-10 test images, or the PNGs of a folder, at most `--limit` of them.
+fn eval_images(a: &EvalArgs, records: Option<&[Record]>) -> Result<Vec<image_io::Rgb>> {
+    if let Some(records) = records {
+        let dir = a.against.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("evaluating an archive needs --against DIR of the originals")
+        })?;
+        return records
+            .iter()
+            .map(|r| {
+                let name = r.name.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: the archive stores no names to match originals by",
+                        a.data.display()
+                    )
+                })?;
+                Ok(image_io::read_rgb(&dir.join(name), &Limits::default(), false)?.image)
+            })
+            .collect();
+    }
+    if rvq::data::is_cifar_dir(&a.data) {
+        let set = rvq::data::cifar_test(&a.data)?.take(a.limit);
+        return Ok((0..set.len()).map(|i| set.rgb(i)).collect());
+    }
+    let files = image_io::collect_images(std::slice::from_ref(&a.data), false)?;
+    Ok(files
+        .iter()
+        .take(a.limit)
+        .map(|f| Ok(image_io::read_rgb(f, &Limits::default(), false)?.image))
+        .collect::<rvq::Result<_>>()?)
 }
 
 pub(crate) fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {

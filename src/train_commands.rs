@@ -10,12 +10,49 @@ use crate::args::*;
 use crate::support::*;
 
 pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
+    let options = train_options(&a)?;
+    let chosen = choose_backend(a.backend, verbose)?;
+    let splits = train::load_data(&a.data, a.valid, a.seed)?;
+    eprintln!("rvq: {}", splits.description);
+    let progress = TrainProgress::new();
+    let card = train::train(
+        &options,
+        &splits,
+        &a.out,
+        &chosen.device,
+        &machine(&chosen),
+        a.resume,
+        a.stop_at,
+        &mut |e| progress.on_event(e),
+    )
+    .with_context(|| format!("training into {}", a.out.display()))?;
+    progress.bar.finish();
+    let Some(card) = card else {
+        println!(
+            "stopped before the end of the run (--stop-at {}); the checkpoint is in {}; continue with --resume",
+            a.stop_at.unwrap_or_default(),
+            a.out.join("checkpoint").display()
+        );
+        return Ok(());
+    };
+    println!(
+        "trained {} steps in {:.0} s; model written to {} (fingerprint {})",
+        card.steps,
+        card.wall_seconds,
+        a.out.display(),
+        card.fingerprint
+    );
+    Ok(())
+}
+
+/// The run's options from the flags, checked before any data is read.
+fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
     let config = ModelConfig {
         latent_dim: a.latent_dim,
         codebook_size: a.codebook_size,
         num_codebooks: if a.no_quantize { 0 } else { a.codebooks },
         grid_factor: a.grid_factor,
-        channels: a.channels,
+        channels: a.channels.clone(),
         res_blocks: a.res_blocks,
         res_channels: a.res_channels,
         quantize: !a.no_quantize,
@@ -35,113 +72,100 @@ pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         max_steps: a.max_steps,
         init: a.init.parse()?,
         dropout_fraction: a.dropout,
-        dropout_weights: a.dropout_weights,
-        start_from: a.from,
+        dropout_weights: a.dropout_weights.clone(),
+        start_from: a.from.clone(),
         weight_decay: a.weight_decay,
         l1_fraction: a.l1_fraction,
         weight_average: a.weight_average,
         ..TrainOptions::default()
     };
     options.check()?;
-    let chosen = choose_backend(a.backend, verbose)?;
-    let splits = train::load_data(&a.data, a.valid, a.seed)?;
-    eprintln!("rvq: {}", splits.description);
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta} | {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    // Above the bar when it is drawn; plain stderr lines when it is hidden (not a terminal).
-    let say = |line: String| {
-        if bar.is_hidden() {
+    Ok(options)
+}
+
+/// Training's progress: a bar with the latest losses on a terminal, and the validations above
+/// it; plain stderr lines every 50 steps where the bar is hidden (not a terminal, as in logs).
+struct TrainProgress {
+    bar: ProgressBar,
+}
+
+impl TrainProgress {
+    fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta} | {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        Self { bar }
+    }
+
+    /// Above the bar when it is drawn; plain stderr lines when it is hidden.
+    fn say(&self, line: String) {
+        if self.bar.is_hidden() {
             eprintln!("{line}");
         } else {
-            bar.println(line);
+            self.bar.println(line);
         }
-    };
-    let mut on_event = |e: Event| match e {
-        Event::Start { step, total_steps } => {
-            bar.set_length(total_steps as u64);
-            bar.set_position(step as u64);
-        }
-        Event::Step {
-            step,
-            epoch,
-            mse,
-            loss,
-            codebooks,
-        } => {
-            bar.set_position(step as u64);
-            if step % 10 == 0 || !bar.is_hidden() {
-                let util: Vec<String> = codebooks
+    }
+
+    fn on_event(&self, e: Event) {
+        let bar = &self.bar;
+        match e {
+            Event::Start { step, total_steps } => {
+                bar.set_length(total_steps as u64);
+                bar.set_position(step as u64);
+            }
+            Event::Step {
+                step,
+                epoch,
+                mse,
+                loss,
+                codebooks,
+            } => {
+                bar.set_position(step as u64);
+                if step % 10 == 0 || !bar.is_hidden() {
+                    let util: Vec<String> = codebooks
+                        .iter()
+                        .map(|s| format!("{:.0}%/{:.0}", s.utilisation * 100.0, s.perplexity))
+                        .collect();
+                    bar.set_message(format!(
+                        "epoch {epoch} loss {loss:.5} mse {mse:.5} use/ppl {}",
+                        util.join(" ")
+                    ));
+                }
+                if bar.is_hidden() && step % 50 == 0 {
+                    eprintln!("step {step} epoch {epoch} loss {loss:.5} mse {mse:.5}");
+                }
+            }
+            Event::Validation { epoch, quality } => {
+                let parts: Vec<String> = quality
                     .iter()
-                    .map(|s| format!("{:.0}%/{:.0}", s.utilisation * 100.0, s.perplexity))
+                    .map(|q| {
+                        let name = if q.codebooks == 0 {
+                            "ae".to_string()
+                        } else {
+                            format!("m={}", q.codebooks)
+                        };
+                        format!("{name}: {:.5} ({:.2} dB)", q.mse, q.psnr)
+                    })
                     .collect();
-                bar.set_message(format!(
-                    "epoch {epoch} loss {loss:.5} mse {mse:.5} use/ppl {}",
-                    util.join(" ")
+                self.say(format!(
+                    "validation after epoch {epoch}: {}",
+                    parts.join(", ")
                 ));
             }
-            if bar.is_hidden() && step % 50 == 0 {
-                eprintln!("step {step} epoch {epoch} loss {loss:.5} mse {mse:.5}");
-            }
+            Event::Checkpoint { .. } => {}
+            Event::Pca {
+                images,
+                truncation_mse,
+            } => self.say(format!(
+                "linear path from the PCA of {images} images' patches (truncation MSE {truncation_mse:.6})"
+            )),
         }
-        Event::Validation { epoch, quality } => {
-            let parts: Vec<String> = quality
-                .iter()
-                .map(|q| {
-                    let name = if q.codebooks == 0 {
-                        "ae".to_string()
-                    } else {
-                        format!("m={}", q.codebooks)
-                    };
-                    format!("{name}: {:.5} ({:.2} dB)", q.mse, q.psnr)
-                })
-                .collect();
-            say(format!(
-                "validation after epoch {epoch}: {}",
-                parts.join(", ")
-            ));
-        }
-        Event::Checkpoint { .. } => {}
-        Event::Pca {
-            images,
-            truncation_mse,
-        } => say(format!(
-            "linear path from the PCA of {images} images' patches (truncation MSE {truncation_mse:.6})"
-        )),
-    };
-    let card = train::train(
-        &options,
-        &splits,
-        &a.out,
-        &chosen.device,
-        &machine(&chosen),
-        a.resume,
-        a.stop_at,
-        &mut on_event,
-    )
-    .with_context(|| format!("training into {}", a.out.display()))?;
-    bar.finish();
-    let Some(card) = card else {
-        println!(
-            "stopped before the end of the run (--stop-at {}); the checkpoint is in {}; continue with --resume",
-            a.stop_at.unwrap_or_default(),
-            a.out.join("checkpoint").display()
-        );
-        return Ok(());
-    };
-    println!(
-        "trained {} steps in {:.0} s; model written to {} (fingerprint {})",
-        card.steps,
-        card.wall_seconds,
-        a.out.display(),
-        card.fingerprint
-    );
-    Ok(())
+    }
 }
 
 pub(crate) fn run_export(a: ExportArgs, verbose: bool) -> Result<()> {
@@ -159,7 +183,7 @@ pub(crate) fn run_export(a: ExportArgs, verbose: bool) -> Result<()> {
 
 pub(crate) fn run_sweep(a: SweepArgs, verbose: bool) -> Result<()> {
     if let Some(SweepAction::Report { dir }) = &a.action {
-        let r = crate::sweep::report(dir)?;
+        let r = crate::sweep_report::report(dir)?;
         println!(
             "{} runs; figures in {}/figures: {}",
             r.rows,

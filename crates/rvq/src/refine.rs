@@ -78,48 +78,27 @@ pub(crate) fn refine_last_levels(
             }
         })
         .collect();
-    let cand = nearest_entries(model, latents, encoded, &slots, candidates)?;
-
+    let search = Search {
+        candidates: nearest_entries(model, latents, encoded, &slots, candidates)?,
+        per_cell: candidates,
+        slots,
+        cells,
+        columns: gw,
+    };
     let decode_errors = |indices: &[Vec<u32>]| -> Result<Vec<Vec<f64>>> {
         let cell_depths = mixed.then_some(full.as_slice());
         model.cell_errors(indices, cell_depths, encoded.grid, m, originals)
     };
     let start = decode_errors(&encoded.indices)?;
     let mut current = encoded.indices.clone();
-    let mut errors = start.clone();
     for class in 0..CLASSES {
-        let in_class = |c: &usize| ((c / gw) % 2) * 2 + (c % gw) % 2 == class;
         // Each class is tried against the others as they now stand.
-        if class > 0 {
-            errors = decode_errors(&current)?;
-        }
-        let mut best: Vec<Vec<(f64, u32)>> = current
-            .iter()
-            .zip(&errors)
-            .zip(&slots)
-            .map(|((idx, err), slot)| (0..cells).map(|c| (err[c], idx[slot[c]])).collect())
-            .collect();
-        for j in 1..candidates {
-            let mut trial = current.clone();
-            for (i, img) in trial.iter_mut().enumerate() {
-                for c in (0..cells).filter(in_class) {
-                    img[slots[i][c]] = cand[(i * cells + c) * candidates + j];
-                }
-            }
-            let trial_errors = decode_errors(&trial)?;
-            for (i, errs) in trial_errors.iter().enumerate() {
-                for c in (0..cells).filter(in_class) {
-                    if errs[c] < best[i][c].0 {
-                        best[i][c] = (errs[c], trial[i][slots[i][c]]);
-                    }
-                }
-            }
-        }
-        for ((img, best), slot) in current.iter_mut().zip(&best).zip(&slots) {
-            for c in (0..cells).filter(in_class) {
-                img[slot[c]] = best[c].1;
-            }
-        }
+        let errors = if class > 0 {
+            decode_errors(&current)?
+        } else {
+            start.clone()
+        };
+        search.refine_class(class, &mut current, &errors, &decode_errors)?;
     }
 
     // Choices made class by class can, together, decode worse than they each promised: an
@@ -133,6 +112,63 @@ pub(crate) fn refine_last_levels(
         }
     }
     Ok(())
+}
+
+/// Each image's error per cell, as the given indices decode.
+type CellErrors<'a> = dyn Fn(&[Vec<u32>]) -> Result<Vec<Vec<f64>>> + 'a;
+
+/// What one refinement searches: each cell's candidate entries and where they go.
+struct Search {
+    /// `per_cell` entries for every cell of the batch, image-major (see [`nearest_entries`]).
+    candidates: Vec<u32>,
+    per_cell: usize,
+    /// Per image, where each cell's refined index sits (level · cells + cell).
+    slots: Vec<Vec<usize>>,
+    cells: usize,
+    columns: usize,
+}
+
+impl Search {
+    /// Tries every candidate for the cells of one class (`errors`: each cell's error as
+    /// `current` decodes) and keeps, per cell, whichever decoded closest.
+    fn refine_class(
+        &self,
+        class: usize,
+        current: &mut [Vec<u32>],
+        errors: &[Vec<f64>],
+        decode_errors: &CellErrors,
+    ) -> Result<()> {
+        let (cells, gw, slots) = (self.cells, self.columns, &self.slots);
+        let in_class = |c: &usize| ((c / gw) % 2) * 2 + (c % gw) % 2 == class;
+        let mut best: Vec<Vec<(f64, u32)>> = current
+            .iter()
+            .zip(errors)
+            .zip(slots)
+            .map(|((idx, err), slot)| (0..cells).map(|c| (err[c], idx[slot[c]])).collect())
+            .collect();
+        for j in 1..self.per_cell {
+            let mut trial = current.to_vec();
+            for (i, img) in trial.iter_mut().enumerate() {
+                for c in (0..cells).filter(in_class) {
+                    img[slots[i][c]] = self.candidates[(i * cells + c) * self.per_cell + j];
+                }
+            }
+            let trial_errors = decode_errors(&trial)?;
+            for (i, errs) in trial_errors.iter().enumerate() {
+                for c in (0..cells).filter(in_class) {
+                    if errs[c] < best[i][c].0 {
+                        best[i][c] = (errs[c], trial[i][slots[i][c]]);
+                    }
+                }
+            }
+        }
+        for ((img, best), slot) in current.iter_mut().zip(&best).zip(slots) {
+            for c in (0..cells).filter(in_class) {
+                img[slot[c]] = best[c].1;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// For every cell of the batch (image-major, then row-major), the `candidates` entries nearest
