@@ -131,9 +131,19 @@ pub fn choose(backend: Backend) -> Result<Chosen> {
 }
 
 fn wgpu_device(adapter: &Adapter) -> Result<Chosen> {
-    let device = Device::wgpu_options()
-        .init()
-        .map_err(|e| Error::Backend(format!("wgpu initialisation failed: {e}")))?;
+    // burn registers its wgpu runtime once per process: a second initialisation is refused,
+    // so every later choice gets the device the first one made.
+    static DEVICE: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
+    let mut slot = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
+    let device = match slot.as_ref() {
+        Some(device) => device.clone(),
+        None => {
+            let device = Device::wgpu_options()
+                .init()
+                .map_err(|e| Error::Backend(format!("wgpu initialisation failed: {e}")))?;
+            slot.insert(device).clone()
+        }
+    };
     Ok(Chosen {
         device,
         backend: Backend::Wgpu,
