@@ -290,8 +290,9 @@ pub struct EncodeWriter<'e, 'm, W: std::io::Write> {
 impl<W: std::io::Write> EncodeWriter<'_, '_, W> {
     /// Adds the next image. It is encoded with the images pushed before it once a pass is
     /// full (or the next image is of another padded size), so errors of the network may come
-    /// from a later call; a name already stored is refused at once. After any error the
-    /// archive is abandoned: every later call fails with [`Error::Abandoned`].
+    /// from a later call; a name already stored is refused at once (and nothing is written).
+    /// After a pass fails the archive is abandoned: every later call fails with
+    /// [`Error::Abandoned`].
     pub fn push(&mut self, image: Named) -> Result<()> {
         if self.failed {
             return Err(Error::Abandoned);

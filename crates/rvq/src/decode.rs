@@ -112,7 +112,8 @@ impl<R: std::io::Read> Iterator for Images<'_, R> {
             if self.failed.is_none()
                 && let Err(e) = self.next_pass()
             {
-                self.failed = Some(e);
+                // A read error met first is the cause; a decode error after it only follows.
+                self.failed.get_or_insert(e);
             }
             self.done = self.ready.is_empty();
         }
@@ -174,7 +175,12 @@ pub fn decode_records(
     check_header(header, model, "given")?;
     for (i, r) in records.iter().enumerate() {
         rvq_archive::check_record(header, i as u64, r).map_err(|e| Error::BadIndices {
-            reason: e.to_string(),
+            reason: match e {
+                rvq_archive::ArchiveError::Unwritable { reason, .. } => {
+                    format!("a {}×{} record: {reason}", r.width, r.height)
+                }
+                other => other.to_string(),
+            },
         })?;
     }
     let f = model.config.grid_factor as u64;

@@ -31,7 +31,7 @@ pub(super) const EMA_FILE: &str = "ema.f32";
 /// The checkpoint's subfolder holding the weight average, as a model folder.
 pub(super) const AVERAGE_DIR: &str = "average";
 
-/// Whether `out` holds a checkpoint that [`Trainer::resume`] can continue.
+/// Whether `out` holds a checkpoint that [`super::Trainer::resume`] can continue.
 pub fn has_checkpoint(out: &Path) -> bool {
     checkpoint_dir(out).is_ok()
 }
