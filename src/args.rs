@@ -6,6 +6,8 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use rvq::backend::Backend;
 use rvq::codec;
+use rvq::config::{ModelConfig, Upsample};
+use rvq::train::{Init, TrainOptions};
 
 #[derive(Parser)]
 #[command(
@@ -296,9 +298,9 @@ pub(crate) struct SearchArgs {
 pub(crate) struct BenchArgs {
     #[command(flatten)]
     pub(crate) model: ModelArgs,
-    /// Size of the large image, WIDTHxHEIGHT.
+    /// Size of the large image, WIDTHxHEIGHT (each side 1 to 16,384).
     #[arg(long, default_value = "768x512")]
-    pub(crate) large: String,
+    pub(crate) large: Size,
     /// Timed runs per measure (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub(crate) runs: usize,
@@ -346,25 +348,25 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     pub(crate) out: PathBuf,
     /// Latent channels d.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ModelConfig::default().latent_dim)]
     pub(crate) latent_dim: usize,
     /// Entries per codebook k.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = ModelConfig::default().codebook_size)]
     pub(crate) codebook_size: usize,
     /// Number of residual codebooks n_q.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = ModelConfig::default().num_codebooks)]
     pub(crate) codebooks: usize,
     /// Downsampling factor: 8 (32×32 → 4×4 grid) or 4 (→ 8×8).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = ModelConfig::default().grid_factor)]
     pub(crate) grid_factor: usize,
     /// Channel widths of the three strided stages.
-    #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
+    #[arg(long, value_delimiter = ',', default_values_t = ModelConfig::default().channels)]
     pub(crate) channels: Vec<usize>,
     /// Residual blocks on each side.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = ModelConfig::default().res_blocks)]
     pub(crate) res_blocks: usize,
     /// Hidden channels in each residual block.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ModelConfig::default().res_channels)]
     pub(crate) res_channels: usize,
     /// Train a plain autoencoder (no quantization), the study's baseline.
     #[arg(long)]
@@ -378,40 +380,40 @@ pub(crate) struct TrainArgs {
     pub(crate) depth_input: bool,
     /// How the decoder doubles its resolution: transposed convolutions, or a convolution and a
     /// pixel shuffle.
-    #[arg(long, value_parser = ["transposed", "shuffle"], default_value = "transposed")]
-    pub(crate) upsample: String,
+    #[arg(long, value_parser = upsample_parser(), default_value = "transposed")]
+    pub(crate) upsample: Upsample,
     /// Residual blocks after each decoder upsampling stage but the last (each starts as the
     /// identity).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = ModelConfig::default().up_res_blocks)]
     pub(crate) up_res_blocks: usize,
     /// How the linear path starts: from the PCA of training patches, or at random.
-    #[arg(long, value_parser = ["pca", "random"], default_value = "pca")]
-    pub(crate) init: String,
+    #[arg(long, value_parser = init_parser(), default_value = "pca")]
+    pub(crate) init: Init,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = TrainOptions::default().epochs)]
     pub(crate) epochs: usize,
     /// Images per step.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = TrainOptions::default().batch_size)]
     pub(crate) batch_size: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
     pub(crate) lr: f64,
     /// Decoupled weight decay (AdamW, on every trained parameter), in [0, 1]; 0 trains with
     /// Adam.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = TrainOptions::default().weight_decay)]
     pub(crate) weight_decay: f32,
     /// Share of the steps, in [0, 1], from the first, trained on the L1 loss before MSE.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = TrainOptions::default().l1_fraction)]
     pub(crate) l1_fraction: f32,
     /// Validate and keep a moving average of the weights with this per-step decay in [0, 1)
     /// (e.g. 0.999) instead of the last step's; 0: off.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = TrainOptions::default().weight_average)]
     pub(crate) weight_average: f32,
     /// Stop after this many steps.
     #[arg(long)]
     pub(crate) max_steps: Option<usize>,
     /// Fraction of batches trained at a random depth per image (quantizer dropout).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = TrainOptions::default().dropout_fraction)]
     pub(crate) dropout: f32,
     /// Relative odds of depths 1..=n_q in those batches, one per codebook (default: equal).
     #[arg(long, value_delimiter = ',')]
@@ -424,10 +426,10 @@ pub(crate) struct TrainArgs {
     #[arg(long, default_value_t = 1000)]
     pub(crate) valid: usize,
     /// Random seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
     pub(crate) seed: u64,
     /// Steps between checkpoints.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainOptions::default().checkpoint_every)]
     pub(crate) checkpoint_every: usize,
     /// Continue from OUT/checkpoint, given the options the run was started with.
     #[arg(long)]
@@ -442,6 +444,35 @@ pub(crate) struct TrainArgs {
 }
 
 /// `cpu`, `wgpu` or `auto`, listed in `--help`.
+fn upsample_parser() -> impl clap::builder::TypedValueParser<Value = Upsample> {
+    clap::builder::PossibleValuesParser::new(["transposed", "shuffle"])
+        .map(|s| s.parse::<Upsample>().expect("one of the listed names"))
+}
+
+fn init_parser() -> impl clap::builder::TypedValueParser<Value = Init> {
+    clap::builder::PossibleValuesParser::new(["pca", "random"])
+        .map(|s| s.parse::<Init>().expect("one of the listed names"))
+}
+
+/// An image size given as WIDTHxHEIGHT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Size {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+}
+
+impl std::str::FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        s.split_once('x')
+            .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+            .filter(|&(w, h)| (1..=16_384).contains(&w) && (1..=16_384).contains(&h))
+            .map(|(width, height)| Size { width, height })
+            .ok_or_else(|| format!("{s}: expected WIDTHxHEIGHT, e.g. 768x512"))
+    }
+}
+
 fn backend_parser() -> impl clap::builder::TypedValueParser<Value = Backend> {
     clap::builder::PossibleValuesParser::new(Backend::ALL.map(Backend::name))
         .map(|s| s.parse::<Backend>().expect("one of the listed names"))

@@ -117,14 +117,7 @@ fn eval_images(a: &EvalArgs, records: Option<&[Record]>) -> Result<Vec<image_io:
 }
 
 pub(crate) fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
-    let (w, h) = a
-        .large
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-        .filter(|&(w, h)| w > 0 && h > 0 && w <= 16_384 && h <= 16_384)
-        .ok_or_else(|| {
-            anyhow::anyhow!("--large {}: expected WIDTHxHEIGHT, e.g. 768x512", a.large)
-        })?;
+    let (w, h) = (a.large.width, a.large.height);
     if let Some(j) = &a.json {
         refuse_existing(j, false)?;
     }

@@ -58,7 +58,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
         quantize: !a.no_quantize,
         linear_path: !a.no_linear,
         depth_input: a.depth_input,
-        upsample: a.upsample.parse()?,
+        upsample: a.upsample,
         up_res_blocks: a.up_res_blocks,
     };
     config.validate()?;
@@ -70,7 +70,7 @@ fn train_options(a: &TrainArgs) -> Result<TrainOptions> {
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
         max_steps: a.max_steps,
-        init: a.init.parse()?,
+        init: a.init,
         dropout_fraction: a.dropout,
         dropout_weights: a.dropout_weights.clone(),
         start_from: a.from.clone(),

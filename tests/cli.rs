@@ -870,7 +870,14 @@ fn bench_reports_every_measure() {
     bench(&["--beam", "1", "--refine", "1", "--fixed-depth"]).stdout(predicate::str::contains(
         "encode one 64×48 image, fixed depth |",
     ));
-    fails_with(&["bench", "--large", "64by48"], "expected WIDTHxHEIGHT");
+    // A size that does not parse is a usage error, naming the flag and the form expected.
+    let o = rvq().args(["bench", "--large", "64by48"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--large") && err.contains("expected WIDTHxHEIGHT"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -79,7 +79,7 @@ impl Header {
 
     /// Bits per index: ceil(log2 k).
     pub fn bits_per_index(&self) -> u32 {
-        u32::BITS - (self.codebook_size.max(2) - 1).leading_zeros()
+        bits_per_index(self.codebook_size)
     }
 
     /// Latent grid (columns, rows) of a `width`×`height` image.
@@ -289,4 +289,10 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
         return Err(ArchiveError::HeaderChecksum);
     }
     Ok((header, image_count, c.pos))
+}
+
+/// Bits one index of a codebook of `k` entries takes when packed: ceil(log2 k), for k ≥ 2 (the
+/// one source of this width, for the format and the model alike).
+pub fn bits_per_index(k: u32) -> u32 {
+    u32::BITS - (k.max(2) - 1).leading_zeros()
 }

@@ -42,7 +42,7 @@ pub(crate) use cursor::Cursor;
 pub use entropy::{WORK_PER_BYTE, work};
 pub use error::{ArchiveError, Result};
 pub(crate) use header::parse_header;
-pub use header::{CodebookDType, EmbeddedCodebook, Header, write_header};
+pub use header::{CodebookDType, EmbeddedCodebook, Header, bits_per_index, write_header};
 pub use record::{Entry, Record, check_record, payload_bits, write_record};
 pub(crate) use record::{decode_entry, parse_entry, parse_name, parse_size, put_name};
 pub use stream::{ArchiveReader, ArchiveWriter};

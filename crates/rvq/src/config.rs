@@ -173,9 +173,9 @@ impl ModelConfig {
     }
 }
 
-/// ceil(log2 k) for k ≥ 2.
+/// ceil(log2 k) for k ≥ 2: the archive format's index width ([`rvq_archive::bits_per_index`]).
 pub fn bits_per_index(k: usize) -> u32 {
-    usize::BITS - (k.max(2) - 1).leading_zeros()
+    rvq_archive::bits_per_index(u32::try_from(k).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]

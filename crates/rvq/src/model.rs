@@ -18,7 +18,7 @@ use crate::files::write_atomic;
 use crate::quantizer;
 
 /// Bytes of the model fingerprint written into archives (a truncated SHA-256 of the weights).
-pub const FINGERPRINT_LEN: usize = 16;
+pub use rvq_archive::FINGERPRINT_LEN;
 
 /// A residual block at the latent resolution: x + conv1×1(relu(conv3×3(relu(x)))).
 #[derive(Module, Debug)]

@@ -35,21 +35,6 @@ use crate::model::{self, Model, RvqVae, latents_to_rows, rows_to_latents};
 use crate::pca::PatchPca;
 use crate::quantizer::{self, CodebookStats, EmaCodebooks};
 
-impl std::str::FromStr for Init {
-    type Err = Error;
-
-    /// `pca` or `random`, as the options in a model card spell them.
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "pca" => Ok(Self::Pca),
-            "random" => Ok(Self::Random),
-            other => Err(Error::InvalidConfig(format!(
-                "initialisation {other:?}: expected pca or random"
-            ))),
-        }
-    }
-}
-
 /// A training run in progress: the network and its optimizer, the EMA codebooks, the weight
 /// average if the options keep one, and where the run stands. [`train`] drives one from start (or checkpoint) to finished model folder; the
 /// pieces are public so a program can drive its own loop.

@@ -78,6 +78,21 @@ pub enum Init {
     Random,
 }
 
+impl std::str::FromStr for Init {
+    type Err = Error;
+
+    /// `pca` or `random`, as the options in a model card spell them.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "pca" => Ok(Self::Pca),
+            "random" => Ok(Self::Random),
+            other => Err(Error::InvalidConfig(format!(
+                "initialisation {other:?}: expected pca or random"
+            ))),
+        }
+    }
+}
+
 pub(super) fn default_pca_images() -> usize {
     20_000
 }
