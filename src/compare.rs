@@ -15,11 +15,42 @@ use rvq::rate::Rate;
 
 use crate::classical::Classical;
 
+/// The codec a point measures, written in lower case in JSON and tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// rvq.
+    Rvq,
+    /// JPEG (libjpeg-style, through `image`).
+    Jpeg,
+    /// WebP (lossy, through libwebp).
+    Webp,
+}
+
+impl From<Classical> for Codec {
+    fn from(c: Classical) -> Self {
+        match c {
+            Classical::Jpeg => Codec::Jpeg,
+            Classical::Webp => Codec::Webp,
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Codec::Rvq => "rvq",
+            Codec::Jpeg => "jpeg",
+            Codec::Webp => "webp",
+        })
+    }
+}
+
 /// One codec at one setting, measured over a whole image set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
-    /// "rvq" or "jpeg".
-    pub codec: String,
+    /// Which codec.
+    pub codec: Codec,
     /// "m=4" or "q=50".
     pub setting: String,
     /// Codebooks used (rvq).
@@ -215,7 +246,7 @@ fn encoded_points(
 /// that the table shows what the classical codecs reach for about the same bytes.
 fn set_nearest(points: &mut [Point], classical: &[Point]) {
     for p in points {
-        let nearest = |codec: &str| {
+        let nearest = |codec: Codec| {
             classical
                 .iter()
                 .filter(|c| c.codec == codec)
@@ -227,8 +258,8 @@ fn set_nearest(points: &mut [Point], classical: &[Point]) {
                 .map(|c| (c.quality, Some(c.psnr)))
                 .unwrap_or((None, None))
         };
-        (p.nearest_jpeg_quality, p.nearest_jpeg_psnr) = nearest("jpeg");
-        (p.nearest_webp_quality, p.nearest_webp_psnr) = nearest("webp");
+        (p.nearest_jpeg_quality, p.nearest_jpeg_psnr) = nearest(Codec::Jpeg);
+        (p.nearest_webp_quality, p.nearest_webp_psnr) = nearest(Codec::Webp);
     }
 }
 
@@ -275,7 +306,7 @@ fn rvq_point(
     // make this decode more than those images.
     let decoded = rvq::decode::decode_records(model, header, records, batch_size)?;
     let mut p = point(
-        "rvq",
+        Codec::Rvq,
         format!("m={m}"),
         images,
         &decoded,
@@ -302,7 +333,7 @@ fn classical_point(
         decoded.push(codec.decode(&bytes)?);
     }
     let mut p = point(
-        codec.name(),
+        codec.into(),
         format!("q={quality}"),
         images,
         &decoded,
@@ -315,7 +346,7 @@ fn classical_point(
 }
 
 fn point(
-    codec: &str,
+    codec: Codec,
     setting: String,
     originals: &[Rgb],
     decoded: &[Rgb],
@@ -333,7 +364,7 @@ fn point(
     let mse = se / values;
     let px = reference.pixels as f64;
     Point {
-        codec: codec.into(),
+        codec,
         setting,
         codebooks: None,
         quality: None,
@@ -551,7 +582,7 @@ mod tests {
     #[test]
     fn points_round_trip_through_json() {
         let p = Point {
-            codec: "jpeg".into(),
+            codec: Codec::Jpeg,
             setting: "q=50".into(),
             codebooks: None,
             quality: Some(50),

@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
-use crate::compare::Point;
+use crate::compare::{Codec, Point};
 use rvq::error::{Error, Result};
 use rvq::files::write_atomic;
 use rvq::image_io::{self, Rgb};
@@ -32,12 +32,10 @@ pub fn rate_distortion(points: &[Point], title: &str, path: &Path) -> Result<()>
         if !p.psnr.is_finite() {
             continue;
         }
-        let name = if p.codec == "rvq" && p.quality.is_some() {
-            "rvq --quality".to_string()
-        } else if p.codec == "rvq" {
-            "rvq --codebooks".to_string()
-        } else {
-            p.codec.clone()
+        let name = match (p.codec, p.quality) {
+            (Codec::Rvq, Some(_)) => "rvq --quality".to_string(),
+            (Codec::Rvq, None) => "rvq --codebooks".to_string(),
+            (other, _) => other.to_string(),
         };
         match series.iter_mut().find(|(n, _)| *n == name) {
             Some((_, v)) => v.push((p.payload_bits_per_pixel, p.psnr)),

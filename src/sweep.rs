@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use rvq::config::ModelConfig;
+use rvq::data::CIFAR_SIDE;
 use rvq::error::{Error, Result};
 
 /// A grid of experiments.
@@ -242,7 +243,7 @@ impl Row {
         let bpv = config.bits_per_index() as u64 * config.num_codebooks as u64;
         (
             bpv,
-            config.bits_per_image(32, 32, config.num_codebooks),
+            config.bits_per_image(CIFAR_SIDE, CIFAR_SIDE, config.num_codebooks),
             (config.codebook_size * config.num_codebooks) as u64,
             config.num_codebooks as f64 * (config.codebook_size as f64).log2(),
         )
@@ -297,7 +298,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
         .map(|row| {
             let row = row.map_err(|e| bad(e.to_string()))?;
             // The report divides the 32-pixel image side by it.
-            if row.grid_factor == 0 || 32 % row.grid_factor != 0 {
+            if row.grid_factor == 0 || !CIFAR_SIDE.is_multiple_of(row.grid_factor) {
                 return Err(bad(format!(
                     "run {}: grid_factor {} does not divide a 32-pixel side",
                     row.run, row.grid_factor

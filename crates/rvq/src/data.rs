@@ -10,8 +10,10 @@ use rand::{Rng, RngExt};
 use crate::error::{Error, Result};
 use crate::image_io;
 
-/// Bytes per CIFAR-10 record: one label, then 32×32 red, green and blue planes.
-pub const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
+/// Side of a CIFAR-10 image, and of the crops a folder of images is cut into for training.
+pub const CIFAR_SIDE: usize = 32;
+/// Bytes of one CIFAR-10 record: a label, then the three planes.
+pub const CIFAR_RECORD: usize = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE;
 /// The CIFAR-10 training files, in order.
 pub const CIFAR_TRAIN_FILES: [&str; 5] = [
     "data_batch_1.bin",
@@ -142,7 +144,10 @@ pub fn parse_cifar(bytes: &[u8]) -> std::result::Result<ImageSet, String> {
         }
         pixels.extend_from_slice(&rec[1..]);
     }
-    Ok(ImageSet { size: 32, pixels })
+    Ok(ImageSet {
+        size: CIFAR_SIDE,
+        pixels,
+    })
 }
 
 /// True when `dir` looks like the CIFAR-10 binary folder.
@@ -186,7 +191,7 @@ pub fn load_training(
     }
     if is_cifar_dir(path) {
         let mut train = ImageSet {
-            size: 32,
+            size: CIFAR_SIDE,
             pixels: Vec::new(),
         };
         for name in CIFAR_TRAIN_FILES {
@@ -206,9 +211,9 @@ pub fn load_training(
         });
     }
     let files = image_io::collect_images(&[path.to_path_buf()], true)?;
-    let all = crops_from_files(&files, 32, crops, rng)?;
+    let all = crops_from_files(&files, CIFAR_SIDE, crops, rng)?;
     let mut train = ImageSet {
-        size: 32,
+        size: CIFAR_SIDE,
         pixels: Vec::new(),
     };
     let mut held = train.clone();

@@ -4,7 +4,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
-use crate::data::ImageSet;
+use crate::data::{CIFAR_SIDE, ImageSet};
 use crate::error::{Error, Result};
 use crate::model::{RvqVae, latents_to_rows, rows_to_latents};
 use crate::quantizer;
@@ -93,7 +93,7 @@ pub fn quality(
             let mse = s / values;
             DepthQuality {
                 codebooks,
-                bits_per_image: config.bits_per_image(32, 32, codebooks),
+                bits_per_image: config.bits_per_image(CIFAR_SIDE, CIFAR_SIDE, codebooks),
                 mse,
                 psnr: psnr(mse),
             }

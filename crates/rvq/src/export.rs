@@ -42,7 +42,7 @@ pub fn export_safetensors(model: &Model, path: &Path) -> Result<()> {
 /// may be written in either order.
 pub fn export_reference(model: &Model, path: &Path, n: usize) -> Result<()> {
     let n = n.max(1);
-    let side = 32;
+    let side = crate::data::CIFAR_SIDE;
     let mut pixels = Vec::with_capacity(n * 3 * side * side);
     for i in 0..n {
         let img = crate::data::synthetic(side as u32, side as u32, i as u32)?;
