@@ -71,7 +71,6 @@ fn main() -> ExitCode {
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
     use rvq::Error;
     Some(match e.downcast_ref::<Error>()? {
-        Error::Exists { .. } => "use --force to overwrite",
         Error::ModelMismatch { .. } => "pass the right --model",
         Error::Codebooks { .. } => "give --codebooks within the model's range",
         Error::DuplicateName { .. } => "encode them into separate archives or use --no-names",

@@ -68,10 +68,11 @@ pub(crate) fn write_output(path: &Path, bytes: &[u8], force: bool) -> Result<()>
 /// `force`. Commands call it before any work, so a refusal costs nothing and writes nothing.
 pub(crate) fn refuse_existing(path: &Path, force: bool) -> Result<()> {
     if !is_stdio(path) && path.exists() && !force {
-        return Err(rvq::Error::Exists {
-            path: path.to_path_buf(),
-        }
-        .into());
+        // An application's refusal, not the library's: the hint names the flag.
+        anyhow::bail!(
+            "{}: already exists (use --force to overwrite)",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -79,12 +79,6 @@ pub enum Error {
     /// The requested backend is not available.
     #[error("backend unavailable: {0}")]
     Backend(String),
-    /// An output exists and would be overwritten.
-    #[error("{}: already exists", path.display())]
-    Exists {
-        /// The output path.
-        path: PathBuf,
-    },
     /// More codebooks (or none) asked of a model than it has.
     #[error("{asked} codebooks asked for, but this model has 1..={available}")]
     Codebooks {
