@@ -2,7 +2,16 @@
 //!
 //! A trained RVQ-VAE turns each image into a small grid of codebook indices per codebook; the
 //! indices are packed, or range-coded where that is shorter, into an archive (see the
-//! [`archive`] crate re-export and `docs/FORMAT.md`) whose header carries what all images share. The modules, one per concept:
+//! [`archive`] crate re-export and `docs/FORMAT.md`) whose header carries what all images
+//! share.
+//!
+//! What a program that embeds the codec needs is re-exported here: [`Model`] (load one),
+//! [`Encoder`] with [`EncodeOptions`] and a [`Rate`] (images to an archive, pushed one at a time
+//! through an [`EncodeWriter`]), [`Decoder`] (an archive back to images, streamed as
+//! [`Images`]), the memory [`Budget`] every pass of the network runs under, [`Backend`],
+//! [`Rgb`] and [`Error`]; `examples/round_trip.rs` uses them in under 40 lines.
+//!
+//! The modules, one per concept:
 //!
 //! - [`config`]: the model's architecture and quantizer geometry;
 //! - [`model`]: the network, loading and saving model folders, the fingerprint;
@@ -48,10 +57,14 @@ pub mod rate;
 pub mod refine;
 pub mod train;
 
+pub use backend::Backend;
 pub use budget::Budget;
 pub use codec::{EncodeOptions, EncodeWriter, Encoder, Named};
+pub use config::ModelConfig;
 pub use decode::{Decoder, Images};
 pub use error::{Error, Result};
+pub use image_io::Rgb;
+pub use model::Model;
 pub use rate::Rate;
 /// The archive format (integers and bytes only; no dependency on burn).
 pub use rvq_archive as archive;
