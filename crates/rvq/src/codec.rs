@@ -113,9 +113,7 @@ pub fn encode_records_reporting(
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
     let mut short = Vec::new();
-    let pass = |&(w, h): &(usize, usize)| {
-        budget::images_per_pass((w * h) as u64, model.pass_pixels(), opts.batch_size)
-    };
+    let pass = |&(w, h): &(usize, usize)| model.images_per_pass((w * h) as u64, opts.batch_size);
     for batch in budget::batches(images, pass, |img| padded(&img.image, f)) {
         let (w, h) = padded(&batch[0].image, f);
         let mut values = Vec::with_capacity(batch.len() * 3 * w * h);
@@ -304,11 +302,8 @@ impl<W: std::io::Write> EncodeWriter<'_, '_, W> {
         let f = model.config.grid_factor;
         let size = padded(&image.image, f);
         if let Some(first) = self.pending.first() {
-            let most = budget::images_per_pass(
-                (size.0 * size.1) as u64,
-                model.pass_pixels(),
-                self.encoder.opts.batch_size,
-            );
+            let most =
+                model.images_per_pass((size.0 * size.1) as u64, self.encoder.opts.batch_size);
             if padded(&first.image, f) != size || self.pending.len() >= most {
                 self.flush()?;
             }

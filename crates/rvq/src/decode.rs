@@ -46,6 +46,7 @@ impl<'m> Decoder<'m> {
         check_header(reader.header(), self.model, "given")?;
         Ok(Images {
             decoder: self,
+            header: reader.header().clone(),
             reader,
             ready: VecDeque::new(),
             carry: None,
@@ -59,6 +60,8 @@ impl<'m> Decoder<'m> {
 pub struct Images<'d, R: std::io::Read> {
     decoder: &'d Decoder<'d>,
     reader: ArchiveReader<R>,
+    /// The reader's header, held apart so that records can be read while it is in use.
+    header: Header,
     ready: VecDeque<(Option<String>, Rgb)>,
     /// A record read past the end of the last pass (of another size, or one too many).
     carry: Option<Record>,
@@ -72,15 +75,14 @@ impl<R: std::io::Read> Images<'_, R> {
     /// is kept for after its images.
     fn next_pass(&mut self) -> Result<()> {
         let model = self.decoder.model;
-        let header = self.reader.header().clone();
+        let header = &self.header;
         let mut batch: Vec<Record> = self.carry.take().into_iter().collect();
         let f = model.config.grid_factor as u64;
         loop {
             let key = batch.first().map(|r| header.grid(r.width, r.height));
             if let Some((gw, gh)) = key {
                 let pixels = gw.saturating_mul(gh).saturating_mul(f * f);
-                let most =
-                    budget::images_per_pass(pixels, model.pass_pixels(), self.decoder.batch_size);
+                let most = model.images_per_pass(pixels, self.decoder.batch_size);
                 if batch.len() >= most {
                     break;
                 }
@@ -98,7 +100,7 @@ impl<R: std::io::Read> Images<'_, R> {
                 Some(Ok(r)) => batch.push(r),
             }
         }
-        let images = decode_records(model, &header, &batch, self.decoder.batch_size)?;
+        let images = decode_records(model, header, &batch, self.decoder.batch_size)?;
         self.ready = batch.into_iter().map(|r| r.name).zip(images).collect();
         Ok(())
     }
@@ -189,7 +191,7 @@ pub fn decode_records(
     let key = |r: &Record| header.grid(r.width, r.height);
     let pass = |&(gw, gh): &(u64, u64)| {
         let pixels = gw.saturating_mul(gh).saturating_mul(f * f);
-        budget::images_per_pass(pixels, model.pass_pixels(), batch_size)
+        model.images_per_pass(pixels, batch_size)
     };
     for batch in budget::batches(records, pass, key) {
         let (gw, gh) = key(&batch[0]);

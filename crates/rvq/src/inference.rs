@@ -7,6 +7,7 @@
 //! holds its pass's images as planar floats (12 bytes a pixel) and their latents, and a decode
 //! its pass's 8-bit images.
 
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 
 use burn::prelude::*;
@@ -14,7 +15,7 @@ use burn::prelude::*;
 use crate::budget::{self, Budget, Tile};
 use crate::error::{Error, Result};
 use crate::image_io::{Rgb, to_u8};
-use crate::model::{Model, rows_to_latents};
+use crate::model::{EncodedBatch, Model, rows_to_latents};
 use crate::quantizer::{self, float_vec};
 
 /// Where a block of decoded pixels lies: image `image` of the batch, from pixel row `top` and
@@ -26,6 +27,17 @@ pub(crate) struct Region {
     pub left: usize,
     pub height: usize,
     pub width: usize,
+}
+
+impl Region {
+    /// Rows and columns of the block that fall inside an image of `w`×`h` pixels (the rest is
+    /// padding).
+    fn visible(&self, w: usize, h: usize) -> (usize, usize) {
+        (
+            self.height.min(h.saturating_sub(self.top)),
+            self.width.min(w.saturating_sub(self.left)),
+        )
+    }
 }
 
 impl Model {
@@ -43,6 +55,12 @@ impl Model {
     /// Padded pixels one pass may hold.
     pub(crate) fn pass_pixels(&self) -> u64 {
         self.budget.pixels(&self.config)
+    }
+
+    /// How many images of `padded` pixels each go through the network together: at most
+    /// `batch_size`, as many as the budget holds, and always at least one.
+    pub(crate) fn images_per_pass(&self, padded: u64, batch_size: usize) -> usize {
+        budget::images_per_pass(padded, self.pass_pixels(), batch_size)
     }
 
     /// The most padded pixels one pass of the network has held since the model was loaded:
@@ -79,7 +97,7 @@ impl Model {
         let per = 3 * h * w;
         let f = self.config.grid_factor;
         let tiles = self.tiles((h / f, w / f))?;
-        let n = budget::images_per_pass((h * w) as u64, self.pass_pixels(), usize::MAX);
+        let n = self.images_per_pass((h * w) as u64, usize::MAX);
         let parts: Vec<Tensor<4>> = (0..b)
             .step_by(n)
             .map(|i0| {
@@ -104,30 +122,81 @@ impl Model {
         let (gh, gw) = (h / f, w / f);
         let mut out = vec![0f32; d * gh * gw];
         for t in tiles {
-            let (oh, ow) = (t.outer_rows.len() * f, t.outer_cols.len() * f);
+            let (zh, zw) = (t.outer_rows.len(), t.outer_cols.len());
             let (top, left) = (t.outer_rows.start * f, t.outer_cols.start * f);
-            let mut pixels = Vec::with_capacity(3 * oh * ow);
-            for c in 0..3 {
-                for y in top..top + oh {
-                    let row = (c * h + y) * w;
-                    pixels.extend_from_slice(&image[row + left..row + left + ow]);
-                }
-            }
-            let x = Tensor::from_data(TensorData::new(pixels, [1, 3, oh, ow]), &self.device);
+            let pixels = crop(image, (h, w), top..top + zh * f, left..left + zw * f);
+            let x = Tensor::from_data(
+                TensorData::new(pixels, [1, 3, zh * f, zw * f]),
+                &self.device,
+            );
             self.note_pass(&x, false);
             let z = float_vec(self.net.encode(x));
-            let (zh, zw) = (t.outer_rows.len(), t.outer_cols.len());
-            for ch in 0..d {
-                for r in t.rows.clone() {
-                    let src = (ch * zh + r - t.outer_rows.start) * zw;
-                    let dst = (ch * gh + r) * gw;
-                    for c in t.cols.clone() {
-                        out[dst + c] = z[src + c - t.outer_cols.start];
-                    }
-                }
-            }
+            let (dy, dx) = (
+                t.rows.start - t.outer_rows.start,
+                t.cols.start - t.outer_cols.start,
+            );
+            let (th, tw) = (t.rows.len(), t.cols.len());
+            let own = crop(&z, (zh, zw), dy..dy + th, dx..dx + tw);
+            paste(
+                &mut out,
+                (gh, gw),
+                &own,
+                (th, tw),
+                (t.rows.start, t.cols.start),
+            );
         }
         Tensor::from_data(TensorData::new(out, [1, d, gh, gw]), &self.device)
+    }
+
+    /// Quantizes images `[b, 3, h, w]` with the first `depth` codebooks, by a beam search of
+    /// width `beam` (1: greedy; see [`quantizer::quantize_beam`]). Returns, per image, the
+    /// indices level by level, each level in row-major grid order, and the grid size.
+    pub fn encode_indices(
+        &self,
+        images: Tensor<4>,
+        depth: usize,
+        beam: usize,
+    ) -> Result<EncodedBatch> {
+        self.check_depth(depth)?;
+        let [b, _, h, w] = images.dims();
+        let latents = self.encode_planar(&quantizer::float_vec(images), b, h, w)?;
+        self.quantize_latents(latents, depth, beam)
+    }
+
+    /// Rebuilds images `[b, 3, h·f, w·f]` from indices laid out as [`Model::encode_indices`]
+    /// returns them (each image: levels of `h·w` indices, of which the first `depth` are
+    /// used).
+    pub fn decode_indices(
+        &self,
+        indices: &[Vec<u32>],
+        grid: (usize, usize),
+        depth: usize,
+    ) -> Result<Tensor<4>> {
+        self.decode_cells(indices, None, grid, depth)
+    }
+
+    /// [`Model::decode_indices`] where cell c of image i sums only its first `depths[i][c]`
+    /// codebooks (its later indices, present in the layout, are ignored but must still be
+    /// indices of the codebook, as the encoder and the archive reader leave them). The levels a cell
+    /// skips add exact zeros, so a cell at full depth decodes as [`Model::decode_indices`]
+    /// decodes it.
+    pub fn decode_cells(
+        &self,
+        indices: &[Vec<u32>],
+        depths: Option<&[Vec<u8>]>,
+        grid: (usize, usize),
+        depth: usize,
+    ) -> Result<Tensor<4>> {
+        let f = self.config.grid_factor;
+        let (ph, pw) = (grid.0 * f, grid.1 * f);
+        let per = 3 * ph * pw;
+        let mut y = vec![0f32; indices.len() * per];
+        self.decode_regions(indices, depths, grid, depth, &mut |r, block| {
+            let image = &mut y[r.image * per..(r.image + 1) * per];
+            paste(image, (ph, pw), block, (r.height, r.width), (r.top, r.left));
+        })?;
+        let shape = [indices.len(), 3, ph, pw];
+        Ok(Tensor::from_data(TensorData::new(y, shape), &self.device))
     }
 
     /// Decodes `indices` as [`Model::decode_cells`] does, handing each block of decoded planar
@@ -147,7 +216,7 @@ impl Model {
         let (gh, gw) = grid;
         let (ph, pw) = (gh * f, gw * f);
         let tiles = self.tiles(grid)?;
-        let n = budget::images_per_pass((ph * pw) as u64, self.pass_pixels(), usize::MAX);
+        let n = self.images_per_pass((ph * pw) as u64, usize::MAX);
         for i0 in (0..indices.len()).step_by(n) {
             let i1 = (i0 + n).min(indices.len());
             let part = depths.map(|d| &d[i0..i1]);
@@ -211,13 +280,7 @@ impl Model {
         let (th, tw) = (t.rows.len() * f, t.cols.len() * f);
         let dy = (t.rows.start - t.outer_rows.start) * f;
         let dx = (t.cols.start - t.outer_cols.start) * f;
-        let mut block = Vec::with_capacity(3 * th * tw);
-        for c in 0..3 {
-            for yy in 0..th {
-                let row = (c * oh + dy + yy) * ow + dx;
-                block.extend_from_slice(&y[row..row + tw]);
-            }
-        }
+        let block = crop(&y, (oh, ow), dy..dy + th, dx..dx + tw);
         let region = Region {
             image,
             top: t.rows.start * f,
@@ -288,9 +351,10 @@ impl Model {
             let img = originals[r.image];
             let (w, h) = (img.width() as usize, img.height() as usize);
             let errs = &mut sse[r.image];
-            for yy in 0..r.height.min(h.saturating_sub(r.top)) {
+            let (rows, cols) = r.visible(w, h);
+            for yy in 0..rows {
                 let gy = r.top + yy;
-                for xx in 0..r.width.min(w.saturating_sub(r.left)) {
+                for xx in 0..cols {
                     let gx = r.left + xx;
                     let cell = (gy / f) * gw + gx / f;
                     for c in 0..3 {
@@ -338,8 +402,9 @@ impl Model {
         self.decode_regions(indices, depths, grid, depth, &mut |r, y| {
             let (w, h) = (sizes[r.image].0 as usize, sizes[r.image].1 as usize);
             let rgb = &mut out[r.image];
-            for yy in 0..r.height.min(h.saturating_sub(r.top)) {
-                for xx in 0..r.width.min(w.saturating_sub(r.left)) {
+            let (rows, cols) = r.visible(w, h);
+            for yy in 0..rows {
+                for xx in 0..cols {
                     let at = ((r.top + yy) * w + r.left + xx) * 3;
                     for c in 0..3 {
                         rgb[at + c] = to_u8(y[(c * r.height + yy) * r.width + xx]);
@@ -351,6 +416,37 @@ impl Model {
             .zip(sizes)
             .map(|(rgb, &(w, h))| Rgb::new(w, h, rgb))
             .collect()
+    }
+}
+
+/// The `rows`×`cols` window of planar values `src` (`[channels][h][w]` for a `size` of
+/// (h, w)), planar itself.
+fn crop(src: &[f32], (h, w): (usize, usize), rows: Range<usize>, cols: Range<usize>) -> Vec<f32> {
+    let channels = src.len() / (h * w);
+    let mut out = Vec::with_capacity(channels * rows.len() * cols.len());
+    for c in 0..channels {
+        for y in rows.clone() {
+            let row = (c * h + y) * w;
+            out.extend_from_slice(&src[row + cols.start..row + cols.end]);
+        }
+    }
+    out
+}
+
+/// Writes planar `block` (`[channels][bh][bw]`) into planar `dst` of `size` (h, w) with its
+/// top left corner at `at` (row, column): [`crop`]'s inverse.
+fn paste(
+    dst: &mut [f32],
+    (h, w): (usize, usize),
+    block: &[f32],
+    (bh, bw): (usize, usize),
+    (top, left): (usize, usize),
+) {
+    for (c, plane) in block.chunks_exact(bh * bw).enumerate() {
+        for (y, row) in plane.chunks_exact(bw).enumerate() {
+            let at = (c * h + top + y) * w + left;
+            dst[at..at + bw].copy_from_slice(row);
+        }
     }
 }
 

@@ -589,21 +589,6 @@ impl Model {
         Ok(())
     }
 
-    /// Quantizes images `[b, 3, h, w]` with the first `depth` codebooks, by a beam search of
-    /// width `beam` (1: greedy; see [`quantizer::quantize_beam`]). Returns, per image, the
-    /// indices level by level, each level in row-major grid order, and the grid size.
-    pub fn encode_indices(
-        &self,
-        images: Tensor<4>,
-        depth: usize,
-        beam: usize,
-    ) -> Result<EncodedBatch> {
-        self.check_depth(depth)?;
-        let [b, _, h, w] = images.dims();
-        let latents = self.encode_planar(&quantizer::float_vec(images), b, h, w)?;
-        self.quantize_latents(latents, depth, beam)
-    }
-
     /// [`Model::encode_indices`] from latents `[b, d, h, w]` the encoder already computed, for
     /// callers that need the latents as well as the indices.
     pub(crate) fn quantize_latents(
@@ -618,46 +603,6 @@ impl Model {
         let cells = h * w;
         let per_level = quantizer::quantize_beam(latents_to_rows(latents), &codebooks, depth, beam);
         Ok(per_image(&per_level, b, cells, (h, w)))
-    }
-
-    /// Rebuilds images `[b, 3, h·f, w·f]` from indices laid out as [`Model::encode_indices`]
-    /// returns them (each image: levels of `h·w` indices, of which the first `depth` are
-    /// used).
-    pub fn decode_indices(
-        &self,
-        indices: &[Vec<u32>],
-        grid: (usize, usize),
-        depth: usize,
-    ) -> Result<Tensor<4>> {
-        self.decode_cells(indices, None, grid, depth)
-    }
-
-    /// [`Model::decode_indices`] where cell c of image i sums only its first `depths[i][c]`
-    /// codebooks (its later indices, present in the layout, are ignored but must still be
-    /// indices of the codebook, as the encoder and the archive reader leave them). The levels a cell
-    /// skips add exact zeros, so a cell at full depth decodes as [`Model::decode_indices`]
-    /// decodes it.
-    pub fn decode_cells(
-        &self,
-        indices: &[Vec<u32>],
-        depths: Option<&[Vec<u8>]>,
-        grid: (usize, usize),
-        depth: usize,
-    ) -> Result<Tensor<4>> {
-        let f = self.config.grid_factor;
-        let (ph, pw) = (grid.0 * f, grid.1 * f);
-        let mut y = vec![0f32; indices.len() * 3 * ph * pw];
-        self.decode_regions(indices, depths, grid, depth, &mut |r, block| {
-            for c in 0..3 {
-                for yy in 0..r.height {
-                    let dst = ((r.image * 3 + c) * ph + r.top + yy) * pw + r.left;
-                    let src = (c * r.height + yy) * r.width;
-                    y[dst..dst + r.width].copy_from_slice(&block[src..src + r.width]);
-                }
-            }
-        })?;
-        let shape = [indices.len(), 3, ph, pw];
-        Ok(Tensor::from_data(TensorData::new(y, shape), &self.device))
     }
 }
 
