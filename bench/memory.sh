@@ -4,7 +4,9 @@
 #  1. the forged archive of issue 26: COUNT images of SIDE×SIDE at one codebook, all indices 0,
 #     range-coded (64 × 8192² by default: 256 KB claiming 4.3 gigapixels), decoded;
 #  2. a 4032×3024 (12-megapixel) image encoded at the defaults and decoded again.
-# Usage: RVQ=target/release/rvq bench/memory.sh [COUNT] [SIDE]
+# Usage: RVQ=target/release/rvq [ENCODE_DECODED=1] bench/memory.sh [COUNT] [SIDE]
+# With ENCODE_DECODED=1 the first decoded image is encoded again at the defaults (COUNT=1
+# SIDE=8192 measures a 64-megapixel image's decode and encode).
 # Each decode of a 64-megapixel image takes minutes on 2 cores: COUNT=2 measures the same
 # peak (the decoder holds one image's pass at a time) in a fraction of the time.
 set -euo pipefail
@@ -26,6 +28,14 @@ start=$(date +%s)
 /usr/bin/time -v "$rvq" decode --backend cpu "${mem[@]}" -o "$work/bomb" "$work/bomb.rvq" 2>"$work/t1" \
   || { tail -3 "$work/t1"; exit 1; }
 echo "  decode: $(ls "$work/bomb" | wc -l) images written, peak RSS $(peak "$work/t1"), $(( $(date +%s) - start )) s"
+if [ -n "${ENCODE_DECODED:-}" ]; then
+  # The first decoded image (SIDE×SIDE, flat) encoded again at the defaults: a SIDE² PNG's
+  # encode (8192: 64 megapixels, about 15 minutes on 2 cores).
+  start=$(date +%s)
+  /usr/bin/time -v "$rvq" encode --backend cpu "${mem[@]}" -o "$work/big.rvq" "$work/bomb/image-000000.png" 2>"$work/t4" \
+    || { tail -3 "$work/t4"; exit 1; }
+  echo "  encode of the first decoded image: peak RSS $(peak "$work/t4"), $(( $(date +%s) - start )) s"
+fi
 rm -rf "$work/bomb"
 
 python3 - "$work/photo.png" <<'PY'
