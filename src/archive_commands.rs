@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use rvq::Rate;
 use rvq::archive::{Archive, CodebookDType};
-use rvq::codec::{self, EncodeOptions, Named};
 use rvq::image_io::{self, Limits};
-use rvq::rate::Rate;
+use rvq::{Decoder, EncodeOptions, Encoder, Named};
 
 use crate::args::*;
 use crate::support::*;
@@ -30,7 +30,7 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
         files.len()
     };
     let (model, _, batch) = load_model(&a.model, verbose)?;
-    let encoder = codec::Encoder::new(&model, encode_options(&a, batch)?)?;
+    let encoder = Encoder::new(&model, encode_options(&a, batch)?)?;
     let bar = progress(count, "encoding");
     let source = Source {
         stdin_image: stdin_image.as_ref(),
@@ -49,7 +49,7 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     } else {
         // Written record by record into a temporary file, renamed into place when complete.
         let mut size = 0;
-        rvq::files::write_atomic_with(&a.output, |file| {
+        rvq::image_io::write_atomic_with(&a.output, |file| {
             // finish returns the writer flushed, so the file holds the whole archive.
             let (out, missed) = source.encode(&encoder, std::io::BufWriter::new(file), count)?;
             short = missed;
@@ -122,7 +122,7 @@ fn listed_inputs(a: &EncodeArgs) -> Result<Vec<PathBuf>> {
 /// The PNG files under `inputs`, sorted, cut to `--shard`'s slice, each probed against the
 /// limits before any is read, so a bad file is refused before the model loads.
 fn input_files(a: &EncodeArgs, inputs: &[PathBuf], limits: &Limits) -> Result<Vec<PathBuf>> {
-    let mut files = image_io::collect_images(inputs, false)?;
+    let mut files = rvq::data::collect_images(inputs, false)?;
     if files.is_empty() {
         anyhow::bail!("no PNG files found in the inputs given");
     }
@@ -181,10 +181,10 @@ impl Source<'_> {
     /// encoded a pass at a time, so a large input set never sits in memory whole.
     fn encode<W: std::io::Write>(
         &self,
-        encoder: &codec::Encoder,
+        encoder: &Encoder,
         out: W,
         count: usize,
-    ) -> rvq::Result<(W, Vec<codec::Shortfall>)> {
+    ) -> rvq::Result<(W, Vec<rvq::Shortfall>)> {
         let mut writer = encoder.writer(out, count as u64)?;
         if let Some(img) = self.stdin_image {
             writer.push(img.clone())?;
@@ -260,7 +260,7 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         }
     }
     let (model, model_name, batch) = load_model(&a.model, verbose)?;
-    rvq::decode::check_model(&archive, &model, &model_name)?;
+    model.check_header(&archive.header, &model_name)?;
     let bar = progress(entries.len(), "decoding");
     let write = |img: &rvq::image_io::Rgb, path: &Path| -> Result<()> {
         let png = image_io::encode_png(img)?;
@@ -279,7 +279,7 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
     if a.only.is_some() {
         for (e, path) in entries.iter().zip(&targets) {
             let record = archive.record(e).map_err(archive_err)?;
-            let img = rvq::decode::decode_records(&model, &archive.header, &[record], batch)?;
+            let img = Decoder::new(&model, batch).decode_records(&archive.header, &[record])?;
             write(&img[0], path)?;
         }
     } else {
@@ -346,10 +346,11 @@ pub(crate) fn run_merge(a: MergeArgs) -> Result<()> {
 pub(crate) fn run_info(a: InfoArgs) -> Result<()> {
     let bytes = read_input(&a.input)?;
     let archive = open_archive(&a.input, &bytes)?;
-    let mut info = crate::info::info(&archive).map_err(|e| rvq::Error::Archive {
+    let info = archive.info().map_err(|e| rvq::Error::Archive {
         path: a.input.clone(),
         source: e,
     })?;
+    let mut ratio_vs_inputs = None;
     if let Some(dir) = &a.against {
         let mut total = 0u64;
         for e in &info.entries {
@@ -362,59 +363,16 @@ pub(crate) fn run_info(a: InfoArgs) -> Result<()> {
                 .with_context(|| format!("{}", p.display()))?
                 .len();
         }
-        info.ratio_vs_inputs = Some(total as f64 / info.total_bytes as f64);
+        ratio_vs_inputs = Some(total as f64 / info.total_bytes as f64);
     }
+    let report = crate::info::Report {
+        archive: info,
+        ratio_vs_inputs,
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
-        return Ok(());
-    }
-    println!("archive            {}", a.input.display());
-    println!("format version     {}", info.version);
-    println!("model fingerprint  {}", info.fingerprint);
-    println!(
-        "geometry           d = {}, k = {}, n_q = {}, grid factor {}",
-        info.latent_dim, info.codebook_size, info.num_codebooks, info.grid_factor
-    );
-    println!(
-        "codebooks used     {} of {} ({} bits per index)",
-        info.codebooks_used, info.num_codebooks, info.bits_per_index
-    );
-    println!("codebooks per cell {:.2} on average", info.mean_depth);
-    if info.entropy {
-        let blocks = info.images.div_ceil(rvq_archive::BLOCK_RECORDS);
-        println!(
-            "index coding       range-coded in {} of {blocks} blocks (packed where shorter)",
-            info.coded_blocks
-        );
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "index coding       packed, {} bits each",
-            info.bits_per_index
-        );
-    }
-    println!(
-        "names stored       {}",
-        if info.names { "yes" } else { "no" }
-    );
-    if let Some(c) = &info.embedded_codebook {
-        println!("embedded codebook  {c}");
-    }
-    println!("images             {}", info.images);
-    println!(
-        "bytes              {} total = {} header + {} indices + {} other (sizes, names, depth maps, checksums)",
-        info.total_bytes, info.header_bytes, info.payload_bytes, info.record_overhead_bytes
-    );
-    println!(
-        "bits per image     {:.1} (payload)",
-        info.payload_bits_per_image
-    );
-    println!(
-        "bits per pixel     {:.4} (everything included)",
-        info.bits_per_pixel
-    );
-    println!("ratio vs raw RGB   {:.1}:1", info.ratio_vs_raw_rgb);
-    if let Some(r) = info.ratio_vs_inputs {
-        println!("ratio vs inputs    {r:.1}:1");
+        crate::info::print_text(&a.input, &report);
     }
     Ok(())
 }

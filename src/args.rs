@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
-use rvq::backend::Backend;
-use rvq::codec;
-use rvq::config::{ModelConfig, Upsample};
+use rvq::Backend;
+use rvq::EncodeOptions;
 use rvq::train::{Init, TrainOptions};
+use rvq::{ModelConfig, Upsample};
 
 #[derive(Parser)]
 #[command(
@@ -286,11 +286,11 @@ pub(crate) enum SweepAction {
 pub(crate) struct SearchArgs {
     /// Beam width of the residual search when encoding (1: greedy; wider is slower and never
     /// further from the encoder's output). Archives decode the same way whatever the width.
-    #[arg(long, default_value_t = codec::DEFAULT_BEAM, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    #[arg(long, default_value_t = EncodeOptions::default().beam, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
     pub(crate) beam: usize,
     /// Entries of its last codebook each cell tries by decoding them, keeping the one that
     /// decodes closest to the image (1: none). Slower to encode; archives decode as ever.
-    #[arg(long, default_value_t = rvq::refine::DEFAULT_CANDIDATES, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    #[arg(long, default_value_t = EncodeOptions::default().refine, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
     pub(crate) refine: usize,
 }
 

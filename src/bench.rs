@@ -7,11 +7,11 @@ use serde::Serialize;
 
 use rvq_archive::Header;
 
-use rvq::codec::{self, EncodeOptions, Named};
+use rvq::Model;
+use rvq::Rate;
 use rvq::data::synthetic;
-use rvq::error::{Error, Result};
-use rvq::model::Model;
-use rvq::rate::Rate;
+use rvq::{Decoder, EncodeOptions, Encoder, Named};
+use rvq::{Error, Result};
 
 /// One measured operation.
 #[derive(Clone, Debug, Serialize)]
@@ -79,7 +79,7 @@ pub fn run(
     large: (u32, u32),
     runs: usize,
 ) -> Result<Vec<Measure>> {
-    let m = model.config.num_codebooks;
+    let m = model.config().num_codebooks;
     let batch = batch.max(1);
     let opts = EncodeOptions {
         batch_size: batch,
@@ -98,7 +98,7 @@ pub fn run(
         name: "large.png".into(),
         image: synthetic(large.0, large.1, 1)?,
     }];
-    let header = codec::header_for(model, &opts)?;
+    let header = Encoder::new(model, opts.clone())?.header().clone();
     let bench = CodecBench {
         model,
         opts: &opts,
@@ -126,14 +126,14 @@ fn small_images(batch: usize) -> Result<Vec<Named>> {
                 image: synthetic(32, 32, i as u32)?,
             })
         })
-        .collect::<rvq::error::Result<_>>()
+        .collect::<rvq::Result<_>>()
 }
 
 /// Waits for the device: a GPU backend returns before its work is done, and the timer would
 /// stop early.
 fn sync(model: &Model) -> Result<()> {
     model
-        .device
+        .device()
         .sync()
         .map_err(|e| Error::Backend(format!("{e:?}")))
 }
@@ -144,13 +144,13 @@ fn time_codec(c: &CodecBench, label: &str, set: &[Named]) -> Result<[Measure; 2]
     let images = set.len();
     let mut records = Vec::new();
     let t = time_runs(c.runs, || {
-        records = codec::encode_records(c.model, set, c.opts)?;
+        records = Encoder::new(c.model, c.opts.clone())?.records(set)?;
         sync(c.model)
     })?;
     let name = codec_name(c, "encode", label, images);
     let encode = measure(&name, images, c.runs, t, None);
     let t = time_runs(c.runs, || {
-        rvq::decode::decode_records(c.model, c.header, &records, c.opts.batch_size)?;
+        Decoder::new(c.model, c.opts.batch_size).decode_records(c.header, &records)?;
         sync(c.model)
     })?;
     let name = codec_name(c, "decode", label, images);
@@ -180,7 +180,7 @@ fn codec_name(c: &CodecBench, op: &str, label: &str, images: usize) -> String {
 /// apart from the network.
 fn time_archive(model: &Model, header: &Header, runs: usize) -> Result<[Measure; 2]> {
     let n = 10_000;
-    let k = model.config.codebook_size as u32;
+    let k = model.config().codebook_size as u32;
     // Cells per 32×32 image follow the model's grid factor, not a fixed 4×4 grid.
     let per_image = header.index_count(32, 32) as u32;
     let records: Vec<rvq_archive::Record> = (0..n)

@@ -2,8 +2,8 @@
 //! decoding, and the bytes of their payloads (the entropy-coded data, without the headers that
 //! an archive of many images would share).
 
-use rvq::error::{Error, Result};
 use rvq::image_io::Rgb;
+use rvq::{Error, Result};
 
 /// The classical codecs `rvq eval` compares against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use rvq_archive::{Header, Record};
 
-use rvq::codec::{self, EncodeOptions, Named};
-use rvq::error::{Error, Result};
+use rvq::Model;
+use rvq::Rate;
 use rvq::eval::psnr;
 use rvq::image_io::{self, Rgb};
-use rvq::model::Model;
-use rvq::rate::Rate;
+use rvq::{Decoder, EncodeOptions, Encoder, Named};
+use rvq::{Error, Result};
 
 use crate::classical::Classical;
 
@@ -218,7 +218,7 @@ fn encoded_points(
     });
     let mut points = Vec::new();
     for rate in depths.chain(by_quality) {
-        let m = rate.codebooks(model.config.num_codebooks);
+        let m = rate.codebooks(model.config().num_codebooks);
         let opts = EncodeOptions {
             rate,
             names: false,
@@ -230,8 +230,9 @@ fn encoded_points(
             _ => format!("m={m}"),
         };
         progress(&format!("rvq {label}"));
-        let header = codec::header_for(model, &opts)?;
-        let records = codec::encode_records(model, &named, &opts)?;
+        let encoder = Encoder::new(model, opts.clone())?;
+        let header = encoder.header().clone();
+        let records = encoder.records(&named)?;
         let mut p = rvq_point(model, &header, &records, images, reference, batch_size)?;
         if let Rate::Quality { quality: q, .. } = rate {
             p.setting = label;
@@ -304,7 +305,7 @@ fn rvq_point(
     }
     // Decoded only once every size matches an original the user gave: an archive cannot
     // make this decode more than those images.
-    let decoded = rvq::decode::decode_records(model, header, records, batch_size)?;
+    let decoded = Decoder::new(model, batch_size).decode_records(header, records)?;
     let mut p = point(
         Codec::Rvq,
         format!("m={m}"),

@@ -1,10 +1,10 @@
 //! `rvq eval` and `bench`: quality against JPEG and WebP, and throughput.
 
 use anyhow::Result;
+use rvq::EncodeOptions;
+use rvq::Model;
 use rvq::archive::Record;
-use rvq::codec::EncodeOptions;
 use rvq::image_io::{self, Limits};
-use rvq::model::Model;
 
 use crate::args::*;
 use crate::support::*;
@@ -37,7 +37,7 @@ pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
     let (model, model_name, batch) = load_model(&a.model, verbose)?;
     let (codebooks, qualities) = if a.codebooks.is_empty() && a.qualities.is_empty() {
         (
-            rvq::eval::report_depths(model.config.num_codebooks),
+            rvq::eval::report_depths(model.config().num_codebooks),
             crate::compare::QUALITY_LADDER.to_vec(),
         )
     } else {
@@ -45,7 +45,7 @@ pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
     };
     let source = match (&archive, &records) {
         (Some(ar), Some(recs)) => {
-            rvq::decode::check_model(ar, &model, &model_name)?;
+            model.check_header(&ar.header, &model_name)?;
             crate::compare::RvqSource::Archive(&ar.header, recs, ar.len() as u64)
         }
         _ => crate::compare::RvqSource::Encode(&codebooks, &qualities),
@@ -108,7 +108,7 @@ fn eval_images(a: &EvalArgs, records: Option<&[Record]>) -> Result<Vec<image_io:
         let set = rvq::data::cifar_test(&a.data)?.take(a.limit);
         return Ok((0..set.len()).map(|i| set.rgb(i)).collect());
     }
-    let files = image_io::collect_images(std::slice::from_ref(&a.data), false)?;
+    let files = rvq::data::collect_images(std::slice::from_ref(&a.data), false)?;
     Ok(files
         .iter()
         .take(a.limit)

@@ -7,9 +7,9 @@ use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
 use crate::compare::{Codec, Point};
-use rvq::error::{Error, Result};
-use rvq::files::write_atomic;
+use rvq::image_io::write_atomic;
 use rvq::image_io::{self, Rgb};
+use rvq::{Error, Result};
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 

@@ -6,23 +6,23 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use rvq::Model;
 use rvq::archive::Archive;
-use rvq::backend::{self, Backend};
-use rvq::files::write_atomic;
 use rvq::image_io::Limits;
-use rvq::model::Model;
+use rvq::image_io::write_atomic;
+use rvq::{self, Backend};
 
 use crate::args::*;
 
-pub(crate) fn choose_backend(backend: Backend, verbose: bool) -> Result<backend::Chosen> {
-    let chosen = backend::choose(backend)?;
+pub(crate) fn choose_backend(backend: Backend, verbose: bool) -> Result<rvq::Chosen> {
+    let chosen = backend.choose()?;
     if verbose || backend == Backend::Auto {
         eprintln!("rvq: backend: {}", chosen.description);
     }
     Ok(chosen)
 }
 
-pub(crate) fn machine(chosen: &backend::Chosen) -> String {
+pub(crate) fn machine(chosen: &rvq::Chosen) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -92,7 +92,7 @@ pub(crate) fn load_model(args: &ModelArgs, verbose: bool) -> Result<(Model, Stri
 }
 
 impl ModelArgs {
-    pub(crate) fn batch_for(&self, chosen: &backend::Chosen) -> usize {
+    pub(crate) fn batch_for(&self, chosen: &rvq::Chosen) -> usize {
         self.batch
             .map_or_else(|| chosen.backend.default_batch(), |b| b as usize)
     }

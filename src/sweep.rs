@@ -8,9 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use rvq::config::ModelConfig;
+use rvq::ModelConfig;
 use rvq::data::CIFAR_SIDE;
-use rvq::error::{Error, Result};
+use rvq::{Error, Result};
 
 /// A grid of experiments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use rvq::error::{Error, Result};
+use rvq::{Error, Result};
 
 use crate::plot::{self, line_chart};
 use crate::sweep::{self, Row};
@@ -195,7 +195,7 @@ pub fn report(dir: &Path) -> Result<Report> {
             .collect::<Vec<_>>(),
     );
     let md = markdown(&rows, fit.as_ref(), &written);
-    rvq::files::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    rvq::image_io::write_atomic(&dir.join("report.md"), md.as_bytes())?;
     Ok(Report {
         rows: rows.len(),
         figures: written,

@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use rvq::config::ModelConfig;
-use rvq::model::Model;
+use rvq::Model;
+use rvq::ModelConfig;
 use rvq::train::{self, Event, TrainOptions};
 
 use crate::args::*;
@@ -174,9 +174,9 @@ pub(crate) fn run_export(a: ExportArgs, verbose: bool) -> Result<()> {
     }
     let chosen = choose_backend(a.backend, verbose)?;
     let model = Model::load_or_default(a.model.as_deref(), &chosen.device)?;
-    rvq::export::export_safetensors(&model, &a.output)?;
+    model.export_safetensors(&a.output)?;
     if let Some(reference) = &a.reference {
-        rvq::export::export_reference(&model, reference, a.reference_images as usize)?;
+        model.export_reference(reference, a.reference_images as usize)?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use rvq_archive::{Archive, FINGERPRINT_LEN, Header, Limits, Record, write_archive};
+use rvq_archive::{Archive, FINGERPRINT_LEN, Geometry, Header, Limits, Record, write_archive};
 
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
@@ -18,7 +18,16 @@ fn median(mut times: Vec<f64>) -> f64 {
 
 fn main() {
     let (n, m, k) = (10_000u32, 8u32, 1024u32);
-    let mut header = Header::new([0; FINGERPRINT_LEN], 64, k, m, 8, m);
+    let mut header = Header::new(
+        [0; FINGERPRINT_LEN],
+        Geometry {
+            latent_dim: 64,
+            codebook_size: k,
+            num_codebooks: m,
+            grid_factor: 8,
+        },
+        m,
+    );
     header.entropy = true;
     for (label, skew) in [("spread (packed)", false), ("skewed (coded)", true)] {
         let records: Vec<Record> = (0..n)

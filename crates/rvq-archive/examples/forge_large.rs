@@ -8,7 +8,7 @@
 //! Defaults: 64 images of 8192×8192, for the default model's geometry (d = 64, k = 1024,
 //! 8 codebooks, grid factor 8).
 
-use rvq_archive::{ArchiveWriter, FINGERPRINT_LEN, Header, Record};
+use rvq_archive::{ArchiveWriter, FINGERPRINT_LEN, Geometry, Header, Record};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,7 +24,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, b) in fingerprint.iter_mut().enumerate() {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
     }
-    let mut header = Header::new(fingerprint, 64, 1024, 8, 8, 1);
+    let mut header = Header::new(
+        fingerprint,
+        Geometry {
+            latent_dim: 64,
+            codebook_size: 1024,
+            num_codebooks: 8,
+            grid_factor: 8,
+        },
+        1,
+    );
     header.names = false;
     header.entropy = true;
     let cells = (side as usize).div_ceil(8).pow(2);

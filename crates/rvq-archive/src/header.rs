@@ -53,16 +53,39 @@ pub struct Header {
     pub entropy: bool,
 }
 
+/// A fingerprint as lower-case hex, as errors and `rvq info` show it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The model's codebook geometry as a header records it: what a reader checks a model against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Latent channels d (1..=4096).
+    pub latent_dim: u32,
+    /// Entries per codebook k (2..=65,536).
+    pub codebook_size: u32,
+    /// Codebooks in the model n_q (1..=64).
+    pub num_codebooks: u32,
+    /// Pixels per latent cell side: 4 or 8.
+    pub grid_factor: u8,
+}
+
 impl Header {
-    /// A header without names or embedded codebook.
+    /// A header for archives of a model with this `fingerprint` and `geometry` using
+    /// `codebooks_used` of its codebooks, without names, embedded codebook or entropy coding,
+    /// at the current [`VERSION`].
     pub fn new(
         fingerprint: [u8; FINGERPRINT_LEN],
-        latent_dim: u32,
-        codebook_size: u32,
-        num_codebooks: u32,
-        grid_factor: u8,
+        geometry: Geometry,
         codebooks_used: u32,
     ) -> Self {
+        let Geometry {
+            latent_dim,
+            codebook_size,
+            num_codebooks,
+            grid_factor,
+        } = geometry;
         Self {
             fingerprint,
             latent_dim,
@@ -74,6 +97,16 @@ impl Header {
             codebook: None,
             version: VERSION,
             entropy: false,
+        }
+    }
+
+    /// The model geometry this header records.
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            latent_dim: self.latent_dim,
+            codebook_size: self.codebook_size,
+            num_codebooks: self.num_codebooks,
+            grid_factor: self.grid_factor,
         }
     }
 
@@ -263,14 +296,13 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
     let codebooks_used = small(c.varint("codebooks_used")?, "codebooks_used")?;
     let bits = c.u8("bits_per_index")?;
     let image_count = c.varint("image_count")?;
-    let mut header = Header::new(
-        fingerprint,
+    let geometry = Geometry {
         latent_dim,
         codebook_size,
         num_codebooks,
         grid_factor,
-        codebooks_used,
-    );
+    };
+    let mut header = Header::new(fingerprint, geometry, codebooks_used);
     header.names = flags & FLAG_NAMES != 0;
     header.version = version;
     header.entropy = entropy;

@@ -6,8 +6,8 @@
 //! this code follows that text.
 //!
 //! ```
-//! use rvq_archive::{Header, Record, write_archive, Archive, Limits};
-//! let mut header = Header::new([7; 16], 64, 1024, 8, 8, 2);
+//! use rvq_archive::{Archive, Geometry, Header, Limits, Record, write_archive};
+//! let mut header = Header::new([7; 16], Geometry { latent_dim: 64, codebook_size: 1024, num_codebooks: 8, grid_factor: 8 }, 2);
 //! header.names = true;
 //! let rec = Record {
 //!     width: 32,
@@ -32,6 +32,7 @@ mod depthmap;
 mod entropy;
 mod error;
 mod header;
+mod info;
 mod record;
 mod stream;
 mod varint;
@@ -42,7 +43,10 @@ pub(crate) use cursor::Cursor;
 pub use entropy::{WORK_PER_BYTE, work};
 pub use error::{ArchiveError, Result};
 pub(crate) use header::parse_header;
-pub use header::{CodebookDType, EmbeddedCodebook, Header, bits_per_index, write_header};
+pub use header::{
+    CodebookDType, EmbeddedCodebook, Geometry, Header, bits_per_index, hex, write_header,
+};
+pub use info::{ArchiveInfo, EntryInfo};
 pub use record::{Entry, Record, check_record, payload_bits, write_record};
 pub(crate) use record::{decode_entry, parse_entry, parse_name, parse_size, put_name};
 pub use stream::{ArchiveReader, ArchiveWriter};

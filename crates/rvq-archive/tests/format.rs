@@ -5,7 +5,16 @@ use proptest::prelude::*;
 use rvq_archive::*;
 
 fn golden_header() -> Header {
-    let mut h = Header::new([0x11; 16], 2, 5, 2, 8, 2);
+    let mut h = Header::new(
+        [0x11; 16],
+        Geometry {
+            latent_dim: 2,
+            codebook_size: 5,
+            num_codebooks: 2,
+            grid_factor: 8,
+        },
+        2,
+    );
     h.names = true;
     h.version = VERSION_1;
     h
@@ -58,7 +67,16 @@ fn golden_archive_matches_the_spec_byte_for_byte() {
 
 #[test]
 fn payload_sizes_follow_the_spec() {
-    let h = Header::new([0; 16], 64, 1024, 8, 8, 8);
+    let h = Header::new(
+        [0; 16],
+        Geometry {
+            latent_dim: 64,
+            codebook_size: 1024,
+            num_codebooks: 8,
+            grid_factor: 8,
+        },
+        8,
+    );
     assert_eq!(h.payload_len(32, 32), 160);
     let h1 = Header {
         codebooks_used: 1,
@@ -149,7 +167,16 @@ fn newer_versions_and_entropy_coding_are_refused_clearly() {
 
 #[test]
 fn oversized_images_are_refused_before_allocation() {
-    let h = Header::new([0; 16], 1, 2, 1, 8, 1);
+    let h = Header::new(
+        [0; 16],
+        Geometry {
+            latent_dim: 1,
+            codebook_size: 2,
+            num_codebooks: 1,
+            grid_factor: 8,
+        },
+        1,
+    );
     let big = Record {
         width: 20_000,
         height: 8,
@@ -172,7 +199,16 @@ fn oversized_images_are_refused_before_allocation() {
 #[test]
 fn embedded_codebooks_round_trip_in_both_precisions() {
     for dtype in [CodebookDType::F16, CodebookDType::F32] {
-        let mut h = Header::new([3; 16], 2, 4, 3, 4, 2);
+        let mut h = Header::new(
+            [3; 16],
+            Geometry {
+                latent_dim: 2,
+                codebook_size: 4,
+                num_codebooks: 3,
+                grid_factor: 4,
+            },
+            2,
+        );
         let values: Vec<f32> = (0..16).map(|i| i as f32 * 0.25 - 1.0).collect();
         h.codebook = Some(EmbeddedCodebook { dtype, values });
         let bytes = write_archive(&h, &[]).unwrap();
@@ -233,7 +269,16 @@ fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
             (Just((k, n_q, names, f8)), m)
         })
         .prop_flat_map(|((k, n_q, names, f8), m)| {
-            let mut h = Header::new([9; 16], 8, k, n_q, if f8 { 8 } else { 4 }, m);
+            let mut h = Header::new(
+                [9; 16],
+                Geometry {
+                    latent_dim: 8,
+                    codebook_size: k,
+                    num_codebooks: n_q,
+                    grid_factor: if f8 { 8 } else { 4 },
+                },
+                m,
+            );
             h.names = names;
             if k % 2 == 0 {
                 h.version = VERSION_1;
@@ -242,7 +287,16 @@ fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
             // that coding wins in some blocks and loses in others.
             h.entropy = k % 4 == 1;
             let rec = (1u32..=100, 1u32..=100, 0u32..1000).prop_flat_map(move |(w, h_, n)| {
-                let hh = Header::new([9; 16], 8, k, n_q, if f8 { 8 } else { 4 }, m);
+                let hh = Header::new(
+                    [9; 16],
+                    Geometry {
+                        latent_dim: 8,
+                        codebook_size: k,
+                        num_codebooks: n_q,
+                        grid_factor: if f8 { 8 } else { 4 },
+                    },
+                    m,
+                );
                 let count = hh.index_count(w, h_) as usize;
                 let index = prop_oneof![3 => 0..k.min(4), 1 => 0..k];
                 (
@@ -291,7 +345,16 @@ fn varint_len(v: u64) -> usize {
 }
 
 fn sample(m: u32, names: bool, fingerprint: u8) -> (Header, Vec<Record>) {
-    let mut h = Header::new([fingerprint; 16], 2, 5, 3, 8, m);
+    let mut h = Header::new(
+        [fingerprint; 16],
+        Geometry {
+            latent_dim: 2,
+            codebook_size: 5,
+            num_codebooks: 3,
+            grid_factor: 8,
+        },
+        m,
+    );
     h.names = names;
     let recs = (0..3u32)
         .map(|i| {
@@ -610,7 +673,16 @@ fn a_version_2_writer_reports_a_failed_block_at_finish() {
 /// Version 2's example in docs/FORMAT.md: two 9×8 images, names off, d = 2, k = 5, n_q = 2,
 /// m = 2; the second image's right cell uses one codebook.
 fn golden_v2() -> (Header, Vec<Record>) {
-    let h = Header::new([0x22; 16], 2, 5, 2, 8, 2);
+    let h = Header::new(
+        [0x22; 16],
+        Geometry {
+            latent_dim: 2,
+            codebook_size: 5,
+            num_codebooks: 2,
+            grid_factor: 8,
+        },
+        2,
+    );
     let recs = vec![
         Record {
             width: 9,
@@ -665,10 +737,47 @@ fn golden_v2_archive_matches_the_spec_byte_for_byte() {
     assert_eq!(a.block(0).unwrap(), recs);
 }
 
+/// What `Archive::info` (and so `rvq info`) says of the golden version-2 archive, counted by
+/// hand from its bytes above.
+#[test]
+fn info_of_the_golden_archive_counts_its_bytes() {
+    let bytes = golden_v2_bytes();
+    let info = Archive::parse(&bytes, &Limits::default())
+        .unwrap()
+        .info()
+        .unwrap();
+    assert_eq!((info.version, info.images, info.total_bytes), (2, 2, 50));
+    assert_eq!(info.fingerprint, "22".repeat(16));
+    // 34 header bytes; the block: 1 length byte, 11 body bytes (3 of them indices), 4 CRC.
+    assert_eq!((info.header_bytes, info.payload_bytes), (34, 3));
+    assert_eq!(info.record_overhead_bytes, 13);
+    assert_eq!((info.bits_per_index, info.codebooks_used), (3, 2));
+    assert_eq!(info.mean_depth, 7.0 / 4.0); // depths 2 2 | 2 1
+    assert_eq!(info.pixels, 2 * 9 * 8);
+    assert_eq!(info.bits_per_pixel, 50.0 * 8.0 / 144.0);
+    assert!(!info.entropy && !info.names && info.embedded_codebook.is_none());
+    // The block's 3 index bytes shared 4 : 3 by the images' indices, rounded down.
+    let entries: Vec<(u32, u32, u64)> = info
+        .entries
+        .iter()
+        .map(|e| (e.width, e.height, e.bytes))
+        .collect();
+    assert_eq!(entries, [(9, 8, 1), (9, 8, 1)]);
+}
+
 /// The golden entropy-coded archive (docs/FORMAT.md): one 64×8 image, d = 2, k = 5, n_q = m
 /// = 2, every index 0 but the last cell's level-0 index, 3.
 fn golden_coded() -> (Header, Vec<Record>) {
-    let mut h = Header::new([0x33; 16], 2, 5, 2, 8, 2);
+    let mut h = Header::new(
+        [0x33; 16],
+        Geometry {
+            latent_dim: 2,
+            codebook_size: 5,
+            num_codebooks: 2,
+            grid_factor: 8,
+        },
+        2,
+    );
     h.entropy = true;
     let mut indices = vec![0; 16];
     indices[7] = 3;
@@ -905,7 +1014,16 @@ fn malformed_blocks_with_good_checksums_are_refused() {
 
 #[test]
 fn a_damaged_block_is_pinned_down_and_the_others_still_decode() {
-    let h = Header::new([5; 16], 4, 1024, 8, 8, 3);
+    let h = Header::new(
+        [5; 16],
+        Geometry {
+            latent_dim: 4,
+            codebook_size: 1024,
+            num_codebooks: 8,
+            grid_factor: 8,
+        },
+        3,
+    );
     let recs: Vec<Record> = (0..150u32)
         .map(|i| Record {
             width: 32,
@@ -947,7 +1065,16 @@ fn a_damaged_block_is_pinned_down_and_the_others_still_decode() {
 fn small_images_cost_under_a_byte_beyond_their_indices() {
     // 1,000 32×32 images, names off, 4 codebooks of 1,024: everything but the indices
     // (header, block lengths, flags, shared sizes, checksums) amortised per image.
-    let h = Header::new([5; 16], 64, 1024, 8, 8, 4);
+    let h = Header::new(
+        [5; 16],
+        Geometry {
+            latent_dim: 64,
+            codebook_size: 1024,
+            num_codebooks: 8,
+            grid_factor: 8,
+        },
+        4,
+    );
     let recs: Vec<Record> = (0..1000u32)
         .map(|i| Record {
             width: 32,
@@ -964,7 +1091,16 @@ fn small_images_cost_under_a_byte_beyond_their_indices() {
 
 #[test]
 fn depth_maps_round_trip_and_bad_depths_are_refused() {
-    let h = Header::new([5; 16], 4, 16, 4, 4, 4);
+    let h = Header::new(
+        [5; 16],
+        Geometry {
+            latent_dim: 4,
+            codebook_size: 16,
+            num_codebooks: 4,
+            grid_factor: 4,
+        },
+        4,
+    );
     // A 10×7 image at f = 4: 3×2 cells.
     let depths = vec![1, 4, 2, 3, 3, 1];
     let count: usize = depths.iter().map(|&d| d as usize).sum();
@@ -1024,7 +1160,16 @@ fn depth_maps_round_trip_and_bad_depths_are_refused() {
 
 fn arb_v2_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
     (2u32..=64, 1u32..=8, prop::bool::ANY, 1usize..140).prop_flat_map(|(k, m, names, n)| {
-        let mut h = Header::new([9; 16], 8, k, 8, 4, m);
+        let mut h = Header::new(
+            [9; 16],
+            Geometry {
+                latent_dim: 8,
+                codebook_size: k,
+                num_codebooks: 8,
+                grid_factor: 4,
+            },
+            m,
+        );
         h.names = names;
         let hh = h.clone();
         let rec = (1u32..=24, 1u32..=24, prop::bool::ANY, 0u32..100000).prop_flat_map(
@@ -1118,7 +1263,16 @@ fn write_fuzz_seeds() {
             .join("../../fuzz/corpus/archive_reader");
     let (h, recs) = golden_v2();
     std::fs::write(dir.join("v2_golden.rvq"), write_archive(&h, &recs).unwrap()).unwrap();
-    let mut h = Header::new([3; 16], 2, 6, 3, 4, 3);
+    let mut h = Header::new(
+        [3; 16],
+        Geometry {
+            latent_dim: 2,
+            codebook_size: 6,
+            num_codebooks: 3,
+            grid_factor: 4,
+        },
+        3,
+    );
     h.names = true;
     let recs: Vec<Record> = (0..70u32)
         .map(|i| {
@@ -1150,7 +1304,16 @@ fn write_fuzz_seeds() {
         write_archive(&h, &recs).unwrap(),
     )
     .unwrap();
-    let mut h = Header::new([4; 16], 2, 1024, 2, 8, 2);
+    let mut h = Header::new(
+        [4; 16],
+        Geometry {
+            latent_dim: 2,
+            codebook_size: 1024,
+            num_codebooks: 2,
+            grid_factor: 8,
+        },
+        2,
+    );
     h.entropy = true;
     let mut state = 1u32;
     let recs: Vec<Record> = (0..65u32)

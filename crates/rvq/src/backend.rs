@@ -71,9 +71,23 @@ pub struct Adapter {
     pub software: bool,
 }
 
-/// The wgpu adapters present on the APIs burn-wgpu runs on (Vulkan, Metal, DX12, WebGPU),
-/// best first as wgpu ranks them. OpenGL adapters are left out: burn-wgpu does not use them.
-pub fn adapters() -> Vec<Adapter> {
+impl Backend {
+    /// The wgpu adapters present on the APIs burn-wgpu runs on (Vulkan, Metal, DX12, WebGPU),
+    /// best first as wgpu ranks them. OpenGL adapters are left out: burn-wgpu does not use
+    /// them.
+    pub fn adapters() -> Vec<Adapter> {
+        adapters()
+    }
+
+    /// Picks the device for this backend. `Wgpu` without any adapter is an error; `Auto`
+    /// falls back to the CPU unless a hardware adapter is present (a software one would be
+    /// slower than flex).
+    pub fn choose(self) -> Result<Chosen> {
+        choose(self)
+    }
+}
+
+fn adapters() -> Vec<Adapter> {
     let instance = wgpu::Instance::default();
     pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
         .into_iter()
@@ -103,9 +117,7 @@ impl Backend {
 
 const CPU_BATCH: usize = 64;
 
-/// Picks the device for `backend`. `Wgpu` without any adapter is an error; `Auto` falls back
-/// to the CPU unless a hardware adapter is present (a software one would be slower than flex).
-pub fn choose(backend: Backend) -> Result<Chosen> {
+fn choose(backend: Backend) -> Result<Chosen> {
     let cpu = || Chosen {
         device: Device::flex(),
         backend: Backend::Cpu,

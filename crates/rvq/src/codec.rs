@@ -52,7 +52,7 @@ impl Default for EncodeOptions {
 /// The beam width `rvq encode` uses unless told otherwise: of the widths measured
 /// (`scripts/search.sh`, docs/MODEL.md), 4 keeps most of 8's gain (−13% MSE at 8 codebooks on
 /// CIFAR-10 against greedy's, 8's −17%) at two thirds of its encoding time.
-pub const DEFAULT_BEAM: usize = 4;
+pub(crate) const DEFAULT_BEAM: usize = 4;
 
 /// An image to encode and the name it is stored under.
 #[derive(Clone, Debug)]
@@ -64,18 +64,11 @@ pub struct Named {
 }
 
 /// The header an archive of `model` encoded with `opts` gets.
-pub fn header_for(model: &Model, opts: &EncodeOptions) -> Result<Header> {
+pub(crate) fn header_for(model: &Model, opts: &EncodeOptions) -> Result<Header> {
     let m = opts.rate.codebooks(model.config.num_codebooks);
     model.check_depth(m)?;
     let c = &model.config;
-    let mut header = Header::new(
-        model.fingerprint,
-        c.latent_dim as u32,
-        c.codebook_size as u32,
-        c.num_codebooks as u32,
-        c.grid_factor as u8,
-        m as u32,
-    );
+    let mut header = Header::new(model.fingerprint, c.geometry(), m as u32);
     header.names = opts.names;
     header.entropy = opts.entropy;
     if let Some(dtype) = opts.embed_codebook {
@@ -92,7 +85,7 @@ pub fn header_for(model: &Model, opts: &EncodeOptions) -> Result<Header> {
 /// Encodes images to archive records: images of one padded size go through the model
 /// together, up to `opts.batch_size` at a time and as many as the model's memory budget holds
 /// (an image larger than that alone, in tiles).
-pub fn encode_records(
+pub(crate) fn encode_records(
     model: &Model,
     images: &[Named],
     opts: &EncodeOptions,
@@ -100,9 +93,9 @@ pub fn encode_records(
     Ok(encode_records_reporting(model, images, opts)?.0)
 }
 
-/// [`encode_records`], also returning the images a `--psnr` target was out of reach for
-/// (encoded at every codebook, the model's best), with the PSNR they got.
-pub fn encode_records_reporting(
+/// [`encode_records`], also returning the images a PSNR target was out of reach for (encoded
+/// at every codebook, the model's best), with the PSNR they got.
+pub(crate) fn encode_records_reporting(
     model: &Model,
     images: &[Named],
     opts: &EncodeOptions,
@@ -221,8 +214,7 @@ pub struct Shortfall {
     pub psnr: f64,
 }
 
-/// An encoder: one model, one set of options, checked once. The typed front of this module's
-/// functions for a program that embeds the codec (see `examples/round_trip.rs`).
+/// An encoder: one model, one set of options, checked once (see `examples/round_trip.rs`).
 pub struct Encoder<'m> {
     model: &'m Model,
     opts: EncodeOptions,
@@ -245,6 +237,19 @@ impl<'m> Encoder<'m> {
     /// The header of this encoder's archives.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// The records of `images`, as an archive of this encoder's would hold them: images of one
+    /// padded size go through the model together, up to the options' batch size at a time and
+    /// as many as the model's memory budget holds (an image larger than that alone, in tiles).
+    pub fn records(&self, images: &[Named]) -> Result<Vec<Record>> {
+        encode_records(self.model, images, &self.opts)
+    }
+
+    /// [`Encoder::records`], also returning the images a PSNR target was out of reach for
+    /// (encoded at every codebook, the model's best), with the PSNR they got.
+    pub fn records_reporting(&self, images: &[Named]) -> Result<(Vec<Record>, Vec<Shortfall>)> {
+        encode_records_reporting(self.model, images, &self.opts)
     }
 
     /// The archive of `images`, in memory.

@@ -161,6 +161,16 @@ impl ModelConfig {
         &self.channels[self.channels.len() - self.stages()..]
     }
 
+    /// The codebook geometry an archive's header records for this model.
+    pub fn geometry(&self) -> rvq_archive::Geometry {
+        rvq_archive::Geometry {
+            latent_dim: self.latent_dim as u32,
+            codebook_size: self.codebook_size as u32,
+            num_codebooks: self.num_codebooks as u32,
+            grid_factor: self.grid_factor as u8,
+        }
+    }
+
     /// Bits one codebook index takes: ceil(log2 k).
     pub fn bits_per_index(&self) -> u32 {
         bits_per_index(self.codebook_size)

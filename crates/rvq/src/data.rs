@@ -1,5 +1,5 @@
 //! Training and evaluation data: CIFAR-10 in its official binary layout, or a folder of images
-//! cut into random crops. Images are held as 8-bit planar RGB (`[3][h][w]`), as CIFAR stores
+//! (listed by [`collect_images`]) cut into random crops. Images are held as 8-bit planar RGB (`[3][h][w]`), as CIFAR stores
 //! them, and turned into `[b, 3, h, w]` tensors in [0, 1] a batch at a time.
 
 use std::path::{Path, PathBuf};
@@ -210,7 +210,7 @@ pub fn load_training(
             valid,
         });
     }
-    let files = image_io::collect_images(&[path.to_path_buf()], true)?;
+    let files = collect_images(&[path.to_path_buf()], true)?;
     let all = crops_from_files(&files, CIFAR_SIDE, crops, rng)?;
     let mut train = ImageSet {
         size: CIFAR_SIDE,
@@ -293,9 +293,95 @@ pub fn synthetic(width: u32, height: u32, seed: u32) -> Result<image_io::Rgb> {
     image_io::Rgb::new(width, height, rgb)
 }
 
+/// Expands `inputs` (files and folders) into the image files to process: folders are
+/// searched recursively for `.png` files (and `.jpg`/`.jpeg` with `allow_jpeg`), files are
+/// taken as given. The result is sorted, so archives built from it are reproducible.
+pub fn collect_images(inputs: &[PathBuf], allow_jpeg: bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(|e| Error::Io {
+            path: input.clone(),
+            source: e,
+        })?;
+        if meta.is_dir() {
+            walk(input, allow_jpeg, &mut out)?;
+        } else {
+            out.push(input.clone());
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Every PNG (and, with `allow_jpeg`, JPEG) file below `dir`, following symbolic links; a
+/// link back to a folder above it is an error, not an endless walk. A dangling link is
+/// skipped unless its name is an image's, which is listed and then fails when read, naming it.
+fn walk(dir: &Path, allow_jpeg: bool, out: &mut Vec<PathBuf>) -> Result<()> {
+    let wanted = |path: &Path| {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        ext == "png" || (allow_jpeg && (ext == "jpg" || ext == "jpeg"))
+    };
+    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                let path = e.path().unwrap_or(dir).to_path_buf();
+                let dangling = e
+                    .io_error()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                    && path
+                        .symlink_metadata()
+                        .is_ok_and(|m| m.file_type().is_symlink());
+                if dangling {
+                    if wanted(&path) {
+                        out.push(path);
+                    }
+                    continue;
+                }
+                return Err(Error::Io {
+                    path,
+                    source: e.into(),
+                });
+            }
+        };
+        if !entry.file_type().is_dir() && wanted(entry.path()) {
+            out.push(entry.into_path());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_linking_to_its_parent_is_an_error_not_an_endless_walk() {
+        let dir = tempfile::TempDir::new().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/x.png"), b"not read here").unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("a/up")).unwrap();
+        let err = collect_images(&[dir.path().to_path_buf()], false).unwrap_err();
+        assert!(err.to_string().contains("loop"), "{err}");
+        // A link elsewhere is followed.
+        let other = tempfile::TempDir::new().unwrap();
+        std::fs::write(other.path().join("y.png"), b"").unwrap();
+        let clean = tempfile::TempDir::new().unwrap();
+        std::os::unix::fs::symlink(other.path(), clean.path().join("there")).unwrap();
+        // A dangling link is skipped, unless it names an image (which then fails when read).
+        std::os::unix::fs::symlink("/nonexistent/rvq", clean.path().join("stale")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/z.png", clean.path().join("z.png")).unwrap();
+        let found = collect_images(&[clean.path().to_path_buf()], false).unwrap();
+        assert_eq!(
+            found,
+            vec![clean.path().join("there/y.png"), clean.path().join("z.png")]
+        );
+    }
 
     /// A folder of JPEGs is training data, as the README says (it was collected, then refused).
     #[test]

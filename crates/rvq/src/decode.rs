@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use rvq_archive::{Archive, ArchiveReader, Header, Record};
+use rvq_archive::{ArchiveReader, Header, Record};
 
 use crate::budget;
 use crate::error::{Error, Result};
@@ -36,6 +36,13 @@ impl<'m> Decoder<'m> {
         limits: &rvq_archive::Limits,
     ) -> Result<Vec<(Option<String>, Rgb)>> {
         self.images(ArchiveReader::new(bytes, limits)?)?.collect()
+    }
+
+    /// `records` of an archive with `header` (made with this decoder's model) back to images,
+    /// in passes of equal padded size under the model's memory budget. Each record is checked
+    /// against the header first: one that does not fit is an error, not a panic.
+    pub fn decode_records(&self, header: &Header, records: &[Record]) -> Result<Vec<Rgb>> {
+        decode_records(self.model, header, records, self.batch_size)
     }
 
     /// The images of the archive `reader` reads, with their stored names, decoded a pass at
@@ -126,14 +133,15 @@ impl<R: std::io::Read> Iterator for Images<'_, R> {
     }
 }
 
-/// Checks that `archive` was made with `model`.
-pub fn check_model(archive: &Archive, model: &Model, model_name: &str) -> Result<()> {
-    check_header(&archive.header, model, model_name)
+impl Model {
+    /// Checks that an archive with `header` was made with this model and uses between one and
+    /// all of its codebooks; errors name the model `model_name`.
+    pub fn check_header(&self, header: &Header, model_name: &str) -> Result<()> {
+        check_header(header, self, model_name)
+    }
 }
 
-/// Checks that an archive with header `h` was made with `model` and uses between one and all
-/// of its codebooks.
-pub fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
+fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
     if h.fingerprint != model.fingerprint {
         return Err(Error::ModelMismatch {
             model: model_name.to_string(),
@@ -144,18 +152,7 @@ pub fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
             ),
         });
     }
-    let c = &model.config;
-    if (
-        h.latent_dim as usize,
-        h.codebook_size as usize,
-        h.num_codebooks as usize,
-        h.grid_factor as usize,
-    ) != (
-        c.latent_dim,
-        c.codebook_size,
-        c.num_codebooks,
-        c.grid_factor,
-    ) {
+    if h.geometry() != model.config.geometry() {
         return Err(Error::ModelMismatch {
             model: model_name.to_string(),
             reason: "the archive's codebook geometry differs from the model's".into(),
@@ -166,7 +163,7 @@ pub fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
 }
 
 /// Decodes records (all made with `model`) back to images, in batches of equal padded size.
-pub fn decode_records(
+pub(crate) fn decode_records(
     model: &Model,
     header: &Header,
     records: &[Record],

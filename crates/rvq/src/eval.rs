@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ModelConfig;
 use crate::data::{CIFAR_SIDE, ImageSet};
 use crate::error::{Error, Result};
-use crate::model::{RvqVae, latents_to_rows, rows_to_latents};
+use crate::model::{Model, RvqVae, latents_to_rows, rows_to_latents};
 use crate::quantizer;
 
 /// Quality of reconstructions with one number of codebooks.
@@ -43,10 +43,27 @@ pub fn report_depths(n_q: usize) -> Vec<usize> {
     d
 }
 
-/// Mean squared error of `net`'s reconstructions of `images` at each of `depths` codebooks
+/// Mean squared error of `model`'s reconstructions of `images` at each of `depths` codebooks
 /// (0 = unquantized), in batches of `batch` images. Refuses a depth past the model's
 /// codebooks, or any depth above 0 for a model without them.
 pub fn quality(
+    model: &Model,
+    images: &ImageSet,
+    depths: &[usize],
+    batch: usize,
+) -> Result<Vec<DepthQuality>> {
+    quality_of(
+        &model.net,
+        &model.config,
+        images,
+        depths,
+        batch,
+        &model.device,
+    )
+}
+
+/// [`quality`] of a network being trained.
+pub(crate) fn quality_of(
     net: &RvqVae,
     config: &ModelConfig,
     images: &ImageSet,

@@ -1,8 +1,9 @@
 //! Reading and writing images: PNG in (8/16-bit, gray/RGB/RGBA), PNG out, size limits checked
-//! before any pixel buffer is allocated, and edge-replicating padding to the grid factor.
+//! before any pixel buffer is allocated, and edge-replicating padding to the grid factor; and
+//! output files written atomically ([`write_atomic`]).
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::{ImageFormat, ImageReader};
 
@@ -10,6 +11,7 @@ use crate::error::{Error, Result, SizeLimit};
 
 /// Allocation limits for decoded images, checked against a file's header before decoding:
 /// the same limits the archive reader applies.
+pub use crate::files::{write_atomic, write_atomic_with};
 pub use rvq_archive::Limits;
 
 /// An 8-bit RGB image, interleaved, row-major: always at least one pixel, and exactly
@@ -185,68 +187,6 @@ pub fn encode_png(image: &Rgb) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Expands `inputs` (files and folders) into the image files to process: folders are
-/// searched recursively for `.png` files (and `.jpg`/`.jpeg` with `allow_jpeg`), files are
-/// taken as given. The result is sorted, so archives built from it are reproducible.
-pub fn collect_images(inputs: &[PathBuf], allow_jpeg: bool) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for input in inputs {
-        let meta = std::fs::metadata(input).map_err(|e| Error::Io {
-            path: input.clone(),
-            source: e,
-        })?;
-        if meta.is_dir() {
-            walk(input, allow_jpeg, &mut out)?;
-        } else {
-            out.push(input.clone());
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-/// Every PNG (and, with `allow_jpeg`, JPEG) file below `dir`, following symbolic links; a
-/// link back to a folder above it is an error, not an endless walk. A dangling link is
-/// skipped unless its name is an image's, which is listed and then fails when read, naming it.
-fn walk(dir: &Path, allow_jpeg: bool, out: &mut Vec<PathBuf>) -> Result<()> {
-    let wanted = |path: &Path| {
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        ext == "png" || (allow_jpeg && (ext == "jpg" || ext == "jpeg"))
-    };
-    for entry in walkdir::WalkDir::new(dir).follow_links(true) {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                let path = e.path().unwrap_or(dir).to_path_buf();
-                let dangling = e
-                    .io_error()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
-                    && path
-                        .symlink_metadata()
-                        .is_ok_and(|m| m.file_type().is_symlink());
-                if dangling {
-                    if wanted(&path) {
-                        out.push(path);
-                    }
-                    continue;
-                }
-                return Err(Error::Io {
-                    path,
-                    source: e.into(),
-                });
-            }
-        };
-        if !entry.file_type().is_dir() && wanted(entry.path()) {
-            out.push(entry.into_path());
-        }
-    }
-    Ok(())
-}
-
 /// Interleaved RGB to planar `[3][ph][pw]` values in [0, 1], padded on the right and bottom
 /// to `ph`×`pw` by repeating the last column and row.
 pub fn to_planar_padded(image: &Rgb, pw: usize, ph: usize) -> Vec<f32> {
@@ -289,30 +229,6 @@ pub fn from_planar_cropped(values: &[f32], pw: usize, ph: usize, width: u32, hei
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(unix)]
-    #[test]
-    fn a_folder_linking_to_its_parent_is_an_error_not_an_endless_walk() {
-        let dir = tempfile::TempDir::new().unwrap();
-        std::fs::create_dir(dir.path().join("a")).unwrap();
-        std::fs::write(dir.path().join("a/x.png"), b"not read here").unwrap();
-        std::os::unix::fs::symlink(dir.path(), dir.path().join("a/up")).unwrap();
-        let err = collect_images(&[dir.path().to_path_buf()], false).unwrap_err();
-        assert!(err.to_string().contains("loop"), "{err}");
-        // A link elsewhere is followed.
-        let other = tempfile::TempDir::new().unwrap();
-        std::fs::write(other.path().join("y.png"), b"").unwrap();
-        let clean = tempfile::TempDir::new().unwrap();
-        std::os::unix::fs::symlink(other.path(), clean.path().join("there")).unwrap();
-        // A dangling link is skipped, unless it names an image (which then fails when read).
-        std::os::unix::fs::symlink("/nonexistent/rvq", clean.path().join("stale")).unwrap();
-        std::os::unix::fs::symlink("/nonexistent/z.png", clean.path().join("z.png")).unwrap();
-        let found = collect_images(&[clean.path().to_path_buf()], false).unwrap();
-        assert_eq!(
-            found,
-            vec![clean.path().join("there/y.png"), clean.path().join("z.png")]
-        );
-    }
 
     #[test]
     fn an_image_is_built_only_from_a_buffer_of_its_size() {

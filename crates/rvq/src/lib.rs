@@ -11,56 +11,61 @@
 //! [`Images`]), the memory [`Budget`] every pass of the network runs under, [`Backend`],
 //! [`Rgb`] and [`Error`]; `examples/round_trip.rs` uses them in under 40 lines.
 //!
-//! The modules, one per concept:
+//! Four modules are public besides: [`image_io`] (PNG and JPEG in, PNG out, limits, atomic
+//! files), [`data`] (CIFAR-10 and image-folder data sets), [`train`] (the training loop,
+//! checkpoints and model cards) and [`eval`] (quality measures). The rest, one module per
+//! concept, is the crate's own:
 //!
-//! - [`config`]: the model's architecture and quantizer geometry;
-//! - [`model`]: the network, loading and saving model folders, the fingerprint;
-//! - [`export`]: the weights as safetensors and a reference for the PyTorch port;
-//! - [`pca`]: principal components of image patches, the start of the linear path;
-//! - [`quantizer`]: residual vector quantization and codebook learning;
-//! - [`rate`]: rate control, the codebooks each cell uses for a quality or PSNR target;
-//! - [`refine`]: decoder-aware refinement of the chosen indices, in pixel space;
-//! - [`data`]: CIFAR-10 and image-folder data sets, synthetic images;
-//! - [`train`]: the training loop, checkpoints and model cards;
-//! - [`average`]: a moving average of a network's weights, for evaluation;
-//! - [`eval`]: quality measures;
-//! - [`codec`]: images to archives ([`Encoder`]);
-//! - [`decode`]: archives back to images ([`Decoder`]), whole or streamed;
-//! - [`image_io`]: PNG reading and writing, limits and padding;
-//! - [`files`]: writing output files atomically;
-//! - [`budget`]: the memory budget, batches by pixels and tiles for large images;
-//! - `inference` (private): the network's passes under the budget;
-//! - [`backend`]: the one choice point between the CPU and GPU backends;
-//! - [`error`]: the library's typed errors, which name no command-line flags.
+//! - `config`: the model's architecture and quantizer geometry ([`ModelConfig`]);
+//! - `model`: the network, loading and saving model folders, the fingerprint ([`Model`]);
+//! - `export`: the weights as safetensors and a reference for the PyTorch port;
+//! - `pca`: principal components of image patches, the start of the linear path;
+//! - `quantizer`: residual vector quantization and codebook learning;
+//! - `rate`: rate control, the codebooks each cell uses for a quality or PSNR target ([`Rate`]);
+//! - `refine`: decoder-aware refinement of the chosen indices, in pixel space;
+//! - `average`: a moving average of a network's weights, for evaluation;
+//! - `codec`: images to archives ([`Encoder`]);
+//! - `decode`: archives back to images ([`Decoder`]), whole or streamed;
+//! - `files`: writing output files atomically;
+//! - `budget`: the memory budget, batches by pixels and tiles for large images ([`Budget`]);
+//! - `inference`: the network's passes under the budget;
+//! - `backend`: the one choice point between the CPU and GPU backends ([`Backend`]);
+//! - `error`: the library's typed errors, which name no command-line flags ([`Error`]).
 //!
 //! The `rvq` command (the `rvq-cli` package at the repository's root) is built on this crate:
 //! argument parsing, progress bars, the comparison with JPEG and WebP, charts, benchmarks and
 //! the study's sweeps live there, so a program that embeds the codec pulls in none of them.
 
-pub mod average;
-pub mod backend;
-pub mod budget;
-pub mod codec;
-pub mod config;
+mod average;
+mod backend;
+mod budget;
+mod codec;
+mod config;
 pub mod data;
-pub mod decode;
-pub mod error;
+mod decode;
+mod error;
 pub mod eval;
-pub mod export;
-pub mod files;
+mod export;
+mod files;
 pub mod image_io;
 mod inference;
-pub mod model;
-pub mod pca;
-pub mod quantizer;
-pub mod rate;
-pub mod refine;
+mod model;
+mod pca;
+mod quantizer;
+mod rate;
+mod refine;
 pub mod train;
 
-pub use backend::Backend;
+// The tests share helpers with the integration tests, which name the crate `rvq`.
+#[cfg(test)]
+extern crate self as rvq;
+#[cfg(test)]
+mod tests;
+
+pub use backend::{Adapter, Backend, Chosen};
 pub use budget::Budget;
-pub use codec::{EncodeOptions, EncodeWriter, Encoder, Named};
-pub use config::ModelConfig;
+pub use codec::{EncodeOptions, EncodeWriter, Encoder, Named, Shortfall};
+pub use config::{ModelConfig, Upsample};
 pub use decode::{Decoder, Images};
 pub use error::{Error, Result};
 pub use image_io::Rgb;

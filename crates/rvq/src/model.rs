@@ -393,13 +393,13 @@ pub fn rows_to_latents(rows: Tensor<2>, batch: usize, h: usize, w: usize) -> Ten
 #[derive(Debug)]
 pub struct Model {
     /// Architecture and quantizer geometry.
-    pub config: ModelConfig,
+    pub(crate) config: ModelConfig,
     /// The network, in inference mode.
-    pub net: RvqVae,
+    pub(crate) net: RvqVae,
     /// Truncated SHA-256 of the weights file; archives cite it.
-    pub fingerprint: [u8; FINGERPRINT_LEN],
+    pub(crate) fingerprint: [u8; FINGERPRINT_LEN],
     /// Where the network runs.
-    pub device: Device,
+    pub(crate) device: Device,
     /// The memory the network's passes are planned under ([`Model::set_budget`]).
     pub(crate) budget: Budget,
     /// The most padded pixels one pass of the network has held ([`Model::largest_pass`]).
@@ -421,10 +421,7 @@ pub fn fingerprint(weights: &[u8]) -> [u8; FINGERPRINT_LEN] {
     out
 }
 
-/// Lower-case hex of a fingerprint.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use rvq_archive::hex;
 
 /// The default model's configuration, embedded from `models/default` at build time.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../models/default/config.json");
@@ -432,6 +429,21 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../../models/default/config.js
 pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../../models/default/model.bpk");
 
 impl Model {
+    /// Architecture and quantizer geometry.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Truncated SHA-256 of the weights file; archives cite it.
+    pub fn fingerprint(&self) -> &[u8; FINGERPRINT_LEN] {
+        &self.fingerprint
+    }
+
+    /// Where the network runs.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The default model, from the copy embedded in the binary.
     pub fn load_default(device: &Device) -> Result<Self> {
         Self::from_parts(DEFAULT_CONFIG, DEFAULT_WEIGHTS.to_vec(), "default", device)

@@ -286,13 +286,9 @@ impl BeamState {
     }
 }
 
-/// The sum of the codebook entries that `indices` (one tensor per level) pick.
-pub fn dequantize(indices: &[Tensor<1, Int>], codebooks: &Tensor<3>) -> Tensor<2> {
-    dequantize_masked(indices, codebooks, None)
-}
-
-/// [`dequantize`], each level's entries first multiplied by its mask (`[rows, 1]`, 1 where
-/// the row uses the level and 0 where not: both exact).
+/// The sum of the codebook entries that `indices` (one tensor per level) pick, each level's
+/// entries first multiplied by its mask (`[rows, 1]`, 1 where the row uses the level and 0
+/// where not: both exact) when `masks` are given.
 pub fn dequantize_masked(
     indices: &[Tensor<1, Int>],
     codebooks: &Tensor<3>,

@@ -233,6 +233,7 @@ pub(crate) fn decoded_psnrs(
 ) -> Result<Vec<f64>> {
     let errors = model.cell_errors(&encoded.indices, depths, encoded.grid, m, originals)?;
     Ok(errors
+        .written
         .iter()
         .zip(originals)
         .map(|(e, img)| psnr(e.iter().sum(), img.pixels().len() as f64))
@@ -267,7 +268,7 @@ pub(crate) fn choose_depths(
         .collect();
     for k in 1..=m {
         let errors = model.cell_errors(&encoded.indices, None, encoded.grid, k, originals)?;
-        for (i, per) in errors.into_iter().enumerate() {
+        for (i, per) in errors.unrounded.into_iter().enumerate() {
             for (c, e) in per.into_iter().enumerate() {
                 tables[i].sse[c * m + k - 1] = e;
             }

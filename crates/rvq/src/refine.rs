@@ -5,10 +5,10 @@
 //! encoder's latent, but what a reader sees is the decoder's output, and the decoder is not the
 //! encoder's inverse: of the entries nearly as close in latent space, another one often decodes
 //! closer to the image. Refinement tries, for every cell, the `candidates` entries of the last
-//! level it uses nearest its residual there and keeps the one whose decoded 8-bit block is
-//! closest to the image's pixels. It runs after rate control has chosen each cell's depth
-//! (every cell at the archive's depth without a target), so a cell's last level is the one it
-//! is decoded with. The archive and the decoder do not change: the indices are simply different
+//! level it uses nearest its residual there and keeps the one whose decoded block is closest to
+//! the image's pixels (compared before rounding to 8 bits, so that backends agree at near
+//! ties). It runs after rate control has chosen each cell's depth (every cell at the archive's
+//! depth without a target), so a cell's last level is the one it is decoded with. The archive and the decoder do not change: the indices are simply different
 //! ones, so any reader decodes them.
 //!
 //! A cell's block also depends on its neighbours' entries (the decoder's convolutions reach
@@ -31,7 +31,7 @@ use crate::quantizer::{self, float_vec};
 /// entry and the next nearest, which buys most of what more candidates do (docs/MODEL.md,
 /// "Decoder-aware refinement") for nine more decodes of each batch: about 1.7 times the
 /// encoding time at the default quality, where rate control already decodes eight times.
-pub const DEFAULT_CANDIDATES: usize = 2;
+pub(crate) const DEFAULT_CANDIDATES: usize = 2;
 
 /// Interleaved classes of cells (row parity × column parity): no two cells of a class touch,
 /// not even at a corner.
@@ -85,27 +85,28 @@ pub(crate) fn refine_last_levels(
         cells,
         columns: gw,
     };
-    let decode_errors = |indices: &[Vec<u32>]| -> Result<Vec<Vec<f64>>> {
+    let decode = |indices: &[Vec<u32>]| {
         let cell_depths = mixed.then_some(full.as_slice());
         model.cell_errors(indices, cell_depths, encoded.grid, m, originals)
     };
-    let start = decode_errors(&encoded.indices)?;
+    let decode_errors =
+        |indices: &[Vec<u32>]| -> Result<Vec<Vec<f64>>> { Ok(decode(indices)?.unrounded) };
+    let start = decode(&encoded.indices)?;
     let mut current = encoded.indices.clone();
+    let mut errors = start.unrounded.clone();
     for class in 0..CLASSES {
         // Each class is tried against the others as they now stand.
-        let errors = if class > 0 {
-            decode_errors(&current)?
-        } else {
-            start.clone()
-        };
+        if class > 0 {
+            errors = decode_errors(&current)?;
+        }
         search.refine_class(class, &mut current, &errors, &decode_errors)?;
     }
 
     // Choices made class by class can, together, decode worse than they each promised: an
-    // image whose refined total is not better keeps its original indices.
-    let end = decode_errors(&current)?;
+    // image whose refined total, as written, is not better keeps its original indices.
+    let end = decode(&current)?.written;
     for (i, img) in current.into_iter().enumerate() {
-        let before: f64 = start[i].iter().sum();
+        let before: f64 = start.written[i].iter().sum();
         let after: f64 = end[i].iter().sum();
         if after < before {
             encoded.indices[i] = img;

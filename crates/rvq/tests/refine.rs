@@ -4,10 +4,10 @@
 //! better overall.
 
 use burn::prelude::*;
-use rvq::codec::{self, EncodeOptions};
+use rvq::Model;
+use rvq::Rate;
 use rvq::image_io::Rgb;
-use rvq::model::Model;
-use rvq::rate::Rate;
+use rvq::{Decoder, EncodeOptions, Encoder};
 
 mod common;
 use common::sample_photographs;
@@ -37,7 +37,7 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
         max_codebooks: None,
     };
     for rate in [Rate::Codebooks(1), Rate::Codebooks(3), quality] {
-        let m = rate.codebooks(model.config.num_codebooks);
+        let m = rate.codebooks(model.config().num_codebooks);
         let plain = EncodeOptions {
             rate,
             refine: 1,
@@ -47,11 +47,24 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
             refine: 8,
             ..plain.clone()
         };
-        let a = codec::encode_records(&model, &images, &plain).unwrap();
-        let b = codec::encode_records(&model, &images, &refined).unwrap();
-        let header = codec::header_for(&model, &plain).unwrap();
-        let da = rvq::decode::decode_records(&model, &header, &a, 64).unwrap();
-        let db = rvq::decode::decode_records(&model, &header, &b, 64).unwrap();
+        let a = Encoder::new(&model, plain.clone())
+            .unwrap()
+            .records(&images)
+            .unwrap();
+        let b = Encoder::new(&model, refined.clone())
+            .unwrap()
+            .records(&images)
+            .unwrap();
+        let header = Encoder::new(&model, plain.clone())
+            .unwrap()
+            .header()
+            .clone();
+        let da = Decoder::new(&model, 64)
+            .decode_records(&header, &a)
+            .unwrap();
+        let db = Decoder::new(&model, 64)
+            .decode_records(&header, &b)
+            .unwrap();
 
         let (mut before, mut after, mut changed, mut shallow) = (0u64, 0u64, 0usize, 0usize);
         assert_eq!((a.len(), b.len()), (images.len(), images.len()));
@@ -104,19 +117,27 @@ fn a_missed_psnr_target_reports_the_refined_psnr() {
         refine: 8,
         ..EncodeOptions::default()
     };
-    let (records, short) = codec::encode_records_reporting(&model, &images, &opts).unwrap();
+    let (records, short) = Encoder::new(&model, opts.clone())
+        .unwrap()
+        .records_reporting(&images)
+        .unwrap();
     assert_eq!(
         short.len(),
         images.len(),
         "60 dB is out of reach for every photograph"
     );
-    let header = codec::header_for(&model, &opts).unwrap();
-    let decoded = rvq::decode::decode_records(&model, &header, &records, 64).unwrap();
+    let header = Encoder::new(&model, opts.clone()).unwrap().header().clone();
+    let decoded = Decoder::new(&model, 64)
+        .decode_records(&header, &records)
+        .unwrap();
     let plain = EncodeOptions {
         refine: 1,
         ..opts.clone()
     };
-    let (_, unrefined) = codec::encode_records_reporting(&model, &images, &plain).unwrap();
+    let (_, unrefined) = Encoder::new(&model, plain.clone())
+        .unwrap()
+        .records_reporting(&images)
+        .unwrap();
     let mut lifted = 0;
     for ((s, img), (out, u)) in short
         .iter()

@@ -3,8 +3,8 @@
 //! also draw from.
 
 use burn::prelude::*;
-use rvq::config::ModelConfig;
-use rvq::model::Model;
+use rvq::Model;
+use rvq::ModelConfig;
 use rvq::train::{self, Event};
 
 mod common;
@@ -101,7 +101,7 @@ fn resumes_exactly(opts: &train::TrainOptions) -> Tensors {
     let weights = |dir: &std::path::Path| {
         let file = dir.join("weights.safetensors");
         let model = Model::load(dir, &device).unwrap();
-        rvq::export::export_safetensors(&model, &file).unwrap();
+        model.export_safetensors(&file).unwrap();
         std::fs::read(file).unwrap()
     };
     let (a, b) = (weights(straight.path()), weights(split.path()));

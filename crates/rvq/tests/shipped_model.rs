@@ -4,9 +4,9 @@
 //!     RVQ_CIFAR_DIR=../shared/data/cifar-10-batches-bin cargo test --release --test shipped_model -- --ignored
 
 use burn::prelude::*;
+use rvq::Model;
 use rvq::data;
 use rvq::eval;
-use rvq::model::Model;
 use rvq::train::ModelCard;
 
 #[test]
@@ -23,13 +23,12 @@ fn shipped_model_reproduces_its_card() {
     .unwrap();
     let device = Device::flex();
     let model = Model::load_default(&device).unwrap();
-    assert_eq!(rvq::model::hex(&model.fingerprint), card.fingerprint);
+    assert_eq!(rvq::archive::hex(model.fingerprint()), card.fingerprint);
     let images = data::cifar_test(std::path::Path::new(&dir))
         .unwrap()
         .take(card.validation_images);
     let depths: Vec<usize> = card.validation.iter().map(|q| q.codebooks).collect();
-    let measured =
-        eval::quality(&model.net, &model.config, &images, &depths, 250, &device).unwrap();
+    let measured = eval::quality(&model, &images, &depths, 250).unwrap();
     for (m, c) in measured.iter().zip(&card.validation) {
         let rel = (m.mse - c.mse).abs() / c.mse;
         assert!(

@@ -4,10 +4,10 @@
 //! seconds on lavapipe), so it encodes and decodes the samples once per backend, no more.
 
 use burn::prelude::*;
-use rvq::backend::{self, Backend};
-use rvq::codec::{self, EncodeOptions};
-use rvq::model::Model;
-use rvq::rate::Rate;
+use rvq::Model;
+use rvq::Rate;
+use rvq::{self, Backend};
+use rvq::{Decoder, EncodeOptions, Encoder};
 
 mod common;
 use common::sample_photographs;
@@ -15,12 +15,12 @@ use common::sample_photographs;
 #[test]
 #[ignore = "needs a wgpu adapter: CI installs lavapipe (mesa-vulkan-drivers)"]
 fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
-    let found = backend::adapters();
+    let found = Backend::adapters();
     assert!(
         !found.is_empty(),
         "no wgpu adapter: install mesa-vulkan-drivers"
     );
-    let gpu = backend::choose(Backend::Wgpu).unwrap();
+    let gpu = Backend::Wgpu.choose().unwrap();
     assert_eq!(gpu.backend, Backend::Wgpu);
     let cpu = Device::flex();
     let images = sample_photographs();
@@ -32,8 +32,14 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     };
     let on_cpu = Model::load_default(&cpu).unwrap();
     let on_gpu = Model::load_default(&gpu.device).unwrap();
-    let a = codec::encode_records(&on_cpu, &images, &opts).unwrap();
-    let b = codec::encode_records(&on_gpu, &images, &opts).unwrap();
+    let a = Encoder::new(&on_cpu, opts.clone())
+        .unwrap()
+        .records(&images)
+        .unwrap();
+    let b = Encoder::new(&on_gpu, opts.clone())
+        .unwrap()
+        .records(&images)
+        .unwrap();
     assert_eq!((a.len(), b.len()), (images.len(), images.len()));
     let (mut same, mut total) = (0usize, 0usize);
     for (ra, rb) in a.iter().zip(&b) {
@@ -49,9 +55,16 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     println!("index agreement wgpu vs cpu: {same}/{total} = {agreement:.5}");
     assert!(agreement >= 0.999, "only {agreement} of indices agree");
 
-    let header = codec::header_for(&on_cpu, &opts).unwrap();
-    let da = rvq::decode::decode_records(&on_cpu, &header, &a, 64).unwrap();
-    let db = rvq::decode::decode_records(&on_gpu, &header, &a, 64).unwrap();
+    let header = Encoder::new(&on_cpu, opts.clone())
+        .unwrap()
+        .header()
+        .clone();
+    let da = Decoder::new(&on_cpu, 64)
+        .decode_records(&header, &a)
+        .unwrap();
+    let db = Decoder::new(&on_gpu, 64)
+        .decode_records(&header, &a)
+        .unwrap();
     let mut worst = 0u8;
     for (x, y) in da.iter().zip(&db) {
         assert_eq!((x.width(), x.height()), (y.width(), y.height()));
@@ -65,8 +78,14 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     // The default encode chooses per-cell depths from decoded pixels: a cell at a near tie
     // may go the other way on the other backend, so compare the depth maps cell by cell.
     let q = EncodeOptions::default();
-    let a = codec::encode_records(&on_cpu, &images, &q).unwrap();
-    let b = codec::encode_records(&on_gpu, &images, &q).unwrap();
+    let a = Encoder::new(&on_cpu, q.clone())
+        .unwrap()
+        .records(&images)
+        .unwrap();
+    let b = Encoder::new(&on_gpu, q.clone())
+        .unwrap()
+        .records(&images)
+        .unwrap();
     assert_eq!((a.len(), b.len()), (images.len(), images.len()));
     let (mut same, mut total) = (0usize, 0usize);
     for (ra, rb) in a.iter().zip(&b) {
@@ -82,38 +101,52 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     );
 }
 
-/// The default encode on the first 100 CIFAR-10 test images. Rate control and refinement
-/// decide from decoded pixels, which differ by 1/255 here and there between backends, so an
-/// image near a tie can be coded differently. Measured on lavapipe (2026-12-04): 99 of 100
-/// images decode identically, the other 0.097 dB apart (issue 26 asks for 0.05 dB: not met on
-/// this JPEG-derived copy). The asserts guard against regressions with a margin for lavapipe's
-/// autotuned kernels: at least 95 identical, none over 0.25 dB apart. `.ci/run` runs it when
-/// the data is beside the clone:
+/// The default encode on the first CIFAR-10 test images (100, or `RVQ_PARITY_IMAGES`), both
+/// archives decoded on the CPU: what differs is what the encoders chose. Rate control and
+/// refinement decide on unrounded decoded samples, which backends compute a few ulps apart, so
+/// they agree; the residual beam search decides on the encoder's latents, also a few ulps
+/// apart, and at a near tie between two paths it can still go either way. Such an image keeps
+/// its depths but codes a cell differently. The README records what this test printed on
+/// lavapipe for 1,000 images; the asserts hold that with a margin for other drivers. `.ci/run`
+/// runs it when the data is beside the clone:
 ///
 ///     RVQ_CIFAR_DIR=../shared/data/cifar-10-batches-bin cargo test --release --test wgpu_parity -- --ignored
 #[test]
 #[ignore = "needs a wgpu adapter and CIFAR-10: set RVQ_CIFAR_DIR"]
 fn default_encodes_of_cifar_images_decode_alike_on_both_backends() {
     let dir = std::env::var("RVQ_CIFAR_DIR").expect("RVQ_CIFAR_DIR");
+    let n: usize = std::env::var("RVQ_PARITY_IMAGES").map_or(100, |v| v.parse().unwrap());
     let set = rvq::data::cifar_test(std::path::Path::new(&dir))
         .unwrap()
-        .take(100);
+        .take(n);
     let images: Vec<rvq::Named> = (0..set.len())
         .map(|i| rvq::Named {
             name: format!("{i}.png"),
             image: set.rgb(i),
         })
         .collect();
-    let gpu = backend::choose(Backend::Wgpu).unwrap();
+    let gpu = Backend::Wgpu.choose().unwrap();
     let on_cpu = Model::load_default(&Device::flex()).unwrap();
     let on_gpu = Model::load_default(&gpu.device).unwrap();
     let opts = EncodeOptions::default();
-    let a = codec::encode_records(&on_cpu, &images, &opts).unwrap();
-    let b = codec::encode_records(&on_gpu, &images, &opts).unwrap();
-    let header = codec::header_for(&on_cpu, &opts).unwrap();
-    // Both archives decoded on the CPU: what differs is what the encoders chose.
-    let da = rvq::decode::decode_records(&on_cpu, &header, &a, 64).unwrap();
-    let db = rvq::decode::decode_records(&on_cpu, &header, &b, 64).unwrap();
+    let a = Encoder::new(&on_cpu, opts.clone())
+        .unwrap()
+        .records(&images)
+        .unwrap();
+    let b = Encoder::new(&on_gpu, opts.clone())
+        .unwrap()
+        .records(&images)
+        .unwrap();
+    let header = Encoder::new(&on_cpu, opts.clone())
+        .unwrap()
+        .header()
+        .clone();
+    let da = Decoder::new(&on_cpu, 64)
+        .decode_records(&header, &a)
+        .unwrap();
+    let db = Decoder::new(&on_cpu, 64)
+        .decode_records(&header, &b)
+        .unwrap();
     let psnr = |x: &rvq::image_io::Rgb, y: &rvq::image_io::Rgb| {
         let se: f64 = x
             .pixels()
@@ -123,14 +156,25 @@ fn default_encodes_of_cifar_images_decode_alike_on_both_backends() {
             .sum();
         rvq::eval::psnr(se / x.pixels().len() as f64)
     };
-    let (mut same, mut worst) = (0usize, 0f64);
-    for ((img, x), y) in images.iter().zip(&da).zip(&db) {
-        same += usize::from(x.pixels() == y.pixels());
-        worst = worst.max((psnr(&img.image, x) - psnr(&img.image, y)).abs());
+    let (mut same, mut depths_differ, mut worst) = (0usize, 0usize, 0f64);
+    for (i, ((ra, rb), (x, y))) in a.iter().zip(&b).zip(da.iter().zip(&db)).enumerate() {
+        if x.pixels() == y.pixels() {
+            same += 1;
+            continue;
+        }
+        let gap = (psnr(&images[i].image, x) - psnr(&images[i].image, y)).abs();
+        worst = worst.max(gap);
+        let depths_agree = ra.cell_depths(&header) == rb.cell_depths(&header);
+        depths_differ += usize::from(!depths_agree);
+        println!("image {i}: {gap:.4} dB apart, depths agree: {depths_agree}");
     }
     println!(
-        "CIFAR-10 0..100, default encode: {same}/100 decode identically; largest PSNR gap {worst:.4} dB"
+        "CIFAR-10 test images 0..{n}, default encode: {same}/{n} decode identically, \
+         {depths_differ} with other depths; largest PSNR gap {worst:.4} dB"
     );
-    assert!(same >= 95, "only {same} of 100 images decode identically");
+    assert!(
+        same as f64 >= 0.98 * n as f64,
+        "only {same} of {n} images decode identically"
+    );
     assert!(worst <= 0.25, "an image decodes {worst} dB apart");
 }

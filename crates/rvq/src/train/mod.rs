@@ -309,7 +309,7 @@ impl Trainer {
         } else {
             vec![0]
         };
-        let q = eval::quality(&self.evaluated(), cfg, valid, &depths, 250, &self.device)?;
+        let q = eval::quality_of(&self.evaluated(), cfg, valid, &depths, 250, &self.device)?;
         self.state.last_validation = q.clone();
         Ok(q)
     }

@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rvq::ModelConfig;
 use rvq::Named;
-use rvq::config::ModelConfig;
+use rvq::data::collect_images;
 use rvq::data::{ImageSet, Splits};
-use rvq::image_io::{Limits, collect_images};
+use rvq::image_io::Limits;
 use rvq::train::TrainOptions;
 use safetensors::{Dtype, SafeTensors};
 
@@ -25,7 +26,7 @@ pub fn tiny_config() -> ModelConfig {
         quantize: true,
         linear_path: false,
         depth_input: false,
-        upsample: rvq::config::Upsample::Transposed,
+        upsample: rvq::Upsample::Transposed,
         up_res_blocks: 0,
     }
 }

@@ -1,0 +1,178 @@
+//! What an archive says about itself without a model: header fields, where the bytes go,
+//! depths and ratios.
+
+use crate::{Archive, BLOCK_RECORDS, BlockIndices, Record, Result, VERSION_1, hex};
+
+/// What an archive says about itself, read without a model: header fields, where the bytes
+/// go, depths and ratios (what `rvq info` reports).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ArchiveInfo {
+    /// Format version.
+    pub version: u8,
+    /// Model fingerprint (hex).
+    pub fingerprint: String,
+    /// Latent channels d.
+    pub latent_dim: u32,
+    /// Entries per codebook k.
+    pub codebook_size: u32,
+    /// Codebooks in the model n_q.
+    pub num_codebooks: u32,
+    /// Codebooks used m.
+    pub codebooks_used: u32,
+    /// Pixels per latent cell side.
+    pub grid_factor: u8,
+    /// Bits per index.
+    pub bits_per_index: u32,
+    /// Whether names are stored.
+    pub names: bool,
+    /// Embedded codebook precision, if any.
+    pub embedded_codebook: Option<String>,
+    /// Number of images.
+    pub images: u64,
+    /// Bytes of the whole archive.
+    pub total_bytes: u64,
+    /// Bytes of the shared header.
+    pub header_bytes: u64,
+    /// Whether blocks may range-code their indices (payload coder 1).
+    pub entropy: bool,
+    /// Blocks whose indices are range-coded.
+    pub coded_blocks: u64,
+    /// Bytes of index payloads (all images).
+    pub payload_bytes: u64,
+    /// Bytes of everything else: per-image fields, names, depth maps, block lengths and
+    /// checksums.
+    pub record_overhead_bytes: u64,
+    /// Codebooks a cell uses, on average over all cells.
+    pub mean_depth: f64,
+    /// Pixels over all images.
+    pub pixels: u64,
+    /// Payload bits per image (mean).
+    pub payload_bits_per_image: f64,
+    /// Archive bits per pixel, everything included.
+    pub bits_per_pixel: f64,
+    /// Raw RGB bytes (W·H·3 summed) over archive bytes.
+    pub ratio_vs_raw_rgb: f64,
+    /// Per image: name, width, height, record bytes.
+    pub entries: Vec<EntryInfo>,
+}
+
+/// One image in [`ArchiveInfo`].
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct EntryInfo {
+    /// Stored name.
+    pub name: Option<String>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes of the record (version 2: its share of its block's index bytes, in proportion to
+    /// its indices; sizes, names, depth maps and checksums are shared by its block).
+    pub bytes: u64,
+}
+
+impl Archive<'_> {
+    /// Reads the archive's structure (every record's checksum included): what it holds and
+    /// where its bytes go.
+    pub fn info(&self) -> Result<ArchiveInfo> {
+        info(self)
+    }
+}
+
+fn info(archive: &Archive) -> Result<ArchiveInfo> {
+    let h = &archive.header;
+    // Version 1 pads each record's indices to a byte; version 2 each block's, or codes them,
+    // and the reader says which and how many bytes they took.
+    let (records, blocks) = archive.records_and_blocks()?;
+    let payload: u64 = blocks.iter().map(|b| b.bytes).sum();
+    let index_count: u64 = records.iter().map(|r| r.index_count(h)).sum();
+    let cells: u64 = records.iter().map(|r| r.cell_depths(h).len() as u64).sum();
+    let pixels: u64 = records
+        .iter()
+        .map(|r| r.width as u64 * r.height as u64)
+        .sum();
+    let total = archive.len() as u64;
+    let images = archive.image_count;
+    Ok(ArchiveInfo {
+        version: h.version,
+        fingerprint: hex(&h.fingerprint),
+        latent_dim: h.latent_dim,
+        codebook_size: h.codebook_size,
+        num_codebooks: h.num_codebooks,
+        codebooks_used: h.codebooks_used,
+        grid_factor: h.grid_factor,
+        bits_per_index: h.bits_per_index(),
+        names: h.names,
+        entropy: h.entropy,
+        coded_blocks: blocks.iter().filter(|b| b.coded).count() as u64,
+        embedded_codebook: h
+            .codebook
+            .as_ref()
+            .map(|c| format!("{:?}", c.dtype).to_lowercase()),
+        images,
+        total_bytes: total,
+        header_bytes: archive.header_len as u64,
+        payload_bytes: payload,
+        record_overhead_bytes: total - archive.header_len as u64 - payload,
+        mean_depth: mean(index_count, cells),
+        pixels,
+        payload_bits_per_image: mean(payload * 8, images),
+        bits_per_pixel: mean(total * 8, pixels),
+        ratio_vs_raw_rgb: pixels as f64 * 3.0 / total as f64,
+        entries: entry_infos(archive, &records, &blocks)?,
+    })
+}
+
+/// `total / count`, or 0 for no count.
+fn mean(total: u64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        total as f64 / count as f64
+    }
+}
+
+/// Each record's name, size and bytes (version 1: its whole record; version 2: its share of
+/// its block's index bytes, in proportion to its indices: exact for packed blocks up to the
+/// padding, a share for coded ones).
+fn entry_infos(
+    archive: &Archive,
+    records: &[Record],
+    blocks: &[BlockIndices],
+) -> Result<Vec<EntryInfo>> {
+    let h = &archive.header;
+    // A version-1 record is its own byte range; reading the index again costs no decode.
+    // (Version 2 would decode every block a second time: its records share their blocks.)
+    if h.version == VERSION_1 {
+        let entries = archive.index()?;
+        return Ok(records
+            .iter()
+            .zip(entries)
+            .map(|(r, e)| entry_info(r, e.len() as u64))
+            .collect());
+    }
+    let group = BLOCK_RECORDS as usize;
+    Ok(records
+        .chunks(group)
+        .zip(blocks)
+        .flat_map(|(g, block)| {
+            let total: u64 = g.iter().map(|r| r.index_count(h)).sum();
+            g.iter().map(move |r| {
+                let share = (block.bytes as u128 * r.index_count(h) as u128)
+                    .checked_div(total as u128)
+                    .unwrap_or(0);
+                entry_info(r, share as u64)
+            })
+        })
+        .collect())
+}
+
+fn entry_info(r: &Record, bytes: u64) -> EntryInfo {
+    EntryInfo {
+        name: r.name.clone(),
+        width: r.width,
+        height: r.height,
+        bytes,
+    }
+}

@@ -1,0 +1,241 @@
+//! `rvq encode`: bad inputs refused with nothing written, rate control as the user sees it, range coding.
+
+use std::path::Path;
+
+use tempfile::TempDir;
+
+use crate::support::*;
+
+#[test]
+fn not_a_png_is_refused_and_nothing_written() {
+    let dir = TempDir::new().unwrap();
+    let txt = dir.path().join("notes.png");
+    std::fs::write(&txt, "hello").unwrap();
+    let out = dir.path().join("o.rvq");
+    encode_fails(&out, &txt, "notes.png: not a readable image: not a PNG");
+    no_files_but(dir.path(), &[&txt]);
+}
+
+#[test]
+fn missing_input_and_empty_folder_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("o.rvq");
+    fails_with(
+        &["encode", "-o", out.to_str().unwrap(), "/nonexistent/x.png"],
+        "/nonexistent/x.png",
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    fails_with(
+        &[
+            "encode",
+            "-o",
+            out.to_str().unwrap(),
+            empty.to_str().unwrap(),
+        ],
+        "no PNG files",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn absurd_dimensions_are_refused_before_decoding() {
+    let dir = TempDir::new().unwrap();
+    // A valid PNG header claiming 100000×100000 pixels, with no pixel data behind it.
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    // An IDAT chunk must follow for a decoder to read the header; its data is never reached.
+    for (kind, data) in [
+        (b"IDAT", &[0x78u8, 0x9c, 0x03, 0x00][..]),
+        (b"IEND", &[][..]),
+    ] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    let f = dir.path().join("huge.png");
+    std::fs::write(&f, &png).unwrap();
+    let out = dir.path().join("o.rvq");
+    fails_with(
+        &["encode", "-o", out.to_str().unwrap(), f.to_str().unwrap()],
+        "huge.png: 100000×100000 exceeds the limit",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn existing_output_is_not_overwritten_without_force() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("o.rvq");
+    std::fs::write(&out, "precious").unwrap();
+    let png = samples().join("coffee-32.png");
+    encode_fails(&out, &png, "already exists (use --force");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious");
+    rvq()
+        .args(["encode", "--backend", "cpu", "--force", "-o"])
+        .arg(&out)
+        .arg(&png)
+        .assert()
+        .success();
+    assert_ne!(std::fs::read(&out).unwrap(), b"precious");
+}
+
+#[test]
+fn unwritable_output_folder_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let out = blocker.join("o.rvq");
+    let png = samples().join("coffee-32.png");
+    encode_fails(&out, &png, "o.rvq");
+}
+
+#[test]
+fn range_coded_archives_are_smaller_and_decode_to_the_same_images() {
+    let dir = TempDir::new().unwrap();
+    let coded = encode_samples(&dir, "8");
+    let packed = encode_samples_with(&dir, "8", &["--no-entropy"]);
+    let info = |p: &Path| -> serde_json::Value {
+        let o = rvq().args(["info", "--json", s(p)]).output().unwrap();
+        assert!(o.status.success());
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (ci, pi) = (info(&coded), info(&packed));
+    assert_eq!(
+        (ci["entropy"].as_bool(), ci["coded_blocks"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(
+        (pi["entropy"].as_bool(), pi["coded_blocks"].as_u64()),
+        (Some(false), Some(0))
+    );
+    // The photographs reuse entries: well under 10 bits an index.
+    let (cb, pb) = (
+        ci["payload_bytes"].as_u64().unwrap(),
+        pi["payload_bytes"].as_u64().unwrap(),
+    );
+    assert!(cb * 100 < pb * 95, "{cb} coded bytes against {pb} packed");
+    let decode = |p: &Path, name: &str| {
+        let out = dir.path().join(name);
+        rvq()
+            .args(["decode", "--backend", "cpu", "-o", s(&out), s(p)])
+            .assert()
+            .success();
+        out
+    };
+    let (dc, dp) = (decode(&coded, "dc"), decode(&packed, "dp"));
+    for e in std::fs::read_dir(&dp).unwrap() {
+        let name = e.unwrap().file_name();
+        assert_eq!(
+            std::fs::read(dc.join(&name)).unwrap(),
+            std::fs::read(dp.join(&name)).unwrap(),
+            "{name:?}"
+        );
+    }
+    // Truncating a coded archive gives what encoding fewer codebooks coded gives.
+    let cut = dir.path().join("cut.rvq");
+    rvq()
+        .args(["truncate", "--codebooks", "2", s(&coded), s(&cut)])
+        .assert()
+        .success();
+    assert_eq!(info(&cut)["entropy"].as_bool(), Some(true));
+    let cut_packed = dir.path().join("cutp.rvq");
+    rvq()
+        .args(["truncate", "--codebooks", "2", s(&packed), s(&cut_packed)])
+        .assert()
+        .success();
+    assert!(std::fs::metadata(&cut).unwrap().len() < std::fs::metadata(&cut_packed).unwrap().len());
+}
+
+/// Encoding streams records into a temporary file: an error found mid-way (here two inputs
+/// that would be stored under one name, found when the second batch is read) leaves neither
+/// the output nor the temporary file.
+#[test]
+fn an_encode_failing_mid_way_leaves_no_file() {
+    let dir = TempDir::new().unwrap();
+    for sub in ["one", "two"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::copy(
+            samples().join("coffee-32.png"),
+            dir.path().join(sub).join("a.png"),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("o.rvq");
+    fails_with(
+        &[
+            "encode",
+            "--backend",
+            "cpu",
+            "--batch",
+            "1",
+            "-o",
+            s(&out),
+            s(&dir.path().join("one")),
+            s(&dir.path().join("two")),
+        ],
+        "two inputs would be stored as \"a.png\"",
+    );
+    no_files_but(
+        dir.path(),
+        &[&dir.path().join("one"), &dir.path().join("two")],
+    );
+}
+
+/// The rate flags as a user meets them; rate control's own properties (sizes and PSNR monotone
+/// in quality, targets met) are the library's tests (`crates/rvq/src/tests/rate.rs`).
+#[test]
+fn quality_and_psnr_flags_are_checked_and_shortfalls_said() {
+    let dir = TempDir::new().unwrap();
+    // Out of range, or both targets at once: refused by the argument parser.
+    for args in [
+        vec!["--quality", "101"],
+        vec!["--quality", "50", "--psnr", "30"],
+    ] {
+        let o = rvq()
+            .args(["encode", "-o", s(&dir.path().join("x.rvq")), s(&samples())])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+    fails_with(
+        &[
+            "encode",
+            "--psnr=-3",
+            "-o",
+            s(&dir.path().join("x.rvq")),
+            s(&samples()),
+        ],
+        "expected a positive number of dB",
+    );
+    assert!(!dir.path().join("x.rvq").exists());
+
+    // A target two of the samples cannot reach: one warning line each, and the archive.
+    let archive = dir.path().join("p24.rvq");
+    let o = rvq()
+        .args(["encode", "--backend", "cpu", "--psnr", "24", "-o"])
+        .arg(&archive)
+        .arg(samples())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("rvq: ") && l.contains(": reaches")),
+        "{err}"
+    );
+    assert!(archive.exists());
+}

@@ -1,0 +1,222 @@
+//! `rvq train`, `rvq export` and `rvq sweep` on tiny runs.
+
+use std::path::Path;
+
+use predicates::prelude::*;
+use tempfile::TempDir;
+
+use crate::support::*;
+
+#[test]
+fn train_refuses_missing_and_malformed_data() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("m");
+    let out_s = out.to_str().unwrap();
+    fails_with(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            "/nonexistent/cifar",
+            "--out",
+            out_s,
+        ],
+        "/nonexistent/cifar: not a folder",
+    );
+    // A CIFAR-looking folder whose first training file is cut short.
+    let cifar = dir.path().join("cifar");
+    std::fs::create_dir(&cifar).unwrap();
+    std::fs::write(cifar.join("data_batch_1.bin"), vec![1u8; 3073 * 2 + 5]).unwrap();
+    fails_with(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            cifar.to_str().unwrap(),
+            "--out",
+            out_s,
+        ],
+        "data_batch_1.bin: 6151 bytes is not a whole number of 3,073-byte CIFAR-10 records",
+    );
+    std::fs::write(cifar.join("data_batch_1.bin"), vec![1u8; 3073 * 2]).unwrap();
+    fails_with(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            cifar.to_str().unwrap(),
+            "--out",
+            out_s,
+        ],
+        "data_batch_2.bin: missing",
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn train_resumes_only_with_the_options_it_started_with() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("tiny");
+    let steps = ["--max-steps", "4"];
+    tiny_train(&out, &[&steps[..], &["--stop-at", "2"]].concat())
+        .assert()
+        .success();
+    assert!(!out.join("model.bpk").exists());
+    // The data is described before the checkpoint is read; the error is one line after it.
+    let refused = tiny_train(&out, &[&steps[..], &["--resume", "--lr", "0.002"]].concat())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("rvq: error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("learning_rate 0.001, not 0.002"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.join("model.bpk").exists());
+    tiny_train(&out, &[&steps[..], &["--resume"]].concat())
+        .assert()
+        .success();
+    assert!(out.join("model.bpk").exists());
+}
+
+#[test]
+fn train_on_an_image_folder_then_encode_with_the_result_and_export() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("tiny");
+    tiny_train(&out, &["--max-steps", "3"]).assert().success();
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("card.json")).unwrap()).unwrap();
+    assert_eq!(card["steps"], 3);
+    assert!(
+        card["data"]
+            .as_str()
+            .unwrap()
+            .contains("random 32×32 crops")
+    );
+    let archive = dir.path().join("t.rvq");
+    rvq()
+        .args(["encode", "--backend", "cpu", "--model"])
+        .arg(&out)
+        .arg("-o")
+        .arg(&archive)
+        .arg(samples().join("coffee-32.png"))
+        .assert()
+        .success();
+    // 16 cells × 2 codebooks × 3 bits = 96 bits = 12 payload bytes.
+    let info = rvq()
+        .args(["info", "--json"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["payload_bytes"], 12);
+    assert_eq!(info["fingerprint"], card["fingerprint"]);
+    // The default model cannot decode it: the fingerprints differ.
+    fails_with(
+        &[
+            "decode",
+            "--backend",
+            "cpu",
+            "-o",
+            dir.path().join("d").to_str().unwrap(),
+            archive.to_str().unwrap(),
+        ],
+        "the archive was made with model",
+    );
+    let export = |extra: &[&str], weights: &Path| {
+        let mut cmd = rvq();
+        cmd.args(["export", "--model"])
+            .arg(&out)
+            .arg("-o")
+            .arg(weights)
+            .args(extra);
+        cmd.assert()
+    };
+    let st = dir.path().join("tiny.safetensors");
+    export(&[], &st).success();
+    let header = safetensors_header(&st);
+    assert!(header.get("codebooks").is_some(), "{header}");
+    assert_eq!(
+        header["__metadata__"]["rvq_fingerprint"],
+        card["fingerprint"]
+    );
+    // The reference file for a port: an existing one is kept without --force, and the weights
+    // are not written either.
+    let reference = dir.path().join("reference.safetensors");
+    std::fs::write(&reference, b"keep").unwrap();
+    let fresh = dir.path().join("fresh.safetensors");
+    let with_ref = ["--reference", reference.to_str().unwrap()];
+    export(&with_ref, &fresh)
+        .failure()
+        .stderr(predicates::str::contains("already exists"));
+    assert_eq!(std::fs::read(&reference).unwrap(), b"keep");
+    assert!(!fresh.exists());
+    export(
+        &[&with_ref[..], &["--force", "--reference-images", "2"]].concat(),
+        &fresh,
+    )
+    .success();
+    let header = safetensors_header(&reference);
+    assert_eq!(header["images"]["shape"], serde_json::json!([2, 3, 32, 32]));
+    assert!(header.get("indices").is_some(), "{header}");
+}
+
+#[test]
+fn sweep_runs_a_grid_resumes_and_reports() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("sweep");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "sweep",
+            "--backend",
+            "cpu",
+            "--grid",
+            "smoke",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--valid",
+            "10",
+            "--data",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.push(samples().display().to_string());
+        v.push("--out".into());
+        v.push(out.display().to_string());
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    rvq().args(args(&[])).assert().success();
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("rvq-d8-k16-q2-f8,rvq,8,16,2,8,8,128,32,")
+    );
+    let again: Vec<String> = args(&[]);
+    let again: Vec<&str> = again.iter().map(String::as_str).collect();
+    fails_with(&again, "continue it with --resume");
+    rvq()
+        .args(args(&["--resume"]))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 runs finished"));
+    rvq().args(["sweep", "report"]).arg(&out).assert().success();
+    assert!(out.join("report.md").is_file());
+    let fig = image::open(out.join("figures/rvq_mse_vs_bits.png")).unwrap();
+    assert_eq!(fig.width(), 900);
+}
