@@ -7,7 +7,13 @@
 //!
 //! ```
 //! use rvq_archive::{Archive, Geometry, Header, Limits, Record, write_archive};
-//! let mut header = Header::new([7; 16], Geometry { latent_dim: 64, codebook_size: 1024, num_codebooks: 8, grid_factor: 8 }, 2);
+//! let geometry = Geometry {
+//!     latent_dim: 64,
+//!     codebook_size: 1024,
+//!     num_codebooks: 8,
+//!     grid_factor: 8,
+//! };
+//! let mut header = Header::new([7; 16], geometry, 2);
 //! header.names = true;
 //! let rec = Record {
 //!     width: 32,

@@ -16,7 +16,13 @@ use crate::{
 ///
 /// ```
 /// use rvq_archive::{ArchiveWriter, Geometry, Header, Record, write_archive};
-/// let header = Header::new([7; 16], Geometry { latent_dim: 64, codebook_size: 1024, num_codebooks: 8, grid_factor: 8 }, 1);
+/// let geometry = Geometry {
+///     latent_dim: 64,
+///     codebook_size: 1024,
+///     num_codebooks: 8,
+///     grid_factor: 8,
+/// };
+/// let header = Header::new([7; 16], geometry, 1);
 /// let rec = Record { width: 32, height: 32, indices: vec![3; 16], ..Record::default() };
 /// let mut w = ArchiveWriter::new(Vec::new(), &header, 2).unwrap();
 /// w.write(&rec).unwrap();
