@@ -2,6 +2,7 @@
 //! GPU through burn-wgpu. Everything else takes the resulting [`Device`].
 
 use burn::prelude::*;
+#[cfg(feature = "wgpu")]
 use burn::tensor::wgpu::wgpu;
 
 use crate::error::{Error, Result};
@@ -74,7 +75,7 @@ pub struct Adapter {
 impl Backend {
     /// The wgpu adapters present on the APIs burn-wgpu runs on (Vulkan, Metal, DX12, WebGPU),
     /// best first as wgpu ranks them. OpenGL adapters are left out: burn-wgpu does not use
-    /// them.
+    /// them. Empty without the `wgpu` feature.
     pub fn adapters() -> Vec<Adapter> {
         adapters()
     }
@@ -87,6 +88,12 @@ impl Backend {
     }
 }
 
+#[cfg(not(feature = "wgpu"))]
+fn adapters() -> Vec<Adapter> {
+    Vec::new()
+}
+
+#[cfg(feature = "wgpu")]
 fn adapters() -> Vec<Adapter> {
     let instance = wgpu::Instance::default();
     pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
@@ -131,7 +138,11 @@ fn choose(backend: Backend) -> Result<Chosen> {
         Backend::Wgpu => {
             let found = adapters();
             let first = found.first().ok_or_else(|| {
-                Error::Backend("wgpu: no wgpu adapter found (no GPU driver, no Vulkan ICD)".into())
+                Error::Backend(if cfg!(feature = "wgpu") {
+                    "wgpu: no wgpu adapter found (no GPU driver, no Vulkan ICD)".into()
+                } else {
+                    "wgpu: this build of rvq has no GPU backend (the `wgpu` feature is off)".into()
+                })
             })?;
             wgpu_device(first)
         }
@@ -142,6 +153,14 @@ fn choose(backend: Backend) -> Result<Chosen> {
     }
 }
 
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_device(_: &Adapter) -> Result<Chosen> {
+    Err(Error::Backend(
+        "wgpu: this build of rvq has no GPU backend (the `wgpu` feature is off)".into(),
+    ))
+}
+
+#[cfg(feature = "wgpu")]
 fn wgpu_device(adapter: &Adapter) -> Result<Chosen> {
     // burn registers its wgpu runtime once per process: a second initialisation is refused,
     // so every later choice gets the device the first one made.

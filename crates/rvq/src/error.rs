@@ -121,6 +121,11 @@ pub enum Error {
     /// A quality or PSNR target out of range.
     #[error("invalid target: {0}")]
     InvalidTarget(String),
+    /// No model folder was given, and this build embeds no default model.
+    #[error(
+        "no model given, and this build of rvq embeds none (the `embedded-model` feature is off)"
+    )]
+    NoDefaultModel,
     /// An archive writer was used after one of its calls failed: the archive is incomplete
     /// and cannot be finished.
     #[error("the archive was abandoned after an earlier error")]

@@ -20,7 +20,8 @@
 //! - `model`: the network, loading and saving model folders, the fingerprint ([`Model`]);
 //! - `export`: the weights as safetensors and a reference for the PyTorch port;
 //! - `pca`: principal components of image patches, the start of the linear path;
-//! - `quantizer`: residual vector quantization and codebook learning;
+//! - `quantizer`: residual vector quantization;
+//! - `codebooks`: codebook learning (EMA, k-means), for training;
 //! - `rate`: rate control, the codebooks each cell uses for a quality or PSNR target ([`Rate`]);
 //! - `refine`: decoder-aware refinement of the chosen indices, in pixel space;
 //! - `average`: a moving average of a network's weights, for evaluation;
@@ -32,13 +33,21 @@
 //! - `backend`: the one choice point between the CPU and GPU backends ([`Backend`]);
 //! - `error`: the library's typed errors, which name no command-line flags ([`Error`]).
 //!
+//! Features, all on by default: `wgpu` (the GPU backend), `train` (autodiff, optimisers and
+//! [`train`]) and `embedded-model` (the default model compiled in, `Model::load_default`).
+//! With none of them the crate is a CPU-only codec that loads its model from a folder;
+//! `docs/BENCHMARKS.md` ("A CPU-only build") measures what that saves.
+//!
 //! The `rvq` command (the `rvq-cli` package at the repository's root) is built on this crate:
 //! argument parsing, progress bars, the comparison with JPEG and WebP, charts, benchmarks and
 //! the study's sweeps live there, so a program that embeds the codec pulls in none of them.
 
+#[cfg(feature = "train")]
 mod average;
 mod backend;
 mod budget;
+#[cfg(feature = "train")]
+mod codebooks;
 mod codec;
 mod config;
 pub mod data;
@@ -50,10 +59,12 @@ mod files;
 pub mod image_io;
 mod inference;
 mod model;
+#[cfg(feature = "train")]
 mod pca;
 mod quantizer;
 mod rate;
 mod refine;
+#[cfg(feature = "train")]
 pub mod train;
 
 // The tests share helpers with the integration tests, which name the crate `rvq`.

@@ -410,7 +410,8 @@ pub struct Model {
 pub const WEIGHTS_FILE: &str = "model.bpk";
 /// The configuration file inside a model folder.
 pub const CONFIG_FILE: &str = "config.json";
-/// The model card inside a model folder.
+/// The model card inside a model folder (written by training).
+#[cfg(feature = "train")]
 pub const CARD_FILE: &str = "card.json";
 
 /// Fingerprint of a weights file's bytes.
@@ -424,8 +425,10 @@ pub fn fingerprint(weights: &[u8]) -> [u8; FINGERPRINT_LEN] {
 pub(crate) use rvq_archive::hex;
 
 /// The default model's configuration, embedded from `models/default` at build time.
+#[cfg(feature = "embedded-model")]
 pub const DEFAULT_CONFIG: &str = include_str!("../../../models/default/config.json");
 /// The default model's weights, embedded from `models/default` at build time.
+#[cfg(feature = "embedded-model")]
 pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../../models/default/model.bpk");
 
 impl Model {
@@ -444,16 +447,21 @@ impl Model {
         &self.device
     }
 
-    /// The default model, from the copy embedded in the binary.
+    /// The default model, from the copy embedded in the binary (feature `embedded-model`).
+    #[cfg(feature = "embedded-model")]
     pub fn load_default(device: &Device) -> Result<Self> {
         Self::from_parts(DEFAULT_CONFIG, DEFAULT_WEIGHTS.to_vec(), "default", device)
     }
 
-    /// Loads `dir`, or the embedded default model when `dir` is `None`.
+    /// Loads `dir`, or the embedded default model when `dir` is `None` (an error when this
+    /// build embeds none).
     pub fn load_or_default(dir: Option<&Path>, device: &Device) -> Result<Self> {
         match dir {
             Some(d) => Self::load(d, device),
+            #[cfg(feature = "embedded-model")]
             None => Self::load_default(device),
+            #[cfg(not(feature = "embedded-model"))]
+            None => Err(Error::NoDefaultModel),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 use rvq::model::Model;
-use rvq::quantizer::{self};
+use rvq::quantizer;
 use safetensors::Dtype;
 
 use super::common::{read_safetensors, safetensors_metadata, synthetic};

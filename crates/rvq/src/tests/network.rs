@@ -3,7 +3,7 @@
 use burn::prelude::*;
 use rvq::config::{ModelConfig, Upsample};
 use rvq::model::{Model, RvqVae};
-use rvq::quantizer::{self};
+use rvq::quantizer;
 
 use super::common::{synthetic, tiny_config};
 use super::{mse, test_images};

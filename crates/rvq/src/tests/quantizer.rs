@@ -4,7 +4,8 @@
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rvq::quantizer::{self, EmaCodebooks};
+use rvq::codebooks::EmaCodebooks;
+use rvq::quantizer;
 
 use super::seeded;
 

@@ -3,7 +3,7 @@
 use burn::prelude::*;
 use rvq::config::ModelConfig;
 use rvq::model::{Model, RvqVae};
-use rvq::quantizer::{self};
+use rvq::quantizer;
 use rvq::train::{self, Event};
 
 use super::common::{smoke_config, smoke_options, smoke_splits};

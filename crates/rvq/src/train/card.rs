@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::codebooks::CodebookStats;
 use crate::config::ModelConfig;
 use crate::eval::DepthQuality;
-use crate::quantizer::CodebookStats;
 
 use super::options::TrainOptions;
 

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::codebooks::{CodebookStats, EmaCodebooks};
 use crate::error::{Error, Result};
 use crate::eval::DepthQuality;
-use crate::quantizer::{CodebookStats, EmaCodebooks};
 
 use super::options::TrainOptions;
 

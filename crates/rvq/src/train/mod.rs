@@ -28,12 +28,13 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
+use crate::codebooks::{CodebookStats, EmaCodebooks};
 use crate::data::{ImageSet, Splits};
 use crate::error::{Error, Result};
 use crate::eval::{self, DepthQuality};
 use crate::model::{self, Model, RvqVae, latents_to_rows, rows_to_latents};
 use crate::pca::PatchPca;
-use crate::quantizer::{self, CodebookStats, EmaCodebooks};
+use crate::quantizer;
 
 /// A training run in progress: the network and its optimizer, the EMA codebooks, the weight
 /// average if the options keep one, and where the run stands. [`train`] drives one from start (or checkpoint) to finished model folder; the

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::quantizer;
 
 /// How to train.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -245,6 +244,6 @@ impl TrainOptions {
     /// Refuses an EMA decay outside (0, 1] or a negative dead-code fraction before any work
     /// is done (the codebooks would refuse them only after the PCA and k-means).
     pub fn check_ema(&self) -> Result<()> {
-        quantizer::check_rates(self.ema_decay, self.dead_fraction)
+        crate::codebooks::check_rates(self.ema_decay, self.dead_fraction)
     }
 }

@@ -7,10 +7,11 @@ use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::codebooks::{self, EmaCodebooks};
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
 use crate::model::{self, Model, RvqVae, latents_to_rows};
-use crate::quantizer::{self, EmaCodebooks};
+use crate::quantizer;
 
 use super::options::TrainOptions;
 
@@ -54,7 +55,7 @@ pub(super) fn init_codebooks(
     let per_batch = vectors_per_batch(opts) / rows as f32;
     let mut residual = data;
     for _ in 0..cfg.num_codebooks {
-        let (centroids, sizes) = quantizer::kmeans(&residual, d, k, 10, &mut rng, device);
+        let (centroids, sizes) = codebooks::kmeans(&residual, d, k, 10, &mut rng, device);
         let book = Tensor::<2>::from_data(TensorData::new(centroids.clone(), [k, d]), device);
         let pts = Tensor::<2>::from_data(TensorData::new(residual.clone(), [rows, d]), device);
         let idx = quantizer::int_vec(quantizer::nearest(pts, book));
