@@ -1,0 +1,279 @@
+"""rvq: the rvq image codec for Python.
+
+Images are NumPy ``uint8`` arrays of shape (H, W, 3) (also (H, W) gray and (H, W, 4), whose
+alpha is dropped as ``rvq encode`` drops it), or one (N, H, W[, C]) array; archives are
+``bytes``, the same bytes the ``rvq`` command writes for the same pixels, names and options
+on the same backend.
+
+    import rvq
+    data = rvq.encode(images, names=["a.png", "b.png"])      # quality 90, as `rvq encode`
+    back = rvq.decode(data)                                  # list of (H, W, 3) arrays
+    archive = rvq.open("photos.rvq")                         # decoded a block at a time
+    for image in archive: ...
+
+A :class:`Codec` holds a loaded model for callers that encode many batches; the module's
+functions share one per backend. Errors are :class:`RvqError` and its subclasses, carrying
+the library's one-line message. Heavy calls release the GIL. ``python -m rvq.ray`` runs
+encode, decode and eval over a Ray cluster (see ``rvq.ray``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import threading
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _rvq
+from ._rvq import FormatError, InputError, ModelMismatchError, RvqError
+
+__all__ = [
+    "Archive",
+    "Codec",
+    "FormatError",
+    "InputError",
+    "ModelMismatchError",
+    "RvqError",
+    "decode",
+    "encode",
+    "info",
+    "merge",
+    "open",
+    "truncate",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Source = Union[PathLike, bytes, bytearray, memoryview]
+
+
+class Codec:
+    """A model loaded on a backend ("auto", "cpu" or "wgpu"); ``model`` is a model folder,
+    or None for the model built into rvq."""
+
+    def __init__(self, model: Optional[PathLike] = None, backend: str = "auto") -> None:
+        self._model = None if model is None else os.fspath(model)
+        self._inner = _rvq.Codec(self._model, backend)
+
+    @property
+    def backend(self) -> str:
+        """The backend the model runs on: "cpu" or "wgpu"."""
+        return self._inner.backend
+
+    @property
+    def fingerprint(self) -> str:
+        """The model's fingerprint (hex), which its archives carry."""
+        return self._inner.fingerprint
+
+    def encode(
+        self,
+        images: Union[Sequence[np.ndarray], np.ndarray],
+        *,
+        names: Optional[Sequence[str]] = None,
+        quality: Optional[int] = None,
+        psnr: Optional[float] = None,
+        codebooks: Optional[int] = None,
+        beam: Optional[int] = None,
+        refine: Optional[int] = None,
+        entropy: bool = True,
+    ) -> bytes:
+        """The archive of ``images``. The rate is chosen as ``rvq encode`` chooses it: a
+        ``quality`` (0-100; 90 when neither it nor ``psnr`` nor ``codebooks`` is given), a
+        ``psnr`` target in dB, or with ``codebooks`` alone every cell at that many codebooks
+        (with a quality or target, ``codebooks`` caps them). ``names`` are stored with the
+        images (without them the archive stores none); ``beam`` and ``refine`` are the
+        search's expert settings (``--beam``, ``--refine``)."""
+        return self._inner.encode(
+            _pixels(images),
+            names=None if names is None else list(names),
+            quality=quality,
+            psnr=psnr,
+            codebooks=codebooks,
+            beam=beam,
+            refine=refine,
+            entropy=entropy,
+        )
+
+    def decode(self, data: Source) -> List[np.ndarray]:
+        """Every image of the archive ``data`` (bytes, or a path)."""
+        return [_array(image) for image in self._inner.decode(_read(data))]
+
+    def open(self, source: Source) -> "Archive":
+        """The archive at ``source`` (a path, or bytes), decoded lazily."""
+        return Archive(source, codec=self)
+
+
+_codecs: Dict[str, Codec] = {}
+_codecs_lock = threading.Lock()
+
+
+def _pixels(images: Union[Sequence[np.ndarray], np.ndarray]) -> List[tuple]:
+    """Each image as (bytes, height, width, channels) for the extension module."""
+    out = []
+    for i, image in enumerate(images):
+        a = np.asarray(image)
+        if a.dtype != np.uint8:
+            raise InputError(f"image {i}: dtype {a.dtype}, expected uint8")
+        if a.ndim == 2:
+            channels = 1
+        elif a.ndim == 3 and a.shape[2] in (3, 4):
+            channels = a.shape[2]
+        else:
+            raise InputError(f"image {i}: shape {a.shape}, expected (H, W), (H, W, 3) or (H, W, 4)")
+        out.append((np.ascontiguousarray(a).tobytes(), a.shape[0], a.shape[1], channels))
+    return out
+
+
+def _array(image: tuple) -> np.ndarray:
+    """An image from the extension module as an (H, W, 3) array over its bytes (no copy;
+    read-only, as the bytes are: ``.copy()`` for a writable one)."""
+    pixels, height, width = image
+    return np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
+
+
+def _codec(backend: str) -> Codec:
+    with _codecs_lock:
+        if backend not in _codecs:
+            _codecs[backend] = Codec(None, backend)
+        return _codecs[backend]
+
+
+def _read(data: Source) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    with builtins.open(os.fspath(data), "rb") as f:
+        return f.read()
+
+
+
+def encode(
+    images: Union[Sequence[np.ndarray], np.ndarray],
+    *,
+    quality: Optional[int] = None,
+    psnr: Optional[float] = None,
+    codebooks: Optional[int] = None,
+    names: Optional[Sequence[str]] = None,
+    beam: Optional[int] = None,
+    refine: Optional[int] = None,
+    entropy: bool = True,
+    backend: str = "auto",
+) -> bytes:
+    """The archive of ``images`` with the built-in model (see :meth:`Codec.encode`)."""
+    return _codec(backend).encode(
+        images,
+        names=names,
+        quality=quality,
+        psnr=psnr,
+        codebooks=codebooks,
+        beam=beam,
+        refine=refine,
+        entropy=entropy,
+    )
+
+
+def decode(data: Source, *, backend: str = "auto") -> List[np.ndarray]:
+    """Every image of the archive ``data`` (bytes, or a path), with the built-in model."""
+    return _codec(backend).decode(data)
+
+
+def open(  # noqa: A001 - rvq.open, as gzip.open and PIL.Image.open
+    source: Source, *, model: Optional[PathLike] = None, backend: str = "auto"
+) -> "Archive":
+    """The archive at ``source`` (a path, or bytes), decoded a block at a time."""
+    codec = _codec(backend) if model is None else Codec(model, backend)
+    return Archive(source, codec=codec, _spec=(model, backend))
+
+
+def merge(parts: Sequence[Source]) -> bytes:
+    """One archive of ``parts`` (archives of the same model and settings), in order: what
+    ``rvq merge`` writes; shards of one encode merge into that encode's archive."""
+    return _rvq.merge([_read(p) for p in parts])
+
+
+def truncate(data: Source, codebooks: int) -> bytes:
+    """The archive cut to its first ``codebooks`` codebooks: what ``rvq truncate`` writes."""
+    return _rvq.truncate(_read(data), codebooks)
+
+
+def info(data: Source) -> Dict[str, Any]:
+    """What ``rvq info --json`` reports of the archive (no model is loaded)."""
+    return json.loads(_rvq.archive_info(_read(data)))
+
+
+BLOCK = 64  # images per block of a version-2 archive (docs/FORMAT.md)
+
+
+class Archive:
+    """An archive's images, decoded as they are asked for: ``len``, indexing (one block
+    decoded and kept), iteration (a block at a time). ``names`` holds the stored names (None
+    where the archive stores none). Opened from a path, it pickles by that path, so it can
+    be sent to workers, which open it again."""
+
+    def __init__(self, source: Source, codec: Codec, _spec: Any = None) -> None:
+        self._path = None if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
+        self._data = _read(source)
+        self._codec = codec
+        self._spec = _spec if _spec is not None else (codec._model, codec.backend)
+        count, _, names = _rvq.archive_layout(self._data)
+        self._count = count
+        self._names: List[Optional[str]] = names
+        self._cached: Optional[tuple] = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def names(self) -> List[Optional[str]]:
+        """Each image's stored name, or None."""
+        return list(self._names)
+
+    def info(self) -> Dict[str, Any]:
+        """What ``rvq info --json`` reports of this archive."""
+        return json.loads(_rvq.archive_info(self._data))
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not isinstance(index, int):
+            raise TypeError(f"archive indices are integers, not {type(index).__name__}")
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"image {index} of an archive of {self._count}")
+        block = index // BLOCK
+        if self._cached is None or self._cached[0] != block:
+            if self.info()["version"] == 1:
+                images = self._codec.decode(self._data)
+                self._cached = (block, images[block * BLOCK : (block + 1) * BLOCK])
+            else:
+                decoded = self._codec._inner.decode_block(self._data, block)
+                self._cached = (block, [_array(image) for _, image in decoded])
+        return self._cached[1][index - block * BLOCK]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for block in self._codec._inner.blocks(self._data):
+            for _, image in block:
+                yield _array(image)
+
+    def items(self) -> Iterator[tuple]:
+        """(name, image) pairs, a block at a time."""
+        for block in self._codec._inner.blocks(self._data):
+            for name, image in block:
+                yield name, _array(image)
+
+    def __reduce__(self):
+        if self._path is None:
+            return (_archive_from_bytes, (self._data,) + tuple(self._spec))
+        return (_archive_from_path, (self._path,) + tuple(self._spec))
+
+    def __repr__(self) -> str:
+        where = self._path if self._path is not None else f"{len(self._data)} bytes"
+        return f"<rvq.Archive {where}: {self._count} images>"
+
+
+def _archive_from_path(path: str, model: Optional[str], backend: str) -> Archive:
+    return open(path, model=model, backend=backend)
+
+
+def _archive_from_bytes(data: bytes, model: Optional[str], backend: str) -> Archive:
+    return open(data, model=model, backend=backend)

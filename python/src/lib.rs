@@ -1,0 +1,438 @@
+//! `rvq._rvq`: the codec for Python. A thin layer over the `rvq` library: a [`Codec`] holds a
+//! loaded model, images cross as (pixels, height, width[, channels]) with the pixels in a
+//! `bytes` object (the package turns them into NumPy arrays without another copy), archives
+//! as `bytes`, and the library's errors become `rvq.RvqError` and its subclasses with the
+//! library's one-line message. The Python package (`python/rvq/`) builds its public face on
+//! this module. It takes no NumPy crate: ndarray's features on crates that burn shares would
+//! make the wheel's build of burn differ from the command's (docs/BENCHMARKS.md, "Build").
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use rvq::archive::{Archive, ArchiveError, ArchiveReader};
+use rvq::image_io::Limits;
+use rvq::{Backend, Decoder, EncodeOptions, Encoder, Model, Named, Rate, Rgb};
+
+create_exception!(
+    rvq._rvq,
+    RvqError,
+    PyException,
+    "Any error of the rvq codec; the message is the library's one line."
+);
+create_exception!(
+    rvq._rvq,
+    FormatError,
+    RvqError,
+    "Not an rvq archive, or a truncated or damaged one."
+);
+create_exception!(
+    rvq._rvq,
+    ModelMismatchError,
+    RvqError,
+    "The archive was made with another model, or asks for more codebooks than it has."
+);
+create_exception!(
+    rvq._rvq,
+    InputError,
+    RvqError,
+    "An image the codec cannot take: unreadable, too large, wrong shape or names."
+);
+
+/// The library's error as the Python exception of its kind.
+fn to_py(e: rvq::Error) -> PyErr {
+    use rvq::Error as E;
+    let message = e.to_string();
+    match e {
+        E::Archive { .. } | E::Format(_) | E::BadIndices { .. } => FormatError::new_err(message),
+        E::ModelMismatch { .. } | E::Codebooks { .. } | E::NotQuantized => {
+            ModelMismatchError::new_err(message)
+        }
+        E::Io { .. }
+        | E::BadImage { .. }
+        | E::TooLarge { .. }
+        | E::PixelBuffer { .. }
+        | E::Alpha { .. }
+        | E::DuplicateName { .. }
+        | E::UnsafeName { .. } => InputError::new_err(message),
+        _ => RvqError::new_err(message),
+    }
+}
+
+fn format_err(e: ArchiveError) -> PyErr {
+    FormatError::new_err(e.to_string())
+}
+
+/// An image as it crosses to Python: its pixels (rows of RGB triples), height and width.
+type Image<'py> = (Bound<'py, PyBytes>, u32, u32);
+
+/// Decoded images with their stored names.
+type NamedImages<'py> = Vec<(Option<String>, Image<'py>)>;
+
+fn to_image(py: Python<'_>, image: Rgb) -> Image<'_> {
+    (
+        PyBytes::new(py, image.pixels()),
+        image.height(),
+        image.width(),
+    )
+}
+
+/// Pixels of shape (height, width, channels) (1: gray, 3: RGB, 4: RGBA, whose alpha is
+/// dropped as `rvq encode` drops it) as an image.
+fn to_rgb(
+    pixels: &[u8],
+    height: usize,
+    width: usize,
+    channels: usize,
+    position: usize,
+) -> PyResult<Rgb> {
+    if !matches!(channels, 1 | 3 | 4) || pixels.len() != height * width * channels {
+        return Err(InputError::new_err(format!(
+            "image {position}: {} bytes for {height}×{width}×{channels}, expected 1, 3 or 4 channels",
+            pixels.len()
+        )));
+    }
+    let rgb: Vec<u8> = match channels {
+        1 => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
+        3 => pixels.to_vec(),
+        _ => pixels
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+    };
+    let size = |v: usize| u32::try_from(v).map_err(|_| InputError::new_err("image too large"));
+    Rgb::new(size(width)?, size(height)?, rgb).map_err(to_py)
+}
+
+/// Images as the package passes them: (pixels, height, width, channels) each.
+type Pixels = (Vec<u8>, usize, usize, usize);
+
+fn images_of(images: Vec<Pixels>) -> PyResult<Vec<Rgb>> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(i, (p, h, w, c))| to_rgb(p, *h, *w, *c, i))
+        .collect()
+}
+
+/// The rate `rvq encode` takes from the same flags: a quality (default 90), a PSNR target, or
+/// with `codebooks` alone every cell at that depth; `codebooks` caps the other two.
+fn rate_of(quality: Option<u8>, psnr: Option<f64>, codebooks: Option<usize>) -> PyResult<Rate> {
+    Ok(match (quality, psnr, codebooks) {
+        (Some(_), Some(_), _) => {
+            return Err(PyValueError::new_err("give quality or psnr, not both"));
+        }
+        (Some(quality), None, max_codebooks) => Rate::Quality {
+            quality,
+            max_codebooks,
+        },
+        (None, Some(db), max_codebooks) => Rate::Psnr { db, max_codebooks },
+        (None, None, Some(m)) => Rate::Codebooks(m),
+        (None, None, None) => Rate::default(),
+    })
+}
+
+/// A loaded model on a backend: encodes arrays to archives and decodes archives to arrays.
+#[pyclass(module = "rvq._rvq", frozen)]
+struct Codec {
+    model: Mutex<Model>,
+    backend: Backend,
+    batch: usize,
+    description: String,
+}
+
+impl Codec {
+    fn model(&self) -> std::sync::MutexGuard<'_, Model> {
+        // A panic while the lock was held cannot leave the model half-changed: it is only read.
+        self.model.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[pymethods]
+impl Codec {
+    /// Loads `model` (a model folder; the built-in model when None) on `backend` ("auto",
+    /// "cpu" or "wgpu").
+    #[new]
+    #[pyo3(signature = (model=None, backend="auto"))]
+    fn new(py: Python<'_>, model: Option<PathBuf>, backend: &str) -> PyResult<Self> {
+        let asked: Backend = backend.parse().map_err(PyValueError::new_err)?;
+        let chosen = py.detach(|| asked.choose()).map_err(to_py)?;
+        let device = chosen.device.clone();
+        let loaded = py
+            .detach(|| Model::load_or_default(model.as_deref(), &device))
+            .map_err(to_py)?;
+        Ok(Self {
+            model: Mutex::new(loaded),
+            backend: chosen.backend,
+            batch: chosen.backend.default_batch(),
+            description: chosen.description,
+        })
+    }
+
+    /// The backend the model runs on: "cpu" or "wgpu".
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// What was chosen, as `rvq` prints it (the adapter's name on a GPU).
+    #[getter]
+    fn device(&self) -> String {
+        self.description.clone()
+    }
+
+    /// The model's fingerprint (hex), which its archives carry.
+    #[getter]
+    fn fingerprint(&self) -> String {
+        rvq::archive::hex(self.model().fingerprint())
+    }
+
+    /// The archive of `images` (see the package's `encode`), as `rvq encode` writes it for
+    /// the same pixels, names and options on the same backend.
+    #[pyo3(signature = (images, *, names=None, quality=None, psnr=None, codebooks=None, beam=None, refine=None, entropy=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        images: Vec<Pixels>,
+        names: Option<Vec<String>>,
+        quality: Option<u8>,
+        psnr: Option<f64>,
+        codebooks: Option<usize>,
+        beam: Option<usize>,
+        refine: Option<usize>,
+        entropy: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let pixels = images_of(images)?;
+        if let Some(n) = &names
+            && n.len() != pixels.len()
+        {
+            return Err(InputError::new_err(format!(
+                "{} names for {} images",
+                n.len(),
+                pixels.len()
+            )));
+        }
+        let defaults = EncodeOptions::default();
+        let opts = EncodeOptions {
+            rate: rate_of(quality, psnr, codebooks)?,
+            names: names.is_some(),
+            embed_codebook: None,
+            batch_size: self.batch,
+            beam: beam.unwrap_or(defaults.beam),
+            refine: refine.unwrap_or(defaults.refine),
+            entropy,
+        };
+        let named: Vec<Named> = pixels
+            .into_iter()
+            .enumerate()
+            .map(|(i, image)| Named {
+                name: names
+                    .as_ref()
+                    .map_or_else(|| i.to_string(), |n| n[i].clone()),
+                image,
+            })
+            .collect();
+        let bytes = py
+            .detach(|| {
+                let model = self.model();
+                Encoder::new(&model, opts)?.encode(&named)
+            })
+            .map_err(to_py)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Every image of the archive `data`, as (H, W, 3) `uint8` arrays.
+    fn decode<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Vec<Image<'py>>> {
+        let images = py
+            .detach(|| {
+                let model = self.model();
+                Decoder::new(&model, self.batch).decode(data, &Limits::default())
+            })
+            .map_err(to_py)?;
+        Ok(images
+            .into_iter()
+            .map(|(_, image)| to_image(py, image))
+            .collect())
+    }
+
+    /// The archive `data` decoded a block (64 images) at a time, as an iterator of lists of
+    /// (name, image): memory holds one block, however long the archive.
+    fn blocks(slf: &Bound<'_, Self>, data: Vec<u8>) -> PyResult<Blocks> {
+        let reader = ArchiveReader::new(std::io::Cursor::new(data), &Limits::default())
+            .map_err(format_err)?;
+        slf.get()
+            .model()
+            .check_header(reader.header(), "given")
+            .map_err(to_py)?;
+        Ok(Blocks {
+            codec: slf.clone().unbind(),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// The images of block `block` of the archive `data` (64 images a block; fewer in the
+    /// last), with their stored names: random access for `rvq.Archive[i]`.
+    fn decode_block<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        block: u64,
+    ) -> PyResult<NamedImages<'py>> {
+        let archive = Archive::parse(data, &Limits::default()).map_err(format_err)?;
+        let (names, images) = py
+            .detach(|| {
+                let model = self.model();
+                model.check_header(&archive.header, "given")?;
+                let records = archive.block(block)?;
+                let images =
+                    Decoder::new(&model, self.batch).decode_records(&archive.header, &records)?;
+                let names: Vec<Option<String>> = records.into_iter().map(|r| r.name).collect();
+                Ok::<_, rvq::Error>((names, images))
+            })
+            .map_err(to_py)?;
+        Ok(names
+            .into_iter()
+            .zip(images)
+            .map(|(name, image)| (name, to_image(py, image)))
+            .collect())
+    }
+}
+
+/// An archive decoded a block at a time ([`Codec::blocks`]).
+#[pyclass(module = "rvq._rvq", frozen)]
+struct Blocks {
+    codec: Py<Codec>,
+    reader: Mutex<ArchiveReader<std::io::Cursor<Vec<u8>>>>,
+}
+
+#[pymethods]
+impl Blocks {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<NamedImages<'py>>> {
+        let codec = self.codec.get();
+        let decoded = py
+            .detach(|| {
+                let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+                let mut records = Vec::new();
+                while records.len() < rvq::archive::BLOCK_RECORDS as usize {
+                    match reader.next() {
+                        Some(record) => records.push(record?),
+                        None => break,
+                    }
+                }
+                if records.is_empty() {
+                    return Ok(None);
+                }
+                let model = codec.model();
+                let images =
+                    Decoder::new(&model, codec.batch).decode_records(reader.header(), &records)?;
+                let names: Vec<Option<String>> = records.into_iter().map(|r| r.name).collect();
+                Ok::<_, rvq::Error>(Some((names, images)))
+            })
+            .map_err(to_py)?;
+        let Some((names, images)) = decoded else {
+            return Ok(None);
+        };
+        Ok(Some(
+            names
+                .into_iter()
+                .zip(images)
+                .map(|(name, image)| (name, to_image(py, image)))
+                .collect(),
+        ))
+    }
+}
+
+/// What `rvq info --json` reports of the archive `data` (no model needed), as JSON text.
+#[pyfunction]
+fn archive_info(data: &[u8]) -> PyResult<String> {
+    let archive = Archive::parse(data, &Limits::default()).map_err(format_err)?;
+    let info = archive.info().map_err(format_err)?;
+    serde_json::to_string(&info).map_err(|e| RvqError::new_err(e.to_string()))
+}
+
+/// The archive's image count, block count and stored names (None where names are off).
+#[pyfunction]
+fn archive_layout(data: &[u8]) -> PyResult<(u64, u64, Vec<Option<String>>)> {
+    let archive = Archive::parse(data, &Limits::default()).map_err(format_err)?;
+    let names = archive
+        .records()
+        .map_err(format_err)?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    Ok((archive.image_count, archive.block_count(), names))
+}
+
+/// One archive of the `parts` (same model and settings), in order: what `rvq merge` writes.
+#[pyfunction]
+fn merge<'py>(py: Python<'py>, parts: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyBytes>> {
+    let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let merged = py
+        .detach(|| rvq::archive::merge(&slices, &Limits::default()))
+        .map_err(format_err)?;
+    Ok(PyBytes::new(py, &merged))
+}
+
+/// The archive `data` cut to its first `codebooks` codebooks: what `rvq truncate` writes.
+#[pyfunction]
+fn truncate<'py>(py: Python<'py>, data: &[u8], codebooks: u32) -> PyResult<Bound<'py, PyBytes>> {
+    let cut = py
+        .detach(|| rvq::archive::truncate(data, codebooks, &Limits::default()))
+        .map_err(format_err)?;
+    Ok(PyBytes::new(py, &cut))
+}
+
+/// The image at `path` read as `rvq encode` reads it (PNG; gray, 16-bit and alpha converted
+/// the same way), and whether it had an alpha channel.
+#[pyfunction]
+fn read_image(py: Python<'_>, path: PathBuf) -> PyResult<(Image<'_>, bool)> {
+    let loaded = py
+        .detach(|| rvq::image_io::read_rgb(&path, &Limits::default(), false))
+        .map_err(to_py)?;
+    Ok((to_image(py, loaded.image), loaded.had_alpha))
+}
+
+/// The image as PNG bytes, as `rvq decode` writes it.
+#[pyfunction]
+fn png<'py>(py: Python<'py>, image: Pixels) -> PyResult<Bound<'py, PyBytes>> {
+    let (pixels, height, width, channels) = image;
+    let rgb = to_rgb(&pixels, height, width, channels, 0)?;
+    let bytes = py
+        .detach(|| rvq::image_io::encode_png(&rgb))
+        .map_err(to_py)?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// The PNG files under `inputs` (files as given, folders searched), sorted: the list `rvq
+/// encode` encodes, in its order.
+#[pyfunction]
+fn collect_images(inputs: Vec<PathBuf>) -> PyResult<Vec<PathBuf>> {
+    rvq::data::collect_images(&inputs, false).map_err(to_py)
+}
+
+#[pymodule]
+fn _rvq(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Codec>()?;
+    m.add_class::<Blocks>()?;
+    m.add_function(wrap_pyfunction!(archive_info, m)?)?;
+    m.add_function(wrap_pyfunction!(archive_layout, m)?)?;
+    m.add_function(wrap_pyfunction!(merge, m)?)?;
+    m.add_function(wrap_pyfunction!(truncate, m)?)?;
+    m.add_function(wrap_pyfunction!(read_image, m)?)?;
+    m.add_function(wrap_pyfunction!(png, m)?)?;
+    m.add_function(wrap_pyfunction!(collect_images, m)?)?;
+    m.add("RvqError", py.get_type::<RvqError>())?;
+    m.add("FormatError", py.get_type::<FormatError>())?;
+    m.add("ModelMismatchError", py.get_type::<ModelMismatchError>())?;
+    m.add("InputError", py.get_type::<InputError>())?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+"""The Python API against the `rvq` command: the same bytes for the same pixels, names and
+options; the same pixels back; errors as exceptions with the library's one line."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import rvq
+from conftest import read_png, run_rvq
+
+
+def files_and_names(folder):
+    files = sorted(p for p in folder.rglob("*.png"))
+    return files, [p.relative_to(folder).as_posix() for p in files]
+
+
+@pytest.mark.parametrize(
+    "flags, kwargs",
+    [
+        ([], {}),
+        (["--quality", "40"], {"quality": 40}),
+        (["--psnr", "30", "--codebooks", "6"], {"psnr": 30.0, "codebooks": 6}),
+        (["--codebooks", "3", "--beam", "1", "--refine", "1"], {"codebooks": 3, "beam": 1, "refine": 1}),
+    ],
+)
+def test_encode_writes_the_bytes_the_command_writes(photos, tmp_path, flags, kwargs):
+    files, names = files_and_names(photos)
+    out = tmp_path / "cli.rvq"
+    run_rvq("encode", "--backend", "cpu", *flags, "-o", str(out), str(photos))
+    images = [read_png(f) for f in files]
+    ours = rvq.encode(images, names=names, backend="cpu", **kwargs)
+    assert ours == out.read_bytes()
+
+
+def test_decode_gives_the_pixels_the_command_writes(photos, tmp_path):
+    archive = tmp_path / "a.rvq"
+    run_rvq("encode", "--backend", "cpu", "-o", str(archive), str(photos))
+    run_rvq("decode", "--backend", "cpu", "-o", str(tmp_path / "out"), str(archive))
+    decoded = rvq.decode(archive, backend="cpu")
+    names = rvq.open(archive, backend="cpu").names
+    assert len(decoded) == len(names) == 12
+    for name, image in zip(names, decoded):
+        assert image.dtype == np.uint8 and image.ndim == 3
+        assert np.array_equal(image, read_png(tmp_path / "out" / name)), name
+
+
+def test_batches_gray_and_alpha_are_taken_as_the_command_takes_them():
+    rgb = read_png(sorted(__import__("conftest").SAMPLES.glob("*.png"))[0])
+    stacked = np.stack([rgb, rgb[::-1].copy()])
+    assert rvq.encode(stacked, backend="cpu") == rvq.encode(list(stacked), backend="cpu")
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 7, np.uint8)], axis=2)
+    assert rvq.encode([rgba], backend="cpu") == rvq.encode([rgb], backend="cpu")
+    gray = rgb[:, :, 1].copy()
+    assert rvq.encode([gray], backend="cpu") == rvq.encode([np.stack([gray] * 3, axis=2)], backend="cpu")
+    # Strided views are read in their logical order.
+    assert rvq.encode([rgb[:, ::-1]], backend="cpu") == rvq.encode([rgb[:, ::-1].copy()], backend="cpu")
+
+
+def test_an_archive_opens_lazily_indexes_iterates_and_pickles_by_path(photos, tmp_path):
+    files, names = files_and_names(photos)
+    images = [read_png(f) for f in files]
+    path = tmp_path / "a.rvq"
+    path.write_bytes(rvq.encode(images, names=names, backend="cpu"))
+    archive = rvq.open(path, backend="cpu")
+    assert len(archive) == 12 and archive.names == names
+    whole = rvq.decode(path, backend="cpu")
+    assert all(np.array_equal(a, b) for a, b in zip(archive, whole))
+    assert np.array_equal(archive[-1], whole[-1]) and np.array_equal(archive[3], whole[3])
+    with pytest.raises(IndexError):
+        archive[12]
+    assert [n for n, _ in archive.items()] == names
+    again = pickle.loads(pickle.dumps(archive))
+    assert again._path == str(path) and len(again) == 12
+    assert np.array_equal(again[5], whole[5])
+    info = archive.info()
+    cli = __import__("json").loads(run_rvq("info", "--json", str(path)).stdout)
+    assert info == {k: v for k, v in cli.items() if k != "ratio_vs_inputs"}
+
+
+def test_merge_and_truncate_match_the_command(photos, tmp_path):
+    files, names = files_and_names(photos)
+    images = [read_png(f) for f in files]
+    whole = rvq.encode(images, names=names, backend="cpu")
+    parts = [rvq.encode(images[:5], names=names[:5], backend="cpu"), rvq.encode(images[5:], names=names[5:], backend="cpu")]
+    assert rvq.merge(parts) == whole
+    (tmp_path / "w.rvq").write_bytes(whole)
+    run_rvq("truncate", "--codebooks", "2", str(tmp_path / "w.rvq"), str(tmp_path / "t.rvq"))
+    assert rvq.truncate(whole, 2) == (tmp_path / "t.rvq").read_bytes()
+
+
+def test_errors_are_exceptions_with_one_line():
+    with pytest.raises(rvq.FormatError) as bad:
+        rvq.decode(b"RVQA not really", backend="cpu")
+    assert "\n" not in str(bad.value) and str(bad.value)
+    assert issubclass(rvq.FormatError, rvq.RvqError)
+    with pytest.raises(rvq.InputError, match="shape"):
+        rvq.encode([np.zeros((4, 4, 2), np.uint8)], backend="cpu")
+    with pytest.raises(rvq.InputError, match="dtype"):
+        rvq.encode([np.zeros((4, 4, 3), np.float32)], backend="cpu")
+    with pytest.raises(rvq.InputError, match="2 names for 1 images"):
+        rvq.encode([np.zeros((4, 4, 3), np.uint8)], names=["a", "b"], backend="cpu")
+    with pytest.raises(rvq.InputError, match="duplicate|twice|stored as"):
+        rvq.encode([np.zeros((4, 4, 3), np.uint8)] * 2, names=["a", "a"], backend="cpu")
+    with pytest.raises(rvq.ModelMismatchError):
+        rvq.encode([np.zeros((4, 4, 3), np.uint8)], codebooks=9, backend="cpu")
+    with pytest.raises(ValueError):
+        rvq.Codec(backend="tpu")

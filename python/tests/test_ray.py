@@ -1,0 +1,112 @@
+"""`python -m rvq.ray` on a local Ray cluster of two nodes with one CPU each: sharded encodes
+equal one `rvq encode`, reruns redo only what is missing, a killed worker is retried, bad
+manifests and bad inputs are refused. Bounded: a dozen small images, one cluster per module."""
+
+import os
+import shutil
+
+import pytest
+
+from conftest import run_rvq
+
+ray = pytest.importorskip("ray")
+import rvq.ray as job  # noqa: E402
+
+# The second shard of a run with three or more dies on its first attempt (see encode_shard).
+os.environ["RVQ_RAY_TEST_KILL_ONCE"] = "1"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=1)
+    ray.init(address=c.address, log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def single(photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "single.rvq"
+    run_rvq("encode", "--backend", "cpu", "-o", str(out), str(photos))
+    return out.read_bytes()
+
+
+def encode(photos, work, out, *extra):
+    return job.main(["encode", "--backend", "cpu", "--work-dir", str(work), "-o", str(out), *extra, str(photos)])
+
+
+@pytest.mark.parametrize("shards", [1, 3, 8])
+def test_shards_merge_into_the_single_encode(cluster, photos, single, tmp_path, shards):
+    out = tmp_path / "d.rvq"
+    assert encode(photos, tmp_path / "w", out, "--shards", str(shards)) == 0
+    assert out.read_bytes() == single
+    parts = sorted(p.name for p in (tmp_path / "w" / "parts").iterdir())
+    expected = [f"part-{i:05d}.rvq" for i in range(shards)]
+    # No stray temporary parts, even where a worker was killed mid-shard and retried.
+    assert parts == sorted(expected + ([".killed-1"] if shards >= 3 else []))
+
+
+def test_a_rerun_redoes_only_the_missing_part(cluster, photos, single, tmp_path):
+    work, out = tmp_path / "w", tmp_path / "d.rvq"
+    assert encode(photos, work, out, "--shards", "3") == 0
+    parts = work / "parts"
+    before = {p.name: p.stat().st_mtime_ns for p in parts.glob("part-*.rvq")}
+    (parts / "part-00002.rvq").unlink()
+    (parts / "part-00000.rvq").write_bytes(b"damaged")
+    assert encode(photos, work, out, "--shards", "3", "--force") == 0
+    after = {p.name: p.stat().st_mtime_ns for p in parts.glob("part-*.rvq")}
+    assert after["part-00001.rvq"] == before["part-00001.rvq"]
+    assert after["part-00000.rvq"] != before["part-00000.rvq"]
+    assert out.read_bytes() == single
+
+
+def test_a_mismatched_manifest_and_an_existing_output_are_refused(cluster, photos, tmp_path, capsys):
+    work, out = tmp_path / "w", tmp_path / "d.rvq"
+    assert encode(photos, work, out, "--shards", "2") == 0
+    assert encode(photos, work, tmp_path / "e.rvq", "--shards", "2", "--quality", "50") == 1
+    err = capsys.readouterr().err
+    assert "made for another job" in err and "options" in err
+    assert encode(photos, work, out, "--shards", "2") == 1
+    assert "already exists" in capsys.readouterr().err
+    assert not (tmp_path / "e.rvq").exists()
+
+
+def test_a_corrupt_png_is_named_or_skipped(cluster, photos, tmp_path, capsys):
+    folder = tmp_path / "in"
+    shutil.copytree(photos, folder)
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    out = tmp_path / "d.rvq"
+    assert encode(folder, tmp_path / "w", out, "--shards", "2") == 1
+    err = capsys.readouterr().err
+    assert "bad.png" in err and len(err.strip().splitlines()) <= 2, err
+    assert not out.exists()
+    assert encode(folder, tmp_path / "w2", out, "--shards", "2", "--skip-bad") == 0
+    assert "bad.png: skipped" in capsys.readouterr().err
+    assert len(rvq_info(out)) == 12
+
+
+def rvq_info(path):
+    import rvq
+
+    return rvq.open(path, backend="cpu").names
+
+
+def test_decode_and_eval_spread_blocks_over_tasks(cluster, photos, single, tmp_path, capsys):
+    archive = tmp_path / "s.rvq"
+    archive.write_bytes(single)
+    assert job.main(["decode", "--backend", "cpu", "--shards", "2", "-o", str(tmp_path / "out"), str(archive)]) == 0
+    run_rvq("decode", "--backend", "cpu", "-o", str(tmp_path / "cli"), str(archive))
+    ours = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.png"))
+    theirs = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*.png"))
+    assert ours == theirs and len(ours) == 12
+    for p in ours:
+        assert (tmp_path / "out" / p).read_bytes() == (tmp_path / "cli" / p).read_bytes(), p
+    capsys.readouterr()
+    assert job.main(["eval", "--backend", "cpu", "--shards", "2", "--against", str(photos), str(archive)]) == 0
+    report = __import__("json").loads(capsys.readouterr().out)
+    assert report["images"] == 12 and 20 < report["psnr_mean"] < 60
