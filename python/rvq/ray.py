@@ -104,6 +104,20 @@ def _write_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
+def _task_threads() -> None:
+    # Ray tells a task its CPUs through OMP_NUM_THREADS; burn's CPU backend sizes its thread
+    # pool from RAYON_NUM_THREADS when the pool starts, so two tasks on two CPUs do not each
+    # start two threads.
+    if "OMP_NUM_THREADS" in os.environ:
+        os.environ.setdefault("RAYON_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def encode_shard(
     index: int,
     files: List[str],
@@ -111,9 +125,11 @@ def encode_shard(
     options: Dict[str, Any],
     parts: str,
     skip_bad: bool,
-) -> Tuple[str, List[str]]:
+) -> Tuple[str, List[str], float]:
     """One shard: read its files as ``rvq encode`` reads them, encode, write the part under a
-    temporary name and rename it. Returns the part's path and the files skipped."""
+    temporary name and rename it. Returns the part's path, the files skipped and the worker's
+    peak RSS (MB)."""
+    _task_threads()
     if os.environ.get("RVQ_RAY_TEST_KILL_ONCE") == str(index):
         # Test hook: the first attempt of this shard dies as a killed worker would.
         marker = Path(parts) / f".killed-{index}"
@@ -144,7 +160,7 @@ def encode_shard(
     )
     final = Path(parts) / part_name(index)
     _write_atomic(final, data)
-    return str(final), skipped
+    return str(final), skipped, _peak_rss_mb()
 
 
 _codecs: Dict[Tuple[Optional[str], str], rvq.Codec] = {}
@@ -254,12 +270,14 @@ def run_encode(args: argparse.Namespace) -> int:
         f"{len(todo)} to encode, {args.shards - len(todo)} already done",
         file=sys.stderr,
     )
+    peak = 0.0
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
             pending.pop(ref)
             try:
-                _, skipped = ray.get(ref)
+                _, skipped, rss = ray.get(ref)
+                peak = max(peak, rss)
             except ray.exceptions.RayTaskError as e:
                 for other in pending:
                     ray.cancel(other)
@@ -268,13 +286,17 @@ def run_encode(args: argparse.Namespace) -> int:
                 print(f"rvq.ray: {f}: skipped (unreadable)", file=sys.stderr)
     merged = rvq.merge([parts / part_name(i) for i in range(args.shards)])
     _write_atomic(out, merged)
-    print(f"rvq.ray: wrote {out} ({len(merged)} bytes)", file=sys.stderr)
+    print(
+        f"rvq.ray: wrote {out} ({len(merged)} bytes); peak worker RSS {peak:.0f} MB",
+        file=sys.stderr,
+    )
     return 0
 
 
 def decode_blocks(archive: str, blocks: List[int], out: str, options: Dict[str, Any]) -> int:
     """Decodes ``blocks`` of ``archive`` into PNGs under ``out``, named as ``rvq decode``
     names them; returns the images written."""
+    _task_threads()
     codec = _task_codec(options["model"], options["backend"])
     data = Path(archive).read_bytes()
     written = 0
@@ -303,6 +325,7 @@ def eval_blocks(archive: str, blocks: List[int], against: str, options: Dict[str
     """Each image's squared error (values on [0, 1]) and value count against its original."""
     import numpy as np
 
+    _task_threads()
     codec = _task_codec(options["model"], options["backend"])
     data = Path(archive).read_bytes()
     out = []
