@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import operator
 import os
 import threading
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
@@ -51,10 +52,12 @@ Source = Union[PathLike, bytes, bytearray, memoryview]
 
 class Codec:
     """A model loaded on a backend ("auto", "cpu" or "wgpu"); ``model`` is a model folder,
-    or None for the model built into rvq."""
+    or None for the model built into rvq. Calls on one codec run one at a time (each releases
+    the GIL while it works); threads that want to encode in parallel each make their own."""
 
     def __init__(self, model: Optional[PathLike] = None, backend: str = "auto") -> None:
         self._model = None if model is None else os.fspath(model)
+        self._asked = backend
         self._inner = _rvq.Codec(self._model, backend)
 
     @property
@@ -215,8 +218,9 @@ class Archive:
         self._path = None if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
         self._data = _read(source)
         self._codec = codec
-        self._spec = _spec if _spec is not None else (codec._model, codec.backend)
+        self._spec = _spec if _spec is not None else (codec._model, codec._asked)
         count, _, names = _rvq.archive_layout(self._data)
+        self._version = json.loads(_rvq.archive_info(self._data))["version"]
         self._count = count
         self._names: List[Optional[str]] = names
         self._cached: Optional[tuple] = None
@@ -234,15 +238,14 @@ class Archive:
         return json.loads(_rvq.archive_info(self._data))
 
     def __getitem__(self, index: int) -> np.ndarray:
-        if not isinstance(index, int):
-            raise TypeError(f"archive indices are integers, not {type(index).__name__}")
+        index = operator.index(index)
         if index < 0:
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError(f"image {index} of an archive of {self._count}")
         block = index // BLOCK
         if self._cached is None or self._cached[0] != block:
-            if self.info()["version"] == 1:
+            if self._version == 1:
                 images = self._codec.decode(self._data)
                 self._cached = (block, images[block * BLOCK : (block + 1) * BLOCK])
             else:

@@ -1,7 +1,7 @@
 """Encode, decode and evaluate collections on a Ray cluster: one Ray task per shard.
 
     python -m rvq.ray encode --shards N --work-dir DIR -o OUT.rvq INPUT...
-    python -m rvq.ray decode --work-dir DIR -o OUTDIR ARCHIVE
+    python -m rvq.ray decode -o OUTDIR ARCHIVE
     python -m rvq.ray eval ARCHIVE --against DIR
 
 ``encode`` lists the files as ``rvq encode`` does (PNG files under the inputs, sorted, plus
@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -67,7 +68,9 @@ def list_inputs(inputs: Sequence[str], files_from: Optional[str]) -> Tuple[List[
     files = [Path(f) for f in _rvq.collect_images([str(p) for p in paths])]
     if not files:
         raise JobError("no PNG files found in the inputs given")
-    return paths, files
+    # Workers of a cluster resolve paths against their own folders: send absolute ones (the
+    # inputs, the work folder and the output must be on a filesystem every node shares).
+    return paths, [f.resolve() for f in files]
 
 
 def shard_range(count: int, index: int, shards: int) -> range:
@@ -86,6 +89,7 @@ def encode_options(args: argparse.Namespace) -> Dict[str, Any]:
         "refine": args.refine,
         "entropy": not args.no_entropy,
         "names": not args.no_names,
+        "strict": args.strict,
         "model": args.model,
         "backend": args.backend,
     }
@@ -137,16 +141,20 @@ def encode_shard(
             marker.write_text("")
             os.kill(os.getpid(), 9)
     codec = _task_codec(options["model"], options["backend"])
-    images, kept, skipped = [], [], []
+    images, kept, notes = [], [], []
     for f, name in zip(files, names):
         try:
-            image = rvq._array(_rvq.read_image(f)[0])
+            raw, had_alpha = _rvq.read_image(f)
+            if had_alpha and options.get("strict"):
+                raise rvq.InputError(f"{f}: has an alpha channel (refused because of --strict)")
         except rvq.InputError:
             if not skip_bad:
                 raise
-            skipped.append(f)
+            notes.append(f"{f}: skipped (unreadable)")
             continue
-        images.append(image)
+        if had_alpha:
+            notes.append(f"{f}: alpha channel dropped")
+        images.append(rvq._array(raw))
         kept.append(name)
     data = codec.encode(
         images,
@@ -160,7 +168,7 @@ def encode_shard(
     )
     final = Path(parts) / part_name(index)
     _write_atomic(final, data)
-    return str(final), skipped, _peak_rss_mb()
+    return str(final), notes, _peak_rss_mb()
 
 
 _codecs: Dict[Tuple[Optional[str], str], rvq.Codec] = {}
@@ -184,7 +192,7 @@ def manifest_for(files: List[Path], names: List[str], shards: int, options: Dict
         digest.update(f"{os.path.abspath(f)}\0{n}\n".encode())
     return {
         "format": WORK_FORMAT,
-        "rvq": "0.1.0",
+        "rvq": _version(),
         "files": len(files),
         "files_sha256": digest.hexdigest(),
         "shards": shards,
@@ -193,30 +201,55 @@ def manifest_for(files: List[Path], names: List[str], shards: int, options: Dict
     }
 
 
-def check_manifest(work: Path, manifest: Dict[str, Any]) -> None:
-    """Writes the manifest into a new work folder, or checks an existing one against it."""
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rvq")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def check_manifest(work: Path, manifest: Dict[str, Any]) -> bool:
+    """Writes the manifest into a new work folder (True), or checks an existing one against it
+    (False)."""
     path = work / "manifest.json"
     if path.exists():
-        found = json.loads(path.read_text())
+        try:
+            found = json.loads(path.read_text())
+        except ValueError:
+            raise JobError(f"{path}: not a manifest (damaged?): delete the work folder") from None
         if found != manifest:
             differs = sorted(k for k in set(found) | set(manifest) if found.get(k) != manifest.get(k))
             raise JobError(
                 f"{path}: made for another job ({', '.join(differs)} differ): "
                 "use a new --work-dir, or delete this one"
             )
-        return
+        return False
     work.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    return True
 
 
-def valid_part(path: Path, expected: int, fingerprint: str) -> bool:
-    """Whether the part at ``path`` is complete: it reads, holds ``expected`` images and was
-    made with the job's model."""
+def valid_part(path: Path, expected: Any, fingerprint: str, skip_bad: bool) -> bool:
+    """Whether the part at ``path`` is complete: it reads (every checksum), was made with the
+    job's model and holds the shard's images: ``expected`` is their stored names, or their
+    count when names are off. With ``skip_bad`` a part may hold a subsequence of the names
+    (the images it left out)."""
     try:
-        info = rvq.info(path)
+        data = path.read_bytes()
+        info = json.loads(_rvq.archive_info(data))
+        _, _, names = _rvq.archive_layout(data)
     except (OSError, rvq.RvqError):
         return False
-    return info["images"] == expected and info["fingerprint"] == fingerprint
+    if info["fingerprint"] != fingerprint:
+        return False
+    if isinstance(expected, int):
+        return info["images"] == expected or (skip_bad and info["images"] <= expected)
+    if names == expected:
+        return True
+    wanted = iter(expected)
+    return skip_bad and all(any(n == w for w in wanted) for n in names)
 
 
 def run_encode(args: argparse.Namespace) -> int:
@@ -228,25 +261,33 @@ def run_encode(args: argparse.Namespace) -> int:
     if args.shards < 1:
         raise JobError("--shards: expected at least 1")
     inputs, files = list_inputs(args.inputs, args.files_from)
-    names = [stored_name(f, inputs) for f in files]
+    names = [stored_name(f, [p.resolve() for p in inputs]) for f in files]
+    seen = set()
+    for f, name in zip(files, names):
+        if name in seen and not args.no_names:
+            raise JobError(f"{f}: a second input would be stored as {name!r}")
+        seen.add(name)
     options = encode_options(args)
-    fingerprint = rvq.Codec(args.model, "cpu").fingerprint
-    work = Path(args.work_dir)
-    check_manifest(work, manifest_for(files, names, args.shards, options, fingerprint))
+    # The options checked before anything is written: an encode of no images refuses what
+    # every shard would.
+    codec = rvq.Codec(args.model, "cpu")
+    codec.encode([], **{k: options[k] for k in ("quality", "psnr", "codebooks", "beam", "refine", "entropy")})
+    work = Path(args.work_dir).resolve()
+    fresh = check_manifest(work, manifest_for(files, names, args.shards, options, codec.fingerprint))
     parts = work / "parts"
+    if fresh and parts.exists():
+        shutil.rmtree(parts)  # parts of some other job, whose manifest is gone
     parts.mkdir(exist_ok=True)
     for stray in parts.glob(".*.tmp"):
         stray.unlink()  # a part whose writer died before its rename
 
     ranges = [shard_range(len(files), i, args.shards) for i in range(args.shards)]
+    expected = [[names[j] for j in r] if options["names"] else len(r) for r in ranges]
     todo = [
         i
-        for i, r in enumerate(ranges)
-        if args.skip_bad or not valid_part(parts / part_name(i), len(r), fingerprint)
+        for i in range(args.shards)
+        if not valid_part(parts / part_name(i), expected[i], codec.fingerprint, args.skip_bad)
     ]
-    if args.skip_bad:
-        # Which images a part left out is not recorded: redo the parts that are incomplete.
-        todo = [i for i in todo if not (parts / part_name(i)).exists()]
     _init_ray(ray, args)
     task = ray.remote(encode_shard).options(
         num_cpus=args.cpus_per_task,
@@ -276,14 +317,14 @@ def run_encode(args: argparse.Namespace) -> int:
         for ref in ready:
             pending.pop(ref)
             try:
-                _, skipped, rss = ray.get(ref)
+                _, notes, rss = ray.get(ref)
                 peak = max(peak, rss)
-            except ray.exceptions.RayTaskError as e:
+            except ray.exceptions.RayError as e:
                 for other in pending:
                     ray.cancel(other)
-                raise JobError(str(e.cause) if e.cause is not None else str(e)) from None
-            for f in skipped:
-                print(f"rvq.ray: {f}: skipped (unreadable)", file=sys.stderr)
+                raise JobError(_task_error(e)) from None
+            for note in notes:
+                print(f"rvq.ray: {note}", file=sys.stderr)
     merged = rvq.merge([parts / part_name(i) for i in range(args.shards)])
     _write_atomic(out, merged)
     print(
@@ -293,18 +334,26 @@ def run_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def decode_blocks(archive: str, blocks: List[int], out: str, options: Dict[str, Any]) -> int:
-    """Decodes ``blocks`` of ``archive`` into PNGs under ``out``, named as ``rvq decode``
-    names them; returns the images written."""
+def _blocks_from(codec: rvq.Codec, data: bytes, first: int):
+    """The archive's blocks from block ``first`` on, decoded as asked for: the blocks before
+    it are read (and checked) but not decoded."""
+    blocks = codec._inner.blocks(data)
+    blocks.skip(first)
+    return blocks
+
+
+def decode_blocks(archive: str, blocks: List[int], targets: List[str], options: Dict[str, Any]) -> int:
+    """Decodes ``blocks`` (consecutive) of ``archive`` into the PNG files ``targets`` (one per
+    image of those blocks, in order); returns the images written."""
     _task_threads()
     codec = _task_codec(options["model"], options["backend"])
     data = Path(archive).read_bytes()
     written = 0
-    for b in blocks:
-        for k, (name, image) in enumerate(codec._inner.decode_block(data, b)):
-            target = Path(out) / output_name(name, b * rvq.BLOCK + k)
+    stream = _blocks_from(codec, data, blocks[0]) if blocks else []
+    for _, block in zip(blocks, stream):
+        for _, (pixels, height, width) in block:
+            target = Path(targets[written])
             target.parent.mkdir(parents=True, exist_ok=True)
-            pixels, height, width = image
             _write_atomic(target, _rvq.png((pixels, height, width, 3)))
             written += 1
     return written
@@ -329,8 +378,9 @@ def eval_blocks(archive: str, blocks: List[int], against: str, options: Dict[str
     codec = _task_codec(options["model"], options["backend"])
     data = Path(archive).read_bytes()
     out = []
-    for b in blocks:
-        for name, raw in codec._inner.decode_block(data, b):
+    stream = _blocks_from(codec, data, blocks[0]) if blocks else []
+    for _, block in zip(blocks, stream):
+        for name, raw in block:
             image = rvq._array(raw)
             if name is None:
                 raise JobError("eval needs an archive with names")
@@ -352,18 +402,37 @@ def _block_shards(archive: str, shards: int) -> List[List[int]]:
 def run_decode(args: argparse.Namespace) -> int:
     import ray
 
-    if rvq.info(args.archive)["version"] != 2:
-        raise JobError(f"{args.archive}: rvq.ray decodes version-2 archives (rvq decode reads version 1)")
+    archive = str(Path(args.archive).resolve())
+    # Every checksum and name before any file is written: a damaged archive writes nothing.
+    info = rvq.info(archive)
+    if info["version"] != 2:
+        raise JobError(f"{archive}: rvq.ray decodes version-2 archives (rvq decode reads version 1)")
+    _, _, names = _rvq.archive_layout(Path(archive).read_bytes())
+    out = Path(args.output).resolve()
+    targets = [out / output_name(name, i) for i, name in enumerate(names)]
+    if not args.force:
+        for t in targets:
+            if t.exists():
+                raise JobError(f"{t}: already exists (use --force to overwrite)")
+    if len(set(targets)) != len(targets):
+        raise JobError(f"{archive}: two images would be written to one file")
     options = {"model": args.model, "backend": args.backend}
-    Path(args.output).mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     _init_ray(ray, args)
     task = ray.remote(decode_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
-    refs = [task.remote(args.archive, s, args.output, options) for s in _block_shards(args.archive, args.shards)]
+    refs = []
+    for shard in _block_shards(archive, args.shards):
+        first = shard[0] * rvq.BLOCK if shard else 0
+        last = min((shard[-1] + 1) * rvq.BLOCK, len(names)) if shard else 0
+        refs.append(task.remote(archive, shard, [str(t) for t in targets[first:last]], options))
     try:
         written = sum(ray.get(refs))
-    except ray.exceptions.RayTaskError as e:
-        raise JobError(str(e.cause) if e.cause is not None else str(e)) from None
-    print(f"rvq.ray: wrote {written} images to {args.output}", file=sys.stderr)
+    except ray.exceptions.RayError as e:
+        raise JobError(_task_error(e)) from None
+    finally:
+        for stray in out.rglob(".*.tmp"):
+            stray.unlink()  # a PNG whose writer died before its rename
+    print(f"rvq.ray: wrote {written} images to {out}", file=sys.stderr)
     return 0
 
 
@@ -375,11 +444,12 @@ def run_eval(args: argparse.Namespace) -> int:
     options = {"model": args.model, "backend": args.backend}
     _init_ray(ray, args)
     task = ray.remote(eval_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
-    refs = [task.remote(args.archive, s, args.against, options) for s in _block_shards(args.archive, args.shards)]
+    archive, against = str(Path(args.archive).resolve()), str(Path(args.against).resolve())
+    refs = [task.remote(archive, s, against, options) for s in _block_shards(archive, args.shards)]
     try:
         rows = [row for part in ray.get(refs) for row in part]
-    except ray.exceptions.RayTaskError as e:
-        raise JobError(str(e.cause) if e.cause is not None else str(e)) from None
+    except ray.exceptions.RayError as e:
+        raise JobError(_task_error(e)) from None
     sse = sum(r[1] for r in rows)
     values = sum(r[2] for r in rows)
     mean_psnr = sum(-10 * math.log10(max(r[1] / r[2], 1e-12)) for r in rows) / max(len(rows), 1)
@@ -405,6 +475,24 @@ def _init_ray(ray: Any, args: argparse.Namespace) -> None:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
 
 
+def _ranged(low: int, high: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
+        return value
+
+    return parse
+
+
+def _task_error(e: Exception) -> str:
+    """A task's failure in one line: the library's message, or what Ray says of a dead worker
+    or node once its retries are spent."""
+    cause = getattr(e, "cause", None)
+    text = str(cause) if cause is not None else str(e)
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rvq.ray", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -427,19 +515,20 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--work-dir", required=True)
     e.add_argument("--force", action="store_true", help="overwrite the output")
     e.add_argument("--skip-bad", action="store_true", help="leave unreadable files out instead of stopping")
-    e.add_argument("--quality", type=int)
+    e.add_argument("--quality", type=_ranged(0, 100))
     e.add_argument("--psnr", type=float)
-    e.add_argument("--codebooks", type=int)
-    e.add_argument("--beam", type=int)
-    e.add_argument("--refine", type=int)
+    e.add_argument("--codebooks", type=_ranged(1, 64))
+    e.add_argument("--beam", type=_ranged(1, 64))
+    e.add_argument("--refine", type=_ranged(1, 64))
     e.add_argument("--no-entropy", action="store_true")
     e.add_argument("--no-names", action="store_true")
+    e.add_argument("--strict", action="store_true", help="refuse images with an alpha channel")
 
     d = sub.add_parser("decode", help="decode an archive to PNGs, blocks spread over tasks")
     common(d)
     d.add_argument("archive")
-    d.add_argument("-o", "--output", required=True)
-    d.add_argument("--work-dir", help="unused by decode; accepted for symmetry")
+    d.add_argument("-o", "--output", required=True, help="the folder to write the PNGs into")
+    d.add_argument("--force", action="store_true", help="overwrite existing files")
 
     v = sub.add_parser("eval", help="PSNR of an archive against its originals, summed per task")
     common(v)
@@ -453,7 +542,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run = {"encode": run_encode, "decode": run_decode, "eval": run_eval}[args.command]
     try:
         return run(args)
-    except (JobError, rvq.RvqError, OSError) as e:
+    except (JobError, rvq.RvqError, OSError, ValueError) as e:
         print(f"rvq.ray: {e}", file=sys.stderr)
         return 1
 

@@ -95,6 +95,11 @@ fn to_rgb(
             pixels.len()
         )));
     }
+    // The limits every reader applies (an image past them would make an archive no reader
+    // takes), before the pixels are copied.
+    let what = PathBuf::from(format!("image {position}"));
+    rvq::image_io::check_size(&what, width as u64, height as u64, &Limits::default())
+        .map_err(to_py)?;
     let rgb: Vec<u8> = match channels {
         1 => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
         3 => pixels.to_vec(),
@@ -103,8 +108,7 @@ fn to_rgb(
             .flat_map(|p| [p[0], p[1], p[2]])
             .collect(),
     };
-    let size = |v: usize| u32::try_from(v).map_err(|_| InputError::new_err("image too large"));
-    Rgb::new(size(width)?, size(height)?, rgb).map_err(to_py)
+    Rgb::new(width as u32, height as u32, rgb).map_err(to_py)
 }
 
 /// Images as the package passes them: (pixels, height, width, channels) each.
@@ -120,7 +124,15 @@ fn images_of(images: Vec<Pixels>) -> PyResult<Vec<Rgb>> {
 
 /// The rate `rvq encode` takes from the same flags: a quality (default 90), a PSNR target, or
 /// with `codebooks` alone every cell at that depth; `codebooks` caps the other two.
-fn rate_of(quality: Option<u8>, psnr: Option<f64>, codebooks: Option<usize>) -> PyResult<Rate> {
+fn rate_of(quality: Option<i64>, psnr: Option<f64>, codebooks: Option<usize>) -> PyResult<Rate> {
+    let quality = quality
+        .map(|q| {
+            u8::try_from(q)
+                .ok()
+                .filter(|&q| q <= 100)
+                .ok_or_else(|| PyValueError::new_err(format!("quality {q}: expected 0 to 100")))
+        })
+        .transpose()?;
     Ok(match (quality, psnr, codebooks) {
         (Some(_), Some(_), _) => {
             return Err(PyValueError::new_err("give quality or psnr, not both"));
@@ -139,6 +151,7 @@ fn rate_of(quality: Option<u8>, psnr: Option<f64>, codebooks: Option<usize>) -> 
 #[pyclass(module = "rvq._rvq", frozen)]
 struct Codec {
     model: Mutex<Model>,
+    fingerprint: String,
     backend: Backend,
     batch: usize,
     description: String,
@@ -165,6 +178,7 @@ impl Codec {
             .detach(|| Model::load_or_default(model.as_deref(), &device))
             .map_err(to_py)?;
         Ok(Self {
+            fingerprint: rvq::archive::hex(loaded.fingerprint()),
             model: Mutex::new(loaded),
             backend: chosen.backend,
             batch: chosen.backend.default_batch(),
@@ -187,7 +201,7 @@ impl Codec {
     /// The model's fingerprint (hex), which its archives carry.
     #[getter]
     fn fingerprint(&self) -> String {
-        rvq::archive::hex(self.model().fingerprint())
+        self.fingerprint.clone()
     }
 
     /// The archive of `images` (see the package's `encode`), as `rvq encode` writes it for
@@ -199,7 +213,7 @@ impl Codec {
         py: Python<'py>,
         images: Vec<Pixels>,
         names: Option<Vec<String>>,
-        quality: Option<u8>,
+        quality: Option<i64>,
         psnr: Option<f64>,
         codebooks: Option<usize>,
         beam: Option<usize>,
@@ -217,6 +231,15 @@ impl Codec {
             )));
         }
         let defaults = EncodeOptions::default();
+        for (what, value) in [("beam", beam), ("refine", refine)] {
+            if let Some(v) = value
+                && !(1..=64).contains(&v)
+            {
+                return Err(PyValueError::new_err(format!(
+                    "{what} {v}: expected 1 to 64"
+                )));
+            }
+        }
         let opts = EncodeOptions {
             rate: rate_of(quality, psnr, codebooks)?,
             names: names.is_some(),
@@ -264,9 +287,9 @@ impl Codec {
     fn blocks(slf: &Bound<'_, Self>, data: Vec<u8>) -> PyResult<Blocks> {
         let reader = ArchiveReader::new(std::io::Cursor::new(data), &Limits::default())
             .map_err(format_err)?;
-        slf.get()
-            .model()
-            .check_header(reader.header(), "given")
+        let codec = slf.get();
+        slf.py()
+            .detach(|| codec.model().check_header(reader.header(), "given"))
             .map_err(to_py)?;
         Ok(Blocks {
             codec: slf.clone().unbind(),
@@ -311,6 +334,21 @@ struct Blocks {
 
 #[pymethods]
 impl Blocks {
+    /// Reads (and checks) the next `count` blocks without decoding them.
+    fn skip(&self, py: Python<'_>, count: u64) -> PyResult<()> {
+        py.detach(|| {
+            let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+            for _ in 0..count.saturating_mul(rvq::archive::BLOCK_RECORDS) {
+                match reader.next() {
+                    Some(record) => drop(record?),
+                    None => break,
+                }
+            }
+            Ok(())
+        })
+        .map_err(format_err)
+    }
+
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
@@ -352,23 +390,22 @@ impl Blocks {
 
 /// What `rvq info --json` reports of the archive `data` (no model needed), as JSON text.
 #[pyfunction]
-fn archive_info(data: &[u8]) -> PyResult<String> {
-    let archive = Archive::parse(data, &Limits::default()).map_err(format_err)?;
-    let info = archive.info().map_err(format_err)?;
+fn archive_info(py: Python<'_>, data: &[u8]) -> PyResult<String> {
+    let info = py
+        .detach(|| Archive::parse(data, &Limits::default())?.info())
+        .map_err(format_err)?;
     serde_json::to_string(&info).map_err(|e| RvqError::new_err(e.to_string()))
 }
 
 /// The archive's image count, block count and stored names (None where names are off).
 #[pyfunction]
-fn archive_layout(data: &[u8]) -> PyResult<(u64, u64, Vec<Option<String>>)> {
-    let archive = Archive::parse(data, &Limits::default()).map_err(format_err)?;
-    let names = archive
-        .records()
-        .map_err(format_err)?
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    Ok((archive.image_count, archive.block_count(), names))
+fn archive_layout(py: Python<'_>, data: &[u8]) -> PyResult<(u64, u64, Vec<Option<String>>)> {
+    py.detach(|| {
+        let archive = Archive::parse(data, &Limits::default())?;
+        let names = archive.records()?.into_iter().map(|r| r.name).collect();
+        Ok((archive.image_count, archive.block_count(), names))
+    })
+    .map_err(format_err)
 }
 
 /// One archive of the `parts` (same model and settings), in order: what `rvq merge` writes.
@@ -414,8 +451,9 @@ fn png<'py>(py: Python<'py>, image: Pixels) -> PyResult<Bound<'py, PyBytes>> {
 /// The PNG files under `inputs` (files as given, folders searched), sorted: the list `rvq
 /// encode` encodes, in its order.
 #[pyfunction]
-fn collect_images(inputs: Vec<PathBuf>) -> PyResult<Vec<PathBuf>> {
-    rvq::data::collect_images(&inputs, false).map_err(to_py)
+fn collect_images(py: Python<'_>, inputs: Vec<PathBuf>) -> PyResult<Vec<PathBuf>> {
+    py.detach(|| rvq::data::collect_images(&inputs, false))
+        .map_err(to_py)
 }
 
 #[pymodule]

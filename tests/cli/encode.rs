@@ -231,11 +231,14 @@ fn quality_and_psnr_flags_are_checked_and_shortfalls_said() {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 2, "{err}");
-    assert!(
-        lines
-            .iter()
-            .all(|l| l.starts_with("rvq: ") && l.contains(": reaches")),
-        "{err}"
-    );
+    // The two busiest 32×32 crops, by name (the library's test checks that no other image
+    // falls short).
+    for (line, name) in lines.iter().zip(["astronaut-32.png", "coffee-32.png"]) {
+        assert!(
+            line.starts_with(&format!("rvq: {name}: reaches"))
+                && line.contains("short of --psnr 24"),
+            "{err}"
+        );
+    }
     assert!(archive.exists());
 }

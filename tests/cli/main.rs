@@ -2,7 +2,7 @@
 //! builder and checks of `support`. Against bad input each case gets a one-line error naming
 //! the file and the problem, a non-zero exit, no panic, and no output file left behind; the
 //! happy paths run the shipped model on the samples. Rate control's own properties are the
-//! library's tests (`crates/rvq/src/rate.rs`); here only what a user of the command sees.
+//! library's tests (`crates/rvq/src/tests/rate.rs`); here only what a user of the command sees.
 
 mod archive;
 mod decode;

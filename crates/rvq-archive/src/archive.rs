@@ -4,7 +4,7 @@
 use crate::block::{self, BLOCK_RECORDS, BlockIndices, index_bytes};
 use crate::{
     ArchiveError, Cursor, EmbeddedCodebook, Entry, Header, Limits, Record, Result, VERSION,
-    VERSION_1, decode_entry, parse_entry, parse_header, write_header, write_record,
+    VERSION_1, decode_entry, hex, parse_entry, parse_header, write_header, write_record,
 };
 
 /// Serialises `header` and `records` into a complete archive (of the header's version).
@@ -278,7 +278,6 @@ pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
                 theirs,
             })
         };
-        let hex = |f: &[u8]| f.iter().map(|b| format!("{b:02x}")).collect::<String>();
         if h.fingerprint != first.fingerprint {
             return differs(
                 "model fingerprint",

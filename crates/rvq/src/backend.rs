@@ -124,6 +124,9 @@ impl Backend {
 
 const CPU_BATCH: usize = 64;
 
+/// What choosing the GPU says in a build without it.
+const NO_GPU_BUILD: &str = "wgpu: this build of rvq has no GPU backend (the `wgpu` feature is off)";
+
 fn choose(backend: Backend) -> Result<Chosen> {
     let cpu = || Chosen {
         device: Device::flex(),
@@ -141,7 +144,7 @@ fn choose(backend: Backend) -> Result<Chosen> {
                 Error::Backend(if cfg!(feature = "wgpu") {
                     "wgpu: no wgpu adapter found (no GPU driver, no Vulkan ICD)".into()
                 } else {
-                    "wgpu: this build of rvq has no GPU backend (the `wgpu` feature is off)".into()
+                    NO_GPU_BUILD.into()
                 })
             })?;
             wgpu_device(first)
@@ -155,9 +158,7 @@ fn choose(backend: Backend) -> Result<Chosen> {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device(_: &Adapter) -> Result<Chosen> {
-    Err(Error::Backend(
-        "wgpu: this build of rvq has no GPU backend (the `wgpu` feature is off)".into(),
-    ))
+    Err(Error::Backend(NO_GPU_BUILD.into()))
 }
 
 #[cfg(feature = "wgpu")]

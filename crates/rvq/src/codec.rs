@@ -25,10 +25,10 @@ pub struct EncodeOptions {
     pub embed_codebook: Option<CodebookDType>,
     /// Most images per inference batch.
     pub batch_size: usize,
-    /// Beam width of the residual search (1: greedy); see [`crate::quantizer::quantize_beam`].
+    /// Beam width of the residual search (1: greedy); see the README (`--beam`).
     pub beam: usize,
     /// Entries of its last codebook each cell tries by decoding them, after rate control
-    /// (1: none; see [`crate::refine`]).
+    /// (1: none; see the README, `--refine`).
     pub refine: usize,
     /// Range-code the indices of each block where that is shorter than packing them
     /// (docs/FORMAT.md, payload coder 1); off, archives stay readable by rvq before it.

@@ -33,7 +33,7 @@ pub struct ModelConfig {
     /// False for a plain autoencoder (the study's baseline): no codebooks, no indices.
     pub quantize: bool,
     /// A linear patch projection under the convolutional encoder and decoder (see
-    /// [`crate::model::RvqVae`]); absent from configurations written before it existed.
+    /// the network); absent from configurations written before it existed.
     #[serde(default)]
     pub linear_path: bool,
     /// The decoder's convolutional branch is told each cell's depth (how many codebooks its

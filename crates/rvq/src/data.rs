@@ -1,6 +1,7 @@
 //! Training and evaluation data: CIFAR-10 in its official binary layout, or a folder of images
-//! (listed by [`collect_images`]) cut into random crops. Images are held as 8-bit planar RGB (`[3][h][w]`), as CIFAR stores
-//! them, and turned into `[b, 3, h, w]` tensors in [0, 1] a batch at a time.
+//! (listed by [`collect_images`]) cut into random crops. Images are held as 8-bit planar RGB
+//! (`[3][h][w]`), as CIFAR stores them, and turned into `[b, 3, h, w]` tensors in [0, 1] a
+//! batch at a time.
 
 use std::path::{Path, PathBuf};
 

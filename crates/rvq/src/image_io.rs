@@ -9,9 +9,9 @@ use image::{ImageFormat, ImageReader};
 
 use crate::error::{Error, Result, SizeLimit};
 
+pub use crate::files::{write_atomic, write_atomic_with};
 /// Allocation limits for decoded images, checked against a file's header before decoding:
 /// the same limits the archive reader applies.
-pub use crate::files::{write_atomic, write_atomic_with};
 pub use rvq_archive::Limits;
 
 /// An 8-bit RGB image, interleaved, row-major: always at least one pixel, and exactly

@@ -164,7 +164,7 @@ impl Model {
     /// Quantizes images `[b, 3, h, w]` with the first `depth` codebooks, by a beam search of
     /// width `beam` (1: greedy; see [`quantizer::quantize_beam`]). Returns, per image, the
     /// indices level by level, each level in row-major grid order, and the grid size.
-    pub fn encode_indices(
+    pub(crate) fn encode_indices(
         &self,
         images: Tensor<4>,
         depth: usize,
@@ -179,7 +179,7 @@ impl Model {
     /// Rebuilds images `[b, 3, h·f, w·f]` from indices laid out as [`Model::encode_indices`]
     /// returns them (each image: levels of `h·w` indices, of which the first `depth` are
     /// used).
-    pub fn decode_indices(
+    pub(crate) fn decode_indices(
         &self,
         indices: &[Vec<u32>],
         grid: (usize, usize),
@@ -193,7 +193,7 @@ impl Model {
     /// indices of the codebook, as the encoder and the archive reader leave them). The levels a cell
     /// skips add exact zeros, so a cell at full depth decodes as [`Model::decode_indices`]
     /// decodes it.
-    pub fn decode_cells(
+    pub(crate) fn decode_cells(
         &self,
         indices: &[Vec<u32>],
         depths: Option<&[Vec<u8>]>,

@@ -12,9 +12,9 @@
 //! [`Rgb`] and [`Error`]; `examples/round_trip.rs` uses them in under 40 lines.
 //!
 //! Four modules are public besides: [`image_io`] (PNG and JPEG in, PNG out, limits, atomic
-//! files), [`data`] (CIFAR-10 and image-folder data sets), [`train`] (the training loop,
-//! checkpoints and model cards) and [`eval`] (quality measures). The rest, one module per
-//! concept, is the crate's own:
+//! files), [`data`] (CIFAR-10 and image-folder data sets), `train` (the training loop,
+//! checkpoints and model cards; with the `train` feature) and [`eval`] (quality measures).
+//! The rest, one module per concept, is the crate's own:
 //!
 //! - `config`: the model's architecture and quantizer geometry ([`ModelConfig`]);
 //! - `model`: the network, loading and saving model folders, the fingerprint ([`Model`]);
@@ -34,7 +34,8 @@
 //! - `error`: the library's typed errors, which name no command-line flags ([`Error`]).
 //!
 //! Features, all on by default: `wgpu` (the GPU backend), `train` (autodiff, optimisers and
-//! [`train`]) and `embedded-model` (the default model compiled in, `Model::load_default`).
+//! the `train` module) and `embedded-model` (the default model compiled in,
+//! `Model::load_default`).
 //! With none of them the crate is a CPU-only codec that loads its model from a folder;
 //! `docs/BENCHMARKS.md` ("A CPU-only build") measures what that saves.
 //!
@@ -68,9 +69,9 @@ mod refine;
 pub mod train;
 
 // The tests share helpers with the integration tests, which name the crate `rvq`.
-#[cfg(test)]
+#[cfg(all(test, feature = "train", feature = "embedded-model"))]
 extern crate self as rvq;
-#[cfg(test)]
+#[cfg(all(test, feature = "train", feature = "embedded-model"))]
 mod tests;
 
 pub use backend::{Adapter, Backend, Chosen};
@@ -78,9 +79,9 @@ pub use budget::Budget;
 pub use codec::{EncodeOptions, EncodeWriter, Encoder, Named, Shortfall};
 pub use config::{ModelConfig, Upsample};
 pub use decode::{Decoder, Images};
-pub use error::{Error, Result};
+pub use error::{Error, Result, SizeLimit};
 pub use image_io::Rgb;
 pub use model::Model;
-pub use rate::Rate;
+pub use rate::{Rate, Target};
 /// The archive format (integers and bytes only; no dependency on burn).
 pub use rvq_archive as archive;

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::budget::Budget;
 use crate::config::{ModelConfig, Upsample};
 use crate::error::{Error, Result};
+#[cfg(feature = "train")]
 use crate::files::write_atomic;
 use crate::quantizer;
 
@@ -177,6 +178,7 @@ impl RvqVae {
             .collect();
     }
 
+    #[cfg(feature = "train")]
     /// Sets the linear path to the orthonormal `basis` (`[d][3·f²]` row-major: row i is the
     /// i-th principal direction of pixel-unshuffled patches) around the patch `mean`
     /// (`[3·f²]`): the encoder computes basis·(x − mean), the decoder basisᵀ·z + mean. No-op
@@ -304,6 +306,7 @@ impl RvqVae {
         self.codebooks.as_ref().map(|p| p.val())
     }
 
+    #[cfg(feature = "train")]
     /// Replaces the codebooks (the trainer's EMA step does this after every batch).
     pub fn set_codebooks(&mut self, codebooks: Tensor<3>) {
         if let Some(p) = self.codebooks.take() {
@@ -522,9 +525,10 @@ impl Model {
         })
     }
 
+    #[cfg(feature = "train")]
     /// Writes the network and configuration into `dir` (created if missing); returns the
     /// fingerprint of the weights written.
-    pub fn save_net(
+    pub(crate) fn save_net(
         net: &RvqVae,
         config: &ModelConfig,
         dir: &Path,

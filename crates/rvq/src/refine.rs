@@ -8,8 +8,9 @@
 //! level it uses nearest its residual there and keeps the one whose decoded block is closest to
 //! the image's pixels (compared before rounding to 8 bits, so that backends agree at near
 //! ties). It runs after rate control has chosen each cell's depth (every cell at the archive's
-//! depth without a target), so a cell's last level is the one it is decoded with. The archive and the decoder do not change: the indices are simply different
-//! ones, so any reader decodes them.
+//! depth without a target), so a cell's last level is the one it is decoded with. The archive
+//! and the decoder do not change: the indices are simply different ones, so any reader decodes
+//! them.
 //!
 //! A cell's block also depends on its neighbours' entries (the decoder's convolutions reach
 //! about two cells across), so the cells are tried in four interleaved classes (row and column
@@ -116,7 +117,7 @@ pub(crate) fn refine_last_levels(
 }
 
 /// Each image's error per cell, as the given indices decode.
-type CellErrors<'a> = dyn Fn(&[Vec<u32>]) -> Result<Vec<Vec<f64>>> + 'a;
+type DecodeErrors<'a> = dyn Fn(&[Vec<u32>]) -> Result<Vec<Vec<f64>>> + 'a;
 
 /// What one refinement searches: each cell's candidate entries and where they go.
 struct Search {
@@ -137,7 +138,7 @@ impl Search {
         class: usize,
         current: &mut [Vec<u32>],
         errors: &[Vec<f64>],
-        decode_errors: &CellErrors,
+        decode_errors: &DecodeErrors,
     ) -> Result<()> {
         let (cells, gw, slots) = (self.cells, self.columns, &self.slots);
         let in_class = |c: &usize| ((c / gw) % 2) * 2 + (c % gw) % 2 == class;
@@ -221,7 +222,7 @@ fn nearest_entries(
     Ok(out)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "embedded-model"))]
 mod tests {
     use super::*;
 

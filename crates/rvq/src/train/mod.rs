@@ -8,6 +8,8 @@ mod checkpoint;
 mod options;
 mod start;
 
+/// A codebook's usage, as training reports it ([`Event`], [`ModelCard`]).
+pub use crate::codebooks::CodebookStats;
 pub use card::{Event, ModelCard};
 pub use checkpoint::has_checkpoint;
 pub use options::{Init, TrainOptions};
@@ -28,7 +30,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
-use crate::codebooks::{CodebookStats, EmaCodebooks};
+use crate::codebooks::EmaCodebooks;
 use crate::data::{ImageSet, Splits};
 use crate::error::{Error, Result};
 use crate::eval::{self, DepthQuality};
