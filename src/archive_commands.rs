@@ -83,7 +83,7 @@ fn stdin_image(a: &EncodeArgs, limits: &Limits) -> Result<Option<Named>> {
         return Ok(None);
     }
     let bytes = read_input(&a.inputs[0])?;
-    let loaded = image_io::decode_rgb(&bytes, Path::new("<stdin>"), limits, false)?;
+    let loaded = image_io::decode_rgb(&bytes, Path::new("<stdin>"), limits)?;
     if loaded.had_alpha && a.strict {
         return Err(rvq::Error::Alpha {
             path: "<stdin>".into(),
@@ -122,7 +122,7 @@ fn listed_inputs(a: &EncodeArgs) -> Result<Vec<PathBuf>> {
 /// The PNG files under `inputs`, sorted, cut to `--shard`'s slice, each probed against the
 /// limits before any is read, so a bad file is refused before the model loads.
 fn input_files(a: &EncodeArgs, inputs: &[PathBuf], limits: &Limits) -> Result<Vec<PathBuf>> {
-    let mut files = rvq::data::collect_images(inputs, false)?;
+    let mut files = rvq::data::collect_images(inputs)?;
     if files.is_empty() {
         anyhow::bail!("no PNG files found in the inputs given");
     }

@@ -111,7 +111,8 @@ pub(crate) struct EncodeArgs {
     /// each encode a slice; `rvq merge` of slices 1..N gives the archive of all.
     #[arg(long, value_parser = parse_shard)]
     pub(crate) shard: Option<(usize, usize)>,
-    /// PNG files or folders (searched recursively for .png), or - for one PNG on standard input.
+    /// PNG, JPEG or WebP files or folders (searched recursively for .png, .jpg, .jpeg and .webp),
+    /// or - for one image on standard input.
     #[arg(required_unless_present = "files_from")]
     pub(crate) inputs: Vec<PathBuf>,
 }

@@ -503,7 +503,7 @@ mod tests {
         let load = |name: &str| {
             let path = root.join("samples").join(name);
             let bytes = std::fs::read(&path).unwrap();
-            image_io::decode_rgb(&bytes, &path, &image_io::Limits::default(), false)
+            image_io::decode_rgb(&bytes, &path, &image_io::Limits::default())
                 .unwrap()
                 .image
         };

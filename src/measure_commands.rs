@@ -100,7 +100,7 @@ fn eval_images(a: &EvalArgs, records: Option<&[Record]>) -> Result<Vec<image_io:
                         a.data.display()
                     )
                 })?;
-                Ok(image_io::read_rgb(&dir.join(name), &Limits::default(), false)?.image)
+                Ok(image_io::read_rgb(&dir.join(name), &Limits::default())?.image)
             })
             .collect();
     }
@@ -108,11 +108,11 @@ fn eval_images(a: &EvalArgs, records: Option<&[Record]>) -> Result<Vec<image_io:
         let set = rvq::data::cifar_test(&a.data)?.take(a.limit);
         return Ok((0..set.len()).map(|i| set.rgb(i)).collect());
     }
-    let files = rvq::data::collect_images(std::slice::from_ref(&a.data), false)?;
+    let files = rvq::data::collect_images(std::slice::from_ref(&a.data))?;
     Ok(files
         .iter()
         .take(a.limit)
-        .map(|f| Ok(image_io::read_rgb(f, &Limits::default(), false)?.image))
+        .map(|f| Ok(image_io::read_rgb(f, &Limits::default())?.image))
         .collect::<rvq::Result<_>>()?)
 }
 

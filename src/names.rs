@@ -66,7 +66,7 @@ pub(crate) fn read_inputs(
     files
         .iter()
         .map(|f| {
-            let loaded = image_io::read_rgb(f, limits, false)?;
+            let loaded = image_io::read_rgb(f, limits)?;
             if loaded.had_alpha {
                 if strict {
                     return Err(Error::Alpha { path: f.clone() });

@@ -4,10 +4,10 @@
     python -m rvq.ray decode -o OUTDIR ARCHIVE
     python -m rvq.ray eval ARCHIVE --against DIR
 
-``encode`` lists the files as ``rvq encode`` does (PNG files under the inputs, sorted, plus
-``--files-from``), cuts the list into N contiguous shards and encodes each in one task, which
-loads the model once and writes ``DIR/parts/part-NNNNN.rvq`` under a temporary name, renamed
-when complete. ``DIR/manifest.json`` records the file list's hash, N, the model's fingerprint,
+``encode`` lists the files as ``rvq encode`` does (PNG, JPEG and WebP files under the inputs,
+sorted, plus ``--files-from``), cuts the list into N contiguous shards and encodes each in one
+task, which loads the model once and writes ``DIR/parts/part-NNNNN.rvq`` under a temporary
+name, renamed when complete. ``DIR/manifest.json`` records the file list's hash, N, the model's fingerprint,
 the options and the format of the work folder; a rerun of the same command keeps the parts
 that are there and valid and redoes only the others, and a manifest that does not match is
 refused. The parts are then merged, in order, into OUT: byte for byte the archive ``rvq
@@ -509,7 +509,7 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("encode", help="encode files into one archive, a shard per task")
     common(e)
-    e.add_argument("inputs", nargs="*", help="PNG files or folders")
+    e.add_argument("inputs", nargs="*", help="PNG, JPEG or WebP files, or folders")
     e.add_argument("--files-from", help="also the files and folders listed here, one per line")
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--work-dir", required=True)

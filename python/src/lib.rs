@@ -427,12 +427,12 @@ fn truncate<'py>(py: Python<'py>, data: &[u8], codebooks: u32) -> PyResult<Bound
     Ok(PyBytes::new(py, &cut))
 }
 
-/// The image at `path` read as `rvq encode` reads it (PNG; gray, 16-bit and alpha converted
-/// the same way), and whether it had an alpha channel.
+/// The image at `path` read as `rvq encode` reads it (PNG, JPEG or WebP; gray, 16-bit, alpha
+/// and EXIF orientation handled the same way), and whether it had an alpha channel.
 #[pyfunction]
 fn read_image(py: Python<'_>, path: PathBuf) -> PyResult<(Image<'_>, bool)> {
     let loaded = py
-        .detach(|| rvq::image_io::read_rgb(&path, &Limits::default(), false))
+        .detach(|| rvq::image_io::read_rgb(&path, &Limits::default()))
         .map_err(to_py)?;
     Ok((to_image(py, loaded.image), loaded.had_alpha))
 }
@@ -448,11 +448,11 @@ fn png<'py>(py: Python<'py>, image: Pixels) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(py, &bytes))
 }
 
-/// The PNG files under `inputs` (files as given, folders searched), sorted: the list `rvq
+/// The image files under `inputs` (files as given, folders searched), sorted: the list `rvq
 /// encode` encodes, in its order.
 #[pyfunction]
 fn collect_images(py: Python<'_>, inputs: Vec<PathBuf>) -> PyResult<Vec<PathBuf>> {
-    py.detach(|| rvq::data::collect_images(&inputs, false))
+    py.detach(|| rvq::data::collect_images(&inputs))
         .map_err(to_py)
 }
 

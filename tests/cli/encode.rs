@@ -1,4 +1,5 @@
-//! `rvq encode`: bad inputs refused with nothing written, rate control as the user sees it, range coding.
+//! `rvq encode`: PNG, JPEG and WebP inputs; bad inputs refused with nothing written; rate
+//! control as the user sees it; range coding.
 
 use std::path::Path;
 
@@ -14,6 +15,46 @@ fn not_a_png_is_refused_and_nothing_written() {
     let out = dir.path().join("o.rvq");
     encode_fails(&out, &txt, "notes.png: not a readable image: not a PNG");
     no_files_but(dir.path(), &[&txt]);
+}
+
+/// Photographs as people hold them: a folder of JPEG and WebP files (and a PNG) encodes, each
+/// stored under its own name; a corrupt JPEG is one line naming it, and nothing is written.
+#[test]
+fn a_folder_of_jpeg_and_webp_photographs_encodes_and_a_corrupt_jpeg_is_named() {
+    let dir = TempDir::new().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    let sample = image::open(samples().join("chelsea.png"))
+        .unwrap()
+        .to_rgb8();
+    sample
+        .save_with_format(photos.join("cat.jpg"), image::ImageFormat::Jpeg)
+        .unwrap();
+    sample
+        .save_with_format(photos.join("cat.webp"), image::ImageFormat::WebP)
+        .unwrap();
+    std::fs::copy(samples().join("coffee.png"), photos.join("coffee.png")).unwrap();
+    let out = dir.path().join("p.rvq");
+    rvq()
+        .args(["encode", "--backend", "cpu", "-o"])
+        .arg(&out)
+        .arg(&photos)
+        .assert()
+        .success();
+    let info = info_json(&out);
+    let names: Vec<&str> = info["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cat.jpg", "cat.webp", "coffee.png"]);
+
+    let jpeg = std::fs::read(photos.join("cat.jpg")).unwrap();
+    std::fs::write(photos.join("broken.jpg"), &jpeg[..20]).unwrap();
+    let again = dir.path().join("q.rvq");
+    encode_fails(&again, &photos, "broken.jpg: not a readable image");
+    assert!(!again.exists());
 }
 
 #[test]

@@ -7,7 +7,7 @@ use rvq::{Backend, Decoder, EncodeOptions, Encoder, Model, Named, Rgb};
 /// The archive's bytes and the decoded image's PSNR (dB) for the PNG at `path`.
 pub fn round_trip(path: &std::path::Path) -> rvq::Result<(usize, f64)> {
     let model = Model::load_default(&Backend::Cpu.choose()?.device)?;
-    let image: Rgb = read_rgb(path, &Limits::default(), false)?.image;
+    let image: Rgb = read_rgb(path, &Limits::default())?.image;
     let named = Named {
         name: "image.png".into(),
         image: image.clone(),

@@ -211,7 +211,7 @@ pub fn load_training(
             valid,
         });
     }
-    let files = collect_images(&[path.to_path_buf()], true)?;
+    let files = collect_images(&[path.to_path_buf()])?;
     let all = crops_from_files(&files, CIFAR_SIDE, crops, rng)?;
     let mut train = ImageSet {
         size: CIFAR_SIDE,
@@ -255,7 +255,7 @@ pub fn crops_from_files(
     };
     for f in files {
         // The folder walk collected JPEGs too (training data need not be lossless).
-        let img = image_io::read_rgb(f, &image_io::Limits::default(), true)?.image;
+        let img = image_io::read_rgb(f, &image_io::Limits::default())?.image;
         let (w, h) = (img.width() as usize, img.height() as usize);
         if w < size || h < size {
             return Err(Error::BadData {
@@ -295,9 +295,10 @@ pub fn synthetic(width: u32, height: u32, seed: u32) -> Result<image_io::Rgb> {
 }
 
 /// Expands `inputs` (files and folders) into the image files to process: folders are
-/// searched recursively for `.png` files (and `.jpg`/`.jpeg` with `allow_jpeg`), files are
-/// taken as given. The result is sorted, so archives built from it are reproducible.
-pub fn collect_images(inputs: &[PathBuf], allow_jpeg: bool) -> Result<Vec<PathBuf>> {
+/// searched recursively for PNG, JPEG and WebP files (by extension,
+/// [`image_io::EXTENSIONS`]), files are taken as given. The result is sorted, so archives
+/// built from it are reproducible.
+pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for input in inputs {
         let meta = std::fs::metadata(input).map_err(|e| Error::Io {
@@ -305,7 +306,7 @@ pub fn collect_images(inputs: &[PathBuf], allow_jpeg: bool) -> Result<Vec<PathBu
             source: e,
         })?;
         if meta.is_dir() {
-            walk(input, allow_jpeg, &mut out)?;
+            walk(input, &mut out)?;
         } else {
             out.push(input.clone());
         }
@@ -315,16 +316,16 @@ pub fn collect_images(inputs: &[PathBuf], allow_jpeg: bool) -> Result<Vec<PathBu
     Ok(out)
 }
 
-/// Every PNG (and, with `allow_jpeg`, JPEG) file below `dir`, following symbolic links; a
+/// Every PNG, JPEG and WebP file below `dir`, following symbolic links; a
 /// link back to a folder above it is an error, not an endless walk. A dangling link is
 /// skipped unless its name is an image's, which is listed and then fails when read, naming it.
-fn walk(dir: &Path, allow_jpeg: bool, out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let wanted = |path: &Path| {
         let ext = path
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        ext == "png" || (allow_jpeg && (ext == "jpg" || ext == "jpeg"))
+        image_io::EXTENSIONS.contains(&ext.as_str())
     };
     for entry in walkdir::WalkDir::new(dir).follow_links(true) {
         let entry = match entry {
@@ -367,7 +368,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("a")).unwrap();
         std::fs::write(dir.path().join("a/x.png"), b"not read here").unwrap();
         std::os::unix::fs::symlink(dir.path(), dir.path().join("a/up")).unwrap();
-        let err = collect_images(&[dir.path().to_path_buf()], false).unwrap_err();
+        let err = collect_images(&[dir.path().to_path_buf()]).unwrap_err();
         assert!(err.to_string().contains("loop"), "{err}");
         // A link elsewhere is followed.
         let other = tempfile::TempDir::new().unwrap();
@@ -377,7 +378,7 @@ mod tests {
         // A dangling link is skipped, unless it names an image (which then fails when read).
         std::os::unix::fs::symlink("/nonexistent/rvq", clean.path().join("stale")).unwrap();
         std::os::unix::fs::symlink("/nonexistent/z.png", clean.path().join("z.png")).unwrap();
-        let found = collect_images(&[clean.path().to_path_buf()], false).unwrap();
+        let found = collect_images(&[clean.path().to_path_buf()]).unwrap();
         assert_eq!(
             found,
             vec![clean.path().join("there/y.png"), clean.path().join("z.png")]

@@ -1,11 +1,12 @@
-//! Reading and writing images: PNG in (8/16-bit, gray/RGB/RGBA), PNG out, size limits checked
-//! before any pixel buffer is allocated, and edge-replicating padding to the grid factor; and
+//! Reading and writing images: PNG, JPEG and WebP in (8/16-bit, gray/RGB/RGBA, EXIF
+//! orientation applied), PNG out, size limits checked before any pixel buffer is allocated,
+//! and edge-replicating padding to the grid factor; and
 //! output files written atomically ([`write_atomic`]).
 
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{ImageFormat, ImageReader};
+use image::{ImageDecoder, ImageFormat, ImageReader};
 
 use crate::error::{Error, Result, SizeLimit};
 
@@ -68,52 +69,67 @@ pub struct Loaded {
     pub had_alpha: bool,
 }
 
-/// Reads a PNG (or, with `allow_jpeg`, a JPEG) into 8-bit RGB. The file's header is checked
-/// against `limits` before its pixels are decoded.
-pub fn read_rgb(path: &Path, limits: &Limits, allow_jpeg: bool) -> Result<Loaded> {
+/// The file extensions of the formats read ([`FORMATS`]), as folder walks look for them.
+pub const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
+
+/// The formats images are read from: PNG, JPEG and WebP, told apart by their first bytes.
+pub const FORMATS: [ImageFormat; 3] = [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::WebP];
+
+/// Reads a PNG, JPEG or WebP file into 8-bit RGB, turned upright as its EXIF orientation says.
+/// The file's header is checked against `limits` before its pixels are decoded.
+pub fn read_rgb(path: &Path, limits: &Limits) -> Result<Loaded> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         source: e,
     })?;
-    decode_rgb(&bytes, path, limits, allow_jpeg)
+    decode_rgb(&bytes, path, limits)
 }
 
 /// [`read_rgb`] on bytes already in memory; `path` names them in errors.
-pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &Limits, allow_jpeg: bool) -> Result<Loaded> {
+pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Loaded> {
     let bad = |reason: String| Error::BadImage {
         path: path.to_path_buf(),
-        reason,
+        reason: one_line(&reason),
     };
-    let format = sniff(bytes, path, allow_jpeg)?;
+    let format = sniff(bytes, path)?;
     let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| bad(e.to_string()))?;
     check_size(path, width as u64, height as u64, limits)?;
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_decoder()
+        .map_err(|e| bad(e.to_string()))?;
     let mut lim = image::Limits::default();
     lim.max_image_width = Some(limits.max_side);
     lim.max_image_height = Some(limits.max_side);
     lim.max_alloc = Some(limits.max_pixels.saturating_mul(16));
-    reader.limits(lim);
-    let img = reader.decode().map_err(|e| bad(e.to_string()))?;
+    decoder.set_limits(lim).map_err(|e| bad(e.to_string()))?;
+    // A camera's JPEG is often stored sideways with an EXIF note saying so; a missing or
+    // unreadable note leaves the image as stored, as viewers do.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
+    img.apply_orientation(orientation);
     let had_alpha = img.color().has_alpha();
-    let rgb = img.to_rgb8();
+    let (width, height) = (img.width(), img.height());
     Ok(Loaded {
         image: Rgb {
             width,
             height,
-            rgb: rgb.into_raw(),
+            rgb: img.to_rgb8().into_raw(),
         },
         had_alpha,
     })
 }
 
-/// Checks that `path` is a PNG within `limits`, reading only its header: a bad input is
-/// reported before any model is loaded or any pixel decoded. Returns width and height.
+/// Checks that `path` is a PNG, JPEG or WebP file within `limits`, reading only its header: a
+/// bad input is reported before any model is loaded or any pixel decoded. Returns width and
+/// height as stored (before any EXIF turn).
 pub fn probe(path: &Path, limits: &Limits) -> Result<(u32, u32)> {
     let bad = |reason: String| Error::BadImage {
         path: path.to_path_buf(),
-        reason,
+        reason: one_line(&reason),
     };
     let io = |e| Error::Io {
         path: path.to_path_buf(),
@@ -126,25 +142,31 @@ pub fn probe(path: &Path, limits: &Limits) -> Result<(u32, u32)> {
         &mut head,
     )
     .map_err(io)?;
-    sniff(&head, path, false)?;
+    let format = sniff(&head, path)?;
     let mut reader = ImageReader::open(path).map_err(io)?;
-    reader.set_format(ImageFormat::Png);
+    reader.set_format(format);
     let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
     check_size(path, w as u64, h as u64, limits)?;
     Ok((w, h))
 }
 
-/// The format of a file from its first bytes (never its name): PNG, or JPEG where allowed.
-fn sniff(head: &[u8], path: &Path, allow_jpeg: bool) -> Result<ImageFormat> {
+/// A decoder's message on one line: some end theirs with a newline or span several.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The format of a file from its first bytes (never its name): one of [`FORMATS`].
+fn sniff(head: &[u8], path: &Path) -> Result<ImageFormat> {
     let bad = |reason: String| Error::BadImage {
         path: path.to_path_buf(),
-        reason,
+        reason: one_line(&reason),
     };
     match image::guess_format(head) {
-        Ok(ImageFormat::Png) => Ok(ImageFormat::Png),
-        Ok(ImageFormat::Jpeg) if allow_jpeg => Ok(ImageFormat::Jpeg),
-        Ok(other) => Err(bad(format!("not a PNG file (looks like {other:?})"))),
-        Err(_) => Err(bad("not a PNG file".into())),
+        Ok(format) if FORMATS.contains(&format) => Ok(format),
+        Ok(other) => Err(bad(format!(
+            "not a PNG, JPEG or WebP file (looks like {other:?})"
+        ))),
+        Err(_) => Err(bad("not a PNG, JPEG or WebP file".into())),
     }
 }
 
@@ -230,6 +252,58 @@ pub fn from_planar_cropped(values: &[f32], pw: usize, ph: usize, width: u32, hei
 mod tests {
     use super::*;
 
+    /// `bytes` (a JPEG) with an EXIF block saying `orientation` inserted after its SOI marker.
+    fn with_exif_orientation(bytes: &[u8], orientation: u16) -> Vec<u8> {
+        // "Exif\0\0", then a big-endian TIFF header and one IFD entry: tag 0x0112 (orientation),
+        // type SHORT, count 1, the value, then no next IFD.
+        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+        exif.extend_from_slice(&orientation.to_be_bytes());
+        exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut out = bytes[..2].to_vec();
+        out.extend_from_slice(&[0xff, 0xe1]);
+        out.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&exif);
+        out.extend_from_slice(&bytes[2..]);
+        out
+    }
+
+    #[test]
+    fn jpeg_and_webp_are_read_and_turned_upright() {
+        // 16×8: left half dark, right half bright.
+        let pixels: Vec<u8> = (0..8 * 16)
+            .flat_map(|i| if i % 16 < 8 { [20u8; 3] } else { [230u8; 3] })
+            .collect();
+        let image = image::RgbImage::from_raw(16, 8, pixels.clone()).unwrap();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+            .encode_image(&image)
+            .unwrap();
+        let plain = decode_rgb(&jpeg, Path::new("x.jpg"), &Limits::default()).unwrap();
+        assert_eq!((plain.image.width(), plain.image.height()), (16, 8));
+        // Orientation 6: stored turned; shown after a quarter turn clockwise, so 8 wide, 16
+        // high, the dark half on top.
+        let turned = with_exif_orientation(&jpeg, 6);
+        let up = decode_rgb(&turned, Path::new("x.jpg"), &Limits::default()).unwrap();
+        assert_eq!((up.image.width(), up.image.height()), (8, 16));
+        let (top, bottom) = (up.image.pixels()[0], up.image.pixels()[15 * 8 * 3]);
+        assert!(top < 60 && bottom > 190, "{top} {bottom}");
+
+        let mut webp = Vec::new();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+            .encode(&pixels, 16, 8, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let back = decode_rgb(&webp, Path::new("x.webp"), &Limits::default()).unwrap();
+        assert_eq!(
+            back.image.pixels(),
+            &pixels[..],
+            "lossless WebP reads back exactly"
+        );
+
+        // A JPEG cut short in its header is one error naming the file, not a panic.
+        let err = decode_rgb(&jpeg[..20], Path::new("cut.jpg"), &Limits::default()).unwrap_err();
+        assert!(err.to_string().starts_with("cut.jpg"), "{err}");
+    }
+
     #[test]
     fn an_image_is_built_only_from_a_buffer_of_its_size() {
         let img = Rgb::new(2, 3, vec![7; 18]).unwrap();
@@ -269,14 +343,14 @@ mod tests {
             rgb: (0..60).map(|v| (v * 4) as u8).collect(),
         };
         let png = encode_png(&img).unwrap();
-        let back = decode_rgb(&png, Path::new("x.png"), &Limits::default(), false).unwrap();
+        let back = decode_rgb(&png, Path::new("x.png"), &Limits::default()).unwrap();
         assert_eq!(back.image, img);
         assert!(!back.had_alpha);
         let tight = Limits {
             max_side: 4,
             max_pixels: 100,
         };
-        let err = decode_rgb(&png, Path::new("x.png"), &tight, false).unwrap_err();
+        let err = decode_rgb(&png, Path::new("x.png"), &tight).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -303,13 +377,7 @@ mod tests {
             "x.png: 5×4 exceeds the limit of 16 pixels in all"
         );
         check_size(Path::new("x.png"), 4, 4, &by_count).unwrap();
-        let err = decode_rgb(
-            b"hello world",
-            Path::new("t.txt"),
-            &Limits::default(),
-            false,
-        )
-        .unwrap_err();
+        let err = decode_rgb(b"hello world", Path::new("t.txt"), &Limits::default()).unwrap_err();
         assert!(err.to_string().contains("not a PNG"), "{err}");
     }
 }

@@ -16,7 +16,7 @@ fn mosaic() -> Rgb {
     let tiles: Vec<Rgb> = ["chelsea.png", "coffee.png", "rocket.png", "astronaut.png"]
         .iter()
         .map(|n| {
-            crate::image_io::read_rgb(&dir.join(n), &Limits::default(), false)
+            crate::image_io::read_rgb(&dir.join(n), &Limits::default())
                 .unwrap()
                 .image
         })

@@ -102,12 +102,12 @@ pub fn sample_photographs() -> Vec<Named> {
     let samples =
         std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
             .join("../../samples");
-    let files = collect_images(std::slice::from_ref(&samples), false).unwrap();
+    let files = collect_images(std::slice::from_ref(&samples)).unwrap();
     files
         .iter()
         .map(|f| Named {
             name: f.file_name().unwrap().to_string_lossy().into_owned(),
-            image: rvq::image_io::read_rgb(f, &Limits::default(), false)
+            image: rvq::image_io::read_rgb(f, &Limits::default())
                 .unwrap()
                 .image,
         })
