@@ -4,13 +4,11 @@
 //! better overall.
 
 use burn::prelude::*;
-use rvq::Model;
-use rvq::Rate;
-use rvq::image_io::Rgb;
-use rvq::{Decoder, EncodeOptions, Encoder};
+use rvq::{EncodeOptions, Encoder, Model, Rate, Rgb};
 
 mod common;
-use common::sample_photographs;
+use common::encode;
+use common::{decode, sample_photographs};
 
 fn squared_error(a: &Rgb, b: &Rgb) -> u64 {
     assert_eq!((a.width(), a.height()), (b.width(), b.height()));
@@ -47,24 +45,9 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
             refine: 8,
             ..plain.clone()
         };
-        let a = Encoder::new(&model, plain.clone())
-            .unwrap()
-            .records(&images)
-            .unwrap();
-        let b = Encoder::new(&model, refined.clone())
-            .unwrap()
-            .records(&images)
-            .unwrap();
-        let header = Encoder::new(&model, plain.clone())
-            .unwrap()
-            .header()
-            .clone();
-        let da = Decoder::new(&model, 64)
-            .decode_records(&header, &a)
-            .unwrap();
-        let db = Decoder::new(&model, 64)
-            .decode_records(&header, &b)
-            .unwrap();
+        let (header, a) = encode(&model, &images, &plain);
+        let (_, b) = encode(&model, &images, &refined);
+        let (da, db) = (decode(&model, &header, &a), decode(&model, &header, &b));
 
         let (mut before, mut after, mut changed, mut shallow) = (0u64, 0u64, 0usize, 0usize);
         assert_eq!((a.len(), b.len()), (images.len(), images.len()));
@@ -117,19 +100,14 @@ fn a_missed_psnr_target_reports_the_refined_psnr() {
         refine: 8,
         ..EncodeOptions::default()
     };
-    let (records, short) = Encoder::new(&model, opts.clone())
-        .unwrap()
-        .records_reporting(&images)
-        .unwrap();
+    let encoder = Encoder::new(&model, opts.clone()).unwrap();
+    let (records, short) = encoder.records_reporting(&images).unwrap();
     assert_eq!(
         short.len(),
         images.len(),
         "60 dB is out of reach for every photograph"
     );
-    let header = Encoder::new(&model, opts.clone()).unwrap().header().clone();
-    let decoded = Decoder::new(&model, 64)
-        .decode_records(&header, &records)
-        .unwrap();
+    let decoded = decode(&model, encoder.header(), &records);
     let plain = EncodeOptions {
         refine: 1,
         ..opts.clone()

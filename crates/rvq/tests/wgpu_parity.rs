@@ -4,13 +4,10 @@
 //! seconds on lavapipe), so it encodes and decodes the samples once per backend, no more.
 
 use burn::prelude::*;
-use rvq::Model;
-use rvq::Rate;
-use rvq::{self, Backend};
-use rvq::{Decoder, EncodeOptions, Encoder};
+use rvq::{Backend, EncodeOptions, Model, Rate};
 
 mod common;
-use common::sample_photographs;
+use common::{decode, encode, sample_photographs};
 
 #[test]
 #[ignore = "needs a wgpu adapter: CI installs lavapipe (mesa-vulkan-drivers)"]
@@ -32,14 +29,8 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     };
     let on_cpu = Model::load_default(&cpu).unwrap();
     let on_gpu = Model::load_default(&gpu.device).unwrap();
-    let a = Encoder::new(&on_cpu, opts.clone())
-        .unwrap()
-        .records(&images)
-        .unwrap();
-    let b = Encoder::new(&on_gpu, opts.clone())
-        .unwrap()
-        .records(&images)
-        .unwrap();
+    let (header, a) = encode(&on_cpu, &images, &opts);
+    let (_, b) = encode(&on_gpu, &images, &opts);
     assert_eq!((a.len(), b.len()), (images.len(), images.len()));
     let (mut same, mut total) = (0usize, 0usize);
     for (ra, rb) in a.iter().zip(&b) {
@@ -55,16 +46,8 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     println!("index agreement wgpu vs cpu: {same}/{total} = {agreement:.5}");
     assert!(agreement >= 0.999, "only {agreement} of indices agree");
 
-    let header = Encoder::new(&on_cpu, opts.clone())
-        .unwrap()
-        .header()
-        .clone();
-    let da = Decoder::new(&on_cpu, 64)
-        .decode_records(&header, &a)
-        .unwrap();
-    let db = Decoder::new(&on_gpu, 64)
-        .decode_records(&header, &a)
-        .unwrap();
+    let da = decode(&on_cpu, &header, &a);
+    let db = decode(&on_gpu, &header, &a);
     let mut worst = 0u8;
     for (x, y) in da.iter().zip(&db) {
         assert_eq!((x.width(), x.height()), (y.width(), y.height()));
@@ -78,14 +61,8 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
     // The default encode chooses per-cell depths from decoded pixels: a cell at a near tie
     // may go the other way on the other backend, so compare the depth maps cell by cell.
     let q = EncodeOptions::default();
-    let a = Encoder::new(&on_cpu, q.clone())
-        .unwrap()
-        .records(&images)
-        .unwrap();
-    let b = Encoder::new(&on_gpu, q.clone())
-        .unwrap()
-        .records(&images)
-        .unwrap();
+    let (header, a) = encode(&on_cpu, &images, &q);
+    let (_, b) = encode(&on_gpu, &images, &q);
     assert_eq!((a.len(), b.len()), (images.len(), images.len()));
     let (mut same, mut total) = (0usize, 0usize);
     for (ra, rb) in a.iter().zip(&b) {
@@ -129,24 +106,10 @@ fn default_encodes_of_cifar_images_decode_alike_on_both_backends() {
     let on_cpu = Model::load_default(&Device::flex()).unwrap();
     let on_gpu = Model::load_default(&gpu.device).unwrap();
     let opts = EncodeOptions::default();
-    let a = Encoder::new(&on_cpu, opts.clone())
-        .unwrap()
-        .records(&images)
-        .unwrap();
-    let b = Encoder::new(&on_gpu, opts.clone())
-        .unwrap()
-        .records(&images)
-        .unwrap();
-    let header = Encoder::new(&on_cpu, opts.clone())
-        .unwrap()
-        .header()
-        .clone();
-    let da = Decoder::new(&on_cpu, 64)
-        .decode_records(&header, &a)
-        .unwrap();
-    let db = Decoder::new(&on_cpu, 64)
-        .decode_records(&header, &b)
-        .unwrap();
+    let (header, a) = encode(&on_cpu, &images, &opts);
+    let (_, b) = encode(&on_gpu, &images, &opts);
+    let da = decode(&on_cpu, &header, &a);
+    let db = decode(&on_cpu, &header, &b);
     let psnr = |x: &rvq::image_io::Rgb, y: &rvq::image_io::Rgb| {
         let se: f64 = x
             .pixels()

@@ -113,3 +113,25 @@ pub fn sample_photographs() -> Vec<Named> {
         })
         .collect()
 }
+
+/// The header and records an encode of `images` with `opts` on `model` gives.
+pub fn encode(
+    model: &rvq::Model,
+    images: &[Named],
+    opts: &rvq::EncodeOptions,
+) -> (rvq::archive::Header, Vec<rvq::archive::Record>) {
+    let encoder = rvq::Encoder::new(model, opts.clone()).unwrap();
+    let records = encoder.records(images).unwrap();
+    (encoder.header().clone(), records)
+}
+
+/// `records` of an archive with `header` decoded on `model`, 64 images a pass at most.
+pub fn decode(
+    model: &rvq::Model,
+    header: &rvq::archive::Header,
+    records: &[rvq::archive::Record],
+) -> Vec<rvq::Rgb> {
+    rvq::Decoder::new(model, 64)
+        .decode_records(header, records)
+        .unwrap()
+}
