@@ -149,6 +149,7 @@ fn encode_options(a: &EncodeArgs, batch: usize) -> Result<EncodeOptions> {
         batch_size: batch,
         beam: a.search.beam,
         refine: a.search.refine,
+        rate_search: a.search.rate_search(),
         entropy: !a.no_entropy,
         rate: match (a.quality, a.psnr, a.codebooks) {
             (Some(quality), _, max_codebooks) => Rate::Quality {

@@ -293,6 +293,28 @@ pub(crate) struct SearchArgs {
     /// decodes closest to the image (1: none). Slower to encode; archives decode as ever.
     #[arg(long, default_value_t = EncodeOptions::default().refine, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
     pub(crate) refine: usize,
+    /// How rate control (a quality or PSNR target) measures each cell's error at each depth:
+    /// `decoded` decodes at every depth (exact, and the cost of a target); `latent` takes the
+    /// residual left in the latent space (no decode; see docs/BENCHMARKS.md).
+    #[arg(long, value_enum, default_value_t = RateSearchArg::Decoded)]
+    pub(crate) rate_search: RateSearchArg,
+}
+
+/// The values of `--rate-search`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum RateSearchArg {
+    Decoded,
+    Latent,
+}
+
+impl SearchArgs {
+    /// The library's rate search for `--rate-search`.
+    pub(crate) fn rate_search(&self) -> rvq::RateSearch {
+        match self.rate_search {
+            RateSearchArg::Decoded => rvq::RateSearch::Decoded,
+            RateSearchArg::Latent => rvq::RateSearch::Latent,
+        }
+    }
 }
 
 #[derive(Args)]

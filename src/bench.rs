@@ -66,15 +66,14 @@ struct CodecBench<'a> {
     runs: usize,
 }
 
-/// Times encoding (beam width `beam`, `refine` candidates per cell; with `fixed_depth`,
+/// Times encoding (the `search` settings: beam, refinement, rate search; with `fixed_depth`,
 /// every cell at every codebook, otherwise the default per-cell rate control) and decoding
 /// at least 1,024 32×32 images, `batch` at a time, and one `large` image with `model`, and
 /// writing and reading an archive of 10,000 32×32 images, `runs` times each.
 pub fn run(
     model: &Model,
     batch: usize,
-    beam: usize,
-    refine: usize,
+    search: &crate::args::SearchArgs,
     fixed_depth: bool,
     large: (u32, u32),
     runs: usize,
@@ -83,8 +82,9 @@ pub fn run(
     let batch = batch.max(1);
     let opts = EncodeOptions {
         batch_size: batch,
-        beam,
-        refine,
+        beam: search.beam,
+        refine: search.refine,
+        rate_search: search.rate_search(),
         names: false,
         rate: if fixed_depth {
             Rate::Codebooks(m)

@@ -60,6 +60,7 @@ pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
             batch_size: batch,
             beam: a.search.beam,
             refine: a.search.refine,
+            rate_search: a.search.rate_search(),
             ..EncodeOptions::default()
         },
         &mut |what| {
@@ -132,8 +133,7 @@ pub(crate) fn run_bench(a: BenchArgs, verbose: bool) -> Result<()> {
     let measures = crate::bench::run(
         &model,
         a.model.batch_for(&chosen),
-        a.search.beam,
-        a.search.refine,
+        &a.search,
         a.fixed_depth,
         (w, h),
         a.runs,

@@ -247,6 +247,7 @@ impl Codec {
             batch_size: self.batch,
             beam: beam.unwrap_or(defaults.beam),
             refine: refine.unwrap_or(defaults.refine),
+            rate_search: defaults.rate_search,
             entropy,
         };
         let named: Vec<Named> = pixels

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::image_io::{self, Rgb};
 use crate::model::Model;
 use crate::quantizer;
-use crate::rate::{Missed, Rate, Target, choose_depths, decoded_psnrs};
+use crate::rate::{Missed, Rate, RateSearch, Target, choose_depths, decoded_psnrs};
 use crate::refine;
 
 /// Settings for encoding.
@@ -30,6 +30,8 @@ pub struct EncodeOptions {
     /// Entries of its last codebook each cell tries by decoding them, after rate control
     /// (1: none; see the README, `--refine`).
     pub refine: usize,
+    /// How rate control measures each cell's error at each depth (a quality or PSNR target).
+    pub rate_search: RateSearch,
     /// Range-code the indices of each block where that is shorter than packing them
     /// (docs/FORMAT.md, payload coder 1); off, archives stay readable by rvq before it.
     pub entropy: bool,
@@ -44,6 +46,7 @@ impl Default for EncodeOptions {
             batch_size: 256,
             beam: DEFAULT_BEAM,
             refine: refine::DEFAULT_CANDIDATES,
+            rate_search: RateSearch::default(),
             entropy: true,
         }
     }
@@ -119,7 +122,10 @@ pub(crate) fn encode_records_reporting(
         let mut encoded = model.quantize_latents(latents.clone(), m, opts.beam)?;
         let (depths, missed) = match opts.rate.target() {
             None => (vec![Vec::new(); batch.len()], Vec::new()),
-            Some(target) => choose_depths(model, &originals(batch), &encoded, m, target)?,
+            Some(target) => {
+                let latent = (opts.rate_search == RateSearch::Latent).then_some(&latents);
+                choose_depths(model, &originals(batch), &encoded, m, target, latent)?
+            }
         };
         let originals: Vec<&Rgb> = batch.iter().map(|img| &img.image).collect();
         refine::refine_last_levels(

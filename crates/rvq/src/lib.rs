@@ -82,6 +82,6 @@ pub use decode::{Decoder, Images};
 pub use error::{Error, Result, SizeLimit};
 pub use image_io::Rgb;
 pub use model::Model;
-pub use rate::{Rate, Target};
+pub use rate::{Rate, RateSearch, Target};
 /// The archive format (integers and bytes only; no dependency on burn).
 pub use rvq_archive as archive;

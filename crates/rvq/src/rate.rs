@@ -5,9 +5,12 @@
 //! largest λ whose estimated error still reaches the target. The tables are filled by
 //! decoding, through `Model::cell_errors`, under the model's memory budget.
 
+use burn::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::image_io::Rgb;
-use crate::model::{EncodedBatch, Model};
+use crate::model::{EncodedBatch, Model, latents_to_rows};
+use crate::quantizer::float_vec;
 
 /// What the encoder aims for, when not a fixed number of codebooks.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -240,11 +243,74 @@ pub(crate) fn decoded_psnrs(
         .collect())
 }
 
+/// Fills `tables` with each cell's error (before rounding) as `encoded` decodes at each depth
+/// 1..=m: m decodes of the batch.
+fn decoded_tables(
+    model: &Model,
+    originals: &[&Rgb],
+    encoded: &EncodedBatch,
+    m: usize,
+    tables: &mut [Distortion],
+) -> Result<()> {
+    for k in 1..=m {
+        let errors = model.cell_errors(&encoded.indices, None, encoded.grid, k, originals)?;
+        for (i, per) in errors.unrounded.into_iter().enumerate() {
+            for (c, e) in per.into_iter().enumerate() {
+                tables[i].sse[c * m + k - 1] = e;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fills `tables` with each cell's squared latent residual after each depth 1..=m: the
+/// encoder's latent minus the entries `encoded` chose, summed over the latent's channels.
+fn latent_tables(
+    model: &Model,
+    latents: &Tensor<4>,
+    encoded: &EncodedBatch,
+    m: usize,
+    tables: &mut [Distortion],
+) -> Result<()> {
+    let books = float_vec(model.net.codebooks().ok_or(Error::NotQuantized)?);
+    let [b, d, h, w] = latents.dims();
+    let (cells, k) = (h * w, model.config.codebook_size);
+    let rows = float_vec(latents_to_rows(latents.clone()));
+    for (i, table) in tables.iter_mut().enumerate().take(b) {
+        let chosen = &encoded.indices[i];
+        for c in 0..cells {
+            let mut residual = rows[(i * cells + c) * d..][..d].to_vec();
+            for level in 0..m {
+                let entry = chosen[level * cells + c] as usize;
+                let vector = &books[(level * k + entry) * d..][..d];
+                residual.iter_mut().zip(vector).for_each(|(r, v)| *r -= v);
+                table.sse[c * m + level] = residual.iter().map(|&r| f64::from(r).powi(2)).sum();
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An image rate control could not bring to a PSNR target: its place in the batch, and the
 /// PSNR it got.
 pub(crate) type Missed = (usize, f64);
 
-/// Decodes a batch at every depth 1..=m to measure each cell's error at each, then picks the
+/// How rate control measures each cell's error at each depth.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RateSearch {
+    /// Decode the batch at every depth 1..=m and measure the pixels: exact, and m decodes of
+    /// every batch (the default).
+    #[default]
+    Decoded,
+    /// The residual the codebooks leave in the encoder's latent space, taken as the pixel
+    /// error: no decode at all. The linear path maps latents to pixels nearly as an isometry,
+    /// so the two are close; how close, and what it costs at equal bits, docs/BENCHMARKS.md
+    /// ("Rate search in the latent space") measures.
+    Latent,
+}
+
+/// Decodes a batch at every depth 1..=m to measure each cell's error at each (or, with
+/// [`RateSearch::Latent`], reads it off the latent residuals), then picks the
 /// depths the target asks for. For a PSNR target the pick is checked by decoding it, and
 /// tightened (up to every codebook) while an image falls short; images that do not reach the
 /// target even then are returned by their place in the batch, with the PSNR they got.
@@ -254,6 +320,7 @@ pub(crate) fn choose_depths(
     encoded: &EncodedBatch,
     m: usize,
     target: Target,
+    latents: Option<&Tensor<4>>,
 ) -> Result<(Vec<Vec<u8>>, Vec<Missed>)> {
     let (gh, gw) = encoded.grid;
     let bits = model.config.bits_per_index();
@@ -266,13 +333,9 @@ pub(crate) fn choose_depths(
             values: img.pixels().len() as f64,
         })
         .collect();
-    for k in 1..=m {
-        let errors = model.cell_errors(&encoded.indices, None, encoded.grid, k, originals)?;
-        for (i, per) in errors.unrounded.into_iter().enumerate() {
-            for (c, e) in per.into_iter().enumerate() {
-                tables[i].sse[c * m + k - 1] = e;
-            }
-        }
+    match latents {
+        Some(latents) => latent_tables(model, latents, encoded, m, &mut tables)?,
+        None => decoded_tables(model, originals, encoded, m, &mut tables)?,
     }
     // The tables hold errors before rounding; what is written is rounded to 8 bits, which
     // adds about a twelfth of a level squared to each value (the rounding error is near

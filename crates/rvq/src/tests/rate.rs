@@ -99,3 +99,51 @@ fn psnr_targets_are_reached_or_the_shortfall_is_reported() {
         }
     }
 }
+
+/// Rate search in the latent space picks depths without decoding, and they stay close to the
+/// decoded search's: per image within 1 dB, in total within a quarter of the bytes, with cells
+/// at several depths (docs/BENCHMARKS.md measures it at equal bits).
+#[test]
+fn latent_rate_search_stays_close_to_the_decoded_one() {
+    let model = Model::load_default(&Device::flex()).unwrap();
+    let images = sample_photographs();
+    let rate = Rate::Quality {
+        quality: 50,
+        max_codebooks: None,
+    };
+    let (bytes, psnrs, _, _) = encode_at(&model, &images, rate);
+    let latent = EncodeOptions {
+        rate,
+        rate_search: crate::RateSearch::Latent,
+        ..EncodeOptions::default()
+    };
+    let encoder = Encoder::new(&model, latent).unwrap();
+    let records = encoder.records(&images).unwrap();
+    let header = encoder.header();
+    let size = rvq_archive::write_archive(header, &records).unwrap().len();
+    assert!(
+        (size as f64 - bytes as f64).abs() < 0.25 * bytes as f64,
+        "{size} bytes against {bytes}"
+    );
+    let depths: std::collections::BTreeSet<u8> =
+        records.iter().flat_map(|r| r.cell_depths(header)).collect();
+    assert!(depths.len() > 2, "depths {depths:?}");
+    let decoded = Decoder::new(&model, 64)
+        .decode_records(header, &records)
+        .unwrap();
+    for ((img, out), want) in images.iter().zip(&decoded).zip(&psnrs) {
+        let se: f64 = img
+            .image
+            .pixels()
+            .iter()
+            .zip(out.pixels())
+            .map(|(&p, &q)| ((p as f64 - q as f64) / 255.0).powi(2))
+            .sum();
+        let got = crate::eval::psnr(se / img.image.pixels().len() as f64);
+        assert!(
+            (got - want).abs() < 1.0,
+            "{}: {got} dB against {want}",
+            img.name
+        );
+    }
+}
