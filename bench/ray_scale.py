@@ -10,7 +10,8 @@ times, on the CPU backend:
   2. `python -m rvq.ray encode --shards 8` of all N against `rvq encode`, byte for byte; then
      one part deleted and the same command again: only that part rewritten, same bytes;
   3. the per-shard fixed cost (the same encode at 1, 8 and 32 shards), images/s with 1 and 2
-     workers, the model load, merge MB/s and the workers' peak RSS.
+     workers, the model load, merge MB/s (parts of whole blocks, copied, and parts that end
+     inside a block, merged record by record) and the workers' peak RSS.
 """
 
 import json
@@ -107,14 +108,16 @@ def main() -> None:
         codec.encode(pixels[:1])
         report["first_image_s"] = time.perf_counter() - start
 
-        # Merge: 200 copies of the nameless archive of all N (names would collide).
-        nameless = codec.encode([np.asarray(Image.open(f).convert("RGB")) for f in files])
-        copies = [nameless] * 200
-        start = time.perf_counter()
-        merged = rvq.merge(copies)
-        seconds = time.perf_counter() - start
-        report["merge_mb"] = len(merged) / 1e6
-        report["merge_mb_per_s"] = len(merged) / 1e6 / seconds
+        # Merge: 200 copies of a nameless archive (names would collide). Of 1,024 images, whole
+        # blocks: copied. Of 1,000, the parts end inside a block: merged record by record.
+        for count in (1024, 1000):
+            batch = [np.asarray(Image.open(files[i % len(files)]).convert("RGB")) for i in range(count)]
+            nameless = codec.encode(batch)
+            start = time.perf_counter()
+            merged = rvq.merge([nameless] * 200)
+            seconds = time.perf_counter() - start
+            report[f"merge_{count}_mb"] = len(merged) / 1e6
+            report[f"merge_{count}_mb_per_s"] = len(merged) / 1e6 / seconds
         report["driver_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(report, indent=2))
 

@@ -5,7 +5,8 @@
     python -m rvq.ray eval ARCHIVE --against DIR
 
 ``encode`` lists the files as ``rvq encode`` does (PNG, JPEG and WebP files under the inputs,
-sorted, plus ``--files-from``), cuts the list into N contiguous shards and encodes each in one
+sorted, plus ``--files-from``), cuts the list into N contiguous shards of whole blocks (64
+images; some shards are empty when there are fewer blocks than shards) and encodes each in one
 task, which loads the model once and writes ``DIR/parts/part-NNNNN.rvq`` under a temporary
 name, renamed when complete. ``DIR/manifest.json`` records the file list's hash, N, the model's fingerprint,
 the options and the format of the work folder; a rerun of the same command keeps the parts
@@ -37,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import rvq
 from rvq import _rvq
 
-WORK_FORMAT = 1  # of DIR: manifest.json and parts/
+WORK_FORMAT = 2  # of DIR: manifest.json and parts/ (2: shards of whole blocks)
 
 
 class JobError(Exception):
@@ -77,6 +78,15 @@ def shard_range(count: int, index: int, shards: int) -> range:
     """Shard ``index`` (0-based) of ``shards`` over ``count`` items: contiguous, so shards in
     order concatenate to the whole (as ``rvq encode --shard``)."""
     return range(index * count // shards, (index + 1) * count // shards)
+
+
+def block_shard_range(count: int, index: int, shards: int) -> range:
+    """Shard ``index`` of ``shards`` over ``count`` images, cut between blocks of 64: every
+    part but the last then holds whole blocks, and the merge copies them instead of coding
+    them again (rvq_archive::merge)."""
+    blocks = (count + rvq.BLOCK - 1) // rvq.BLOCK
+    b = shard_range(blocks, index, shards)
+    return range(min(b.start * rvq.BLOCK, count), min(b.stop * rvq.BLOCK, count))
 
 
 def encode_options(args: argparse.Namespace) -> Dict[str, Any]:
@@ -281,7 +291,7 @@ def run_encode(args: argparse.Namespace) -> int:
     for stray in parts.glob(".*.tmp"):
         stray.unlink()  # a part whose writer died before its rename
 
-    ranges = [shard_range(len(files), i, args.shards) for i in range(args.shards)]
+    ranges = [block_shard_range(len(files), i, args.shards) for i in range(args.shards)]
     expected = [[names[j] for j in r] if options["names"] else len(r) for r in ranges]
     todo = [
         i

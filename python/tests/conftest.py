@@ -57,3 +57,21 @@ def _runtime_dir(tmp_path_factory, monkeypatch):
     # As a desktop session has: without one, Mesa's Vulkan loader warns when rvq looks for GPUs.
     if "XDG_RUNTIME_DIR" not in os.environ:
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg")))
+
+
+@pytest.fixture(scope="session")
+def many(tmp_path_factory) -> Path:
+    """150 small lossless PNGs in two subfolders: three blocks of 64 and more, so that Ray's
+    shards hold several blocks each, or none."""
+    folder = tmp_path_factory.mktemp("many")
+    rng = np.random.default_rng(3)
+    base = read_png(SAMPLES / "coffee.png")
+    for i in range(150):
+        h, w = 8 + i % 9, 8 + (i * 7) % 13
+        y, x = i % 16, (i * 3) % 16
+        crop = np.ascontiguousarray(base[y : y + h, x : x + w])
+        noisy = np.clip(crop.astype(int) + rng.integers(-8, 9, crop.shape), 0, 255).astype(np.uint8)
+        sub = folder / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(noisy).save(sub / f"{i:03d}.png")
+    return folder

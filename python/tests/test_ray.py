@@ -36,33 +36,42 @@ def single(photos, tmp_path_factory):
     return out.read_bytes()
 
 
+@pytest.fixture(scope="module")
+def single_many(many, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "many.rvq"
+    run_rvq("encode", "--backend", "cpu", "-o", str(out), str(many))
+    return out.read_bytes()
+
+
 def encode(photos, work, out, *extra):
     return job.main(["encode", "--backend", "cpu", "--work-dir", str(work), "-o", str(out), *extra, str(photos)])
 
 
 @pytest.mark.parametrize("shards", [1, 3, 8])
-def test_shards_merge_into_the_single_encode(cluster, photos, single, tmp_path, shards):
+def test_shards_merge_into_the_single_encode(cluster, many, single_many, tmp_path, shards):
     out = tmp_path / "d.rvq"
-    assert encode(photos, tmp_path / "w", out, "--shards", str(shards)) == 0
-    assert out.read_bytes() == single
+    assert encode(many, tmp_path / "w", out, "--shards", str(shards)) == 0
+    assert out.read_bytes() == single_many
     parts = sorted(p.name for p in (tmp_path / "w" / "parts").iterdir())
     expected = [f"part-{i:05d}.rvq" for i in range(shards)]
     # No stray temporary parts, even where a worker was killed mid-shard and retried.
     assert parts == sorted(expected + ([".killed-1"] if shards >= 3 else []))
 
 
-def test_a_rerun_redoes_only_the_missing_part(cluster, photos, single, tmp_path):
+def test_a_rerun_redoes_only_the_missing_part(cluster, many, single_many, tmp_path):
     work, out = tmp_path / "w", tmp_path / "d.rvq"
-    assert encode(photos, work, out, "--shards", "3") == 0
+    assert encode(many, work, out, "--shards", "3") == 0
     parts = work / "parts"
     before = {p.name: p.stat().st_mtime_ns for p in parts.glob("part-*.rvq")}
     (parts / "part-00002.rvq").unlink()
     (parts / "part-00000.rvq").write_bytes(b"damaged")
-    assert encode(photos, work, out, "--shards", "3", "--force") == 0
+    assert encode(many, work, out, "--shards", "3", "--force") == 0
     after = {p.name: p.stat().st_mtime_ns for p in parts.glob("part-*.rvq")}
     assert after["part-00001.rvq"] == before["part-00001.rvq"]
     assert after["part-00000.rvq"] != before["part-00000.rvq"]
-    assert out.read_bytes() == single
+    assert out.read_bytes() == single_many
+    # Three blocks in three shards: one block a part, each part a whole block but the last.
+    assert [rvq_count(parts / f"part-{i:05d}.rvq") for i in range(3)] == [64, 64, 22]
 
 
 def test_a_mismatched_manifest_and_an_existing_output_are_refused(cluster, photos, tmp_path, capsys):
@@ -88,6 +97,12 @@ def test_a_corrupt_png_is_named_or_skipped(cluster, photos, tmp_path, capsys):
     assert encode(folder, tmp_path / "w2", out, "--shards", "2", "--skip-bad") == 0
     assert "bad.png: skipped" in capsys.readouterr().err
     assert len(rvq_info(out)) == 12
+
+
+def rvq_count(path):
+    import rvq
+
+    return rvq.info(path)["images"]
 
 
 def rvq_info(path):
@@ -135,14 +150,14 @@ def test_decode_and_eval_spread_blocks_over_tasks(cluster, photos, single, tmp_p
     assert report["images"] == 12 and 20 < report["psnr_mean"] < 60
 
 
-def test_a_killed_driver_is_rerun_and_keeps_the_parts_it_wrote(cluster, photos, single, tmp_path):
+def test_a_killed_driver_is_rerun_and_keeps_the_parts_it_wrote(cluster, many, single_many, tmp_path):
     import signal
     import subprocess
     import sys
     import time
 
     work, out = tmp_path / "w", tmp_path / "d.rvq"
-    args = ["encode", "--backend", "cpu", "--address", cluster.address, "--shards", "8", "--work-dir", str(work), "-o", str(out), str(photos)]
+    args = ["encode", "--backend", "cpu", "--address", cluster.address, "--shards", "8", "--work-dir", str(work), "-o", str(out), str(many)]
     driver = subprocess.Popen([sys.executable, "-m", "rvq.ray", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = work / "parts"
     deadline = time.time() + 120
@@ -152,20 +167,20 @@ def test_a_killed_driver_is_rerun_and_keeps_the_parts_it_wrote(cluster, photos, 
     driver.wait()
     kept = {p.name: p.stat().st_mtime_ns for p in parts.glob("part-*.rvq")}
     assert job.main(args) == 0
-    assert out.read_bytes() == single
+    assert out.read_bytes() == single_many
     for name, mtime in kept.items():
         assert (parts / name).stat().st_mtime_ns == mtime, f"{name} was written again"
     assert not list(parts.glob(".*.tmp"))
 
 
-def test_a_node_removed_mid_run_has_its_shards_rerun(cluster, photos, single, tmp_path):
+def test_a_node_removed_mid_run_has_its_shards_rerun(cluster, many, single_many, tmp_path):
     import threading
     import time
 
     work, out = tmp_path / "w", tmp_path / "d.rvq"
     worker = next(n for n in cluster.list_all_nodes() if n is not cluster.head_node)
     result = {}
-    run = threading.Thread(target=lambda: result.setdefault("code", encode(photos, work, out, "--shards", "8")))
+    run = threading.Thread(target=lambda: result.setdefault("code", encode(many, work, out, "--shards", "8")))
     run.start()
     deadline = time.time() + 120
     while time.time() < deadline and run.is_alive() and not list((work / "parts").glob("part-*.rvq")):
@@ -174,4 +189,4 @@ def test_a_node_removed_mid_run_has_its_shards_rerun(cluster, photos, single, tm
     run.join(timeout=300)
     cluster.add_node(num_cpus=1)
     assert result.get("code") == 0
-    assert out.read_bytes() == single
+    assert out.read_bytes() == single_many

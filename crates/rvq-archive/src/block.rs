@@ -217,6 +217,30 @@ pub(crate) fn parse_block(
     })
 }
 
+/// Steps over the block at the cursor, checking its length and checksum, and reads its images'
+/// sizes and names but not their indices: what a merge that copies whole blocks needs.
+pub(crate) fn block_fields(
+    header: &Header,
+    limits: &Limits,
+    first: u64,
+    count: usize,
+    c: &mut Cursor,
+) -> Result<Vec<Record>> {
+    let body = checked_body(header, limits, first, count, c)?;
+    let mut fields = Cursor {
+        bytes: body,
+        pos: 0,
+    };
+    match read_fields(header, limits, first, count, &mut fields) {
+        Ok((_, records)) => Ok(records),
+        Err(ArchiveError::Truncated { what, .. }) => Err(ArchiveError::InvalidRecord {
+            index: first,
+            reason: format!("its block ends inside the {what}"),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 /// Steps over the block at the cursor (images `first..first + count`), checking its length
 /// against the limits and its checksum, and returns its body unparsed.
 pub(crate) fn checked_body<'a>(

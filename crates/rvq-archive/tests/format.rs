@@ -416,6 +416,97 @@ fn truncation_keeps_each_records_first_levels_byte_for_byte() {
     ));
 }
 
+/// `count` records of varied sizes (some blocks of one size, some mixed), indices mostly from
+/// a few entries so that range coding wins in some blocks, named `img{i}.png` when `names`.
+fn many_records(h: &Header, count: u32, names: bool) -> Vec<Record> {
+    let mut state = 12345u64;
+    let mut next = move |n: u32| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) % n as u64) as u32
+    };
+    (0..count)
+        .map(|i| {
+            let (w, hgt) = if (i / 64) % 2 == 0 {
+                (32, 32)
+            } else {
+                (8 + next(40), 8 + next(30))
+            };
+            let n = h.index_count(w, hgt) as usize;
+            Record {
+                width: w,
+                height: hgt,
+                name: names.then(|| format!("img{i}.png")),
+                indices: (0..n)
+                    .map(|_| {
+                        if next(4) > 0 {
+                            next(3)
+                        } else {
+                            next(h.codebook_size)
+                        }
+                    })
+                    .collect(),
+                depths: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Parts of whole blocks merge by copying their blocks, to the bytes a merge of their records
+/// gives; parts that end inside a block are merged record by record, to the same bytes.
+#[test]
+fn merging_whole_blocks_copies_them_to_the_same_bytes() {
+    let limits = Limits::default();
+    for (names, entropy) in [(true, true), (false, true), (true, false)] {
+        let mut h = Header::new(
+            [5; 16],
+            Geometry {
+                latent_dim: 4,
+                codebook_size: 1024,
+                num_codebooks: 3,
+                grid_factor: 8,
+            },
+            3,
+        );
+        h.names = names;
+        h.entropy = entropy;
+        let recs = many_records(&h, 200, names);
+        let whole = write_archive(&h, &recs).unwrap();
+        for cuts in [
+            vec![64, 128],
+            vec![128],
+            vec![0, 64, 64, 192],
+            vec![50, 130],
+        ] {
+            let mut bounds = vec![0];
+            bounds.extend(&cuts);
+            bounds.push(recs.len());
+            let parts: Vec<Vec<u8>> = bounds
+                .windows(2)
+                .map(|w| write_archive(&h, &recs[w[0]..w[1]]).unwrap())
+                .collect();
+            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            assert_eq!(merge(&slices, &limits).unwrap(), whole, "cuts {cuts:?}");
+        }
+        // A damaged block and a name met twice are refused on the copying path too.
+        let a = write_archive(&h, &recs[..64]).unwrap();
+        let mut b = write_archive(&h, &recs[64..]).unwrap();
+        let last = b.len() - 10;
+        b[last] ^= 0x40;
+        assert!(matches!(
+            merge(&[&a, &b], &limits),
+            Err(ArchiveError::BlockChecksum { .. } | ArchiveError::InvalidRecord { .. })
+        ));
+        if names {
+            assert!(matches!(
+                merge(&[&a, &a], &limits),
+                Err(ArchiveError::DuplicateName { name, index: 1 }) if name == "img0.png"
+            ));
+        }
+    }
+}
+
 #[test]
 fn merging_concatenates_records_of_matching_archives() {
     let (h, recs) = sample(2, true, 1);
