@@ -319,29 +319,29 @@ pub(crate) fn run_merge(a: MergeArgs) -> Result<()> {
         .iter()
         .map(|p| read_input(p))
         .collect::<Result<Vec<_>>>()?;
-    // Each input read on its own, so that a damaged one is named.
-    let parts = a
-        .inputs
-        .iter()
-        .zip(&all)
-        .map(|(path, bytes)| {
-            let archive = open_archive(path, bytes)?;
-            let records = archive.records().map_err(|e| rvq::Error::Archive {
-                path: path.clone(),
-                source: e,
-            })?;
-            Ok((archive.header, records))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let merged = rvq_archive::merge_records(&parts).map_err(|e| {
+    // Every header first, so that a file that is no archive is named.
+    for (path, bytes) in a.inputs.iter().zip(&all) {
+        open_archive(path, bytes)?;
+    }
+    let slices: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
+    let merged = rvq_archive::merge(&slices, &Limits::default()).map_err(|e| {
         use rvq_archive::ArchiveError::{DuplicateName, MergeMismatch};
         let path = match &e {
             MergeMismatch { index, .. } | DuplicateName { index, .. } => a.inputs[*index].clone(),
-            _ => PathBuf::from("merge"),
+            // Damage inside a block: read each input on its own to say which it is in.
+            _ => damaged_input(&a.inputs, &all).unwrap_or_else(|| PathBuf::from("merge")),
         };
         rvq::Error::Archive { path, source: e }
     })?;
     write_output(&a.output, &merged, a.force)
+}
+
+/// The first of `inputs` (with their `bytes`) whose records do not read.
+fn damaged_input(inputs: &[PathBuf], bytes: &[Vec<u8>]) -> Option<PathBuf> {
+    inputs.iter().zip(bytes).find_map(|(path, b)| {
+        let fails = Archive::parse(b, &Limits::default()).and_then(|a| a.records());
+        fails.is_err().then(|| path.clone())
+    })
 }
 
 pub(crate) fn run_info(a: InfoArgs) -> Result<()> {
