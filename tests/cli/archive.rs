@@ -184,3 +184,48 @@ fn shards_merge_into_the_unsharded_archive_and_mismatches_are_refused() {
     );
     assert!(!out.exists());
 }
+
+/// A merge of whole blocks (the copying path) names the input a damaged block is in, and
+/// writes nothing.
+#[test]
+fn a_damaged_input_to_a_merge_of_whole_blocks_is_named() {
+    let dir = TempDir::new().unwrap();
+    let block = dir.path().join("block");
+    std::fs::create_dir(&block).unwrap();
+    for i in 0..64 {
+        std::fs::copy(
+            samples().join("chelsea.png"),
+            block.join(format!("c{i:02}.png")),
+        )
+        .unwrap();
+    }
+    let a = dir.path().join("a.rvq");
+    let b = dir.path().join("b.rvq");
+    for (out, input) in [(&a, &block), (&b, &samples())] {
+        rvq()
+            .args(["encode", "--backend", "cpu", "--codebooks", "2", "-o"])
+            .arg(out)
+            .arg(input)
+            .assert()
+            .success();
+    }
+    let out = dir.path().join("m.rvq");
+    rvq()
+        .args(["merge", "-o", s(&out), s(&a), s(&b)])
+        .assert()
+        .success();
+    std::fs::remove_file(&out).unwrap();
+    for damaged in [&a, &b] {
+        let good = std::fs::read(damaged).unwrap();
+        let mut bad = good.clone();
+        let at = bad.len() - 3;
+        bad[at] ^= 0x10;
+        std::fs::write(damaged, &bad).unwrap();
+        fails_with(
+            &["merge", "-o", s(&out), s(&a), s(&b)],
+            &format!("{}:", damaged.display()),
+        );
+        assert!(!out.exists());
+        std::fs::write(damaged, &good).unwrap();
+    }
+}
