@@ -8,7 +8,7 @@ use rvq_archive::{Header, Record};
 
 use rvq::Model;
 use rvq::Rate;
-use rvq::eval::psnr;
+use rvq::eval::{psnr, squared_error};
 use rvq::image_io::{self, Rgb};
 use rvq::{Decoder, EncodeOptions, Encoder, Named};
 use rvq::{Error, Result};
@@ -384,18 +384,6 @@ fn point(
         nearest_webp_quality: None,
         nearest_webp_psnr: None,
     }
-}
-
-/// Sum of squared differences of two equally sized images, values scaled to [0, 1].
-pub fn squared_error(a: &Rgb, b: &Rgb) -> f64 {
-    a.pixels()
-        .iter()
-        .zip(b.pixels())
-        .map(|(&x, &y)| {
-            let d = (x as f64 - y as f64) / 255.0;
-            d * d
-        })
-        .sum()
 }
 
 /// Mean SSIM of two equally sized RGB images over the three channels, on values in [0, 1],

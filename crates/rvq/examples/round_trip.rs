@@ -16,11 +16,7 @@ pub fn round_trip(path: &std::path::Path) -> rvq::Result<(usize, f64)> {
     let decoded = Decoder::new(&model, 64).decode(&bytes, &Limits::default())?;
     let (name, back) = &decoded[0];
     assert_eq!(name.as_deref(), Some("image.png"));
-    let sse: f64 = (image.pixels().iter().zip(back.pixels()))
-        .map(|(a, b)| ((*a as f64 - *b as f64) / 255.0).powi(2))
-        .sum();
-    let psnr = rvq::eval::psnr(sse / image.pixels().len() as f64);
-    Ok((bytes.len(), psnr))
+    Ok((bytes.len(), rvq::eval::image_psnr(&image, back)))
 }
 
 fn main() {

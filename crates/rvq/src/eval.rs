@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ModelConfig;
 use crate::data::{CIFAR_SIDE, ImageSet};
 use crate::error::{Error, Result};
+use crate::image_io::Rgb;
 use crate::model::{Model, RvqVae, latents_to_rows, rows_to_latents};
 use crate::quantizer;
 
@@ -29,6 +30,23 @@ pub fn psnr(mse: f64) -> f64 {
     } else {
         10.0 * (1.0 / mse).log10()
     }
+}
+
+/// Sum of squared differences of two equally sized 8-bit images, values scaled to [0, 1].
+pub fn squared_error(a: &Rgb, b: &Rgb) -> f64 {
+    a.pixels()
+        .iter()
+        .zip(b.pixels())
+        .map(|(&x, &y)| {
+            let d = (x as f64 - y as f64) / 255.0;
+            d * d
+        })
+        .sum()
+}
+
+/// PSNR (dB) of `decoded` against `original`, two 8-bit images of one size.
+pub fn image_psnr(original: &Rgb, decoded: &Rgb) -> f64 {
+    psnr(squared_error(original, decoded) / original.pixels().len() as f64)
 }
 
 /// The depths worth reporting for `n_q` codebooks: 1, 2, 4, … up to and including `n_q`.

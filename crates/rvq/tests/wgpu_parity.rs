@@ -110,15 +110,7 @@ fn default_encodes_of_cifar_images_decode_alike_on_both_backends() {
     let (_, b) = encode(&on_gpu, &images, &opts);
     let da = decode(&on_cpu, &header, &a);
     let db = decode(&on_cpu, &header, &b);
-    let psnr = |x: &rvq::image_io::Rgb, y: &rvq::image_io::Rgb| {
-        let se: f64 = x
-            .pixels()
-            .iter()
-            .zip(y.pixels())
-            .map(|(p, q)| ((*p as f64 - *q as f64) / 255.0).powi(2))
-            .sum();
-        rvq::eval::psnr(se / x.pixels().len() as f64)
-    };
+    let psnr = rvq::eval::image_psnr;
     let (mut same, mut depths_differ, mut worst) = (0usize, 0usize, 0f64);
     for (i, ((ra, rb), (x, y))) in a.iter().zip(&b).zip(da.iter().zip(&db)).enumerate() {
         if x.pixels() == y.pixels() {

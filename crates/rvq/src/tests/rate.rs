@@ -23,16 +23,7 @@ fn encode_at(model: &Model, images: &[Named], rate: Rate) -> (usize, Vec<f64>, f
     let psnrs = images
         .iter()
         .zip(&decoded)
-        .map(|(img, out)| {
-            let se: f64 = img
-                .image
-                .pixels()
-                .iter()
-                .zip(out.pixels())
-                .map(|(&p, &q)| ((p as f64 - q as f64) / 255.0).powi(2))
-                .sum();
-            crate::eval::psnr(se / img.image.pixels().len() as f64)
-        })
+        .map(|(img, out)| crate::eval::image_psnr(&img.image, out))
         .collect();
     let (cells, levels) = records.iter().fold((0usize, 0usize), |(c, l), r| {
         let d = r.cell_depths(header);
@@ -132,14 +123,7 @@ fn latent_rate_search_stays_close_to_the_decoded_one() {
         .decode_records(header, &records)
         .unwrap();
     for ((img, out), want) in images.iter().zip(&decoded).zip(&psnrs) {
-        let se: f64 = img
-            .image
-            .pixels()
-            .iter()
-            .zip(out.pixels())
-            .map(|(&p, &q)| ((p as f64 - q as f64) / 255.0).powi(2))
-            .sum();
-        let got = crate::eval::psnr(se / img.image.pixels().len() as f64);
+        let got = crate::eval::image_psnr(&img.image, out);
         assert!(
             (got - want).abs() < 1.0,
             "{}: {got} dB against {want}",
