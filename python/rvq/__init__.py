@@ -219,10 +219,12 @@ class Archive:
         self._data = _read(source)
         self._codec = codec
         self._spec = _spec if _spec is not None else (codec._model, codec._asked)
-        count, _, names = _rvq.archive_layout(self._data)
-        self._version = json.loads(_rvq.archive_info(self._data))["version"]
-        self._count = count
-        self._names: List[Optional[str]] = names
+        # One read of every record (and checksum), kept as JSON for info().
+        self._info = _rvq.archive_info(self._data)
+        facts = json.loads(self._info)
+        self._version = facts["version"]
+        self._count = facts["images"]
+        self._names: List[Optional[str]] = [e["name"] for e in facts["entries"]]
         self._cached: Optional[tuple] = None
 
     def __len__(self) -> int:
@@ -235,7 +237,7 @@ class Archive:
 
     def info(self) -> Dict[str, Any]:
         """What ``rvq info --json`` reports of this archive."""
-        return json.loads(_rvq.archive_info(self._data))
+        return json.loads(self._info)
 
     def __getitem__(self, index: int) -> np.ndarray:
         index = operator.index(index)

@@ -247,15 +247,14 @@ def valid_part(path: Path, expected: Any, fingerprint: str, skip_bad: bool) -> b
     count when names are off. With ``skip_bad`` a part may hold a subsequence of the names
     (the images it left out)."""
     try:
-        data = path.read_bytes()
-        info = json.loads(_rvq.archive_info(data))
-        _, _, names = _rvq.archive_layout(data)
+        info = rvq.info(path)
     except (OSError, rvq.RvqError):
         return False
     if info["fingerprint"] != fingerprint:
         return False
     if isinstance(expected, int):
         return info["images"] == expected or (skip_bad and info["images"] <= expected)
+    names = [e["name"] for e in info["entries"]]
     if names == expected:
         return True
     wanted = iter(expected)
@@ -417,7 +416,7 @@ def run_decode(args: argparse.Namespace) -> int:
     info = rvq.info(archive)
     if info["version"] != 2:
         raise JobError(f"{archive}: rvq.ray decodes version-2 archives (rvq decode reads version 1)")
-    _, _, names = _rvq.archive_layout(Path(archive).read_bytes())
+    names = [e["name"] for e in info["entries"]]
     out = Path(args.output).resolve()
     targets = [out / output_name(name, i) for i, name in enumerate(names)]
     if not args.force:

@@ -398,17 +398,6 @@ fn archive_info(py: Python<'_>, data: &[u8]) -> PyResult<String> {
     serde_json::to_string(&info).map_err(|e| RvqError::new_err(e.to_string()))
 }
 
-/// The archive's image count, block count and stored names (None where names are off).
-#[pyfunction]
-fn archive_layout(py: Python<'_>, data: &[u8]) -> PyResult<(u64, u64, Vec<Option<String>>)> {
-    py.detach(|| {
-        let archive = Archive::parse(data, &Limits::default())?;
-        let names = archive.records()?.into_iter().map(|r| r.name).collect();
-        Ok((archive.image_count, archive.block_count(), names))
-    })
-    .map_err(format_err)
-}
-
 /// One archive of the `parts` (same model and settings), in order: what `rvq merge` writes.
 #[pyfunction]
 fn merge<'py>(py: Python<'py>, parts: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyBytes>> {
@@ -463,7 +452,6 @@ fn _rvq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Codec>()?;
     m.add_class::<Blocks>()?;
     m.add_function(wrap_pyfunction!(archive_info, m)?)?;
-    m.add_function(wrap_pyfunction!(archive_layout, m)?)?;
     m.add_function(wrap_pyfunction!(merge, m)?)?;
     m.add_function(wrap_pyfunction!(truncate, m)?)?;
     m.add_function(wrap_pyfunction!(read_image, m)?)?;
