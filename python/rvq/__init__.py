@@ -209,8 +209,8 @@ BLOCK = 64  # images per block of a version-2 archive (docs/FORMAT.md)
 
 
 class Archive:
-    """An archive's images, decoded as they are asked for: ``len``, indexing (one block
-    decoded and kept), iteration (a block at a time). ``names`` holds the stored names (None
+    """An archive's images, decoded as they are asked for: ``len``, indexing (that image
+    alone decoded), iteration (a block at a time, fewer images where they are huge). ``names`` holds the stored names (None
     where the archive stores none). Opened from a path, it pickles by that path, so it can
     be sent to workers, which open it again."""
 
@@ -225,7 +225,6 @@ class Archive:
         self._version = facts["version"]
         self._count = facts["images"]
         self._names: List[Optional[str]] = [e["name"] for e in facts["entries"]]
-        self._cached: Optional[tuple] = None
 
     def __len__(self) -> int:
         return self._count
@@ -245,15 +244,7 @@ class Archive:
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError(f"image {index} of an archive of {self._count}")
-        block = index // BLOCK
-        if self._cached is None or self._cached[0] != block:
-            if self._version == 1:
-                images = self._codec.decode(self._data)
-                self._cached = (block, images[block * BLOCK : (block + 1) * BLOCK])
-            else:
-                decoded = self._codec._inner.decode_block(self._data, block)
-                self._cached = (block, [_array(image) for _, image in decoded])
-        return self._cached[1][index - block * BLOCK]
+        return _array(self._codec._inner.decode_image(self._data, index)[1])
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for block in self._codec._inner.blocks(self._data):

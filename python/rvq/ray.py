@@ -343,6 +343,24 @@ def run_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_images(stream, count: int):
+    """The first ``count`` (name, image) pairs of a block stream, which yields them a block (or
+    part of one) at a time."""
+    for step in stream:
+        for item in step:
+            if count <= 0:
+                return
+            count -= 1
+            yield item
+
+
+def _block_images(total: int, blocks: List[int]) -> int:
+    """Images in the consecutive ``blocks`` of an archive of ``total``."""
+    if not blocks:
+        return 0
+    return min((blocks[-1] + 1) * rvq.BLOCK, total) - blocks[0] * rvq.BLOCK
+
+
 def _blocks_from(codec: rvq.Codec, data: bytes, first: int):
     """The archive's blocks from block ``first`` on, decoded as asked for: the blocks before
     it are read (and checked) but not decoded."""
@@ -359,12 +377,11 @@ def decode_blocks(archive: str, blocks: List[int], targets: List[str], options: 
     data = Path(archive).read_bytes()
     written = 0
     stream = _blocks_from(codec, data, blocks[0]) if blocks else []
-    for _, block in zip(blocks, stream):
-        for _, (pixels, height, width) in block:
-            target = Path(targets[written])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(target, _rvq.png((pixels, height, width, 3)))
-            written += 1
+    for _, (pixels, height, width) in _first_images(stream, len(targets)):
+        target = Path(targets[written])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(target, _rvq.png((pixels, height, width, 3)))
+        written += 1
     return written
 
 
@@ -379,7 +396,7 @@ def output_name(name: Optional[str], position: int) -> str:
     return name if name.lower().endswith(".png") else name + ".png"
 
 
-def eval_blocks(archive: str, blocks: List[int], against: str, options: Dict[str, Any]) -> List[Tuple[str, float, int]]:
+def eval_blocks(archive: str, blocks: List[int], total: int, against: str, options: Dict[str, Any]) -> List[Tuple[str, float, int]]:
     """Each image's squared error (values on [0, 1]) and value count against its original."""
     import numpy as np
 
@@ -388,16 +405,15 @@ def eval_blocks(archive: str, blocks: List[int], against: str, options: Dict[str
     data = Path(archive).read_bytes()
     out = []
     stream = _blocks_from(codec, data, blocks[0]) if blocks else []
-    for _, block in zip(blocks, stream):
-        for name, raw in block:
-            image = rvq._array(raw)
-            if name is None:
-                raise JobError("eval needs an archive with names")
-            original = rvq._array(_rvq.read_image(str(Path(against) / name))[0])
-            if original.shape != image.shape:
-                raise JobError(f"{name}: {original.shape} in --against, {image.shape} in the archive")
-            diff = (original.astype(np.float64) - image.astype(np.float64)) / 255.0
-            out.append((name, float(np.sum(diff * diff)), int(diff.size)))
+    for name, raw in _first_images(stream, _block_images(total, blocks)):
+        image = rvq._array(raw)
+        if name is None:
+            raise JobError("eval needs an archive with names")
+        original = rvq._array(_rvq.read_image(str(Path(against) / name))[0])
+        if original.shape != image.shape:
+            raise JobError(f"{name}: {original.shape} in --against, {image.shape} in the archive")
+        diff = (original.astype(np.float64) - image.astype(np.float64)) / 255.0
+        out.append((name, float(np.sum(diff * diff)), int(diff.size)))
     return out
 
 
@@ -454,7 +470,8 @@ def run_eval(args: argparse.Namespace) -> int:
     _init_ray(ray, args)
     task = ray.remote(eval_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
     archive, against = str(Path(args.archive).resolve()), str(Path(args.against).resolve())
-    refs = [task.remote(archive, s, against, options) for s in _block_shards(archive, args.shards)]
+    total = rvq.info(archive)["images"]
+    refs = [task.remote(archive, s, total, against, options) for s in _block_shards(archive, args.shards)]
     try:
         rows = [row for part in ray.get(refs) for row in part]
     except ray.exceptions.RayError as e:

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::exceptions::{PyException, PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use rvq::archive::{Archive, ArchiveError, ArchiveReader};
@@ -294,43 +294,61 @@ impl Codec {
             .map_err(to_py)?;
         Ok(Blocks {
             codec: slf.clone().unbind(),
-            reader: Mutex::new(reader),
+            state: Mutex::new(BlocksState {
+                reader,
+                pending: Default::default(),
+            }),
         })
     }
 
-    /// The images of block `block` of the archive `data` (64 images a block; fewer in the
-    /// last), with their stored names: random access for `rvq.Archive[i]`.
-    fn decode_block<'py>(
+    /// Image `index` of the archive `data`, with its stored name: random access for
+    /// `rvq.Archive[i]`. Only that image is decoded (its block is read and checked).
+    fn decode_image<'py>(
         &self,
         py: Python<'py>,
         data: &[u8],
-        block: u64,
-    ) -> PyResult<NamedImages<'py>> {
+        index: u64,
+    ) -> PyResult<(Option<String>, Image<'py>)> {
         let archive = Archive::parse(data, &Limits::default()).map_err(format_err)?;
-        let (names, images) = py
+        if index >= archive.image_count {
+            return Err(PyIndexError::new_err(format!(
+                "image {index} of an archive of {}",
+                archive.image_count
+            )));
+        }
+        let (name, image) = py
             .detach(|| {
                 let model = self.model();
                 model.check_header(&archive.header, "given")?;
-                let records = archive.block(block)?;
-                let images =
-                    Decoder::new(&model, self.batch).decode_records(&archive.header, &records)?;
-                let names: Vec<Option<String>> = records.into_iter().map(|r| r.name).collect();
-                Ok::<_, rvq::Error>((names, images))
+                let record = if archive.header.version == rvq::archive::VERSION_1 {
+                    archive.record(&archive.index()?[index as usize])?
+                } else {
+                    let block = index / rvq::archive::BLOCK_RECORDS;
+                    let mut records = archive.block(block)?;
+                    records.swap_remove((index % rvq::archive::BLOCK_RECORDS) as usize)
+                };
+                let mut images = Decoder::new(&model, self.batch)
+                    .decode_records(&archive.header, std::slice::from_ref(&record))?;
+                Ok::<_, rvq::Error>((record.name, images.remove(0)))
             })
             .map_err(to_py)?;
-        Ok(names
-            .into_iter()
-            .zip(images)
-            .map(|(name, image)| (name, to_image(py, image)))
-            .collect())
+        Ok((name, to_image(py, image)))
     }
 }
 
-/// An archive decoded a block at a time ([`Codec::blocks`]).
+/// An archive decoded a block at a time ([`Codec::blocks`]): each step yields the images of
+/// one block (64), or of part of one where they would hold more pixels than the largest image
+/// an archive may hold, so that a forged block of huge images is decoded a few at a time.
 #[pyclass(module = "rvq._rvq", frozen)]
 struct Blocks {
     codec: Py<Codec>,
-    reader: Mutex<ArchiveReader<std::io::Cursor<Vec<u8>>>>,
+    state: Mutex<BlocksState>,
+}
+
+/// The reader and the records of its current block not yet decoded.
+struct BlocksState {
+    reader: ArchiveReader<std::io::Cursor<Vec<u8>>>,
+    pending: std::collections::VecDeque<rvq::archive::Record>,
 }
 
 #[pymethods]
@@ -338,9 +356,9 @@ impl Blocks {
     /// Reads (and checks) the next `count` blocks without decoding them.
     fn skip(&self, py: Python<'_>, count: u64) -> PyResult<()> {
         py.detach(|| {
-            let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             for _ in 0..count.saturating_mul(rvq::archive::BLOCK_RECORDS) {
-                match reader.next() {
+                match state.reader.next() {
                     Some(record) => drop(record?),
                     None => break,
                 }
@@ -358,20 +376,32 @@ impl Blocks {
         let codec = self.codec.get();
         let decoded = py
             .detach(|| {
-                let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-                let mut records = Vec::new();
-                while records.len() < rvq::archive::BLOCK_RECORDS as usize {
-                    match reader.next() {
-                        Some(record) => records.push(record?),
-                        None => break,
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if state.pending.is_empty() {
+                    match state.reader.next() {
+                        Some(record) => state.pending.push_back(record?),
+                        None => return Ok(None),
+                    }
+                    while state.pending.len() < rvq::archive::BLOCK_RECORDS as usize {
+                        match state.reader.next() {
+                            Some(record) => state.pending.push_back(record?),
+                            None => break,
+                        }
                     }
                 }
-                if records.is_empty() {
-                    return Ok(None);
+                let most = Limits::default().max_pixels;
+                let (mut records, mut pixels) = (Vec::new(), 0u64);
+                while let Some(r) = state.pending.front() {
+                    let more = r.width as u64 * r.height as u64;
+                    if !records.is_empty() && pixels + more > most {
+                        break;
+                    }
+                    pixels += more;
+                    records.extend(state.pending.pop_front());
                 }
                 let model = codec.model();
-                let images =
-                    Decoder::new(&model, codec.batch).decode_records(reader.header(), &records)?;
+                let images = Decoder::new(&model, codec.batch)
+                    .decode_records(state.reader.header(), &records)?;
                 let names: Vec<Option<String>> = records.into_iter().map(|r| r.name).collect();
                 Ok::<_, rvq::Error>(Some((names, images)))
             })
