@@ -157,6 +157,11 @@ pub fn quantize_beam(
     out
 }
 
+/// `‖a − b‖²`, summed in order.
+fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
 /// Squared norm of what `path` (one index per level) leaves of `latent`.
 fn path_error(latent: &[f32], books: &[Vec<f32>], path: impl Iterator<Item = u32>) -> f32 {
     let d = latent.len();
@@ -219,36 +224,44 @@ impl BeamState {
 
     /// One level: every candidate extended by every entry (`dots[row][entry]` = residual ·
     /// entry), and the `beam` best kept per cell.
+    ///
+    /// The dots come from the device, whose matrix product sums in its own order, and
+    /// `‖r‖² + ‖e‖² − 2·r·e` cancels two large numbers: ranked by that alone, two candidates a
+    /// few ulps apart could swap places on another backend, and with them every later level of
+    /// the cell. So the dots only shortlist (the `beam` best and as many again); the shortlist
+    /// is ranked by its exact squared distance, summed on the host in one fixed order, ties
+    /// broken by parent and entry: the same choice wherever the latents agree.
     fn advance(&mut self, dots: &[f32], book: &[f32], norms: &[f32], beam: usize) {
         let (k, d) = (norms.len(), self.dim);
         let width = beam.min(self.width * k);
+        let listed = (2 * width).min(self.width * k);
         let mut residuals = Vec::with_capacity(self.cells * width * d);
         let mut errors = Vec::with_capacity(self.cells * width);
         let mut paths = Vec::with_capacity(self.cells * width);
-        let mut best: Vec<(f32, usize, usize)> = Vec::with_capacity(width + 1);
+        let mut short: Vec<(f32, usize, usize)> = Vec::with_capacity(listed + 1);
         for cell in 0..self.cells {
-            best.clear();
+            short.clear();
             for row in cell * self.width..(cell + 1) * self.width {
                 let scores = &dots[row * k..(row + 1) * k];
                 for (c, (&dot, &norm)) in scores.iter().zip(norms).enumerate() {
                     let dist = self.errors[row] + norm - 2.0 * dot;
-                    if best.len() == width && dist >= best[width - 1].0 {
+                    if short.len() == listed && dist >= short[listed - 1].0 {
                         continue;
                     }
-                    let at = best.partition_point(|b| b.0 <= dist);
-                    best.insert(at, (dist, row, c));
-                    best.truncate(width);
+                    let at = short.partition_point(|b| b.0 <= dist);
+                    short.insert(at, (dist, row, c));
+                    short.truncate(listed);
                 }
             }
-            for &(_, row, c) in &best {
+            for s in &mut short {
+                let parent = &self.residuals[s.1 * d..(s.1 + 1) * d];
+                s.0 = squared_distance(parent, &book[s.2 * d..(s.2 + 1) * d]);
+            }
+            short.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+            for &(err, row, c) in &short[..width] {
                 let parent = &self.residuals[row * d..(row + 1) * d];
                 let entry = &book[c * d..(c + 1) * d];
-                let mut err = 0.0;
-                for (p, e) in parent.iter().zip(entry) {
-                    let v = p - e;
-                    err += v * v;
-                    residuals.push(v);
-                }
+                residuals.extend(parent.iter().zip(entry).map(|(p, e)| p - e));
                 errors.push(err);
                 let mut path = self.paths[row].clone();
                 path.push(c as u32);
@@ -323,4 +336,35 @@ pub fn float_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .try_into_vec_as::<f32>()
         .expect("float tensor")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One level of a beam one wide over a single 1-D cell at 0.5, with the device's dots off
+    /// by `noise` for the second entry: what it keeps.
+    fn keeps(entries: [f32; 2], noise: f32) -> u32 {
+        let mut beam = BeamState::new(&[0.5], 1);
+        let norms: Vec<f32> = entries.iter().map(|e| e * e).collect();
+        let dots = [0.5 * entries[0], 0.5 * entries[1] + noise];
+        beam.advance(&dots, &entries, &norms, 1);
+        beam.paths[0][0]
+    }
+
+    /// Backends sum the dots in other orders: a few ulps either way must not change what the
+    /// beam keeps, at an exact tie (broken by the entry's number) or near one.
+    #[test]
+    fn the_beam_ranks_by_exact_distances_not_by_the_devices_dots() {
+        for noise in [-1e-6, 0.0, 1e-6] {
+            // 0 and 1 are both 0.25 from 0.5.
+            assert_eq!(keeps([0.0, 1.0], noise), 0, "tie, noise {noise}");
+            // 0.999 is 0.249001 away: nearer by less than the noise moves the score.
+            assert_eq!(
+                keeps([0.0, 0.999], noise - 2e-3),
+                1,
+                "near tie, noise {noise}"
+            );
+        }
+    }
 }

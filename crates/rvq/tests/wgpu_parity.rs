@@ -80,12 +80,11 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
 
 /// The default encode on the first CIFAR-10 test images (100, or `RVQ_PARITY_IMAGES`), both
 /// archives decoded on the CPU: what differs is what the encoders chose. Rate control and
-/// refinement decide on unrounded decoded samples, which backends compute a few ulps apart, so
-/// they agree; the residual beam search decides on the encoder's latents, also a few ulps
-/// apart, and at a near tie between two paths it can still go either way. Such an image keeps
-/// its depths but codes a cell differently. The README records what this test printed on
-/// lavapipe for 1,000 images; the asserts hold that with a margin for other drivers. `.ci/run`
-/// runs it when the data is beside the clone:
+/// refinement decide on unrounded decoded samples, and the beam search ranks its candidates by
+/// exact distances summed on the host, so the choices differ only where the backends' own
+/// outputs (a few ulps apart) straddle a tie. What the README promises, and this test holds: at
+/// least 99% of the images decode identically and every image within 0.05 dB. `.ci/run` runs
+/// it when the data is beside the clone:
 ///
 ///     RVQ_CIFAR_DIR=../shared/data/cifar-10-batches-bin cargo test --release --test wgpu_parity -- --ignored
 #[test]
@@ -128,8 +127,8 @@ fn default_encodes_of_cifar_images_decode_alike_on_both_backends() {
          {depths_differ} with other depths; largest PSNR gap {worst:.4} dB"
     );
     assert!(
-        same as f64 >= 0.98 * n as f64,
+        same as f64 >= 0.99 * n as f64,
         "only {same} of {n} images decode identically"
     );
-    assert!(worst <= 0.25, "an image decodes {worst} dB apart");
+    assert!(worst <= 0.05, "an image decodes {worst} dB apart");
 }
