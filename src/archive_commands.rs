@@ -140,16 +140,13 @@ fn input_files(a: &EncodeArgs, inputs: &[PathBuf], limits: &Limits) -> Result<Ve
 /// The library's options for the flags given: `--quality`, `--psnr` and `--codebooks` map
 /// onto one [`Rate`].
 fn encode_options(a: &EncodeArgs, batch: usize) -> Result<EncodeOptions> {
-    Ok(EncodeOptions {
+    Ok(a.search.apply(EncodeOptions {
         names: !a.no_names,
         embed_codebook: a.embed_codebook.map(|p| match p {
             Precision::F16 => CodebookDType::F16,
             Precision::F32 => CodebookDType::F32,
         }),
         batch_size: batch,
-        beam: a.search.beam,
-        refine: a.search.refine,
-        rate_search: a.search.rate_search(),
         entropy: !a.no_entropy,
         rate: match (a.quality, a.psnr, a.codebooks) {
             (Some(quality), _, max_codebooks) => Rate::Quality {
@@ -164,7 +161,8 @@ fn encode_options(a: &EncodeArgs, batch: usize) -> Result<EncodeOptions> {
             (None, None, Some(m)) => Rate::Codebooks(m),
             (None, None, None) => Rate::default(),
         },
-    })
+        ..EncodeOptions::default()
+    }))
 }
 
 /// Where `rvq encode` takes its images from: one read from standard input, or files.

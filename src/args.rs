@@ -285,19 +285,25 @@ pub(crate) enum SweepAction {
 /// How hard the encoder searches, shared by every command that encodes.
 #[derive(Args)]
 pub(crate) struct SearchArgs {
-    /// Beam width of the residual search when encoding (1: greedy; wider is slower and never
-    /// further from the encoder's output). Archives decode the same way whatever the width.
-    #[arg(long, default_value_t = EncodeOptions::default().beam, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
-    pub(crate) beam: usize,
+    /// Speed against compression, 0 (fastest) to 5 (smallest at equal quality); each level's
+    /// beam, refinement and rate search are listed in the README. Archives decode the same
+    /// way whatever the effort.
+    #[arg(long, default_value_t = rvq::Effort::default().level(), value_parser = clap::value_parser!(u8).range(0..=i64::from(rvq::Effort::BEST.level())))]
+    pub(crate) effort: u8,
+    /// Beam width of the residual search, overriding the effort's (1: greedy; wider is slower
+    /// and never further from the encoder's output).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    pub(crate) beam: Option<usize>,
     /// Entries of its last codebook each cell tries by decoding them, keeping the one that
-    /// decodes closest to the image (1: none). Slower to encode; archives decode as ever.
-    #[arg(long, default_value_t = EncodeOptions::default().refine, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
-    pub(crate) refine: usize,
-    /// How rate control (a quality or PSNR target) measures each cell's error at each depth:
-    /// `decoded` decodes at every depth (exact, and the cost of a target); `latent` takes the
-    /// residual left in the latent space (no decode; see docs/BENCHMARKS.md).
-    #[arg(long, value_enum, default_value_t = RateSearchArg::Decoded)]
-    pub(crate) rate_search: RateSearchArg,
+    /// decodes closest to the image (1: none), overriding the effort's.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    pub(crate) refine: Option<usize>,
+    /// How rate control (a quality or PSNR target) measures each cell's error at each depth,
+    /// overriding the effort's: `decoded` decodes at every depth (exact, and the cost of a
+    /// target); `latent` takes the residual left in the latent space (no decode; see
+    /// docs/BENCHMARKS.md).
+    #[arg(long, value_enum)]
+    pub(crate) rate_search: Option<RateSearchArg>,
 }
 
 /// The values of `--rate-search`.
@@ -308,11 +314,19 @@ pub(crate) enum RateSearchArg {
 }
 
 impl SearchArgs {
-    /// The library's rate search for `--rate-search`.
-    pub(crate) fn rate_search(&self) -> rvq::RateSearch {
-        match self.rate_search {
-            RateSearchArg::Decoded => rvq::RateSearch::Decoded,
-            RateSearchArg::Latent => rvq::RateSearch::Latent,
+    /// `opts` with the search these flags ask for: the effort's, then each override.
+    pub(crate) fn apply(&self, opts: EncodeOptions) -> EncodeOptions {
+        let effort = rvq::Effort::new(self.effort).expect("clap bounds the effort");
+        let opts = opts.with_effort(effort);
+        EncodeOptions {
+            beam: self.beam.unwrap_or(opts.beam),
+            refine: self.refine.unwrap_or(opts.refine),
+            rate_search: match self.rate_search {
+                Some(RateSearchArg::Decoded) => rvq::RateSearch::Decoded,
+                Some(RateSearchArg::Latent) => rvq::RateSearch::Latent,
+                None => opts.rate_search,
+            },
+            ..opts
         }
     }
 }

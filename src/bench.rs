@@ -80,11 +80,8 @@ pub fn run(
 ) -> Result<Vec<Measure>> {
     let m = model.config().num_codebooks;
     let batch = batch.max(1);
-    let opts = EncodeOptions {
+    let opts = search.apply(EncodeOptions {
         batch_size: batch,
-        beam: search.beam,
-        refine: search.refine,
-        rate_search: search.rate_search(),
         names: false,
         rate: if fixed_depth {
             Rate::Codebooks(m)
@@ -92,7 +89,7 @@ pub fn run(
             Rate::default()
         },
         ..EncodeOptions::default()
-    };
+    });
     let small = small_images(batch)?;
     let big = vec![Named {
         name: "large.png".into(),
@@ -161,13 +158,19 @@ fn time_codec(c: &CodecBench, label: &str, set: &[Named]) -> Result<[Measure; 2]
 /// A measure's name states the settings that change what encoding costs, so that runs with
 /// and without them are told apart.
 fn codec_name(c: &CodecBench, op: &str, label: &str, images: usize) -> String {
-    let (batch, refine) = (c.opts.batch_size, c.opts.refine);
+    let (batch, beam, refine) = (c.opts.batch_size, c.opts.beam, c.opts.refine);
     let mut suffix = String::new();
     if op == "encode" && c.fixed_depth {
         suffix += ", fixed depth";
     }
+    if op == "encode" && beam > 1 {
+        suffix += &format!(", beam {beam}");
+    }
     if op == "encode" && refine > 1 {
         suffix += &format!(", refine {refine}");
+    }
+    if op == "encode" && !c.fixed_depth && c.opts.rate_search == rvq::RateSearch::Latent {
+        suffix += ", latent rate search";
     }
     if label == "large" {
         format!("{op} one {}×{} image{suffix}", c.large.0, c.large.1)

@@ -56,13 +56,10 @@ pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
         source,
         &a.jpeg_qualities,
         &a.webp_qualities,
-        &EncodeOptions {
+        &a.search.apply(EncodeOptions {
             batch_size: batch,
-            beam: a.search.beam,
-            refine: a.search.refine,
-            rate_search: a.search.rate_search(),
             ..EncodeOptions::default()
-        },
+        }),
         &mut |what| {
             if verbose {
                 eprintln!("rvq: evaluating {what}");

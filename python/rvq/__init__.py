@@ -78,6 +78,7 @@ class Codec:
         quality: Optional[int] = None,
         psnr: Optional[float] = None,
         codebooks: Optional[int] = None,
+        effort: Optional[int] = None,
         beam: Optional[int] = None,
         refine: Optional[int] = None,
         entropy: bool = True,
@@ -86,14 +87,16 @@ class Codec:
         ``quality`` (0-100; 90 when neither it nor ``psnr`` nor ``codebooks`` is given), a
         ``psnr`` target in dB, or with ``codebooks`` alone every cell at that many codebooks
         (with a quality or target, ``codebooks`` caps them). ``names`` are stored with the
-        images (without them the archive stores none); ``beam`` and ``refine`` are the
-        search's expert settings (``--beam``, ``--refine``)."""
+        images (without them the archive stores none). ``effort`` (0-5, 4 when not given) is
+        how hard the encoder searches (``--effort``); ``beam`` and ``refine`` override its
+        beam width and refinement (``--beam``, ``--refine``)."""
         return self._inner.encode(
             _pixels(images),
             names=None if names is None else list(names),
             quality=quality,
             psnr=psnr,
             codebooks=codebooks,
+            effort=effort,
             beam=beam,
             refine=refine,
             entropy=entropy,
@@ -158,6 +161,7 @@ def encode(
     psnr: Optional[float] = None,
     codebooks: Optional[int] = None,
     names: Optional[Sequence[str]] = None,
+    effort: Optional[int] = None,
     beam: Optional[int] = None,
     refine: Optional[int] = None,
     entropy: bool = True,
@@ -170,6 +174,7 @@ def encode(
         quality=quality,
         psnr=psnr,
         codebooks=codebooks,
+        effort=effort,
         beam=beam,
         refine=refine,
         entropy=entropy,

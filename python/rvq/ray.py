@@ -95,6 +95,7 @@ def encode_options(args: argparse.Namespace) -> Dict[str, Any]:
         "quality": args.quality,
         "psnr": args.psnr,
         "codebooks": args.codebooks,
+        "effort": args.effort,
         "beam": args.beam,
         "refine": args.refine,
         "entropy": not args.no_entropy,
@@ -172,6 +173,7 @@ def encode_shard(
         quality=options["quality"],
         psnr=options["psnr"],
         codebooks=options["codebooks"],
+        effort=options["effort"],
         beam=options["beam"],
         refine=options["refine"],
         entropy=options["entropy"],
@@ -280,7 +282,7 @@ def run_encode(args: argparse.Namespace) -> int:
     # The options checked before anything is written: an encode of no images refuses what
     # every shard would.
     codec = rvq.Codec(args.model, "cpu")
-    codec.encode([], **{k: options[k] for k in ("quality", "psnr", "codebooks", "beam", "refine", "entropy")})
+    codec.encode([], **{k: options[k] for k in ("quality", "psnr", "codebooks", "effort", "beam", "refine", "entropy")})
     work = Path(args.work_dir).resolve()
     fresh = check_manifest(work, manifest_for(files, names, args.shards, options, codec.fingerprint))
     parts = work / "parts"
@@ -544,6 +546,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--quality", type=_ranged(0, 100))
     e.add_argument("--psnr", type=float)
     e.add_argument("--codebooks", type=_ranged(1, 64))
+    e.add_argument("--effort", type=_ranged(0, 5))
     e.add_argument("--beam", type=_ranged(1, 64))
     e.add_argument("--refine", type=_ranged(1, 64))
     e.add_argument("--no-entropy", action="store_true")

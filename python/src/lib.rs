@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use rvq::archive::{Archive, ArchiveError, ArchiveReader};
 use rvq::image_io::Limits;
-use rvq::{Backend, Decoder, EncodeOptions, Encoder, Model, Named, Rate, Rgb};
+use rvq::{Backend, Decoder, Effort, EncodeOptions, Encoder, Model, Named, Rate, Rgb};
 
 create_exception!(
     rvq._rvq,
@@ -206,7 +206,7 @@ impl Codec {
 
     /// The archive of `images` (see the package's `encode`), as `rvq encode` writes it for
     /// the same pixels, names and options on the same backend.
-    #[pyo3(signature = (images, *, names=None, quality=None, psnr=None, codebooks=None, beam=None, refine=None, entropy=true))]
+    #[pyo3(signature = (images, *, names=None, quality=None, psnr=None, codebooks=None, effort=None, beam=None, refine=None, entropy=true))]
     #[allow(clippy::too_many_arguments)]
     fn encode<'py>(
         &self,
@@ -216,6 +216,7 @@ impl Codec {
         quality: Option<i64>,
         psnr: Option<f64>,
         codebooks: Option<usize>,
+        effort: Option<u8>,
         beam: Option<usize>,
         refine: Option<usize>,
         entropy: bool,
@@ -230,7 +231,11 @@ impl Codec {
                 pixels.len()
             )));
         }
-        let defaults = EncodeOptions::default();
+        let effort = match effort {
+            Some(e) => Effort::new(e).map_err(|e| PyValueError::new_err(e.to_string()))?,
+            None => Effort::default(),
+        };
+        let defaults = EncodeOptions::default().with_effort(effort);
         for (what, value) in [("beam", beam), ("refine", refine)] {
             if let Some(v) = value
                 && !(1..=64).contains(&v)

@@ -22,6 +22,7 @@ def files_and_names(folder):
         (["--quality", "40"], {"quality": 40}),
         (["--psnr", "30", "--codebooks", "6"], {"psnr": 30.0, "codebooks": 6}),
         (["--codebooks", "3", "--beam", "1", "--refine", "1"], {"codebooks": 3, "beam": 1, "refine": 1}),
+        (["--quality", "40", "--effort", "1"], {"quality": 40, "effort": 1}),
     ],
 )
 def test_encode_writes_the_bytes_the_command_writes(photos, tmp_path, flags, kwargs):

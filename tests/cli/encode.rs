@@ -283,3 +283,39 @@ fn quality_and_psnr_flags_are_checked_and_shortfalls_said() {
     }
     assert!(archive.exists());
 }
+
+/// `--effort` sets the beam, refinement and rate search together, level 4 by default; the
+/// expert flags override it one by one.
+#[test]
+fn effort_sets_the_search_and_the_expert_flags_override_it() {
+    let dir = TempDir::new().unwrap();
+    let encode = |name: &str, extra: &[&str]| -> Vec<u8> {
+        let out = dir.path().join(name);
+        rvq()
+            .args(["encode", "--backend", "cpu", "--quality", "50", "-o"])
+            .arg(&out)
+            .args(extra)
+            .arg(samples().join("chelsea.png"))
+            .arg(samples().join("coffee.png"))
+            .assert()
+            .success();
+        std::fs::read(&out).unwrap()
+    };
+    let default = encode("d.rvq", &[]);
+    assert_eq!(default, encode("e4.rvq", &["--effort", "4"]));
+    let overridden = [
+        "--effort",
+        "0",
+        "--beam",
+        "4",
+        "--refine",
+        "2",
+        "--rate-search",
+        "decoded",
+    ];
+    assert_eq!(default, encode("e0-as-4.rvq", &overridden));
+    let fastest = encode("e0.rvq", &["--effort", "0"]);
+    let greedy = ["--beam", "1", "--refine", "1", "--rate-search", "latent"];
+    assert_eq!(fastest, encode("greedy.rvq", &greedy));
+    assert_ne!(fastest, default, "effort 0 searches as the default does");
+}

@@ -68,11 +68,11 @@ fn help_lists_every_command() {
 }
 
 #[test]
-fn out_of_range_beam_widths_refinements_and_stop_steps_are_usage_errors() {
+fn out_of_range_efforts_beam_widths_refinements_and_stop_steps_are_usage_errors() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("o.rvq");
     let sample = samples().join("astronaut-32.png");
-    let cases: [&[&str]; 5] = [
+    let cases: [&[&str]; 6] = [
         &[
             "encode",
             "--beam",
@@ -99,6 +99,7 @@ fn out_of_range_beam_widths_refinements_and_stop_steps_are_usage_errors() {
             sample.to_str().unwrap(),
         ],
         &["eval", "--data", "x", "--refine", "65"],
+        &["bench", "--effort", "6"],
     ];
     for args in cases {
         let o = rvq().args(args).output().unwrap();

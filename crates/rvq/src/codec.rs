@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use rvq_archive::{ArchiveWriter, CodebookDType, EmbeddedCodebook, Header, Record};
 
 use crate::budget;
+use crate::effort::Effort;
 use crate::error::{Error, Result};
 use crate::image_io::{self, Rgb};
 use crate::model::Model;
@@ -25,7 +26,8 @@ pub struct EncodeOptions {
     pub embed_codebook: Option<CodebookDType>,
     /// Most images per inference batch.
     pub batch_size: usize,
-    /// Beam width of the residual search (1: greedy); see the README (`--beam`).
+    /// Beam width of the residual search (1: greedy); see the README (`--beam`). Set with
+    /// the rest of the search by [`EncodeOptions::with_effort`].
     pub beam: usize,
     /// Entries of its last codebook each cell tries by decoding them, after rate control
     /// (1: none; see the README, `--refine`).
@@ -38,24 +40,33 @@ pub struct EncodeOptions {
 }
 
 impl Default for EncodeOptions {
+    /// Quality 90 at the default [`Effort`], names stored, indices range-coded.
     fn default() -> Self {
+        let effort = Effort::default();
         Self {
             rate: Rate::default(),
             names: true,
             embed_codebook: None,
             batch_size: 256,
-            beam: DEFAULT_BEAM,
-            refine: refine::DEFAULT_CANDIDATES,
-            rate_search: RateSearch::default(),
+            beam: effort.beam(),
+            refine: effort.refine(),
+            rate_search: effort.rate_search(),
             entropy: true,
         }
     }
 }
 
-/// The beam width `rvq encode` uses unless told otherwise: of the widths measured
-/// (`scripts/search.sh`, docs/MODEL.md), 4 keeps most of 8's gain (−13% MSE at 8 codebooks on
-/// CIFAR-10 against greedy's, 8's −17%) at two thirds of its encoding time.
-pub(crate) const DEFAULT_BEAM: usize = 4;
+impl EncodeOptions {
+    /// These options with the beam, refinement and rate search of `effort`.
+    pub fn with_effort(self, effort: Effort) -> Self {
+        Self {
+            beam: effort.beam(),
+            refine: effort.refine(),
+            rate_search: effort.rate_search(),
+            ..self
+        }
+    }
+}
 
 /// An image to encode and the name it is stored under.
 #[derive(Clone, Debug)]

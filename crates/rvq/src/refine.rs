@@ -28,12 +28,6 @@ use crate::image_io::Rgb;
 use crate::model::{EncodedBatch, Model, latents_to_rows};
 use crate::quantizer::{self, float_vec};
 
-/// The candidates per cell `rvq encode` tries unless told otherwise (`--refine`): the present
-/// entry and the next nearest, which buys most of what more candidates do (docs/MODEL.md,
-/// "Decoder-aware refinement") for nine more decodes of each batch: about 1.7 times the
-/// encoding time at the default quality, where rate control already decodes eight times.
-pub(crate) const DEFAULT_CANDIDATES: usize = 2;
-
 /// Interleaved classes of cells (row parity × column parity): no two cells of a class touch,
 /// not even at a corner.
 const CLASSES: usize = 4;

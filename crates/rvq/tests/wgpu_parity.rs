@@ -76,6 +76,14 @@ fn wgpu_and_cpu_choose_the_same_indices_and_decode_alike() {
         same as f64 >= 0.99 * total as f64,
         "only {same} of {total} depths agree"
     );
+    // Both archives decoded on the CPU: what differs is what the encoders chose.
+    let (da, db) = (decode(&on_cpu, &header, &a), decode(&on_cpu, &header, &b));
+    let psnr = rvq::eval::image_psnr;
+    for ((x, y), img) in da.iter().zip(&db).zip(&images) {
+        let gap = (psnr(&img.image, x) - psnr(&img.image, y)).abs();
+        println!("{}: default encodes {gap:.4} dB apart", img.name);
+        assert!(gap <= 0.05, "{} decodes {gap} dB apart", img.name);
+    }
 }
 
 /// The default encode on the first CIFAR-10 test images (100, or `RVQ_PARITY_IMAGES`), both

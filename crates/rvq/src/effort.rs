@@ -1,0 +1,102 @@
+//! One knob for speed against compression, in the convention of cjxl's `-e` and cwebp's `-m`:
+//! a small integer, higher searches harder. Each level names a beam width, a refinement and a
+//! rate search; docs/BENCHMARKS.md ("The effort ladder") measures what each costs and gives.
+
+use crate::error::{Error, Result};
+use crate::rate::RateSearch;
+
+/// How hard the encoder searches, from [`Effort::FASTEST`] to [`Effort::BEST`]. Archives of
+/// every effort decode alike: only the indices chosen differ.
+///
+/// | level | beam | refine | rate search |
+/// |---|---|---|---|
+/// | 0 | 1 (greedy) | 1 (none) | latent |
+/// | 1 | 2 | 1 | latent |
+/// | 2 | 4 | 1 | latent |
+/// | 3 | 4 | 1 | decoded |
+/// | 4 (default) | 4 | 2 | decoded |
+/// | 5 | 8 | 4 | decoded |
+///
+/// The rate search matters only for a quality or PSNR target (a fixed depth has none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Effort(u8);
+
+impl Effort {
+    /// Greedy residual search, depths chosen in the latent space, no refinement.
+    pub const FASTEST: Effort = Effort(0);
+    /// The widest search: a beam of 8 and four candidates per cell.
+    pub const BEST: Effort = Effort(5);
+
+    /// Effort `level`, 0 ..= 5.
+    pub fn new(level: u8) -> Result<Self> {
+        if level > Self::BEST.0 {
+            return Err(Error::InvalidOption(format!(
+                "effort {level} is above {}",
+                Self::BEST.0
+            )));
+        }
+        Ok(Self(level))
+    }
+
+    /// The level, 0 ..= 5.
+    pub fn level(self) -> u8 {
+        self.0
+    }
+
+    /// Beam width of the residual search (see [`crate::EncodeOptions::beam`]).
+    pub fn beam(self) -> usize {
+        [1, 2, 4, 4, 4, 8][self.0 as usize]
+    }
+
+    /// Candidates per cell that refinement decodes (1: none; [`crate::EncodeOptions::refine`]).
+    pub fn refine(self) -> usize {
+        [1, 1, 1, 1, 2, 4][self.0 as usize]
+    }
+
+    /// How rate control measures each cell's error.
+    pub fn rate_search(self) -> RateSearch {
+        if self.0 <= 2 {
+            RateSearch::Latent
+        } else {
+            RateSearch::Decoded
+        }
+    }
+}
+
+impl Default for Effort {
+    /// Level 4: the search `rvq encode` used before the knob (beam 4, two candidates per cell,
+    /// decoded rate search). No cheaper level yet holds its quality at equal bits within
+    /// 0.1 dB (docs/BENCHMARKS.md).
+    fn default() -> Self {
+        Self(4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_level_searches_at_least_as_hard_as_the_one_below() {
+        let levels: Vec<Effort> = (0..=Effort::BEST.level())
+            .map(|l| Effort::new(l).unwrap())
+            .collect();
+        let decoded = |e: Effort| e.rate_search() == RateSearch::Decoded;
+        for w in levels.windows(2) {
+            let (lo, hi) = (w[0], w[1]);
+            assert!(
+                hi.beam() >= lo.beam() && hi.refine() >= lo.refine(),
+                "{lo:?} {hi:?}"
+            );
+            assert!(decoded(hi) || !decoded(lo), "{lo:?} {hi:?}");
+            assert_ne!(
+                (lo.beam(), lo.refine(), decoded(lo)),
+                (hi.beam(), hi.refine(), decoded(hi)),
+                "two levels search alike"
+            );
+        }
+        assert_eq!(Effort::FASTEST.beam(), 1);
+        assert_eq!(Effort::FASTEST.refine(), 1);
+        assert!(Effort::new(6).is_err());
+    }
+}

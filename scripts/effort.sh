@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The effort ladder (`--effort 0..5`): for each level, the quality ladder (rvq eval, qualities
+# 10..90) on the samples, on the four full-size scikit-image photographs the samples are cut
+# from, and on the first N CIFAR-10 test images; each level's PSNR at the default level's bits
+# per pixel (interpolated along its own ladder); and encode throughput (rvq bench, batch 64,
+# with greedy fixed-depth encoding in the same run). docs/BENCHMARKS.md records a run.
+#
+#   RVQ=target/release/rvq PY=python-with-scikit-image scripts/effort.sh \
+#     ../shared/data/cifar-10-batches-bin [N] [OUT]
+#
+# PY needs scikit-image and imageio (`python3 -m venv v && v/bin/pip install scikit-image`);
+# the photographs are written from its bundled data (astronaut, coffee, chelsea: PNG; rocket:
+# a JPEG in scikit-image), public domain or CC0 by its data README.
+set -euo pipefail
+rvq="${RVQ:-rvq}"
+py="${PY:-python3}"
+cifar="$1"
+n="${2:-1000}"
+out="${3:-$(mktemp -d)}"
+mkdir -p "$out/photos"
+"$py" -c "import sys, skimage.data as d, imageio.v3 as io; [io.imwrite(f'{sys.argv[1]}/{n}.png', getattr(d, n)()) for n in ('astronaut', 'coffee', 'chelsea', 'rocket')]" "$out/photos"
+{ uname -srm; grep -m1 'model name' /proc/cpuinfo || true; nproc; } > "$out/machine.txt"
+for effort in 0 1 2 3 4 5; do
+  for set in samples photos cifar; do
+    case "$set" in
+      samples) data=samples; extra=() ;;
+      photos) data="$out/photos"; extra=() ;;
+      cifar) data="$cifar"; extra=(--limit "$n") ;;
+    esac
+    start=$(date +%s.%N)
+    "$rvq" eval --backend cpu --data "$data" "${extra[@]}" --codebooks 8 --qualities 10,30,50,70,90 \
+      --jpeg-qualities 50 --webp-qualities 50 --effort "$effort" \
+      --json "$out/$set-e$effort.json" >/dev/null
+    echo "eval $set effort $effort: $(echo "$(date +%s.%N) - $start" | bc) s"
+  done
+done
+for effort in 0 1 2 3 4 5; do
+  "$rvq" bench --backend cpu --batch 64 --runs 3 --effort "$effort" --json "$out/bench-e$effort.json" \
+    | grep -E '^\| encode' | sed "s/^/bench effort $effort: /"
+done
+"$rvq" bench --backend cpu --batch 64 --runs 3 --beam 1 --refine 1 --fixed-depth \
+  --json "$out/bench-greedy.json" | grep -E '^\| encode' | sed "s/^/bench greedy fixed depth: /"
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+def ladder(path):
+    pts = [p for p in json.load(open(path)) if p["codec"] == "rvq" and p["quality"] is not None]
+    return sorted((p["file_bits_per_pixel"], p["psnr"], p["quality"]) for p in pts)
+def at(lad, b):
+    for (b0, p0, _), (b1, p1, _) in zip(lad, lad[1:]):
+        if b0 <= b <= b1:
+            return p0 if b1 == b0 else p0 + (p1 - p0) * (b - b0) / (b1 - b0)
+    return None
+print("| set | effort | q=10 bpp / dB | q=50 | q=90 | mean Δ dB at effort 4's bpp (points in range) |")
+print("|---|---|---|---|---|---|")
+for s in ("samples", "photos", "cifar"):
+    ref = ladder(f"{out}/{s}-e4.json")
+    for e in range(6):
+        lad = ladder(f"{out}/{s}-e{e}.json")
+        cells = {q: f"{b:.3f} / {p:.2f}" for b, p, q in lad}
+        diffs = [d - p for b, p, _ in ref if (d := at(lad, b)) is not None]
+        mean = f"{sum(diffs) / len(diffs):+.3f} ({len(diffs)}/{len(ref)})" if diffs else "none in range"
+        print(f"| {s} | {e} | {cells[10]} | {cells[50]} | {cells[90]} | {mean} |")
+print()
+print("| encode, batch 64 | images/s |")
+print("|---|---|")
+names = [f"e{e}" for e in range(6)] + ["greedy"]
+for name in names:
+    for m in json.load(open(f"{out}/bench-{name}.json")):
+        if m["what"].startswith("encode") and "32×32" in m["what"]:
+            print(f"| {name}: {m['what']} | {m['images_per_second']:.1f} |")
+PY
