@@ -9,8 +9,9 @@
 #     ../shared/data/cifar-10-batches-bin [N] [OUT]
 #
 # PY needs scikit-image and imageio (`python3 -m venv v && v/bin/pip install scikit-image`);
-# the photographs are written from its bundled data (astronaut, coffee, chelsea: PNG; rocket:
-# a JPEG in scikit-image), public domain or CC0 by its data README.
+# the photographs are written from its bundled data, licences as its docstrings give them:
+# astronaut (NASA, public domain), coffee (Rachel Michetti, CC0) and chelsea (Stefan van der
+# Walt, CC0), stored as PNG; rocket (SpaceX, public domain), stored by scikit-image as a JPEG.
 set -euo pipefail
 rvq="${RVQ:-rvq}"
 py="${PY:-python3}"

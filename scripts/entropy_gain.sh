@@ -4,7 +4,7 @@
 # Usage: scripts/entropy_gain.sh DIR [DEPTHS]   (DEPTHS default "1 2 4 8")
 # Needs a built rvq on PATH or at $RVQ. Larger photographs than samples/ (the full-size
 # scikit-image ones the samples are cut from), with scikit-image installed:
-#   python3 -c "import skimage.data as d, imageio.v3 as io; [io.imwrite(f'/tmp/photos/{n}.png', getattr(d, n)()) for n in ('astronaut', 'coffee', 'chelsea', 'rocket')]"
+#   python3 -c "import skimage.data as d, imageio.v3 as io; [io.imwrite(f'photos/{n}.png', getattr(d, n)()) for n in ('astronaut', 'coffee', 'chelsea', 'rocket')]"
 set -euo pipefail
 rvq="${RVQ:-rvq}"
 dir="$1"
