@@ -51,18 +51,20 @@ fn main() {
         .init(&dev);
     let r2 = Conv2dConfig::new([64, 256], [1, 1]).init(&dev);
     let h = rnd(64, 4);
-    total += 2.0
-        * time(
+    // The two residual blocks (each side has two, at 4×4 and 256 channels).
+    let res_blocks = || {
+        2.0 * time(
             "res conv3x3 256->64 @4 (x2)",
             (9 * 256 * 64 * 16 * b) as f64,
             || r1.forward(x.clone()),
-        );
-    total += 2.0
-        * time(
-            "res conv1x1 64->256 @4 (x2)",
-            (64 * 256 * 16 * b) as f64,
-            || r2.forward(h.clone()),
-        );
+        ) + 2.0
+            * time(
+                "res conv1x1 64->256 @4 (x2)",
+                (64 * 256 * 16 * b) as f64,
+                || r2.forward(h.clone()),
+            )
+    };
+    total += res_blocks();
     let tl = Conv2dConfig::new([256, 64], [1, 1]).init(&dev);
     total += time(
         "to_latent 1x1 256->64 @4",
@@ -104,18 +106,7 @@ fn main() {
         (64 * 256 * 16 * b) as f64,
         || fl.forward(z.clone()),
     );
-    total += 2.0
-        * time(
-            "res conv3x3 256->64 @4 (x2)",
-            (9 * 256 * 64 * 16 * b) as f64,
-            || r1.forward(x.clone()),
-        );
-    total += 2.0
-        * time(
-            "res conv1x1 64->256 @4 (x2)",
-            (64 * 256 * 16 * b) as f64,
-            || r2.forward(h.clone()),
-        );
+    total += res_blocks();
     for (cin, cout, s) in [(256usize, 128usize, 4usize), (128, 64, 8), (64, 3, 16)] {
         let x = rnd(cin, s);
         let tc = ConvTranspose2dConfig::new([cin, cout], [4, 4])
