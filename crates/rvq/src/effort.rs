@@ -13,7 +13,7 @@ use crate::rate::RateSearch;
 /// | 0 | 1 (greedy) | 1 (none) | latent |
 /// | 1 | 2 | 1 | latent |
 /// | 2 | 4 | 1 | latent |
-/// | 3 | 4 | 1 | decoded |
+/// | 3 | 4 | 2 | latent |
 /// | 4 (default) | 4 | 2 | decoded |
 /// | 5 | 8 | 4 | decoded |
 ///
@@ -50,12 +50,12 @@ impl Effort {
 
     /// Candidates per cell that refinement decodes (1: none; [`crate::EncodeOptions::refine`]).
     pub fn refine(self) -> usize {
-        [1, 1, 1, 1, 2, 4][self.0 as usize]
+        [1, 1, 1, 2, 2, 4][self.0 as usize]
     }
 
     /// How rate control measures each cell's error.
     pub fn rate_search(self) -> RateSearch {
-        if self.0 <= 2 {
+        if self.0 <= 3 {
             RateSearch::Latent
         } else {
             RateSearch::Decoded
