@@ -157,8 +157,8 @@ pub fn quantize_beam(
     out
 }
 
-/// `‖a − b‖²`, summed in order.
-fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+/// `‖a − b‖²`, summed in order, so that every caller rounds alike.
+pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 

@@ -196,10 +196,11 @@ fn nearest_entries(
             let present = idx[slot];
             let book = &books[level * k * d..(level + 1) * k * d];
             dist.clear();
-            dist.extend(book.chunks_exact(d).enumerate().map(|(e, v)| {
-                let s: f32 = r.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
-                (s, e as u32)
-            }));
+            dist.extend(
+                book.chunks_exact(d)
+                    .enumerate()
+                    .map(|(e, v)| (quantizer::squared_distance(&r, v), e as u32)),
+            );
             let n = candidates.min(dist.len());
             dist.select_nth_unstable_by(n - 1, |a, b| a.0.total_cmp(&b.0));
             dist[..n].sort_by(|a, b| a.0.total_cmp(&b.0));
