@@ -30,10 +30,10 @@ impl Effort {
     /// Effort `level`, 0 ..= 5.
     pub fn new(level: u8) -> Result<Self> {
         if level > Self::BEST.0 {
-            return Err(Error::InvalidOption(format!(
-                "effort {level} is above {}",
-                Self::BEST.0
-            )));
+            return Err(Error::InvalidEffort {
+                level,
+                max: Self::BEST.0,
+            });
         }
         Ok(Self(level))
     }
@@ -97,6 +97,7 @@ mod tests {
         }
         assert_eq!(Effort::FASTEST.beam(), 1);
         assert_eq!(Effort::FASTEST.refine(), 1);
-        assert!(Effort::new(6).is_err());
+        let err = Effort::new(6).unwrap_err().to_string();
+        assert_eq!(err, "effort 6 is outside 0..=5");
     }
 }

@@ -96,6 +96,14 @@ pub enum Error {
     /// A training option out of range.
     #[error("invalid training option: {0}")]
     InvalidOption(String),
+    /// An encoding effort above the highest level.
+    #[error("effort {level} is outside 0..={max}")]
+    InvalidEffort {
+        /// The level asked for.
+        level: u8,
+        /// The highest level.
+        max: u8,
+    },
     /// A training run was given no images to train on.
     #[error("no training images")]
     NoTrainingImages,
