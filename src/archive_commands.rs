@@ -148,6 +148,7 @@ fn encode_options(a: &EncodeArgs, batch: usize) -> Result<EncodeOptions> {
         }),
         batch_size: batch,
         entropy: !a.no_entropy,
+        neighbours: !a.no_neighbours,
         rate: match (a.quality, a.psnr, a.codebooks) {
             (Some(quality), _, max_codebooks) => Rate::Quality {
                 quality,

@@ -39,6 +39,9 @@ pub(crate) enum Command {
     Eval(EvalArgs),
     /// Train a model on CIFAR-10 (binary folder) or a folder of PNG/JPEG images.
     Train(TrainArgs),
+    /// Add codebooks to a trained model, fitted by k-means to what its own leave of the
+    /// encoder's outputs on a folder of images (the network and earlier levels unchanged).
+    Extend(ExtendArgs),
     /// Reproduce the study: train and evaluate a grid of models (`rvq sweep report DIR` draws
     /// the figures).
     Sweep(SweepArgs),
@@ -93,6 +96,10 @@ pub(crate) struct EncodeArgs {
     /// readers that know only payload coder 0 (rvq before entropy coding) read the archive.
     #[arg(long)]
     pub(crate) no_entropy: bool,
+    /// Range-code without neighbour contexts (payload coder 1), so that rvq from before
+    /// payload coder 2 reads the archive.
+    #[arg(long, conflicts_with = "no_entropy")]
+    pub(crate) no_neighbours: bool,
     /// Embed the codebook vectors used, so the archive documents its own quantizer.
     #[arg(long, value_enum)]
     pub(crate) embed_codebook: Option<Precision>,
@@ -377,6 +384,34 @@ pub(crate) struct ExportArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct ExtendArgs {
+    /// Model folder to extend; default: the model built into rvq.
+    #[arg(long)]
+    pub(crate) model: Option<PathBuf>,
+    /// Images (files or folders of PNG, JPEG and WebP) whose latents the new levels fit.
+    #[arg(long, required = true, num_args = 1..)]
+    pub(crate) data: Vec<PathBuf>,
+    /// Model folder to write (model.bpk, config.json, extension.json); must not exist.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Codebooks of the extended model.
+    #[arg(long, default_value_t = rvq::train::ExtendOptions::default().codebooks)]
+    pub(crate) codebooks: usize,
+    /// Lloyd iterations per new codebook.
+    #[arg(long, default_value_t = rvq::train::ExtendOptions::default().iterations)]
+    pub(crate) iterations: usize,
+    /// The most latent vectors fitted (a random sample of the images' cells beyond it).
+    #[arg(long, default_value_t = rvq::train::ExtendOptions::default().max_vectors)]
+    pub(crate) max_vectors: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = rvq::train::ExtendOptions::default().seed)]
+    pub(crate) seed: u64,
+    /// Where to run the model.
+    #[arg(long, default_value_t = Backend::Auto, value_parser = backend_parser())]
+    pub(crate) backend: Backend,
+}
+
+#[derive(Args)]
 pub(crate) struct TrainArgs {
     /// CIFAR-10 binary folder (data_batch_1..5.bin, test_batch.bin) or a folder of images.
     #[arg(long)]
@@ -459,6 +494,9 @@ pub(crate) struct TrainArgs {
     /// PCA and k-means start.
     #[arg(long)]
     pub(crate) from: Option<PathBuf>,
+    /// Random 32×32 crops from each image when --data is a folder of images.
+    #[arg(long, default_value_t = rvq::train::DEFAULT_CROPS, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
+    pub(crate) crops: usize,
     /// Validation images (the first N of test_batch.bin).
     #[arg(long, default_value_t = 1000)]
     pub(crate) valid: usize,

@@ -34,8 +34,8 @@ pub(crate) fn print_text(path: &Path, report: &Report) {
     if info.entropy {
         let blocks = info.images.div_ceil(rvq::archive::BLOCK_RECORDS);
         println!(
-            "index coding       range-coded in {} of {blocks} blocks (packed where shorter)",
-            info.coded_blocks
+            "index coding       range-coded (payload coder {}) in {} of {blocks} blocks (packed where shorter)",
+            info.payload_coder, info.coded_blocks
         );
     } else {
         println!(

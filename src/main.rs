@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         Command::Info(args) => archive_commands::run_info(args),
         Command::Truncate(args) => archive_commands::run_truncate(args),
         Command::Merge(args) => archive_commands::run_merge(args),
+        Command::Extend(args) => train_commands::run_extend(args, cli.verbose),
         Command::Export(args) => train_commands::run_export(args, cli.verbose),
         Command::Eval(args) => measure_commands::run_eval(args, cli.verbose),
         Command::Bench(args) => measure_commands::run_bench(args, cli.verbose),

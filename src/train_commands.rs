@@ -12,7 +12,7 @@ use crate::support::*;
 pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
     let options = train_options(&a)?;
     let chosen = choose_backend(a.backend, verbose)?;
-    let splits = train::load_data(&a.data, a.valid, a.seed)?;
+    let splits = train::load_data(&a.data, a.valid, a.crops, a.seed)?;
     eprintln!("rvq: {}", splits.description);
     let progress = TrainProgress::new();
     let card = train::train(
@@ -181,6 +181,38 @@ pub(crate) fn run_export(a: ExportArgs, verbose: bool) -> Result<()> {
     Ok(())
 }
 
+pub(crate) fn run_extend(a: ExtendArgs, verbose: bool) -> Result<()> {
+    if a.out.exists() {
+        anyhow::bail!(
+            "{} exists; give a new folder for the extended model",
+            a.out.display()
+        );
+    }
+    let options = train::ExtendOptions {
+        codebooks: a.codebooks,
+        iterations: a.iterations,
+        max_vectors: a.max_vectors,
+        seed: a.seed,
+    };
+    let files = rvq::data::collect_images(&a.data)?;
+    let chosen = choose_backend(a.backend, verbose)?;
+    let model = Model::load_or_default(a.model.as_deref(), &chosen.device)?;
+    let card = train::extend_codebooks(&model, &files, &options, &a.out)
+        .with_context(|| format!("extending into {}", a.out.display()))?;
+    for (level, r) in card.residual.iter().enumerate() {
+        println!("level {:2}: mean squared latent residual {r:.6}", level + 1);
+    }
+    println!(
+        "{} codebooks fitted on {} latent vectors of {} images; model written to {} (fingerprint {})",
+        card.options.codebooks,
+        card.vectors,
+        card.images.len(),
+        a.out.display(),
+        card.fingerprint
+    );
+    Ok(())
+}
+
 pub(crate) fn run_sweep(a: SweepArgs, verbose: bool) -> Result<()> {
     if let Some(SweepAction::Report { dir }) = &a.action {
         let r = crate::sweep_report::report(dir)?;
@@ -211,7 +243,7 @@ pub(crate) fn run_sweep(a: SweepArgs, verbose: bool) -> Result<()> {
         );
     }
     let chosen = choose_backend(a.backend, verbose)?;
-    let splits = train::load_data(data, a.valid, 0)?;
+    let splits = train::load_data(data, a.valid, train::DEFAULT_CROPS, 0)?;
     let options = TrainOptions {
         epochs: a.epochs,
         batch_size: a.batch_size,

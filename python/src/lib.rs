@@ -254,6 +254,7 @@ impl Codec {
             refine: refine.unwrap_or(defaults.refine),
             rate_search: defaults.rate_search,
             entropy,
+            neighbours: defaults.neighbours,
         };
         let named: Vec<Named> = pixels
             .into_iter()

@@ -144,15 +144,27 @@ fn range_coded_archives_are_smaller_and_decode_to_the_same_images() {
     let dir = TempDir::new().unwrap();
     let coded = encode_samples(&dir, "8");
     let packed = encode_samples_with(&dir, "8", &["--no-entropy"]);
+    let plain = encode_samples_with(&dir, "8", &["--no-neighbours"]);
     let info = |p: &Path| -> serde_json::Value {
         let o = rvq().args(["info", "--json", s(p)]).output().unwrap();
         assert!(o.status.success());
         serde_json::from_slice(&o.stdout).unwrap()
     };
-    let (ci, pi) = (info(&coded), info(&packed));
+    let (ci, pi, ni) = (info(&coded), info(&packed), info(&plain));
     assert_eq!(
         (ci["entropy"].as_bool(), ci["coded_blocks"].as_u64()),
         (Some(true), Some(1))
+    );
+    let coders = [&ci, &ni, &pi].map(|i| i["payload_coder"].as_u64());
+    assert_eq!(coders, [Some(2), Some(1), Some(0)]);
+    // Coder 2 takes coder 1's model where neighbours rarely match (these small, busy crops):
+    // never more bytes.
+    let bytes = |i: &serde_json::Value| i["payload_bytes"].as_u64().unwrap();
+    assert!(
+        bytes(&ci) <= bytes(&ni),
+        "{} against {}",
+        bytes(&ci),
+        bytes(&ni)
     );
     assert_eq!(
         (pi["entropy"].as_bool(), pi["coded_blocks"].as_u64()),
@@ -172,14 +184,16 @@ fn range_coded_archives_are_smaller_and_decode_to_the_same_images() {
             .success();
         out
     };
-    let (dc, dp) = (decode(&coded, "dc"), decode(&packed, "dp"));
+    let (dc, dp, dn) = (
+        decode(&coded, "dc"),
+        decode(&packed, "dp"),
+        decode(&plain, "dn"),
+    );
     for e in std::fs::read_dir(&dp).unwrap() {
         let name = e.unwrap().file_name();
-        assert_eq!(
-            std::fs::read(dc.join(&name)).unwrap(),
-            std::fs::read(dp.join(&name)).unwrap(),
-            "{name:?}"
-        );
+        let packed = std::fs::read(dp.join(&name)).unwrap();
+        assert_eq!(std::fs::read(dc.join(&name)).unwrap(), packed, "{name:?}");
+        assert_eq!(std::fs::read(dn.join(&name)).unwrap(), packed, "{name:?}");
     }
     // Truncating a coded archive gives what encoding fewer codebooks coded gives.
     let cut = dir.path().join("cut.rvq");
@@ -318,4 +332,47 @@ fn effort_sets_the_search_and_the_expert_flags_override_it() {
     let greedy = ["--beam", "1", "--refine", "1", "--rate-search", "latent"];
     assert_eq!(fastest, encode("greedy.rvq", &greedy));
     assert_ne!(fastest, default, "effort 0 searches as the default does");
+}
+
+/// An image of flat patches, each its own colour: neighbouring cells of a patch reuse an entry,
+/// which payload coder 2 codes in a fraction of a bit, while coder 1's model sees two dozen
+/// entries equally often.
+#[test]
+fn neighbour_contexts_shrink_flat_images_and_decode_the_same() {
+    let dir = TempDir::new().unwrap();
+    let png = dir.path().join("flat.png");
+    // 6×4 patches of 48×48 pixels (6×6 cells each).
+    let image = image::RgbImage::from_fn(288, 192, |x, y| {
+        let patch = (y / 48 * 6 + x / 48).wrapping_mul(2_654_435_761);
+        image::Rgb([(patch >> 8) as u8, (patch >> 16) as u8, (patch >> 24) as u8])
+    });
+    image.save(&png).unwrap();
+    let encode = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        rvq()
+            .args(["encode", "--backend", "cpu", "--effort", "0", "-o", s(&out)])
+            .args(extra)
+            .arg(&png)
+            .assert()
+            .success();
+        out
+    };
+    let (two, one) = (encode("2.rvq", &[]), encode("1.rvq", &["--no-neighbours"]));
+    let (i2, i1) = (info_json(&two), info_json(&one));
+    let bytes = |i: &serde_json::Value| i["payload_bytes"].as_u64().unwrap();
+    assert!(
+        bytes(&i2) * 10 < bytes(&i1) * 9,
+        "{} against {}",
+        bytes(&i2),
+        bytes(&i1)
+    );
+    let decode = |archive: &Path, name: &str| {
+        let out = dir.path().join(name);
+        rvq()
+            .args(["decode", "--backend", "cpu", "-o", s(&out), s(archive)])
+            .assert()
+            .success();
+        std::fs::read(out.join("flat.png")).unwrap()
+    };
+    assert_eq!(decode(&two, "d2"), decode(&one, "d1"));
 }

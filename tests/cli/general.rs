@@ -60,8 +60,8 @@ fn help_lists_every_command() {
     assert_eq!(
         commands,
         [
-            "encode", "decode", "info", "truncate", "merge", "eval", "train", "sweep", "bench",
-            "export", "help"
+            "encode", "decode", "info", "truncate", "merge", "eval", "train", "extend", "sweep",
+            "bench", "export", "help"
         ],
         "{help}"
     );

@@ -220,3 +220,86 @@ fn sweep_runs_a_grid_resumes_and_reports() {
     let fig = image::open(out.join("figures/rvq_mse_vs_bits.png")).unwrap();
     assert_eq!(fig.width(), 900);
 }
+
+/// `rvq extend` adds a codebook fitted on an image's cells: the extended model encodes at the
+/// new depth and decodes the old depths as the built-in model does; an existing folder, and
+/// images with fewer cells than a codebook has entries, are refused and leave nothing.
+#[test]
+fn extend_adds_a_codebook_that_encodes_and_keeps_the_old_depths() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("m9");
+    let samples = samples();
+    // 384×384 pixels of texture: 2,304 cells for the 1,024 entries.
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    image::RgbImage::from_fn(384, 384, |x, y| {
+        let (x, y) = (x as f32, y as f32);
+        let v = |a: f32, b: f32| (128.0 + 100.0 * (x * a + y * b).sin()) as u8;
+        image::Rgb([v(0.05, 0.02), v(0.011, 0.07), v(0.03, 0.03)])
+    })
+    .save(data.join("texture.png"))
+    .unwrap();
+    let args = |data: &Path, out: &Path| {
+        let mut c = rvq();
+        c.args(["extend", "--backend", "cpu", "--codebooks", "9"])
+            .args(["--iterations", "1", "--data", s(data), "--out", s(out)]);
+        c
+    };
+    let few = dir.path().join("few");
+    args(&samples, &few)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "948 latent vectors, fewer than the 1024",
+        ));
+    assert!(!few.exists());
+    args(&data, &out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "level  9: mean squared latent residual",
+        ));
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("extension.json")).unwrap()).unwrap();
+    assert_eq!(card["options"]["codebooks"], 9);
+    args(&data, &out)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("exists; give a new folder"));
+    let encode = |model: Option<&Path>, m: &str, name: &str| {
+        let archive = dir.path().join(name);
+        let mut c = rvq();
+        c.args([
+            "encode",
+            "--backend",
+            "cpu",
+            "--effort",
+            "0",
+            "--codebooks",
+            m,
+        ]);
+        if let Some(model) = model {
+            c.args(["--model", s(model)]);
+        }
+        c.args(["-o", s(&archive), s(&samples)]).assert().success();
+        archive
+    };
+    encode(Some(&out), "9", "nine.rvq");
+    let decode = |model: Option<&Path>, archive: &Path, name: &str| {
+        let to = dir.path().join(name);
+        let mut c = rvq();
+        c.args(["decode", "--backend", "cpu"]);
+        if let Some(model) = model {
+            c.args(["--model", s(model)]);
+        }
+        c.args(["-o", s(&to), s(archive)]).assert().success();
+        std::fs::read(to.join("chelsea.png")).unwrap()
+    };
+    let ours = encode(Some(&out), "4", "ours.rvq");
+    let theirs = encode(None, "4", "theirs.rvq");
+    assert_eq!(
+        decode(Some(&out), &ours, "d1"),
+        decode(None, &theirs, "d2"),
+        "depth 4 decodes as with the built-in model"
+    );
+}

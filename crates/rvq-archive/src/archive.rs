@@ -252,8 +252,8 @@ pub fn truncate(bytes: &[u8], codebooks: u32, limits: &Limits) -> Result<Vec<u8>
 /// geometry, codebooks used, whether names are stored and any embedded codebook, and no name
 /// may occur twice. Archives written by `encode --shard i/n` for i = 1..=n merge back into
 /// the archive one unsharded encode writes. The result is version 2 if any input is, and
-/// range-coded (payload coder 1) if any input is: merging a packed archive with a coded one
-/// gives an archive that readers of coder 0 alone refuse.
+/// written with the highest payload coder of any input: merging a packed archive with a coded
+/// one gives an archive that readers of coder 0 alone refuse.
 ///
 /// Where every part is version 2 with one header and all but the last hold whole blocks (a
 /// multiple of 64 images), each block is copied as it is: its checksum and its images' names
@@ -381,7 +381,7 @@ pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
         .flat_map(|(_, records)| records.iter().cloned())
         .collect();
     // Version-1 records are version-2 records without depth maps: a mix is written as 2,
-    // and entropy-coded if any part is.
+    // with the highest payload coder of any part.
     let header = Header {
         version: parts
             .iter()
@@ -389,6 +389,7 @@ pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
             .max()
             .unwrap_or(VERSION),
         entropy: parts.iter().any(|(h, _)| h.entropy),
+        neighbours: parts.iter().any(|(h, _)| h.neighbours),
         ..first.clone()
     };
     write_archive(&header, &all)

@@ -4,6 +4,7 @@
 //! the others still decode, and a reader reaches block j by skipping j length-prefixed blocks.
 
 use crate::bits::{self, BitPacker};
+use crate::neighbours::{self, Layout};
 use crate::{
     ArchiveError, Cursor, Header, Limits, Record, Result, check_record, depthmap, entropy,
     parse_name, parse_size, put_name, varint,
@@ -17,8 +18,11 @@ pub const BLOCK_RECORDS: u64 = 64;
 const SHARED_SIZE: u8 = 1 << 0;
 /// Block flag: the block carries a depth map (some cell uses fewer than m codebooks).
 const DEPTHS: u8 = 1 << 1;
-/// Block flag: the indices are range-coded (payload coder 1), not bit-packed.
+/// Block flag: the indices are range-coded (payload coder 1 or 2), not bit-packed.
 const CODED: u8 = 1 << 2;
+/// Block flag, with `CODED` under payload coder 2: coded under neighbour contexts rather than
+/// by coder 1's model, because that is shorter for this block.
+const NEIGHBOURS: u8 = 1 << 3;
 
 /// The longest body a block of `count` images may have under `limits`: each image at the
 /// largest size the limits allow, with a name of the longest length, every cell at m
@@ -85,8 +89,8 @@ pub(crate) fn write_block(
     let packed = packer.into_bytes();
     let depth_map = body.len() - fields;
     match coded(header, records, packed.len(), depth_map) {
-        Some(words) => {
-            body[0] |= CODED;
+        Some((words, by_neighbours)) => {
+            body[0] |= CODED | if by_neighbours { NEIGHBOURS } else { 0 };
             put_words(&mut body, &words);
         }
         None => body.extend_from_slice(&packed),
@@ -126,7 +130,7 @@ pub fn index_bytes(header: &Header, records: &[Record]) -> (u64, bool) {
     let packed = (total * header.bits_per_index() as u64).div_ceil(8) as usize;
     let depth_map = depth_words(header, records).map_or(0, |w| words_len(&w));
     match coded(header, records, packed, depth_map) {
-        Some(words) => (words_len(&words) as u64, true),
+        Some((words, _)) => (words_len(&words) as u64, true),
         None => (packed as u64, false),
     }
 }
@@ -155,35 +159,105 @@ fn cell_count(header: &Header, records: &[Record]) -> u64 {
         .sum()
 }
 
-/// Whether decoding a coded block of `cells` cells and `indices` indices (with a depth map
-/// or not), with `rest` bytes after its fields (depth map and words), stays within
-/// [`entropy::WORK_PER_BYTE`].
-fn within_work(header: &Header, depth_map: bool, cells: u64, indices: u64, rest: u64) -> bool {
+/// The least work decoding a coded block of `cells` cells and `indices` indices (with a depth
+/// map or not) can take: exactly its work under coder 1's model, a lower bound under
+/// neighbour contexts (`by_neighbours`), whose matches make an index's work depend on its
+/// neighbours.
+fn least_work(
+    header: &Header,
+    by_neighbours: bool,
+    depth_map: bool,
+    cells: u64,
+    indices: u64,
+) -> u64 {
     let depths = if depth_map { header.codebooks_used } else { 0 };
-    entropy::work(header.codebook_size, depths, cells, indices)
-        <= entropy::WORK_PER_BYTE.saturating_mul(rest)
+    if by_neighbours {
+        entropy::work(header.codebook_size, depths, cells, 0)
+            .saturating_add(indices.saturating_mul(neighbours::INDEX_WORK))
+    } else {
+        entropy::work(header.codebook_size, depths, cells, indices)
+    }
+}
+
+/// The most work [`entropy::WORK_PER_BYTE`] allows a coded block with `rest` bytes after its
+/// fields.
+fn budget(rest: u64) -> u64 {
+    entropy::WORK_PER_BYTE.saturating_mul(rest)
+}
+
+/// The records' layouts for payload coder 2: grid widths and every cell's depth.
+fn depth_layouts(header: &Header, records: &[Record]) -> Vec<(usize, Vec<u8>)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                header.grid(r.width, r.height).0 as usize,
+                r.cell_depths(header),
+            )
+        })
+        .collect()
 }
 
 /// The range-coded words of the records' indices when the format calls for them (in an
-/// archive with the entropy flag, after a depth map of `depth_map` bytes, 0 for none): when
-/// they, with their count, take fewer bytes than `packed` bytes of bit-packed indices, and
-/// decoding them stays within [`entropy::WORK_PER_BYTE`]. Otherwise `None`: packed.
-fn coded(header: &Header, records: &[Record], packed: usize, depth_map: usize) -> Option<Vec<u32>> {
+/// archive with the entropy flag, after a depth map of `depth_map` bytes, 0 for none), and
+/// whether they are coded under neighbour contexts: the shortest of coder 1's words and (in
+/// an archive of payload coder 2) the neighbour contexts' words, each counted with its count
+/// and only if decoding it stays within [`entropy::WORK_PER_BYTE`], when that is fewer bytes
+/// than `packed` bytes of bit-packed indices; on a tie the simpler wins (packing, then coder
+/// 1's model). Otherwise `None`: packed.
+fn coded(
+    header: &Header,
+    records: &[Record],
+    packed: usize,
+    depth_map: usize,
+) -> Option<(Vec<u32>, bool)> {
     if !header.entropy {
         return None;
     }
+    let cells = cell_count(header, records);
+    let indices: u64 = records.iter().map(|r| r.indices.len() as u64).sum();
+    let fits = |words: &[u32], work: u64| {
+        let len = words_len(words);
+        (len < packed && work <= budget((depth_map + len) as u64)).then_some(len)
+    };
     let counts = level_counts(header, records);
     let refs: Vec<(&[u32], &[u64])> = records
         .iter()
         .zip(&counts)
         .map(|(r, c)| (r.indices.as_slice(), c.as_slice()))
         .collect();
-    let words = entropy::encode(&refs, header.codebook_size);
-    let len = words_len(&words);
-    let indices: u64 = records.iter().map(|r| r.indices.len() as u64).sum();
-    let rest = (depth_map + len) as u64;
-    let cells = cell_count(header, records);
-    (len < packed && within_work(header, depth_map > 0, cells, indices, rest)).then_some(words)
+    let adaptive = entropy::encode(&refs, header.codebook_size);
+    let adaptive_len = fits(
+        &adaptive,
+        least_work(header, false, depth_map > 0, cells, indices),
+    );
+    if header.neighbours {
+        let depths = if depth_map > 0 {
+            header.codebooks_used
+        } else {
+            0
+        };
+        let map_work = entropy::work(header.codebook_size, depths, cells, 0);
+        let layouts = depth_layouts(header, records);
+        let refs: Vec<(&[u32], Layout)> = records
+            .iter()
+            .zip(&layouts)
+            .map(|(r, (columns, d))| {
+                let layout = Layout {
+                    columns: *columns,
+                    depths: d,
+                };
+                (r.indices.as_slice(), layout)
+            })
+            .collect();
+        let (words, work) = neighbours::encode(&refs, header.codebook_size);
+        if let Some(len) = fits(&words, map_work.saturating_add(work))
+            && adaptive_len.is_none_or(|a| len < a)
+        {
+            return Some((words, true));
+        }
+    }
+    adaptive_len.map(|_| (adaptive, false))
 }
 
 /// What a version-2 block spends on its indices, as read: what [`index_bytes`] computes from
@@ -296,6 +370,7 @@ fn parse_body(
     };
     let (flags, mut records) = read_fields(header, limits, first, count, &mut c)?;
     let coded = flags & CODED != 0;
+    let by_neighbours = flags & NEIGHBOURS != 0;
     let depth_map = flags & DEPTHS != 0;
     // Every cell has at least one index: packed, of at least one bit; coded, of a bounded
     // decoding work per byte. So the bytes left bound the cells, and no forged size makes
@@ -303,7 +378,7 @@ fn parse_body(
     let cells = cell_count(header, &records);
     let rest = c.remaining() as u64;
     let fits = if coded {
-        within_work(header, depth_map, cells, cells, rest)
+        least_work(header, by_neighbours, depth_map, cells, cells) <= budget(rest)
     } else {
         cells * header.bits_per_index() as u64 <= 8 * rest
     };
@@ -321,7 +396,7 @@ fn parse_body(
     if coded {
         read_coded(
             header,
-            (first, depth_map, cells, rest),
+            (first, by_neighbours, depth_map, cells, rest),
             &mut records,
             &mut c,
         )?;
@@ -350,8 +425,14 @@ fn read_fields(
         reason,
     };
     let flags = c.u8("block flags")?;
-    if flags & !(SHARED_SIZE | DEPTHS | CODED) != 0 {
+    if flags & !(SHARED_SIZE | DEPTHS | CODED | NEIGHBOURS) != 0 {
         return Err(bad(format!("reserved block flag bits ({flags:#04x})")));
+    }
+    if flags & NEIGHBOURS != 0 && (flags & CODED == 0 || !header.neighbours) {
+        return Err(bad(
+            "its block says neighbour contexts, which only coded blocks of payload coder 2 use"
+                .into(),
+        ));
     }
     if flags & CODED != 0 && !header.entropy {
         return Err(bad(
@@ -456,10 +537,11 @@ fn check_indices(header: &Header, first: u64, records: &[Record]) -> Result<()> 
 /// Reads a coded block's indices (a word count and the words, which must end the body) into
 /// `records`, refusing words that are not the exact coding of indices, more decoding work
 /// than [`entropy::WORK_PER_BYTE`] allows for the block's `rest` bytes after its fields
-/// (its `cells` cells counted), and a coding no shorter than packing.
+/// (its `cells` cells counted), a coding no shorter than packing, and (under payload coder
+/// 2) a coding by one model where the other's is shorter.
 fn read_coded(
     header: &Header,
-    (first, depth_map, cells, rest): (u64, bool, u64, u64),
+    (first, by_neighbours, depth_map, cells, rest): (u64, bool, bool, u64, u64),
     records: &mut [Record],
     c: &mut Cursor,
 ) -> Result<()> {
@@ -474,8 +556,9 @@ fn read_coded(
     }
     let counts = level_counts(header, records);
     let total: u64 = counts.iter().flatten().sum();
-    if !within_work(header, depth_map, cells, total, rest) {
-        return Err(bad("its block's coded indices are too dense to decode"));
+    let too_dense = || bad("its block's coded indices are too dense to decode");
+    if least_work(header, by_neighbours, depth_map, cells, total) > budget(rest) {
+        return Err(too_dense());
     }
     let packed = (total * header.bits_per_index() as u64).div_ceil(8);
     if (c.pos - start) as u64 >= packed {
@@ -483,13 +566,43 @@ fn read_coded(
             "its block codes indices that packing stores in no more bytes",
         ));
     }
-    let per_record: Vec<&[u64]> = counts.iter().map(|c| c.as_slice()).collect();
-    let decoded = entropy::decode(&words, &per_record, header.codebook_size)
-        .ok_or_else(|| bad("its block's coded indices are not the coding of any indices"))?;
+    let not_coding = || bad("its block's coded indices are not the coding of any indices");
+    let decoded = if by_neighbours {
+        let depths = if depth_map { header.codebooks_used } else { 0 };
+        let map_work = entropy::work(header.codebook_size, depths, cells, 0);
+        let layouts = depth_layouts(header, records);
+        let layouts: Vec<Layout> = layouts
+            .iter()
+            .map(|(columns, d)| Layout {
+                columns: *columns,
+                depths: d,
+            })
+            .collect();
+        let allowed = budget(rest) - map_work;
+        neighbours::decode(&words, &layouts, header.codebook_size, allowed).map_err(
+            |e| match e {
+                neighbours::Refused::OverBudget => too_dense(),
+                neighbours::Refused::NotCoding => not_coding(),
+            },
+        )?
+    } else {
+        let per_record: Vec<&[u64]> = counts.iter().map(|c| c.as_slice()).collect();
+        entropy::decode(&words, &per_record, header.codebook_size).ok_or_else(not_coding)?
+    };
     for (r, indices) in records.iter_mut().zip(decoded) {
         r.indices = indices;
     }
-    check_indices(header, first, records)
+    check_indices(header, first, records)?;
+    if header.neighbours {
+        let depth_map_bytes = rest as usize - (c.pos - start);
+        let shortest = coded(header, records, packed as usize, depth_map_bytes);
+        if shortest.is_none_or(|(w, n)| n != by_neighbours || w != words) {
+            return Err(bad(
+                "its block's indices are coded by the longer of payload coder 2's two models",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A word count and that many little-endian u32 words (a depth map or coded indices).

@@ -35,7 +35,7 @@ pub fn work(k: u32, depth_map_depths: u32, cells: u64, indices: u64) -> u64 {
 
 /// How an index of a codebook of `k` entries splits: its low bits (half its bits, rounded
 /// down) and the number of high parts.
-fn split(k: u32) -> (u32, usize) {
+pub(crate) fn split(k: u32) -> (u32, usize) {
     let bits = u32::BITS - (k.max(2) - 1).leading_zeros();
     let low_bits = bits / 2;
     (low_bits, k.div_ceil(1 << low_bits) as usize)

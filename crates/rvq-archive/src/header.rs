@@ -51,6 +51,10 @@ pub struct Header {
     /// only): each block is then coded exactly when that is shorter than bit packing. Off
     /// in [`Header::new`]; a reader sets it as the archive says.
     pub entropy: bool,
+    /// With `entropy`: code each block's indices under their neighbours' contexts (payload
+    /// coder 2) instead of coder 1's. Off in [`Header::new`]; a reader sets it as the archive
+    /// says.
+    pub neighbours: bool,
 }
 
 /// A fingerprint as lower-case hex, as errors and `rvq info` show it.
@@ -97,6 +101,17 @@ impl Header {
             codebook: None,
             version: VERSION,
             entropy: false,
+            neighbours: false,
+        }
+    }
+
+    /// The payload coder byte: 0, bit packing; 1, blocks range-coded where that is shorter;
+    /// 2, the same under neighbour contexts.
+    pub fn payload_coder(&self) -> u8 {
+        match (self.entropy, self.neighbours) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
         }
     }
 
@@ -160,6 +175,9 @@ impl Header {
                 self.version
             ));
         }
+        if self.neighbours && !self.entropy {
+            return Err("neighbour contexts (payload coder 2) need entropy coding".into());
+        }
         if let Some(cb) = &self.codebook {
             let want = self.codebook_values();
             if cb.values.len() as u64 != want {
@@ -195,8 +213,7 @@ pub fn write_header(header: &Header, image_count: u64) -> Result<Vec<u8>> {
         flags |= FLAG_ENTROPY;
     }
     out.push(flags);
-    // Payload coder 0: fixed-width bit packing; 1: blocks range-coded where that is shorter.
-    out.push(header.entropy as u8);
+    out.push(header.payload_coder());
     out.extend_from_slice(&header.fingerprint);
     varint::put(&mut out, header.latent_dim as u64);
     varint::put(&mut out, header.codebook_size as u64);
@@ -278,11 +295,11 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
             "reserved flag bits set ({flags:#04x})"
         )));
     }
-    if coder > 1 {
+    if coder > 2 {
         return Err(ArchiveError::UnsupportedCoder(coder));
     }
     let entropy = flags & FLAG_ENTROPY != 0;
-    if entropy != (coder == 1) {
+    if entropy != (coder >= 1) {
         return Err(ArchiveError::InvalidHeader(format!(
             "the entropy flag and payload coder {coder} disagree"
         )));
@@ -306,6 +323,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
     header.names = flags & FLAG_NAMES != 0;
     header.version = version;
     header.entropy = entropy;
+    header.neighbours = coder == 2;
     header.validate().map_err(ArchiveError::InvalidHeader)?;
     if bits as u32 != header.bits_per_index() {
         return Err(ArchiveError::InvalidHeader(format!(

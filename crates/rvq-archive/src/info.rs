@@ -34,8 +34,10 @@ pub struct ArchiveInfo {
     pub total_bytes: u64,
     /// Bytes of the shared header.
     pub header_bytes: u64,
-    /// Whether blocks may range-code their indices (payload coder 1).
+    /// Whether blocks may range-code their indices (payload coder 1 or 2).
     pub entropy: bool,
+    /// The payload coder: 0 packed, 1 range-coded, 2 range-coded under neighbour contexts.
+    pub payload_coder: u8,
     /// Blocks whose indices are range-coded.
     pub coded_blocks: u64,
     /// Bytes of index payloads (all images).
@@ -105,6 +107,7 @@ fn info(archive: &Archive) -> Result<ArchiveInfo> {
         bits_per_index: h.bits_per_index(),
         names: h.names,
         entropy: h.entropy,
+        payload_coder: h.payload_coder(),
         coded_blocks: blocks.iter().filter(|b| b.coded).count() as u64,
         embedded_codebook: h
             .codebook

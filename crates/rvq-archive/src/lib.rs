@@ -39,6 +39,7 @@ mod entropy;
 mod error;
 mod header;
 mod info;
+mod neighbours;
 mod record;
 mod stream;
 mod varint;

@@ -141,20 +141,24 @@ fn newer_versions_and_entropy_coding_are_refused_clearly() {
     v3[4] = 3;
     let e = Archive::parse(&with_crc(v3), &Limits::default()).unwrap_err();
     assert!(matches!(e, ArchiveError::UnsupportedVersion(3)), "{e}");
-    // Coder 1 is version 2's; a later coder is refused by number, and the flag and the
-    // coder byte must agree.
+    // Coders 1 and 2 are version 2's; a later coder is refused by number, and the flag and
+    // the coder byte must agree.
     let mut coded = body.to_vec();
     coded[5] |= FLAG_ENTROPY;
     coded[6] = 1;
     let e = Archive::parse(&with_crc(coded.clone()), &Limits::default()).unwrap_err();
     assert!(e.to_string().contains("need format version 2"), "{e}");
     coded[4] = 2;
-    assert!(parse_header_only(&with_crc(coded.clone())).entropy);
+    let h = parse_header_only(&with_crc(coded.clone()));
+    assert!(h.entropy && !h.neighbours && h.payload_coder() == 1);
     coded[6] = 2;
+    let h = parse_header_only(&with_crc(coded.clone()));
+    assert!(h.entropy && h.neighbours && h.payload_coder() == 2);
+    coded[6] = 3;
     let e = Archive::parse(&with_crc(coded.clone()), &Limits::default()).unwrap_err();
-    assert!(matches!(e, ArchiveError::UnsupportedCoder(2)), "{e}");
+    assert!(matches!(e, ArchiveError::UnsupportedCoder(3)), "{e}");
     assert!(e.to_string().contains("upgrade rvq"));
-    for (flag, coder) in [(FLAG_ENTROPY, 0), (0, 1)] {
+    for (flag, coder) in [(FLAG_ENTROPY, 0), (0, 1), (0, 2)] {
         let mut odd = coded.clone();
         odd[5] = (odd[5] & !FLAG_ENTROPY) | flag;
         odd[6] = coder;
@@ -283,9 +287,11 @@ fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
             if k % 2 == 0 {
                 h.version = VERSION_1;
             }
-            // Half the version-2 cases entropy-coded; indices mostly from a few entries, so
-            // that coding wins in some blocks and loses in others.
+            // Half the version-2 cases entropy-coded (half of those under neighbour contexts);
+            // indices mostly from a few entries, so that coding wins in some blocks and loses
+            // in others.
             h.entropy = k % 4 == 1;
+            h.neighbours = k % 8 == 1;
             let rec = (1u32..=100, 1u32..=100, 0u32..1000).prop_flat_map(move |(w, h_, n)| {
                 let hh = Header::new(
                     [9; 16],
@@ -882,16 +888,29 @@ fn golden_coded() -> (Header, Vec<Record>) {
 }
 
 fn golden_coded_bytes() -> Vec<u8> {
+    // d, k, n_q, f, m, b, image_count; block flags: shared size, coded; 64×8
+    coded_archive_bytes(
+        1,
+        &[2, 5, 2, 8, 2, 3, 1],
+        &[0b101, 64, 8],
+        &GOLDEN_CODED_WORDS,
+    )
+}
+
+/// A one-block archive of coder `coder` (version 2, flag ENTROPY, fingerprint sixteen 0x33):
+/// the header's `fields` after the fingerprint, then a block of `body` (flags and size) and
+/// the coded `words` with their count.
+fn coded_archive_bytes(coder: u8, fields: &[u8], body: &[u8], words: &[u32]) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(b"RVQA");
-    b.extend_from_slice(&[2, 0b100, 1]); // version 2, flag ENTROPY, coder 1
+    b.extend_from_slice(&[2, 0b100, coder]);
     b.extend_from_slice(&[0x33; 16]);
-    b.extend_from_slice(&[2, 5, 2, 8, 2, 3, 1]); // d, k, n_q, f, m, b, image_count
+    b.extend_from_slice(fields);
     let crc = crc32fast::hash(&b);
     b.extend_from_slice(&crc.to_le_bytes());
-    let mut body = vec![0b101, 64, 8]; // flags: shared size, coded; 64×8
-    body.push(GOLDEN_CODED_WORDS.len() as u8); // the coded indices' word count
-    for w in GOLDEN_CODED_WORDS {
+    let mut body = body.to_vec();
+    body.push(words.len() as u8);
+    for w in words {
         body.extend_from_slice(&w.to_le_bytes());
     }
     let mut block = vec![body.len() as u8];
@@ -923,6 +942,76 @@ fn golden_coded_archive_matches_the_spec_byte_for_byte() {
             coded: true
         }]
     );
+}
+
+/// The golden archive of payload coder 2 (docs/FORMAT.md): one 128×8 image (a 16×1 grid),
+/// d = 2, k = 5, n_q = 2, m = 1, its indices runs of four: 1 1 1 1 3 3 3 3 4 4 4 4 2 2 2 2.
+fn golden_neighbours() -> (Header, Vec<Record>) {
+    let (mut h, _) = golden_coded();
+    h.codebooks_used = 1;
+    h.neighbours = true;
+    let recs = vec![Record {
+        width: 128,
+        height: 8,
+        indices: (0..16).map(|c| [1, 3, 4, 2][c / 4]).collect(),
+        ..Record::default()
+    }];
+    (h, recs)
+}
+
+fn golden_neighbours_bytes() -> Vec<u8> {
+    // d, k, n_q, f, m = 1, b, image_count; block flags: shared size, coded, by neighbour
+    // contexts; 128×8
+    coded_archive_bytes(
+        2,
+        &[2, 5, 2, 8, 1, 3, 1],
+        &[0b1101, 0x80, 0x01, 8],
+        &GOLDEN_NEIGHBOURS_WORDS,
+    )
+}
+
+/// The range coder's output for the golden archive of coder 2 (packed, its 16 indices take
+/// 6 bytes; coder 1's model codes them in two words, 9 bytes with their count).
+const GOLDEN_NEIGHBOURS_WORDS: [u32; 1] = [0x465a_46fd];
+
+#[test]
+fn golden_neighbours_archive_matches_the_spec_byte_for_byte() {
+    let (h, recs) = golden_neighbours();
+    let bytes = write_archive(&h, &recs).unwrap();
+    assert_eq!(bytes, golden_neighbours_bytes());
+    let a = Archive::parse(&bytes, &Limits::default()).unwrap();
+    assert_eq!(a.header, h);
+    assert_eq!(a.records().unwrap(), recs);
+    assert_eq!(stream(&bytes, 3).unwrap(), (h, recs));
+    // Under coder 1 the same indices pack, 1 byte longer.
+    let (mut h1, recs) = golden_neighbours();
+    h1.neighbours = false;
+    let (_, blocks) = Archive::parse(&write_archive(&h1, &recs).unwrap(), &Limits::default())
+        .unwrap()
+        .records_and_blocks()
+        .unwrap();
+    assert_eq!((blocks[0].bytes, blocks[0].coded), (6, false));
+    // The same words under coder 1's model, or with the flag cleared, are refused.
+    let mut other = bytes.clone();
+    other[35] = 0b101;
+    let at = 34;
+    let crc = crc32fast::hash(&other[at..other.len() - 4]);
+    let n = other.len();
+    other[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    assert!(
+        Archive::parse(&other, &Limits::default())
+            .unwrap()
+            .records()
+            .is_err()
+    );
+    // The flag in an archive of coder 1 is refused by name.
+    let mut coder1 = golden_coded_bytes();
+    coder1[35] |= 0b1000;
+    let n = coder1.len();
+    let crc = crc32fast::hash(&coder1[at..n - 4]);
+    coder1[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    let e = in_memory(&coder1).unwrap_err().to_string();
+    assert!(e.contains("only coded blocks of payload coder 2"), "{e}");
 }
 
 #[test]

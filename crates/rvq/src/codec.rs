@@ -35,8 +35,11 @@ pub struct EncodeOptions {
     /// How rate control measures each cell's error at each depth (a quality or PSNR target).
     pub rate_search: RateSearch,
     /// Range-code the indices of each block where that is shorter than packing them
-    /// (docs/FORMAT.md, payload coder 1); off, archives stay readable by rvq before it.
+    /// (docs/FORMAT.md, payload coders 1 and 2); off, archives stay readable by rvq before it.
     pub entropy: bool,
+    /// With `entropy`, code each index under its neighbours' contexts (payload coder 2);
+    /// off, payload coder 1, which rvq read before coder 2 existed.
+    pub neighbours: bool,
 }
 
 impl Default for EncodeOptions {
@@ -52,6 +55,7 @@ impl Default for EncodeOptions {
             refine: effort.refine(),
             rate_search: effort.rate_search(),
             entropy: true,
+            neighbours: true,
         }
     }
 }
@@ -85,6 +89,7 @@ pub(crate) fn header_for(model: &Model, opts: &EncodeOptions) -> Result<Header> 
     let mut header = Header::new(model.fingerprint, c.geometry(), m as u32);
     header.names = opts.names;
     header.entropy = opts.entropy;
+    header.neighbours = opts.entropy && opts.neighbours;
     if let Some(dtype) = opts.embed_codebook {
         let all = quantizer::float_vec(model.net.codebooks().ok_or(Error::NotQuantized)?);
         let used = m * c.codebook_size * c.latent_dim;

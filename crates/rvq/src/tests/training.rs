@@ -253,3 +253,75 @@ fn a_resumed_run_checkpoints_at_the_interval_asked_for() {
     };
     assert_eq!(run(&every3, true, None), vec![6, 8]);
 }
+
+#[test]
+fn an_extension_keeps_every_depth_the_model_had_and_its_new_levels_cut_the_residual() {
+    let device = Device::flex();
+    let config = super::common::tiny_config();
+    let dir = tempfile::TempDir::new().unwrap();
+    let base = dir.path().join("base");
+    Model::save_net(&RvqVae::new(&config, &device), &config, &base).unwrap();
+    let model = Model::load(&base, &device).unwrap();
+    // Four 64×40 images: 160 cells, ten times the 16 entries of a codebook.
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for seed in 0..4 {
+        let png = rvq::image_io::encode_png(&rvq::data::synthetic(64, 40, seed).unwrap());
+        std::fs::write(images.join(format!("{seed}.png")), png.unwrap()).unwrap();
+    }
+    let files = rvq::data::collect_images(&[images]).unwrap();
+    let out = dir.path().join("extended");
+    let opts = train::ExtendOptions {
+        codebooks: 5,
+        iterations: 5,
+        max_vectors: 100,
+        seed: 3,
+    };
+    let card = train::extend_codebooks(&model, &files, &opts, &out).unwrap();
+    assert_eq!((card.vectors, card.residual.len()), (100, 5));
+    // Each new level leaves less than the level before it (the untrained model's own levels
+    // may not).
+    assert!(
+        card.residual[2..].windows(2).all(|w| w[1] < w[0]),
+        "{:?}",
+        card.residual
+    );
+    let extended = Model::load(&out, &device).unwrap();
+    assert_eq!(extended.config.num_codebooks, 5);
+    assert_eq!(rvq::model::hex(&extended.fingerprint), card.fingerprint);
+    assert_eq!(card.parent, rvq::model::hex(&model.fingerprint));
+    let (old, new) = (
+        quantizer::float_vec(model.net.codebooks().unwrap()),
+        quantizer::float_vec(extended.net.codebooks().unwrap()),
+    );
+    assert_eq!(
+        new[..old.len()],
+        old[..],
+        "the model's own codebooks are kept"
+    );
+    // The network is kept: the same depth decodes the same images.
+    let x = super::test_images([2, 16, 24], 9, &device);
+    let indices = model.encode_indices(x.clone(), 3, 1).unwrap();
+    let again = extended.encode_indices(x, 3, 1).unwrap();
+    assert_eq!(indices.indices, again.indices);
+    let a = model
+        .decode_indices(&indices.indices, indices.grid, 3)
+        .unwrap();
+    let b = extended
+        .decode_indices(&indices.indices, indices.grid, 3)
+        .unwrap();
+    assert_eq!(quantizer::float_vec(a), quantizer::float_vec(b));
+    // No more codebooks than the model has, or fewer vectors than entries: refused by name.
+    let fewer = train::ExtendOptions {
+        codebooks: 3,
+        ..opts.clone()
+    };
+    let err = train::extend_codebooks(&model, &files, &fewer, &dir.path().join("x"));
+    assert!(err.unwrap_err().to_string().contains("4 to 64 codebooks"));
+    let too_few = train::ExtendOptions {
+        max_vectors: 8,
+        ..opts
+    };
+    let err = train::extend_codebooks(&model, &files, &too_few, &dir.path().join("y"));
+    assert!(err.unwrap_err().to_string().contains("16 vectors"));
+}

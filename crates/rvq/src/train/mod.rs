@@ -5,6 +5,7 @@
 
 mod card;
 mod checkpoint;
+mod extend;
 mod options;
 mod start;
 
@@ -12,6 +13,7 @@ mod start;
 pub use crate::codebooks::CodebookStats;
 pub use card::{Event, ModelCard};
 pub use checkpoint::has_checkpoint;
+pub use extend::{EXTENSION_FILE, ExtendOptions, ExtensionCard, extend_codebooks};
 pub use options::{Init, TrainOptions};
 
 use checkpoint::{
@@ -596,9 +598,13 @@ fn dropout_depth(weights: &[f32], n_q: usize, rng: &mut StdRng) -> usize {
         .map_or(n_q, |i| i + 1)
 }
 
-/// Loads training data, for the CLI: see [`crate::data::load_training`].
-pub fn load_data(path: &Path, valid: usize, seed: u64) -> Result<Splits> {
-    crate::data::load_training(path, valid, 64, &mut StdRng::seed_from_u64(seed))
+/// Random 32×32 crops taken from each image of a training folder unless told otherwise.
+pub const DEFAULT_CROPS: usize = 64;
+
+/// Loads training data, for the CLI: see [`crate::data::load_training`] (`crops` per image
+/// of a folder; ignored for CIFAR-10).
+pub fn load_data(path: &Path, valid: usize, crops: usize, seed: u64) -> Result<Splits> {
+    crate::data::load_training(path, valid, crops, &mut StdRng::seed_from_u64(seed))
 }
 
 #[cfg(test)]
