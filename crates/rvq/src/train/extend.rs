@@ -88,24 +88,14 @@ pub fn extend_codebooks(
         )));
     }
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let mut latents = latent_rows(model, files)?;
-    let mut rows = latents.len() / d;
+    let latents = latent_rows(model, files)?;
+    let rows = latents.len() / d;
     if rows < k {
         return Err(Error::InvalidOption(format!(
             "the images give {rows} latent vectors, fewer than the {k} entries of a codebook"
         )));
     }
-    if rows > opts.max_vectors {
-        let mut order: Vec<usize> = (0..rows).collect();
-        order.shuffle(&mut rng);
-        order.truncate(opts.max_vectors);
-        order.sort_unstable();
-        latents = order
-            .iter()
-            .flat_map(|&r| latents[r * d..(r + 1) * d].iter().copied())
-            .collect();
-        rows = opts.max_vectors;
-    }
+    let (latents, rows) = sample(latents, d, opts.max_vectors, &mut rng);
     let device = &model.device;
     let points = Tensor::<2>::from_data(TensorData::new(latents.clone(), [rows, d]), device);
     let (_, quantized) = quantizer::quantize(points, &old, n_q);
@@ -130,15 +120,7 @@ pub fn extend_codebooks(
         energies.push(mean_square(&residual));
         books.extend_from_slice(&centroids);
     }
-    let mut config = cfg.clone();
-    config.num_codebooks = opts.codebooks;
-    config.validate()?;
-    let mut net = model.net.clone();
-    net.set_codebooks(Tensor::from_data(
-        TensorData::new(books, [opts.codebooks, k, d]),
-        device,
-    ));
-    let fingerprint = Model::save_net(&net, &config, out)?;
+    let fingerprint = save_extended(model, books, opts.codebooks, out)?;
     let card = ExtensionCard {
         parent: model::hex(&model.fingerprint),
         fingerprint: model::hex(&fingerprint),
@@ -158,6 +140,44 @@ pub fn extend_codebooks(
     let json = serde_json::to_string_pretty(&card).expect("the card serialises");
     crate::files::write_atomic(&out.join(EXTENSION_FILE), json.as_bytes())?;
     Ok(card)
+}
+
+/// Writes `model` with codebooks `books` (`[codebooks][k][d]`) to `out`; returns the
+/// fingerprint of the weights written.
+fn save_extended(
+    model: &Model,
+    books: Vec<f32>,
+    codebooks: usize,
+    out: &Path,
+) -> Result<[u8; model::FINGERPRINT_LEN]> {
+    let mut config = model.config.clone();
+    config.num_codebooks = codebooks;
+    config.validate()?;
+    let (k, d) = (config.codebook_size, config.latent_dim);
+    let mut net = model.net.clone();
+    net.set_codebooks(Tensor::from_data(
+        TensorData::new(books, [codebooks, k, d]),
+        &model.device,
+    ));
+    Model::save_net(&net, &config, out)
+}
+
+/// At most `max` of the `d`-dimensional rows of `latents`, drawn at random (in their order),
+/// and how many.
+fn sample(latents: Vec<f32>, d: usize, max: usize, rng: &mut StdRng) -> (Vec<f32>, usize) {
+    let rows = latents.len() / d;
+    if rows <= max {
+        return (latents, rows);
+    }
+    let mut order: Vec<usize> = (0..rows).collect();
+    order.shuffle(rng);
+    order.truncate(max);
+    order.sort_unstable();
+    let kept = order
+        .iter()
+        .flat_map(|&r| latents[r * d..(r + 1) * d].iter().copied())
+        .collect();
+    (kept, max)
 }
 
 /// Every latent vector (`[n][d]`, row-major) of every cell of `files`, each image padded to
