@@ -88,7 +88,7 @@ pub(crate) fn write_block(
     }
     let packed = packer.into_bytes();
     let depth_map = body.len() - fields;
-    match coded(header, records, packed.len(), depth_map) {
+    match coded(header, records, packed.len(), depth_map, u64::MAX) {
         Some((words, by_neighbours)) => {
             body[0] |= CODED | if by_neighbours { NEIGHBOURS } else { 0 };
             put_words(&mut body, &words);
@@ -125,11 +125,15 @@ fn words_len(words: &[u32]) -> usize {
 /// The bytes a block of `records` spends on its indices as [`write_block`] writes them
 /// (range-coded words with their count, or packed bits), and whether they are coded: what a
 /// report of an archive's payload needs without the block's bytes at hand.
+///
+/// # Panics
+/// If a record holds fewer indices than its depths count: records as a reader returns them or
+/// as the block writer accepts them never do.
 pub fn index_bytes(header: &Header, records: &[Record]) -> (u64, bool) {
     let total: u64 = records.iter().map(|r| r.index_count(header)).sum();
     let packed = (total * header.bits_per_index() as u64).div_ceil(8) as usize;
     let depth_map = depth_words(header, records).map_or(0, |w| words_len(&w));
-    match coded(header, records, packed, depth_map) {
+    match coded(header, records, packed, depth_map, u64::MAX) {
         Some((words, _)) => (words_len(&words) as u64, true),
         None => (packed as u64, false),
     }
@@ -205,11 +209,17 @@ fn depth_layouts(header: &Header, records: &[Record]) -> Vec<(usize, Vec<u8>)> {
 /// and only if decoding it stays within [`entropy::WORK_PER_BYTE`], when that is fewer bytes
 /// than `packed` bytes of bit-packed indices; on a tie the simpler wins (packing, then coder
 /// 1's model). Otherwise `None`: packed.
+///
+/// A coding whose work passes `cap` is left out, and not finished: a reader passes the bound of
+/// the block it holds, which no coding that could have been chosen instead passes (it would be
+/// within its own bound, for no more bytes), so checking the choice costs it at most that
+/// bound per model. A writer passes `u64::MAX`.
 fn coded(
     header: &Header,
     records: &[Record],
     packed: usize,
     depth_map: usize,
+    cap: u64,
 ) -> Option<(Vec<u32>, bool)> {
     if !header.entropy {
         return None;
@@ -226,11 +236,9 @@ fn coded(
         .zip(&counts)
         .map(|(r, c)| (r.indices.as_slice(), c.as_slice()))
         .collect();
-    let adaptive = entropy::encode(&refs, header.codebook_size);
-    let adaptive_len = fits(
-        &adaptive,
-        least_work(header, false, depth_map > 0, cells, indices),
-    );
+    let adaptive_work = least_work(header, false, depth_map > 0, cells, indices);
+    let adaptive = (adaptive_work <= cap).then(|| entropy::encode(&refs, header.codebook_size));
+    let adaptive_len = adaptive.as_ref().and_then(|a| fits(a, adaptive_work));
     if header.neighbours {
         let depths = if depth_map > 0 {
             header.codebooks_used
@@ -250,14 +258,16 @@ fn coded(
                 (r.indices.as_slice(), layout)
             })
             .collect();
-        let (words, work) = neighbours::encode(&refs, header.codebook_size);
-        if let Some(len) = fits(&words, map_work.saturating_add(work))
+        let within = cap.checked_sub(map_work);
+        if let Some((words, work)) =
+            within.and_then(|c| neighbours::encode_within(&refs, header.codebook_size, c))
+            && let Some(len) = fits(&words, map_work.saturating_add(work))
             && adaptive_len.is_none_or(|a| len < a)
         {
             return Some((words, true));
         }
     }
-    adaptive_len.map(|_| (adaptive, false))
+    adaptive_len.and(adaptive).map(|a| (a, false))
 }
 
 /// What a version-2 block spends on its indices, as read: what [`index_bytes`] computes from
@@ -266,7 +276,7 @@ fn coded(
 pub struct BlockIndices {
     /// Bytes of the indices: the coded words with their count, or the packed bits.
     pub bytes: u64,
-    /// Whether they are range-coded (payload coder 1).
+    /// Whether they are range-coded (payload coder 1, or 2 with either of its models).
     pub coded: bool,
 }
 
@@ -509,7 +519,9 @@ fn read_indices(
         at += n as usize;
     }
     check_indices(header, first, records)?;
-    if coded(header, records, payload.len(), depth_map).is_some() {
+    // A coding shorter than packing is within the bound of packing's length, or not valid.
+    let cap = budget((depth_map + payload.len()) as u64);
+    if coded(header, records, payload.len(), depth_map, cap).is_some() {
         return Err(bad(
             first,
             "its block packs indices that the archive's coder would code in fewer bytes".into(),
@@ -595,7 +607,13 @@ fn read_coded(
     check_indices(header, first, records)?;
     if header.neighbours {
         let depth_map_bytes = rest as usize - (c.pos - start);
-        let shortest = coded(header, records, packed as usize, depth_map_bytes);
+        let shortest = coded(
+            header,
+            records,
+            packed as usize,
+            depth_map_bytes,
+            budget(rest),
+        );
         if shortest.is_none_or(|(w, n)| n != by_neighbours || w != words) {
             return Err(bad(
                 "its block's indices are coded by the longer of payload coder 2's two models",

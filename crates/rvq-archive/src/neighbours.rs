@@ -122,6 +122,16 @@ fn match_context(level: usize, rank: usize, repeats: usize) -> usize {
 /// enough for each level, row-major) for codebooks of `k` entries, as 32-bit words, with the
 /// work a reader will spend decoding them.
 pub(crate) fn encode(records: &[(&[u32], Layout)], k: u32) -> (Vec<u32>, u64) {
+    encode_within(records, k, u64::MAX).expect("no work exceeds u64::MAX")
+}
+
+/// [`encode`], given up (`None`) as soon as the work passes `cap`: a reader checking which
+/// model a block should have used need not finish a coding that could not be valid.
+pub(crate) fn encode_within(
+    records: &[(&[u32], Layout)],
+    k: u32,
+    cap: u64,
+) -> Option<(Vec<u32>, u64)> {
     let mut models = Models::new(k);
     let mut coder = DefaultRangeEncoder::new();
     let mut work = 0u64;
@@ -165,13 +175,16 @@ pub(crate) fn encode(records: &[(&[u32], Layout)], k: u32) -> (Vec<u32>, u64) {
                         low.encode(&mut coder, level * models.highs + high, bits);
                     }
                 }
+                if work > cap {
+                    return None;
+                }
             }
         }
     }
     let words = coder
         .into_compressed()
         .expect("coding into a Vec cannot fail");
-    (words, work)
+    Some((words, work))
 }
 
 /// Why [`decode`] refused words.
@@ -331,8 +344,28 @@ mod tests {
     }
 
     #[test]
+    fn a_coding_is_given_up_once_its_work_passes_the_cap() {
+        let (depths, indices) = record(
+            40,
+            30,
+            |c| 1 + (c % 3) as u8,
+            |l, c| ((c * 7 + l) % 50) as u32,
+        );
+        let layout = Layout {
+            columns: 40,
+            depths: &depths,
+        };
+        let (words, work) = encode(&[(&indices, layout)], 64);
+        assert_eq!(
+            encode_within(&[(&indices, layout)], 64, work),
+            Some((words, work))
+        );
+        assert_eq!(encode_within(&[(&indices, layout)], 64, work - 1), None);
+    }
+
+    #[test]
     fn neighbours_are_offered_left_above_above_right_above_left_without_repeats() {
-        // 3×3 cells at depth 1 but the centre-right one (cell 5), at level 0:
+        // 3×3 cells at depth 1; the centre one (cell 4) is offered, at level 0:
         //   7 8 7
         //   9 . 5
         let depths = [1, 1, 1, 1, 1, 1, 1, 1, 1];

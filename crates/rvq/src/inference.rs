@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use burn::prelude::*;
 
 use crate::budget::{self, Budget, Tile};
+use crate::cpu;
 use crate::error::{Error, Result};
 use crate::image_io::{Rgb, to_u8};
 use crate::model::{EncodedBatch, Model, rows_to_latents};
@@ -121,7 +122,7 @@ impl Model {
                 let data = TensorData::new(part.to_vec(), [part.len() / per, 3, h, w]);
                 let x = Tensor::from_data(data, &self.device);
                 self.note_pass(&x, false);
-                self.net.encode(x)
+                self.encode_pass(x)
             })
             .collect();
         Ok(Tensor::cat(parts, 0))
@@ -143,7 +144,7 @@ impl Model {
                 &self.device,
             );
             self.note_pass(&x, false);
-            let z = float_vec(self.net.encode(x));
+            let z = float_vec(self.encode_pass(x));
             let (dy, dx) = (
                 t.rows.start - t.outer_rows.start,
                 t.cols.start - t.outer_cols.start,
@@ -243,7 +244,7 @@ impl Model {
             let latents = self.dequantized(&indices[i0..i1], part, grid, depth)?;
             let cell_depths = cell_depths(part, i1 - i0, gh * gw, depth);
             self.note_pass(&latents, true);
-            let y = float_vec(self.net.decode(latents, Some(&cell_depths)));
+            let y = self.decode_pass(latents, &cell_depths);
             for (j, block) in y.chunks_exact(3 * ph * pw).enumerate() {
                 let region = Region {
                     image: i0 + j,
@@ -288,7 +289,7 @@ impl Model {
         let latents = self.dequantized(std::slice::from_ref(&sub), sub_depths, og, depth)?;
         let cell_depths = cell_depths(sub_depths, 1, outer.len(), depth);
         self.note_pass(&latents, true);
-        let y = float_vec(self.net.decode(latents, Some(&cell_depths)));
+        let y = self.decode_pass(latents, &cell_depths);
         let (oh, ow) = (og.0 * f, og.1 * f);
         let (th, tw) = (t.rows.len() * f, t.cols.len() * f);
         let dy = (t.rows.start - t.outer_rows.start) * f;
@@ -317,6 +318,12 @@ impl Model {
         let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
         let cells = h * w;
         let b = indices.len();
+        if let Some(books) = self.cpu.as_ref().and_then(|c| c.books.as_ref()) {
+            let rows = books.dequantize(indices, depths, cells, depth);
+            let d = self.config.latent_dim;
+            let latents = Tensor::<4>::from_data(TensorData::new(rows, [b, h, w, d]), &self.device);
+            return Ok(latents.permute([0, 3, 1, 2]));
+        }
         let levels: Vec<Tensor<1, Int>> = (0..depth)
             .map(|lvl| {
                 let flat: Vec<i64> = indices
@@ -476,5 +483,51 @@ fn cell_depths(depths: Option<&[Vec<u8>]>, b: usize, cells: usize, depth: usize)
     match depths {
         Some(depths) => depths.iter().flatten().map(|&d| d as usize).collect(),
         None => vec![depth; b * cells],
+    }
+}
+
+impl Model {
+    /// The encoder on one pass of images `[b, 3, h, w]`, on [`crate::cpu`]'s path where the
+    /// model has one.
+    pub(crate) fn encode_pass(&self, x: Tensor<4>) -> Tensor<4> {
+        let Some(cpu) = &self.cpu else {
+            return self.net.encode(x);
+        };
+        let [b, c, h, w] = x.dims();
+        let images = cpu::Map {
+            data: float_vec(x.permute([0, 2, 3, 1])),
+            b,
+            h,
+            w,
+            c,
+        };
+        let z = cpu.encode(&images);
+        let data = TensorData::new(z.data, [z.b, z.h, z.w, z.c]);
+        Tensor::<4>::from_data(data, &self.device).permute([0, 3, 1, 2])
+    }
+
+    /// The decoder on one pass of latents, each cell at its depth in `cell_depths`: the images,
+    /// planar (`[b][3][h][w]`).
+    pub(crate) fn decode_pass(&self, latents: Tensor<4>, cell_depths: &[usize]) -> Vec<f32> {
+        let Some(cpu) = &self.cpu else {
+            return float_vec(self.net.decode(latents, Some(cell_depths)));
+        };
+        let [b, c, h, w] = latents.dims();
+        let z = cpu::Map {
+            data: float_vec(latents.permute([0, 2, 3, 1])),
+            b,
+            h,
+            w,
+            c,
+        };
+        let y = cpu.decode(&z);
+        let mut planar = vec![0.0; y.data.len()];
+        for (i, pixel) in y.data.chunks_exact(y.c).enumerate() {
+            let (image, at) = (i / (y.h * y.w), i % (y.h * y.w));
+            for (ch, &v) in pixel.iter().enumerate() {
+                planar[(image * y.c + ch) * y.h * y.w + at] = v;
+            }
+        }
+        planar
     }
 }

@@ -52,6 +52,7 @@ mod budget;
 mod codebooks;
 mod codec;
 mod config;
+mod cpu;
 pub mod data;
 mod decode;
 mod effort;

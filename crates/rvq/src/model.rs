@@ -11,6 +11,8 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use sha2::{Digest, Sha256};
 
+mod cpu_network;
+
 use crate::budget::Budget;
 use crate::config::{ModelConfig, Upsample};
 use crate::error::{Error, Result};
@@ -403,6 +405,8 @@ pub struct Model {
     pub(crate) fingerprint: [u8; FINGERPRINT_LEN],
     /// Where the network runs.
     pub(crate) device: Device,
+    /// The network on [`crate::cpu`]'s path, used instead of burn's layers on the CPU backend.
+    pub(crate) cpu: Option<crate::cpu::Network>,
     /// The memory the network's passes are planned under ([`Model::set_budget`]).
     pub(crate) budget: Budget,
     /// The most padded pixels one pass of the network has held ([`Model::largest_pass`]).
@@ -510,13 +514,11 @@ impl Model {
                 model: origin.to_string(),
                 reason: format!("the weights do not fit config.json: {e:?}"),
             })?;
-        let budget = if *device == Device::flex() {
-            Budget::CPU
-        } else {
-            Budget::GPU
-        };
+        let on_cpu = *device == Device::flex();
+        let budget = if on_cpu { Budget::CPU } else { Budget::GPU };
         Ok(Self {
             config,
+            cpu: on_cpu.then(|| net.cpu_network()).flatten(),
             net,
             fingerprint,
             device: device.clone(),
@@ -625,7 +627,9 @@ impl Model {
         let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
         let [b, _, h, w] = latents.dims();
         let cells = h * w;
-        let per_level = quantizer::quantize_beam(latents_to_rows(latents), &codebooks, depth, beam);
+        let cpu = self.cpu.as_ref().and_then(|c| c.books.as_ref());
+        let rows = latents_to_rows(latents);
+        let per_level = quantizer::quantize_beam(rows, &codebooks, depth, beam, cpu);
         Ok(per_image(&per_level, b, cells, (h, w)))
     }
 }

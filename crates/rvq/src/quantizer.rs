@@ -3,6 +3,8 @@
 
 use burn::prelude::*;
 
+use crate::cpu::Books;
+
 /// Index of the nearest codebook entry for each row of `vectors` (`[n, d]`, codebook `[k, d]`).
 ///
 /// Distances are `‖c‖² − 2·x·c`: the `‖x‖²` term is the same for every entry of a row, so
@@ -94,13 +96,22 @@ fn residual_search(
 /// at each level; a slightly worse first choice can leave a residual the later codebooks fit
 /// much better. A beam can also drop the greedy sequence and end worse than it, so each row
 /// keeps whichever of the two ends closer: never worse than greedy. The decoder is unchanged:
-/// it sums whatever entries the indices name. With `beam` ≤ 1 this is exactly [`quantize`].
+/// it sums whatever entries the indices name. With `beam` ≤ 1 this is [`quantize`] (on the CPU
+/// path, up to near-ties that the path's other order of summation can break the other way).
+///
+/// With `cpu`, the products of the search (the beam's dots and the greedy path it is checked
+/// against) run on [`crate::cpu`]'s path with its codebooks; the beam's ranking is exact on the
+/// host either way (see `BeamState::advance`).
 pub fn quantize_beam(
     latents: Tensor<2>,
     codebooks: &Tensor<3>,
     depth: usize,
     beam: usize,
+    cpu: Option<&Books>,
 ) -> Vec<Vec<u32>> {
+    if let Some(books) = cpu.filter(|_| beam <= 1) {
+        return books.greedy(&float_vec(latents), depth);
+    }
     if beam <= 1 {
         return quantize(latents, codebooks, depth)
             .0
@@ -126,11 +137,16 @@ pub fn quantize_beam(
         let cells = BEAM_CELLS.min(n - start);
         let mut search = BeamState::new(&rows[start * d..(start + cells) * d], d);
         for level in 0..depth {
-            let r = Tensor::<2>::from_data(
-                TensorData::new(search.residuals.clone(), [search.rows(), d]),
-                &device,
-            );
-            let dots = float_vec(r.matmul(books[level].clone().transpose()));
+            let dots = match cpu {
+                Some(cpu) => cpu.dots(level, &search.residuals),
+                None => {
+                    let r = Tensor::<2>::from_data(
+                        TensorData::new(search.residuals.clone(), [search.rows(), d]),
+                        &device,
+                    );
+                    float_vec(r.matmul(books[level].clone().transpose()))
+                }
+            };
             search.advance(&dots, &host_books[level], &norms[level], beam);
         }
         for (level, col) in search.best_paths().into_iter().enumerate() {
@@ -139,11 +155,14 @@ pub fn quantize_beam(
     }
     // A beam can drop the greedy path at some level and end worse than it: keep whichever of
     // the two ends closer, so that a wider search never loses to greedy on any cell.
-    let greedy: Vec<Vec<u32>> = quantize(latents, codebooks, depth)
-        .0
-        .into_iter()
-        .map(int_vec)
-        .collect();
+    let greedy: Vec<Vec<u32>> = match cpu {
+        Some(cpu) => cpu.greedy(&rows, depth),
+        None => quantize(latents, codebooks, depth)
+            .0
+            .into_iter()
+            .map(int_vec)
+            .collect(),
+    };
     for row in 0..n {
         let v = &rows[row * d..(row + 1) * d];
         let beam_err = path_error(v, &host_books, out.iter().map(|l| l[row]));

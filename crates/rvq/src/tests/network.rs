@@ -152,3 +152,160 @@ fn per_cell_depths_decode_exactly_as_uniform_depths_do() {
         "the other image is untouched"
     );
 }
+
+/// The largest difference between two equally long lists of values.
+fn worst(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn the_cpu_path_computes_what_the_burn_layers_compute() {
+    let device = Device::flex();
+    let small = ModelConfig {
+        linear_path: true,
+        ..tiny_config()
+    };
+    let dir = tempfile::TempDir::new().unwrap();
+    Model::save_net(&RvqVae::new(&small, &device), &small, dir.path()).unwrap();
+    let models = [
+        Model::load_default(&device).unwrap(),
+        Model::load(dir.path(), &device).unwrap(),
+    ];
+    for model in &models {
+        assert!(
+            model.cpu.is_some(),
+            "flex and a linear path: the CPU path is used"
+        );
+        // 37 images of 40×24 pixels: a grid of 5×3 cells, neither square nor a power of two, and
+        // more images than one group of the CPU path holds (34 of this size).
+        let x = Tensor::<4>::random(
+            [37, 3, 24, 40],
+            burn::tensor::Distribution::Default,
+            &device,
+        );
+        let z = model.net.encode(x.clone());
+        let ours = quantizer::float_vec(model.encode_pass(x));
+        assert!(worst(&quantizer::float_vec(z.clone()), &ours) < 1e-4);
+        // Only a depth-input network reads the cells' depths, and the path refuses those.
+        let depths = vec![0; 37 * 5 * 3];
+        let want = quantizer::float_vec(model.net.decode(z.clone(), Some(&depths)));
+        let gap = worst(&want, &model.decode_pass(z, &depths));
+        assert!(gap < 1e-5, "decoded pixels differ by {gap}");
+    }
+    // Layers the path does not have: burn's layers run them.
+    for other in [
+        ModelConfig {
+            upsample: Upsample::Shuffle,
+            ..small.clone()
+        },
+        ModelConfig {
+            up_res_blocks: 1,
+            ..small.clone()
+        },
+        ModelConfig {
+            depth_input: true,
+            ..small.clone()
+        },
+        tiny_config(),
+    ] {
+        Model::save_net(&RvqVae::new(&other, &device), &other, dir.path()).unwrap();
+        assert!(
+            Model::load(dir.path(), &device).unwrap().cpu.is_none(),
+            "{other:?}"
+        );
+    }
+}
+
+#[test]
+fn the_cpu_greedy_search_picks_what_the_tensor_search_picks() {
+    let device = Device::flex();
+    let model = Model::load_default(&device).unwrap();
+    let books = model.cpu.as_ref().and_then(|c| c.books.as_ref()).unwrap();
+    // 56 × 24 cells: 1,344 rows, more than one block of the search.
+    let image = rvq::data::synthetic(448, 192, 3).unwrap();
+    let x = Tensor::<4>::from_data(
+        TensorData::new(
+            rvq::image_io::to_planar_padded(&image, 448, 192),
+            [1, 3, 192, 448],
+        ),
+        &device,
+    );
+    let rows = rvq::model::latents_to_rows(model.net.encode(x));
+    let codebooks = model.net.codebooks().unwrap();
+    let (want, _) = quantizer::quantize(rows.clone(), &codebooks, 8);
+    let want: Vec<Vec<u32>> = want.into_iter().map(quantizer::int_vec).collect();
+    let got = books.greedy(&quantizer::float_vec(rows.clone()), 8);
+    agree(&want, &got);
+    // The beam with its dots on the CPU path, against the beam on tensors.
+    let want = quantizer::quantize_beam(rows.clone(), &codebooks, 8, 4, None);
+    let got = quantizer::quantize_beam(rows, &codebooks, 8, 4, Some(books));
+    agree(&want, &got);
+}
+
+/// Eight levels of indices that agree but where sums in another order part a near tie (at
+/// most one in a hundred): anything more is a bug.
+fn agree(want: &[Vec<u32>], got: &[Vec<u32>]) {
+    assert_eq!(got.len(), 8);
+    for (level, (w, g)) in want.iter().zip(got).enumerate() {
+        assert_eq!(w.len(), g.len());
+        let same = w.iter().zip(g).filter(|(a, b)| a == b).count();
+        assert!(
+            same * 100 >= 99 * w.len(),
+            "level {level}: {same} of {}",
+            w.len()
+        );
+    }
+}
+
+#[test]
+fn the_cpu_dequantization_sums_what_the_tensor_one_sums() {
+    let device = Device::flex();
+    let model = Model::load_default(&device).unwrap();
+    let books = model.cpu.as_ref().and_then(|c| c.books.as_ref()).unwrap();
+    let (cells, depth, k) = (6, 5, model.config.codebook_size as u32);
+    // Two images, five levels of six cells, depths 1..=5 and one cell at 3 of 5.
+    let indices: Vec<Vec<u32>> = (0..2u32)
+        .map(|i| {
+            (0..(depth * cells) as u32)
+                .map(|j| (j * 97 + i * 13) % k)
+                .collect()
+        })
+        .collect();
+    let depths: Vec<Vec<u8>> = vec![vec![1, 2, 3, 4, 5, 5], vec![5, 3, 5, 5, 2, 1]];
+    let levels: Vec<Tensor<1, Int>> = (0..depth)
+        .map(|l| {
+            let flat: Vec<i64> = indices
+                .iter()
+                .flat_map(|img| img[l * cells..(l + 1) * cells].iter().map(|&v| v as i64))
+                .collect();
+            Tensor::from_data(TensorData::new(flat, [2 * cells]), &device)
+        })
+        .collect();
+    let masks: Vec<Tensor<2>> = (0..depth)
+        .map(|l| {
+            let used: Vec<f32> = depths
+                .iter()
+                .flatten()
+                .map(|&c| if c as usize > l { 1.0 } else { 0.0 })
+                .collect();
+            Tensor::from_data(TensorData::new(used, [2 * cells, 1]), &device)
+        })
+        .collect();
+    let codebooks = model.net.codebooks().unwrap();
+    let want = quantizer::float_vec(quantizer::dequantize_masked(
+        &levels,
+        &codebooks,
+        Some(&masks),
+    ));
+    assert_eq!(
+        books.dequantize(&indices, Some(&depths), cells, depth),
+        want
+    );
+    let full = quantizer::float_vec(quantizer::dequantize_masked(&levels, &codebooks, None));
+    assert_eq!(books.dequantize(&indices, None, cells, depth), full);
+    assert_ne!(want, full);
+}

@@ -149,9 +149,9 @@ fn beam_search_finds_what_greedy_misses() {
         &device,
     );
     let x = t2(vec![0.9], 1, 1, &device);
-    let greedy = quantizer::quantize_beam(x.clone(), &books, 2, 1);
+    let greedy = quantizer::quantize_beam(x.clone(), &books, 2, 1, None);
     assert_eq!(greedy, vec![vec![1], vec![0]]);
-    let beam = quantizer::quantize_beam(x, &books, 2, 2);
+    let beam = quantizer::quantize_beam(x, &books, 2, 2, None);
     assert_eq!(beam, vec![vec![0], vec![0]]);
 }
 
@@ -174,7 +174,13 @@ fn wider_beams_never_lose_to_greedy_and_win_overall() {
         let q = quantizer::dequantize_masked(&tensors, &codebooks, None);
         quantizer::float_vec((x.clone() - q).square().sum_dim(1))
     };
-    let greedy = errors(&quantizer::quantize_beam(x.clone(), &codebooks, levels, 1));
+    let greedy = errors(&quantizer::quantize_beam(
+        x.clone(),
+        &codebooks,
+        levels,
+        1,
+        None,
+    ));
     let total = |e: &[f32]| e.iter().sum::<f32>();
     for width in [2, 4, 16] {
         let e = errors(&quantizer::quantize_beam(
@@ -182,6 +188,7 @@ fn wider_beams_never_lose_to_greedy_and_win_overall() {
             &codebooks,
             levels,
             width,
+            None,
         ));
         for (cell, (b, g)) in e.iter().zip(&greedy).enumerate() {
             assert!(

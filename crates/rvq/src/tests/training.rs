@@ -254,6 +254,34 @@ fn a_resumed_run_checkpoints_at_the_interval_asked_for() {
     assert_eq!(run(&every3, true, None), vec![6, 8]);
 }
 
+/// Extension options of the tests: five codebooks, a small k-means.
+fn extend_to_five() -> train::ExtendOptions {
+    train::ExtendOptions {
+        codebooks: 5,
+        iterations: 5,
+        max_vectors: 100,
+        seed: 3,
+    }
+}
+
+#[test]
+fn a_model_with_a_depth_input_is_refused_before_any_work() {
+    let device = Device::flex();
+    let config = ModelConfig {
+        depth_input: true,
+        ..super::common::tiny_config()
+    };
+    let dir = tempfile::TempDir::new().unwrap();
+    let base = dir.path().join("base");
+    Model::save_net(&RvqVae::new(&config, &device), &config, &base).unwrap();
+    let model = Model::load(&base, &device).unwrap();
+    let out = dir.path().join("extended");
+    let opts = extend_to_five();
+    let err = train::extend_codebooks(&model, &[], &opts, &out).unwrap_err();
+    assert!(err.to_string().contains("depth input"), "{err}");
+    assert!(!out.exists());
+}
+
 #[test]
 fn an_extension_keeps_every_depth_the_model_had_and_its_new_levels_cut_the_residual() {
     let device = Device::flex();
@@ -271,12 +299,7 @@ fn an_extension_keeps_every_depth_the_model_had_and_its_new_levels_cut_the_resid
     }
     let files = rvq::data::collect_images(&[images]).unwrap();
     let out = dir.path().join("extended");
-    let opts = train::ExtendOptions {
-        codebooks: 5,
-        iterations: 5,
-        max_vectors: 100,
-        seed: 3,
-    };
+    let opts = extend_to_five();
     let card = train::extend_codebooks(&model, &files, &opts, &out).unwrap();
     assert_eq!((card.vectors, card.residual.len()), (100, 5));
     // Each new level leaves less than the level before it (the untrained model's own levels

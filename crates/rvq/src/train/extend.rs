@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::codebooks;
-use crate::config::MAX_CODEBOOKS;
+use crate::config::{MAX_CODEBOOKS, ModelConfig};
 use crate::error::{Error, Result};
 use crate::image_io::{self, Limits};
 use crate::model::{self, Model, latents_to_rows};
@@ -63,18 +63,16 @@ pub struct ExtensionCard {
 /// The file [`extend_codebooks`] writes beside the weights.
 pub const EXTENSION_FILE: &str = "extension.json";
 
-/// Adds codebooks to `model` up to `opts.codebooks`, fitted on the latents of `files` (every
-/// cell of every image, padded as the encoder pads), and writes the extended model to `out`
-/// (`model.bpk`, `config.json`, [`EXTENSION_FILE`]).
-pub fn extend_codebooks(
-    model: &Model,
-    files: &[PathBuf],
-    opts: &ExtendOptions,
-    out: &Path,
-) -> Result<ExtensionCard> {
-    let cfg = &model.config;
-    let old = model.net.codebooks().ok_or(Error::NotQuantized)?;
-    let (n_q, k, d) = (cfg.num_codebooks, cfg.codebook_size, cfg.latent_dim);
+/// Refuses an extension of a model of `cfg` that `opts` cannot make.
+fn check_extension(cfg: &ModelConfig, opts: &ExtendOptions) -> Result<()> {
+    let (n_q, k) = (cfg.num_codebooks, cfg.codebook_size);
+    if cfg.depth_input {
+        // Its depth input has one channel per codebook: with more codebooks the weights
+        // would no longer fit the configuration.
+        return Err(Error::InvalidOption(
+            "a model with a depth input cannot be extended (its depth input is sized to its codebooks)".into(),
+        ));
+    }
     if opts.codebooks <= n_q || opts.codebooks > MAX_CODEBOOKS {
         return Err(Error::InvalidOption(format!(
             "an extension needs {} to {MAX_CODEBOOKS} codebooks; asked for {}",
@@ -87,6 +85,22 @@ pub fn extend_codebooks(
             "an extension needs at least one iteration and {k} vectors"
         )));
     }
+    Ok(())
+}
+
+/// Adds codebooks to `model` up to `opts.codebooks`, fitted on the latents of `files` (every
+/// cell of every image, padded as the encoder pads), and writes the extended model to `out`
+/// (`model.bpk`, `config.json`, [`EXTENSION_FILE`]).
+pub fn extend_codebooks(
+    model: &Model,
+    files: &[PathBuf],
+    opts: &ExtendOptions,
+    out: &Path,
+) -> Result<ExtensionCard> {
+    let cfg = &model.config;
+    let old = model.net.codebooks().ok_or(Error::NotQuantized)?;
+    let (n_q, k, d) = (cfg.num_codebooks, cfg.codebook_size, cfg.latent_dim);
+    check_extension(cfg, opts)?;
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let latents = latent_rows(model, files)?;
     let rows = latents.len() / d;

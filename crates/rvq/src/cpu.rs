@@ -1,0 +1,690 @@
+//! The trained network's inference on the CPU as matrix products over many images' pixels.
+//!
+//! burn's flex backend runs a convolution as one small product per image: on the 4×4 latent
+//! grid that is 16 rows, and its 3×3 convolutions with many channels ran at half the rate of
+//! PyTorch's (docs/BENCHMARKS.md, "Layer by layer"). Here each layer is one product over the
+//! pixels of a group of images (im2col, in channels-last order) on the `gemm` crate that flex
+//! itself builds. The module deals in `f32` slices, not tensors: `model.rs` decides when to use
+//! it and converts.
+//!
+//! Same function as the burn layers, not the same rounding: sums run in another order, so
+//! outputs differ in the last bits (`crates/rvq/src/tests/network.rs` bounds the difference).
+
+use gemm::Parallelism as Par;
+use rayon::prelude::*;
+
+/// The largest im2col buffer in floats (16 MiB): a layer with more rows is computed in chunks, so
+/// this path adds a fixed amount to the activations the memory budget plans for.
+const CHUNK_FLOATS: usize = 1 << 22;
+
+/// An activation map in channels-last order: `data[((b·h + y)·w + x)·c + channel]`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Map {
+    pub data: Vec<f32>,
+    pub b: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Map {
+    fn relu(mut self) -> Self {
+        self.data.iter_mut().for_each(|v| *v = v.max(0.0));
+        self
+    }
+}
+
+/// `dst[m×n] += lhs[m×k] · rhs[k×n]`, all row-major and contiguous.
+fn matmul_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
+    matmul(dst, true, lhs, rhs, m, k, n)
+}
+
+/// `dst[m×n] = lhs[m×k] · rhs[k×n]`, plus what `dst` held if `add`; all row-major, contiguous.
+fn matmul(dst: &mut [f32], add: bool, lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
+    // Checked products: a wrapped one could match a short buffer, and `product` trusts these.
+    let size = |a: usize, b: usize| a.checked_mul(b);
+    assert!(
+        size(m, n) == Some(dst.len())
+            && size(m, k) == Some(lhs.len())
+            && size(k, n) == Some(rhs.len())
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !add {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    // Rows split over the threads, each product on one, when there are rows enough: gemm's own
+    // threading shares out each product's panels, which costs more on these narrow products
+    // (greedy encoding at batch 64 about a tenth faster split; docs/BENCHMARKS.md).
+    let threads = rayon::current_num_threads();
+    if threads > 1 && m >= SPLIT_ROWS * threads {
+        let rows = m.div_ceil(threads);
+        dst.par_chunks_mut(rows * n)
+            .zip(lhs.par_chunks(rows * k))
+            .for_each(|(d, l)| product(d, add, l, rhs, (l.len() / k, k, n), Par::None));
+    } else {
+        product(dst, add, lhs, rhs, (m, k, n), Par::Rayon(0));
+    }
+}
+
+/// Rows of a product below which it is not split over threads.
+const SPLIT_ROWS: usize = 64;
+
+/// One `gemm` call for [`matmul`], whose checks it relies on.
+fn product(
+    dst: &mut [f32],
+    add: bool,
+    lhs: &[f32],
+    rhs: &[f32],
+    (m, k, n): (usize, usize, usize),
+    par: Par,
+) {
+    debug_assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n);
+    // SAFETY: the three buffers hold exactly the m×n, m×k and k×n row-major matrices the strides
+    // describe (checked by `matmul`, and splitting keeps whole rows), and `dst` is borrowed
+    // mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            add,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// `rows` rows of `bias`, the starting point of a layer's output.
+fn biased(bias: &[f32], rows: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows * bias.len());
+    for _ in 0..rows {
+        out.extend_from_slice(bias);
+    }
+    out
+}
+
+/// Runs `fill` for chunks of output rows of at most `chunk` floats (one row at least; each gets
+/// its first row and a zeroed buffer of `row_len` floats per row), each chunk's buffer then
+/// multiplied by `rhs` into `out`.
+fn chunked_product(
+    out: &mut [f32],
+    chunk: usize,
+    rows: usize,
+    row_len: usize,
+    rhs: &[f32],
+    n: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let chunk = (chunk / row_len.max(1)).clamp(1, rows.max(1));
+    let mut col = Vec::new();
+    for start in (0..rows).step_by(chunk) {
+        let m = chunk.min(rows - start);
+        col.clear();
+        col.resize(m * row_len, 0.0);
+        col.par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(i, dst)| fill(start + i, dst));
+        matmul_add(
+            &mut out[start * n..(start + m) * n],
+            &col,
+            rhs,
+            m,
+            row_len,
+            n,
+        );
+    }
+}
+
+/// A convolution with a square kernel and equal padding on every side.
+#[derive(Clone, Debug)]
+pub(crate) struct Conv {
+    /// `[(ky, kx, c_in), c_out]`: im2col rows times this are the output.
+    rhs: Vec<f32>,
+    bias: Vec<f32>,
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Conv {
+    /// From burn's (PyTorch's) layout: `weight` `[c_out, c_in, k, k]`, `bias` `[c_out]`.
+    pub fn new(
+        weight: &[f32],
+        [c_out, c_in, k, k2]: [usize; 4],
+        bias: Option<Vec<f32>>,
+        stride: usize,
+        pad: usize,
+    ) -> Self {
+        assert!(k == k2 && weight.len() == c_out * c_in * k * k);
+        let mut rhs = vec![0.0; weight.len()];
+        for (o, filter) in weight.chunks(c_in * k * k).enumerate() {
+            for (i, tap) in filter.chunks(k * k).enumerate() {
+                for (t, &v) in tap.iter().enumerate() {
+                    rhs[(t * c_in + i) * c_out + o] = v;
+                }
+            }
+        }
+        Self {
+            rhs,
+            bias: bias.unwrap_or_else(|| vec![0.0; c_out]),
+            c_in,
+            c_out,
+            k,
+            stride,
+            pad,
+        }
+    }
+
+    pub fn forward(&self, x: &Map) -> Map {
+        self.forward_in_chunks(x, CHUNK_FLOATS)
+    }
+
+    /// [`Self::forward`] with im2col buffers of at most `chunk` floats (one row at least).
+    fn forward_in_chunks(&self, x: &Map, chunk: usize) -> Map {
+        assert_eq!(x.c, self.c_in);
+        let (k, s, p) = (self.k, self.stride, self.pad);
+        let oh = (x.h + 2 * p - k) / s + 1;
+        let ow = (x.w + 2 * p - k) / s + 1;
+        let rows = x.b * oh * ow;
+        let mut out = biased(&self.bias, rows);
+        if k == 1 && s == 1 && p == 0 {
+            matmul_add(&mut out, &x.data, &self.rhs, rows, x.c, self.c_out);
+        } else {
+            let c = x.c;
+            chunked_product(
+                &mut out,
+                chunk,
+                rows,
+                k * k * c,
+                &self.rhs,
+                self.c_out,
+                |row, dst| {
+                    let (b, oy, ox) = (row / (oh * ow), (row / ow) % oh, row % ow);
+                    for ky in 0..k {
+                        let Some(y) = (oy * s + ky).checked_sub(p).filter(|&y| y < x.h) else {
+                            continue;
+                        };
+                        for kx in 0..k {
+                            let Some(xx) = (ox * s + kx).checked_sub(p).filter(|&v| v < x.w) else {
+                                continue;
+                            };
+                            let src = ((b * x.h + y) * x.w + xx) * c;
+                            let at = (ky * k + kx) * c;
+                            dst[at..at + c].copy_from_slice(&x.data[src..src + c]);
+                        }
+                    }
+                },
+            );
+        }
+        Map {
+            data: out,
+            b: x.b,
+            h: oh,
+            w: ow,
+            c: self.c_out,
+        }
+    }
+}
+
+/// A 4×4 transposed convolution of stride 2 and padding 1, doubling the resolution: one product
+/// gives each input pixel's 16 contributions, and each output pixel then sums the four that
+/// reach it (output row 2a + py takes input rows a + py − 1 + ty through kernel row
+/// 3 − py − 2·ty, ty = 0, 1; columns alike), so no output is written twice.
+///
+/// The contributions take 16·c_out floats per input pixel, four times the layer's output, so
+/// they are computed band by band: at most [`CHUNK_FLOATS`] at a time (three input rows' where a
+/// row is more), whatever the image's size.
+#[derive(Clone, Debug)]
+pub(crate) struct Upsample {
+    /// `[c_in, (ky, kx, c_out)]`.
+    rhs: Vec<f32>,
+    bias: Vec<f32>,
+    c_in: usize,
+    c_out: usize,
+}
+
+impl Upsample {
+    /// From burn's layout: `weight` `[c_in, c_out, 4, 4]`, `bias` `[c_out]`.
+    pub fn new(weight: &[f32], [c_in, c_out, k, k2]: [usize; 4], bias: Option<Vec<f32>>) -> Self {
+        assert!(k == 4 && k2 == 4 && weight.len() == c_in * c_out * 16);
+        let mut rhs = vec![0.0; weight.len()];
+        for (i, per_in) in weight.chunks(c_out * 16).enumerate() {
+            for (o, taps) in per_in.chunks(16).enumerate() {
+                for (t, &v) in taps.iter().enumerate() {
+                    rhs[(i * 16 + t) * c_out + o] = v;
+                }
+            }
+        }
+        Self {
+            rhs,
+            bias: bias.unwrap_or_else(|| vec![0.0; c_out]),
+            c_in,
+            c_out,
+        }
+    }
+
+    pub fn forward(&self, x: &Map) -> Map {
+        self.forward_in_bands(x, CHUNK_FLOATS)
+    }
+
+    /// [`Self::forward`] with the contributions of bands of input rows (across images: row g
+    /// is image g / h's row g % h) computed in turn, each band's product with at most `chunk`
+    /// floats where a band of one row allows it. An output row reads its input row and the
+    /// rows either side, so the last two rows of contributions are kept for the next band:
+    /// none is computed twice.
+    fn forward_in_bands(&self, x: &Map, chunk: usize) -> Map {
+        assert_eq!(x.c, self.c_in);
+        let n = self.c_out;
+        let (oh, ow) = (2 * x.h, 2 * x.w);
+        let mut out = vec![0.0; x.b * oh * ow * n];
+        let rows = x.b * x.h;
+        let row_floats = x.w * 16 * n;
+        let band = (chunk / row_floats.max(1)).saturating_sub(2).max(1);
+        // `parts` holds the contributions of input rows [lo, g1); output rows are written for
+        // input rows [0, done).
+        let (mut parts, mut lo, mut done) = (Vec::new(), 0, 0usize);
+        for g0 in (0..rows).step_by(band) {
+            let g1 = (g0 + band).min(rows);
+            let keep = done.saturating_sub(1);
+            parts.drain(..(keep - lo) * row_floats);
+            lo = keep;
+            let old = parts.len();
+            parts.resize(old + (g1 - g0) * row_floats, 0.0);
+            let lhs = &x.data[g0 * x.w * x.c..g1 * x.w * x.c];
+            matmul(
+                &mut parts[old..],
+                false,
+                lhs,
+                &self.rhs,
+                (g1 - g0) * x.w,
+                x.c,
+                16 * n,
+            );
+            // Input row a needs row a + 1's contributions: the band's last row waits for the
+            // next band, unless it is the last of all.
+            let end = if g1 == rows { rows } else { g1 - 1 };
+            let dst = &mut out[2 * done * ow * n..2 * end * ow * n];
+            dst.par_chunks_mut(ow * n).enumerate().for_each(|(i, dst)| {
+                let row = 2 * done + i;
+                let (b, py, a) = (row / oh, row % 2, (row % oh) / 2);
+                self.output_row(
+                    dst,
+                    &parts,
+                    |iy, ix| ((b * x.h + iy - lo) * x.w + ix) * 16,
+                    py,
+                    a,
+                    x,
+                );
+            });
+            done = end;
+        }
+        Map {
+            data: out,
+            b: x.b,
+            h: oh,
+            w: ow,
+            c: n,
+        }
+    }
+
+    /// One output row (phase `py` of input row `a`), from the contributions in `parts`, whose
+    /// input pixel (iy, ix) of this image starts at `at(iy, ix)`·c_out.
+    fn output_row(
+        &self,
+        dst: &mut [f32],
+        parts: &[f32],
+        at: impl Fn(usize, usize) -> usize,
+        py: usize,
+        a: usize,
+        x: &Map,
+    ) {
+        let n = self.c_out;
+        for (xo, pixel) in dst.chunks_mut(n).enumerate() {
+            let (px, col) = (xo % 2, xo / 2);
+            pixel.copy_from_slice(&self.bias);
+            for ty in 0..2 {
+                let Some(iy) = (a + py + ty).checked_sub(1).filter(|&v| v < x.h) else {
+                    continue;
+                };
+                for tx in 0..2 {
+                    let Some(ix) = (col + px + tx).checked_sub(1).filter(|&v| v < x.w) else {
+                        continue;
+                    };
+                    let tap = (3 - py - 2 * ty) * 4 + 3 - px - 2 * tx;
+                    let src = &parts[(at(iy, ix) + tap) * n..][..n];
+                    pixel.iter_mut().zip(src).for_each(|(p, v)| *p += v);
+                }
+            }
+        }
+    }
+}
+
+/// x + conv1×1(relu(conv3×3(relu(x)))), as `model::ResBlock`.
+#[derive(Clone, Debug)]
+pub(crate) struct Residual {
+    conv1: Conv,
+    conv2: Conv,
+}
+
+impl Residual {
+    pub fn new(conv1: Conv, conv2: Conv) -> Self {
+        Self { conv1, conv2 }
+    }
+
+    fn forward(&self, x: Map) -> Map {
+        let h = self
+            .conv2
+            .forward(&self.conv1.forward(&x.clone().relu()).relu());
+        let mut x = x;
+        x.data.iter_mut().zip(&h.data).for_each(|(a, b)| *a += b);
+        x
+    }
+}
+
+/// The network of a model with the linear path and transposed-convolution upsampling (every
+/// model trained since run 3), in the layers' own order: see `model::RvqVae`.
+#[derive(Clone, Debug)]
+pub(crate) struct Network {
+    /// Pixels per cell side.
+    pub grid: usize,
+    /// Unshuffled patch → latent: a 1×1 convolution.
+    pub lin_enc: Conv,
+    /// Latent → patch values before the pixel shuffle: a 1×1 convolution.
+    pub lin_dec: Conv,
+    pub down: Vec<Conv>,
+    pub enc_res: Vec<Residual>,
+    pub to_latent: Conv,
+    pub from_latent: Conv,
+    pub dec_res: Vec<Residual>,
+    pub up: Vec<Upsample>,
+    /// The codebooks, for the greedy search; absent in a plain autoencoder.
+    pub books: Option<Books>,
+}
+
+impl Network {
+    /// Images (channels-last, 3 channels in [0, 1]) to latents (channels-last, one row per
+    /// cell).
+    pub fn encode(&self, images: &Map) -> Map {
+        in_groups(images, 1, |x| self.encode_group(x))
+    }
+
+    fn encode_group(&self, images: &Map) -> Map {
+        let linear = self.lin_enc.forward(&unshuffle(images, self.grid));
+        let mut x = self.down[0].forward(images).relu();
+        for conv in &self.down[1..] {
+            x = conv.forward(&x).relu();
+        }
+        for block in &self.enc_res {
+            x = block.forward(x);
+        }
+        let mut z = self.to_latent.forward(&x.relu());
+        z.data
+            .iter_mut()
+            .zip(&linear.data)
+            .for_each(|(a, b)| *a += b);
+        z
+    }
+
+    /// Latents to images in [0, 1], channels-last.
+    pub fn decode(&self, latents: &Map) -> Map {
+        in_groups(latents, self.grid * self.grid, |z| self.decode_group(z))
+    }
+
+    fn decode_group(&self, latents: &Map) -> Map {
+        let linear = shuffle(self.lin_dec.forward(latents), self.grid);
+        let mut x = self.from_latent.forward(latents);
+        for block in &self.dec_res {
+            x = block.forward(x);
+        }
+        for up in &self.up {
+            x = up.forward(&x.relu());
+        }
+        x.data
+            .iter_mut()
+            .zip(&linear.data)
+            .for_each(|(a, b)| *a = (*a + b).clamp(0.0, 1.0));
+        x
+    }
+}
+
+/// Image pixels one group holds (32 images of 32×32; the encoder's input, the decoder's output):
+/// the network runs group by group, so that a layer's activations stay in cache between layers. Measured on 2 cores
+/// (docs/BENCHMARKS.md): decoding batches of 256 and 1,024 images at batch 64's speed, where
+/// whole batches ran 30–40% slower.
+const GROUP_PIXELS: usize = 1 << 15;
+
+/// `f` over groups of `x`'s images of at most [`GROUP_PIXELS`] image pixels (one image at
+/// least; each of `x`'s positions stands for `scale` of them), the outputs in order in one map.
+fn in_groups(x: &Map, scale: usize, f: impl Fn(&Map) -> Map) -> Map {
+    let per = (GROUP_PIXELS / (x.h * x.w * scale).max(1)).max(1);
+    let size = x.h * x.w * x.c;
+    if per >= x.b || size == 0 {
+        return f(x);
+    }
+    let mut out: Option<Map> = None;
+    for part in x.data.chunks(per * size) {
+        let y = f(&Map {
+            data: part.to_vec(),
+            b: part.len() / size,
+            h: x.h,
+            w: x.w,
+            c: x.c,
+        });
+        match &mut out {
+            None => out = Some(y),
+            Some(o) => {
+                o.data.extend_from_slice(&y.data);
+                o.b += y.b;
+            }
+        }
+    }
+    out.expect("a map with images")
+}
+
+/// The codebooks of every level, for the greedy residual search (beam 1) as products.
+#[derive(Clone, Debug)]
+pub(crate) struct Books {
+    /// Per level `[k, d]`: the entries.
+    entries: Vec<Vec<f32>>,
+    /// Per level `[d, k]`: the entries as the product's right-hand side.
+    transposed: Vec<Vec<f32>>,
+    /// Per level, each entry's squared length.
+    norms: Vec<Vec<f32>>,
+    k: usize,
+    d: usize,
+}
+
+/// Rows searched at once: a 512 × k score block stays in cache (as `quantizer::nearest`).
+const SEARCH_ROWS: usize = 512;
+
+impl Books {
+    /// From `[n_q, k, d]` values.
+    pub fn new(values: &[f32], [n_q, k, d]: [usize; 3]) -> Self {
+        assert_eq!(values.len(), n_q * k * d);
+        let entries: Vec<Vec<f32>> = values.chunks(k * d).map(<[f32]>::to_vec).collect();
+        let transposed = entries
+            .iter()
+            .map(|e| {
+                let mut t = vec![0.0; k * d];
+                for (j, entry) in e.chunks(d).enumerate() {
+                    for (i, &v) in entry.iter().enumerate() {
+                        t[i * k + j] = v;
+                    }
+                }
+                t
+            })
+            .collect();
+        let norms = entries
+            .iter()
+            .map(|e| e.chunks(d).map(|v| v.iter().map(|x| x * x).sum()).collect())
+            .collect();
+        Self {
+            entries,
+            transposed,
+            norms,
+            k,
+            d,
+        }
+    }
+
+    /// Each row of `rows` (`[n, d]`) dotted with each entry of level `level`: `[n, k]`.
+    pub fn dots(&self, level: usize, rows: &[f32]) -> Vec<f32> {
+        let n = rows.len() / self.d;
+        let mut out = vec![0.0; n * self.k];
+        matmul(
+            &mut out,
+            false,
+            rows,
+            &self.transposed[level],
+            n,
+            self.d,
+            self.k,
+        );
+        out
+    }
+
+    /// The latents of `indices` (per image, `depth` levels of `cells` indices each, all
+    /// checked to be below k), each cell summing its first `depths[image][cell]` levels (all
+    /// `depth` without depths), in level order: rows `[images·cells, d]`.
+    pub fn dequantize(
+        &self,
+        indices: &[Vec<u32>],
+        depths: Option<&[Vec<u8>]>,
+        cells: usize,
+        depth: usize,
+    ) -> Vec<f32> {
+        let d = self.d;
+        let mut out = vec![0.0; indices.len() * cells * d];
+        out.par_chunks_mut(cells * d)
+            .zip(indices)
+            .enumerate()
+            .for_each(|(i, (dst, idx))| {
+                for (c, row) in dst.chunks_mut(d).enumerate() {
+                    let used = depths
+                        .and_then(|ds| ds[i].get(c))
+                        .map_or(depth, |&u| (u as usize).min(depth));
+                    for (level, book) in self.entries.iter().enumerate().take(used) {
+                        let e = idx[level * cells + c] as usize;
+                        let entry = &book[e * d..(e + 1) * d];
+                        row.iter_mut().zip(entry).for_each(|(r, v)| *r += v);
+                    }
+                }
+            });
+        out
+    }
+
+    /// The greedy residual search of `rows` (`[n, d]`) over the first `depth` levels, as
+    /// `quantizer::quantize`: at each level the entry minimising ‖e‖² − 2·r·e (the first on a
+    /// tie), then subtracted. Returns the indices, level by level.
+    pub fn greedy(&self, rows: &[f32], depth: usize) -> Vec<Vec<u32>> {
+        let (k, d) = (self.k, self.d);
+        let n = rows.len() / d;
+        let mut residual = rows.to_vec();
+        let mut scores = Vec::new();
+        let mut out = Vec::with_capacity(depth);
+        for level in 0..depth.min(self.entries.len()) {
+            let (book, norms) = (&self.entries[level], &self.norms[level]);
+            let mut chosen = vec![0u32; n];
+            for start in (0..n).step_by(SEARCH_ROWS) {
+                let m = SEARCH_ROWS.min(n - start);
+                let block = &mut residual[start * d..(start + m) * d];
+                scores.resize(m * k, 0.0);
+                matmul(&mut scores, false, block, &self.transposed[level], m, d, k);
+                block
+                    .par_chunks_mut(d)
+                    .zip(scores.par_chunks(k))
+                    .zip(&mut chosen[start..start + m])
+                    .for_each(|((r, s), index)| {
+                        let mut best = (f32::INFINITY, 0);
+                        for (j, (&sc, &norm)) in s.iter().zip(norms).enumerate() {
+                            let score = norm - sc * 2.0;
+                            if score < best.0 {
+                                best = (score, j);
+                            }
+                        }
+                        *index = best.1 as u32;
+                        let entry = &book[best.1 * d..(best.1 + 1) * d];
+                        r.iter_mut().zip(entry).for_each(|(a, e)| *a -= e);
+                    });
+            }
+            out.push(chosen);
+        }
+        out
+    }
+}
+
+/// Each f×f patch to one cell of 3·f² channels, in the order (channel, row, column), as
+/// `model::pixel_unshuffle`.
+fn unshuffle(x: &Map, f: usize) -> Map {
+    let (h, w) = (x.h / f, x.w / f);
+    let cc = x.c * f * f;
+    let mut data = vec![0.0; x.b * h * w * cc];
+    data.par_chunks_mut(cc).enumerate().for_each(|(cell, dst)| {
+        let (b, gy, gx) = (cell / (h * w), (cell / w) % h, cell % w);
+        for i in 0..f {
+            for j in 0..f {
+                let src = ((b * x.h + gy * f + i) * x.w + gx * f + j) * x.c;
+                for ch in 0..x.c {
+                    dst[(ch * f + i) * f + j] = x.data[src + ch];
+                }
+            }
+        }
+    });
+    Map {
+        data,
+        b: x.b,
+        h,
+        w,
+        c: cc,
+    }
+}
+
+/// The inverse of [`unshuffle`].
+fn shuffle(x: Map, f: usize) -> Map {
+    let c = x.c / (f * f);
+    let (h, w) = (x.h * f, x.w * f);
+    let mut data = vec![0.0; x.b * h * w * c];
+    data.par_chunks_mut(w * c)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (b, y) = (row / h, row % h);
+            let (gy, i) = (y / f, y % f);
+            for xx in 0..w {
+                let (gx, j) = (xx / f, xx % f);
+                let src = ((b * x.h + gy) * x.w + gx) * x.c;
+                for ch in 0..c {
+                    dst[xx * c + ch] = x.data[src + (ch * f + i) * f + j];
+                }
+            }
+        });
+    Map {
+        data,
+        b: x.b,
+        h,
+        w,
+        c,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+//! The layers of the CPU path against their definitions, written out as loops.
+use super::*;
+
+/// A direct convolution, the definition, to check the product form against.
+fn direct_conv(x: &Map, w: &[f32], c_out: usize, k: usize, s: usize, p: usize) -> Map {
+    let oh = (x.h + 2 * p - k) / s + 1;
+    let ow = (x.w + 2 * p - k) / s + 1;
+    let mut data = vec![0.0; x.b * oh * ow * c_out];
+    for b in 0..x.b {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for o in 0..c_out {
+                    let mut sum = 0.0f64;
+                    for i in 0..x.c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let y = (oy * s + ky) as isize - p as isize;
+                                let xx = (ox * s + kx) as isize - p as isize;
+                                if y < 0 || xx < 0 || y >= x.h as isize || xx >= x.w as isize {
+                                    continue;
+                                }
+                                let v =
+                                    x.data[((b * x.h + y as usize) * x.w + xx as usize) * x.c + i];
+                                sum += (v * w[((o * x.c + i) * k + ky) * k + kx]) as f64;
+                            }
+                        }
+                    }
+                    data[((b * oh + oy) * ow + ox) * c_out + o] = sum as f32;
+                }
+            }
+        }
+    }
+    Map {
+        data,
+        b: x.b,
+        h: oh,
+        w: ow,
+        c: c_out,
+    }
+}
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn close(a: &Map, b: &Map) {
+    assert_eq!((a.b, a.h, a.w, a.c), (b.b, b.h, b.w, b.c));
+    let worst = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-4, "largest difference {worst}");
+}
+
+#[test]
+fn a_convolution_as_a_product_is_the_direct_convolution() {
+    for (k, s, p, h, w) in [(3, 2, 1, 7, 6), (3, 1, 1, 4, 5), (1, 1, 0, 3, 3)] {
+        let x = Map {
+            data: values(2 * h * w * 5, 1),
+            b: 2,
+            h,
+            w,
+            c: 5,
+        };
+        let weight = values(4 * 5 * k * k, 2);
+        let conv = Conv::new(&weight, [4, 5, k, k], None, s, p);
+        let want = direct_conv(&x, &weight, 4, k, s, p);
+        // One product, then chunks of one row and of three.
+        for chunk in [CHUNK_FLOATS, 1, 3 * k * k * 5] {
+            close(&conv.forward_in_chunks(&x, chunk), &want);
+        }
+    }
+}
+
+#[test]
+fn upsampling_by_phases_is_the_transposed_convolution() {
+    // A transposed convolution scatters each input pixel through the kernel; written out.
+    let (b, h, w, ci, co) = (2, 3, 4, 5, 3);
+    let x = Map {
+        data: values(b * h * w * ci, 3),
+        b,
+        h,
+        w,
+        c: ci,
+    };
+    let weight = values(ci * co * 16, 4);
+    let bias = values(co, 5);
+    let mut want = Map {
+        data: vec![0.0; b * 4 * h * w * co],
+        b,
+        h: 2 * h,
+        w: 2 * w,
+        c: co,
+    };
+    for (i, v) in want.data.iter_mut().enumerate() {
+        *v = bias[i % co];
+    }
+    for bi in 0..b {
+        for iy in 0..h {
+            for ix in 0..w {
+                for ky in 0..4 {
+                    for kx in 0..4 {
+                        let (y, xx) = (2 * iy + ky, 2 * ix + kx);
+                        if y < 1 || xx < 1 || y > 2 * h || xx > 2 * w {
+                            continue;
+                        }
+                        for i in 0..ci {
+                            for o in 0..co {
+                                let at = ((bi * 2 * h + y - 1) * 2 * w + xx - 1) * co + o;
+                                want.data[at] += x.data[((bi * h + iy) * w + ix) * ci + i]
+                                    * weight[((i * co + o) * 4 + ky) * 4 + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let up = Upsample::new(&weight, [ci, co, 4, 4], Some(bias));
+    // One band, then bands of one, two and three input rows (of six, across the two images).
+    let row = w * 16 * co;
+    for chunk in [CHUNK_FLOATS, 1, 4 * row, 5 * row] {
+        close(&up.forward_in_bands(&x, chunk), &want);
+    }
+}
+
+#[test]
+fn shuffle_undoes_unshuffle_in_the_order_of_the_burn_layers() {
+    let x = Map {
+        data: values(2 * 8 * 4 * 3, 6),
+        b: 2,
+        h: 8,
+        w: 4,
+        c: 3,
+    };
+    let cells = unshuffle(&x, 4);
+    assert_eq!((cells.h, cells.w, cells.c), (2, 1, 48));
+    // Channel 1, patch row 2, column 3 of the second image's lower cell.
+    assert_eq!(
+        cells.data[(2 + 1) * 48 + (4 + 2) * 4 + 3],
+        x.data[((8 + 6) * 4 + 3) * 3 + 1]
+    );
+    assert_eq!(shuffle(cells, 4), x);
+}
+
+#[test]
+fn a_batch_runs_in_groups_of_whole_images_and_comes_back_in_order() {
+    // 128×128 images: two to a group, so five images run as 2 + 2 + 1.
+    let x = Map {
+        data: (0..5 * 128 * 128).map(|v| v as f32).collect(),
+        b: 5,
+        h: 128,
+        w: 128,
+        c: 1,
+    };
+    let sizes = std::sync::Mutex::new(Vec::new());
+    let y = in_groups(&x, 1, |part| {
+        sizes.lock().unwrap().push(part.b);
+        Map {
+            data: part.data.iter().map(|v| v * 2.0).collect(),
+            ..part.clone()
+        }
+    });
+    assert_eq!(*sizes.lock().unwrap(), [2, 2, 1]);
+    assert_eq!((y.b, y.h, y.w, y.c), (5, 128, 128, 1));
+    assert!(y.data.iter().zip(&x.data).all(|(a, b)| *a == 2.0 * b));
+    // Each latent position stands for 64 pixels: 4×4 latents are 32×32 images, 32 to a group,
+    // so 600 of them run as 18 groups of 32 and one of 24.
+    let z = Map {
+        data: vec![1.0; 600 * 16],
+        b: 600,
+        h: 4,
+        w: 4,
+        c: 1,
+    };
+    sizes.lock().unwrap().clear();
+    let out = in_groups(&z, 64, |part| {
+        sizes.lock().unwrap().push(part.b);
+        part.clone()
+    });
+    let mut expected = vec![32; 18];
+    expected.push(24);
+    assert_eq!(*sizes.lock().unwrap(), expected);
+    assert_eq!(out, z);
+}
