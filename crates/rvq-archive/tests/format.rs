@@ -1106,6 +1106,54 @@ fn malformed_coded_blocks_are_refused() {
     refuse(block(&forged), "too short for its images' cells");
 }
 
+/// One 1,024×8 image (128 cells at one level) in runs of 16 entries: payload coder 2's
+/// neighbour contexts code it in fewer bytes than coder 1's model, which codes it in fewer than
+/// packing.
+fn neighbour_runs() -> (Header, Vec<Record>) {
+    let (h, _) = golden_neighbours();
+    let recs = vec![Record {
+        width: 1024,
+        height: 8,
+        indices: (0..128).map(|c| [1, 3, 4, 2][(c / 16) % 4]).collect(),
+        ..Record::default()
+    }];
+    (h, recs)
+}
+
+#[test]
+fn a_block_coded_by_the_longer_of_coder_2s_models_is_refused() {
+    let (mut h, recs) = neighbour_runs();
+    let two = write_archive(&h, &recs).unwrap();
+    h.neighbours = false;
+    let one = write_archive(&h, &recs).unwrap();
+    let block = |bytes: &[u8]| {
+        let a = Archive::parse(bytes, &Limits::default()).unwrap();
+        a.records_and_blocks().unwrap().1[0]
+    };
+    let (by_two, by_one) = (block(&two), block(&one));
+    let packed = (128 * 3u64).div_ceil(8);
+    assert!(by_two.coded && by_one.coded, "{by_two:?} {by_one:?}");
+    assert!(by_two.bytes < by_one.bytes && by_one.bytes < packed);
+    let header_len = |b: &[u8]| Archive::parse(b, &Limits::default()).unwrap().header_len;
+    let at = header_len(&two);
+    assert_eq!(at, header_len(&one));
+    // The block's flags follow its one-byte length.
+    assert_eq!(
+        two[at + 1] & 0b1000,
+        0b1000,
+        "coder 2 chose its neighbour contexts"
+    );
+    // Coder 1's block (its flags without NEIGHBOURS) under coder 2's header: a valid coding of
+    // the same indices, but not the shorter of the two, so not the one coder 2 writes.
+    let mut forged = two[..at].to_vec();
+    forged.extend_from_slice(&one[at..]);
+    let needle = "coded by the longer of payload coder 2's two models";
+    let e = in_memory(&forged).unwrap_err().to_string();
+    assert!(e.contains(needle), "{e}");
+    let e = stream(&forged, 7).unwrap_err().to_string();
+    assert!(e.contains(needle), "{e}");
+}
+
 #[test]
 fn a_coded_index_beyond_k_is_refused() {
     // k = 5 and k = 6 split indices alike (one low bit, high parts 0..=2), so an archive
@@ -1514,6 +1562,13 @@ fn write_fuzz_seeds() {
     let (h, recs) = golden_coded();
     std::fs::write(
         dir.join("v2_coded_golden.rvq"),
+        write_archive(&h, &recs).unwrap(),
+    )
+    .unwrap();
+    // A block of payload coder 2 coded by its neighbour contexts (the NEIGHBOURS flag).
+    let (h, recs) = neighbour_runs();
+    std::fs::write(
+        dir.join("v2_neighbours_runs.rvq"),
         write_archive(&h, &recs).unwrap(),
     )
     .unwrap();
