@@ -252,8 +252,8 @@ impl Conv {
 /// 3 − py − 2·ty, ty = 0, 1; columns alike), so no output is written twice.
 ///
 /// The contributions take 16·c_out floats per input pixel, four times the layer's output, so
-/// they are computed band by band: at most [`CHUNK_FLOATS`] at a time (three input rows' where a
-/// row is more), whatever the image's size.
+/// they are computed band by band: at most [`CHUNK_FLOATS`] at a time (three input rows' where
+/// those are more), whatever the image's size.
 #[derive(Clone, Debug)]
 pub(crate) struct Upsample {
     /// `[c_in, (ky, kx, c_out)]`.
@@ -468,9 +468,9 @@ impl Network {
 }
 
 /// Image pixels one group holds (32 images of 32×32; the encoder's input, the decoder's output):
-/// the network runs group by group, so that a layer's activations stay in cache between layers. Measured on 2 cores
-/// (docs/BENCHMARKS.md): decoding batches of 256 and 1,024 images at batch 64's speed, where
-/// whole batches ran 30–40% slower.
+/// the network runs group by group, so that a layer's activations stay in cache between
+/// layers. Measured on 2 cores (docs/BENCHMARKS.md, "The CPU path"): batches of 256 and 1,024
+/// images decode at batch 64's speed, where whole batches ran 30–40% slower.
 const GROUP_PIXELS: usize = 1 << 15;
 
 /// `f` over groups of `x`'s images of at most [`GROUP_PIXELS`] image pixels (one image at
