@@ -308,7 +308,7 @@ impl Model {
 
     /// Latents `[b, d, h, w]` of the first `depth` levels of `indices`, each cell summing only
     /// the levels its depth (if given) uses.
-    fn dequantized(
+    pub(crate) fn dequantized(
         &self,
         indices: &[Vec<u32>],
         depths: Option<&[Vec<u8>]>,

@@ -109,15 +109,8 @@ pub fn quantize_beam(
     beam: usize,
     cpu: Option<&Books>,
 ) -> Vec<Vec<u32>> {
-    if let Some(books) = cpu.filter(|_| beam <= 1) {
-        return books.greedy(&float_vec(latents), depth);
-    }
     if beam <= 1 {
-        return quantize(latents, codebooks, depth)
-            .0
-            .into_iter()
-            .map(int_vec)
-            .collect();
+        return greedy_search(latents, codebooks, depth, cpu);
     }
     let [n, d] = latents.dims();
     let [_, k, _] = codebooks.dims();
@@ -155,14 +148,7 @@ pub fn quantize_beam(
     }
     // A beam can drop the greedy path at some level and end worse than it: keep whichever of
     // the two ends closer, so that a wider search never loses to greedy on any cell.
-    let greedy: Vec<Vec<u32>> = match cpu {
-        Some(cpu) => cpu.greedy(&rows, depth),
-        None => quantize(latents, codebooks, depth)
-            .0
-            .into_iter()
-            .map(int_vec)
-            .collect(),
-    };
+    let greedy = greedy_search(latents, codebooks, depth, cpu);
     for row in 0..n {
         let v = &rows[row * d..(row + 1) * d];
         let beam_err = path_error(v, &host_books, out.iter().map(|l| l[row]));
@@ -174,6 +160,24 @@ pub fn quantize_beam(
         }
     }
     out
+}
+
+/// [`quantize`]'s indices, level by level: on [`crate::cpu`]'s products with `cpu`, else on
+/// tensors.
+fn greedy_search(
+    latents: Tensor<2>,
+    codebooks: &Tensor<3>,
+    depth: usize,
+    cpu: Option<&Books>,
+) -> Vec<Vec<u32>> {
+    match cpu {
+        Some(books) => books.greedy(&float_vec(latents), depth),
+        None => quantize(latents, codebooks, depth)
+            .0
+            .into_iter()
+            .map(int_vec)
+            .collect(),
+    }
 }
 
 /// `‖a − b‖²`, summed in order, so that every caller rounds alike.

@@ -265,8 +265,11 @@ fn agree(want: &[Vec<u32>], got: &[Vec<u32>]) {
 fn the_cpu_dequantization_sums_what_the_tensor_one_sums() {
     let device = Device::flex();
     let model = Model::load_default(&device).unwrap();
-    let books = model.cpu.as_ref().and_then(|c| c.books.as_ref()).unwrap();
-    let (cells, depth, k) = (6, 5, model.config.codebook_size as u32);
+    assert!(model.cpu.is_some(), "the shipped model has the CPU path");
+    let mut tensors = Model::load_default(&device).unwrap();
+    tensors.cpu = None;
+    let (grid, depth, k) = ((2, 3), 5, model.config.codebook_size as u32);
+    let cells = 6;
     // Two images, five levels of six cells, depths 1..=5 and one cell at 3 of 5.
     let indices: Vec<Vec<u32>> = (0..2u32)
         .map(|i| {
@@ -276,36 +279,12 @@ fn the_cpu_dequantization_sums_what_the_tensor_one_sums() {
         })
         .collect();
     let depths: Vec<Vec<u8>> = vec![vec![1, 2, 3, 4, 5, 5], vec![5, 3, 5, 5, 2, 1]];
-    let levels: Vec<Tensor<1, Int>> = (0..depth)
-        .map(|l| {
-            let flat: Vec<i64> = indices
-                .iter()
-                .flat_map(|img| img[l * cells..(l + 1) * cells].iter().map(|&v| v as i64))
-                .collect();
-            Tensor::from_data(TensorData::new(flat, [2 * cells]), &device)
-        })
-        .collect();
-    let masks: Vec<Tensor<2>> = (0..depth)
-        .map(|l| {
-            let used: Vec<f32> = depths
-                .iter()
-                .flatten()
-                .map(|&c| if c as usize > l { 1.0 } else { 0.0 })
-                .collect();
-            Tensor::from_data(TensorData::new(used, [2 * cells, 1]), &device)
-        })
-        .collect();
-    let codebooks = model.net.codebooks().unwrap();
-    let want = quantizer::float_vec(quantizer::dequantize_masked(
-        &levels,
-        &codebooks,
-        Some(&masks),
-    ));
-    assert_eq!(
-        books.dequantize(&indices, Some(&depths), cells, depth),
-        want
-    );
-    let full = quantizer::float_vec(quantizer::dequantize_masked(&levels, &codebooks, None));
-    assert_eq!(books.dequantize(&indices, None, cells, depth), full);
+    let sums = |m: &Model, depths: Option<&[Vec<u8>]>| {
+        quantizer::float_vec(m.dequantized(&indices, depths, grid, depth).unwrap())
+    };
+    let want = sums(&tensors, Some(&depths));
+    assert_eq!(sums(&model, Some(&depths)), want);
+    let full = sums(&tensors, None);
+    assert_eq!(sums(&model, None), full);
     assert_ne!(want, full);
 }
