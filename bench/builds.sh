@@ -4,6 +4,7 @@
 # images. For a change to the inference path: build the commit before it and the one after.
 # Usage: BEFORE=path/to/old/rvq AFTER=path/to/new/rvq [PY=python-with-torch] bench/builds.sh OUT_DIR
 # With PY set, bench/cpu_vs_torch.sh runs for each build too (PyTorch in the same run).
+# EFFORTS="4" (say) times only those effort levels (default: 0 to 5).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="$1"; mkdir -p "$out"
@@ -16,7 +17,7 @@ for round in 1 2; do
     bin="${!side}"
     "$bin" bench --backend cpu --batch 64 --runs 5 --beam 1 --refine 1 --fixed-depth > "$out/greedy-$side-$round.md"
     rows "$out/greedy-$side-$round.md" "$side greedy round $round" >> "$out/summary.txt"
-    for e in 0 1 2 3 4 5; do
+    for e in ${EFFORTS:-0 1 2 3 4 5}; do
       "$bin" bench --backend cpu --batch 64 --runs 3 --effort "$e" > "$out/effort$e-$side-$round.md"
       rows "$out/effort$e-$side-$round.md" "$side effort $e round $round" | grep encode >> "$out/summary.txt"
     done

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The effort ladder (`--effort 0..5`): for each level, the quality ladder (rvq eval, qualities
 # 10..90) on the samples, on the four full-size scikit-image photographs the samples are cut
-# from, and on the first N CIFAR-10 test images; each level's PSNR at the default level's bits
-# per pixel (interpolated along its own ladder); and encode throughput (rvq bench, batch 64,
-# with greedy fixed-depth encoding in the same run). docs/BENCHMARKS.md records a run.
+# from, and on the first N CIFAR-10 test images; each level's PSNR at the reference search's
+# bits per pixel (interpolated along its own ladder); and encode throughput (rvq bench, batch
+# 64, with greedy fixed-depth encoding in the same run). The reference, "ref", is the default
+# encode before the linear-path estimates (beam 4, refinement 2, everything measured by
+# decoding: `--effort 4 --refine 2 --rate-search decoded`). docs/BENCHMARKS.md records a run.
 #
 #   RVQ=target/release/rvq PY=python-with-scikit-image scripts/effort.sh \
 #     ../shared/data/cifar-10-batches-bin [N] [OUT]
@@ -21,7 +23,10 @@ out="${3:-$(mktemp -d)}"
 mkdir -p "$out/photos"
 "$py" -c "import sys, skimage.data as d, imageio.v3 as io; [io.imwrite(f'{sys.argv[1]}/{n}.png', getattr(d, n)()) for n in ('astronaut', 'coffee', 'chelsea', 'rocket')]" "$out/photos"
 { uname -srm; grep -m1 'model name' /proc/cpuinfo || true; nproc; } > "$out/machine.txt"
-for effort in 0 1 2 3 4 5; do
+search() { # the flags of level $1, or of the reference
+  if [ "$1" = ref ]; then echo --effort 4 --refine 2 --rate-search decoded; else echo --effort "$1"; fi
+}
+for effort in 0 1 2 3 4 5 ref; do
   for set in samples photos cifar; do
     case "$set" in
       samples) data=samples; extra=() ;;
@@ -30,13 +35,13 @@ for effort in 0 1 2 3 4 5; do
     esac
     start=$(date +%s.%N)
     "$rvq" eval --backend cpu --data "$data" "${extra[@]}" --codebooks 8 --qualities 10,30,50,70,90 \
-      --jpeg-qualities 50 --webp-qualities 50 --effort "$effort" \
+      --jpeg-qualities 50 --webp-qualities 50 $(search "$effort") \
       --json "$out/$set-e$effort.json" >/dev/null
     echo "eval $set effort $effort: $(echo "$(date +%s.%N) - $start" | bc) s"
   done
 done
-for effort in 0 1 2 3 4 5; do
-  "$rvq" bench --backend cpu --batch 64 --runs 3 --effort "$effort" --json "$out/bench-e$effort.json" \
+for effort in 0 1 2 3 4 5 ref; do
+  "$rvq" bench --backend cpu --batch 64 --runs 3 $(search "$effort") --json "$out/bench-e$effort.json" \
     | grep -E '^\| encode' | sed "s/^/bench effort $effort: /"
 done
 "$rvq" bench --backend cpu --batch 64 --runs 3 --beam 1 --refine 1 --fixed-depth \
@@ -52,20 +57,21 @@ def at(lad, b):
         if b0 <= b <= b1:
             return p0 if b1 == b0 else p0 + (p1 - p0) * (b - b0) / (b1 - b0)
     return None
-print("| set | effort | q=10 bpp / dB | q=50 | q=90 | mean Δ dB at effort 4's bpp (points in range) |")
+print("| set | effort | q=10 bpp / dB | q=50 | q=90 | mean Δ dB at the reference's bpp (points in range) |")
 print("|---|---|---|---|---|---|")
 for s in ("samples", "photos", "cifar"):
-    ref = ladder(f"{out}/{s}-e4.json")
-    for e in range(6):
+    ref = ladder(f"{out}/{s}-eref.json")
+    for e in [0, 1, 2, 3, 4, 5, "ref"]:
         lad = ladder(f"{out}/{s}-e{e}.json")
         cells = {q: f"{b:.3f} / {p:.2f}" for b, p, q in lad}
         diffs = [d - p for b, p, _ in ref if (d := at(lad, b)) is not None]
-        mean = f"{sum(diffs) / len(diffs):+.3f} ({len(diffs)}/{len(ref)})" if diffs else "none in range"
+        each = ", ".join(f"{d:+.2f}" for d in diffs)
+        mean = f"{sum(diffs) / len(diffs):+.3f} ({len(diffs)}/{len(ref)}: {each})" if diffs else "none in range"
         print(f"| {s} | {e} | {cells[10]} | {cells[50]} | {cells[90]} | {mean} |")
 print()
 print("| encode, batch 64 | images/s |")
 print("|---|---|")
-names = [f"e{e}" for e in range(6)] + ["greedy"]
+names = [f"e{e}" for e in range(6)] + ["eref", "greedy"]
 for name in names:
     for m in json.load(open(f"{out}/bench-{name}.json")):
         if m["what"].startswith("encode") and "32×32" in m["what"]:

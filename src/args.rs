@@ -307,8 +307,9 @@ pub(crate) struct SearchArgs {
     pub(crate) refine: Option<usize>,
     /// How rate control (a quality or PSNR target) measures each cell's error at each depth,
     /// overriding the effort's: `decoded` decodes at every depth (exact, and the cost of a
-    /// target); `latent` takes the residual left in the latent space (no decode; see
-    /// docs/BENCHMARKS.md).
+    /// target); `latent` takes the residual left in the latent space (no decode); `linear`
+    /// decodes once at the deepest depth and estimates the others through the decoder's linear
+    /// path (see docs/BENCHMARKS.md).
     #[arg(long, value_enum)]
     pub(crate) rate_search: Option<RateSearchArg>,
 }
@@ -318,6 +319,7 @@ pub(crate) struct SearchArgs {
 pub(crate) enum RateSearchArg {
     Decoded,
     Latent,
+    Linear,
 }
 
 impl SearchArgs {
@@ -331,6 +333,7 @@ impl SearchArgs {
             rate_search: match self.rate_search {
                 Some(RateSearchArg::Decoded) => rvq::RateSearch::Decoded,
                 Some(RateSearchArg::Latent) => rvq::RateSearch::Latent,
+                Some(RateSearchArg::Linear) => rvq::RateSearch::Linear,
                 None => opts.rate_search,
             },
             ..opts

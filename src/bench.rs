@@ -169,8 +169,12 @@ fn codec_name(c: &CodecBench, op: &str, label: &str, images: usize) -> String {
     if op == "encode" && refine > 1 {
         suffix += &format!(", refine {refine}");
     }
-    if op == "encode" && !c.fixed_depth && c.opts.rate_search == rvq::RateSearch::Latent {
-        suffix += ", latent rate search";
+    if op == "encode" && !c.fixed_depth {
+        match c.opts.rate_search {
+            rvq::RateSearch::Latent => suffix += ", latent rate search",
+            rvq::RateSearch::Linear => suffix += ", linear rate search",
+            rvq::RateSearch::Decoded => {}
+        }
     }
     if label == "large" {
         format!("{op} one {}×{} image{suffix}", c.large.0, c.large.1)

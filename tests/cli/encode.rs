@@ -323,9 +323,9 @@ fn effort_sets_the_search_and_the_expert_flags_override_it() {
         "--beam",
         "4",
         "--refine",
-        "2",
+        "4",
         "--rate-search",
-        "decoded",
+        "linear",
     ];
     assert_eq!(default, encode("e0-as-4.rvq", &overridden));
     let fastest = encode("e0.rvq", &["--effort", "0"]);

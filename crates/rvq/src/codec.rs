@@ -139,8 +139,16 @@ pub(crate) fn encode_records_reporting(
         let (depths, missed) = match opts.rate.target() {
             None => (vec![Vec::new(); batch.len()], Vec::new()),
             Some(target) => {
-                let latent = (opts.rate_search == RateSearch::Latent).then_some(&latents);
-                choose_depths(model, &originals(batch), &encoded, m, target, latent)?
+                let search = opts.rate_search;
+                choose_depths(
+                    model,
+                    &originals(batch),
+                    &encoded,
+                    m,
+                    target,
+                    search,
+                    &latents,
+                )?
             }
         };
         let originals: Vec<&Rgb> = batch.iter().map(|img| &img.image).collect();
@@ -152,6 +160,7 @@ pub(crate) fn encode_records_reporting(
             &depths,
             m,
             opts.refine,
+            opts.rate_search != RateSearch::Decoded,
         )?;
         short.extend(shortfalls(
             model, batch, &encoded, &depths, m, opts, missed,

@@ -13,6 +13,9 @@
 use gemm::Parallelism as Par;
 use rayon::prelude::*;
 
+mod books;
+pub(crate) use books::Books;
+
 /// The largest im2col buffer in floats (16 MiB): a layer with more rows is computed in chunks, so
 /// this path adds a fixed amount to the activations the memory budget plans for.
 const CHUNK_FLOATS: usize = 1 << 22;
@@ -499,138 +502,6 @@ fn in_groups(x: &Map, scale: usize, f: impl Fn(&Map) -> Map) -> Map {
         }
     }
     out.expect("a map with images")
-}
-
-/// The codebooks of every level, for the greedy residual search (beam 1) as products.
-#[derive(Clone, Debug)]
-pub(crate) struct Books {
-    /// Per level `[k, d]`: the entries.
-    entries: Vec<Vec<f32>>,
-    /// Per level `[d, k]`: the entries as the product's right-hand side.
-    transposed: Vec<Vec<f32>>,
-    /// Per level, each entry's squared length.
-    norms: Vec<Vec<f32>>,
-    k: usize,
-    d: usize,
-}
-
-/// Rows searched at once: a 512 × k score block stays in cache (as `quantizer::nearest`).
-const SEARCH_ROWS: usize = 512;
-
-impl Books {
-    /// From `[n_q, k, d]` values.
-    pub fn new(values: &[f32], [n_q, k, d]: [usize; 3]) -> Self {
-        assert_eq!(values.len(), n_q * k * d);
-        let entries: Vec<Vec<f32>> = values.chunks(k * d).map(<[f32]>::to_vec).collect();
-        let transposed = entries
-            .iter()
-            .map(|e| {
-                let mut t = vec![0.0; k * d];
-                for (j, entry) in e.chunks(d).enumerate() {
-                    for (i, &v) in entry.iter().enumerate() {
-                        t[i * k + j] = v;
-                    }
-                }
-                t
-            })
-            .collect();
-        let norms = entries
-            .iter()
-            .map(|e| e.chunks(d).map(|v| v.iter().map(|x| x * x).sum()).collect())
-            .collect();
-        Self {
-            entries,
-            transposed,
-            norms,
-            k,
-            d,
-        }
-    }
-
-    /// Each row of `rows` (`[n, d]`) dotted with each entry of level `level`: `[n, k]`.
-    pub fn dots(&self, level: usize, rows: &[f32]) -> Vec<f32> {
-        let n = rows.len() / self.d;
-        let mut out = vec![0.0; n * self.k];
-        matmul(
-            &mut out,
-            false,
-            rows,
-            &self.transposed[level],
-            n,
-            self.d,
-            self.k,
-        );
-        out
-    }
-
-    /// The latents of `indices` (per image, `depth` levels of `cells` indices each, all
-    /// checked to be below k), each cell summing its first `depths[image][cell]` levels (all
-    /// `depth` without depths), in level order: rows `[images·cells, d]`.
-    pub fn dequantize(
-        &self,
-        indices: &[Vec<u32>],
-        depths: Option<&[Vec<u8>]>,
-        cells: usize,
-        depth: usize,
-    ) -> Vec<f32> {
-        let d = self.d;
-        let mut out = vec![0.0; indices.len() * cells * d];
-        out.par_chunks_mut(cells * d)
-            .zip(indices)
-            .enumerate()
-            .for_each(|(i, (dst, idx))| {
-                for (c, row) in dst.chunks_mut(d).enumerate() {
-                    let used = depths
-                        .and_then(|ds| ds[i].get(c))
-                        .map_or(depth, |&u| (u as usize).min(depth));
-                    for (level, book) in self.entries.iter().enumerate().take(used) {
-                        let e = idx[level * cells + c] as usize;
-                        let entry = &book[e * d..(e + 1) * d];
-                        row.iter_mut().zip(entry).for_each(|(r, v)| *r += v);
-                    }
-                }
-            });
-        out
-    }
-
-    /// The greedy residual search of `rows` (`[n, d]`) over the first `depth` levels, as
-    /// `quantizer::quantize`: at each level the entry minimising ‖e‖² − 2·r·e (the first on a
-    /// tie), then subtracted. Returns the indices, level by level.
-    pub fn greedy(&self, rows: &[f32], depth: usize) -> Vec<Vec<u32>> {
-        let (k, d) = (self.k, self.d);
-        let n = rows.len() / d;
-        let mut residual = rows.to_vec();
-        let mut scores = Vec::new();
-        let mut out = Vec::with_capacity(depth);
-        for level in 0..depth.min(self.entries.len()) {
-            let (book, norms) = (&self.entries[level], &self.norms[level]);
-            let mut chosen = vec![0u32; n];
-            for start in (0..n).step_by(SEARCH_ROWS) {
-                let m = SEARCH_ROWS.min(n - start);
-                let block = &mut residual[start * d..(start + m) * d];
-                scores.resize(m * k, 0.0);
-                matmul(&mut scores, false, block, &self.transposed[level], m, d, k);
-                block
-                    .par_chunks_mut(d)
-                    .zip(scores.par_chunks(k))
-                    .zip(&mut chosen[start..start + m])
-                    .for_each(|((r, s), index)| {
-                        let mut best = (f32::INFINITY, 0);
-                        for (j, (&sc, &norm)) in s.iter().zip(norms).enumerate() {
-                            let score = norm - sc * 2.0;
-                            if score < best.0 {
-                                best = (score, j);
-                            }
-                        }
-                        *index = best.1 as u32;
-                        let entry = &book[best.1 * d..(best.1 + 1) * d];
-                        r.iter_mut().zip(entry).for_each(|(a, e)| *a -= e);
-                    });
-            }
-            out.push(chosen);
-        }
-        out
-    }
 }
 
 /// Each f×f patch to one cell of 3·f² channels, in the order (channel, row, column), as

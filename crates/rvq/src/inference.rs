@@ -33,7 +33,7 @@ pub(crate) struct Region {
 impl Region {
     /// Rows and columns of the block that fall inside an image of `w`×`h` pixels (the rest is
     /// padding).
-    fn visible(&self, w: usize, h: usize) -> (usize, usize) {
+    pub(crate) fn visible(&self, w: usize, h: usize) -> (usize, usize) {
         (
             self.height.min(h.saturating_sub(self.top)),
             self.width.min(w.saturating_sub(self.left)),
@@ -55,6 +55,16 @@ pub(crate) struct CellErrors {
 }
 
 impl Model {
+    /// Every codebook entry as the decoder's linear path draws it: `[n_q · k, 3 · f²]`,
+    /// channels in pixel-unshuffle order (colour, row, column), without the bias. `None`
+    /// without the linear path.
+    pub(crate) fn drawn_books(&self) -> Option<&[f32]> {
+        self.drawn
+            .0
+            .get_or_init(|| self.net.drawn_books())
+            .as_deref()
+    }
+
     /// The memory budget the network's passes are planned under.
     pub fn budget(&self) -> Budget {
         self.budget

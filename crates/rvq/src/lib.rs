@@ -62,6 +62,7 @@ mod export;
 mod files;
 pub mod image_io;
 mod inference;
+mod linear;
 mod model;
 #[cfg(feature = "train")]
 mod pca;

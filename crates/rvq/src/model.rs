@@ -308,6 +308,28 @@ impl RvqVae {
         self.codebooks.as_ref().map(|p| p.val())
     }
 
+    /// Every codebook entry as the decoder's linear path draws it, `[n_q · k, 3 · f²]` on the
+    /// host (channels in pixel-unshuffle order, no bias): absent without the linear path or
+    /// codebooks.
+    pub(crate) fn drawn_books(&self) -> Option<Vec<f32>> {
+        use rayon::prelude::*;
+        let weight = self.lin_dec.as_ref()?.weight.val();
+        let books = quantizer::float_vec(self.codebooks()?);
+        let [patch, d, _, _] = weight.dims();
+        let weight = quantizer::float_vec(weight);
+        // Summed on the host in one order, so that every backend estimates alike.
+        let mut out = vec![0f32; books.len() / d * patch];
+        let rows = out
+            .par_chunks_exact_mut(patch)
+            .zip(books.par_chunks_exact(d));
+        rows.for_each(|(row, entry)| {
+            for (v, w) in row.iter_mut().zip(weight.chunks_exact(d)) {
+                *v = w.iter().zip(entry).map(|(a, b)| a * b).sum();
+            }
+        });
+        Some(out)
+    }
+
     #[cfg(feature = "train")]
     /// Replaces the codebooks (the trainer's EMA step does this after every batch).
     pub fn set_codebooks(&mut self, codebooks: Tensor<3>) {
@@ -411,6 +433,19 @@ pub struct Model {
     pub(crate) budget: Budget,
     /// The most padded pixels one pass of the network has held ([`Model::largest_pass`]).
     pub(crate) largest_pass: std::sync::atomic::AtomicU64,
+    /// [`RvqVae::drawn_books`], made on first use ([`Model::drawn_books`]).
+    pub(crate) drawn: Drawn,
+}
+
+/// A model's codebooks as its linear path draws them, made when first asked for: 6 MiB for
+/// the shipped model, which only the estimates of `crate::linear` read.
+#[derive(Default)]
+pub(crate) struct Drawn(pub(crate) std::sync::OnceLock<Option<Vec<f32>>>);
+
+impl std::fmt::Debug for Drawn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Drawn")
+    }
 }
 
 /// File names inside a model folder.
@@ -524,6 +559,7 @@ impl Model {
             device: device.clone(),
             budget,
             largest_pass: Default::default(),
+            drawn: Drawn::default(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! by beam; codebooks are learnt in `codebooks` (training only).
 
 use burn::prelude::*;
+use rayon::prelude::*;
 
 use crate::cpu::Books;
 
@@ -212,6 +213,9 @@ pub(crate) fn residual<'a>(
 
 const BEAM_CELLS: usize = 256;
 
+/// Scores a beam's shortlist skips at once when none of them would enter it.
+const SCAN: usize = 32;
+
 /// The candidates of a beam search over a block of cells: `width` partial sums per cell.
 struct BeamState {
     cells: usize,
@@ -258,39 +262,65 @@ impl BeamState {
         let (k, d) = (norms.len(), self.dim);
         let width = beam.min(self.width * k);
         let listed = (2 * width).min(self.width * k);
-        let mut residuals = Vec::with_capacity(self.cells * width * d);
-        let mut errors = Vec::with_capacity(self.cells * width);
-        let mut paths = Vec::with_capacity(self.cells * width);
-        let mut short: Vec<(f32, usize, usize)> = Vec::with_capacity(listed + 1);
-        for cell in 0..self.cells {
+        let mut residuals = vec![0.0; self.cells * width * d];
+        let mut errors = vec![0.0; self.cells * width];
+        let mut paths = vec![Vec::new(); self.cells * width];
+        // Cells are independent: threads take them in turn, each with its own shortlist.
+        let out = residuals
+            .par_chunks_mut(width * d)
+            .zip(errors.par_chunks_mut(width))
+            .zip(paths.par_chunks_mut(width))
+            .enumerate();
+        let start = || Vec::<(f32, usize, usize)>::with_capacity(listed + 1);
+        out.for_each_init(start, |short, (cell, ((res, err), path))| {
             short.clear();
             for row in cell * self.width..(cell + 1) * self.width {
-                let scores = &dots[row * k..(row + 1) * k];
-                for (c, (&dot, &norm)) in scores.iter().zip(norms).enumerate() {
-                    let dist = self.errors[row] + norm - 2.0 * dot;
-                    if short.len() == listed && dist >= short[listed - 1].0 {
-                        continue;
+                let scores = dots[row * k..(row + 1) * k].chunks(SCAN);
+                for (i, (dots, norms)) in scores.zip(norms.chunks(SCAN)).enumerate() {
+                    let dist = |dot: f32, norm: f32| self.errors[row] + norm - 2.0 * dot;
+                    // Most entries are far: a run none of which would enter a full shortlist
+                    // is passed over in one vectorised test (counting, so as not to branch).
+                    if short.len() == listed {
+                        let bar = short[listed - 1].0;
+                        let pairs = dots.iter().zip(norms);
+                        if pairs
+                            .map(|(&t, &n)| u32::from(dist(t, n) < bar))
+                            .sum::<u32>()
+                            == 0
+                        {
+                            continue;
+                        }
                     }
-                    let at = short.partition_point(|b| b.0 <= dist);
-                    short.insert(at, (dist, row, c));
-                    short.truncate(listed);
+                    for (j, (&dot, &norm)) in dots.iter().zip(norms).enumerate() {
+                        let dist = dist(dot, norm);
+                        if short.len() == listed && dist >= short[listed - 1].0 {
+                            continue;
+                        }
+                        let at = short.partition_point(|b| b.0 <= dist);
+                        short.insert(at, (dist, row, i * SCAN + j));
+                        short.truncate(listed);
+                    }
                 }
             }
-            for s in &mut short {
+            for s in short.iter_mut() {
                 let parent = &self.residuals[s.1 * d..(s.1 + 1) * d];
                 s.0 = squared_distance(parent, &book[s.2 * d..(s.2 + 1) * d]);
             }
             short.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
-            for &(err, row, c) in &short[..width] {
+            for (j, &(e, row, c)) in short[..width].iter().enumerate() {
                 let parent = &self.residuals[row * d..(row + 1) * d];
                 let entry = &book[c * d..(c + 1) * d];
-                residuals.extend(parent.iter().zip(entry).map(|(p, e)| p - e));
-                errors.push(err);
-                let mut path = self.paths[row].clone();
-                path.push(c as u32);
-                paths.push(path);
+                let r = &mut res[j * d..(j + 1) * d];
+                r.iter_mut()
+                    .zip(parent.iter().zip(entry))
+                    .for_each(|(r, (p, e))| *r = p - e);
+                err[j] = e;
+                let mut p = Vec::with_capacity(self.paths[row].len() + 1);
+                p.extend_from_slice(&self.paths[row]);
+                p.push(c as u32);
+                path[j] = p;
             }
-        }
+        });
         self.width = width;
         self.residuals = residuals;
         self.errors = errors;

@@ -9,6 +9,7 @@ use burn::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::image_io::Rgb;
+use crate::linear;
 use crate::model::{EncodedBatch, Model, latents_to_rows};
 use crate::quantizer::float_vec;
 
@@ -184,6 +185,15 @@ impl Distortion {
         depths
     }
 
+    /// The depths `target` asks for: [`Distortion::choose`] at a quality's λ, or
+    /// [`Distortion::for_psnr`].
+    pub fn pick(&self, target: Target, bits: u32) -> Vec<u8> {
+        match target {
+            Target::Quality(q) => self.choose(lambda_for_quality(q), bits),
+            Target::Psnr(db) => self.for_psnr(db, bits),
+        }
+    }
+
     /// The table's squared error with each cell at `depths`.
     pub fn sse_at(&self, depths: &[u8]) -> f64 {
         self.sse
@@ -245,7 +255,7 @@ pub(crate) fn decoded_psnrs(
 
 /// Fills `tables` with each cell's error (before rounding) as `encoded` decodes at each depth
 /// 1..=m: m decodes of the batch.
-fn decoded_tables(
+pub(crate) fn decoded_tables(
     model: &Model,
     originals: &[&Rgb],
     encoded: &EncodedBatch,
@@ -259,6 +269,51 @@ fn decoded_tables(
                 tables[i].sse[c * m + k - 1] = e;
             }
         }
+    }
+    Ok(())
+}
+
+/// Fills `tables` with each cell's error (before rounding) at each depth 1..=m from one decode
+/// of `encoded` with each cell at its `anchor` depth (every cell at m if `None`): at any other
+/// depth, as [`linear::estimate`] estimates it from what the entries added or dropped draw
+/// (`drawn`, from [`Model::drawn_books`]).
+pub(crate) fn linear_tables(
+    model: &Model,
+    drawn: &[f32],
+    originals: &[&Rgb],
+    encoded: &EncodedBatch,
+    m: usize,
+    anchor: Option<&[Vec<u8>]>,
+    tables: &mut [Distortion],
+) -> Result<()> {
+    let f = model.config.grid_factor;
+    let (patch, k) = (3 * f * f, model.config.codebook_size);
+    let cells = encoded.grid.0 * encoded.grid.1;
+    // sums[depth · patch + j]: value j of a cell's patch as its first `depth` entries draw it.
+    let mut sums = vec![0f32; (m + 1) * patch];
+    let mut shift = |image: usize, cell: usize, moves: &mut [f32]| {
+        let chosen = &encoded.indices[image];
+        for level in 0..m {
+            let entry = chosen[level * cells + cell] as usize;
+            let v = &drawn[(level * k + entry) * patch..][..patch];
+            let (below, above) = sums.split_at_mut((level + 1) * patch);
+            let prev = &below[level * patch..];
+            for ((s, &p), &v) in above[..patch].iter_mut().zip(prev).zip(v) {
+                *s = p + v;
+            }
+        }
+        let a = anchor.map_or(m, |d| d[image][cell] as usize);
+        let base = &sums[a * patch..][..patch];
+        for (depth, moved) in moves.chunks_exact_mut(patch).enumerate() {
+            let at = &sums[(depth + 1) * patch..][..patch];
+            for ((s, &v), &b) in moved.iter_mut().zip(at).zip(base) {
+                *s = v - b;
+            }
+        }
+    };
+    let est = linear::estimate(model, originals, (encoded, anchor, m), m, &mut shift)?;
+    for (table, errors) in tables.iter_mut().zip(est.variants) {
+        table.sse = errors;
     }
     Ok(())
 }
@@ -291,6 +346,18 @@ fn latent_tables(
     Ok(())
 }
 
+/// Adds to every entry of `tables` what rounding to 8 bits adds to a cell's error: the
+/// tables hold errors before rounding, and what is written is rounded, which adds about a
+/// twelfth of a level squared to each value (the rounding error is near uniform and near
+/// independent of the error itself). Spread evenly over the cells, a constant per cell moves
+/// no depth choice, only the PSNR a target is checked against.
+fn rounding_added(tables: &mut [Distortion]) {
+    for t in tables {
+        let per_cell = t.values / (12.0 * 255.0 * 255.0) / t.cells().max(1) as f64;
+        t.sse.iter_mut().for_each(|v| *v += per_cell);
+    }
+}
+
 /// An image rate control could not bring to a PSNR target: its place in the batch, and the
 /// PSNR it got.
 pub(crate) type Missed = (usize, f64);
@@ -299,7 +366,7 @@ pub(crate) type Missed = (usize, f64);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RateSearch {
     /// Decode the batch at every depth 1..=m and measure the pixels: exact, and m decodes of
-    /// every batch (the default).
+    /// every batch (the enum's default; the default effort uses [`RateSearch::Linear`]).
     #[default]
     Decoded,
     /// The residual the codebooks leave in the encoder's latent space, taken as the pixel
@@ -307,6 +374,12 @@ pub enum RateSearch {
     /// so the two are close; how close, and what it costs at equal bits, docs/BENCHMARKS.md
     /// ("Rate search in the latent space") measures.
     Latent,
+    /// Decode the batch at the deepest depth and estimate each other depth's pixels as that
+    /// decode plus what the entries dropped draw through the decoder's linear path (the
+    /// convolutional branch's share of the difference left out, [`crate::linear`]); choose;
+    /// then decode at the depths chosen and estimate again around them: two decodes of every
+    /// batch. A model without the linear path decodes at every depth instead.
+    Linear,
 }
 
 /// Decodes a batch at every depth 1..=m to measure each cell's error at each (or, with
@@ -320,7 +393,8 @@ pub(crate) fn choose_depths(
     encoded: &EncodedBatch,
     m: usize,
     target: Target,
-    latents: Option<&Tensor<4>>,
+    search: RateSearch,
+    latents: &Tensor<4>,
 ) -> Result<(Vec<Vec<u8>>, Vec<Missed>)> {
     let (gh, gw) = encoded.grid;
     let bits = model.config.bits_per_index();
@@ -333,25 +407,30 @@ pub(crate) fn choose_depths(
             values: img.pixels().len() as f64,
         })
         .collect();
-    match latents {
-        Some(latents) => latent_tables(model, latents, encoded, m, &mut tables)?,
-        None => decoded_tables(model, originals, encoded, m, &mut tables)?,
+    match (search, model.drawn_books()) {
+        (RateSearch::Latent, _) => latent_tables(model, latents, encoded, m, &mut tables)?,
+        (RateSearch::Linear, Some(drawn)) => {
+            // Estimates are best near the depths decoded: decode at the deepest, choose, then
+            // decode at the depths chosen and estimate again around them (a third round
+            // measured no better: docs/BENCHMARKS.md).
+            linear_tables(model, drawn, originals, encoded, m, None, &mut tables)?;
+            let mut rough = tables.clone();
+            rounding_added(&mut rough);
+            let anchor: Vec<Vec<u8>> = rough.iter().map(|t| t.pick(target, bits)).collect();
+            linear_tables(
+                model,
+                drawn,
+                originals,
+                encoded,
+                m,
+                Some(&anchor),
+                &mut tables,
+            )?;
+        }
+        _ => decoded_tables(model, originals, encoded, m, &mut tables)?,
     }
-    // The tables hold errors before rounding; what is written is rounded to 8 bits, which
-    // adds about a twelfth of a level squared to each value (the rounding error is near
-    // uniform and near independent of the error itself). Spread evenly over the cells, a
-    // constant per cell moves no depth choice, only the PSNR a target is checked against.
-    for t in &mut tables {
-        let per_cell = t.values / (12.0 * 255.0 * 255.0) / t.cells().max(1) as f64;
-        t.sse.iter_mut().for_each(|v| *v += per_cell);
-    }
-    let mut depths: Vec<Vec<u8>> = tables
-        .iter()
-        .map(|t| match target {
-            Target::Quality(q) => t.choose(lambda_for_quality(q), bits),
-            Target::Psnr(db) => t.for_psnr(db, bits),
-        })
-        .collect();
+    rounding_added(&mut tables);
+    let mut depths: Vec<Vec<u8>> = tables.iter().map(|t| t.pick(target, bits)).collect();
     let Target::Psnr(db) = target else {
         return Ok((depths, Vec::new()));
     };

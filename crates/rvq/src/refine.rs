@@ -17,14 +17,21 @@
 //! parity): while one class tries a candidate, the cells next to each of its cells hold still.
 //! Cells of one class two apart still move together, so a class's choices can add up to a
 //! worse image than each promised; each image is therefore checked at the end and keeps its
-//! original indices unless the refined ones decode better overall. Refinement thus never
-//! loses to the search alone on any image, at any depth or target, whatever the decoder; a
-//! PSNR target met before it is met after it.
+//! original indices unless the refined ones decode better overall.
+//!
+//! That search decodes the batch once per class and candidate. With `linear`, refinement
+//! instead estimates every candidate of every cell from one decode through the decoder's
+//! linear path ([`crate::linear`]), moves every cell at once, and puts back the cells that
+//! moving made worse: three decodes, whatever the number of candidates. Either way refinement
+//! never loses to the search alone on any image, at any depth or target, whatever the
+//! decoder; a PSNR target met before it is met after it.
 
 use burn::prelude::*;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::image_io::Rgb;
+use crate::linear;
 use crate::model::{EncodedBatch, Model, latents_to_rows};
 use crate::quantizer::{self, float_vec};
 
@@ -37,7 +44,9 @@ const CLASSES: usize = 4;
 /// `originals` (padded there; the images' own sizes bound the error). `depths` holds each image's
 /// per-cell depths as rate control chose them, empty where every cell uses all `m`. Each cell
 /// tries the `candidates` entries nearest its residual at its last level (1 or less: no
-/// change) and keeps the one that decodes closest.
+/// change) and keeps the one that decodes closest: decoding each, or, with `linear` on a model
+/// with the linear path, as [`crate::linear`] estimates them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn refine_last_levels(
     model: &Model,
     latents: Tensor<4>,
@@ -46,6 +55,7 @@ pub(crate) fn refine_last_levels(
     depths: &[Vec<u8>],
     m: usize,
     candidates: usize,
+    linear: bool,
 ) -> Result<()> {
     let candidates = candidates.min(model.config.codebook_size);
     if candidates <= 1 || m == 0 {
@@ -80,6 +90,10 @@ pub(crate) fn refine_last_levels(
         cells,
         columns: gw,
     };
+    if let (true, Some(drawn)) = (linear, model.drawn_books()) {
+        let cell_depths = mixed.then_some(full.as_slice());
+        return refine_linear(model, drawn, originals, encoded, &search, cell_depths, m);
+    }
     let decode = |indices: &[Vec<u32>]| {
         let cell_depths = mixed.then_some(full.as_slice());
         model.cell_errors(indices, cell_depths, encoded.grid, m, originals)
@@ -105,6 +119,73 @@ pub(crate) fn refine_last_levels(
         let after: f64 = end[i].iter().sum();
         if after < before {
             encoded.indices[i] = img;
+        }
+    }
+    Ok(())
+}
+
+/// Refinement through the linear path, in three decodes whatever the candidates: one
+/// estimates every candidate of every cell ([`linear::estimate`]) and every cell takes its best
+/// at once; the second measures that, and the cells it made worse go back; the third measures
+/// the result. Each image keeps the best of the three (its original indices unless one of
+/// the others decodes better).
+fn refine_linear(
+    model: &Model,
+    drawn: &[f32],
+    originals: &[&Rgb],
+    encoded: &mut EncodedBatch,
+    search: &Search,
+    depths: Option<&[Vec<u8>]>,
+    m: usize,
+) -> Result<()> {
+    let f = model.config.grid_factor;
+    let (patch, k) = (3 * f * f, model.config.codebook_size);
+    let (cells, per) = (search.cells, search.per_cell);
+    let entry = |level: usize, e: u32| &drawn[(level * k + e as usize) * patch..][..patch];
+    let mut shift = |i: usize, c: usize, moves: &mut [f32]| {
+        let slot = search.slots[i][c];
+        let level = slot / cells;
+        let present = entry(level, encoded.indices[i][slot]);
+        let tried = &search.candidates[(i * cells + c) * per..][..per];
+        for (moved, &e) in moves.chunks_exact_mut(patch).zip(tried) {
+            for ((s, &v), &p) in moved.iter_mut().zip(entry(level, e)).zip(present) {
+                *s = v - p;
+            }
+        }
+    };
+    let est = linear::estimate(model, originals, (&*encoded, depths, m), per, &mut shift)?;
+    let grid = encoded.grid;
+    let mut trial = encoded.indices.clone();
+    for (i, img) in trial.iter_mut().enumerate() {
+        for c in 0..cells {
+            let errors = &est.variants[i][c * per..][..per];
+            let best = (1..per).fold(0, |b, j| if errors[j] < errors[b] { j } else { b });
+            img[search.slots[i][c]] = search.candidates[(i * cells + c) * per + best];
+        }
+    }
+    // Cells moved together can undo each other through the convolutions: a cell that decodes
+    // worse than before goes back to its entry, and each image keeps whichever of the three
+    // decodes best, as written.
+    let moved = model
+        .cell_errors(&trial, depths, grid, m, originals)?
+        .written;
+    let mut mixed = trial.clone();
+    for (i, img) in mixed.iter_mut().enumerate() {
+        let worse = moved[i].iter().zip(&est.written[i]).map(|(a, b)| a > b);
+        for (&slot, _) in search.slots[i].iter().zip(worse).filter(|(_, w)| *w) {
+            img[slot] = encoded.indices[i][slot];
+        }
+    }
+    let kept = model
+        .cell_errors(&mixed, depths, grid, m, originals)?
+        .written;
+    let total = |e: &[f64]| e.iter().sum::<f64>();
+    for (i, (trial, mixed)) in trial.into_iter().zip(mixed).enumerate() {
+        let (start, moved, kept) = (total(&est.written[i]), total(&moved[i]), total(&kept[i]));
+        if kept < start && kept <= moved {
+            encoded.indices[i] = mixed;
+        } else if moved < start {
+            encoded.indices[i] = trial;
         }
     }
     Ok(())
@@ -184,36 +265,61 @@ fn nearest_entries(
     let (gh, gw) = encoded.grid;
     let cells = gh * gw;
     let entry = |l: usize, e: u32| &books[(l * k + e as usize) * d..(l * k + e as usize + 1) * d];
-    let mut out = Vec::with_capacity(encoded.indices.len() * cells * candidates);
-    let mut dist: Vec<(f32, u32)> = Vec::with_capacity(k);
-    for ((i, idx), slot) in encoded.indices.iter().enumerate().zip(slots) {
-        for (c, &slot) in slot.iter().enumerate() {
-            let level = slot / cells;
-            let r = quantizer::residual(
-                &rows[(i * cells + c) * d..(i * cells + c + 1) * d],
-                (0..level).map(|l| entry(l, idx[l * cells + c])),
-            );
-            let present = idx[slot];
-            let book = &books[level * k * d..(level + 1) * k * d];
-            dist.clear();
-            dist.extend(
-                book.chunks_exact(d)
-                    .enumerate()
-                    .map(|(e, v)| (quantizer::squared_distance(&r, v), e as u32)),
-            );
-            let n = candidates.min(dist.len());
-            dist.select_nth_unstable_by(n - 1, |a, b| a.0.total_cmp(&b.0));
-            dist[..n].sort_by(|a, b| a.0.total_cmp(&b.0));
-            out.push(present);
-            out.extend(
-                dist[..n]
-                    .iter()
-                    .map(|&(_, e)| e)
-                    .filter(|&e| e != present)
-                    .take(candidates - 1),
-            );
+    let level = |at: usize| slots[at / cells][at % cells] / cells;
+    // What each cell leaves to quantize at its slot's level, image-major.
+    let mut residuals = vec![0f32; rows.len()];
+    residuals.par_chunks_mut(d).enumerate().for_each(|(at, r)| {
+        let (i, c) = (at / cells, at % cells);
+        let before = (0..level(at)).map(|l| entry(l, encoded.indices[i][l * cells + c]));
+        r.copy_from_slice(&quantizer::residual(&rows[at * d..(at + 1) * d], before));
+    });
+    // On the CPU path the entries worth measuring exactly are shortlisted by products, level
+    // by level (twice as many as asked for, so that rounding in the products cannot drop one).
+    let listed = (2 * candidates).min(k);
+    let shortlists = model.cpu.as_ref().and_then(|n| n.books.as_ref()).map(|b| {
+        let mut lists = vec![0u32; residuals.len() / d * listed];
+        for l in 0..model.config.num_codebooks {
+            let at: Vec<usize> = (0..residuals.len() / d)
+                .filter(|&a| level(a) == l)
+                .collect();
+            let rows: Vec<f32> = at
+                .iter()
+                .flat_map(|&a| &residuals[a * d..(a + 1) * d])
+                .copied()
+                .collect();
+            for (a, list) in at.iter().zip(b.shortlist(l, &rows, listed).chunks(listed)) {
+                lists[a * listed..(a + 1) * listed].copy_from_slice(list);
+            }
         }
-    }
+        lists
+    });
+    let mut out = vec![0u32; encoded.indices.len() * cells * candidates];
+    // Cells are independent: threads take them in turn, each with its own distance list.
+    let each = out.par_chunks_mut(candidates).enumerate();
+    each.for_each_init(Vec::new, |dist: &mut Vec<(f32, u32)>, (at, out)| {
+        let (i, c) = (at / cells, at % cells);
+        let slot = slots[i][c];
+        let (l, present) = (slot / cells, encoded.indices[i][slot]);
+        let r = &residuals[at * d..(at + 1) * d];
+        let measured = |e: u32| (quantizer::squared_distance(r, entry(l, e)), e);
+        dist.clear();
+        match &shortlists {
+            Some(lists) => dist.extend(
+                lists[at * listed..(at + 1) * listed]
+                    .iter()
+                    .map(|&e| measured(e)),
+            ),
+            None => dist.extend((0..k as u32).map(measured)),
+        }
+        let n = candidates.min(dist.len());
+        dist.select_nth_unstable_by(n - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        dist[..n].sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        out[0] = present;
+        let others = dist[..n].iter().map(|&(_, e)| e).filter(|&e| e != present);
+        for (o, e) in out[1..].iter_mut().zip(others) {
+            *o = e;
+        }
+    });
     Ok(out)
 }
 

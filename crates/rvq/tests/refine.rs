@@ -4,7 +4,7 @@
 //! better overall.
 
 use burn::prelude::*;
-use rvq::{EncodeOptions, Encoder, Model, Rate, Rgb};
+use rvq::{EncodeOptions, Encoder, Model, Rate, RateSearch, Rgb};
 
 mod common;
 use common::encode;
@@ -34,11 +34,17 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
         quality: 40,
         max_codebooks: None,
     };
-    for rate in [Rate::Codebooks(1), Rate::Codebooks(3), quality] {
+    // Refinement decoding every candidate, and estimating them through the linear path.
+    let searches = [RateSearch::Decoded, RateSearch::Linear];
+    for (rate, rate_search) in [Rate::Codebooks(1), Rate::Codebooks(3), quality]
+        .into_iter()
+        .flat_map(|r| searches.map(|s| (r, s)))
+    {
         let m = rate.codebooks(model.config().num_codebooks);
         let plain = EncodeOptions {
             rate,
             refine: 1,
+            rate_search,
             ..EncodeOptions::default()
         };
         let refined = EncodeOptions {
@@ -80,8 +86,14 @@ fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {
         if rate.target().is_some() {
             assert!(shallow > 0, "the quality target mixes depths");
         }
-        assert!(changed > 0, "m = {m}: refinement changed no index");
-        assert!(after < before, "m = {m}: {after} not below {before}");
+        assert!(
+            changed > 0,
+            "m = {m}, {rate_search:?}: refinement changed no index"
+        );
+        assert!(
+            after < before,
+            "m = {m}, {rate_search:?}: {after} not below {before}"
+        );
     }
 }
 

@@ -1,0 +1,82 @@
+//! Pixel errors estimated through the decoder's linear path: from one decode, the error of
+//! many variants of each cell's indices at once.
+//!
+//! On a model with the linear path (docs/MODEL.md), a cell's entries reach its own f×f patch
+//! through a 1×1 convolution and a pixel shuffle: what a change of entries moves the patch by
+//! is, on that path, the difference of the entries as the path draws them
+//! ([`Model::drawn_books`]). The convolutional branch moves the patch too, and its
+//! neighbours', and those moves are left out; the estimate is exact for the variant that was
+//! decoded. Rate control reads each depth of a cell this way ([`crate::RateSearch::Linear`]),
+//! and refinement each candidate entry, instead of decoding every variant.
+
+use crate::error::Result;
+use crate::image_io::{Rgb, to_u8};
+use crate::model::{EncodedBatch, Model};
+
+/// Errors of one decode and of its variants, per image, cell-major.
+pub(crate) struct Estimates {
+    /// `[cell · variants + v]`: the estimated squared error (values on [0, 1], before
+    /// rounding) of variant v of the cell.
+    pub variants: Vec<Vec<f64>>,
+    /// `[cell]`: the decode's own squared error per cell, rounded to 8 bits as written.
+    pub written: Vec<Vec<f64>>,
+}
+
+/// Decodes `encoded` (each cell at its `depths`, or every cell at `m`) once and estimates, for
+/// every cell, the error of `variants` variants of it: `shift(image, cell, buffer)` fills
+/// `buffer` (`variants × 3·f²`, channels in pixel-unshuffle order) with how far each variant
+/// moves the cell's patch through the linear path. Each estimated value is clamped to [0, 1]
+/// as the decoder clamps; pixels outside an image count for nothing.
+pub(crate) fn estimate(
+    model: &Model,
+    originals: &[&Rgb],
+    (encoded, depths, m): (&EncodedBatch, Option<&[Vec<u8>]>, usize),
+    variants: usize,
+    shift: &mut dyn FnMut(usize, usize, &mut [f32]),
+) -> Result<Estimates> {
+    let grid = encoded.grid;
+    let f = model.config.grid_factor;
+    let patch = 3 * f * f;
+    let gw = grid.1;
+    let cells = grid.0 * gw;
+    let mut out = Estimates {
+        variants: vec![vec![0.0; cells * variants]; originals.len()],
+        written: vec![vec![0.0; cells]; originals.len()],
+    };
+    let mut moves = vec![0f32; variants * patch];
+    model.decode_regions(&encoded.indices, depths, grid, m, &mut |r, y| {
+        let img = originals[r.image];
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let (rows, cols) = r.visible(w, h);
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        for gy in r.top / f..=(r.top + rows - 1) / f {
+            for gx in r.left / f..=(r.left + cols - 1) / f {
+                let cell = gy * gw + gx;
+                shift(r.image, cell, &mut moves);
+                let errors = &mut out.variants[r.image][cell * variants..][..variants];
+                let written = &mut out.written[r.image][cell];
+                let ys = (gy * f).max(r.top)..((gy + 1) * f).min(r.top + rows);
+                for py in ys {
+                    let xs = (gx * f).max(r.left)..((gx + 1) * f).min(r.left + cols);
+                    for px in xs {
+                        for c in 0..3 {
+                            let v = y[(c * r.height + py - r.top) * r.width + px - r.left];
+                            let p = img.pixels()[(py * w + px) * 3 + c];
+                            let e8 = f64::from(to_u8(v)) - f64::from(p);
+                            *written += e8 * e8 / (255.0 * 255.0);
+                            let p = f32::from(p) / 255.0;
+                            let j = (c * f + py % f) * f + px % f;
+                            for (e, s) in errors.iter_mut().zip(moves.chunks_exact(patch)) {
+                                let d = (v + s[j]).clamp(0.0, 1.0) - p;
+                                *e += f64::from(d * d);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })?;
+    Ok(out)
+}
