@@ -20,8 +20,11 @@ py="${PY:-python3}"
 cifar="$1"
 n="${2:-1000}"
 out="${3:-$(mktemp -d)}"
-mkdir -p "$out/photos"
-"$py" -c "import sys, skimage.data as d, imageio.v3 as io; [io.imwrite(f'{sys.argv[1]}/{n}.png', getattr(d, n)()) for n in ('astronaut', 'coffee', 'chelsea', 'rocket')]" "$out/photos"
+mkdir -p "$out"
+# The photographs go to a scratch folder, not beside the results (they are 1.4 MB of PNG).
+photos=$(mktemp -d)
+trap 'rm -rf "$photos"' EXIT
+"$py" -c "import sys, skimage.data as d, imageio.v3 as io; [io.imwrite(f'{sys.argv[1]}/{n}.png', getattr(d, n)()) for n in ('astronaut', 'coffee', 'chelsea', 'rocket')]" "$photos"
 { uname -srm; grep -m1 'model name' /proc/cpuinfo || true; nproc; } > "$out/machine.txt"
 search() { # the flags of level $1, or of the reference
   if [ "$1" = ref ]; then echo --effort 4 --refine 2 --rate-search decoded; else echo --effort "$1"; fi
@@ -30,7 +33,7 @@ for effort in 0 1 2 3 4 5 ref; do
   for set in samples photos cifar; do
     case "$set" in
       samples) data=samples; extra=() ;;
-      photos) data="$out/photos"; extra=() ;;
+      photos) data="$photos"; extra=() ;;
       cifar) data="$cifar"; extra=(--limit "$n") ;;
     esac
     start=$(date +%s.%N)

@@ -6,7 +6,9 @@
 //! is, on that path, the difference of the entries as the path draws them
 //! ([`Model::drawn_books`]). The convolutional branch moves the patch too, and its
 //! neighbours', and those moves are left out; the estimate is exact for the variant that was
-//! decoded. Rate control reads each depth of a cell this way ([`crate::RateSearch::Linear`]),
+//! decoded. The decode it starts from is clamped to [0, 1] already, so a pixel the network
+//! drove past 0 or 1 is estimated to move off the bound at once, where the decoder would hold
+//! it there until the move outweighed the excess: a bias in saturated regions only. Rate control reads each depth of a cell this way ([`crate::RateSearch::Linear`]),
 //! and refinement each candidate entry, instead of decoding every variant.
 
 use crate::error::Result;
@@ -64,8 +66,8 @@ pub(crate) fn estimate(
                         for c in 0..3 {
                             let v = y[(c * r.height + py - r.top) * r.width + px - r.left];
                             let p = img.pixels()[(py * w + px) * 3 + c];
-                            let e8 = f64::from(to_u8(v)) - f64::from(p);
-                            *written += e8 * e8 / (255.0 * 255.0);
+                            let e8 = (f64::from(to_u8(v)) - f64::from(p)) / 255.0;
+                            *written += e8 * e8;
                             let p = f32::from(p) / 255.0;
                             let j = (c * f + py % f) * f + px % f;
                             for (e, s) in errors.iter_mut().zip(moves.chunks_exact(patch)) {

@@ -1,9 +1,10 @@
 //! Rate control: how many codebooks each cell of an image uses. Given each cell's squared
-//! error at every depth (measured by decoding the image at depths 1..=m), the encoder picks,
+//! error at every depth ([`RateSearch`]: decoded at each, estimated through the linear path, or
+//! read off the latent residual), the encoder picks,
 //! cell by cell, the depth that minimises D + λ·R, R the bits of the cell's indices. A
 //! larger λ buys fewer bits at more error; `--quality` maps to λ, `--psnr` searches for the
-//! largest λ whose estimated error still reaches the target. The tables are filled by
-//! decoding, through `Model::cell_errors`, under the model's memory budget.
+//! largest λ whose estimated error still reaches the target. Every decode goes through the
+//! model's passes, under its memory budget.
 
 use burn::prelude::*;
 
@@ -382,8 +383,8 @@ pub enum RateSearch {
     Linear,
 }
 
-/// Decodes a batch at every depth 1..=m to measure each cell's error at each (or, with
-/// [`RateSearch::Latent`], reads it off the latent residuals), then picks the
+/// Measures each cell's error at every depth 1..=m as `search` says (decoding at each,
+/// estimating through the linear path, or reading the latent residuals), then picks the
 /// depths the target asks for. For a PSNR target the pick is checked by decoding it, and
 /// tightened (up to every codebook) while an image falls short; images that do not reach the
 /// target even then are returned by their place in the batch, with the PSNR they got.

@@ -166,12 +166,13 @@ fn refine_linear(
     // Cells moved together can undo each other through the convolutions: a cell that decodes
     // worse than before goes back to its entry, and each image keeps whichever of the three
     // decodes best, as written.
-    let moved = model
-        .cell_errors(&trial, depths, grid, m, originals)?
-        .written;
+    // Cells go back on errors before rounding (as every choice of the encoder is made, so that
+    // backends agree at near ties); images are judged as written.
+    let moved = model.cell_errors(&trial, depths, grid, m, originals)?;
     let mut mixed = trial.clone();
     for (i, img) in mixed.iter_mut().enumerate() {
-        let worse = moved[i].iter().zip(&est.written[i]).map(|(a, b)| a > b);
+        let before = est.variants[i].iter().step_by(per);
+        let worse = moved.unrounded[i].iter().zip(before).map(|(a, b)| a > b);
         for (&slot, _) in search.slots[i].iter().zip(worse).filter(|(_, w)| *w) {
             img[slot] = encoded.indices[i][slot];
         }
@@ -181,7 +182,11 @@ fn refine_linear(
         .written;
     let total = |e: &[f64]| e.iter().sum::<f64>();
     for (i, (trial, mixed)) in trial.into_iter().zip(mixed).enumerate() {
-        let (start, moved, kept) = (total(&est.written[i]), total(&moved[i]), total(&kept[i]));
+        let (start, moved, kept) = (
+            total(&est.written[i]),
+            total(&moved.written[i]),
+            total(&kept[i]),
+        );
         if kept < start && kept <= moved {
             encoded.indices[i] = mixed;
         } else if moved < start {
@@ -274,7 +279,8 @@ fn nearest_entries(
         r.copy_from_slice(&quantizer::residual(&rows[at * d..(at + 1) * d], before));
     });
     // On the CPU path the entries worth measuring exactly are shortlisted by products, level
-    // by level (twice as many as asked for, so that rounding in the products cannot drop one).
+    // by level: twice as many as asked for, so that rounding in the products drops none but
+    // near-duplicates of the last one kept.
     let listed = (2 * candidates).min(k);
     let shortlists = model.cpu.as_ref().and_then(|n| n.books.as_ref()).map(|b| {
         let mut lists = vec![0u32; residuals.len() / d * listed];

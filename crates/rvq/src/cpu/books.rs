@@ -79,7 +79,7 @@ impl Books {
             list.clear();
             let scored = dots.iter().zip(norms).map(|(&t, &n)| n - 2.0 * t);
             list.extend(scored.zip(0..));
-            list.select_nth_unstable_by(count - 1, |a, b| a.0.total_cmp(&b.0));
+            list.select_nth_unstable_by(count - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             for (o, &(_, e)) in out.iter_mut().zip(&list[..count]) {
                 *o = e;
             }
