@@ -139,16 +139,8 @@ pub(crate) fn encode_records_reporting(
         let (depths, missed) = match opts.rate.target() {
             None => (vec![Vec::new(); batch.len()], Vec::new()),
             Some(target) => {
-                let search = opts.rate_search;
-                choose_depths(
-                    model,
-                    &originals(batch),
-                    &encoded,
-                    m,
-                    target,
-                    search,
-                    &latents,
-                )?
+                let (search, images) = (opts.rate_search, originals(batch));
+                choose_depths(model, &images, &encoded, m, target, search, &latents)?
             }
         };
         let originals: Vec<&Rgb> = batch.iter().map(|img| &img.image).collect();

@@ -15,6 +15,31 @@ use crate::error::Result;
 use crate::image_io::{Rgb, to_u8};
 use crate::model::{EncodedBatch, Model};
 
+/// A model's codebooks as its linear path draws them ([`Model::drawn_books`]), entry by entry.
+pub(crate) struct Drawing<'a> {
+    values: &'a [f32],
+    k: usize,
+    /// Values in a cell's patch (3 · f²).
+    pub patch: usize,
+}
+
+impl<'a> Drawing<'a> {
+    /// `model`'s drawing; `None` without the linear path.
+    pub fn of(model: &'a Model) -> Option<Self> {
+        let f = model.config.grid_factor;
+        Some(Self {
+            values: model.drawn_books()?,
+            k: model.config.codebook_size,
+            patch: 3 * f * f,
+        })
+    }
+
+    /// What entry `e` of level `level` adds to a cell's patch on the linear path.
+    pub fn entry(&self, level: usize, e: u32) -> &'a [f32] {
+        &self.values[(level * self.k + e as usize) * self.patch..][..self.patch]
+    }
+}
+
 /// Errors of one decode and of its variants, per image, cell-major.
 pub(crate) struct Estimates {
     /// `[cell · variants + v]`: the estimated squared error (values on [0, 1], before

@@ -10,7 +10,7 @@ use burn::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::image_io::Rgb;
-use crate::linear;
+use crate::linear::{self, Drawing};
 use crate::model::{EncodedBatch, Model, latents_to_rows};
 use crate::quantizer::float_vec;
 
@@ -276,27 +276,24 @@ pub(crate) fn decoded_tables(
 
 /// Fills `tables` with each cell's error (before rounding) at each depth 1..=m from one decode
 /// of `encoded` with each cell at its `anchor` depth (every cell at m if `None`): at any other
-/// depth, as [`linear::estimate`] estimates it from what the entries added or dropped draw
-/// (`drawn`, from [`Model::drawn_books`]).
+/// depth, as [`linear::estimate`] estimates it from what the entries added or dropped draw.
 pub(crate) fn linear_tables(
     model: &Model,
-    drawn: &[f32],
+    drawn: &Drawing,
     originals: &[&Rgb],
     encoded: &EncodedBatch,
     m: usize,
     anchor: Option<&[Vec<u8>]>,
     tables: &mut [Distortion],
 ) -> Result<()> {
-    let f = model.config.grid_factor;
-    let (patch, k) = (3 * f * f, model.config.codebook_size);
+    let patch = drawn.patch;
     let cells = encoded.grid.0 * encoded.grid.1;
     // sums[depth · patch + j]: value j of a cell's patch as its first `depth` entries draw it.
     let mut sums = vec![0f32; (m + 1) * patch];
     let mut shift = |image: usize, cell: usize, moves: &mut [f32]| {
         let chosen = &encoded.indices[image];
         for level in 0..m {
-            let entry = chosen[level * cells + cell] as usize;
-            let v = &drawn[(level * k + entry) * patch..][..patch];
+            let v = drawn.entry(level, chosen[level * cells + cell]);
             let (below, above) = sums.split_at_mut((level + 1) * patch);
             let prev = &below[level * patch..];
             for ((s, &p), &v) in above[..patch].iter_mut().zip(prev).zip(v) {
@@ -408,25 +405,18 @@ pub(crate) fn choose_depths(
             values: img.pixels().len() as f64,
         })
         .collect();
-    match (search, model.drawn_books()) {
+    match (search, Drawing::of(model)) {
         (RateSearch::Latent, _) => latent_tables(model, latents, encoded, m, &mut tables)?,
         (RateSearch::Linear, Some(drawn)) => {
             // Estimates are best near the depths decoded: decode at the deepest, choose, then
             // decode at the depths chosen and estimate again around them (a third round
             // measured no better: docs/BENCHMARKS.md).
-            linear_tables(model, drawn, originals, encoded, m, None, &mut tables)?;
-            let mut rough = tables.clone();
-            rounding_added(&mut rough);
-            let anchor: Vec<Vec<u8>> = rough.iter().map(|t| t.pick(target, bits)).collect();
-            linear_tables(
-                model,
-                drawn,
-                originals,
-                encoded,
-                m,
-                Some(&anchor),
-                &mut tables,
-            )?;
+            // The second round replaces the first's tables whole.
+            linear_tables(model, &drawn, originals, encoded, m, None, &mut tables)?;
+            rounding_added(&mut tables);
+            let anchor: Vec<Vec<u8>> = tables.iter().map(|t| t.pick(target, bits)).collect();
+            let anchor = Some(anchor.as_slice());
+            linear_tables(model, &drawn, originals, encoded, m, anchor, &mut tables)?;
         }
         _ => decoded_tables(model, originals, encoded, m, &mut tables)?,
     }

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::image_io::Rgb;
-use crate::linear;
+use crate::linear::{self, Drawing};
 use crate::model::{EncodedBatch, Model, latents_to_rows};
 use crate::quantizer::{self, float_vec};
 
@@ -90,9 +90,9 @@ pub(crate) fn refine_last_levels(
         cells,
         columns: gw,
     };
-    if let (true, Some(drawn)) = (linear, model.drawn_books()) {
+    if let (true, Some(drawn)) = (linear, Drawing::of(model)) {
         let cell_depths = mixed.then_some(full.as_slice());
-        return refine_linear(model, drawn, originals, encoded, &search, cell_depths, m);
+        return refine_linear(model, &drawn, originals, encoded, &search, cell_depths, m);
     }
     let decode = |indices: &[Vec<u32>]| {
         let cell_depths = mixed.then_some(full.as_slice());
@@ -131,24 +131,21 @@ pub(crate) fn refine_last_levels(
 /// the others decodes better).
 fn refine_linear(
     model: &Model,
-    drawn: &[f32],
+    drawn: &Drawing,
     originals: &[&Rgb],
     encoded: &mut EncodedBatch,
     search: &Search,
     depths: Option<&[Vec<u8>]>,
     m: usize,
 ) -> Result<()> {
-    let f = model.config.grid_factor;
-    let (patch, k) = (3 * f * f, model.config.codebook_size);
-    let (cells, per) = (search.cells, search.per_cell);
-    let entry = |level: usize, e: u32| &drawn[(level * k + e as usize) * patch..][..patch];
+    let (cells, per, patch) = (search.cells, search.per_cell, drawn.patch);
     let mut shift = |i: usize, c: usize, moves: &mut [f32]| {
         let slot = search.slots[i][c];
         let level = slot / cells;
-        let present = entry(level, encoded.indices[i][slot]);
+        let present = drawn.entry(level, encoded.indices[i][slot]);
         let tried = &search.candidates[(i * cells + c) * per..][..per];
         for (moved, &e) in moves.chunks_exact_mut(patch).zip(tried) {
-            for ((s, &v), &p) in moved.iter_mut().zip(entry(level, e)).zip(present) {
+            for ((s, &v), &p) in moved.iter_mut().zip(drawn.entry(level, e)).zip(present) {
                 *s = v - p;
             }
         }
@@ -164,10 +161,9 @@ fn refine_linear(
         }
     }
     // Cells moved together can undo each other through the convolutions: a cell that decodes
-    // worse than before goes back to its entry, and each image keeps whichever of the three
-    // decodes best, as written.
-    // Cells go back on errors before rounding (as every choice of the encoder is made, so that
-    // backends agree at near ties); images are judged as written.
+    // worse than before goes back to its entry (judged before rounding, as every choice of the
+    // encoder is, so that backends agree at near ties), and each image keeps whichever of the
+    // three decodes best, as written.
     let moved = model.cell_errors(&trial, depths, grid, m, originals)?;
     let mut mixed = trial.clone();
     for (i, img) in mixed.iter_mut().enumerate() {

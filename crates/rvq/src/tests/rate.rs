@@ -224,13 +224,13 @@ fn the_linear_tables_are_the_decode_where_the_decoder_is_its_linear_path() {
         let originals: Vec<&Rgb> = images.iter().collect();
         let mut decoded = zero.clone();
         decoded_tables(model, &originals, &encoded, m, &mut decoded).unwrap();
-        let drawn = model.drawn_books().unwrap();
+        let drawn = crate::linear::Drawing::of(model).unwrap();
         let anchor: Vec<Vec<u8>> = (0..2)
             .map(|i| (0..15).map(|c| ((c + i) % m + 1) as u8).collect())
             .collect();
         for anchor in [None, Some(anchor.as_slice())] {
             let mut linear = zero.clone();
-            linear_tables(model, drawn, &originals, &encoded, m, anchor, &mut linear).unwrap();
+            linear_tables(model, &drawn, &originals, &encoded, m, anchor, &mut linear).unwrap();
             let mut apart = 0;
             for (i, (lin, dec)) in linear.iter().zip(&decoded).enumerate() {
                 for (at, (&l, &d)) in lin.sse.iter().zip(&dec.sse).enumerate() {
