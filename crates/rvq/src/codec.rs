@@ -149,10 +149,11 @@ pub(crate) fn encode_records_reporting(
             latents,
             &originals,
             &mut encoded,
-            &depths,
-            m,
-            opts.refine,
-            opts.rate_search != RateSearch::Decoded,
+            (&depths, m),
+            refine::Refinement {
+                candidates: opts.refine,
+                linear: opts.rate_search != RateSearch::Decoded,
+            },
         )?;
         short.extend(shortfalls(
             model, batch, &encoded, &depths, m, opts, missed,

@@ -39,24 +39,32 @@ use crate::quantizer::{self, float_vec};
 /// not even at a corner.
 const CLASSES: usize = 4;
 
+/// How refinement searches.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Refinement {
+    /// Entries each cell tries at its last level, its present one among them (1 or less: no
+    /// change).
+    pub candidates: usize,
+    /// Judge them as [`crate::linear`] estimates them (on a model with the linear path)
+    /// instead of decoding each.
+    pub linear: bool,
+}
+
 /// Refines the last level each cell uses of `encoded`, the indices of a batch of images at
 /// most `m` levels deep, quantized from the encoder's `latents` (`[b, d, h, w]`) of
 /// `originals` (padded there; the images' own sizes bound the error). `depths` holds each image's
 /// per-cell depths as rate control chose them, empty where every cell uses all `m`. Each cell
-/// tries the `candidates` entries nearest its residual at its last level (1 or less: no
-/// change) and keeps the one that decodes closest: decoding each, or, with `linear` on a model
-/// with the linear path, as [`crate::linear`] estimates them.
-#[allow(clippy::too_many_arguments)]
+/// tries the entries nearest its residual at its last level and keeps the one that decodes
+/// closest, as `how` says.
 pub(crate) fn refine_last_levels(
     model: &Model,
     latents: Tensor<4>,
     originals: &[&Rgb],
     encoded: &mut EncodedBatch,
-    depths: &[Vec<u8>],
-    m: usize,
-    candidates: usize,
-    linear: bool,
+    (depths, m): (&[Vec<u8>], usize),
+    how: Refinement,
 ) -> Result<()> {
+    let Refinement { candidates, linear } = how;
     let candidates = candidates.min(model.config.codebook_size);
     if candidates <= 1 || m == 0 {
         return Ok(());
