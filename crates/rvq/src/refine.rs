@@ -98,14 +98,12 @@ pub(crate) fn refine_last_levels(
         cells,
         columns: gw,
     };
+    let cell_depths = mixed.then_some(full.as_slice());
     if let (true, Some(drawn)) = (linear, Drawing::of(model)) {
-        let cell_depths = mixed.then_some(full.as_slice());
         return refine_linear(model, &drawn, originals, encoded, &search, cell_depths, m);
     }
-    let decode = |indices: &[Vec<u32>]| {
-        let cell_depths = mixed.then_some(full.as_slice());
-        model.cell_errors(indices, cell_depths, encoded.grid, m, originals)
-    };
+    let decode =
+        |indices: &[Vec<u32>]| model.cell_errors(indices, cell_depths, encoded.grid, m, originals);
     let decode_errors =
         |indices: &[Vec<u32>]| -> Result<Vec<Vec<f64>>> { Ok(decode(indices)?.unrounded) };
     let start = decode(&encoded.indices)?;
