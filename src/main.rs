@@ -58,13 +58,32 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let line = one_line(&e);
             match hint(&e) {
-                Some(h) => eprintln!("rvq: error: {e:#} ({h})"),
-                None => eprintln!("rvq: error: {e:#}"),
+                Some(h) => eprintln!("rvq: error: {line} ({h})"),
+                None => eprintln!("rvq: error: {line}"),
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, as `{:#}` writes them, but each once: a library error
+/// that ends its message with its source's (`rvq::Error::Archive`: the path, then what the
+/// reader found) is not followed by the source again.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// What to do about a library error, in the command line's terms (the library's messages name

@@ -37,6 +37,15 @@ pub(crate) fn fails_with(args: &[&str], needle: &str) {
         .filter(|l| !l.starts_with("rvq: backend"))
         .collect();
     assert_eq!(lines.len(), 1, "{args:?}: not one line: {err:?}");
+    // Nothing said twice: no part of the line ends both before and after a ": ".
+    let line = lines[0];
+    for (at, _) in line.match_indices(": ") {
+        let tail = &line[at + 2..];
+        assert!(
+            !line[..at].ends_with(tail),
+            "{args:?}: repeats itself: {err:?}"
+        );
+    }
 }
 
 /// `rvq encode --backend cpu -o out input` must fail with `needle` (see [`fails_with`]).
