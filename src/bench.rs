@@ -24,13 +24,17 @@ pub struct Measure {
     pub runs: usize,
     /// Median seconds per run.
     pub seconds: f64,
+    /// The fastest run's seconds: steadier than the median on a shared machine, where other
+    /// work only ever slows a run down.
+    pub fastest_seconds: f64,
     /// Images per second at the median.
     pub images_per_second: f64,
     /// Megabytes per second of archive bytes, for the archive measures.
     pub megabytes_per_second: Option<f64>,
 }
 
-fn time_runs(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// The median and the fastest of `runs` timed runs of `f`, in seconds, after one untimed run.
+fn time_runs(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
     f()?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
@@ -39,15 +43,22 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok((times[times.len() / 2], times[0]))
 }
 
-fn measure(what: &str, images: usize, runs: usize, seconds: f64, bytes: Option<usize>) -> Measure {
+fn measure(
+    what: &str,
+    images: usize,
+    runs: usize,
+    (seconds, fastest_seconds): (f64, f64),
+    bytes: Option<usize>,
+) -> Measure {
     Measure {
         what: what.into(),
         images,
         runs,
         seconds,
+        fastest_seconds,
         images_per_second: images as f64 / seconds,
         megabytes_per_second: bytes.map(|b| b as f64 / seconds / 1e6),
     }
@@ -232,17 +243,18 @@ fn time_archive(model: &Model, header: &Header, runs: usize) -> Result<[Measure;
 /// The measures as a Markdown table.
 pub fn markdown(measures: &[Measure]) -> String {
     let mut s = String::from(
-        "| operation | images | median s | images/s | MB/s |\n|---|---|---|---|---|\n",
+        "| operation | images | median s | images/s | MB/s | fastest s |\n|---|---|---|---|---|---|\n",
     );
     for m in measures {
         s.push_str(&format!(
-            "| {} | {} | {:.4} | {:.1} | {} |\n",
+            "| {} | {} | {:.4} | {:.1} | {} | {:.4} |\n",
             m.what,
             m.images,
             m.seconds,
             m.images_per_second,
             m.megabytes_per_second
-                .map_or(String::new(), |v| format!("{v:.1}"))
+                .map_or(String::new(), |v| format!("{v:.1}")),
+            m.fastest_seconds
         ));
     }
     s

@@ -156,9 +156,9 @@ fn refining_the_last_level_lowers_the_error_of_encode_and_of_eval() {
 fn bench_reports_every_measure() {
     let dir = TempDir::new().unwrap();
     let json = dir.path().join("b.json");
-    // A quick bench: one run, batches of 4, a 64×48 large image.
-    let bench = |extra: &[&str]| {
-        let quick = ["bench", "--backend", "cpu", "--runs", "1", "--batch", "4"];
+    // A quick bench: `runs` runs, batches of 4, a 64×48 large image.
+    let bench = |runs: &str, extra: &[&str]| {
+        let quick = ["bench", "--backend", "cpu", "--runs", runs, "--batch", "4"];
         rvq()
             .args(quick)
             .args(["--large", "64x48"])
@@ -166,18 +166,39 @@ fn bench_reports_every_measure() {
             .assert()
             .success()
     };
-    bench(&["--json", json.to_str().unwrap()])
+    let measures = |json: &std::path::Path| -> Vec<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+    };
+    bench("1", &["--json", json.to_str().unwrap()])
         .stdout(predicate::str::contains("encode one 64×48 image"));
-    let m: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let m = measures(&json);
     assert_eq!(m.len(), 6);
     assert!(
         m.iter()
             .all(|x| x["images_per_second"].as_f64().unwrap() > 0.0)
     );
-    // What bench/cpu_vs_torch.sh times against PyTorch: greedy, every cell at every codebook.
-    bench(&["--beam", "1", "--refine", "1", "--fixed-depth"]).stdout(predicate::str::contains(
+    // What bench/cpu_vs_torch.sh times against PyTorch: greedy, every cell at every codebook;
+    // over three runs the fastest is reported beside the median, and is no slower.
+    let greedy = ["--beam", "1", "--refine", "1", "--fixed-depth"];
+    let json = dir.path().join("greedy.json");
+    bench(
+        "3",
+        &[&greedy[..], &["--json", json.to_str().unwrap()]].concat(),
+    )
+    .stdout(predicate::str::contains(
         "encode one 64×48 image, fixed depth |",
+    ))
+    .stdout(predicate::str::contains(
+        "| median s | images/s | MB/s | fastest s |",
     ));
+    for x in measures(&json) {
+        let (median, fastest) = (
+            x["seconds"].as_f64().unwrap(),
+            x["fastest_seconds"].as_f64().unwrap(),
+        );
+        assert!(fastest > 0.0 && fastest <= median, "{x}");
+        assert_eq!(x["runs"], 3, "{x}");
+    }
     // A size that does not parse is a usage error, naming the flag and the form expected.
     let o = rvq().args(["bench", "--large", "64by48"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

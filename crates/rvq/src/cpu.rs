@@ -10,6 +10,8 @@
 //! Same function as the burn layers, not the same rounding: sums run in another order, so
 //! outputs differ in the last bits (`crates/rvq/src/tests/network.rs` bounds the difference).
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism as Par;
 use rayon::prelude::*;
 
@@ -17,7 +19,8 @@ mod books;
 pub(crate) use books::Books;
 
 /// The largest im2col buffer in floats (16 MiB): a layer with more rows is computed in chunks, so
-/// this path adds a fixed amount to the activations the memory budget plans for.
+/// this path adds a fixed amount to the activations the memory budget plans for (the buffer is
+/// kept between layers, one per thread that runs the network).
 const CHUNK_FLOATS: usize = 1 << 22;
 
 /// An activation map in channels-last order: `data[((b·h + y)·w + x)·c + channel]`.
@@ -44,6 +47,34 @@ fn matmul_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: 
 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, plus what `dst` held if `add`; all row-major, contiguous.
 fn matmul(dst: &mut [f32], add: bool, lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and `product` writes only `f32` values, so
+    // `dst` holds initialised floats throughout.
+    let dst = unsafe { &mut *(std::ptr::from_mut(dst) as *mut [MaybeUninit<f32>]) };
+    matmul_into(dst, add, lhs, rhs, (m, k, n));
+}
+
+/// [`matmul`] with `add` false into memory not yet written: every element of `dst` is written.
+/// The transposed convolutions' contributions are four times their output; filling them with
+/// zeros first only for the product to overwrite them cost a pass over that memory.
+fn matmul_uninit(
+    dst: &mut [MaybeUninit<f32>],
+    lhs: &[f32],
+    rhs: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    matmul_into(dst, false, lhs, rhs, (m, k, n));
+}
+
+/// [`matmul`] on memory that is initialised wherever `add` is true.
+fn matmul_into(
+    dst: &mut [MaybeUninit<f32>],
+    add: bool,
+    lhs: &[f32],
+    rhs: &[f32],
+    (m, k, n): (usize, usize, usize),
+) {
     // Checked products: a wrapped one could match a short buffer, and `product` trusts these.
     let size = |a: usize, b: usize| a.checked_mul(b);
     assert!(
@@ -56,7 +87,7 @@ fn matmul(dst: &mut [f32], add: bool, lhs: &[f32], rhs: &[f32], m: usize, k: usi
     }
     if k == 0 {
         if !add {
-            dst.fill(0.0);
+            dst.fill(MaybeUninit::new(0.0));
         }
         return;
     }
@@ -77,9 +108,9 @@ fn matmul(dst: &mut [f32], add: bool, lhs: &[f32], rhs: &[f32], m: usize, k: usi
 /// Rows of a product below which it is not split over threads.
 const SPLIT_ROWS: usize = 64;
 
-/// One `gemm` call for [`matmul`], whose checks it relies on.
+/// One `gemm` call for [`matmul_into`], whose checks it relies on.
 fn product(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     add: bool,
     lhs: &[f32],
     rhs: &[f32],
@@ -88,14 +119,15 @@ fn product(
 ) {
     debug_assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n);
     // SAFETY: the three buffers hold exactly the m×n, m×k and k×n row-major matrices the strides
-    // describe (checked by `matmul`, and splitting keeps whole rows), and `dst` is borrowed
-    // mutably, so it aliases neither input.
+    // describe (checked by `matmul_into`, and splitting keeps whole rows), and `dst` is borrowed
+    // mutably, so it aliases neither input. gemm reads `dst` only when `add` (its `read_dst`),
+    // and then the caller has initialised it; otherwise it writes every element.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             1,
             n as isize,
             add,
@@ -125,8 +157,8 @@ fn biased(bias: &[f32], rows: usize) -> Vec<f32> {
 }
 
 /// Runs `fill` for chunks of output rows of at most `chunk` floats (one row at least; each gets
-/// its first row and a zeroed buffer of `row_len` floats per row), each chunk's buffer then
-/// multiplied by `rhs` into `out`.
+/// its first row and a buffer of `row_len` floats per row, every one of which it must write:
+/// the buffer is reused, not zeroed), each chunk's buffer then multiplied by `rhs` into `out`.
 fn chunked_product(
     out: &mut [f32],
     chunk: usize,
@@ -137,23 +169,36 @@ fn chunked_product(
     fill: impl Fn(usize, &mut [f32]) + Sync,
 ) {
     let chunk = (chunk / row_len.max(1)).clamp(1, rows.max(1));
-    let mut col = Vec::new();
-    for start in (0..rows).step_by(chunk) {
-        let m = chunk.min(rows - start);
-        col.clear();
-        col.resize(m * row_len, 0.0);
-        col.par_chunks_mut(row_len)
-            .enumerate()
-            .for_each(|(i, dst)| fill(start + i, dst));
-        matmul_add(
-            &mut out[start * n..(start + m) * n],
-            &col,
-            rhs,
-            m,
-            row_len,
-            n,
-        );
+    // One buffer per thread, kept between layers and calls: a fresh one of several MiB cost its
+    // page faults and zeroing on every layer. Layers do not nest, so the borrow is never held
+    // twice.
+    thread_local! {
+        static COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    COL.with_borrow_mut(|col| {
+        for start in (0..rows).step_by(chunk) {
+            let m = chunk.min(rows - start);
+            if col.len() < m * row_len {
+                col.resize(m * row_len, 0.0);
+            }
+            let col = &mut col[..m * row_len];
+            col.par_chunks_mut(row_len)
+                .enumerate()
+                .for_each(|(i, dst)| fill(start + i, dst));
+            matmul_add(
+                &mut out[start * n..(start + m) * n],
+                col,
+                rhs,
+                m,
+                row_len,
+                n,
+            );
+        }
+        // A buffer far larger than this layer's needs (after a huge image) is not kept.
+        if col.len() > CHUNK_FLOATS {
+            *col = Vec::new();
+        }
+    });
 }
 
 /// A convolution with a square kernel and equal padding on every side.
@@ -199,11 +244,21 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Map) -> Map {
-        self.forward_in_chunks(x, CHUNK_FLOATS)
+        self.forward_in_chunks(x, CHUNK_FLOATS, false)
     }
 
-    /// [`Self::forward`] with im2col buffers of at most `chunk` floats (one row at least).
-    fn forward_in_chunks(&self, x: &Map, chunk: usize) -> Map {
+    /// The layer applied to relu(x): the relu is taken as the im2col buffer is filled, rather
+    /// than on a copy of `x`.
+    pub fn forward_relu(&self, x: &Map) -> Map {
+        if self.k == 1 && self.stride == 1 && self.pad == 0 {
+            return self.forward(&x.clone().relu());
+        }
+        self.forward_in_chunks(x, CHUNK_FLOATS, true)
+    }
+
+    /// [`Self::forward`] (of relu(x) if `relu`) with im2col buffers of at most `chunk` floats
+    /// (one row at least).
+    fn forward_in_chunks(&self, x: &Map, chunk: usize, relu: bool) -> Map {
         assert_eq!(x.c, self.c_in);
         let (k, s, p) = (self.k, self.stride, self.pad);
         let oh = (x.h + 2 * p - k) / s + 1;
@@ -211,6 +266,7 @@ impl Conv {
         let rows = x.b * oh * ow;
         let mut out = biased(&self.bias, rows);
         if k == 1 && s == 1 && p == 0 {
+            assert!(!relu, "a 1×1 layer takes relu(x) from forward_relu");
             matmul_add(&mut out, &x.data, &self.rhs, rows, x.c, self.c_out);
         } else {
             let c = x.c;
@@ -225,15 +281,21 @@ impl Conv {
                     let (b, oy, ox) = (row / (oh * ow), (row / ow) % oh, row % ow);
                     for ky in 0..k {
                         let Some(y) = (oy * s + ky).checked_sub(p).filter(|&y| y < x.h) else {
+                            dst[ky * k * c..(ky + 1) * k * c].fill(0.0);
                             continue;
                         };
                         for kx in 0..k {
                             let Some(xx) = (ox * s + kx).checked_sub(p).filter(|&v| v < x.w) else {
+                                dst[(ky * k + kx) * c..][..c].fill(0.0);
                                 continue;
                             };
-                            let src = ((b * x.h + y) * x.w + xx) * c;
-                            let at = (ky * k + kx) * c;
-                            dst[at..at + c].copy_from_slice(&x.data[src..src + c]);
+                            let src = &x.data[((b * x.h + y) * x.w + xx) * c..][..c];
+                            let at = &mut dst[(ky * k + kx) * c..][..c];
+                            if relu {
+                                at.iter_mut().zip(src).for_each(|(d, v)| *d = v.max(0.0));
+                            } else {
+                                at.copy_from_slice(src);
+                            }
                         }
                     }
                 },
@@ -311,18 +373,19 @@ impl Upsample {
             let keep = done.saturating_sub(1);
             parts.drain(..(keep - lo) * row_floats);
             lo = keep;
-            let old = parts.len();
-            parts.resize(old + (g1 - g0) * row_floats, 0.0);
+            let (old, new) = (parts.len(), (g1 - g0) * row_floats);
+            parts.reserve(new);
             let lhs = &x.data[g0 * x.w * x.c..g1 * x.w * x.c];
-            matmul(
-                &mut parts[old..],
-                false,
+            matmul_uninit(
+                &mut parts.spare_capacity_mut()[..new],
                 lhs,
                 &self.rhs,
                 (g1 - g0) * x.w,
                 x.c,
                 16 * n,
             );
+            // SAFETY: `matmul_uninit` wrote all `new` floats after the first `old`.
+            unsafe { parts.set_len(old + new) };
             // Input row a needs row a + 1's contributions: the band's last row waits for the
             // next band, unless it is the last of all.
             let end = if g1 == rows { rows } else { g1 - 1 };
@@ -395,9 +458,7 @@ impl Residual {
     }
 
     fn forward(&self, x: Map) -> Map {
-        let h = self
-            .conv2
-            .forward(&self.conv1.forward(&x.clone().relu()).relu());
+        let h = self.conv2.forward(&self.conv1.forward_relu(&x).relu());
         let mut x = x;
         x.data.iter_mut().zip(&h.data).for_each(|(a, b)| *a += b);
         x

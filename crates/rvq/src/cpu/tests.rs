@@ -75,8 +75,13 @@ fn a_convolution_as_a_product_is_the_direct_convolution() {
         let want = direct_conv(&x, &weight, 4, k, s, p);
         // One product, then chunks of one row and of three.
         for chunk in [CHUNK_FLOATS, 1, 3 * k * k * 5] {
-            close(&conv.forward_in_chunks(&x, chunk), &want);
+            close(&conv.forward_in_chunks(&x, chunk, false), &want);
         }
+        // The relu taken while filling the buffer is the relu of the input (`values` has
+        // negatives, so the two differ).
+        let want = direct_conv(&x.clone().relu(), &weight, 4, k, s, p);
+        assert_ne!(want, direct_conv(&x, &weight, 4, k, s, p));
+        close(&conv.forward_relu(&x), &want);
     }
 }
 
