@@ -121,7 +121,10 @@ fn product(
     // SAFETY: the three buffers hold exactly the m×n, m×k and k×n row-major matrices the strides
     // describe (checked by `matmul_into`, and splitting keeps whole rows), and `dst` is borrowed
     // mutably, so it aliases neither input. gemm reads `dst` only when `add` (its `read_dst`),
-    // and then the caller has initialised it; otherwise it writes every element.
+    // and then the caller has initialised it; otherwise it writes every element. (Read in
+    // gemm-common 0.19: true of every kernel this build has. Its Apple AMX kernel copies edge
+    // tiles of `dst` before looking at `read_dst`; it is built only with burn-flex's
+    // `apple-amx` feature, which is off here, and would need `matmul_uninit` to zero first.)
     unsafe {
         gemm::gemm(
             m,
@@ -169,36 +172,41 @@ fn chunked_product(
     fill: impl Fn(usize, &mut [f32]) + Sync,
 ) {
     let chunk = (chunk / row_len.max(1)).clamp(1, rows.max(1));
-    // One buffer per thread, kept between layers and calls: a fresh one of several MiB cost its
-    // page faults and zeroing on every layer. Layers do not nest, so the borrow is never held
-    // twice.
-    thread_local! {
-        static COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    // The thread's kept buffer, taken rather than borrowed: a rayon worker waiting inside the
+    // products below may run another job that reaches here, and that one then starts from an
+    // empty buffer instead of finding this one in use.
+    let mut col = COL.take();
+    for start in (0..rows).step_by(chunk) {
+        let m = chunk.min(rows - start);
+        if col.len() < m * row_len {
+            col.reserve_exact(m * row_len - col.len());
+            col.resize(m * row_len, 0.0);
+        }
+        let col = &mut col[..m * row_len];
+        col.par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(i, dst)| fill(start + i, dst));
+        matmul_add(
+            &mut out[start * n..(start + m) * n],
+            col,
+            rhs,
+            m,
+            row_len,
+            n,
+        );
     }
-    COL.with_borrow_mut(|col| {
-        for start in (0..rows).step_by(chunk) {
-            let m = chunk.min(rows - start);
-            if col.len() < m * row_len {
-                col.resize(m * row_len, 0.0);
-            }
-            let col = &mut col[..m * row_len];
-            col.par_chunks_mut(row_len)
-                .enumerate()
-                .for_each(|(i, dst)| fill(start + i, dst));
-            matmul_add(
-                &mut out[start * n..(start + m) * n],
-                col,
-                rhs,
-                m,
-                row_len,
-                n,
-            );
-        }
-        // A buffer far larger than this layer's needs (after a huge image) is not kept.
-        if col.len() > CHUNK_FLOATS {
-            *col = Vec::new();
-        }
-    });
+    // Only a layer one of whose rows alone exceeds the bound makes a larger buffer; it is not
+    // kept, so what stays between calls is at most the bound.
+    if col.capacity() <= CHUNK_FLOATS {
+        COL.set(col);
+    }
+}
+
+thread_local! {
+    /// Each thread's im2col buffer, kept between layers and calls: a fresh one of several MiB
+    /// cost its page faults and zeroing on every layer (docs/BENCHMARKS.md, "Memory written
+    /// once"). Its contents are stale: [`chunked_product`]'s `fill` writes every element.
+    static COL: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// A convolution with a square kernel and equal padding on every side.
