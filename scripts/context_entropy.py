@@ -13,12 +13,14 @@ on a development set, against the adaptive model payload coder 1 uses (docs/FORM
         ../shared/data/cifar-10-batches-bin/data_batch_1.bin ../shared/data/cifar-10-batches-bin/test_batch.bin
 
 Every image of both sets (a folder of PNGs, each side cut to a multiple of 8; or the first
---limit images of a CIFAR-10 batch file, ten times as many for the training file) is encoded
-greedily at every level with bench/torch_reference.py's copy of the network (the indices
-rvq's greedy search picks, up to near-ties); the training set only fits the shipped tables.
+--limit images of a CIFAR-10 batch file, ten times as many for the training file, at most
+the 10,000 a batch file holds) is encoded greedily at every level with
+bench/torch_reference.py's copy of the network (the indices rvq's greedy search picks, up to
+near-ties); the training set only fits the shipped tables.
 Each model codes the second set's indices in blocks of 64 images, image by image, level-major,
 cells row-major, as rvq's blocks are coded, and the script prints its ideal code length in
-bits per index (no range-coder overhead). Every model is payload coder 1's with one change.
+bits per index (no range-coder overhead, and no choice of packing where that is shorter, as
+rvq makes per block). Every model but the static table is payload coder 1's with one change.
 Needs torch, safetensors, numpy and pillow.
 """
 
