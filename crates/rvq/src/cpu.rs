@@ -53,20 +53,6 @@ fn matmul(dst: &mut [f32], add: bool, lhs: &[f32], rhs: &[f32], m: usize, k: usi
     matmul_into(dst, add, lhs, rhs, (m, k, n));
 }
 
-/// [`matmul`] with `add` false into memory not yet written: every element of `dst` is written.
-/// The transposed convolutions' contributions are four times their output; filling them with
-/// zeros first only for the product to overwrite them cost a pass over that memory.
-fn matmul_uninit(
-    dst: &mut [MaybeUninit<f32>],
-    lhs: &[f32],
-    rhs: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-) {
-    matmul_into(dst, false, lhs, rhs, (m, k, n));
-}
-
 /// [`matmul`] on memory that is initialised wherever `add` is true.
 fn matmul_into(
     dst: &mut [MaybeUninit<f32>],
@@ -124,7 +110,7 @@ fn product(
     // and then the caller has initialised it; otherwise it writes every element. (Read in
     // gemm-common 0.19: true of every kernel this build has. Its Apple AMX kernel copies edge
     // tiles of `dst` before looking at `read_dst`; it is built only with burn-flex's
-    // `apple-amx` feature, which is off here, and would need `matmul_uninit` to zero first.)
+    // `apple-amx` feature, which is off here, and would need the contributions zeroed first.)
     unsafe {
         gemm::gemm(
             m,
@@ -384,15 +370,17 @@ impl Upsample {
             let (old, new) = (parts.len(), (g1 - g0) * row_floats);
             parts.reserve(new);
             let lhs = &x.data[g0 * x.w * x.c..g1 * x.w * x.c];
-            matmul_uninit(
+            // Written by the product into spare capacity: the contributions are four times the
+            // layer's output, and zero-filling them first only for the product to overwrite
+            // them cost a pass over that memory.
+            matmul_into(
                 &mut parts.spare_capacity_mut()[..new],
+                false,
                 lhs,
                 &self.rhs,
-                (g1 - g0) * x.w,
-                x.c,
-                16 * n,
+                ((g1 - g0) * x.w, x.c, 16 * n),
             );
-            // SAFETY: `matmul_uninit` wrote all `new` floats after the first `old`.
+            // SAFETY: with `add` false, `matmul_into` wrote all `new` floats after the first `old`.
             unsafe { parts.set_len(old + new) };
             // Input row a needs row a + 1's contributions: the band's last row waits for the
             // next band, unless it is the last of all.
