@@ -5,10 +5,17 @@
 # bits per pixel (interpolated along its own ladder); and encode throughput (rvq bench, batch
 # 64, with greedy fixed-depth encoding in the same run). The reference, "ref", is the default
 # encode before the linear-path estimates (beam 4, refinement 2, everything measured by
-# decoding: `--effort 4 --refine 2 --rate-search decoded`). docs/BENCHMARKS.md records a run.
+# decoding: `--effort 4 --refine 2 --rate-search decoded`), run by REF_RVQ (default: RVQ): since the beam
+# writes each shallow cell with its own path, only a binary from before that change (e6f183f or
+# older) searches as the reference did. docs/BENCHMARKS.md records a run.
 #
-#   RVQ=target/release/rvq PY=python-with-scikit-image scripts/effort.sh \
-#     ../shared/data/cifar-10-batches-bin [N] [OUT]
+#   RVQ=target/release/rvq REF_RVQ=rvq-of-e6f183f PY=python-with-scikit-image \
+#     scripts/effort.sh ../shared/data/cifar-10-batches-bin [N] [OUT]
+#
+# Each Δ is given both ways: the level's PSNR interpolated at the reference's points, and its
+# own points against the reference interpolated. The ladders are concave and sampled at five
+# qualities, so linear interpolation understates whichever side is interpolated: the two
+# bracket the difference.
 #
 # PY needs scikit-image and imageio (`python3 -m venv v && v/bin/pip install scikit-image`);
 # the photographs are written from its bundled data, licences as its docstrings give them:
@@ -16,6 +23,7 @@
 # Walt, CC0), stored as PNG; rocket (SpaceX, public domain), stored by scikit-image as a JPEG.
 set -euo pipefail
 rvq="${RVQ:-rvq}"
+ref_rvq="${REF_RVQ:-$rvq}"
 py="${PY:-python3}"
 cifar="$1"
 n="${2:-1000}"
@@ -29,6 +37,7 @@ trap 'rm -rf "$photos"' EXIT
 search() { # the flags of level $1, or of the reference
   if [ "$1" = ref ]; then echo --effort 4 --refine 2 --rate-search decoded; else echo --effort "$1"; fi
 }
+binary() { if [ "$1" = ref ]; then echo "$ref_rvq"; else echo "$rvq"; fi; }
 for effort in 0 1 2 3 4 5 ref; do
   for set in samples photos cifar; do
     case "$set" in
@@ -37,14 +46,14 @@ for effort in 0 1 2 3 4 5 ref; do
       cifar) data="$cifar"; extra=(--limit "$n") ;;
     esac
     start=$(date +%s.%N)
-    "$rvq" eval --backend cpu --data "$data" "${extra[@]}" --codebooks 8 --qualities 10,30,50,70,90 \
+    "$(binary "$effort")" eval --backend cpu --data "$data" "${extra[@]}" --codebooks 8 --qualities 10,30,50,70,90 \
       --jpeg-qualities 50 --webp-qualities 50 $(search "$effort") \
       --json "$out/$set-e$effort.json" >/dev/null
     echo "eval $set effort $effort: $(echo "$(date +%s.%N) - $start" | bc) s"
   done
 done
 for effort in 0 1 2 3 4 5 ref; do
-  "$rvq" bench --backend cpu --batch 64 --runs 3 $(search "$effort") --json "$out/bench-e$effort.json" \
+  "$(binary "$effort")" bench --backend cpu --batch 64 --runs 3 $(search "$effort") --json "$out/bench-e$effort.json" \
     | grep -E '^\| encode' | sed "s/^/bench effort $effort: /"
 done
 "$rvq" bench --backend cpu --batch 64 --runs 3 --beam 1 --refine 1 --fixed-depth \
@@ -60,8 +69,8 @@ def at(lad, b):
         if b0 <= b <= b1:
             return p0 if b1 == b0 else p0 + (p1 - p0) * (b - b0) / (b1 - b0)
     return None
-print("| set | effort | q=10 bpp / dB | q=50 | q=90 | mean Δ dB at the reference's bpp (points in range) |")
-print("|---|---|---|---|---|---|")
+print("| set | effort | q=10 bpp / dB | q=50 | q=90 | mean Δ dB at the reference's bpp (points in range) | mean Δ dB at the level's own bpp |")
+print("|---|---|---|---|---|---|---|")
 for s in ("samples", "photos", "cifar"):
     ref = ladder(f"{out}/{s}-eref.json")
     for e in [0, 1, 2, 3, 4, 5, "ref"]:
@@ -70,7 +79,9 @@ for s in ("samples", "photos", "cifar"):
         diffs = [d - p for b, p, _ in ref if (d := at(lad, b)) is not None]
         each = ", ".join(f"{d:+.2f}" for d in diffs)
         mean = f"{sum(diffs) / len(diffs):+.3f} ({len(diffs)}/{len(ref)}: {each})" if diffs else "none in range"
-        print(f"| {s} | {e} | {cells[10]} | {cells[50]} | {cells[90]} | {mean} |")
+        back = [p - r for b, p, _ in lad if (r := at(ref, b)) is not None]
+        back = f"{sum(back) / len(back):+.3f} ({len(back)}/{len(lad)})" if back else "none in range"
+        print(f"| {s} | {e} | {cells[10]} | {cells[50]} | {cells[90]} | {mean} | {back} |")
 print()
 print("| encode, batch 64 | images/s |")
 print("|---|---|")

@@ -308,8 +308,8 @@ pub(crate) struct SearchArgs {
     /// How rate control (a quality or PSNR target) measures each cell's error at each depth,
     /// overriding the effort's: `decoded` decodes at every depth (exact, and the cost of a
     /// target); `latent` takes the residual left in the latent space (no decode); `linear`
-    /// decodes once at the deepest depth and estimates the others through the decoder's linear
-    /// path (see docs/BENCHMARKS.md).
+    /// chooses as `latent` does, then decodes once at the depths chosen and chooses again from
+    /// estimates through the decoder's linear path (see docs/BENCHMARKS.md).
     #[arg(long, value_enum)]
     pub(crate) rate_search: Option<RateSearchArg>,
 }

@@ -135,7 +135,8 @@ pub(crate) fn encode_records_reporting(
         // Refinement searches from the same latents, so the encoder runs once per batch.
         let latents = model.encode_planar(&values, batch.len(), h, w)?;
         drop(values);
-        let mut encoded = model.quantize_latents(latents.clone(), m, opts.beam)?;
+        let per_depth = opts.rate.target().is_some();
+        let mut encoded = model.quantize_latents(latents.clone(), (m, opts.beam), per_depth)?;
         let (depths, missed) = match opts.rate.target() {
             None => (vec![Vec::new(); batch.len()], Vec::new()),
             Some(target) => {
@@ -143,6 +144,8 @@ pub(crate) fn encode_records_reporting(
                 choose_depths(model, &images, &encoded, m, target, search, &latents)?
             }
         };
+        // Each cell takes the path closest at the depth chosen for it.
+        encoded = encoded.at_depths(&depths);
         let originals: Vec<&Rgb> = batch.iter().map(|img| &img.image).collect();
         refine::refine_last_levels(
             model,
@@ -183,7 +186,7 @@ pub(crate) fn encode_records_reporting(
 fn shortfalls(
     model: &Model,
     batch: &[Named],
-    encoded: &crate::model::EncodedBatch,
+    encoded: &crate::quantizer::EncodedBatch,
     depths: &[Vec<u8>],
     m: usize,
     opts: &EncodeOptions,

@@ -66,10 +66,10 @@ impl Effort {
 }
 
 impl Default for Effort {
-    /// Level 4: beam 4, four candidates per cell and the linear rate search: within 0.1 dB on
-    /// average at equal bits of the search `rvq encode` used before (beam 4, two candidates per
-    /// cell, everything measured by decoding), at 2.2 times its speed in the same build
-    /// (docs/BENCHMARKS.md, "The effort ladder").
+    /// Level 4: beam 4, four candidates per cell, depths chosen in the latent space and checked
+    /// through the linear path, each cell written with the path the beam found closest at its
+    /// depth; four decodes of each batch for a quality target, three at a fixed depth.
+    /// docs/BENCHMARKS.md ("The effort ladder") measures it against the searches before it.
     fn default() -> Self {
         Self(4)
     }
@@ -84,7 +84,7 @@ mod tests {
         let levels: Vec<Effort> = (0..=Effort::BEST.level())
             .map(|l| Effort::new(l).unwrap())
             .collect();
-        // Decodes a rate search costs: none, two, one per depth.
+        // Decodes a rate search costs: none, one, one per depth.
         let cost = |e: Effort| match e.rate_search() {
             RateSearch::Latent => 0,
             RateSearch::Linear => 1,

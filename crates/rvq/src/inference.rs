@@ -16,7 +16,8 @@ use crate::budget::{self, Budget, Tile};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::image_io::{Rgb, to_u8};
-use crate::model::{EncodedBatch, Model, rows_to_latents};
+use crate::model::{Model, rows_to_latents};
+use crate::quantizer::EncodedBatch;
 use crate::quantizer::{self, float_vec};
 
 /// Where a block of decoded pixels lies: image `image` of the batch, from pixel row `top` and
@@ -184,7 +185,7 @@ impl Model {
         self.check_depth(depth)?;
         let [b, _, h, w] = images.dims();
         let latents = self.encode_planar(&quantizer::float_vec(images), b, h, w)?;
-        self.quantize_latents(latents, depth, beam)
+        self.quantize_latents(latents, (depth, beam), false)
     }
 
     /// Rebuilds images `[b, 3, h·f, w·f]` from indices laid out as [`Model::encode_indices`]

@@ -13,7 +13,8 @@
 
 use crate::error::Result;
 use crate::image_io::{Rgb, to_u8};
-use crate::model::{EncodedBatch, Model};
+use crate::model::Model;
+use crate::quantizer::EncodedBatch;
 
 /// A model's codebooks as its linear path draws them ([`Model::drawn_books`]), entry by entry.
 pub(crate) struct Drawing<'a> {

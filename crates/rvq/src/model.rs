@@ -18,7 +18,7 @@ use crate::config::{ModelConfig, Upsample};
 use crate::error::{Error, Result};
 #[cfg(feature = "train")]
 use crate::files::write_atomic;
-use crate::quantizer;
+use crate::quantizer::{self, EncodedBatch};
 
 /// Bytes of the model fingerprint written into archives (a truncated SHA-256 of the weights).
 pub use rvq_archive::FINGERPRINT_LEN;
@@ -656,8 +656,8 @@ impl Model {
     pub(crate) fn quantize_latents(
         &self,
         latents: Tensor<4>,
-        depth: usize,
-        beam: usize,
+        (depth, beam): (usize, usize),
+        per_depth: bool,
     ) -> Result<EncodedBatch> {
         self.check_depth(depth)?;
         let codebooks = self.net.codebooks().ok_or(Error::NotQuantized)?;
@@ -665,29 +665,7 @@ impl Model {
         let cells = h * w;
         let cpu = self.cpu.as_ref().and_then(|c| c.books.as_ref());
         let rows = latents_to_rows(latents);
-        let per_level = quantizer::quantize_beam(rows, &codebooks, depth, beam, cpu);
-        Ok(per_image(&per_level, b, cells, (h, w)))
+        let paths = quantizer::quantize_beam(rows, &codebooks, (depth, beam), cpu, per_depth);
+        Ok(quantizer::per_image(paths, b, cells, (h, w)))
     }
-}
-
-/// Level-major indices of a batch (`per_level[l][image·cells + cell]`) regrouped per image.
-fn per_image(per_level: &[Vec<u32>], b: usize, cells: usize, grid: (usize, usize)) -> EncodedBatch {
-    let indices = (0..b)
-        .map(|i| {
-            per_level
-                .iter()
-                .flat_map(|lvl| lvl[i * cells..(i + 1) * cells].iter().copied())
-                .collect()
-        })
-        .collect();
-    EncodedBatch { grid, indices }
-}
-
-/// Indices for a batch of equally sized images.
-#[derive(Clone, Debug)]
-pub struct EncodedBatch {
-    /// Latent grid (rows, columns).
-    pub grid: (usize, usize),
-    /// Per image: level-major, then row-major indices.
-    pub indices: Vec<Vec<u32>>,
 }

@@ -91,27 +91,137 @@ fn residual_search(
     (indices, latents - residual)
 }
 
+/// What a residual search chose for each row: the path (one index per level) that ends closest
+/// at the full depth, and for each shallower depth the path closest at that depth. A beam's
+/// best partial sum at a shallow level need not lead to its best full one (the beam trades the
+/// first levels' error for the later levels'), so a row that stops early is better served by
+/// its own path.
+#[derive(Clone, Debug, Default)]
+pub struct Paths {
+    /// `levels[level][row]`: the path closest at the full depth.
+    pub levels: Vec<Vec<u32>>,
+    /// `prefixes[d − 1][row · d + level]` for each depth d below the full one: the path
+    /// closest at depth d. Empty where each of those is the full path's start (greedy search)
+    /// or where no row stops short of the full depth.
+    pub prefixes: Vec<Vec<u32>>,
+}
+
+/// Indices for a batch of equally sized images.
+#[derive(Clone, Debug)]
+pub struct EncodedBatch {
+    /// Latent grid (rows, columns).
+    pub grid: (usize, usize),
+    /// Per image: level-major, then row-major indices.
+    pub indices: Vec<Vec<u32>>,
+    /// `prefixes[d − 1][image][cell · d + level]`: the path closest at depth d, for each depth
+    /// below the full one ([`Paths::prefixes`]; empty after greedy search, at a
+    /// fixed depth, and once the paths are applied).
+    pub(crate) prefixes: Vec<Vec<Vec<u32>>>,
+}
+
+impl EncodedBatch {
+    /// Cells of each image's grid.
+    pub(crate) fn cells(&self) -> usize {
+        self.grid.0 * self.grid.1
+    }
+
+    /// The indices cell `cell` of image `image` uses if it stops at `depth` (1 ..= the full
+    /// depth): the path closest there ([`EncodedBatch::prefixes`]).
+    pub(crate) fn path(
+        &self,
+        image: usize,
+        cell: usize,
+        depth: usize,
+    ) -> impl Iterator<Item = u32> + '_ {
+        let own = (depth.checked_sub(1))
+            .and_then(|p| self.prefixes.get(p))
+            .map(|pre| &pre[image][cell * depth..(cell + 1) * depth]);
+        let full = self.indices[image].iter().skip(cell).step_by(self.cells());
+        let full = full.take(if own.is_some() { 0 } else { depth });
+        own.into_iter().flatten().chain(full).copied()
+    }
+
+    /// These indices with each cell's first levels the path closest at its depth in `depths`
+    /// (per image; empty: every cell at the full depth, as it is). The levels past a cell's
+    /// depth keep the full path's entries, which only a decode at a greater depth would read.
+    pub(crate) fn at_depths(&self, depths: &[Vec<u8>]) -> EncodedBatch {
+        let cells = self.cells();
+        let mut indices = self.indices.clone();
+        for (i, (img, depths)) in indices.iter_mut().zip(depths).enumerate() {
+            for (c, &depth) in depths.iter().enumerate() {
+                for (level, e) in self.path(i, c, depth as usize).enumerate() {
+                    img[level * cells + c] = e;
+                }
+            }
+        }
+        EncodedBatch {
+            grid: self.grid,
+            indices,
+            prefixes: Vec::new(),
+        }
+    }
+
+    /// These indices with every cell's first `depth` levels the path closest at `depth`.
+    pub(crate) fn at_depth(&self, depth: usize) -> EncodedBatch {
+        let depths = vec![vec![depth as u8; self.cells()]; self.indices.len()];
+        self.at_depths(&depths)
+    }
+}
+
+/// A search's paths (rows image-major, then cell) regrouped per image.
+pub(crate) fn per_image(
+    paths: Paths,
+    b: usize,
+    cells: usize,
+    grid: (usize, usize),
+) -> EncodedBatch {
+    let indices = (0..b)
+        .map(|i| {
+            let levels = paths.levels.iter();
+            levels
+                .flat_map(|l| l[i * cells..(i + 1) * cells].iter().copied())
+                .collect()
+        })
+        .collect();
+    // One depth at a time, each dropped once split: a large image's paths are not held twice.
+    let prefixes = paths.prefixes.into_iter().zip(1..).map(|(pre, d)| match b {
+        1 => vec![pre],
+        _ => pre.chunks(cells * d).map(<[u32]>::to_vec).collect(),
+    });
+    EncodedBatch {
+        grid,
+        indices,
+        prefixes: prefixes.collect(),
+    }
+}
+
 /// Residual quantization by beam search: keeps the `beam` best partial sums per row from level
 /// to level and returns, per level, the indices of the sequence whose final residual is
-/// smallest (`indices[level][row]`). Greedy search ([`quantize`]) commits to the nearest entry
-/// at each level; a slightly worse first choice can leave a residual the later codebooks fit
-/// much better. A beam can also drop the greedy sequence and end worse than it, so each row
-/// keeps whichever of the two ends closer: never worse than greedy. The decoder is unchanged:
-/// it sums whatever entries the indices name. With `beam` ≤ 1 this is [`quantize`] (on the CPU
+/// smallest ([`Paths::levels`]), and for each shallower depth the sequence closest there
+/// ([`Paths::prefixes`]). Greedy search ([`quantize`]) commits to the nearest entry at each
+/// level; a slightly worse first choice can leave a residual the later codebooks fit much
+/// better. A beam can also drop the greedy sequence and end worse than it, so at every depth
+/// each row keeps whichever of the two is closer there: never worse than greedy. The decoder
+/// is unchanged: it sums whatever entries the indices name. With `beam` ≤ 1 this is [`quantize`] (on the CPU
 /// path, up to near-ties that the path's other order of summation can break the other way).
 ///
 /// With `cpu`, the products of the search (the beam's dots and the greedy path it is checked
 /// against) run on [`crate::cpu`]'s path with its codebooks; the beam's ranking is exact on the
-/// host either way (see `BeamState::advance`).
+/// host either way (see `BeamState::advance`). Without `per_depth` (every row stops at the full
+/// depth) no shallower path is kept.
 pub fn quantize_beam(
     latents: Tensor<2>,
     codebooks: &Tensor<3>,
-    depth: usize,
-    beam: usize,
+    (depth, beam): (usize, usize),
     cpu: Option<&Books>,
-) -> Vec<Vec<u32>> {
+    per_depth: bool,
+) -> Paths {
     if beam <= 1 {
-        return greedy_search(latents, codebooks, depth, cpu);
+        let levels = greedy_search(latents, codebooks, depth, cpu);
+        return Paths {
+            levels,
+            prefixes: Vec::new(),
+        };
     }
     let [n, d] = latents.dims();
     let [_, k, _] = codebooks.dims();
@@ -126,6 +236,8 @@ pub fn quantize_beam(
         .map(|b| b.chunks(d).map(|e| e.iter().map(|v| v * v).sum()).collect())
         .collect();
     let mut out = vec![Vec::with_capacity(n); depth];
+    let shallower = if per_depth { 1..depth } else { 1..1 };
+    let mut prefixes: Vec<Vec<u32>> = shallower.map(|p| Vec::with_capacity(n * p)).collect();
     // Cells are independent: a block at a time bounds the score matrix (block·beam × k).
     for start in (0..n).step_by(BEAM_CELLS) {
         let cells = BEAM_CELLS.min(n - start);
@@ -142,25 +254,61 @@ pub fn quantize_beam(
                 }
             };
             search.advance(&dots, &host_books[level], &norms[level], beam);
+            if let Some(prefix) = prefixes.get_mut(level) {
+                search.push_best(prefix);
+            }
         }
         for (level, col) in search.best_paths().into_iter().enumerate() {
             out[level].extend(col);
         }
     }
-    // A beam can drop the greedy path at some level and end worse than it: keep whichever of
-    // the two ends closer, so that a wider search never loses to greedy on any cell.
+    // A beam can drop the greedy path at some level and end worse than it: at every depth,
+    // keep whichever of the two is closer there, so that a wider search never loses to greedy
+    // on any cell at any depth.
     let greedy = greedy_search(latents, codebooks, depth, cpu);
-    for row in 0..n {
-        let v = &rows[row * d..(row + 1) * d];
-        let beam_err = path_error(v, &host_books, out.iter().map(|l| l[row]));
-        let greedy_err = path_error(v, &host_books, greedy.iter().map(|l| l[row]));
-        if greedy_err <= beam_err {
-            for (level, col) in out.iter_mut().enumerate() {
-                col[row] = greedy[level][row];
+    let error = |row: usize, path: &mut dyn Iterator<Item = u32>| {
+        path_error(&rows[row * d..(row + 1) * d], &host_books, path)
+    };
+    // Per row, a bit for each depth 1..=depth at which greedy's path is to be taken: at the
+    // full depth where it is at least as close (as before there were shallower paths), at a
+    // shallower one where it is closer.
+    assert!(depth <= 64, "at most 64 levels");
+    let greedy_wins: Vec<u64> = (0..n)
+        .into_par_iter()
+        .map(|row| {
+            let mut wins = 0u64;
+            let theirs = |p: usize| error(row, &mut greedy.iter().take(p).map(|l| l[row]));
+            for (p, pre) in (1..).zip(&prefixes) {
+                if theirs(p) < error(row, &mut pre[row * p..(row + 1) * p].iter().copied()) {
+                    wins |= 1 << (p - 1);
+                }
+            }
+            if theirs(depth) <= error(row, &mut out.iter().map(|l| l[row])) {
+                wins |= 1 << (depth - 1);
+            }
+            wins
+        })
+        .collect();
+    for (row, wins) in greedy_wins.into_iter().enumerate() {
+        for p in (1..=depth).filter(|p| wins & (1 << (p - 1)) != 0) {
+            match prefixes.get_mut(p - 1) {
+                Some(pre) => {
+                    for (level, slot) in pre[row * p..(row + 1) * p].iter_mut().enumerate() {
+                        *slot = greedy[level][row];
+                    }
+                }
+                None => {
+                    for (level, col) in out.iter_mut().enumerate() {
+                        col[row] = greedy[level][row];
+                    }
+                }
             }
         }
     }
-    out
+    Paths {
+        levels: out,
+        prefixes,
+    }
 }
 
 /// [`quantize`]'s indices, level by level: on [`crate::cpu`]'s products with `cpu`, else on
@@ -325,6 +473,14 @@ impl BeamState {
         self.residuals = residuals;
         self.errors = errors;
         self.paths = paths;
+    }
+
+    /// Appends each cell's closest candidate, as far as the search has gone.
+    fn push_best(&self, out: &mut Vec<u32>) {
+        // `advance` keeps each cell's candidates closest first.
+        for cell in 0..self.cells {
+            out.extend_from_slice(&self.paths[cell * self.width]);
+        }
     }
 
     /// Per level, each cell's index on its candidate with the smallest final error.

@@ -11,7 +11,8 @@ use burn::prelude::*;
 use crate::error::{Error, Result};
 use crate::image_io::Rgb;
 use crate::linear::{self, Drawing};
-use crate::model::{EncodedBatch, Model, latents_to_rows};
+use crate::model::{Model, latents_to_rows};
+use crate::quantizer::EncodedBatch;
 use crate::quantizer::float_vec;
 
 /// What the encoder aims for, when not a fixed number of codebooks.
@@ -264,7 +265,8 @@ pub(crate) fn decoded_tables(
     tables: &mut [Distortion],
 ) -> Result<()> {
     for k in 1..=m {
-        let errors = model.cell_errors(&encoded.indices, None, encoded.grid, k, originals)?;
+        let at = encoded.at_depth(k);
+        let errors = model.cell_errors(&at.indices, None, encoded.grid, k, originals)?;
         for (i, per) in errors.unrounded.into_iter().enumerate() {
             for (c, e) in per.into_iter().enumerate() {
                 tables[i].sse[c * m + k - 1] = e;
@@ -274,9 +276,9 @@ pub(crate) fn decoded_tables(
     Ok(())
 }
 
-/// Fills `tables` with each cell's error (before rounding) at each depth 1..=m from one decode
-/// of `encoded` with each cell at its `anchor` depth (every cell at m if `None`): at any other
-/// depth, as [`linear::estimate`] estimates it from what the entries added or dropped draw.
+/// Fills `tables` with each cell's error (before rounding) at each depth 1..=m from one decode,
+/// each cell on its path for its `anchor` depth (every cell at m if `None`): at any other depth,
+/// as [`linear::estimate`] estimates it from what that depth's path draws differently.
 pub(crate) fn linear_tables(
     model: &Model,
     drawn: &Drawing,
@@ -287,17 +289,34 @@ pub(crate) fn linear_tables(
     tables: &mut [Distortion],
 ) -> Result<()> {
     let patch = drawn.patch;
-    let cells = encoded.grid.0 * encoded.grid.1;
-    // sums[depth · patch + j]: value j of a cell's patch as its first `depth` entries draw it.
+    // sums[depth · patch + j]: value j of a cell's patch as its path for `depth` draws it.
     let mut sums = vec![0f32; (m + 1) * patch];
+    // The path of the depth before, whose sum a path that extends it adds one entry to.
+    let mut last: Vec<u32> = Vec::with_capacity(m);
     let mut shift = |image: usize, cell: usize, moves: &mut [f32]| {
-        let chosen = &encoded.indices[image];
-        for level in 0..m {
-            let v = drawn.entry(level, chosen[level * cells + cell]);
-            let (below, above) = sums.split_at_mut((level + 1) * patch);
-            let prev = &below[level * patch..];
-            for ((s, &p), &v) in above[..patch].iter_mut().zip(prev).zip(v) {
-                *s = p + v;
+        last.clear();
+        for depth in 1..=m {
+            let (below, at) = sums.split_at_mut(depth * patch);
+            let at = &mut at[..patch];
+            let mut path = encoded.path(image, cell, depth);
+            if path.by_ref().take(depth - 1).eq(last.iter().copied()) {
+                let e = path.next().expect("a path of `depth` entries");
+                let prev = &below[(depth - 1) * patch..];
+                let v = drawn.entry(depth - 1, e);
+                at.iter_mut()
+                    .zip(prev)
+                    .zip(v)
+                    .for_each(|((s, &p), &v)| *s = p + v);
+                last.push(e);
+            } else {
+                // Summed from nothing in level order, as the extensions are.
+                at.fill(0.0);
+                last.clear();
+                for (level, e) in encoded.path(image, cell, depth).enumerate() {
+                    let v = drawn.entry(level, e);
+                    at.iter_mut().zip(v).for_each(|(s, &v)| *s += v);
+                    last.push(e);
+                }
             }
         }
         let a = anchor.map_or(m, |d| d[image][cell] as usize);
@@ -309,7 +328,10 @@ pub(crate) fn linear_tables(
             }
         }
     };
-    let est = linear::estimate(model, originals, (encoded, anchor, m), m, &mut shift)?;
+    // The decode is of each cell's path for its anchor depth.
+    let at_anchor = anchor.map(|a| encoded.at_depths(a));
+    let decoded = at_anchor.as_ref().unwrap_or(encoded);
+    let est = linear::estimate(model, originals, (decoded, anchor, m), m, &mut shift)?;
     for (table, errors) in tables.iter_mut().zip(est.variants) {
         table.sse = errors;
     }
@@ -330,14 +352,14 @@ fn latent_tables(
     let (cells, k) = (h * w, model.config.codebook_size);
     let rows = float_vec(latents_to_rows(latents.clone()));
     for (i, table) in tables.iter_mut().enumerate().take(b) {
-        let chosen = &encoded.indices[i];
         for c in 0..cells {
-            let mut residual = rows[(i * cells + c) * d..][..d].to_vec();
-            for level in 0..m {
-                let entry = chosen[level * cells + c] as usize;
-                let vector = &books[(level * k + entry) * d..][..d];
-                residual.iter_mut().zip(vector).for_each(|(r, v)| *r -= v);
-                table.sse[c * m + level] = residual.iter().map(|&r| f64::from(r).powi(2)).sum();
+            for depth in 1..=m {
+                let mut residual = rows[(i * cells + c) * d..][..d].to_vec();
+                for (level, entry) in encoded.path(i, c, depth).enumerate() {
+                    let vector = &books[(level * k + entry as usize) * d..][..d];
+                    residual.iter_mut().zip(vector).for_each(|(r, v)| *r -= v);
+                }
+                table.sse[c * m + depth - 1] = residual.iter().map(|&r| f64::from(r).powi(2)).sum();
             }
         }
     }
@@ -372,17 +394,18 @@ pub enum RateSearch {
     /// so the two are close; how close, and what it costs at equal bits, docs/BENCHMARKS.md
     /// ("Rate search in the latent space") measures.
     Latent,
-    /// Decode the batch at the deepest depth and estimate each other depth's pixels as that
-    /// decode plus what the entries dropped draw through the decoder's linear path (the
-    /// convolutional branch's share of the difference left out, [`crate::linear`]); choose;
-    /// then decode at the depths chosen and estimate again around them: two decodes of every
-    /// batch. A model without the linear path decodes at every depth instead.
+    /// Choose as [`RateSearch::Latent`] does; then decode at the depths chosen, estimate each
+    /// depth's pixels as that decode plus what the entries added or dropped draw through the
+    /// decoder's linear path (the convolutional branch's share of the difference left out,
+    /// [`crate::linear`]), and choose again: one decode of every batch, which sees what the
+    /// latent residual cannot (a cell whose pixels a deeper entry makes worse). A model
+    /// without the linear path decodes at every depth instead.
     Linear,
 }
 
 /// Measures each cell's error at every depth 1..=m as `search` says (decoding at each,
-/// estimating through the linear path, or reading the latent residuals), then picks the
-/// depths the target asks for. For a PSNR target the pick is checked by decoding it, and
+/// estimating through the linear path, or reading the latent residuals), each depth on its own
+/// path ([`EncodedBatch::path`]), then picks the depths the target asks for. For a PSNR target the pick is checked by decoding it, and
 /// tightened (up to every codebook) while an image falls short; images that do not reach the
 /// target even then are returned by their place in the batch, with the PSNR they got.
 pub(crate) fn choose_depths(
@@ -408,11 +431,12 @@ pub(crate) fn choose_depths(
     match (search, Drawing::of(model)) {
         (RateSearch::Latent, _) => latent_tables(model, latents, encoded, m, &mut tables)?,
         (RateSearch::Linear, Some(drawn)) => {
-            // Estimates are best near the depths decoded: decode at the deepest, choose, then
-            // decode at the depths chosen and estimate again around them (a third round
-            // measured no better: docs/BENCHMARKS.md).
-            // The second round replaces the first's tables whole.
-            linear_tables(model, &drawn, originals, encoded, m, None, &mut tables)?;
+            // Estimates are best near the depths decoded: choose in the latent space, then
+            // decode at the depths chosen and estimate every depth around them. (A first
+            // round decoded at the deepest depth instead gained 0.02–0.07 dB for a decode
+            // more; a third round measured no better: docs/BENCHMARKS.md.) The second round
+            // replaces the first's tables whole.
+            latent_tables(model, latents, encoded, m, &mut tables)?;
             rounding_added(&mut tables);
             let anchor: Vec<Vec<u8>> = tables.iter().map(|t| t.pick(target, bits)).collect();
             let anchor = Some(anchor.as_slice());
@@ -430,7 +454,8 @@ pub(crate) fn choose_depths(
     // depths change it a little, so check the real decode and aim higher where it falls short.
     let mut aim = vec![db; originals.len()];
     loop {
-        let psnrs = decoded_psnrs(model, originals, encoded, Some(&depths), m)?;
+        let at = encoded.at_depths(&depths);
+        let psnrs = decoded_psnrs(model, originals, &at, Some(&depths), m)?;
         let mut settled = true;
         let mut missed = Vec::new();
         for (i, &got) in psnrs.iter().enumerate() {

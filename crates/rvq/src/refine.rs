@@ -32,7 +32,8 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::image_io::Rgb;
 use crate::linear::{self, Drawing};
-use crate::model::{EncodedBatch, Model, latents_to_rows};
+use crate::model::{Model, latents_to_rows};
+use crate::quantizer::EncodedBatch;
 use crate::quantizer::{self, float_vec};
 
 /// Interleaved classes of cells (row parity × column parity): no two cells of a class touch,

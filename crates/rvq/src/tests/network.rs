@@ -241,15 +241,29 @@ fn the_cpu_greedy_search_picks_what_the_tensor_search_picks() {
     let got = books.greedy(&quantizer::float_vec(rows.clone()), 8);
     agree(&want, &got);
     // The beam with its dots on the CPU path, against the beam on tensors.
-    let want = quantizer::quantize_beam(rows.clone(), &codebooks, 8, 4, None);
-    let got = quantizer::quantize_beam(rows, &codebooks, 8, 4, Some(books));
-    agree(&want, &got);
+    let want = quantizer::quantize_beam(rows.clone(), &codebooks, (8, 4), None, true);
+    let got = quantizer::quantize_beam(rows, &codebooks, (8, 4), Some(books), true);
+    agree(&want.levels, &got.levels);
+    assert_eq!((want.prefixes.len(), got.prefixes.len()), (7, 7));
+    // And each shallower depth's own path, level by level.
+    for (p, (w, g)) in (1..).zip(want.prefixes.iter().zip(&got.prefixes)) {
+        let level = |v: &[u32], l: usize| v.iter().skip(l).step_by(p).copied().collect();
+        let (w, g): (Vec<Vec<u32>>, Vec<Vec<u32>>) =
+            (0..p).map(|l| (level(w, l), level(g, l))).unzip();
+        agree_levels(&w, &g);
+    }
 }
 
 /// Eight levels of indices that agree but where sums in another order part a near tie (at
 /// most one in a hundred): anything more is a bug.
 fn agree(want: &[Vec<u32>], got: &[Vec<u32>]) {
     assert_eq!(got.len(), 8);
+    agree_levels(want, got);
+}
+
+/// Levels of indices that agree but for near ties (at most one in a hundred).
+fn agree_levels(want: &[Vec<u32>], got: &[Vec<u32>]) {
+    assert_eq!(want.len(), got.len());
     for (level, (w, g)) in want.iter().zip(got).enumerate() {
         assert_eq!(w.len(), g.len());
         let same = w.iter().zip(g).filter(|(a, b)| a == b).count();

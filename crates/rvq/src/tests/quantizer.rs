@@ -149,10 +149,32 @@ fn beam_search_finds_what_greedy_misses() {
         &device,
     );
     let x = t2(vec![0.9], 1, 1, &device);
-    let greedy = quantizer::quantize_beam(x.clone(), &books, 2, 1, None);
-    assert_eq!(greedy, vec![vec![1], vec![0]]);
-    let beam = quantizer::quantize_beam(x, &books, 2, 2, None);
-    assert_eq!(beam, vec![vec![0], vec![0]]);
+    let greedy = quantizer::quantize_beam(x.clone(), &books, (2, 1), None, true);
+    assert_eq!(greedy.levels, vec![vec![1], vec![0]]);
+    let beam = quantizer::quantize_beam(x.clone(), &books, (2, 2), None, true);
+    assert_eq!(beam.levels, vec![vec![0], vec![0]]);
+    // A cell that stops after the first level is better off with the beam's best there, 1.0
+    // (0.1 away), than with the full path's start, 0.0 (0.9 away).
+    assert_eq!(beam.prefixes, vec![vec![1]]);
+    // Not kept where no cell stops early.
+    let fixed = quantizer::quantize_beam(x, &books, (2, 2), None, false);
+    assert!(fixed.prefixes.is_empty());
+    assert_eq!(fixed.levels, beam.levels);
+}
+
+#[test]
+fn a_depth_the_beam_lost_greedy_at_takes_greedys_path() {
+    let device = Device::flex();
+    // 1-D, four levels of two entries, x = 1. Greedy: 0.7, 0.38, -0.08, 0.08 leaves 0.3,
+    // -0.08, 0, -0.08. A beam of 2 drops that path at level 2 (0.6 then 0.4 or 0.38 leave 0
+    // and 0.02) and ends at 0 by 0.6, 0.4, -0.08, 0.08; but after three levels its best leaves
+    // 0.08 where greedy's leaves nothing, so a cell stopping at 3 takes greedy's path.
+    let books = vec![0.7, 0.6, 0.4, 0.38, -0.08, 0.5, 0.08, 0.5];
+    let books = Tensor::<3>::from_data(TensorData::new(books, [4, 2, 1]), &device);
+    let x = t2(vec![1.0], 1, 1, &device);
+    let paths = quantizer::quantize_beam(x, &books, (4, 2), None, true);
+    assert_eq!(paths.levels, vec![vec![1], vec![0], vec![0], vec![0]]);
+    assert_eq!(paths.prefixes, vec![vec![0], vec![1, 0], vec![0, 1, 0]]);
 }
 
 #[test]
@@ -174,33 +196,45 @@ fn wider_beams_never_lose_to_greedy_and_win_overall() {
         let q = quantizer::dequantize_masked(&tensors, &codebooks, None);
         quantizer::float_vec((x.clone() - q).square().sum_dim(1))
     };
-    let greedy = errors(&quantizer::quantize_beam(
-        x.clone(),
-        &codebooks,
-        levels,
-        1,
-        None,
-    ));
+    let greedy = quantizer::quantize_beam(x.clone(), &codebooks, (levels, 1), None, true).levels;
+    let greedy_errors = errors(&greedy);
     let total = |e: &[f32]| e.iter().sum::<f32>();
     for width in [2, 4, 16] {
-        let e = errors(&quantizer::quantize_beam(
-            x.clone(),
-            &codebooks,
-            levels,
-            width,
-            None,
-        ));
-        for (cell, (b, g)) in e.iter().zip(&greedy).enumerate() {
-            assert!(
-                *b <= g + 1e-5,
-                "width {width}, cell {cell}: {b} > greedy {g}"
-            );
+        let paths = quantizer::quantize_beam(x.clone(), &codebooks, (levels, width), None, true);
+        let e = errors(&paths.levels);
+        assert_eq!(paths.prefixes.len(), levels - 1);
+        for depth in 1..=levels {
+            // The path for `depth`, level by level; the full path at the full depth.
+            let own: Vec<Vec<u32>> = match paths.prefixes.get(depth - 1) {
+                None => paths.levels.clone(),
+                Some(prefix) => (0..depth)
+                    .map(|l| prefix.iter().skip(l).step_by(depth).copied().collect())
+                    .collect(),
+            };
+            let mine = errors(&own);
+            let theirs = errors(&greedy[..depth]);
+            let start = errors(&paths.levels[..depth]);
+            for (cell, ((m, g), s)) in mine.iter().zip(&theirs).zip(&start).enumerate() {
+                assert!(
+                    *m <= g + 1e-5 && *m <= s + 1e-5,
+                    "width {width}, depth {depth}, cell {cell}: {m} against greedy {g}, start {s}"
+                );
+            }
+            if depth < levels {
+                // Not vacuous: some cells do better at this depth off the full path.
+                let better = mine
+                    .iter()
+                    .zip(&start)
+                    .filter(|(m, s)| *m + 1e-5 < **s)
+                    .count();
+                assert!(better > 0, "width {width}, depth {depth}");
+            }
         }
         assert!(
-            total(&e) < 0.97 * total(&greedy),
+            total(&e) < 0.97 * total(&greedy_errors),
             "width {width}: {} against greedy {}",
             total(&e),
-            total(&greedy)
+            total(&greedy_errors)
         );
     }
 }
