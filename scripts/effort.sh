@@ -6,8 +6,9 @@
 # 64, with greedy fixed-depth encoding in the same run). The reference, "ref", is the default
 # encode before the linear-path estimates (beam 4, refinement 2, everything measured by
 # decoding: `--effort 4 --refine 2 --rate-search decoded`), run by REF_RVQ (default: RVQ): since the beam
-# writes each shallow cell with its own path, only a binary from before that change (e6f183f or
-# older) searches as the reference did. docs/BENCHMARKS.md records a run.
+# writes each shallow cell with its own path, only a binary from before that change searches as
+# the reference did: use e6f183f, the last of them (much older ones write payload coder 1, whose
+# archives differ in size). docs/BENCHMARKS.md records a run.
 #
 #   RVQ=target/release/rvq REF_RVQ=rvq-of-e6f183f PY=python-with-scikit-image \
 #     scripts/effort.sh ../shared/data/cifar-10-batches-bin [N] [OUT]
