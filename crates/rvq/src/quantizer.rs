@@ -141,6 +141,13 @@ impl EncodedBatch {
         own.into_iter().flatten().chain(full).copied()
     }
 
+    /// Whether the path for `depth` (≥ 1) is the path for `depth − 1` with one entry more, so
+    /// that what a sum over the one holds, the other's last entry completes.
+    pub(crate) fn extends(&self, image: usize, cell: usize, depth: usize) -> bool {
+        self.prefixes.is_empty()
+            || (self.path(image, cell, depth).take(depth - 1)).eq(self.path(image, cell, depth - 1))
+    }
+
     /// These indices with each cell's first levels the path closest at its depth in `depths`
     /// (per image; empty: every cell at the full depth, as it is). The levels past a cell's
     /// depth keep the full path's entries, which only a decode at a greater depth would read.
@@ -202,8 +209,9 @@ pub(crate) fn per_image(
 /// level; a slightly worse first choice can leave a residual the later codebooks fit much
 /// better. A beam can also drop the greedy sequence and end worse than it, so at every depth
 /// each row keeps whichever of the two is closer there: never worse than greedy. The decoder
-/// is unchanged: it sums whatever entries the indices name. With `beam` ≤ 1 this is [`quantize`] (on the CPU
-/// path, up to near-ties that the path's other order of summation can break the other way).
+/// is unchanged: it sums whatever entries the indices name. With `beam` ≤ 1 this is
+/// [`quantize`] (on the CPU path, up to near-ties that the path's other order of summation can
+/// break the other way).
 ///
 /// With `cpu`, the products of the search (the beam's dots and the greedy path it is checked
 /// against) run on [`crate::cpu`]'s path with its codebooks; the beam's ranking is exact on the

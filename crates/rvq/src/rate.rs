@@ -291,32 +291,21 @@ pub(crate) fn linear_tables(
     let patch = drawn.patch;
     // sums[depth · patch + j]: value j of a cell's patch as its path for `depth` draws it.
     let mut sums = vec![0f32; (m + 1) * patch];
-    // The path of the depth before, whose sum a path that extends it adds one entry to.
-    let mut last: Vec<u32> = Vec::with_capacity(m);
     let mut shift = |image: usize, cell: usize, moves: &mut [f32]| {
-        last.clear();
         for depth in 1..=m {
             let (below, at) = sums.split_at_mut(depth * patch);
             let at = &mut at[..patch];
-            let mut path = encoded.path(image, cell, depth);
-            if path.by_ref().take(depth - 1).eq(last.iter().copied()) {
-                let e = path.next().expect("a path of `depth` entries");
-                let prev = &below[(depth - 1) * patch..];
-                let v = drawn.entry(depth - 1, e);
-                at.iter_mut()
-                    .zip(prev)
-                    .zip(v)
-                    .for_each(|((s, &p), &v)| *s = p + v);
-                last.push(e);
+            // Summed in level order either way: a path that extends the last adds one entry.
+            let start = if encoded.extends(image, cell, depth) {
+                at.copy_from_slice(&below[(depth - 1) * patch..][..patch]);
+                depth - 1
             } else {
-                // Summed from nothing in level order, as the extensions are.
                 at.fill(0.0);
-                last.clear();
-                for (level, e) in encoded.path(image, cell, depth).enumerate() {
-                    let v = drawn.entry(level, e);
-                    at.iter_mut().zip(v).for_each(|(s, &v)| *s += v);
-                    last.push(e);
-                }
+                0
+            };
+            for (level, e) in encoded.path(image, cell, depth).enumerate().skip(start) {
+                let v = drawn.entry(level, e);
+                at.iter_mut().zip(v).for_each(|(s, &v)| *s += v);
             }
         }
         let a = anchor.map_or(m, |d| d[image][cell] as usize);
@@ -353,9 +342,18 @@ fn latent_tables(
     let rows = float_vec(latents_to_rows(latents.clone()));
     for (i, table) in tables.iter_mut().enumerate().take(b) {
         for c in 0..cells {
+            let latent = &rows[(i * cells + c) * d..][..d];
+            let mut residual = latent.to_vec();
             for depth in 1..=m {
-                let mut residual = rows[(i * cells + c) * d..][..d].to_vec();
-                for (level, entry) in encoded.path(i, c, depth).enumerate() {
+                // Subtracted in level order either way: a path that extends the last one
+                // subtracts its last entry only.
+                let start = if encoded.extends(i, c, depth) {
+                    depth - 1
+                } else {
+                    residual.copy_from_slice(latent);
+                    0
+                };
+                for (level, entry) in encoded.path(i, c, depth).enumerate().skip(start) {
                     let vector = &books[(level * k + entry as usize) * d..][..d];
                     residual.iter_mut().zip(vector).for_each(|(r, v)| *r -= v);
                 }
@@ -405,8 +403,9 @@ pub enum RateSearch {
 
 /// Measures each cell's error at every depth 1..=m as `search` says (decoding at each,
 /// estimating through the linear path, or reading the latent residuals), each depth on its own
-/// path ([`EncodedBatch::path`]), then picks the depths the target asks for. For a PSNR target the pick is checked by decoding it, and
-/// tightened (up to every codebook) while an image falls short; images that do not reach the
+/// path ([`EncodedBatch::path`]), then picks the depths the target asks for. For a PSNR target
+/// the pick is checked by decoding it, and tightened (up to every codebook) while an image
+/// falls short; images that do not reach the
 /// target even then are returned by their place in the batch, with the PSNR they got.
 pub(crate) fn choose_depths(
     model: &Model,
