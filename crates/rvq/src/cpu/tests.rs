@@ -93,18 +93,78 @@ fn a_convolution_as_a_product_is_the_direct_convolution() {
 }
 
 #[test]
+fn a_3x3_convolution_by_winograd_is_the_direct_convolution() {
+    // Odd and even sizes (tiles of two rows and columns overhang), and a 1×1 image.
+    for (b, h, w) in [(2, 4, 4), (1, 5, 3), (3, 1, 1)] {
+        let (ci, co) = (5, 4);
+        let x = Map {
+            data: values(b * h * w * ci, 6),
+            b,
+            h,
+            w,
+            c: ci,
+        };
+        let weight = values(co * ci * 9, 7);
+        let conv = Conv::new(&weight, [co, ci, 3, 3], None, 1, 1);
+        assert!(conv.winograd.is_some());
+        for relu in [false, true] {
+            let input = if relu { x.clone().relu() } else { x.clone() };
+            let want = direct_conv(&input, &weight, co, 3, 1, 1);
+            let tile_row = 16 * w.div_ceil(2) * ci;
+            for chunk in [CHUNK_FLOATS, 1, 2 * tile_row] {
+                COL.set(vec![f32::NAN; 16 * b * h * w * ci]);
+                let winograd = conv.winograd.as_ref().unwrap();
+                close(&winograd.forward(&x, chunk, relu), &want);
+            }
+        }
+        close(&conv.forward(&x), &direct_conv(&x, &weight, co, 3, 1, 1));
+        let relu = x.clone().relu();
+        close(
+            &conv.forward_relu(&x),
+            &direct_conv(&relu, &weight, co, 3, 1, 1),
+        );
+    }
+}
+
+#[test]
 fn upsampling_by_phases_is_the_transposed_convolution() {
-    // A transposed convolution scatters each input pixel through the kernel; written out.
-    let (b, h, w, ci, co) = (2, 3, 4, 5, 3);
-    let x = Map {
-        data: values(b * h * w * ci, 3),
-        b,
-        h,
-        w,
-        c: ci,
-    };
-    let weight = values(ci * co * 16, 4);
-    let bias = values(co, 5);
+    // Odd and even heights and widths: Winograd's tiles of two rows and columns then overhang.
+    for (b, h, w, ci, co) in [(2, 3, 4, 5, 3), (2, 4, 5, 3, 2), (1, 1, 1, 2, 3)] {
+        let x = Map {
+            data: values(b * h * w * ci, 3),
+            b,
+            h,
+            w,
+            c: ci,
+        };
+        let weight = values(ci * co * 16, 4);
+        let bias = values(co, 5);
+        let want = transposed_conv(&x, &weight, &bias, co);
+        let up = Upsample::new(&weight, [ci, co, 4, 4], Some(bias.clone()));
+        // One band, then bands of one, two and three input rows (across the images).
+        let row = w * 16 * co;
+        for chunk in [CHUNK_FLOATS, 1, 4 * row, 5 * row] {
+            close(&up.forward_in_bands(&x, chunk), &want);
+        }
+        // By Winograd's F(2×2, 2×2) (forced: these layers are too narrow to choose it), in one
+        // band, then bands of one and two tile rows; the kept buffer holds NaNs first, so a
+        // transformed patch left unwritten would reach the output.
+        let winograd = Winograd::new((2, 2), [ci, co], bias.clone(), |phase, ty, tx, i, o| {
+            let (py, px) = (phase / 2, phase % 2);
+            weight[((i * co + o) * 4 + 3 - py - 2 * ty) * 4 + 3 - px - 2 * tx]
+        });
+        let tile_row = 36 * w.div_ceil(2) * ci.max(co);
+        for chunk in [CHUNK_FLOATS, 1, 2 * tile_row] {
+            COL.set(vec![f32::NAN; 36 * b * h * w * ci]);
+            close(&winograd.forward(&x, chunk, false), &want);
+        }
+    }
+}
+
+/// A transposed convolution (4×4, stride 2, padding 1) by its definition: each input pixel
+/// scattered through the kernel.
+fn transposed_conv(x: &Map, weight: &[f32], bias: &[f32], co: usize) -> Map {
+    let (b, h, w, ci) = (x.b, x.h, x.w, x.c);
     let mut want = Map {
         data: vec![0.0; b * 4 * h * w * co],
         b,
@@ -136,12 +196,7 @@ fn upsampling_by_phases_is_the_transposed_convolution() {
             }
         }
     }
-    let up = Upsample::new(&weight, [ci, co, 4, 4], Some(bias));
-    // One band, then bands of one, two and three input rows (of six, across the two images).
-    let row = w * 16 * co;
-    for chunk in [CHUNK_FLOATS, 1, 4 * row, 5 * row] {
-        close(&up.forward_in_bands(&x, chunk), &want);
-    }
+    want
 }
 
 #[test]

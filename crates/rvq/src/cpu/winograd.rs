@@ -1,0 +1,248 @@
+//! Winograd's minimal filtering, F(2×2, r×r), for [`crate::cpu`]'s convolutions: a 3×3
+//! convolution of stride 1 (r = 3) and each output phase of a 4×4 transposed convolution of
+//! stride 2 (four 2×2 convolutions, r = 2).
+//!
+//! Each tile of 2×2 outputs is computed from a patch of (r + 1)² input pixels: the patch is
+//! transformed (`Bᵀ d B`, sums and differences), multiplied point by point with the
+//! transformed kernel (`G g Gᵀ`, once, when the layer is built), and transformed back
+//! (`Aᵀ m A`). The products over channels are the work: (r + 1)² per tile where the direct
+//! sums take 4·r², so 16 against 36 for a 3×3 kernel and 9 against 16 for 2×2 (Lavin and
+//! Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). With these small tiles
+//! the transforms' coefficients are 0, ±1 and ±½, and the results stay within float rounding
+//! of the direct sums (`cpu/tests.rs` holds them to the definitions).
+
+use gemm::Parallelism as Par;
+use rayon::prelude::*;
+
+use super::{COL, Map, product};
+
+/// One transform's tables, one dimension at a time: each row's nonzero terms as (index, factor).
+struct Tables {
+    /// Bᵀ: transformed patch point u from patch pixels.
+    input: &'static [&'static [(usize, f32)]],
+    /// G: transformed kernel point u from kernel taps (r of them).
+    kernel: &'static [&'static [(usize, f32)]],
+    /// Aᵀ: output a of the tile from transformed points.
+    output: [&'static [(usize, f32)]; 2],
+}
+
+/// F(2, 2).
+const F22: Tables = Tables {
+    input: &[&[(0, 1.0), (1, -1.0)], &[(1, 1.0)], &[(2, 1.0), (1, -1.0)]],
+    kernel: &[&[(0, 1.0)], &[(0, 1.0), (1, 1.0)], &[(1, 1.0)]],
+    output: [&[(0, 1.0), (1, 1.0)], &[(1, 1.0), (2, 1.0)]],
+};
+
+/// F(2, 3).
+const F23: Tables = Tables {
+    input: &[
+        &[(0, 1.0), (2, -1.0)],
+        &[(1, 1.0), (2, 1.0)],
+        &[(2, 1.0), (1, -1.0)],
+        &[(1, 1.0), (3, -1.0)],
+    ],
+    kernel: &[
+        &[(0, 1.0)],
+        &[(0, 0.5), (1, 0.5), (2, 0.5)],
+        &[(0, 0.5), (1, -0.5), (2, 0.5)],
+        &[(2, 1.0)],
+    ],
+    output: [
+        &[(0, 1.0), (1, 1.0), (2, 1.0)],
+        &[(1, 1.0), (2, -1.0), (3, -1.0)],
+    ],
+};
+
+/// A layer as `s²` correlations of an r×r kernel with the input ("phases"): output pixel
+/// (s·a + py, s·c + px) is phase (py, px)'s output (a, c), the sum over taps (ty, tx) of input
+/// pixel (a + py − 1 + ty, c + px − 1 + tx) (zero outside the image) times the phase's tap.
+/// A 3×3 convolution of stride 1 and padding 1 is one phase (s = 1); a 4×4 transposed
+/// convolution of stride 2 and padding 1 is four (s = 2, r = 2).
+#[derive(Clone, Debug)]
+pub(super) struct Winograd {
+    /// Phases per dimension: the output is s times the input's size.
+    s: usize,
+    /// Kernel side.
+    r: usize,
+    /// Per phase and transformed point (row-major over the (r + 1)² points), `[c_in, c_out]`.
+    points: Vec<f32>,
+    bias: Vec<f32>,
+    c_in: usize,
+    c_out: usize,
+}
+
+impl Winograd {
+    /// `tap(phase, ty, tx, i, o)`: the weight from input channel `i` to output channel `o` at
+    /// tap (ty, tx) of phase `py·s + px`.
+    pub fn new(
+        (s, r): (usize, usize),
+        [c_in, c_out]: [usize; 2],
+        bias: Vec<f32>,
+        tap: impl Fn(usize, usize, usize, usize, usize) -> f32,
+    ) -> Self {
+        assert!(
+            matches!((s, r), (1, 3) | (2, 2)),
+            "F(2, {r}) with {s} phases"
+        );
+        assert!(c_in > 0 && c_out > 0 && bias.len() == c_out);
+        let t = Self::tables_for(r);
+        let p = r + 1;
+        let (c, n) = (c_in, c_out);
+        let mut points = vec![0.0; s * s * p * p * c * n];
+        for (q, point) in points.chunks_mut(c * n).enumerate() {
+            let (phase, u, v) = (q / (p * p), (q / p) % p, q % p);
+            for &(ty, gy) in t.kernel[u] {
+                for &(tx, gx) in t.kernel[v] {
+                    for (i, row) in point.chunks_mut(n).enumerate() {
+                        for (o, w) in row.iter_mut().enumerate() {
+                            *w += gy * gx * tap(phase, ty, tx, i, o);
+                        }
+                    }
+                }
+            }
+        }
+        Self {
+            s,
+            r,
+            points,
+            bias,
+            c_in,
+            c_out,
+        }
+    }
+
+    fn tables_for(r: usize) -> &'static Tables {
+        if r == 2 { &F22 } else { &F23 }
+    }
+
+    /// The layer applied to `x` (to relu(x) if `relu`), tiles taken in bands of tile rows
+    /// (across images: tile row g is image g / ⌈h/2⌉'s row g % ⌈h/2⌉) whose products hold at
+    /// most `chunk` floats (one tile row at least). A band's products, one per phase and point,
+    /// share out the threads; each thread transforms the patches of its point just before its
+    /// product, into a buffer of one point's patches for the band.
+    pub fn forward(&self, x: &Map, chunk: usize, relu: bool) -> Map {
+        assert_eq!(x.c, self.c_in);
+        let (c, n, s) = (self.c_in, self.c_out, self.s);
+        let t = Self::tables_for(self.r);
+        let p = self.r + 1;
+        let points = s * s * p * p;
+        let (oh, ow) = (s * x.h, s * x.w);
+        let (th, tw) = (x.h.div_ceil(2), x.w.div_ceil(2));
+        let tile_rows = x.b * th;
+        let band = (chunk / (points * tw * n).max(1)).clamp(1, tile_rows.max(1));
+        let mut out = vec![0.0; x.b * oh * ow * n];
+        // The stand-in for terms a tile lacks (pixels outside the image, shorter sums).
+        let zeros = vec![0.0; c.max(n)];
+        // Tile row g's outputs begin at this output row (across images).
+        let first_row = |g: usize| (g / th) * oh + (2 * s * (g % th)).min(oh);
+        for g0 in (0..tile_rows).step_by(band) {
+            let g1 = (g0 + band).min(tile_rows);
+            let tiles = (g1 - g0) * tw;
+            // Point by point: its patches, transformed into the running thread's kept buffer
+            // (taken rather than borrowed, as `chunked_product`'s), then its product. All
+            // points' patches at once ran at memory's speed, not the cache's.
+            let mut sums: Vec<f32> = Vec::with_capacity(points * tiles * n);
+            sums.spare_capacity_mut()[..points * tiles * n]
+                .par_chunks_mut(tiles * n)
+                .zip(self.points.par_chunks(c * n))
+                .enumerate()
+                .for_each(|(q, (dst, rhs))| {
+                    let mut slab = COL.take();
+                    if slab.len() < tiles * c {
+                        slab.resize(tiles * c, 0.0);
+                    }
+                    let (phase, u, v) = (q / (p * p), (q / p) % p, q % p);
+                    let (py, px) = (phase / s, phase % s);
+                    for (k, patch) in slab[..tiles * c].chunks_mut(c).enumerate() {
+                        let (g, j) = (g0 + k / tw, k % tw);
+                        // The patch's first input row and column, plus one (unsigned).
+                        let (y0, x0) = (2 * (g % th) + py, 2 * j + px);
+                        let mut terms = [(&zeros[..c], 0.0); 4];
+                        let rows = t.input[u].iter().filter_map(|&(ry, fy)| {
+                            let iy = (y0 + ry).checked_sub(1).filter(|&y| y < x.h)?;
+                            Some(((g / th) * x.h + iy, fy))
+                        });
+                        let mut used = 0;
+                        for (row, fy) in rows {
+                            for &(rx, fx) in t.input[v] {
+                                let ix = (x0 + rx).checked_sub(1).filter(|&i| i < x.w);
+                                let Some(ix) = ix else { continue };
+                                let at = (row * x.w + ix) * c;
+                                terms[used] = (&x.data[at..at + c], fy * fx);
+                                used += 1;
+                            }
+                        }
+                        if relu {
+                            sum4::<true, false>(patch, &terms);
+                        } else {
+                            sum4::<false, false>(patch, &terms);
+                        }
+                    }
+                    product(
+                        dst,
+                        false,
+                        &slab[..tiles * c],
+                        rhs,
+                        (tiles, c, n),
+                        Par::None,
+                    );
+                    if slab.capacity() <= super::CHUNK_FLOATS {
+                        COL.set(slab);
+                    }
+                });
+            // SAFETY: with `add` false, each product wrote all of its `tiles · n` floats, and
+            // the products' destinations cover the `points · tiles · n` taken.
+            unsafe { sums.set_len(points * tiles * n) };
+            let (r0, r1) = (first_row(g0), first_row(g1));
+            out[r0 * ow * n..r1 * ow * n]
+                .par_chunks_mut(ow * n)
+                .enumerate()
+                .for_each(|(k, dst)| {
+                    let row = r0 + k;
+                    let (b, y) = (row / oh, row % oh);
+                    let (py, a) = (y % s, y / s);
+                    let g = b * th + a / 2 - g0;
+                    for (col, pixel) in dst.chunks_mut(n).enumerate() {
+                        let (px, cc) = (col % s, col / s);
+                        let tile = g * tw + cc / 2;
+                        let base = (py * s + px) * p * p;
+                        pixel.copy_from_slice(&self.bias);
+                        let mut terms = [(&zeros[..n], 0.0); 12];
+                        let mut used = 0;
+                        for &(u, fy) in t.output[a % 2] {
+                            for &(v, fx) in t.output[cc % 2] {
+                                let q = base + u * p + v;
+                                terms[used] = (&sums[(q * tiles + tile) * n..][..n], fy * fx);
+                                used += 1;
+                            }
+                        }
+                        for four in terms[..used].chunks(4) {
+                            let mut pass = [(&zeros[..n], 0.0); 4];
+                            pass[..four.len()].copy_from_slice(four);
+                            sum4::<false, true>(pixel, &pass);
+                        }
+                    }
+                });
+        }
+        Map {
+            data: out,
+            b: x.b,
+            h: oh,
+            w: ow,
+            c: n,
+        }
+    }
+}
+
+/// `dst[k]` = (`dst[k]` if `ADD`) + the sum of each term's `k`th value (its relu if `RELU`)
+/// times its factor, in one pass.
+fn sum4<const RELU: bool, const ADD: bool>(dst: &mut [f32], terms: &[(&[f32], f32); 4]) {
+    let len = dst.len();
+    let [(a, fa), (b, fb), (c, fc), (d, fd)] = *terms;
+    let (a, b, c, d) = (&a[..len], &b[..len], &c[..len], &d[..len]);
+    let act = |v: f32| if RELU { v.max(0.0) } else { v };
+    for k in 0..len {
+        let sum = fa * act(a[k]) + fb * act(b[k]) + fc * act(c[k]) + fd * act(d[k]);
+        dst[k] = if ADD { dst[k] + sum } else { sum };
+    }
+}
