@@ -4,7 +4,8 @@
 //! grid that is 16 rows, and its 3×3 convolutions with many channels ran at half the rate of
 //! PyTorch's (docs/BENCHMARKS.md, "Layer by layer"). Here each layer is one product over the
 //! pixels of a group of images (im2col, in channels-last order) on the `gemm` crate that flex
-//! itself builds. The module deals in `f32` slices, not tensors: `model.rs` decides when to use
+//! itself builds, or, for the 3×3 convolutions of stride 1 and the wide transposed
+//! convolutions, products over tiles by Winograd's minimal filtering (`cpu/winograd.rs`). The module deals in `f32` slices, not tensors: `model.rs` decides when to use
 //! it and converts.
 //!
 //! Same function as the burn layers, not the same rounding: sums run in another order, so
@@ -24,7 +25,9 @@ use winograd::Winograd;
 
 /// The largest im2col buffer in floats (16 MiB): a layer with more rows is computed in chunks, so
 /// this path adds a fixed amount to the activations the memory budget plans for (the buffer is
-/// kept between layers, one per thread that runs the network).
+/// kept between layers, one per thread that runs the network). The bound holds as well for a
+/// transposed convolution's contributions and a band of Winograd products, except where one row
+/// of the layer alone is more (`cpu/winograd.rs` gives the widest case).
 const CHUNK_FLOATS: usize = 1 << 22;
 
 /// An activation map in channels-last order: `data[((b·h + y)·w + x)·c + channel]`.
@@ -98,7 +101,7 @@ fn matmul_into(
 /// Rows of a product below which it is not split over threads.
 const SPLIT_ROWS: usize = 64;
 
-/// One `gemm` call for [`matmul_into`], whose checks it relies on.
+/// One `gemm` call, single-threaded or shared out by gemm as `par` says.
 fn product(
     dst: &mut [MaybeUninit<f32>],
     add: bool,
@@ -107,9 +110,16 @@ fn product(
     (m, k, n): (usize, usize, usize),
     par: Par,
 ) {
-    debug_assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n);
+    // Checked products: a wrapped one could match a short buffer, and gemm trusts these sizes.
+    let size = |a: usize, b: usize| a.checked_mul(b);
+    assert!(
+        size(m, n) == Some(dst.len())
+            && size(m, k) == Some(lhs.len())
+            && size(k, n) == Some(rhs.len())
+            && k > 0
+    );
     // SAFETY: the three buffers hold exactly the m×n, m×k and k×n row-major matrices the strides
-    // describe (checked by `matmul_into`, and splitting keeps whole rows), and `dst` is borrowed
+    // describe (checked above), and `dst` is borrowed
     // mutably, so it aliases neither input. gemm reads `dst` only when `add` (its `read_dst`),
     // and then the caller has initialised it; otherwise it writes every element. (Read in
     // gemm-common 0.19: true of every kernel this build has. Its Apple AMX kernel copies edge
@@ -210,8 +220,9 @@ pub(crate) struct Conv {
     k: usize,
     stride: usize,
     pad: usize,
-    /// A 3×3 convolution of stride 1 and padding 1 (the residual blocks') by Winograd's
-    /// F(2×2, 3×3): 16 products per 4 outputs where the im2col product takes 36.
+    /// A 3×3 convolution of stride 1 and padding 1 (the residual blocks') with
+    /// [`winograd::MIN_OUT`] output channels or more, by Winograd's F(2×2, 3×3): 16 products
+    /// per 4 outputs where the im2col product takes 36.
     winograd: Option<Winograd>,
 }
 
@@ -234,11 +245,12 @@ impl Conv {
             }
         }
         let bias = bias.unwrap_or_else(|| vec![0.0; c_out]);
-        let winograd = (k == 3 && stride == 1 && pad == 1).then(|| {
-            Winograd::new((1, 3), [c_in, c_out], bias.clone(), |_, ty, tx, i, o| {
-                rhs[((ty * 3 + tx) * c_in + i) * c_out + o]
-            })
-        });
+        let winograd =
+            (k == 3 && stride == 1 && pad == 1 && c_out >= winograd::MIN_OUT).then(|| {
+                Winograd::new((1, 3), [c_in, c_out], bias.clone(), |_, ty, tx, i, o| {
+                    rhs[((ty * 3 + tx) * c_in + i) * c_out + o]
+                })
+            });
         Self {
             rhs,
             bias,
@@ -258,8 +270,8 @@ impl Conv {
         }
     }
 
-    /// The layer applied to relu(x): the relu is taken as the im2col buffer is filled, rather
-    /// than on a copy of `x`.
+    /// The layer applied to relu(x): the relu is taken as the im2col buffer is filled or the
+    /// Winograd patches are transformed, rather than on a copy of `x`.
     pub fn forward_relu(&self, x: &Map) -> Map {
         if self.k == 1 && self.stride == 1 && self.pad == 0 {
             return self.forward(&x.clone().relu());

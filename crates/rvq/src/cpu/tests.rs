@@ -96,7 +96,7 @@ fn a_convolution_as_a_product_is_the_direct_convolution() {
 fn a_3x3_convolution_by_winograd_is_the_direct_convolution() {
     // Odd and even sizes (tiles of two rows and columns overhang), and a 1×1 image.
     for (b, h, w) in [(2, 4, 4), (1, 5, 3), (3, 1, 1)] {
-        let (ci, co) = (5, 4);
+        let (ci, co) = (5, winograd::MIN_OUT);
         let x = Map {
             data: values(b * h * w * ci, 6),
             b,
@@ -110,11 +110,10 @@ fn a_3x3_convolution_by_winograd_is_the_direct_convolution() {
         for relu in [false, true] {
             let input = if relu { x.clone().relu() } else { x.clone() };
             let want = direct_conv(&input, &weight, co, 3, 1, 1);
-            let tile_row = 16 * w.div_ceil(2) * ci;
+            let tile_row = 16 * w.div_ceil(2) * co;
             for chunk in [CHUNK_FLOATS, 1, 2 * tile_row] {
-                COL.set(vec![f32::NAN; 16 * b * h * w * ci]);
                 let winograd = conv.winograd.as_ref().unwrap();
-                close(&winograd.forward(&x, chunk, relu), &want);
+                close(&with_nan_slabs(|| winograd.forward(&x, chunk, relu)), &want);
             }
         }
         close(&conv.forward(&x), &direct_conv(&x, &weight, co, 3, 1, 1));
@@ -129,7 +128,12 @@ fn a_3x3_convolution_by_winograd_is_the_direct_convolution() {
 #[test]
 fn upsampling_by_phases_is_the_transposed_convolution() {
     // Odd and even heights and widths: Winograd's tiles of two rows and columns then overhang.
-    for (b, h, w, ci, co) in [(2, 3, 4, 5, 3), (2, 4, 5, 3, 2), (1, 1, 1, 2, 3)] {
+    for (b, h, w, ci, co) in [
+        (2, 3, 4, 5, 3),
+        (2, 4, 5, 3, 2),
+        (1, 1, 1, 2, 3),
+        (2, 3, 5, 3, 16),
+    ] {
         let x = Map {
             data: values(b * h * w * ci, 3),
             b,
@@ -146,19 +150,34 @@ fn upsampling_by_phases_is_the_transposed_convolution() {
         for chunk in [CHUNK_FLOATS, 1, 4 * row, 5 * row] {
             close(&up.forward_in_bands(&x, chunk), &want);
         }
-        // By Winograd's F(2×2, 2×2) (forced: these layers are too narrow to choose it), in one
-        // band, then bands of one and two tile rows; the kept buffer holds NaNs first, so a
-        // transformed patch left unwritten would reach the output.
+        // By Winograd's F(2×2, 2×2) (forced where the layer is too narrow to choose it), in
+        // one band, then bands of one and two tile rows, each thread's kept buffer full of
+        // NaNs first, so that a transformed patch left unwritten would reach the output.
         let winograd = Winograd::new((2, 2), [ci, co], bias.clone(), |phase, ty, tx, i, o| {
             let (py, px) = (phase / 2, phase % 2);
-            weight[((i * co + o) * 4 + 3 - py - 2 * ty) * 4 + 3 - px - 2 * tx]
+            weight[(i * co + o) * 16 + upsample::tap(py, px, ty, tx)]
         });
-        let tile_row = 36 * w.div_ceil(2) * ci.max(co);
+        assert_eq!(up.winograd.is_some(), co >= winograd::MIN_OUT);
+        let tile_row = 36 * w.div_ceil(2) * co;
         for chunk in [CHUNK_FLOATS, 1, 2 * tile_row] {
-            COL.set(vec![f32::NAN; 36 * b * h * w * ci]);
-            close(&winograd.forward(&x, chunk, false), &want);
+            close(
+                &with_nan_slabs(|| winograd.forward(&x, chunk, false)),
+                &want,
+            );
         }
+        close(&up.forward(&x), &want);
     }
+}
+
+/// `f` run in a pool of two threads whose kept patch buffers hold NaNs: the buffers that
+/// `Winograd::forward`'s products use are the pool's threads', not the caller's.
+fn with_nan_slabs(f: impl FnOnce() -> Map + Send) -> Map {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.broadcast(|_| winograd::SLAB.set(vec![f32::NAN; 4096]));
+    pool.install(f)
 }
 
 /// A transposed convolution (4×4, stride 2, padding 1) by its definition: each input pixel

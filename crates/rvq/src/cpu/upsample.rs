@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::winograd::Winograd;
+use super::winograd::{self, Winograd};
 use super::{CHUNK_FLOATS, Map, matmul_into};
 
 /// A 4×4 transposed convolution of stride 2 and padding 1, doubling the resolution: one product
@@ -16,7 +16,7 @@ use super::{CHUNK_FLOATS, Map, matmul_into};
 /// they are computed band by band: at most [`CHUNK_FLOATS`] at a time (three input rows' where
 /// those are more), whatever the image's size.
 ///
-/// Layers with [`WINOGRAD_MIN_OUT`] output channels or more run as four 2×2 convolutions by
+/// Layers with [`winograd::MIN_OUT`] output channels or more run as four 2×2 convolutions by
 /// Winograd's minimal filtering instead ([`Winograd`]): the same sums with 9/16 of the
 /// multiply-adds.
 #[derive(Clone, Debug)]
@@ -24,18 +24,18 @@ pub(crate) struct Upsample {
     /// `[c_in, (ky, kx, c_out)]`.
     rhs: Vec<f32>,
     /// The layer as four 2×2 convolutions by Winograd's F(2×2, 2×2), where it has
-    /// [`WINOGRAD_MIN_OUT`] output channels or more.
-    winograd: Option<Winograd>,
+    /// [`winograd::MIN_OUT`] output channels or more.
+    pub(super) winograd: Option<Winograd>,
     bias: Vec<f32>,
     c_in: usize,
     c_out: usize,
 }
 
-/// Output channels from which [`Winograd`] is used. Its 36 products have `c_out` columns each:
-/// the last layer's 3 leave the product kernels mostly idle, and that layer took 2.5 ms a group
-/// of 32 images by Winograd against 0.53 ms by its contributions' one product of 48 columns
-/// (docs/BENCHMARKS.md, "Winograd").
-const WINOGRAD_MIN_OUT: usize = 16;
+/// The kernel tap (3 − py − 2·ty, 3 − px − 2·tx), as `ky·4 + kx`, through which output pixel
+/// (2a + py, 2c + px) takes input pixel (a + py − 1 + ty, c + px − 1 + tx).
+pub(super) fn tap(py: usize, px: usize, ty: usize, tx: usize) -> usize {
+    (3 - py - 2 * ty) * 4 + 3 - px - 2 * tx
+}
 
 impl Upsample {
     /// From burn's layout: `weight` `[c_in, c_out, 4, 4]`, `bias` `[c_out]`.
@@ -51,16 +51,14 @@ impl Upsample {
             }
         }
         let bias = bias.unwrap_or_else(|| vec![0.0; c_out]);
-        // Output pixel (2a + py, 2c + px) takes input pixel (a + py − 1 + ty, c + px − 1 + tx)
-        // through kernel tap (3 − py − 2·ty, 3 − px − 2·tx) (see `output_row`).
-        let winograd = (c_out >= WINOGRAD_MIN_OUT).then(|| {
+        let winograd = (c_out >= winograd::MIN_OUT).then(|| {
             Winograd::new(
                 (2, 2),
                 [c_in, c_out],
                 bias.clone(),
                 |phase, ty, tx, i, o| {
                     let (py, px) = (phase / 2, phase % 2);
-                    rhs[(i * 16 + (3 - py - 2 * ty) * 4 + 3 - px - 2 * tx) * c_out + o]
+                    rhs[(i * 16 + tap(py, px, ty, tx)) * c_out + o]
                 },
             )
         });
@@ -73,6 +71,7 @@ impl Upsample {
         }
     }
 
+    /// The layer applied to `x`.
     pub fn forward(&self, x: &Map) -> Map {
         if let Some(winograd) = &self.winograd {
             winograd.forward(x, CHUNK_FLOATS, false)
@@ -167,7 +166,7 @@ impl Upsample {
                     let Some(ix) = (col + px + tx).checked_sub(1).filter(|&v| v < x.w) else {
                         continue;
                     };
-                    let tap = (3 - py - 2 * ty) * 4 + 3 - px - 2 * tx;
+                    let tap = tap(py, px, ty, tx);
                     let src = &parts[(at(iy, ix) + tap) * n..][..n];
                     pixel.iter_mut().zip(src).for_each(|(p, v)| *p += v);
                 }

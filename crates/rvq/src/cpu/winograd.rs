@@ -14,7 +14,24 @@
 use gemm::Parallelism as Par;
 use rayon::prelude::*;
 
-use super::{COL, Map, product};
+use super::{CHUNK_FLOATS, Map, product};
+
+/// Output channels from which a layer is computed by Winograd's method. Its products have
+/// `c_out` columns each: the decoder's last layer's 3 leave the product kernels mostly idle, and
+/// that layer took 2.5 ms a group of 32 images by Winograd against 0.53 ms by its
+/// contributions' one product of 48 columns (docs/BENCHMARKS.md, "Winograd").
+pub(super) const MIN_OUT: usize = 16;
+
+/// The most floats of patches a thread transforms for one product (1 MiB): a band is cut so
+/// that one point's patches fit, and each thread keeps its buffer between calls, so what stays
+/// is this much per thread that computes products.
+const SLAB_FLOATS: usize = CHUNK_FLOATS / 16;
+
+thread_local! {
+    /// Each thread's buffer of one point's transformed patches, kept between products (its
+    /// contents are stale: every element is written before its product reads it).
+    pub(super) static SLAB: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 /// One transform's tables, one dimension at a time: each row's nonzero terms as (index, factor).
 struct Tables {
@@ -66,6 +83,7 @@ pub(super) struct Winograd {
     r: usize,
     /// Per phase and transformed point (row-major over the (r + 1)² points), `[c_in, c_out]`.
     points: Vec<f32>,
+    /// Added to every output pixel.
     bias: Vec<f32>,
     c_in: usize,
     c_out: usize,
@@ -111,15 +129,18 @@ impl Winograd {
         }
     }
 
+    /// The tables of F(2, r).
     fn tables_for(r: usize) -> &'static Tables {
         if r == 2 { &F22 } else { &F23 }
     }
 
     /// The layer applied to `x` (to relu(x) if `relu`), tiles taken in bands of tile rows
     /// (across images: tile row g is image g / ⌈h/2⌉'s row g % ⌈h/2⌉) whose products hold at
-    /// most `chunk` floats (one tile row at least). A band's products, one per phase and point,
-    /// share out the threads; each thread transforms the patches of its point just before its
-    /// product, into a buffer of one point's patches for the band.
+    /// most `chunk` floats and one point's patches at most [`SLAB_FLOATS`] (one tile row at
+    /// least: at the widest image rvq reads, 16,384 pixels, a tile row of the second transposed
+    /// convolution's products is 18 MiB). A band's products, one per phase and point, share out
+    /// the threads; each thread transforms the patches of its point just before its product, so
+    /// that they are still in cache (all points' patches first ran at memory's speed).
     pub fn forward(&self, x: &Map, chunk: usize, relu: bool) -> Map {
         assert_eq!(x.c, self.c_in);
         let (c, n, s) = (self.c_in, self.c_out, self.s);
@@ -129,26 +150,38 @@ impl Winograd {
         let (oh, ow) = (s * x.h, s * x.w);
         let (th, tw) = (x.h.div_ceil(2), x.w.div_ceil(2));
         let tile_rows = x.b * th;
-        let band = (chunk / (points * tw * n).max(1)).clamp(1, tile_rows.max(1));
+        let band = (chunk / (points * tw * n).max(1))
+            .min(SLAB_FLOATS / (tw * c).max(1))
+            .clamp(1, tile_rows.max(1));
         let mut out = vec![0.0; x.b * oh * ow * n];
+        if out.is_empty() {
+            return Map {
+                data: out,
+                b: x.b,
+                h: oh,
+                w: ow,
+                c: n,
+            };
+        }
         // The stand-in for terms a tile lacks (pixels outside the image, shorter sums).
         let zeros = vec![0.0; c.max(n)];
         // Tile row g's outputs begin at this output row (across images).
-        let first_row = |g: usize| (g / th) * oh + (2 * s * (g % th)).min(oh);
+        let first_row = |g: usize| (g / th) * oh + 2 * s * (g % th);
+        let mut sums: Vec<f32> = Vec::new();
         for g0 in (0..tile_rows).step_by(band) {
             let g1 = (g0 + band).min(tile_rows);
             let tiles = (g1 - g0) * tw;
-            // Point by point: its patches, transformed into the running thread's kept buffer
-            // (taken rather than borrowed, as `chunked_product`'s), then its product. All
-            // points' patches at once ran at memory's speed, not the cache's.
-            let mut sums: Vec<f32> = Vec::with_capacity(points * tiles * n);
+            sums.clear();
+            sums.reserve_exact(points * tiles * n);
             sums.spare_capacity_mut()[..points * tiles * n]
                 .par_chunks_mut(tiles * n)
                 .zip(self.points.par_chunks(c * n))
                 .enumerate()
                 .for_each(|(q, (dst, rhs))| {
-                    let mut slab = COL.take();
+                    // Taken rather than borrowed, as `chunked_product`'s buffer.
+                    let mut slab = SLAB.take();
                     if slab.len() < tiles * c {
+                        slab.reserve_exact(tiles * c - slab.len());
                         slab.resize(tiles * c, 0.0);
                     }
                     let (phase, u, v) = (q / (p * p), (q / p) % p, q % p);
@@ -186,8 +219,8 @@ impl Winograd {
                         (tiles, c, n),
                         Par::None,
                     );
-                    if slab.capacity() <= super::CHUNK_FLOATS {
-                        COL.set(slab);
+                    if slab.capacity() <= SLAB_FLOATS {
+                        SLAB.set(slab);
                     }
                 });
             // SAFETY: with `add` false, each product wrote all of its `tiles · n` floats, and
