@@ -117,6 +117,18 @@ fn a_3x3_convolution_by_winograd_is_the_direct_convolution() {
             }
         }
         close(&conv.forward(&x), &direct_conv(&x, &weight, co, 3, 1, 1));
+        // A map without columns has no tiles and an empty output of its shape.
+        let empty = Map {
+            data: Vec::new(),
+            w: 0,
+            ..x.clone()
+        };
+        let none = conv
+            .winograd
+            .as_ref()
+            .unwrap()
+            .forward(&empty, CHUNK_FLOATS, false);
+        assert_eq!((none.data.len(), none.b, none.h, none.w), (0, b, h, 0));
         let relu = x.clone().relu();
         close(
             &conv.forward_relu(&x),

@@ -138,124 +138,32 @@ impl Winograd {
     /// (across images: tile row g is image g / ⌈h/2⌉'s row g % ⌈h/2⌉) whose products hold at
     /// most `chunk` floats and one point's patches at most [`SLAB_FLOATS`] (one tile row at
     /// least: at the widest image rvq reads, 16,384 pixels, a tile row of the second transposed
-    /// convolution's products is 18 MiB). A band's products, one per phase and point, share out
-    /// the threads; each thread transforms the patches of its point just before its product, so
-    /// that they are still in cache (all points' patches first ran at memory's speed).
+    /// convolution's products is 18 MiB).
     pub fn forward(&self, x: &Map, chunk: usize, relu: bool) -> Map {
         assert_eq!(x.c, self.c_in);
         let (c, n, s) = (self.c_in, self.c_out, self.s);
-        let t = Self::tables_for(self.r);
-        let p = self.r + 1;
-        let points = s * s * p * p;
+        let points = s * s * (self.r + 1).pow(2);
         let (oh, ow) = (s * x.h, s * x.w);
         let (th, tw) = (x.h.div_ceil(2), x.w.div_ceil(2));
-        let tile_rows = x.b * th;
+        let mut out = vec![0.0; x.b * oh * ow * n];
+        // No tile rows where there are no outputs: a band of zero-width rows has no tiles.
+        let tile_rows = if out.is_empty() { 0 } else { x.b * th };
         let band = (chunk / (points * tw * n).max(1))
             .min(SLAB_FLOATS / (tw * c).max(1))
             .clamp(1, tile_rows.max(1));
-        let mut out = vec![0.0; x.b * oh * ow * n];
-        if out.is_empty() {
-            return Map {
-                data: out,
-                b: x.b,
-                h: oh,
-                w: ow,
-                c: n,
-            };
-        }
         // The stand-in for terms a tile lacks (pixels outside the image, shorter sums).
         let zeros = vec![0.0; c.max(n)];
         // Tile row g's outputs begin at this output row (across images).
         let first_row = |g: usize| (g / th) * oh + 2 * s * (g % th);
         let mut sums: Vec<f32> = Vec::new();
         for g0 in (0..tile_rows).step_by(band) {
-            let g1 = (g0 + band).min(tile_rows);
-            let tiles = (g1 - g0) * tw;
-            sums.clear();
-            sums.reserve_exact(points * tiles * n);
-            sums.spare_capacity_mut()[..points * tiles * n]
-                .par_chunks_mut(tiles * n)
-                .zip(self.points.par_chunks(c * n))
-                .enumerate()
-                .for_each(|(q, (dst, rhs))| {
-                    // Taken rather than borrowed, as `chunked_product`'s buffer.
-                    let mut slab = SLAB.take();
-                    if slab.len() < tiles * c {
-                        slab.reserve_exact(tiles * c - slab.len());
-                        slab.resize(tiles * c, 0.0);
-                    }
-                    let (phase, u, v) = (q / (p * p), (q / p) % p, q % p);
-                    let (py, px) = (phase / s, phase % s);
-                    for (k, patch) in slab[..tiles * c].chunks_mut(c).enumerate() {
-                        let (g, j) = (g0 + k / tw, k % tw);
-                        // The patch's first input row and column, plus one (unsigned).
-                        let (y0, x0) = (2 * (g % th) + py, 2 * j + px);
-                        let mut terms = [(&zeros[..c], 0.0); 4];
-                        let rows = t.input[u].iter().filter_map(|&(ry, fy)| {
-                            let iy = (y0 + ry).checked_sub(1).filter(|&y| y < x.h)?;
-                            Some(((g / th) * x.h + iy, fy))
-                        });
-                        let mut used = 0;
-                        for (row, fy) in rows {
-                            for &(rx, fx) in t.input[v] {
-                                let ix = (x0 + rx).checked_sub(1).filter(|&i| i < x.w);
-                                let Some(ix) = ix else { continue };
-                                let at = (row * x.w + ix) * c;
-                                terms[used] = (&x.data[at..at + c], fy * fx);
-                                used += 1;
-                            }
-                        }
-                        if relu {
-                            sum4::<true, false>(patch, &terms);
-                        } else {
-                            sum4::<false, false>(patch, &terms);
-                        }
-                    }
-                    product(
-                        dst,
-                        false,
-                        &slab[..tiles * c],
-                        rhs,
-                        (tiles, c, n),
-                        Par::None,
-                    );
-                    if slab.capacity() <= SLAB_FLOATS {
-                        SLAB.set(slab);
-                    }
-                });
-            // SAFETY: with `add` false, each product wrote all of its `tiles · n` floats, and
-            // the products' destinations cover the `points · tiles · n` taken.
-            unsafe { sums.set_len(points * tiles * n) };
-            let (r0, r1) = (first_row(g0), first_row(g1));
+            let rows = g0..(g0 + band).min(tile_rows);
+            self.band_products(x, rows.clone(), relu, &zeros, &mut sums);
+            let (r0, r1) = (first_row(rows.start), first_row(rows.end));
             out[r0 * ow * n..r1 * ow * n]
                 .par_chunks_mut(ow * n)
                 .enumerate()
-                .for_each(|(k, dst)| {
-                    let row = r0 + k;
-                    let (b, y) = (row / oh, row % oh);
-                    let (py, a) = (y % s, y / s);
-                    let g = b * th + a / 2 - g0;
-                    for (col, pixel) in dst.chunks_mut(n).enumerate() {
-                        let (px, cc) = (col % s, col / s);
-                        let tile = g * tw + cc / 2;
-                        let base = (py * s + px) * p * p;
-                        pixel.copy_from_slice(&self.bias);
-                        let mut terms = [(&zeros[..n], 0.0); 12];
-                        let mut used = 0;
-                        for &(u, fy) in t.output[a % 2] {
-                            for &(v, fx) in t.output[cc % 2] {
-                                let q = base + u * p + v;
-                                terms[used] = (&sums[(q * tiles + tile) * n..][..n], fy * fx);
-                                used += 1;
-                            }
-                        }
-                        for four in terms[..used].chunks(4) {
-                            let mut pass = [(&zeros[..n], 0.0); 4];
-                            pass[..four.len()].copy_from_slice(four);
-                            sum4::<false, true>(pixel, &pass);
-                        }
-                    }
-                });
+                .for_each(|(k, dst)| self.output_row(dst, r0 + k, x, &rows, &sums, &zeros));
         }
         Map {
             data: out,
@@ -263,6 +171,112 @@ impl Winograd {
             h: oh,
             w: ow,
             c: n,
+        }
+    }
+
+    /// Into `sums`, the products of tile rows `rows` (across images), point after point: each
+    /// thread transforms the patches of its point just before its product, so that they are
+    /// still in cache (all points' patches first ran at memory's speed).
+    fn band_products(
+        &self,
+        x: &Map,
+        rows: std::ops::Range<usize>,
+        relu: bool,
+        zeros: &[f32],
+        sums: &mut Vec<f32>,
+    ) {
+        let (c, n, s, p) = (self.c_in, self.c_out, self.s, self.r + 1);
+        let t = Self::tables_for(self.r);
+        let (th, tw) = (x.h.div_ceil(2), x.w.div_ceil(2));
+        let tiles = rows.len() * tw;
+        let size = s * s * p * p * tiles * n;
+        sums.clear();
+        sums.reserve_exact(size);
+        sums.spare_capacity_mut()[..size]
+            .par_chunks_mut(tiles * n)
+            .zip(self.points.par_chunks(c * n))
+            .enumerate()
+            .for_each(|(q, (dst, rhs))| {
+                // Taken rather than borrowed, as `chunked_product`'s buffer.
+                let mut slab = SLAB.take();
+                if slab.len() < tiles * c {
+                    slab.reserve_exact(tiles * c - slab.len());
+                    slab.resize(tiles * c, 0.0);
+                }
+                let (phase, u, v) = (q / (p * p), (q / p) % p, q % p);
+                let (py, px) = (phase / s, phase % s);
+                for (k, patch) in slab[..tiles * c].chunks_mut(c).enumerate() {
+                    let (g, j) = (rows.start + k / tw, k % tw);
+                    // The patch's first input row and column, plus one (unsigned).
+                    let (y0, x0) = (2 * (g % th) + py, 2 * j + px);
+                    let mut terms = [(&zeros[..c], 0.0); 4];
+                    let rows = t.input[u].iter().filter_map(|&(ry, fy)| {
+                        let iy = (y0 + ry).checked_sub(1).filter(|&y| y < x.h)?;
+                        Some(((g / th) * x.h + iy, fy))
+                    });
+                    let mut used = 0;
+                    for (row, fy) in rows {
+                        for &(rx, fx) in t.input[v] {
+                            let ix = (x0 + rx).checked_sub(1).filter(|&i| i < x.w);
+                            let Some(ix) = ix else { continue };
+                            let at = (row * x.w + ix) * c;
+                            terms[used] = (&x.data[at..at + c], fy * fx);
+                            used += 1;
+                        }
+                    }
+                    if relu {
+                        sum4::<true, false>(patch, &terms);
+                    } else {
+                        sum4::<false, false>(patch, &terms);
+                    }
+                }
+                let lhs = &slab[..tiles * c];
+                product(dst, false, lhs, rhs, (tiles, c, n), Par::None);
+                if slab.capacity() <= SLAB_FLOATS {
+                    SLAB.set(slab);
+                }
+            });
+        // SAFETY: with `add` false, each product wrote all of its `tiles · n` floats, and the
+        // products' destinations cover the `size` taken.
+        unsafe { sums.set_len(size) };
+    }
+
+    /// Output row `row` (across images) from `sums`, the products of tile rows `rows`: each
+    /// pixel is the bias plus its tile's points transformed back (`Aᵀ m A`).
+    fn output_row(
+        &self,
+        dst: &mut [f32],
+        row: usize,
+        x: &Map,
+        rows: &std::ops::Range<usize>,
+        sums: &[f32],
+        zeros: &[f32],
+    ) {
+        let (n, s, p) = (self.c_out, self.s, self.r + 1);
+        let t = Self::tables_for(self.r);
+        let (th, tw) = (x.h.div_ceil(2), x.w.div_ceil(2));
+        let (b, y) = (row / (s * x.h), row % (s * x.h));
+        let (py, a) = (y % s, y / s);
+        let (g, tiles) = (b * th + a / 2 - rows.start, rows.len() * tw);
+        for (col, pixel) in dst.chunks_mut(n).enumerate() {
+            let (px, cc) = (col % s, col / s);
+            let tile = g * tw + cc / 2;
+            let base = (py * s + px) * p * p;
+            pixel.copy_from_slice(&self.bias);
+            let mut terms = [(&zeros[..n], 0.0); 12];
+            let mut used = 0;
+            for &(u, fy) in t.output[a % 2] {
+                for &(v, fx) in t.output[cc % 2] {
+                    let q = base + u * p + v;
+                    terms[used] = (&sums[(q * tiles + tile) * n..][..n], fy * fx);
+                    used += 1;
+                }
+            }
+            for four in terms[..used].chunks(4) {
+                let mut pass = [(&zeros[..n], 0.0); 4];
+                pass[..four.len()].copy_from_slice(four);
+                sum4::<false, true>(pixel, &pass);
+            }
         }
     }
 }
