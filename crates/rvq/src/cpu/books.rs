@@ -50,20 +50,30 @@ impl Books {
         }
     }
 
+    /// Entry `e` of level `level`.
+    pub fn entry(&self, level: usize, e: usize) -> &[f32] {
+        &self.entries[level][e * self.d..(e + 1) * self.d]
+    }
+
+    /// The entry of level `level` greedy search takes for a row with these `dots` (the row's
+    /// [`Books::dots`]): the least ‖e‖² − 2·r·e, the first on a tie.
+    pub fn nearest(&self, level: usize, dots: &[f32]) -> usize {
+        nearest(dots, &self.norms[level])
+    }
+
     /// Each row of `rows` (`[n, d]`) dotted with each entry of level `level`: `[n, k]`.
     pub fn dots(&self, level: usize, rows: &[f32]) -> Vec<f32> {
-        let n = rows.len() / self.d;
-        let mut out = vec![0.0; n * self.k];
-        matmul(
-            &mut out,
-            false,
-            rows,
-            &self.transposed[level],
-            n,
-            self.d,
-            self.k,
-        );
+        let mut out = Vec::new();
+        self.dots_into(level, rows, &mut out);
         out
+    }
+
+    /// [`Books::dots`] into `out`, resized to fit: a search level after level reuses one
+    /// buffer instead of faulting in a new one each time.
+    pub fn dots_into(&self, level: usize, rows: &[f32], out: &mut Vec<f32>) {
+        let n = rows.len() / self.d;
+        out.resize(n * self.k, 0.0);
+        matmul(out, false, rows, &self.transposed[level], n, self.d, self.k);
     }
 
     /// For each row of `rows` (`[n, d]`), the `count` entries of level `level` with the least
@@ -139,15 +149,9 @@ impl Books {
                     .zip(scores.par_chunks(k))
                     .zip(&mut chosen[start..start + m])
                     .for_each(|((r, s), index)| {
-                        let mut best = (f32::INFINITY, 0);
-                        for (j, (&sc, &norm)) in s.iter().zip(norms).enumerate() {
-                            let score = norm - sc * 2.0;
-                            if score < best.0 {
-                                best = (score, j);
-                            }
-                        }
-                        *index = best.1 as u32;
-                        let entry = &book[best.1 * d..(best.1 + 1) * d];
+                        let best = nearest(s, norms);
+                        *index = best as u32;
+                        let entry = &book[best * d..(best + 1) * d];
                         r.iter_mut().zip(entry).for_each(|(a, e)| *a -= e);
                     });
             }
@@ -155,4 +159,16 @@ impl Books {
         }
         out
     }
+}
+
+/// The entry with the least `norm − 2·dot`, the first on a tie.
+fn nearest(dots: &[f32], norms: &[f32]) -> usize {
+    let mut best = (f32::INFINITY, 0);
+    for (j, (&sc, &norm)) in dots.iter().zip(norms).enumerate() {
+        let score = norm - sc * 2.0;
+        if score < best.0 {
+            best = (score, j);
+        }
+    }
+    best.1
 }
