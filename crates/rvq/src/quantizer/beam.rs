@@ -55,15 +55,17 @@ pub fn quantize_beam(
     let mut dots = Vec::new();
     // On the CPU path greedy's paths are followed alongside the beam's (below, they are
     // compared); elsewhere they are searched on their own afterwards.
-    let mut greedy = match cpu {
-        Some(_) => vec![Vec::with_capacity(n); depth],
-        None => Vec::new(),
+    let alongside = cpu.is_some() && GreedyAlong::same_products(d);
+    let mut greedy = if alongside {
+        vec![Vec::with_capacity(n); depth]
+    } else {
+        Vec::new()
     };
     for start in (0..n).step_by(BEAM_CELLS) {
         let cells = BEAM_CELLS.min(n - start);
         let block = &rows[start * d..(start + cells) * d];
         let mut search = BeamState::new(block, d, depth);
-        let mut along = cpu.map(|_| GreedyAlong::new(block, d, depth));
+        let mut along = alongside.then(|| GreedyAlong::new(block, d, depth));
         for level in 0..depth {
             match cpu {
                 Some(cpu) => cpu.dots_into(level, &search.residuals, &mut dots),
@@ -98,7 +100,7 @@ pub fn quantize_beam(
     // A beam can drop the greedy path at some level and end worse than it: at every depth,
     // keep whichever of the two is closer there, so that a wider search never loses to greedy
     // on any cell at any depth.
-    if cpu.is_none() {
+    if !alongside {
         greedy = greedy_search(latents, codebooks, depth, cpu);
     }
     let error = |row: usize, path: &mut dyn Iterator<Item = u32>| {
@@ -230,8 +232,9 @@ fn run_minima_in(err: f32, dots: &[f32], norms: &[f32], out: &mut Vec<f32>) {
 /// Greedy search's path for each cell of a beam's block, followed alongside the beam on
 /// [`crate::cpu`]'s path. While greedy's path is one of the beam's candidates, its next entry is
 /// read off that candidate's dots (the same product of the same residual as
-/// [`Books::greedy`]'s, so the same entry); only the cells whose greedy path has left the beam
-/// take products of their own, instead of every cell searching twice.
+/// [`Books::greedy`]'s, so the same entry, where [`GreedyAlong::same_products`]); only the cells
+/// whose greedy path has left the beam take products of their own, instead of every cell
+/// searching twice.
 struct GreedyAlong {
     dim: usize,
     depth: usize,
@@ -244,6 +247,14 @@ struct GreedyAlong {
 }
 
 impl GreedyAlong {
+    /// Whether a row's product with the entries comes out the same whatever the rows around
+    /// it, so that a candidate's dots are greedy's own: `gemm` sums each dot in one chain of
+    /// fused multiply-adds on x86-64 up to 512 dimensions, in the main kernel and for a single
+    /// row alike; elsewhere, or deeper, a single row or another depth blocking rounds otherwise.
+    fn same_products(dim: usize) -> bool {
+        cfg!(target_arch = "x86_64") && dim <= 512
+    }
+
     fn new(latents: &[f32], dim: usize, depth: usize) -> Self {
         let cells = latents.len() / dim;
         Self {
@@ -431,6 +442,10 @@ impl BeamState {
         listed: usize,
     ) {
         let k = norms.len();
+        work.listed.clear();
+        if listed == 0 {
+            return;
+        }
         let dist = |err: f32, dot: f32, norm: f32| err + norm - 2.0 * dot;
         let Shortlist {
             listed: short,
@@ -454,11 +469,9 @@ impl BeamState {
                 bars.truncate(listed);
             }
         }
-        // A NaN score or fewer runs than places leave no bar: every score is looked at.
-        let bar = match bars.get(listed - 1) {
-            Some(&b) if !b.is_nan() => b,
-            _ => f32::INFINITY,
-        };
+        // Fewer runs than places leave no bar: every score is looked at. (Scores are finite
+        // wherever the latents are; the minima pass over a NaN.)
+        let bar = bars.get(listed - 1).copied().unwrap_or(f32::INFINITY);
         short.clear();
         let runs_per_row = k.div_ceil(SCAN);
         for (r, row) in rows.enumerate() {
@@ -555,7 +568,15 @@ mod tests {
     /// whatever the number of entries (runs cut short, fewer runs than places).
     #[test]
     fn the_shortlist_is_the_nearest_first_in_row_and_entry_order() {
-        for (k, width, ties) in [(70, 3, 5), (64, 4, 3), (4, 1, 2), (33, 2, 1000), (1, 3, 7)] {
+        let cases = [
+            (70, 3, 5),
+            (64, 4, 3),
+            (4, 1, 2),
+            (33, 2, 1000),
+            (1, 3, 7),
+            (45, 2, 9),
+        ];
+        for (k, width, ties) in cases {
             let cells = 3;
             let beam = BeamState {
                 cells,
@@ -570,6 +591,14 @@ mod tests {
             };
             let dots = values(7 + k as u64, cells * width * k, ties);
             let norms = values(9, k, ties);
+            // Whichever vectors the CPU has, the minima are the portable code's.
+            for row in 0..cells * width {
+                let (mut fast, mut plain) = (Vec::new(), Vec::new());
+                let dots = &dots[row * k..(row + 1) * k];
+                run_minima(beam.errors[row], dots, &norms, &mut fast);
+                run_minima_in(beam.errors[row], dots, &norms, &mut plain);
+                assert_eq!(fast, plain, "k {k}");
+            }
             let mut work = Shortlist::default();
             for listed in [1, 2, 5, 8, 13].map(|l: usize| l.min(width * k)) {
                 for cell in 0..cells {
@@ -621,5 +650,39 @@ mod tests {
             let got: Vec<u32> = (0..n).map(|c| along.paths[c * depth + level]).collect();
             assert_eq!(&got, want, "level {level}");
         }
+    }
+
+    /// The whole search on the CPU path, several blocks: at every depth each row's path is at
+    /// least as close as greedy search's, to the last bit (the greedy path it is checked
+    /// against is the one followed alongside the beam).
+    #[test]
+    fn the_beam_on_the_cpu_path_never_loses_to_greedy_at_any_depth() {
+        let (n, d, k, depth) = (2 * BEAM_CELLS + 300, 6, 24, 5);
+        let latents: Vec<f32> = values(3, n * d, 1 << 20).iter().map(|v| v * 3.0).collect();
+        let entries = values(4, depth * k * d, 1 << 20);
+        let books = Books::new(&entries, [depth, k, d]);
+        let host: Vec<Vec<f32>> = entries.chunks(k * d).map(<[f32]>::to_vec).collect();
+        let device = Device::flex();
+        let rows = Tensor::<2>::from_data(TensorData::new(latents.clone(), [n, d]), &device);
+        let codebooks = Tensor::<3>::from_data(TensorData::new(entries, [depth, k, d]), &device);
+        let greedy = books.greedy(&latents, depth);
+        let paths = quantize_beam(rows, &codebooks, (depth, 2), Some(&books), true);
+        let mut closer = 0;
+        for row in 0..n {
+            let latent = &latents[row * d..(row + 1) * d];
+            for p in 1..=depth {
+                let theirs = path_error(latent, &host, greedy.iter().take(p).map(|l| l[row]));
+                let ours = match paths.prefixes.get(p - 1) {
+                    Some(pre) => path_error(latent, &host, pre[row * p..][..p].iter().copied()),
+                    None => path_error(latent, &host, paths.levels.iter().map(|l| l[row])),
+                };
+                assert!(ours <= theirs, "row {row} depth {p}: {ours} > {theirs}");
+                closer += usize::from(ours < theirs);
+            }
+        }
+        assert!(
+            closer > n / 10,
+            "the beam is closer than greedy only {closer} times"
+        );
     }
 }
