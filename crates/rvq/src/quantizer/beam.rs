@@ -51,8 +51,6 @@ pub fn quantize_beam(
     let mut out = vec![Vec::with_capacity(n); depth];
     let shallower = if per_depth { 1..depth } else { 1..1 };
     let mut prefixes: Vec<Vec<u32>> = shallower.map(|p| Vec::with_capacity(n * p)).collect();
-    // Cells are independent: a block at a time bounds the score matrix (block·beam × k).
-    let mut dots = Vec::new();
     // On the CPU path greedy's paths are followed alongside the beam's (below, they are
     // compared); elsewhere they are searched on their own afterwards.
     let alongside = cpu.is_some() && GreedyAlong::same_products(d);
@@ -61,6 +59,8 @@ pub fn quantize_beam(
     } else {
         Vec::new()
     };
+    // Cells are independent: a block at a time bounds the score matrix (block·beam × k).
+    let mut dots = Vec::new();
     for start in (0..n).step_by(BEAM_CELLS) {
         let cells = BEAM_CELLS.min(n - start);
         let block = &rows[start * d..(start + cells) * d];
@@ -185,13 +185,31 @@ const BEAM_CELLS: usize = 1024;
 /// Scores a beam's shortlist passes over at once when none of them would enter it.
 const SCAN: usize = 32;
 
-/// Appends the least `err + norm − 2·dot` of each run of [`SCAN`] scores to `out`, with the
+/// A candidate's distance as the dots give it, `‖r‖² + ‖e‖² − 2·r·e`: one expression for the
+/// run minima and the shortlist, so that a minimum bounds its run's scores to the last bit.
+#[inline(always)]
+fn score(err: f32, dot: f32, norm: f32) -> f32 {
+    err + norm - 2.0 * dot
+}
+
+/// Puts `item` into `list` (ascending by `key`, at most `n` long) after its equals, unless
+/// `list` is full of nearer or equal ones: the `n` least of a sequence, the first on a tie.
+fn keep_least<T>(list: &mut Vec<T>, item: T, n: usize, key: impl Fn(&T) -> f32) {
+    let v = key(&item);
+    if list.len() == n && v >= key(&list[n - 1]) {
+        return;
+    }
+    let at = list.partition_point(|b| key(b) <= v);
+    list.insert(at, item);
+    list.truncate(n);
+}
+
+/// Appends the least [`score`] of each run of [`SCAN`] scores to `out`, with the
 /// widest vectors the CPU has: the one pass of a beam level over every score.
 fn run_minima(err: f32, dots: &[f32], norms: &[f32], out: &mut Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, as just checked. (No FMA: a fused `norm − 2·dot` would
-        // round otherwise than the scores it bounds.)
+        // SAFETY: the CPU has AVX2, as just checked.
         unsafe { run_minima_avx2(err, dots, norms, out) };
         return;
     }
@@ -206,7 +224,7 @@ fn run_minima_avx2(err: f32, dots: &[f32], norms: &[f32], out: &mut Vec<f32>) {
 
 #[inline(always)]
 fn run_minima_in(err: f32, dots: &[f32], norms: &[f32], out: &mut Vec<f32>) {
-    let dist = |dot: f32, norm: f32| err + norm - 2.0 * dot;
+    let dist = |dot: f32, norm: f32| score(err, dot, norm);
     out.extend(
         dots.chunks(SCAN)
             .zip(norms.chunks(SCAN))
@@ -446,7 +464,6 @@ impl BeamState {
         if listed == 0 {
             return;
         }
-        let dist = |err: f32, dot: f32, norm: f32| err + norm - 2.0 * dot;
         let Shortlist {
             listed: short,
             least,
@@ -463,16 +480,11 @@ impl BeamState {
         }
         bars.clear();
         for &m in least.iter() {
-            if bars.len() < listed || m < bars[listed - 1] {
-                let at = bars.partition_point(|&b| b <= m);
-                bars.insert(at, m);
-                bars.truncate(listed);
-            }
+            keep_least(bars, m, listed, |&b| b);
         }
         // Fewer runs than places leave no bar: every score is looked at. (Scores are finite
         // wherever the latents are; the minima pass over a NaN.)
         let bar = bars.get(listed - 1).copied().unwrap_or(f32::INFINITY);
-        short.clear();
         let runs_per_row = k.div_ceil(SCAN);
         for (r, row) in rows.enumerate() {
             let err = self.errors[row];
@@ -484,13 +496,11 @@ impl BeamState {
                     continue;
                 }
                 for (j, (&dot, &norm)) in dots.iter().zip(norms).enumerate() {
-                    let dist = dist(err, dot, norm);
-                    if dist > bar || (short.len() == listed && dist >= short[listed - 1].0) {
+                    let dist = score(err, dot, norm);
+                    if dist > bar {
                         continue;
                     }
-                    let at = short.partition_point(|b| b.0 <= dist);
-                    short.insert(at, (dist, row, i * SCAN + j));
-                    short.truncate(listed);
+                    keep_least(short, (dist, row, i * SCAN + j), listed, |b| b.0);
                 }
             }
         }
