@@ -42,9 +42,27 @@ pub(crate) struct Map {
 
 impl Map {
     fn relu(mut self) -> Self {
-        self.data.iter_mut().for_each(|v| *v = v.max(0.0));
+        each_value(&mut self.data, |v| *v = v.max(0.0));
         self
     }
+}
+
+/// Values per task of the element-wise passes below: a large image's layer is tens of MiB,
+/// which one thread took alone while the others waited (docs/BENCHMARKS.md, "Serial passes").
+const PASS_FLOATS: usize = 1 << 15;
+
+/// `f` on every value of `data`, on every thread.
+fn each_value(data: &mut [f32], f: impl Fn(&mut f32) + Sync) {
+    data.par_chunks_mut(PASS_FLOATS)
+        .for_each(|part| part.iter_mut().for_each(&f));
+}
+
+/// `f(a, b)` on every pair of values of `data` and `other` (of equal length), on every thread.
+fn each_pair(data: &mut [f32], other: &[f32], f: impl Fn(&mut f32, f32) + Sync) {
+    assert_eq!(data.len(), other.len());
+    data.par_chunks_mut(PASS_FLOATS)
+        .zip(other.par_chunks(PASS_FLOATS))
+        .for_each(|(part, with)| part.iter_mut().zip(with).for_each(|(a, &b)| f(a, b)));
 }
 
 /// `dst[m×n] += lhs[m×k] · rhs[k×n]`, all row-major and contiguous.
@@ -152,10 +170,24 @@ fn product(
 
 /// `rows` rows of `bias`, the starting point of a layer's output.
 fn biased(bias: &[f32], rows: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows * bias.len());
-    for _ in 0..rows {
-        out.extend_from_slice(bias);
+    // Written once, on every thread: zeroing first was a serial pass over tens of MiB.
+    if bias.is_empty() {
+        return Vec::new();
     }
+    let len = rows * bias.len();
+    let mut out = Vec::with_capacity(len);
+    let per = (PASS_FLOATS / bias.len()).max(1) * bias.len();
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(per)
+        .for_each(|part| {
+            for row in part.chunks_exact_mut(bias.len()) {
+                for (o, &b) in row.iter_mut().zip(bias) {
+                    o.write(b);
+                }
+            }
+        });
+    // SAFETY: every one of the `len` elements was written just above.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -352,7 +384,7 @@ impl Residual {
     fn forward(&self, x: Map) -> Map {
         let h = self.conv2.forward(&self.conv1.forward_relu(&x).relu());
         let mut x = x;
-        x.data.iter_mut().zip(&h.data).for_each(|(a, b)| *a += b);
+        each_pair(&mut x.data, &h.data, |a, b| *a += b);
         x
     }
 }
@@ -394,10 +426,7 @@ impl Network {
             x = block.forward(x);
         }
         let mut z = self.to_latent.forward(&x.relu());
-        z.data
-            .iter_mut()
-            .zip(&linear.data)
-            .for_each(|(a, b)| *a += b);
+        each_pair(&mut z.data, &linear.data, |a, b| *a += b);
         z
     }
 
@@ -415,10 +444,9 @@ impl Network {
         for up in &self.up {
             x = up.forward(&x.relu());
         }
-        x.data
-            .iter_mut()
-            .zip(&linear.data)
-            .for_each(|(a, b)| *a = (*a + b).clamp(0.0, 1.0));
+        each_pair(&mut x.data, &linear.data, |a, b| {
+            *a = (*a + b).clamp(0.0, 1.0)
+        });
         x
     }
 }

@@ -7,6 +7,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use image::{ImageDecoder, ImageFormat, ImageReader};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result, SizeLimit};
 
@@ -213,16 +214,18 @@ pub fn encode_png(image: &Rgb) -> Result<Vec<u8>> {
 /// to `ph`×`pw` by repeating the last column and row.
 pub fn to_planar_padded(image: &Rgb, pw: usize, ph: usize) -> Vec<f32> {
     let (w, h) = (image.width as usize, image.height as usize);
-    let mut out = Vec::with_capacity(3 * pw * ph);
-    for c in 0..3 {
-        for y in 0..ph {
+    let mut out = vec![0.0; 3 * pw * ph];
+    // Row by row on every thread: a large photograph is tens of MiB of floats.
+    out.par_chunks_mut(pw.max(1))
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (c, y) = (row / ph, row % ph);
             let sy = y.min(h - 1);
-            for x in 0..pw {
+            for (x, v) in dst.iter_mut().enumerate() {
                 let sx = x.min(w - 1);
-                out.push(image.rgb[(sy * w + sx) * 3 + c] as f32 / 255.0);
+                *v = image.rgb[(sy * w + sx) * 3 + c] as f32 / 255.0;
             }
-        }
-    }
+        });
     out
 }
 

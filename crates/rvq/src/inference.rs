@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 
 use burn::prelude::*;
+use rayon::prelude::*;
 
 use crate::budget::{self, Budget, Tile};
 use crate::cpu;
@@ -382,23 +383,32 @@ impl Model {
         self.decode_regions(indices, depths, grid, depth, &mut |r, y| {
             let img = originals[r.image];
             let (w, h) = (img.width() as usize, img.height() as usize);
-            let (errs, errs8) = (&mut sse[r.image], &mut written[r.image]);
             let (rows, cols) = r.visible(w, h);
-            for yy in 0..rows {
-                let gy = r.top + yy;
-                for xx in 0..cols {
-                    let gx = r.left + xx;
-                    let cell = (gy / f) * gw + gx / f;
-                    for c in 0..3 {
-                        let v = y[(c * r.height + yy) * r.width + xx];
-                        let p = img.pixels()[(gy * w + gx) * 3 + c] as f64;
-                        let e = v.clamp(0.0, 1.0) as f64 - p / 255.0;
-                        errs[cell] += e * e;
-                        let e8 = (to_u8(v) as f64 - p) / 255.0;
-                        errs8[cell] += e8 * e8;
+            if rows == 0 || cols == 0 {
+                return;
+            }
+            // A row of cells per task, each cell's pixels summed in the same order as in one.
+            let cell_rows = r.top / f * gw..((r.top + rows - 1) / f + 1) * gw;
+            let errs = sse[r.image][cell_rows.clone()].par_chunks_mut(gw);
+            let errs8 = written[r.image][cell_rows].par_chunks_mut(gw);
+            errs.zip(errs8).enumerate().for_each(|(i, (errs, errs8))| {
+                let gy = r.top / f + i;
+                for py in (gy * f).max(r.top)..((gy + 1) * f).min(r.top + rows) {
+                    let yy = py - r.top;
+                    for xx in 0..cols {
+                        let gx = r.left + xx;
+                        let cell = gx / f;
+                        for c in 0..3 {
+                            let v = y[(c * r.height + yy) * r.width + xx];
+                            let p = img.pixels()[(py * w + gx) * 3 + c] as f64;
+                            let e = v.clamp(0.0, 1.0) as f64 - p / 255.0;
+                            errs[cell] += e * e;
+                            let e8 = (to_u8(v) as f64 - p) / 255.0;
+                            errs8[cell] += e8 * e8;
+                        }
                     }
                 }
-            }
+            });
         })?;
         Ok(CellErrors {
             unrounded: sse,
@@ -461,13 +471,16 @@ impl Model {
 /// (h, w)), planar itself.
 fn crop(src: &[f32], (h, w): (usize, usize), rows: Range<usize>, cols: Range<usize>) -> Vec<f32> {
     let channels = src.len() / (h * w);
-    let mut out = Vec::with_capacity(channels * rows.len() * cols.len());
-    for c in 0..channels {
-        for y in rows.clone() {
+    let mut out = vec![0.0; channels * rows.len() * cols.len()];
+    let (n, width) = (rows.len().max(1), cols.len().max(1));
+    out.par_chunks_mut(width)
+        .with_min_len(64)
+        .enumerate()
+        .for_each(|(i, dst)| {
+            let (c, y) = (i / n, rows.start + i % n);
             let row = (c * h + y) * w;
-            out.extend_from_slice(&src[row + cols.start..row + cols.end]);
-        }
-    }
+            dst.copy_from_slice(&src[row + cols.start..row + cols.end]);
+        });
     out
 }
 
@@ -480,12 +493,17 @@ fn paste(
     (bh, bw): (usize, usize),
     (top, left): (usize, usize),
 ) {
-    for (c, plane) in block.chunks_exact(bh * bw).enumerate() {
-        for (y, row) in plane.chunks_exact(bw).enumerate() {
-            let at = (c * h + top + y) * w + left;
-            dst[at..at + bw].copy_from_slice(row);
-        }
+    if bw == 0 || w == 0 {
+        return;
     }
+    let rows = dst.par_chunks_mut(w).with_min_len(64).enumerate();
+    rows.for_each(|(i, row)| {
+        let (c, y) = (i / h, i % h);
+        if (top..top + bh).contains(&y) && c < block.len() / (bh * bw) {
+            let from = &block[(c * bh + y - top) * bw..][..bw];
+            row[left..left + bw].copy_from_slice(from);
+        }
+    });
 }
 
 /// Every cell's depth, image-major (the network's depth input reads them): a depth map's
@@ -533,12 +551,18 @@ impl Model {
         };
         let y = cpu.decode(&z);
         let mut planar = vec![0.0; y.data.len()];
-        for (i, pixel) in y.data.chunks_exact(y.c).enumerate() {
-            let (image, at) = (i / (y.h * y.w), i % (y.h * y.w));
-            for (ch, &v) in pixel.iter().enumerate() {
-                planar[(image * y.c + ch) * y.h * y.w + at] = v;
-            }
-        }
+        // Row by row of each plane, on every thread: a large image's output is tens of MiB.
+        planar
+            .par_chunks_mut(y.w.max(1))
+            .enumerate()
+            .for_each(|(row, dst)| {
+                let (plane, yy) = (row / y.h, row % y.h);
+                let (image, ch) = (plane / y.c, plane % y.c);
+                let src = &y.data[((image * y.h + yy) * y.w) * y.c..][..y.w * y.c];
+                for (d, pixel) in dst.iter_mut().zip(src.chunks_exact(y.c)) {
+                    *d = pixel[ch];
+                }
+            });
         planar
     }
 }

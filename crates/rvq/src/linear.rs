@@ -11,6 +11,8 @@
 //! it there until the move outweighed the excess: a bias in saturated regions only. Rate control reads each depth of a cell this way ([`crate::RateSearch::Linear`]),
 //! and refinement each candidate entry, instead of decoding every variant.
 
+use rayon::prelude::*;
+
 use crate::error::Result;
 use crate::image_io::{Rgb, to_u8};
 use crate::model::Model;
@@ -51,17 +53,21 @@ pub(crate) struct Estimates {
 }
 
 /// Decodes `encoded` (each cell at its `depths`, or every cell at `m`) once and estimates, for
-/// every cell, the error of `variants` variants of it: `shift(image, cell, buffer)` fills
-/// `buffer` (`variants × 3·f²`, channels in pixel-unshuffle order) with how far each variant
-/// moves the cell's patch through the linear path. Each estimated value is clamped to [0, 1]
-/// as the decoder clamps; pixels outside an image count for nothing.
-pub(crate) fn estimate(
+/// every cell, the error of `variants` variants of it: `shift(image, cell, buffer, scratch)`
+/// fills `buffer` (`variants × 3·f²`, channels in pixel-unshuffle order) with how far each
+/// variant moves the cell's patch through the linear path (`scratch` is its own, kept from
+/// cell to cell on each thread). Each estimated value is clamped to [0, 1] as the decoder
+/// clamps; pixels outside an image count for nothing.
+pub(crate) fn estimate<F>(
     model: &Model,
     originals: &[&Rgb],
     (encoded, depths, m): (&EncodedBatch, Option<&[Vec<u8>]>, usize),
     variants: usize,
-    shift: &mut dyn FnMut(usize, usize, &mut [f32]),
-) -> Result<Estimates> {
+    shift: F,
+) -> Result<Estimates>
+where
+    F: Fn(usize, usize, &mut [f32], &mut Vec<f32>) + Sync,
+{
     let grid = encoded.grid;
     let f = model.config.grid_factor;
     let patch = 3 * f * f;
@@ -71,7 +77,6 @@ pub(crate) fn estimate(
         variants: vec![vec![0.0; cells * variants]; originals.len()],
         written: vec![vec![0.0; cells]; originals.len()],
     };
-    let mut moves = vec![0f32; variants * patch];
     model.decode_regions(&encoded.indices, depths, grid, m, &mut |r, y| {
         let img = originals[r.image];
         let (w, h) = (img.width() as usize, img.height() as usize);
@@ -79,12 +84,20 @@ pub(crate) fn estimate(
         if rows == 0 || cols == 0 {
             return;
         }
-        for gy in r.top / f..=(r.top + rows - 1) / f {
+        // A row of cells per task: a large image's region is hundreds of thousands of cells.
+        let (gy0, gy1) = (r.top / f, (r.top + rows - 1) / f);
+        let estimates = out.variants[r.image][gy0 * gw * variants..(gy1 + 1) * gw * variants]
+            .par_chunks_mut(gw * variants);
+        let written = out.written[r.image][gy0 * gw..(gy1 + 1) * gw].par_chunks_mut(gw);
+        let scratch = || (vec![0f32; variants * patch], Vec::new());
+        let each = estimates.zip(written).enumerate();
+        each.for_each_init(scratch, |(moves, kept), (i, (estimates, written))| {
+            let gy = gy0 + i;
             for gx in r.left / f..=(r.left + cols - 1) / f {
                 let cell = gy * gw + gx;
-                shift(r.image, cell, &mut moves);
-                let errors = &mut out.variants[r.image][cell * variants..][..variants];
-                let written = &mut out.written[r.image][cell];
+                shift(r.image, cell, moves, kept);
+                let errors = &mut estimates[gx * variants..][..variants];
+                let written = &mut written[gx];
                 let ys = (gy * f).max(r.top)..((gy + 1) * f).min(r.top + rows);
                 for py in ys {
                     let xs = (gx * f).max(r.left)..((gx + 1) * f).min(r.left + cols);
@@ -104,7 +117,7 @@ pub(crate) fn estimate(
                     }
                 }
             }
-        }
+        });
     })?;
     Ok(out)
 }

@@ -7,6 +7,7 @@
 //! model's passes, under its memory budget.
 
 use burn::prelude::*;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::image_io::Rgb;
@@ -290,8 +291,8 @@ pub(crate) fn linear_tables(
 ) -> Result<()> {
     let patch = drawn.patch;
     // sums[depth · patch + j]: value j of a cell's patch as its path for `depth` draws it.
-    let mut sums = vec![0f32; (m + 1) * patch];
-    let mut shift = |image: usize, cell: usize, moves: &mut [f32]| {
+    let shift = |image: usize, cell: usize, moves: &mut [f32], sums: &mut Vec<f32>| {
+        sums.resize((m + 1) * patch, 0.0);
         for depth in 1..=m {
             let (below, at) = sums.split_at_mut(depth * patch);
             let at = &mut at[..patch];
@@ -320,7 +321,7 @@ pub(crate) fn linear_tables(
     // The decode is of each cell's path for its anchor depth.
     let at_anchor = anchor.map(|a| encoded.at_depths(a));
     let decoded = at_anchor.as_ref().unwrap_or(encoded);
-    let est = linear::estimate(model, originals, (decoded, anchor, m), m, &mut shift)?;
+    let est = linear::estimate(model, originals, (decoded, anchor, m), m, shift)?;
     for (table, errors) in tables.iter_mut().zip(est.variants) {
         table.sse = errors;
     }
@@ -340,10 +341,13 @@ fn latent_tables(
     let [b, d, h, w] = latents.dims();
     let (cells, k) = (h * w, model.config.codebook_size);
     let rows = float_vec(latents_to_rows(latents.clone()));
-    for (i, table) in tables.iter_mut().enumerate().take(b) {
-        for c in 0..cells {
+    // Cell by cell on every thread, each cell's sums in the same order.
+    let cells_of = |(i, table): (usize, &mut Distortion)| {
+        let each = table.sse[..cells * m].par_chunks_mut(m.max(1)).enumerate();
+        each.for_each_init(Vec::new, |residual: &mut Vec<f32>, (c, sse)| {
             let latent = &rows[(i * cells + c) * d..][..d];
-            let mut residual = latent.to_vec();
+            residual.clear();
+            residual.extend_from_slice(latent);
             for depth in 1..=m {
                 // Subtracted in level order either way: a path that extends the last one
                 // subtracts its last entry only.
@@ -357,10 +361,11 @@ fn latent_tables(
                     let vector = &books[(level * k + entry as usize) * d..][..d];
                     residual.iter_mut().zip(vector).for_each(|(r, v)| *r -= v);
                 }
-                table.sse[c * m + depth - 1] = residual.iter().map(|&r| f64::from(r).powi(2)).sum();
+                sse[depth - 1] = residual.iter().map(|&r| f64::from(r).powi(2)).sum();
             }
-        }
-    }
+        });
+    };
+    tables.par_iter_mut().take(b).enumerate().for_each(cells_of);
     Ok(())
 }
 

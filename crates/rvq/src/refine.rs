@@ -146,7 +146,7 @@ fn refine_linear(
     m: usize,
 ) -> Result<()> {
     let (cells, per, patch) = (search.cells, search.per_cell, drawn.patch);
-    let mut shift = |i: usize, c: usize, moves: &mut [f32]| {
+    let shift = |i: usize, c: usize, moves: &mut [f32], _: &mut Vec<f32>| {
         let slot = search.slots[i][c];
         let level = slot / cells;
         let present = drawn.entry(level, encoded.indices[i][slot]);
@@ -157,7 +157,7 @@ fn refine_linear(
             }
         }
     };
-    let est = linear::estimate(model, originals, (&*encoded, depths, m), per, &mut shift)?;
+    let est = linear::estimate(model, originals, (&*encoded, depths, m), per, shift)?;
     let grid = encoded.grid;
     let mut trial = encoded.indices.clone();
     for (i, img) in trial.iter_mut().enumerate() {

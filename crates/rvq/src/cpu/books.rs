@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::matmul;
+use super::{matmul, matmul_into};
 
 /// The codebooks of every level, for the greedy residual search (beam 1) as products.
 #[derive(Clone, Debug)]
@@ -19,6 +19,12 @@ pub(crate) struct Books {
 
 /// Rows searched at once: a 512 × k score block stays in cache (as `quantizer::nearest`).
 const SEARCH_ROWS: usize = 512;
+
+/// Cells one task of [`Books::dequantize`] takes at least.
+const MIN_CELLS: usize = 256;
+
+/// Rows a shortlist scores at once: 4,096 × k scores, 16 MiB at k = 1,024.
+const SHORTLIST_ROWS: usize = 4096;
 
 impl Books {
     /// From `[n_q, k, d]` values.
@@ -72,8 +78,20 @@ impl Books {
     /// buffer instead of faulting in a new one each time.
     pub fn dots_into(&self, level: usize, rows: &[f32], out: &mut Vec<f32>) {
         let n = rows.len() / self.d;
-        out.resize(n * self.k, 0.0);
-        matmul(out, false, rows, &self.transposed[level], n, self.d, self.k);
+        // Not zeroed first: the product writes every element, on every thread, where a
+        // resize wrote a new buffer's zeros on one.
+        out.clear();
+        out.reserve(n * self.k);
+        let dims = (n, self.d, self.k);
+        matmul_into(
+            &mut out.spare_capacity_mut()[..n * self.k],
+            false,
+            rows,
+            &self.transposed[level],
+            dims,
+        );
+        // SAFETY: `matmul_into` without `add` initialised all n·k elements.
+        unsafe { out.set_len(n * self.k) };
     }
 
     /// For each row of `rows` (`[n, d]`), the `count` entries of level `level` with the least
@@ -81,19 +99,30 @@ impl Books {
     /// `[n, count]`.
     pub fn shortlist(&self, level: usize, rows: &[f32], count: usize) -> Vec<u32> {
         let count = count.min(self.k);
-        let scores = self.dots(level, rows);
-        let norms = &self.norms[level];
         let mut out = vec![0u32; rows.len() / self.d * count];
-        let each = out.par_chunks_mut(count).zip(scores.par_chunks(self.k));
-        each.for_each_init(Vec::new, |list: &mut Vec<(f32, u32)>, (out, dots)| {
-            list.clear();
-            let scored = dots.iter().zip(norms).map(|(&t, &n)| n - 2.0 * t);
-            list.extend(scored.zip(0..));
-            list.select_nth_unstable_by(count - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            for (o, &(_, e)) in out.iter_mut().zip(&list[..count]) {
-                *o = e;
-            }
-        });
+        if count == 0 {
+            return out;
+        }
+        let norms = &self.norms[level];
+        // A block of rows at a time: a large image's cells at one level made scores of
+        // hundreds of MiB at once.
+        let mut scores = Vec::new();
+        let blocks = rows.chunks(SHORTLIST_ROWS * self.d);
+        for (rows, out) in blocks.zip(out.chunks_mut(SHORTLIST_ROWS * count)) {
+            self.dots_into(level, rows, &mut scores);
+            let each = out.par_chunks_mut(count).zip(scores.par_chunks(self.k));
+            each.for_each_init(Vec::new, |list: &mut Vec<(f32, u32)>, (out, dots)| {
+                list.clear();
+                let scored = dots.iter().zip(norms).map(|(&t, &n)| n - 2.0 * t);
+                list.extend(scored.zip(0..));
+                let order =
+                    |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+                list.select_nth_unstable_by(count - 1, order);
+                for (o, &(_, e)) in out.iter_mut().zip(&list[..count]) {
+                    *o = e;
+                }
+            });
+        }
         out
     }
 
@@ -109,21 +138,19 @@ impl Books {
     ) -> Vec<f32> {
         let d = self.d;
         let mut out = vec![0.0; indices.len() * cells * d];
-        out.par_chunks_mut(cells * d)
-            .zip(indices)
-            .enumerate()
-            .for_each(|(i, (dst, idx))| {
-                for (c, row) in dst.chunks_mut(d).enumerate() {
-                    let used = depths
-                        .and_then(|ds| ds[i].get(c))
-                        .map_or(depth, |&u| (u as usize).min(depth));
-                    for (level, book) in self.entries.iter().enumerate().take(used) {
-                        let e = idx[level * cells + c] as usize;
-                        let entry = &book[e * d..(e + 1) * d];
-                        row.iter_mut().zip(entry).for_each(|(r, v)| *r += v);
-                    }
-                }
-            });
+        // Cell by cell on every thread, not image by image: one large image is one image.
+        let each = out.par_chunks_mut(d).with_min_len(MIN_CELLS).enumerate();
+        each.for_each(|(at, row)| {
+            let (i, c) = (at / cells, at % cells);
+            let used = depths
+                .and_then(|ds| ds[i].get(c))
+                .map_or(depth, |&u| (u as usize).min(depth));
+            for (level, book) in self.entries.iter().enumerate().take(used) {
+                let e = indices[i][level * cells + c] as usize;
+                let entry = &book[e * d..(e + 1) * d];
+                row.iter_mut().zip(entry).for_each(|(r, v)| *r += v);
+            }
+        });
         out
     }
 
