@@ -493,17 +493,16 @@ fn paste(
     (bh, bw): (usize, usize),
     (top, left): (usize, usize),
 ) {
-    if bw == 0 || w == 0 {
+    if bw == 0 || bh == 0 {
         return;
     }
-    let rows = dst.par_chunks_mut(w).with_min_len(64).enumerate();
-    rows.for_each(|(i, row)| {
-        let (c, y) = (i / h, i % h);
-        if (top..top + bh).contains(&y) && c < block.len() / (bh * bw) {
-            let from = &block[(c * bh + y - top) * bw..][..bw];
+    for (c, plane) in block.chunks_exact(bh * bw).enumerate() {
+        let rows = &mut dst[(c * h + top) * w..(c * h + top + bh) * w];
+        let each = rows.par_chunks_mut(w).zip(plane.par_chunks(bw));
+        each.with_min_len(64).for_each(|(row, from)| {
             row[left..left + bw].copy_from_slice(from);
-        }
-    });
+        });
+    }
 }
 
 /// Every cell's depth, image-major (the network's depth input reads them): a depth map's

@@ -68,6 +68,8 @@ pub(crate) fn estimate<F>(
 where
     F: Fn(usize, usize, &mut [f32], &mut Vec<f32>) + Sync,
 {
+    // Rate control asks for one variant per depth and refinement for two or more.
+    assert!(variants > 0, "an estimate of no variants");
     let grid = encoded.grid;
     let f = model.config.grid_factor;
     let patch = 3 * f * f;
