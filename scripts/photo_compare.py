@@ -2,7 +2,7 @@
 """rvq against JPEG, WebP and AVIF on a folder of photographs, as whole files.
 
     python3 scripts/photo_compare.py DIR [--model M] [--qualities 10,30,50,70,90,100]
-        [--effort E] [--json OUT.json] > OUT.md
+        [--effort E] [--rvq-args "--no-filter"] [--json OUT.json] > OUT.md
 
 Each photograph is encoded on its own, so every codec pays its own header per image. rvq:
 `rvq encode --quality Q` (one archive per image; `RVQ` names the binary, default `rvq` on
@@ -50,7 +50,7 @@ def classical(codec, img, q):
     return len(data), back
 
 
-def rvq_point(rvq, path, q, model, effort, tmp):
+def rvq_point(rvq, path, q, model, effort, extra, tmp):
     archive = os.path.join(tmp, "a.rvq")
     out = os.path.join(tmp, "out")
     cmd = [rvq, "encode", "--backend", "cpu", "--quality", str(q), "--force", "-o", archive]
@@ -58,7 +58,7 @@ def rvq_point(rvq, path, q, model, effort, tmp):
         cmd += ["--model", model]
     if effort is not None:
         cmd += ["--effort", str(effort)]
-    subprocess.run(cmd + [path], check=True, capture_output=True)
+    subprocess.run(cmd + extra + [path], check=True, capture_output=True)
     cmd = [rvq, "decode", "--backend", "cpu", "--force", "-o", out, archive]
     if model:
         cmd += ["--model", model]
@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--model")
     ap.add_argument("--qualities", default="10,30,50,70,90,100")
     ap.add_argument("--effort", type=int)
+    ap.add_argument("--rvq-args", default="", help="more arguments for rvq encode, such as --no-filter")
     ap.add_argument("--json")
     args = ap.parse_args()
     rvq = os.environ.get("RVQ", "rvq")
@@ -98,7 +99,7 @@ def main():
         for q in [int(v) for v in args.qualities.split(",")]:
             sizes, psnrs = [], []
             for f, img in zip(files, images):
-                n, back = rvq_point(rvq, f, q, args.model, args.effort, tmp)
+                n, back = rvq_point(rvq, f, q, args.model, args.effort, args.rvq_args.split(), tmp)
                 sizes.append(n)
                 psnrs.append(psnr(img, back))
             rows.append(("rvq", q, 8 * sum(sizes) / pixels, float(np.mean(psnrs))))
@@ -112,7 +113,8 @@ def main():
                 psnrs.append(psnr(img, back))
             rows.append((codec, q, 8 * sum(sizes) / pixels, float(np.mean(psnrs))))
     curves = {c: [(r[2], r[3]) for r in rows if r[0] == c] for c in LADDERS}
-    print(f"{len(files)} photographs, {pixels} pixels; model: {args.model or 'built in'}")
+    extra = f"; rvq encode {args.rvq_args}" if args.rvq_args else ""
+    print(f"{len(files)} photographs, {pixels} pixels; model: {args.model or 'built in'}{extra}")
     print()
     print("| rvq quality | bpp | rvq dB | JPEG dB | WebP dB | AVIF dB | rvq − WebP | rvq − AVIF |")
     print("|---|---|---|---|---|---|---|---|")

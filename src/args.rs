@@ -312,6 +312,11 @@ pub(crate) struct SearchArgs {
     /// estimates through the decoder's linear path (see docs/BENCHMARKS.md).
     #[arg(long, value_enum)]
     pub(crate) rate_search: Option<RateSearchArg>,
+    /// Fit no restoration filters (each image's filter is fitted after its indices, where it
+    /// pays for its bytes: docs/FORMAT.md), so that archives are format version 2, which rvq
+    /// from before version 3 reads.
+    #[arg(long)]
+    pub(crate) no_filter: bool,
 }
 
 /// The values of `--rate-search`.
@@ -336,6 +341,7 @@ impl SearchArgs {
                 Some(RateSearchArg::Linear) => rvq::RateSearch::Linear,
                 None => opts.rate_search,
             },
+            filter: opts.filter && !self.no_filter,
             ..opts
         }
     }

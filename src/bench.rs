@@ -210,6 +210,7 @@ fn time_archive(model: &Model, header: &Header, runs: usize) -> Result<[Measure;
                 .map(|j| (i * 7919 + j * 104_729) % k)
                 .collect(),
             depths: Vec::new(),
+            filter: None,
         })
         .collect();
     let mut bytes = Vec::new();

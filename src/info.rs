@@ -52,9 +52,15 @@ pub(crate) fn print_text(path: &Path, report: &Report) {
     }
     println!("images             {}", info.images);
     println!(
-        "bytes              {} total = {} header + {} indices + {} other (sizes, names, depth maps, checksums)",
+        "bytes              {} total = {} header + {} indices + {} other (sizes, names, filters, depth maps, checksums)",
         info.total_bytes, info.header_bytes, info.payload_bytes, info.record_overhead_bytes
     );
+    if info.version >= 3 {
+        println!(
+            "filters            {} of {} images, {} bytes",
+            info.filtered_images, info.images, info.filter_bytes
+        );
+    }
     println!(
         "bits per image     {:.1} (payload)",
         info.payload_bits_per_image

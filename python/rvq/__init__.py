@@ -82,6 +82,7 @@ class Codec:
         beam: Optional[int] = None,
         refine: Optional[int] = None,
         entropy: bool = True,
+        filter: bool = True,
     ) -> bytes:
         """The archive of ``images``. The rate is chosen as ``rvq encode`` chooses it: a
         ``quality`` (0-100; 90 when neither it nor ``psnr`` nor ``codebooks`` is given), a
@@ -89,7 +90,8 @@ class Codec:
         (with a quality or target, ``codebooks`` caps them). ``names`` are stored with the
         images (without them the archive stores none). ``effort`` (0-5, 4 when not given) is
         how hard the encoder searches (``--effort``); ``beam`` and ``refine`` override its
-        beam width and refinement (``--beam``, ``--refine``)."""
+        beam width and refinement (``--beam``, ``--refine``). ``filter=False`` fits no
+        restoration filters (``--no-filter``): the archive is then format version 2."""
         return self._inner.encode(
             _pixels(images),
             names=None if names is None else list(names),
@@ -100,6 +102,7 @@ class Codec:
             beam=beam,
             refine=refine,
             entropy=entropy,
+            filter=filter,
         )
 
     def decode(self, data: Source) -> List[np.ndarray]:
@@ -165,6 +168,7 @@ def encode(
     beam: Optional[int] = None,
     refine: Optional[int] = None,
     entropy: bool = True,
+    filter: bool = True,
     backend: str = "auto",
 ) -> bytes:
     """The archive of ``images`` with the built-in model (see :meth:`Codec.encode`)."""
@@ -178,6 +182,7 @@ def encode(
         beam=beam,
         refine=refine,
         entropy=entropy,
+        filter=filter,
     )
 
 

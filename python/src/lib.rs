@@ -206,7 +206,7 @@ impl Codec {
 
     /// The archive of `images` (see the package's `encode`), as `rvq encode` writes it for
     /// the same pixels, names and options on the same backend.
-    #[pyo3(signature = (images, *, names=None, quality=None, psnr=None, codebooks=None, effort=None, beam=None, refine=None, entropy=true))]
+    #[pyo3(signature = (images, *, names=None, quality=None, psnr=None, codebooks=None, effort=None, beam=None, refine=None, entropy=true, filter=true))]
     #[allow(clippy::too_many_arguments)]
     fn encode<'py>(
         &self,
@@ -220,6 +220,7 @@ impl Codec {
         beam: Option<usize>,
         refine: Option<usize>,
         entropy: bool,
+        filter: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let pixels = images_of(images)?;
         if let Some(n) = &names
@@ -255,6 +256,7 @@ impl Codec {
             rate_search: defaults.rate_search,
             entropy,
             neighbours: defaults.neighbours,
+            filter,
         };
         let named: Vec<Named> = pixels
             .into_iter()

@@ -23,6 +23,7 @@ def files_and_names(folder):
         (["--psnr", "30", "--codebooks", "6"], {"psnr": 30.0, "codebooks": 6}),
         (["--codebooks", "3", "--beam", "1", "--refine", "1"], {"codebooks": 3, "beam": 1, "refine": 1}),
         (["--quality", "40", "--effort", "1"], {"quality": 40, "effort": 1}),
+        (["--quality", "40", "--no-filter"], {"quality": 40, "filter": False}),
     ],
 )
 def test_encode_writes_the_bytes_the_command_writes(photos, tmp_path, flags, kwargs):

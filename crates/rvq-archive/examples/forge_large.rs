@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         name: None,
         indices: vec![0; cells],
         depths: Vec::new(),
+        filter: None,
     };
     for _ in 0..count {
         writer.write(&record)?;

@@ -283,7 +283,7 @@ fn merge_whole_blocks(parts: &[Archive]) -> Result<Option<Vec<u8>>> {
     let aligned = parts.iter().enumerate().all(|(i, a)| {
         a.header == first.header && (i + 1 == parts.len() || a.image_count % BLOCK_RECORDS == 0)
     });
-    if first.header.version != VERSION || !aligned {
+    if first.header.version == VERSION_1 || !aligned {
         return Ok(None);
     }
     let mut seen = std::collections::HashSet::new();

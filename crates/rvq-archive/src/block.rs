@@ -23,6 +23,8 @@ const CODED: u8 = 1 << 2;
 /// Block flag, with `CODED` under payload coder 2: coded under neighbour contexts rather than
 /// by coder 1's model, because that is shorter for this block.
 const NEIGHBOURS: u8 = 1 << 3;
+/// Block flag (format version 3): each image's fields end with its filter field.
+const FILTERS: u8 = 1 << 4;
 
 /// The longest body a block of `count` images may have under `limits`: each image at the
 /// largest size the limits allow, with a name of the longest length, every cell at m
@@ -40,7 +42,12 @@ pub(crate) fn max_body(header: &Header, limits: &Limits, count: usize) -> u64 {
     } else {
         0
     };
-    let per_image = 20 + name + cells.saturating_mul(index_bits + 32).div_ceil(8);
+    let filter = if header.version >= crate::VERSION {
+        crate::filter::max_bytes(limits.max_pixels, side)
+    } else {
+        0
+    };
+    let per_image = 20 + name + filter + cells.saturating_mul(index_bits + 32).div_ceil(8);
     (count as u64).saturating_mul(per_image).saturating_add(32)
 }
 
@@ -63,7 +70,9 @@ pub(crate) fn write_block(
     let size = |r: &Record| (r.width, r.height);
     let shared = records.windows(2).all(|w| size(&w[0]) == size(&w[1]));
     let depths = records.iter().any(|r| r.has_depth_map(header));
-    let mut body = vec![if shared { SHARED_SIZE } else { 0 } | if depths { DEPTHS } else { 0 }];
+    let filters = records.iter().any(|r| r.filter.is_some());
+    let flag = |on, bit| if on { bit } else { 0 };
+    let mut body = vec![flag(shared, SHARED_SIZE) | flag(depths, DEPTHS) | flag(filters, FILTERS)];
     if shared && let Some(r) = records.first() {
         varint::put(&mut body, r.width as u64);
         varint::put(&mut body, r.height as u64);
@@ -76,9 +85,12 @@ pub(crate) fn write_block(
         if header.names {
             put_name(&r.name, &mut body);
         }
+        if filters {
+            crate::filter::put(&r.filter, &mut body);
+        }
     }
     let fields = body.len();
-    if let Some(words) = depth_words(header, records) {
+    if let Some(words) = depthmap::block_words(header, records) {
         put_words(&mut body, &words);
     }
     let bits = header.bits_per_index();
@@ -103,20 +115,6 @@ pub(crate) fn write_block(
     Ok(())
 }
 
-/// The block's depth map, coded, when it needs one.
-fn depth_words(header: &Header, records: &[Record]) -> Option<Vec<u32>> {
-    if !records.iter().any(|r| r.has_depth_map(header)) {
-        return None;
-    }
-    let maps: Vec<Vec<u8>> = records.iter().map(|r| r.cell_depths(header)).collect();
-    let refs: Vec<(&[u8], usize)> = maps
-        .iter()
-        .zip(records)
-        .map(|(d, r)| (d.as_slice(), header.grid(r.width, r.height).0 as usize))
-        .collect();
-    Some(depthmap::encode(&refs, header.codebooks_used))
-}
-
 /// Bytes of a word count and its words.
 fn words_len(words: &[u32]) -> usize {
     varint::len(words.len() as u64) + 4 * words.len()
@@ -132,7 +130,7 @@ fn words_len(words: &[u32]) -> usize {
 pub fn index_bytes(header: &Header, records: &[Record]) -> (u64, bool) {
     let total: u64 = records.iter().map(|r| r.index_count(header)).sum();
     let packed = (total * header.bits_per_index() as u64).div_ceil(8) as usize;
-    let depth_map = depth_words(header, records).map_or(0, |w| words_len(&w));
+    let depth_map = depthmap::block_words(header, records).map_or(0, |w| words_len(&w));
     match coded(header, records, packed, depth_map, u64::MAX) {
         Some((words, _)) => (words_len(&words) as u64, true),
         None => (packed as u64, false),
@@ -435,8 +433,15 @@ fn read_fields(
         reason,
     };
     let flags = c.u8("block flags")?;
-    if flags & !(SHARED_SIZE | DEPTHS | CODED | NEIGHBOURS) != 0 {
+    if flags & !(SHARED_SIZE | DEPTHS | CODED | NEIGHBOURS | FILTERS) != 0 {
         return Err(bad(format!("reserved block flag bits ({flags:#04x})")));
+    }
+    let filters = flags & FILTERS != 0;
+    if filters && header.version < crate::VERSION {
+        return Err(bad(format!(
+            "its block has restoration filters, which need format version {}",
+            crate::VERSION
+        )));
     }
     if flags & NEIGHBOURS != 0 && (flags & CODED == 0 || !header.neighbours) {
         return Err(bad(
@@ -465,12 +470,23 @@ fn read_fields(
         } else {
             None
         };
+        let filter = if filters {
+            crate::filter::parse(first + i, (width, height), c)?
+        } else {
+            None
+        };
         records.push(Record {
             width,
             height,
             name,
+            filter,
             ..Record::default()
         });
+    }
+    if filters && records.iter().all(|r| r.filter.is_none()) {
+        return Err(bad(
+            "its block says restoration filters but none of its images has one".into(),
+        ));
     }
     let size = |r: &Record| (r.width, r.height);
     if shared.is_none() && records.windows(2).all(|w| size(&w[0]) == size(&w[1])) {
@@ -640,41 +656,12 @@ fn read_words(c: &mut Cursor, what: &'static str) -> Result<Vec<u32>> {
 
 /// Reads a block's depth map into `records` (left empty for a record whose cells all use m).
 fn read_depths(header: &Header, first: u64, records: &mut [Record], c: &mut Cursor) -> Result<()> {
-    let bad = |reason: &str| ArchiveError::InvalidRecord {
-        index: first,
-        reason: reason.into(),
-    };
-    let m = header.codebooks_used;
-    if m < 2 {
-        return Err(bad(
-            "its block has a depth map but the archive uses one codebook",
-        ));
+    if header.codebooks_used < 2 {
+        return Err(ArchiveError::InvalidRecord {
+            index: first,
+            reason: "its block has a depth map but the archive uses one codebook".into(),
+        });
     }
     let words = read_words(c, "depth map")?;
-    let shapes: Vec<depthmap::Shape> = records
-        .iter()
-        .map(|r| {
-            let (gw, gh) = header.grid(r.width, r.height);
-            depthmap::Shape {
-                cells: (gw * gh) as usize,
-                columns: gw as usize,
-            }
-        })
-        .collect();
-    let maps = depthmap::decode(&words, &shapes, m)
-        .ok_or_else(|| bad("its block's depth map is not the coding of any depths"))?;
-    for (r, d) in records.iter_mut().zip(maps) {
-        r.depths = d;
-    }
-    if !records.iter().any(|r| r.has_depth_map(header)) {
-        return Err(bad(
-            "its block has a depth map in which every cell uses all codebooks",
-        ));
-    }
-    for r in records.iter_mut() {
-        if !r.has_depth_map(header) {
-            r.depths.clear();
-        }
-    }
-    Ok(())
+    depthmap::set_depths(header, first, records, &words)
 }

@@ -6,6 +6,7 @@
 //! compute the same probabilities, so everything here is integer arithmetic.
 
 use crate::adaptive::AdaptiveCounts;
+use crate::{ArchiveError, Header, Record, Result};
 use constriction::stream::queue::{DefaultRangeDecoder, DefaultRangeEncoder};
 
 /// What coding a depth adds to its count in its context.
@@ -78,6 +79,61 @@ pub fn decode(words: &[u32], shapes: &[Shape], m: u32) -> Option<Vec<Vec<u8>>> {
         .map(|(d, s)| (d.as_slice(), s.columns.max(1)))
         .collect();
     (encode(&refs, m) == words).then_some(maps)
+}
+
+/// The depth map of a block of `records`, coded, when it needs one (some cell below m).
+pub(crate) fn block_words(header: &Header, records: &[Record]) -> Option<Vec<u32>> {
+    if !records.iter().any(|r| r.has_depth_map(header)) {
+        return None;
+    }
+    let maps: Vec<Vec<u8>> = records.iter().map(|r| r.cell_depths(header)).collect();
+    let refs: Vec<(&[u8], usize)> = maps
+        .iter()
+        .zip(records)
+        .map(|(d, r)| (d.as_slice(), header.grid(r.width, r.height).0 as usize))
+        .collect();
+    Some(encode(&refs, header.codebooks_used))
+}
+
+/// Decodes a block's depth map `words` into `records` (the block's, from image `first`),
+/// leaving empty the depths of a record whose cells all use m; refuses words that are not the
+/// coding of any depths and a map in which every cell uses all m.
+pub(crate) fn set_depths(
+    header: &Header,
+    first: u64,
+    records: &mut [Record],
+    words: &[u32],
+) -> Result<()> {
+    let bad = |reason: &str| ArchiveError::InvalidRecord {
+        index: first,
+        reason: reason.into(),
+    };
+    let shapes: Vec<Shape> = records
+        .iter()
+        .map(|r| {
+            let (gw, gh) = header.grid(r.width, r.height);
+            Shape {
+                cells: (gw * gh) as usize,
+                columns: gw as usize,
+            }
+        })
+        .collect();
+    let maps = decode(words, &shapes, header.codebooks_used)
+        .ok_or_else(|| bad("its block's depth map is not the coding of any depths"))?;
+    for (r, d) in records.iter_mut().zip(maps) {
+        r.depths = d;
+    }
+    if !records.iter().any(|r| r.has_depth_map(header)) {
+        return Err(bad(
+            "its block has a depth map in which every cell uses all codebooks",
+        ));
+    }
+    for r in records.iter_mut() {
+        if !r.has_depth_map(header) {
+            r.depths.clear();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

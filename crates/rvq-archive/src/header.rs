@@ -3,7 +3,7 @@
 use crate::{
     ArchiveError, CODEBOOK_COUNTS, CODEBOOK_SIZES, Cursor, FINGERPRINT_LEN, FLAG_CODEBOOK,
     FLAG_ENTROPY, FLAG_NAMES, GRID_FACTORS, KNOWN_FLAGS, LATENT_DIMS, MAGIC, Result, VERSION,
-    VERSION_1, varint,
+    VERSION_1, VERSION_2, varint,
 };
 
 /// How embedded codebook values are stored.
@@ -44,11 +44,12 @@ pub struct Header {
     pub names: bool,
     /// Embedded codebook vectors, if any.
     pub codebook: Option<EmbeddedCodebook>,
-    /// Format version to write: [`VERSION`] (blocks of records, per-cell depths) unless set to
-    /// [`VERSION_1`]; a reader sets it to the version it read.
+    /// Format version to write: [`VERSION_2`] (blocks of records, per-cell depths) unless set
+    /// to [`VERSION`] (records may carry restoration filters) or [`VERSION_1`]; a reader sets
+    /// it to the version it read.
     pub version: u8,
-    /// Whether indices may be range-coded (the `ENTROPY` flag and payload coder 1, version 2
-    /// only): each block is then coded exactly when that is shorter than bit packing. Off
+    /// Whether indices may be range-coded (the `ENTROPY` flag and payload coder 1, versions 2
+    /// and 3): each block is then coded exactly when that is shorter than bit packing. Off
     /// in [`Header::new`]; a reader sets it as the archive says.
     pub entropy: bool,
     /// With `entropy`: code each block's indices under their neighbours' contexts (payload
@@ -78,7 +79,7 @@ pub struct Geometry {
 impl Header {
     /// A header for archives of a model with this `fingerprint` and `geometry` using
     /// `codebooks_used` of its codebooks, without names, embedded codebook or entropy coding,
-    /// at the current [`VERSION`].
+    /// at format [`VERSION_2`] (set [`Header::version`] to [`VERSION`] for filters).
     pub fn new(
         fingerprint: [u8; FINGERPRINT_LEN],
         geometry: Geometry,
@@ -99,7 +100,7 @@ impl Header {
             codebooks_used,
             names: false,
             codebook: None,
-            version: VERSION,
+            version: VERSION_2,
             entropy: false,
             neighbours: false,
         }
@@ -169,9 +170,15 @@ impl Header {
                 self.codebooks_used, self.num_codebooks
             ));
         }
-        if self.entropy && self.version != VERSION {
+        if !(VERSION_1..=VERSION).contains(&self.version) {
             return Err(format!(
-                "entropy-coded indices need format version {VERSION}, not {}",
+                "format version {} is not 1 to {VERSION}",
+                self.version
+            ));
+        }
+        if self.entropy && self.version < VERSION_2 {
+            return Err(format!(
+                "entropy-coded indices need format version {VERSION_2} or later, not {}",
                 self.version
             ));
         }
@@ -285,7 +292,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<(Header, u64, usize)> {
         return Err(ArchiveError::BadMagic);
     }
     let version = c.u8("version")?;
-    if version != VERSION && version != VERSION_1 {
+    if !(VERSION_1..=VERSION).contains(&version) {
         return Err(ArchiveError::UnsupportedVersion(version));
     }
     let flags = c.u8("flags")?;

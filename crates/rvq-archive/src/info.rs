@@ -42,9 +42,13 @@ pub struct ArchiveInfo {
     pub coded_blocks: u64,
     /// Bytes of index payloads (all images).
     pub payload_bytes: u64,
-    /// Bytes of everything else: per-image fields, names, depth maps, block lengths and
-    /// checksums.
+    /// Bytes of everything else: per-image fields, names, restoration filters, depth maps,
+    /// block lengths and checksums.
     pub record_overhead_bytes: u64,
+    /// Images that carry a restoration filter (format version 3).
+    pub filtered_images: u64,
+    /// Bytes of those filters' fields (within `record_overhead_bytes`).
+    pub filter_bytes: u64,
     /// Codebooks a cell uses, on average over all cells.
     pub mean_depth: f64,
     /// Pixels over all images.
@@ -118,6 +122,12 @@ fn info(archive: &Archive) -> Result<ArchiveInfo> {
         header_bytes: archive.header_len as u64,
         payload_bytes: payload,
         record_overhead_bytes: total - archive.header_len as u64 - payload,
+        filtered_images: records.iter().filter(|r| r.filter.is_some()).count() as u64,
+        filter_bytes: records
+            .iter()
+            .filter_map(|r| r.filter.as_ref())
+            .map(|f| f.stored_len() as u64)
+            .sum(),
         mean_depth: mean(index_count, cells),
         pixels,
         payload_bits_per_image: mean(payload * 8, images),

@@ -1,5 +1,5 @@
-//! The `.rvq` archive format (version 2; version 1 is still read): the codebook indices of
-//! many images under one shared header, bit-packed or (payload coder 1) range-coded block by
+//! The `.rvq` archive format (version 3; versions 1 and 2 are still read): the codebook
+//! indices of many images under one shared header, bit-packed or (payload coder 1) range-coded block by
 //! block where that is shorter, with a per-cell depth map where cells use different numbers
 //! of codebooks. This crate deals in integers and bytes only (no tensors, no model), so it
 //! builds, tests and fuzzes in seconds. The byte layout is specified in `docs/FORMAT.md`;
@@ -21,6 +21,7 @@
 //!     name: Some("cat.png".into()),
 //!     indices: vec![5; 16 + 4], // level 0 for all 16 cells, level 1 for the 4 at depth 2
 //!     depths: [2, 1, 1, 1].repeat(4),
+//!     filter: None,
 //! };
 //! let bytes = write_archive(&header, &[rec.clone()]).unwrap();
 //! let archive = Archive::parse(&bytes, &Limits::default()).unwrap();
@@ -37,6 +38,7 @@ mod cursor;
 mod depthmap;
 mod entropy;
 mod error;
+mod filter;
 mod header;
 mod info;
 mod neighbours;
@@ -49,6 +51,7 @@ pub use block::{BLOCK_RECORDS, BlockIndices, index_bytes};
 pub(crate) use cursor::Cursor;
 pub use entropy::{WORK_PER_BYTE, work};
 pub use error::{ArchiveError, Result};
+pub use filter::{CHANNEL_TAPS, Filter, IDENTITY, MIN_UNIT, UNIT_TAPS};
 pub(crate) use header::parse_header;
 pub use header::{
     CodebookDType, EmbeddedCodebook, Geometry, Header, bits_per_index, hex, write_header,
@@ -60,8 +63,12 @@ pub use stream::{ArchiveReader, ArchiveWriter};
 
 /// The four bytes every archive starts with.
 pub const MAGIC: [u8; 4] = *b"RVQA";
-/// The format version this crate writes (it reads versions 1 and 2).
-pub const VERSION: u8 = 2;
+/// The newest format version, which this crate reads and writes: version 2 with a
+/// restoration filter per image (docs/FORMAT.md). Versions 1 and 2 are still read.
+pub const VERSION: u8 = 3;
+/// Version 2: blocks of records with per-cell depths and payload coders 0 to 2, and no
+/// filters; what [`Header::new`] writes, so that rvq from before version 3 reads it.
+pub const VERSION_2: u8 = 2;
 /// The oldest version this crate reads (and writes, for a header that asks for it).
 pub const VERSION_1: u8 = 1;
 /// Bytes of the model fingerprint.

@@ -3,7 +3,8 @@
 
 use crate::bits::{self, BitCounter, BitPacker, BitSink};
 use crate::{
-    ArchiveError, Cursor, Header, Limits, MAX_NAME, Result, VERSION_1, validate_name, varint,
+    ArchiveError, Cursor, Filter, Header, Limits, MAX_NAME, Result, VERSION_1, validate_name,
+    varint,
 };
 
 /// Where one record lies in an archive, read from its fields without decoding its payload.
@@ -76,6 +77,9 @@ pub struct Record {
     /// Codebooks used by each cell (row-major), each in 1..=m; empty when every cell uses all
     /// m, as readers return it in that case. Version-1 archives have no depths.
     pub depths: Vec<u8>,
+    /// The restoration filter the decoder applies to the decoded image, if any (format
+    /// version 3 only).
+    pub filter: Option<Filter>,
 }
 
 impl Record {
@@ -154,8 +158,15 @@ impl Record {
             .map(|&d| d.min(m as u8))
             .collect();
         let indices = Record::stored_indices(&self.full_indices(header), &cut);
+        // A filter is fitted to the decode at the record's own depths.
+        let filter = if cut == self.cell_depths(header) {
+            self.filter.clone()
+        } else {
+            None
+        };
         Record {
             indices,
+            filter,
             depths: if cut.iter().all(|&d| d as u32 == m) {
                 Vec::new()
             } else {
@@ -211,6 +222,16 @@ pub fn check_record(header: &Header, index: u64, r: &Record) -> Result<()> {
             "index {v} is not below codebook_size {}",
             header.codebook_size
         )));
+    }
+    if let Some(filter) = &r.filter {
+        if header.version < crate::VERSION {
+            return Err(bad(format!(
+                "restoration filters need format version {}, not {}",
+                crate::VERSION,
+                header.version
+            )));
+        }
+        filter.check(r.width, r.height).map_err(bad)?;
     }
     match (&r.name, header.names) {
         (Some(n), true) => validate_name(n).map_err(bad),
@@ -365,5 +386,6 @@ pub(crate) fn decode_entry(header: &Header, bytes: &[u8], entry: &Entry) -> Resu
         name: entry.name.clone(),
         indices,
         depths: Vec::new(),
+        filter: None,
     })
 }

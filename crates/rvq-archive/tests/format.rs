@@ -28,6 +28,7 @@ fn golden_record() -> Record {
         name: Some("a.png".into()),
         indices: vec![1, 4, 0, 3],
         depths: Vec::new(),
+        filter: None,
     }
 }
 
@@ -137,10 +138,11 @@ fn with_crc(mut header_body: Vec<u8>) -> Vec<u8> {
 fn newer_versions_and_entropy_coding_are_refused_clearly() {
     let bytes = golden_bytes();
     let body = &bytes[..30];
-    let mut v3 = body.to_vec();
-    v3[4] = 3;
-    let e = Archive::parse(&with_crc(v3), &Limits::default()).unwrap_err();
-    assert!(matches!(e, ArchiveError::UnsupportedVersion(3)), "{e}");
+    let mut v4 = body.to_vec();
+    v4[4] = 4;
+    let e = Archive::parse(&with_crc(v4), &Limits::default()).unwrap_err();
+    assert!(matches!(e, ArchiveError::UnsupportedVersion(4)), "{e}");
+    assert!(e.to_string().contains("upgrade rvq"), "{e}");
     // Coders 1 and 2 are version 2's; a later coder is refused by number, and the flag and
     // the coder byte must agree.
     let mut coded = body.to_vec();
@@ -187,6 +189,7 @@ fn oversized_images_are_refused_before_allocation() {
         name: None,
         indices: vec![0; 2500],
         depths: Vec::new(),
+        filter: None,
     };
     let bytes = write_archive(&h, &[big]).unwrap();
     let e = Archive::parse(&bytes, &Limits::default())
@@ -315,6 +318,7 @@ fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
                         name: names.then(|| format!("dir/img{n}.png")),
                         indices,
                         depths: Vec::new(),
+                        filter: None,
                     })
             });
             (Just(h), prop::collection::vec(rec, 0..4))
@@ -372,6 +376,7 @@ fn sample(m: u32, names: bool, fingerprint: u8) -> (Header, Vec<Record>) {
                 name: names.then(|| format!("{fingerprint}/{i}.png")),
                 indices: (0..cells * m).map(|j| (i + j) % 5).collect(),
                 depths: Vec::new(),
+                filter: None,
             }
         })
         .collect();
@@ -454,6 +459,7 @@ fn many_records(h: &Header, count: u32, names: bool) -> Vec<Record> {
                     })
                     .collect(),
                 depths: Vec::new(),
+                filter: None,
             }
         })
         .collect()
@@ -832,6 +838,171 @@ fn golden_v2_archive_matches_the_spec_byte_for_byte() {
     assert_eq!(a.header, h);
     assert_eq!(a.records().unwrap(), recs);
     assert_eq!(a.block(0).unwrap(), recs);
+}
+
+/// docs/FORMAT.md's version-3 example: two 65×8 images (9 cells each), d = 2, k = 5, n_q = m =
+/// 1, names off; the first with a restoration filter of one unit, the second without.
+fn golden_v3() -> (Header, Vec<Record>) {
+    let mut h = Header::new(
+        [0x33; 16],
+        Geometry {
+            latent_dim: 2,
+            codebook_size: 5,
+            num_codebooks: 1,
+            grid_factor: 8,
+        },
+        1,
+    );
+    h.version = VERSION;
+    let mut coefficients = vec![240, 4, 4, 0, 0, 8, 0, 100, 256, 0, 0, 0, 0, 0, 0, -3];
+    coefficients.extend_from_slice(&IDENTITY);
+    let recs = vec![
+        Record {
+            width: 65,
+            height: 8,
+            indices: vec![0, 1, 2, 3, 4, 0, 1, 2, 3],
+            filter: Some(Filter {
+                unit: 0,
+                coefficients,
+            }),
+            ..Record::default()
+        },
+        Record {
+            width: 65,
+            height: 8,
+            indices: vec![4; 9],
+            ..Record::default()
+        },
+    ];
+    (h, recs)
+}
+
+fn golden_v3_bytes() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RVQA");
+    b.extend_from_slice(&[3, 0, 0]); // version 3, no flags, coder 0
+    b.extend_from_slice(&[0x33; 16]);
+    b.extend_from_slice(&[2, 5, 1, 8, 1, 3, 2]); // d, k, n_q, f, m, b, image_count
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    let mut body = vec![0x11, 65, 8]; // flags: shared size, filters; 65×8
+    body.push(1); // image 0's filter: one unit (side 0, stored + 1)
+    // Red's differences from 256 0 0 0 0 0 0 0, zigzag: -16 +4 +4 0 0 +8 0 +100.
+    body.extend_from_slice(&[0x1f, 0x08, 0x08, 0x00, 0x00, 0x10, 0x00, 0xc8, 0x01]);
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x05]); // green: bias -3
+    body.extend_from_slice(&[0; 8]); // blue: the identity
+    body.push(0); // image 1: no filter
+    // 0 1 2 3 4 0 1 2 3 | 4 × 9 at 3 bits, then 2 zero bits.
+    body.extend_from_slice(&[0x05, 0x38, 0x0a, 0x72, 0x49, 0x24, 0x90]);
+    let mut block = vec![body.len() as u8];
+    block.extend_from_slice(&body);
+    let crc = crc32fast::hash(&block);
+    b.extend_from_slice(&block);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+#[test]
+fn golden_v3_archive_matches_the_spec_byte_for_byte() {
+    let (h, recs) = golden_v3();
+    let bytes = write_archive(&h, &recs).unwrap();
+    assert_eq!(bytes, golden_v3_bytes());
+    let a = Archive::parse(&bytes, &Limits::default()).unwrap();
+    assert_eq!(a.header, h);
+    assert_eq!(a.records().unwrap(), recs);
+    let mut streamed = Vec::new();
+    for r in ArchiveReader::new(bytes.as_slice(), &Limits::default()).unwrap() {
+        streamed.push(r.unwrap());
+    }
+    assert_eq!(streamed, recs);
+    let info = a.info().unwrap();
+    assert_eq!((info.version, info.filtered_images), (3, 1));
+    assert_eq!(
+        info.filter_bytes, 26,
+        "the unit byte and 9 + 8 + 8 coefficient bytes"
+    );
+}
+
+/// Re-frames a golden version-3 block body with its length and checksum.
+fn v3_with_body(body: &[u8]) -> Vec<u8> {
+    let mut b = golden_v3_bytes()[..34].to_vec();
+    let mut block = vec![body.len() as u8];
+    block.extend_from_slice(body);
+    b.extend_from_slice(&block);
+    b.extend_from_slice(&crc32fast::hash(&block).to_le_bytes());
+    b
+}
+
+#[test]
+fn restoration_filters_are_refused_where_the_format_does_not_allow_them() {
+    let golden = golden_v3_bytes();
+    let body = golden[35..golden.len() - 4].to_vec();
+    assert_eq!(
+        Archive::parse(&v3_with_body(&body), &Limits::default())
+            .unwrap()
+            .image_count,
+        2
+    );
+    let refused = |body: &[u8], what: &str| {
+        let e = Archive::parse(&v3_with_body(body), &Limits::default())
+            .and_then(|a| a.records())
+            .unwrap_err();
+        assert!(e.to_string().contains(what), "{what}: {e}");
+    };
+    // A unit side that is not a multiple of 64, or not below the image's larger side.
+    let mut b = body.clone();
+    b[3] = 33;
+    refused(&b, "filter unit side 32");
+    let b = [&body[..3], &[0x81, 0x01], &body[4..]].concat(); // 129: side 128
+    refused(&b, "filter unit side 128");
+    // The red bias past 16 bits: 32,800.
+    let mut b = body[..11].to_vec();
+    b.extend_from_slice(&[0xc0, 0x80, 0x04]); // zigzag of 32,800 (65,600)
+    b.extend_from_slice(&body[13..]);
+    refused(&b, "outside 16 bits");
+    // A filter of identities only (the red channel's differences zeroed).
+    let mut b = body[..4].to_vec();
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&body[4 + 9 + 8 + 8..]);
+    refused(&b, "changes nothing");
+    // The flag with no image filtered, and the flag in a version-2 archive.
+    let mut b = vec![0x11, 65, 8, 0, 0];
+    b.extend_from_slice(&body[body.len() - 7..]);
+    refused(&b, "none of its images has one");
+    let mut v2 = golden.clone();
+    v2[4] = 2;
+    let crc = crc32fast::hash(&v2[..30]);
+    v2[30..34].copy_from_slice(&crc.to_le_bytes());
+    let e = Archive::parse(&v2, &Limits::default())
+        .and_then(|a| a.records())
+        .unwrap_err();
+    assert!(e.to_string().contains("need format version 3"), "{e}");
+    // Writers refuse a filter under a version-2 header, and a filter of the wrong length.
+    let (mut h, mut recs) = golden_v3();
+    h.version = 2;
+    let e = write_archive(&h, &recs).unwrap_err();
+    assert!(e.to_string().contains("need format version 3"), "{e}");
+    h.version = VERSION;
+    recs[0].filter.as_mut().unwrap().coefficients.pop();
+    let e = write_archive(&h, &recs).unwrap_err();
+    assert!(e.to_string().contains("23 filter coefficients"), "{e}");
+}
+
+/// Truncating a record to fewer codebooks drops its filter (fitted to the full decode); a
+/// record that keeps its depths keeps it.
+#[test]
+fn truncation_drops_a_filter_only_where_the_depths_change() {
+    let (mut h, mut recs) = golden_v3();
+    h.num_codebooks = 2;
+    h.codebooks_used = 2;
+    recs[0].indices = [recs[0].indices.clone(), vec![1; 3]].concat();
+    recs[0].depths = vec![2, 2, 2, 1, 1, 1, 1, 1, 1];
+    let cut = recs[0].truncated(&h, 1);
+    assert!(cut.filter.is_none());
+    let kept = recs[0].truncated(&h, 2);
+    assert_eq!(kept.filter, recs[0].filter);
 }
 
 /// What `Archive::info` (and so `rvq info`) says of the golden version-2 archive, counted by
@@ -1491,6 +1662,8 @@ fn write_fuzz_seeds() {
             .join("../../fuzz/corpus/archive_reader");
     let (h, recs) = golden_v2();
     std::fs::write(dir.join("v2_golden.rvq"), write_archive(&h, &recs).unwrap()).unwrap();
+    let (h, recs) = golden_v3();
+    std::fs::write(dir.join("v3_golden.rvq"), write_archive(&h, &recs).unwrap()).unwrap();
     let mut h = Header::new(
         [3; 16],
         Geometry {

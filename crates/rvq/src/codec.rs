@@ -11,8 +11,11 @@ use crate::error::{Error, Result};
 use crate::image_io::{self, Rgb};
 use crate::model::Model;
 use crate::quantizer;
-use crate::rate::{Missed, Rate, RateSearch, Target, choose_depths, decoded_psnrs};
+use crate::rate::{
+    Missed, Rate, RateSearch, Target, choose_depths, decoded_psnrs, lambda_for_quality,
+};
 use crate::refine;
+use crate::restore;
 
 /// Settings for encoding.
 #[derive(Clone, Debug)]
@@ -40,6 +43,9 @@ pub struct EncodeOptions {
     /// With `entropy`, code each index under its neighbours' contexts (payload coder 2);
     /// off, payload coder 1, which rvq read before coder 2 existed.
     pub neighbours: bool,
+    /// Fit each image's restoration filter where it pays for its bytes (format version 3,
+    /// docs/FORMAT.md); off, archives are version 2, which rvq read before filters existed.
+    pub filter: bool,
 }
 
 impl Default for EncodeOptions {
@@ -56,6 +62,7 @@ impl Default for EncodeOptions {
             rate_search: effort.rate_search(),
             entropy: true,
             neighbours: true,
+            filter: true,
         }
     }
 }
@@ -90,6 +97,9 @@ pub(crate) fn header_for(model: &Model, opts: &EncodeOptions) -> Result<Header> 
     header.names = opts.names;
     header.entropy = opts.entropy;
     header.neighbours = opts.entropy && opts.neighbours;
+    if opts.filter {
+        header.version = rvq_archive::VERSION;
+    }
     if let Some(dtype) = opts.embed_codebook {
         let all = quantizer::float_vec(model.net.codebooks().ok_or(Error::NotQuantized)?);
         let used = m * c.codebook_size * c.latent_dim;
@@ -158,16 +168,25 @@ pub(crate) fn encode_records_reporting(
                 linear: opts.rate_search != RateSearch::Decoded,
             },
         )?;
+        let (filters, written) = filters(model, batch, &encoded, &depths, m, opts)?;
         short.extend(shortfalls(
-            model, batch, &encoded, &depths, m, opts, missed,
+            model,
+            batch,
+            &encoded,
+            (&depths, m),
+            opts,
+            missed,
+            written,
         )?);
-        for ((img, indices), depths) in batch.iter().zip(encoded.indices).zip(depths) {
+        let each = encoded.indices.into_iter().zip(depths).zip(filters);
+        for (img, ((indices, depths), filter)) in batch.iter().zip(each) {
             let mut record = Record {
                 width: img.image.width(),
                 height: img.image.height(),
                 name: opts.names.then(|| img.name.clone()),
                 indices,
                 depths: Vec::new(),
+                filter,
             };
             if depths.iter().any(|&d| d as usize != m) {
                 record.indices = Record::stored_indices(&record.indices, &depths);
@@ -181,42 +200,95 @@ pub(crate) fn encode_records_reporting(
 
 /// The images of `batch` a PSNR target was out of reach for (`missed`: each one's place in the
 /// batch and the PSNR rate control measured), named, with the PSNR the archive gives:
-/// refinement only ever lowers an image's error, so after it each is measured again, and one
-/// it lifted over the target is no longer short.
+/// refinement and filters only ever lower an image's error, so after them each is measured
+/// again (`written`: each image's PSNR as written, where the filters' decode measured it), and
+/// one they lifted over the target is no longer short.
 fn shortfalls(
     model: &Model,
     batch: &[Named],
     encoded: &crate::quantizer::EncodedBatch,
-    depths: &[Vec<u8>],
-    m: usize,
+    (depths, m): (&[Vec<u8>], usize),
     opts: &EncodeOptions,
     missed: Vec<Missed>,
+    written: Option<Vec<f64>>,
 ) -> Result<Vec<Shortfall>> {
     let Some(Target::Psnr(db)) = opts.rate.target() else {
         return Ok(Vec::new());
     };
-    let refined = if opts.refine > 1 && !missed.is_empty() {
-        Some(decoded_psnrs(
+    let measured = match written {
+        Some(psnr) => Some(psnr),
+        None if opts.refine > 1 && !missed.is_empty() => Some(decoded_psnrs(
             model,
             &originals(batch),
             encoded,
             Some(depths),
             m,
-        )?)
-    } else {
-        None
+        )?),
+        None => None,
     };
     Ok(missed
         .into_iter()
         .filter_map(|(i, got)| {
             let img = &batch[i];
-            let got = refined.as_ref().map_or(got, |psnr| psnr[i]);
+            let got = measured.as_ref().map_or(got, |psnr| psnr[i]);
             (got < db).then(|| Shortfall {
                 name: img.name.clone(),
                 psnr: got,
             })
         })
         .collect())
+}
+
+/// Each image's restoration filter (`opts.filter`): the batch decoded as it will be written,
+/// and each decode's filter fitted against its original at rate control's price of a bit
+/// (quality 90's without a quality target); with them, under a PSNR target, each image's
+/// PSNR as written. A batch
+/// of images under [`restore::MIN_PIXELS`] gets none and is not decoded.
+#[allow(clippy::type_complexity)]
+fn filters(
+    model: &Model,
+    batch: &[Named],
+    encoded: &crate::quantizer::EncodedBatch,
+    depths: &[Vec<u8>],
+    m: usize,
+    opts: &EncodeOptions,
+) -> Result<(Vec<Option<rvq_archive::Filter>>, Option<Vec<f64>>)> {
+    let pixels = |img: &Named| img.image.width() as u64 * img.image.height() as u64;
+    if !opts.filter || batch.iter().all(|img| pixels(img) < restore::MIN_PIXELS) {
+        return Ok((vec![None; batch.len()], None));
+    }
+    let lambda = match opts.rate.target() {
+        Some(Target::Quality(q)) => lambda_for_quality(q),
+        _ => lambda_for_quality(90),
+    };
+    let sizes: Vec<(u32, u32)> = batch
+        .iter()
+        .map(|img| (img.image.width(), img.image.height()))
+        .collect();
+    let mixed = depths.iter().any(|d| !d.is_empty());
+    let decoded = model.decode_images(
+        &encoded.indices,
+        mixed.then_some(depths),
+        encoded.grid,
+        m,
+        &sizes,
+    )?;
+    // Only a PSNR target reports what an image decodes to.
+    let report = matches!(opts.rate.target(), Some(Target::Psnr(_)));
+    let mut psnrs = Vec::with_capacity(batch.len());
+    let filters = batch
+        .iter()
+        .zip(decoded)
+        .map(|(img, dec)| {
+            let fitted = restore::fit(&img.image, &dec, lambda);
+            if report {
+                let out = fitted.as_ref().map_or(&dec, |(_, filtered)| filtered);
+                psnrs.push(crate::eval::image_psnr(&img.image, out));
+            }
+            fitted.map(|(filter, _)| filter)
+        })
+        .collect();
+    Ok((filters, report.then_some(psnrs)))
 }
 
 /// The images of a batch, for the functions that compare decodes with them.

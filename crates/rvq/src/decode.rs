@@ -9,6 +9,7 @@ use crate::budget;
 use crate::error::{Error, Result};
 use crate::image_io::Rgb;
 use crate::model::{Model, hex};
+use crate::restore;
 
 /// A decoder: one model and a batch size.
 pub struct Decoder<'m> {
@@ -198,13 +199,22 @@ pub(crate) fn decode_records(
             .unzip();
         let mixed = batch.iter().any(|r| r.has_depth_map(header));
         let sizes: Vec<(u32, u32)> = batch.iter().map(|r| (r.width, r.height)).collect();
-        out.extend(model.decode_images(
+        let images = model.decode_images(
             &indices,
             mixed.then_some(depths.as_slice()),
             (gh as usize, gw as usize),
             m,
             &sizes,
-        )?);
+        )?;
+        out.extend(
+            images
+                .into_iter()
+                .zip(batch)
+                .map(|(image, r)| match &r.filter {
+                    Some(filter) => restore::apply(&image, filter),
+                    None => image,
+                }),
+        );
     }
     Ok(out)
 }

@@ -24,6 +24,7 @@
 //! - `codebooks`: codebook learning (EMA, k-means), for training;
 //! - `rate`: rate control, the codebooks each cell uses for a quality or PSNR target ([`Rate`]);
 //! - `refine`: decoder-aware refinement of the chosen indices, in pixel space;
+//! - `restore`: restoration filters, fitted per image by the encoder, applied by the decoder;
 //! - `effort`: one knob for how hard the encoder searches ([`Effort`]);
 //! - `average`: a moving average of a network's weights, for evaluation;
 //! - `codec`: images to archives ([`Encoder`]);
@@ -69,6 +70,7 @@ mod pca;
 mod quantizer;
 mod rate;
 mod refine;
+mod restore;
 #[cfg(feature = "train")]
 pub mod train;
 

@@ -141,6 +141,7 @@ fn zeros_archive(model: &Model, count: u64, side: u32) -> Vec<u8> {
             name: None,
             indices: vec![0; cells],
             depths: Vec::new(),
+            filter: None,
         };
         w.write(&record).unwrap();
     }
