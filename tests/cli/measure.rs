@@ -48,13 +48,14 @@ fn eval_compares_rvq_jpeg_and_webp_and_writes_json_and_a_chart() {
     assert_eq!(points.len(), 5);
     let rvq1 = &points[0];
     assert_eq!(rvq1["codec"], "rvq");
-    // m = 1 costs the archive's one block less its header: exactly what `rvq encode` writes
-    // for these images with names off, less its header (docs/EVAL.md), restoration filters
-    // included. Without them, range-coded, it is less than packing's 948 cells (256 + 247 +
-    // 247 + 150 + 3 × 16) × 10 bits = 1,185 bytes of indices, a flags byte, 18 bytes of
-    // sizes, a 2-byte length and a 4-byte checksum: 1,210 bytes over the 7 samples.
-    let payload_of = |extra: &[&str]| {
-        let archive = encode_samples_with(&dir, "1", extra);
+    // Each point costs the archive's one block less its header: exactly what `rvq encode`
+    // writes for these images with names off, less its header (docs/EVAL.md), restoration
+    // filters included. At m = 1 no filter pays for its bytes, and range-coded the block is
+    // less than packing's 948 cells (256 + 247 + 247 + 150 + 3 × 16) × 10 bits = 1,185 bytes
+    // of indices, a flags byte, 18 bytes of sizes, a 2-byte length and a 4-byte checksum:
+    // 1,210 bytes over the 7 samples. At m = 8 the larger samples take filters.
+    let payload_of = |m: &str, extra: &[&str]| {
+        let archive = encode_samples_with(&dir, m, extra);
         let info = rvq()
             .args(["info", "--json", s(&archive)])
             .output()
@@ -64,15 +65,21 @@ fn eval_compares_rvq_jpeg_and_webp_and_writes_json_and_a_chart() {
             info["total_bytes"].as_u64().unwrap() - info["header_bytes"].as_u64().unwrap();
         (payload, info["filtered_images"].as_u64().unwrap())
     };
-    let (plain, none) = payload_of(&["--no-names", "--no-filter"]);
-    assert!(plain < 1210 && none == 0, "{plain}, {none}");
-    let (payload, filtered) = payload_of(&["--no-names"]);
-    assert!(payload > plain && filtered > 0, "{payload}, {filtered}");
-    let per_image = rvq1["payload_bytes_per_image"].as_f64().unwrap();
+    let (one, none) = payload_of("1", &["--no-names"]);
+    assert!(one < 1210 && none == 0, "{one}, {none}");
+    let (eight, filtered) = payload_of("8", &["--no-names"]);
+    let (plain, _) = payload_of("8", &["--no-names", "--no-filter"]);
     assert!(
-        (per_image - payload as f64 / 7.0).abs() < 1e-9,
-        "{per_image}"
+        eight > plain && filtered > 0,
+        "{eight} against {plain}, {filtered}"
     );
+    for (point, payload) in [(rvq1, one), (&points[1], eight)] {
+        let per_image = point["payload_bytes_per_image"].as_f64().unwrap();
+        assert!(
+            (per_image - payload as f64 / 7.0).abs() < 1e-9,
+            "{per_image} against {payload}"
+        );
+    }
     assert!(rvq1["psnr"].as_f64().unwrap() < points[1]["psnr"].as_f64().unwrap());
     assert!(rvq1["nearest_jpeg_quality"].is_u64());
     let png = image::open(&plot).unwrap();

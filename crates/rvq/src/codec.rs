@@ -157,7 +157,7 @@ pub(crate) fn encode_records_reporting(
         // Each cell takes the path closest at the depth chosen for it.
         encoded = encoded.at_depths(&depths);
         let originals: Vec<&Rgb> = batch.iter().map(|img| &img.image).collect();
-        refine::refine_last_levels(
+        let known = refine::refine_last_levels(
             model,
             latents,
             &originals,
@@ -166,9 +166,10 @@ pub(crate) fn encode_records_reporting(
             refine::Refinement {
                 candidates: opts.refine,
                 linear: opts.rate_search != RateSearch::Decoded,
+                keep: wants_filters(batch, opts),
             },
         )?;
-        let (filters, written) = filters(model, batch, &encoded, &depths, m, opts)?;
+        let (filters, written) = filters(model, batch, &encoded, (&depths, m), opts, known)?;
         short.extend(shortfalls(
             model,
             batch,
@@ -239,48 +240,49 @@ fn shortfalls(
         .collect())
 }
 
-/// Each image's restoration filter (`opts.filter`): the batch decoded as it will be written,
-/// and each decode's filter fitted against its original at rate control's price of a bit
-/// (quality 90's without a quality target); with them, under a PSNR target, each image's
-/// PSNR as written. A batch
-/// of images under [`restore::MIN_PIXELS`] gets none and is not decoded.
+/// Each image's restoration filter (`opts.filter`), fitted against its original to the decode
+/// of its indices as they will be written (`known` where refinement made it, else decoded
+/// here) at rate control's price of a bit (without a quality, that of the quality its mean
+/// depth stands for); with them, under a PSNR target, each image's PSNR as written. A batch of
+/// images under [`restore::MIN_PIXELS`] gets none and is not decoded.
 #[allow(clippy::type_complexity)]
 fn filters(
     model: &Model,
     batch: &[Named],
     encoded: &crate::quantizer::EncodedBatch,
-    depths: &[Vec<u8>],
-    m: usize,
+    (depths, m): (&[Vec<u8>], usize),
     opts: &EncodeOptions,
+    known: Vec<Option<Rgb>>,
 ) -> Result<(Vec<Option<rvq_archive::Filter>>, Option<Vec<f64>>)> {
-    let pixels = |img: &Named| img.image.width() as u64 * img.image.height() as u64;
-    if !opts.filter || batch.iter().all(|img| pixels(img) < restore::MIN_PIXELS) {
+    if !wants_filters(batch, opts) {
         return Ok((vec![None; batch.len()], None));
     }
-    let lambda = match opts.rate.target() {
+    // A quality prices a bit; a fixed depth or a PSNR target is priced as the quality
+    // 100 · (the image's mean depth) / n_q, whose cells average about that depth on the
+    // photographs of samples/ (docs/RESULTS.md): a filter that would add a fifth to an image
+    // at one codebook is not worth its bytes there.
+    let n_q = model.config.num_codebooks as f64;
+    let lambda = |d: &[u8]| match opts.rate.target() {
         Some(Target::Quality(q)) => lambda_for_quality(q),
-        _ => lambda_for_quality(90),
+        _ => {
+            let mean = if d.is_empty() {
+                m as f64
+            } else {
+                d.iter().map(|&v| v as f64).sum::<f64>() / d.len() as f64
+            };
+            lambda_for_quality((100.0 * mean / n_q).round().min(100.0) as u8)
+        }
     };
-    let sizes: Vec<(u32, u32)> = batch
-        .iter()
-        .map(|img| (img.image.width(), img.image.height()))
-        .collect();
-    let mixed = depths.iter().any(|d| !d.is_empty());
-    let decoded = model.decode_images(
-        &encoded.indices,
-        mixed.then_some(depths),
-        encoded.grid,
-        m,
-        &sizes,
-    )?;
+    let decoded = decodes(model, batch, encoded, depths, m, known)?;
     // Only a PSNR target reports what an image decodes to.
     let report = matches!(opts.rate.target(), Some(Target::Psnr(_)));
     let mut psnrs = Vec::with_capacity(batch.len());
     let filters = batch
         .iter()
         .zip(decoded)
-        .map(|(img, dec)| {
-            let fitted = restore::fit(&img.image, &dec, lambda);
+        .zip(depths)
+        .map(|((img, dec), d)| {
+            let fitted = restore::fit(&img.image, &dec, lambda(d));
             if report {
                 let out = fitted.as_ref().map_or(&dec, |(_, filtered)| filtered);
                 psnrs.push(crate::eval::image_psnr(&img.image, out));
@@ -289,6 +291,51 @@ fn filters(
         })
         .collect();
     Ok((filters, report.then_some(psnrs)))
+}
+
+/// Whether any image of `batch` may take a restoration filter under `opts`.
+fn wants_filters(batch: &[Named], opts: &EncodeOptions) -> bool {
+    let pixels = |img: &Named| img.image.width() as u64 * img.image.height() as u64;
+    opts.filter && batch.iter().any(|img| pixels(img) >= restore::MIN_PIXELS)
+}
+
+/// Each image of `batch` as `encoded` decodes in 8 bits: `known` where given, the others
+/// decoded together.
+fn decodes(
+    model: &Model,
+    batch: &[Named],
+    encoded: &crate::quantizer::EncodedBatch,
+    depths: &[Vec<u8>],
+    m: usize,
+    known: Vec<Option<Rgb>>,
+) -> Result<Vec<Rgb>> {
+    let missing: Vec<usize> = (0..batch.len()).filter(|&i| known[i].is_none()).collect();
+    let mut fresh = if missing.is_empty() {
+        Vec::new()
+    } else {
+        let indices: Vec<Vec<u32>> = missing
+            .iter()
+            .map(|&i| encoded.indices[i].clone())
+            .collect();
+        let cells: Vec<Vec<u8>> = missing.iter().map(|&i| depths[i].clone()).collect();
+        let sizes: Vec<(u32, u32)> = missing
+            .iter()
+            .map(|&i| (batch[i].image.width(), batch[i].image.height()))
+            .collect();
+        let mixed = cells.iter().any(|d| !d.is_empty());
+        model.decode_images(
+            &indices,
+            mixed.then_some(&cells[..]),
+            encoded.grid,
+            m,
+            &sizes,
+        )?
+    }
+    .into_iter();
+    Ok(known
+        .into_iter()
+        .map(|k| k.unwrap_or_else(|| fresh.next().expect("one decode per missing image")))
+        .collect())
 }
 
 /// The images of a batch, for the functions that compare decodes with them.

@@ -54,6 +54,9 @@ pub(crate) struct CellErrors {
     /// Samples rounded to 8 bits, as written: what a reader gets, so PSNR targets are checked,
     /// and refinement proves it never loses, on these.
     pub written: Vec<Vec<f64>>,
+    /// The decoded images in 8 bits, as a reader gets them, where asked for
+    /// ([`Model::cell_errors_keeping`]); empty otherwise.
+    pub images: Vec<Rgb>,
 }
 
 impl Model {
@@ -376,16 +379,52 @@ impl Model {
         depth: usize,
         originals: &[&Rgb],
     ) -> Result<CellErrors> {
+        self.errors_of(indices, depths, grid, depth, originals, false)
+    }
+
+    /// [`Model::cell_errors`], also keeping each decoded image in 8 bits
+    /// ([`CellErrors::images`]).
+    pub(crate) fn cell_errors_keeping(
+        &self,
+        indices: &[Vec<u32>],
+        depths: Option<&[Vec<u8>]>,
+        grid: (usize, usize),
+        depth: usize,
+        originals: &[&Rgb],
+    ) -> Result<CellErrors> {
+        self.errors_of(indices, depths, grid, depth, originals, true)
+    }
+
+    fn errors_of(
+        &self,
+        indices: &[Vec<u32>],
+        depths: Option<&[Vec<u8>]>,
+        grid: (usize, usize),
+        depth: usize,
+        originals: &[&Rgb],
+        keep: bool,
+    ) -> Result<CellErrors> {
         let f = self.config.grid_factor;
         let gw = grid.1;
         let mut sse = vec![vec![0f64; grid.0 * gw]; originals.len()];
         let mut written = sse.clone();
+        let mut kept: Vec<Vec<u8>> = if keep {
+            originals
+                .iter()
+                .map(|o| vec![0; o.pixels().len()])
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.decode_regions(indices, depths, grid, depth, &mut |r, y| {
             let img = originals[r.image];
             let (w, h) = (img.width() as usize, img.height() as usize);
             let (rows, cols) = r.visible(w, h);
             if rows == 0 || cols == 0 {
                 return;
+            }
+            if let Some(rgb) = kept.get_mut(r.image) {
+                write_region(rgb, w, &r, y);
             }
             // A row of cells per task, each cell's pixels summed in the same order as in one.
             let cell_rows = r.top / f * gw..((r.top + rows - 1) / f + 1) * gw;
@@ -410,9 +449,15 @@ impl Model {
                 }
             });
         })?;
+        let images = kept
+            .into_iter()
+            .zip(originals)
+            .map(|(rgb, o)| Rgb::new(o.width(), o.height(), rgb))
+            .collect::<Result<_>>()?;
         Ok(CellErrors {
             unrounded: sse,
             written,
+            images,
         })
     }
 
@@ -448,23 +493,34 @@ impl Model {
             .map(|&(w, h)| vec![0u8; w as usize * h as usize * 3])
             .collect();
         self.decode_regions(indices, depths, grid, depth, &mut |r, y| {
-            let (w, h) = (sizes[r.image].0 as usize, sizes[r.image].1 as usize);
-            let rgb = &mut out[r.image];
-            let (rows, cols) = r.visible(w, h);
-            for yy in 0..rows {
-                for xx in 0..cols {
-                    let at = ((r.top + yy) * w + r.left + xx) * 3;
-                    for c in 0..3 {
-                        rgb[at + c] = to_u8(y[(c * r.height + yy) * r.width + xx]);
-                    }
-                }
-            }
+            write_region(&mut out[r.image], sizes[r.image].0 as usize, &r, y);
         })?;
         out.into_iter()
             .zip(sizes)
             .map(|(rgb, &(w, h))| Rgb::new(w, h, rgb))
             .collect()
     }
+}
+
+/// Writes the part of decoded planar block `y` (region `r`) that lies inside an image of width
+/// `w` into its interleaved 8-bit pixels `rgb`, a row per task.
+fn write_region(rgb: &mut [u8], w: usize, r: &Region, y: &[f32]) {
+    let (rows, cols) = r.visible(w, rgb.len() / 3 / w.max(1));
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let band = &mut rgb[r.top * w * 3..(r.top + rows) * w * 3];
+    // Rows in tasks of 64 at least: a thumbnail's region is one task.
+    band.par_chunks_mut(w * 3)
+        .with_min_len(64)
+        .enumerate()
+        .for_each(|(yy, row)| {
+            for xx in 0..cols {
+                for c in 0..3 {
+                    row[(r.left + xx) * 3 + c] = to_u8(y[(c * r.height + yy) * r.width + xx]);
+                }
+            }
+        });
 }
 
 /// The `rows`×`cols` window of planar values `src` (`[channels][h][w]` for a `size` of

@@ -49,6 +49,9 @@ pub(crate) struct Refinement {
     /// Judge them as [`crate::linear`] estimates them (on a model with the linear path)
     /// instead of decoding each.
     pub linear: bool,
+    /// Keep the images' last decode in 8 bits where it is of the indices refinement leaves
+    /// (the restoration filters are fitted to it).
+    pub keep: bool,
 }
 
 /// Refines the last level each cell uses of `encoded`, the indices of a batch of images at
@@ -56,7 +59,9 @@ pub(crate) struct Refinement {
 /// `originals` (padded there; the images' own sizes bound the error). `depths` holds each image's
 /// per-cell depths as rate control chose them, empty where every cell uses all `m`. Each cell
 /// tries the entries nearest its residual at its last level and keeps the one that decodes
-/// closest, as `how` says.
+/// closest, as `how` says. Returns, for each image, its decode in 8 bits where refinement
+/// already made the decode of the indices it leaves (so the encoder need not decode again),
+/// `None` elsewhere.
 pub(crate) fn refine_last_levels(
     model: &Model,
     latents: Tensor<4>,
@@ -64,11 +69,16 @@ pub(crate) fn refine_last_levels(
     encoded: &mut EncodedBatch,
     (depths, m): (&[Vec<u8>], usize),
     how: Refinement,
-) -> Result<()> {
-    let Refinement { candidates, linear } = how;
+) -> Result<Vec<Option<Rgb>>> {
+    let Refinement {
+        candidates,
+        linear,
+        keep,
+    } = how;
     let candidates = candidates.min(model.config.codebook_size);
+    let none = || vec![None; originals.len()];
     if candidates <= 1 || m == 0 {
-        return Ok(());
+        return Ok(none());
     }
     let (gh, gw) = encoded.grid;
     let cells = gh * gw;
@@ -101,8 +111,22 @@ pub(crate) fn refine_last_levels(
     };
     let cell_depths = mixed.then_some(full.as_slice());
     if let (true, Some(drawn)) = (linear, Drawing::of(model)) {
-        return refine_linear(model, &drawn, originals, encoded, &search, cell_depths, m);
+        let at = (cell_depths, m);
+        return refine_linear(model, &drawn, originals, encoded, &search, at, keep);
     }
+    refine_decoding(model, originals, encoded, &search, cell_depths, m)?;
+    Ok(none())
+}
+
+/// Refinement by decoding each class's candidates in turn.
+fn refine_decoding(
+    model: &Model,
+    originals: &[&Rgb],
+    encoded: &mut EncodedBatch,
+    search: &Search,
+    cell_depths: Option<&[Vec<u8>]>,
+    m: usize,
+) -> Result<()> {
     let decode =
         |indices: &[Vec<u32>]| model.cell_errors(indices, cell_depths, encoded.grid, m, originals);
     let decode_errors =
@@ -142,9 +166,9 @@ fn refine_linear(
     originals: &[&Rgb],
     encoded: &mut EncodedBatch,
     search: &Search,
-    depths: Option<&[Vec<u8>]>,
-    m: usize,
-) -> Result<()> {
+    (depths, m): (Option<&[Vec<u8>]>, usize),
+    keep: bool,
+) -> Result<Vec<Option<Rgb>>> {
     let (cells, per, patch) = (search.cells, search.per_cell, drawn.patch);
     let shift = |i: usize, c: usize, moves: &mut [f32], _: &mut Vec<f32>| {
         let slot = search.slots[i][c];
@@ -180,23 +204,32 @@ fn refine_linear(
             img[slot] = encoded.indices[i][slot];
         }
     }
-    let kept = model
-        .cell_errors(&mixed, depths, grid, m, originals)?
-        .written;
+    let kept = if keep {
+        model.cell_errors_keeping(&mixed, depths, grid, m, originals)?
+    } else {
+        model.cell_errors(&mixed, depths, grid, m, originals)?
+    };
     let total = |e: &[f64]| e.iter().sum::<f64>();
+    let mut decoded = Vec::with_capacity(originals.len());
+    let mut images = kept.images.into_iter();
     for (i, (trial, mixed)) in trial.into_iter().zip(mixed).enumerate() {
+        let image = images.next();
         let (start, moved, kept) = (
             total(&est.written[i]),
             total(&moved.written[i]),
-            total(&kept[i]),
+            total(&kept.written[i]),
         );
         if kept < start && kept <= moved {
             encoded.indices[i] = mixed;
-        } else if moved < start {
-            encoded.indices[i] = trial;
+            decoded.push(image);
+        } else {
+            if moved < start {
+                encoded.indices[i] = trial;
+            }
+            decoded.push(None);
         }
     }
-    Ok(())
+    Ok(decoded)
 }
 
 /// Each image's error per cell, as the given indices decode.

@@ -13,40 +13,64 @@ use rvq_archive::{CHANNEL_TAPS, Filter, IDENTITY, MIN_UNIT, UNIT_TAPS};
 
 use crate::image_io::Rgb;
 
-/// The point-symmetric pairs of the 3×3 neighbourhood, (row, column) offsets: right, below,
-/// below-right, below-left (each tap also takes the opposite pixel).
-const PAIRS: [(isize, isize); 4] = [(0, 1), (1, 0), (1, 1), (1, -1)];
 /// Unit sides the encoder tries besides one unit for the whole image, largest first.
 const UNIT_SIDES: [u32; 3] = [512, 256, 128];
 /// Images smaller than one unit of the smallest side get no filter: on them its few dozen
 /// bytes outweigh what it can gain, and the encoder does not decode them to find out.
 pub(crate) const MIN_PIXELS: u64 = (MIN_UNIT * MIN_UNIT) as u64;
 
-/// The features one channel's filter weighs at pixel (x, y) of a planar 8-bit image: the
-/// pixel, the four pairs' sums, the other two channels, and 1 for the bias.
-fn features(planes: [&[u8]; 3], (w, h): (usize, usize), c: usize, x: usize, y: usize) -> [i64; 8] {
-    let at = |p: &[u8], xx: isize, yy: isize| -> i64 {
-        let xx = xx.clamp(0, w as isize - 1) as usize;
-        let yy = yy.clamp(0, h as isize - 1) as usize;
-        p[yy * w + xx] as i64
-    };
-    let (xi, yi) = (x as isize, y as isize);
-    let own = planes[c];
-    let mut f = [0i64; CHANNEL_TAPS];
-    f[0] = own[y * w + x] as i64;
-    for (k, &(dy, dx)) in PAIRS.iter().enumerate() {
-        f[1 + k] = at(own, xi + dx, yi + dy) + at(own, xi - dx, yi - dy);
+/// An 8-bit image's three planes with a border of one pixel copied from the edge, so that
+/// every pixel's 3×3 neighbourhood is there to read (the format's clamped coordinates).
+struct Planes {
+    planes: [Vec<u8>; 3],
+    /// Bytes from one row to the next: the width + 2.
+    stride: usize,
+}
+
+impl Planes {
+    fn of(image: &Rgb) -> Self {
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let stride = w + 2;
+        let px = image.pixels();
+        let plane = |c: usize| {
+            let mut p = vec![0u8; stride * (h + 2)];
+            for (yy, row) in p.chunks_exact_mut(stride).enumerate() {
+                let y = yy.clamp(1, h) - 1;
+                for (xx, v) in row.iter_mut().enumerate() {
+                    *v = px[(y * w + xx.clamp(1, w) - 1) * 3 + c];
+                }
+            }
+            p
+        };
+        Self {
+            planes: [plane(0), plane(1), plane(2)],
+            stride,
+        }
     }
-    let others = [(c + 1) % 3, (c + 2) % 3];
-    let (a, b) = if others[0] < others[1] {
-        (others[0], others[1])
-    } else {
-        (others[1], others[0])
-    };
-    f[5] = planes[a][y * w + x] as i64;
-    f[6] = planes[b][y * w + x] as i64;
-    f[7] = 1;
-    f
+
+    /// The features channel `c`'s filter weighs at pixel (x, y): the pixel, the four pairs'
+    /// sums, the other two channels (in order), and 1 for the bias.
+    fn features(&self, c: usize, x: usize, y: usize) -> [i64; CHANNEL_TAPS] {
+        let s = self.stride;
+        let at = (y + 1) * s + x + 1;
+        let own = &self.planes[c];
+        let v = |i: usize| own[i] as i64;
+        let (a, b) = match c {
+            0 => (1, 2),
+            1 => (0, 2),
+            _ => (0, 1),
+        };
+        [
+            v(at),
+            v(at + 1) + v(at - 1),
+            v(at + s) + v(at - s),
+            v(at + s + 1) + v(at - s - 1),
+            v(at + s - 1) + v(at - s + 1),
+            self.planes[a][at] as i64,
+            self.planes[b][at] as i64,
+            1,
+        ]
+    }
 }
 
 /// The filtered value of one channel at one pixel: the weighted features in 1/256 of a level,
@@ -55,13 +79,6 @@ fn filtered(f: &[i64; CHANNEL_TAPS], taps: &[i16]) -> u8 {
     let acc: i64 = (0..7).map(|i| f[i] * taps[i] as i64).sum();
     let v = (16 * acc + 255 * taps[7] as i64 + 2048).div_euclid(4096);
     v.clamp(0, 255) as u8
-}
-
-fn planes(image: &Rgb) -> Vec<Vec<u8>> {
-    let px = image.pixels();
-    (0..3)
-        .map(|c| px.iter().skip(c).step_by(3).copied().collect())
-        .collect()
 }
 
 /// The unit (its number in raster order) of pixel (x, y) under unit side `unit` (0: one).
@@ -77,14 +94,13 @@ fn unit_of(unit: u32, w: usize, x: usize, y: usize) -> usize {
 /// `image` (a decode) with `filter` applied, as docs/FORMAT.md defines it.
 pub(crate) fn apply(image: &Rgb, filter: &Filter) -> Rgb {
     let (w, h) = (image.width() as usize, image.height() as usize);
-    let planes = planes(image);
-    let planes = [&planes[0][..], &planes[1][..], &planes[2][..]];
+    let planes = Planes::of(image);
     let mut out = vec![0u8; w * h * 3];
     out.par_chunks_mut(w * 3).enumerate().for_each(|(y, row)| {
         for x in 0..w {
             let unit = &filter.coefficients[unit_of(filter.unit, w, x, y) * UNIT_TAPS..];
             for c in 0..3 {
-                let f = features(planes, (w, h), c, x, y);
+                let f = planes.features(c, x, y);
                 row[x * 3 + c] = filtered(&f, &unit[c * CHANNEL_TAPS..(c + 1) * CHANNEL_TAPS]);
             }
         }
@@ -232,8 +248,7 @@ fn block_sums(original: &Rgb, decoded: &Rgb) -> (Vec<[Sums; 3]>, usize) {
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     let b = MIN_UNIT as usize;
     let bw = w.div_ceil(b);
-    let planes = planes(decoded);
-    let planes = [&planes[0][..], &planes[1][..], &planes[2][..]];
+    let planes = Planes::of(decoded);
     let orig = original.pixels();
     let rows: Vec<Vec<[Sums; 3]>> = (0..h.div_ceil(b))
         .into_par_iter()
@@ -243,7 +258,7 @@ fn block_sums(original: &Rgb, decoded: &Rgb) -> (Vec<[Sums; 3]>, usize) {
                 for x in 0..w {
                     let sums = &mut row[x / b];
                     for (c, s) in sums.iter_mut().enumerate() {
-                        let f = features(planes, (w, h), c, x, y);
+                        let f = planes.features(c, x, y);
                         s.add(&f, orig[(y * w + x) * 3 + c] as i64);
                     }
                 }
