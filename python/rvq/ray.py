@@ -432,8 +432,8 @@ def run_decode(args: argparse.Namespace) -> int:
     archive = str(Path(args.archive).resolve())
     # Every checksum and name before any file is written: a damaged archive writes nothing.
     info = rvq.info(archive)
-    if info["version"] != 2:
-        raise JobError(f"{archive}: rvq.ray decodes version-2 archives (rvq decode reads version 1)")
+    if info["version"] < 2:
+        raise JobError(f"{archive}: rvq.ray decodes archives of blocks, version 2 or later (rvq decode reads version 1)")
     names = [e["name"] for e in info["entries"]]
     out = Path(args.output).resolve()
     targets = [out / output_name(name, i) for i, name in enumerate(names)]
