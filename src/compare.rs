@@ -265,7 +265,7 @@ fn set_nearest(points: &mut [Point], classical: &[Point]) {
 }
 
 /// rvq's point for `records`. Its payload is the archive these records make with names off,
-/// less its header: indices, depth maps, block lengths and checksums (about 0.1 byte an
+/// less its header: indices, depth maps, restoration filters, block lengths and checksums (about 0.1 byte an
 /// image beyond the indices and depth maps); its file size is that archive's, header and all.
 fn rvq_point(
     model: &Model,

@@ -1,6 +1,7 @@
 //! Writes an archive that claims many large images at one codebook, every index 0, range-coded
-//! to a few bytes each: the decompression bomb of `bench/memory.sh`, which checks that `rvq
-//! decode` takes it in bounded memory.
+//! to a few bytes each, each with a restoration filter of one unit (format version 3): the
+//! decompression bomb of `bench/memory.sh`, which checks that `rvq decode` takes it in bounded
+//! memory.
 //!
 //! ```sh
 //! cargo run --release -p rvq-archive --example forge_large -- OUT.rvq FINGERPRINT_HEX [COUNT] [SIDE]
@@ -8,7 +9,9 @@
 //! Defaults: 64 images of 8192×8192, for the default model's geometry (d = 64, k = 1024,
 //! 8 codebooks, grid factor 8).
 
-use rvq_archive::{ArchiveWriter, FINGERPRINT_LEN, Geometry, Header, Record};
+use rvq_archive::{
+    ArchiveWriter, FINGERPRINT_LEN, Filter, Geometry, Header, IDENTITY, Record, VERSION,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,6 +39,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     header.names = false;
     header.entropy = true;
+    header.version = VERSION;
+    // A filter the decoder must apply: the red centre tap at 257/256.
+    let mut coefficients = IDENTITY.repeat(3);
+    coefficients[0] = 257;
     let cells = (side as usize).div_ceil(8).pow(2);
     let file = std::io::BufWriter::new(std::fs::File::create(out)?);
     let mut writer = ArchiveWriter::new(file, &header, count)?;
@@ -45,7 +52,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         name: None,
         indices: vec![0; cells],
         depths: Vec::new(),
-        filter: None,
+        filter: Some(Filter {
+            unit: 0,
+            coefficients,
+        }),
     };
     for _ in 0..count {
         writer.write(&record)?;

@@ -86,7 +86,7 @@ pub(crate) fn write_block(
             put_name(&r.name, &mut body);
         }
         if filters {
-            crate::filter::put(&r.filter, &mut body);
+            crate::filter::put(r.filter.as_ref(), &mut body);
         }
     }
     let fields = body.len();

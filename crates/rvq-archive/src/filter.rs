@@ -38,7 +38,7 @@ impl Filter {
     /// against what the filter gains.
     pub fn stored_len(&self) -> usize {
         let mut out = Vec::new();
-        put(&Some(self.clone()), &mut out);
+        put(Some(self), &mut out);
         out.len()
     }
 
@@ -109,7 +109,7 @@ fn unzigzag(u: u64) -> i64 {
 /// Appends an image's filter field: varint 0 for none; else the unit side + 1 (so 1 for one
 /// unit), then each coefficient as the zigzag varint of its difference from the same
 /// coefficient of the unit before (the first unit's from [`IDENTITY`]).
-pub(crate) fn put(filter: &Option<Filter>, out: &mut Vec<u8>) {
+pub(crate) fn put(filter: Option<&Filter>, out: &mut Vec<u8>) {
     let Some(f) = filter else {
         varint::put(out, 0);
         return;
@@ -192,7 +192,7 @@ mod tests {
         };
         f.check(100, 70).unwrap();
         let mut out = Vec::new();
-        put(&Some(f.clone()), &mut out);
+        put(Some(&f), &mut out);
         let mut c = Cursor {
             bytes: &out,
             pos: 0,

@@ -1,6 +1,6 @@
 //! The `.rvq` archive format (version 3; versions 1 and 2 are still read): the codebook
-//! indices of many images under one shared header, bit-packed or (payload coder 1) range-coded block by
-//! block where that is shorter, with a per-cell depth map where cells use different numbers
+//! indices of many images under one shared header, bit-packed or (payload coder 1)
+//! range-coded block by block where that is shorter, with a per-cell depth map where cells use different numbers
 //! of codebooks. This crate deals in integers and bytes only (no tensors, no model), so it
 //! builds, tests and fuzzes in seconds. The byte layout is specified in `docs/FORMAT.md`;
 //! this code follows that text.

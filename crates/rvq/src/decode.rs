@@ -211,7 +211,7 @@ pub(crate) fn decode_records(
                 .into_iter()
                 .zip(batch)
                 .map(|(image, r)| match &r.filter {
-                    Some(filter) => restore::apply(&image, filter),
+                    Some(filter) => restore::apply(image, filter),
                     None => image,
                 }),
         );

@@ -15,8 +15,8 @@ use crate::image_io::Rgb;
 
 /// Unit sides the encoder tries besides one unit for the whole image, largest first.
 const UNIT_SIDES: [u32; 3] = [512, 256, 128];
-/// Images smaller than one unit of the smallest side get no filter: on them its few dozen
-/// bytes outweigh what it can gain, and the encoder does not decode them to find out.
+/// Images of fewer pixels than a 64×64 square get no filter: on them its few dozen bytes
+/// outweigh what it can gain, and the encoder does not decode them to find out.
 pub(crate) const MIN_PIXELS: u64 = (MIN_UNIT * MIN_UNIT) as u64;
 
 /// An 8-bit image's three planes with a border of one pixel copied from the edge, so that
@@ -55,11 +55,7 @@ impl Planes {
         let at = (y + 1) * s + x + 1;
         let own = &self.planes[c];
         let v = |i: usize| own[i] as i64;
-        let (a, b) = match c {
-            0 => (1, 2),
-            1 => (0, 2),
-            _ => (0, 1),
-        };
+        let (a, b) = others(c);
         [
             v(at),
             v(at + 1) + v(at - 1),
@@ -91,21 +87,82 @@ fn unit_of(unit: u32, w: usize, x: usize, y: usize) -> usize {
     }
 }
 
-/// `image` (a decode) with `filter` applied, as docs/FORMAT.md defines it.
-pub(crate) fn apply(image: &Rgb, filter: &Filter) -> Rgb {
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    let planes = Planes::of(image);
-    let mut out = vec![0u8; w * h * 3];
-    out.par_chunks_mut(w * 3).enumerate().for_each(|(y, row)| {
-        for x in 0..w {
-            let unit = &filter.coefficients[unit_of(filter.unit, w, x, y) * UNIT_TAPS..];
-            for c in 0..3 {
-                let f = planes.features(c, x, y);
-                row[x * 3 + c] = filtered(&f, &unit[c * CHANNEL_TAPS..(c + 1) * CHANNEL_TAPS]);
-            }
+/// Rows one task filters in place, top to bottom, keeping copies of the unfiltered rows it
+/// still needs: a reader holds the image and a few rows more, whatever the archive claims.
+const BAND: usize = 64;
+
+/// `image` (a decode) with `filter` applied, as docs/FORMAT.md defines it: each pixel from the
+/// unfiltered decode, filtered in place.
+pub(crate) fn apply(image: Rgb, filter: &Filter) -> Rgb {
+    let (width, height) = (image.width(), image.height());
+    let (w, h) = (width as usize, height as usize);
+    let rb = w * 3;
+    let mut px = image.into_pixels();
+    // Each band's unfiltered neighbours beyond it, taken before any band is filtered: the row
+    // above its first and the row below its last (the image's edge repeated).
+    let edges: Vec<(Vec<u8>, Vec<u8>)> = (0..h.div_ceil(BAND))
+        .map(|b| {
+            let above = (b * BAND).saturating_sub(1);
+            let below = ((b + 1) * BAND).min(h - 1);
+            let row = |y: usize| px[y * rb..(y + 1) * rb].to_vec();
+            (row(above), row(below))
+        })
+        .collect();
+    let bands = px.par_chunks_mut(BAND * rb).zip(edges.par_iter());
+    bands.enumerate().for_each(|(b, (band, (above, below)))| {
+        let rows = band.len() / rb;
+        let mut prev = above.clone();
+        let mut cur = vec![0u8; rb];
+        for i in 0..rows {
+            let y = b * BAND + i;
+            cur.copy_from_slice(&band[i * rb..(i + 1) * rb]);
+            let (head, tail) = band.split_at_mut((i + 1) * rb);
+            let next: &[u8] = if i + 1 < rows {
+                &tail[..rb]
+            } else if y + 1 < h {
+                below
+            } else {
+                &cur
+            };
+            filter_row(&mut head[i * rb..], [&prev, &cur, next], y, filter);
+            std::mem::swap(&mut prev, &mut cur);
         }
     });
-    Rgb::new(image.width(), image.height(), out).expect("the image's own size")
+    Rgb::new(width, height, px).expect("the image's own size")
+}
+
+/// Writes row `y`, filtered, into `out` from the unfiltered rows above it, at it and below it
+/// (interleaved RGB; the row itself repeated where the image ends).
+fn filter_row(out: &mut [u8], [up, at, down]: [&[u8]; 3], y: usize, filter: &Filter) {
+    let w = at.len() / 3;
+    for x in 0..w {
+        let (l, r) = (x.saturating_sub(1), (x + 1).min(w - 1));
+        let unit = &filter.coefficients[unit_of(filter.unit, w, x, y) * UNIT_TAPS..];
+        for c in 0..3 {
+            let v = |row: &[u8], xx: usize| row[xx * 3 + c] as i64;
+            let (a, b) = others(c);
+            let f = [
+                v(at, x),
+                v(at, r) + v(at, l),
+                v(down, x) + v(up, x),
+                v(down, r) + v(up, l),
+                v(down, l) + v(up, r),
+                at[x * 3 + a] as i64,
+                at[x * 3 + b] as i64,
+                1,
+            ];
+            out[x * 3 + c] = filtered(&f, &unit[c * CHANNEL_TAPS..(c + 1) * CHANNEL_TAPS]);
+        }
+    }
+}
+
+/// The two channels other than `c`, in order.
+fn others(c: usize) -> (usize, usize) {
+    match c {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    }
 }
 
 /// One channel's least-squares sums over some pixels, exact in integers: the features'
@@ -349,7 +406,7 @@ pub(crate) fn fit(original: &Rgb, decoded: &Rgb, lambda: f64) -> Option<(Filter,
     }
     // The estimates leave out rounding's exact share: the written pixels decide.
     let filter = best.0?;
-    let filtered = apply(decoded, &filter);
+    let filtered = apply(decoded.clone(), &filter);
     (squared_error(original, &filtered) < squared_error(original, decoded))
         .then_some((filter, filtered))
 }
@@ -395,20 +452,99 @@ mod tests {
             unit: 0,
             coefficients: IDENTITY.repeat(3),
         };
-        assert_eq!(apply(&img, &identity), img);
+        assert_eq!(apply(img.clone(), &identity), img);
         // Red: 0.5 of the pixel and 0.25 of each pixel to its left and right, bias +1/16 of
         // full scale (255/16 = 15.9375 levels): a flat 100 becomes 100 + 15.9375 -> 116.
         let mut taps = IDENTITY.repeat(3);
         taps[..8].copy_from_slice(&[128, 64, 0, 0, 0, 0, 0, 256]);
         let flat = image(64, 64, |_, _, _| 100);
         let out = apply(
-            &flat,
+            flat,
             &Filter {
                 unit: 0,
                 coefficients: taps,
             },
         );
         assert!(out.pixels().chunks(3).all(|p| p == [116, 100, 100]));
+    }
+
+    /// docs/FORMAT.md's formula, read literally: coordinates clamped, every pixel from the
+    /// unfiltered decode.
+    fn reference(img: &Rgb, f: &Filter) -> Vec<u8> {
+        let (w, h) = (img.width() as i64, img.height() as i64);
+        let px = img.pixels();
+        let x_k = |k: usize, x: i64, y: i64| -> i64 {
+            let (x, y) = (x.clamp(0, w - 1), y.clamp(0, h - 1));
+            px[((y * w + x) * 3) as usize + k] as i64
+        };
+        let mut out = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                let unit = if f.unit == 0 {
+                    0
+                } else {
+                    let u = f.unit as i64;
+                    ((y / u) * ((w + u - 1) / u) + x / u) as usize
+                };
+                for k in 0..3 {
+                    let t =
+                        |i: usize| f.coefficients[unit * UNIT_TAPS + k * CHANNEL_TAPS + i] as i64;
+                    let (a, b) = match k {
+                        0 => (1, 2),
+                        1 => (0, 2),
+                        _ => (0, 1),
+                    };
+                    let acc = t(0) * x_k(k, x, y)
+                        + t(1) * (x_k(k, x + 1, y) + x_k(k, x - 1, y))
+                        + t(2) * (x_k(k, x, y + 1) + x_k(k, x, y - 1))
+                        + t(3) * (x_k(k, x + 1, y + 1) + x_k(k, x - 1, y - 1))
+                        + t(4) * (x_k(k, x - 1, y + 1) + x_k(k, x + 1, y - 1))
+                        + t(5) * x_k(a, x, y)
+                        + t(6) * x_k(b, x, y);
+                    let v = (16 * acc + 255 * t(7) + 2048).div_euclid(4096);
+                    out.push(v.clamp(0, 255) as u8);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_filter_is_the_formats_formula_across_units_bands_and_edges() {
+        // Taller than two bands, units cut by both edges, every tap and negative sums.
+        let (w, h) = (150u32, 140u32);
+        let mut seed = 12345u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) as i64
+        };
+        let img = image(w, h, |_, _, _| 0);
+        let px: Vec<u8> = img.pixels().iter().map(|_| (next() % 256) as u8).collect();
+        let img = Rgb::new(w, h, px).unwrap();
+        let units = 3 * 3;
+        let coefficients = (0..units * UNIT_TAPS)
+            .map(|i| {
+                let r = next() % 601 - 300;
+                (if i % CHANNEL_TAPS == 0 { 256 + r } else { r }) as i16
+            })
+            .collect();
+        let f = Filter {
+            unit: 64,
+            coefficients,
+        };
+        f.check(w, h).unwrap();
+        assert_eq!(
+            apply(img.clone(), &f).pixels(),
+            reference(&img, &f).as_slice()
+        );
+        let one = Filter {
+            unit: 0,
+            coefficients: f.coefficients[..UNIT_TAPS].to_vec(),
+        };
+        assert_eq!(
+            apply(img.clone(), &one).pixels(),
+            reference(&img, &one).as_slice()
+        );
     }
 
     #[test]
@@ -428,8 +564,7 @@ mod tests {
             let (xl, xr) = (x.saturating_sub(1), (x + 1).min(159));
             (0.2 * v(xl) + 0.6 * v(x) + 0.2 * v(xr)).round() as u8
         });
-        let (filter, restored) = fit(&original, &degraded, 0.0).expect("a filter that helps");
-        assert_eq!(apply(&degraded, &filter), restored);
+        let (_, restored) = fit(&original, &degraded, 0.0).expect("a filter that helps");
         let (before, after) = (sse(&original, &degraded), sse(&original, &restored));
         assert!(after * 2 < before, "{before} -> {after}");
         // At a price no gain pays for, no filter.
@@ -461,7 +596,7 @@ mod tests {
         let f = halves.0.unwrap();
         assert_eq!(f.coefficients.len(), 2 * UNIT_TAPS);
         assert!(halves.1 * 4.0 < whole.1, "{} against {}", halves.1, whole.1);
-        let restored = apply(&degraded, &f);
+        let restored = apply(degraded.clone(), &f);
         assert!(sse(&original, &restored) * 4 < sse(&original, &degraded));
     }
 }
