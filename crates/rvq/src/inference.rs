@@ -55,7 +55,7 @@ pub(crate) struct CellErrors {
     /// and refinement proves it never loses, on these.
     pub written: Vec<Vec<f64>>,
     /// The decoded images in 8 bits, as a reader gets them, where asked for
-    /// ([`Model::cell_errors_keeping`]); empty otherwise.
+    /// ([`Model::cell_errors`] with `keep`); empty otherwise.
     pub images: Vec<Rgb>,
 }
 
@@ -370,32 +370,9 @@ impl Model {
 
     /// Each image's squared error per cell, both ways (see [`CellErrors`]), decoding
     /// `indices` as [`Model::decode_cells`] does and comparing with `originals` (the images'
-    /// own sizes: padding is not counted).
-    pub(crate) fn cell_errors(
-        &self,
-        indices: &[Vec<u32>],
-        depths: Option<&[Vec<u8>]>,
-        grid: (usize, usize),
-        depth: usize,
-        originals: &[&Rgb],
-    ) -> Result<CellErrors> {
-        self.errors_of(indices, depths, grid, depth, originals, false)
-    }
-
-    /// [`Model::cell_errors`], also keeping each decoded image in 8 bits
+    /// own sizes: padding is not counted); with `keep`, also each decoded image in 8 bits
     /// ([`CellErrors::images`]).
-    pub(crate) fn cell_errors_keeping(
-        &self,
-        indices: &[Vec<u32>],
-        depths: Option<&[Vec<u8>]>,
-        grid: (usize, usize),
-        depth: usize,
-        originals: &[&Rgb],
-    ) -> Result<CellErrors> {
-        self.errors_of(indices, depths, grid, depth, originals, true)
-    }
-
-    fn errors_of(
+    pub(crate) fn cell_errors(
         &self,
         indices: &[Vec<u32>],
         depths: Option<&[Vec<u8>]>,

@@ -247,7 +247,7 @@ pub(crate) fn decoded_psnrs(
     depths: Option<&[Vec<u8>]>,
     m: usize,
 ) -> Result<Vec<f64>> {
-    let errors = model.cell_errors(&encoded.indices, depths, encoded.grid, m, originals)?;
+    let errors = model.cell_errors(&encoded.indices, depths, encoded.grid, m, originals, false)?;
     Ok(errors
         .written
         .iter()
@@ -267,7 +267,7 @@ pub(crate) fn decoded_tables(
 ) -> Result<()> {
     for k in 1..=m {
         let at = encoded.at_depth(k);
-        let errors = model.cell_errors(&at.indices, None, encoded.grid, k, originals)?;
+        let errors = model.cell_errors(&at.indices, None, encoded.grid, k, originals, false)?;
         for (i, per) in errors.unrounded.into_iter().enumerate() {
             for (c, e) in per.into_iter().enumerate() {
                 tables[i].sse[c * m + k - 1] = e;

@@ -127,8 +127,9 @@ fn refine_decoding(
     cell_depths: Option<&[Vec<u8>]>,
     m: usize,
 ) -> Result<()> {
-    let decode =
-        |indices: &[Vec<u32>]| model.cell_errors(indices, cell_depths, encoded.grid, m, originals);
+    let decode = |indices: &[Vec<u32>]| {
+        model.cell_errors(indices, cell_depths, encoded.grid, m, originals, false)
+    };
     let decode_errors =
         |indices: &[Vec<u32>]| -> Result<Vec<Vec<f64>>> { Ok(decode(indices)?.unrounded) };
     let start = decode(&encoded.indices)?;
@@ -195,7 +196,7 @@ fn refine_linear(
     // worse than before goes back to its entry (judged before rounding, as every choice of the
     // encoder is, so that backends agree at near ties), and each image keeps whichever of the
     // three decodes best, as written.
-    let moved = model.cell_errors(&trial, depths, grid, m, originals)?;
+    let moved = model.cell_errors(&trial, depths, grid, m, originals, false)?;
     let mut mixed = trial.clone();
     for (i, img) in mixed.iter_mut().enumerate() {
         let before = est.variants[i].iter().step_by(per);
@@ -204,11 +205,7 @@ fn refine_linear(
             img[slot] = encoded.indices[i][slot];
         }
     }
-    let kept = if keep {
-        model.cell_errors_keeping(&mixed, depths, grid, m, originals)?
-    } else {
-        model.cell_errors(&mixed, depths, grid, m, originals)?
-    };
+    let kept = model.cell_errors(&mixed, depths, grid, m, originals, keep)?;
     let total = |e: &[f64]| e.iter().sum::<f64>();
     let mut decoded = Vec::with_capacity(originals.len());
     let mut images = kept.images.into_iter();

@@ -4,20 +4,11 @@
 //! better overall.
 
 use burn::prelude::*;
-use rvq::{EncodeOptions, Encoder, Model, Rate, RateSearch, Rgb};
+use rvq::{EncodeOptions, Encoder, Model, Rate, RateSearch};
 
 mod common;
 use common::encode;
-use common::{decode, sample_photographs};
-
-fn squared_error(a: &Rgb, b: &Rgb) -> u64 {
-    assert_eq!((a.width(), a.height()), (b.width(), b.height()));
-    a.pixels()
-        .iter()
-        .zip(b.pixels())
-        .map(|(&p, &q)| u64::from(p.abs_diff(q)).pow(2))
-        .sum()
-}
+use common::{decode, sample_photographs, squared_error};
 
 #[test]
 fn refinement_changes_only_each_cells_last_level_and_never_decodes_worse() {

@@ -5,18 +5,10 @@
 
 use burn::prelude::*;
 use rvq::archive::{Archive, Limits, VERSION, VERSION_2, write_archive};
-use rvq::{EncodeOptions, Model, Rate, Rgb};
+use rvq::{EncodeOptions, Model, Rate};
 
 mod common;
-use common::{decode, encode, sample_photographs};
-
-fn squared_error(a: &Rgb, b: &Rgb) -> u64 {
-    a.pixels()
-        .iter()
-        .zip(b.pixels())
-        .map(|(&p, &q)| u64::from(p.abs_diff(q)).pow(2))
-        .sum()
-}
+use common::{decode, encode, sample_photographs, squared_error};
 
 #[test]
 fn filters_change_no_index_and_bring_each_decode_closer() {

@@ -125,6 +125,16 @@ pub fn encode(
     (encoder.header().clone(), records)
 }
 
+/// The sum of squared 8-bit differences of two images of one size.
+pub fn squared_error(a: &rvq::Rgb, b: &rvq::Rgb) -> u64 {
+    assert_eq!((a.width(), a.height()), (b.width(), b.height()));
+    a.pixels()
+        .iter()
+        .zip(b.pixels())
+        .map(|(&p, &q)| u64::from(p.abs_diff(q)).pow(2))
+        .sum()
+}
+
 /// `records` of an archive with `header` decoded on `model`, 64 images a pass at most.
 pub fn decode(
     model: &rvq::Model,
