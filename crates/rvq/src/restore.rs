@@ -19,54 +19,32 @@ const UNIT_SIDES: [u32; 3] = [512, 256, 128];
 /// outweigh what it can gain, and the encoder does not decode them to find out.
 pub(crate) const MIN_PIXELS: u64 = (MIN_UNIT * MIN_UNIT) as u64;
 
-/// An 8-bit image's three planes with a border of one pixel copied from the edge, so that
-/// every pixel's 3×3 neighbourhood is there to read (the format's clamped coordinates).
-struct Planes {
-    planes: [Vec<u8>; 3],
-    /// Bytes from one row to the next: the width + 2.
-    stride: usize,
+/// The features channel `c`'s filter weighs at column `x` of a row: the pixel, the four pairs'
+/// sums, the other two channels (in order), and 1 for the bias, read from the unfiltered rows
+/// above, at and below it (interleaved RGB; the row itself repeated where the image ends, the
+/// edge column repeated beyond it: the format's clamped coordinates).
+fn features([up, at, down]: [&[u8]; 3], x: usize, c: usize) -> [i64; CHANNEL_TAPS] {
+    let w = at.len() / 3;
+    let (l, r) = (x.saturating_sub(1), (x + 1).min(w - 1));
+    let v = |row: &[u8], xx: usize| row[xx * 3 + c] as i64;
+    let (a, b) = others(c);
+    [
+        v(at, x),
+        v(at, r) + v(at, l),
+        v(down, x) + v(up, x),
+        v(down, r) + v(up, l),
+        v(down, l) + v(up, r),
+        at[x * 3 + a] as i64,
+        at[x * 3 + b] as i64,
+        1,
+    ]
 }
 
-impl Planes {
-    fn of(image: &Rgb) -> Self {
-        let (w, h) = (image.width() as usize, image.height() as usize);
-        let stride = w + 2;
-        let px = image.pixels();
-        let plane = |c: usize| {
-            let mut p = vec![0u8; stride * (h + 2)];
-            for (yy, row) in p.chunks_exact_mut(stride).enumerate() {
-                let y = yy.clamp(1, h) - 1;
-                for (xx, v) in row.iter_mut().enumerate() {
-                    *v = px[(y * w + xx.clamp(1, w) - 1) * 3 + c];
-                }
-            }
-            p
-        };
-        Self {
-            planes: [plane(0), plane(1), plane(2)],
-            stride,
-        }
-    }
-
-    /// The features channel `c`'s filter weighs at pixel (x, y): the pixel, the four pairs'
-    /// sums, the other two channels (in order), and 1 for the bias.
-    fn features(&self, c: usize, x: usize, y: usize) -> [i64; CHANNEL_TAPS] {
-        let s = self.stride;
-        let at = (y + 1) * s + x + 1;
-        let own = &self.planes[c];
-        let v = |i: usize| own[i] as i64;
-        let (a, b) = others(c);
-        [
-            v(at),
-            v(at + 1) + v(at - 1),
-            v(at + s) + v(at - s),
-            v(at + s + 1) + v(at - s - 1),
-            v(at + s - 1) + v(at - s + 1),
-            self.planes[a][at] as i64,
-            self.planes[b][at] as i64,
-            1,
-        ]
-    }
+/// Row `y` of an interleaved image `h` rows tall, with the rows above and below it (the edge
+/// row repeated).
+fn neighbourhood(px: &[u8], (w, h): (usize, usize), y: usize) -> [&[u8]; 3] {
+    let row = |y: usize| &px[y * w * 3..(y + 1) * w * 3];
+    [row(y.saturating_sub(1)), row(y), row((y + 1).min(h - 1))]
 }
 
 /// The filtered value of one channel at one pixel: the weighted features in 1/256 of a level,
@@ -132,25 +110,13 @@ pub(crate) fn apply(image: Rgb, filter: &Filter) -> Rgb {
 }
 
 /// Writes row `y`, filtered, into `out` from the unfiltered rows above it, at it and below it
-/// (interleaved RGB; the row itself repeated where the image ends).
-fn filter_row(out: &mut [u8], [up, at, down]: [&[u8]; 3], y: usize, filter: &Filter) {
-    let w = at.len() / 3;
+/// (as [`features`] reads them).
+fn filter_row(out: &mut [u8], rows: [&[u8]; 3], y: usize, filter: &Filter) {
+    let w = rows[1].len() / 3;
     for x in 0..w {
-        let (l, r) = (x.saturating_sub(1), (x + 1).min(w - 1));
         let unit = &filter.coefficients[unit_of(filter.unit, w, x, y) * UNIT_TAPS..];
         for c in 0..3 {
-            let v = |row: &[u8], xx: usize| row[xx * 3 + c] as i64;
-            let (a, b) = others(c);
-            let f = [
-                v(at, x),
-                v(at, r) + v(at, l),
-                v(down, x) + v(up, x),
-                v(down, r) + v(up, l),
-                v(down, l) + v(up, r),
-                at[x * 3 + a] as i64,
-                at[x * 3 + b] as i64,
-                1,
-            ];
+            let f = features(rows, x, c);
             out[x * 3 + c] = filtered(&f, &unit[c * CHANNEL_TAPS..(c + 1) * CHANNEL_TAPS]);
         }
     }
@@ -305,18 +271,17 @@ fn block_sums(original: &Rgb, decoded: &Rgb) -> (Vec<[Sums; 3]>, usize) {
     let (w, h) = (decoded.width() as usize, decoded.height() as usize);
     let b = MIN_UNIT as usize;
     let bw = w.div_ceil(b);
-    let planes = Planes::of(decoded);
-    let orig = original.pixels();
+    let (px, orig) = (decoded.pixels(), original.pixels());
     let rows: Vec<Vec<[Sums; 3]>> = (0..h.div_ceil(b))
         .into_par_iter()
         .map(|by| {
             let mut row = vec![[Sums::default(); 3]; bw];
             for y in by * b..((by + 1) * b).min(h) {
+                let rows = neighbourhood(px, (w, h), y);
                 for x in 0..w {
                     let sums = &mut row[x / b];
                     for (c, s) in sums.iter_mut().enumerate() {
-                        let f = planes.features(c, x, y);
-                        s.add(&f, orig[(y * w + x) * 3 + c] as i64);
+                        s.add(&features(rows, x, c), orig[(y * w + x) * 3 + c] as i64);
                     }
                 }
             }
@@ -334,11 +299,8 @@ fn fit_units(
     (w, h): (usize, usize),
     unit: u32,
 ) -> (Option<Filter>, f64) {
-    let per = if unit == 0 {
-        w.max(h).div_ceil(MIN_UNIT as usize)
-    } else {
-        (unit / MIN_UNIT) as usize
-    };
+    // Blocks per unit side; with one unit every block falls in it whatever this is.
+    let per = (unit / MIN_UNIT).max(1) as usize;
     let (uw, uh) = if unit == 0 {
         (1, 1)
     } else {
