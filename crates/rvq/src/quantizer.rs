@@ -4,6 +4,7 @@
 use burn::prelude::*;
 
 mod beam;
+mod device;
 
 pub use beam::quantize_beam;
 

@@ -17,11 +17,12 @@ use crate::cpu::Books;
 /// [`quantize`] (on the CPU path, up to near-ties that the path's other order of summation can
 /// break the other way).
 ///
-/// With `cpu`, the products of the search (the beam's dots and the greedy path it is checked
-/// against) run on [`crate::cpu`]'s path with its codebooks, and the greedy path is followed
-/// alongside the beam (`GreedyAlong`) instead of searched again; the beam's ranking is exact on
-/// the host either way (see `BeamState::advance`). Without `per_depth` (every row stops at the full
-/// depth) no shallower path is kept.
+/// With `cpu`, the search runs on the host over [`crate::cpu`]'s products, its ranking exact in
+/// one fixed order (see `BeamState::advance`), and the greedy path is followed alongside the
+/// beam (`GreedyAlong`) instead of searched again. Without, the whole search runs on the
+/// tensors' device (`device.rs`; a GPU reads back only the paths) and greedy's path is searched
+/// on it afterwards. Without `per_depth` (every row stops at the full depth) no shallower path
+/// is kept.
 pub fn quantize_beam(
     latents: Tensor<2>,
     codebooks: &Tensor<3>,
@@ -38,71 +39,31 @@ pub fn quantize_beam(
     }
     let [n, d] = latents.dims();
     let [_, k, _] = codebooks.dims();
-    let device = latents.device();
     let rows = float_vec(latents.clone());
     let books: Vec<Tensor<2>> = (0..depth)
         .map(|l| codebook_level(codebooks, l, k, d))
         .collect();
     let host_books: Vec<Vec<f32>> = books.iter().map(|b| float_vec(b.clone())).collect();
-    let norms: Vec<Vec<f32>> = host_books
-        .iter()
-        .map(|b| b.chunks(d).map(|e| e.iter().map(|v| v * v).sum()).collect())
-        .collect();
-    let mut out = vec![Vec::with_capacity(n); depth];
-    let shallower = if per_depth { 1..depth } else { 1..1 };
-    let mut prefixes: Vec<Vec<u32>> = shallower.map(|p| Vec::with_capacity(n * p)).collect();
-    // On the CPU path greedy's paths are followed alongside the beam's (below, they are
-    // compared); elsewhere they are searched on their own afterwards.
-    let alongside = cpu.is_some() && GreedyAlong::same_products(d);
-    let mut greedy = if alongside {
-        vec![Vec::with_capacity(n); depth]
-    } else {
-        Vec::new()
+    let (found, greedy) = match cpu {
+        Some(cpu) => host_search((&rows, d), cpu, &host_books, beam, per_depth),
+        None => {
+            let found = super::device::search(latents.clone(), &books, beam, per_depth);
+            (found, Vec::new())
+        }
     };
-    // Cells are independent: a block at a time bounds the score matrix (block·beam × k).
-    let mut dots = Vec::new();
-    for start in (0..n).step_by(BEAM_CELLS) {
-        let cells = BEAM_CELLS.min(n - start);
-        let block = &rows[start * d..(start + cells) * d];
-        let mut search = BeamState::new(block, d, depth);
-        let mut along = alongside.then(|| GreedyAlong::new(block, d, depth));
-        for level in 0..depth {
-            match cpu {
-                Some(cpu) => cpu.dots_into(level, &search.residuals, &mut dots),
-                None => {
-                    let r = Tensor::<2>::from_data(
-                        TensorData::new(search.residuals.clone(), [search.rows(), d]),
-                        &device,
-                    );
-                    dots = float_vec(r.matmul(books[level].clone().transpose()));
-                }
-            }
-            if let (Some(along), Some(cpu)) = (&mut along, cpu) {
-                along.step(level, &search, &dots, cpu);
-            }
-            search.advance(&dots, &host_books[level], &norms[level], beam);
-            if let Some(along) = &mut along {
-                along.follow(&search);
-            }
-            if let Some(prefix) = prefixes.get_mut(level) {
-                search.push_best(prefix);
-            }
-        }
-        for (level, col) in search.best_paths().into_iter().enumerate() {
-            out[level].extend(col);
-        }
-        if let Some(along) = along {
-            for (level, col) in greedy.iter_mut().enumerate() {
-                col.extend((0..cells).map(|c| along.paths[c * depth + level]));
-            }
-        }
-    }
+    let Paths {
+        levels: mut out,
+        mut prefixes,
+    } = found;
+    // Where greedy's path was not followed alongside the beam, it is searched on its own.
+    let greedy = if greedy.is_empty() {
+        greedy_search(latents, codebooks, depth, cpu)
+    } else {
+        greedy
+    };
     // A beam can drop the greedy path at some level and end worse than it: at every depth,
     // keep whichever of the two is closer there, so that a wider search never loses to greedy
     // on any cell at any depth.
-    if !alongside {
-        greedy = greedy_search(latents, codebooks, depth, cpu);
-    }
     let error = |row: usize, path: &mut dyn Iterator<Item = u32>| {
         path_error(&rows[row * d..(row + 1) * d], &host_books, path)
     };
@@ -146,6 +107,67 @@ pub fn quantize_beam(
         levels: out,
         prefixes,
     }
+}
+
+/// The beam on the host over [`crate::cpu`]'s products: its paths, as [`quantize_beam`]
+/// returns them before they are checked against greedy's, and greedy's paths per level where
+/// they could be followed alongside the beam (else none).
+fn host_search(
+    (rows, d): (&[f32], usize),
+    cpu: &Books,
+    host_books: &[Vec<f32>],
+    beam: usize,
+    per_depth: bool,
+) -> (Paths, Vec<Vec<u32>>) {
+    let depth = host_books.len();
+    let n = rows.len() / d;
+    let norms: Vec<Vec<f32>> = host_books
+        .iter()
+        .map(|b| b.chunks(d).map(|e| e.iter().map(|v| v * v).sum()).collect())
+        .collect();
+    let mut out = vec![Vec::with_capacity(n); depth];
+    let shallower = if per_depth { 1..depth } else { 1..1 };
+    let mut prefixes: Vec<Vec<u32>> = shallower.map(|p| Vec::with_capacity(n * p)).collect();
+    let alongside = GreedyAlong::same_products(d);
+    let mut greedy = if alongside {
+        vec![Vec::with_capacity(n); depth]
+    } else {
+        Vec::new()
+    };
+    // Cells are independent: a block at a time bounds the score matrix (block·beam × k).
+    let mut dots = Vec::new();
+    for start in (0..n).step_by(BEAM_CELLS) {
+        let cells = BEAM_CELLS.min(n - start);
+        let block = &rows[start * d..(start + cells) * d];
+        let mut search = BeamState::new(block, d, depth);
+        let mut along = alongside.then(|| GreedyAlong::new(block, d, depth));
+        for level in 0..depth {
+            cpu.dots_into(level, &search.residuals, &mut dots);
+            if let Some(along) = &mut along {
+                along.step(level, &search, &dots, cpu);
+            }
+            search.advance(&dots, &host_books[level], &norms[level], beam);
+            if let Some(along) = &mut along {
+                along.follow(&search);
+            }
+            if let Some(prefix) = prefixes.get_mut(level) {
+                search.push_best(prefix);
+            }
+        }
+        for (level, col) in search.best_paths().into_iter().enumerate() {
+            out[level].extend(col);
+        }
+        if let Some(along) = along {
+            for (level, col) in greedy.iter_mut().enumerate() {
+                col.extend((0..cells).map(|c| along.paths[c * depth + level]));
+            }
+        }
+    }
+    let paths = Paths {
+        levels: out,
+        prefixes,
+    };
+    (paths, greedy)
 }
 
 /// [`quantize`]'s indices, level by level: on [`crate::cpu`]'s products with `cpu`, else on
