@@ -13,8 +13,10 @@ use rvq_archive::{CHANNEL_TAPS, Filter, IDENTITY, MIN_UNIT, UNIT_TAPS};
 
 use crate::image_io::Rgb;
 
-/// Unit sides the encoder tries besides one unit for the whole image, largest first.
-const UNIT_SIDES: [u32; 3] = [512, 256, 128];
+/// Unit sides the encoder tries besides one unit for the whole image, largest first: the
+/// powers of two from 64 to 512 and the sides halfway between the larger ones (320 and 448
+/// untried). Each is priced by its bytes, so a side that does not pay is not taken.
+const UNIT_SIDES: [u32; 6] = [512, 384, 256, 192, 128, 64];
 /// Images of fewer pixels than a 64×64 square get no filter: on them its few dozen bytes
 /// outweigh what it can gain, and the encoder does not decode them to find out.
 pub(crate) const MIN_PIXELS: u64 = (MIN_UNIT * MIN_UNIT) as u64;
