@@ -13,9 +13,9 @@ use rvq_archive::{CHANNEL_TAPS, Filter, IDENTITY, MIN_UNIT, UNIT_TAPS};
 
 use crate::image_io::Rgb;
 
-/// Unit sides the encoder tries besides one unit for the whole image, largest first: the
-/// powers of two from 64 to 512 and the sides halfway between the larger ones (320 and 448
-/// untried). Each is priced by its bytes, so a side that does not pay is not taken.
+/// Unit sides the encoder tries besides one unit for the whole image, largest first: every
+/// multiple of 64 up to 512 but 320 and 448. Each is priced by its bytes, so a side that does
+/// not pay is not taken.
 const UNIT_SIDES: [u32; 6] = [512, 384, 256, 192, 128, 64];
 /// Images of fewer pixels than a 64×64 square get no filter: on them its few dozen bytes
 /// outweigh what it can gain, and the encoder does not decode them to find out.

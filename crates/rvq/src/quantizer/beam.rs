@@ -17,11 +17,12 @@ use crate::cpu::Books;
 /// [`quantize`] (on the CPU path, up to near-ties that the path's other order of summation can
 /// break the other way).
 ///
-/// With `cpu`, the search runs on the host over [`crate::cpu`]'s products, its ranking exact in
-/// one fixed order (see `BeamState::advance`), and the greedy path is followed alongside the
-/// beam (`GreedyAlong`) instead of searched again. Without, the whole search runs on the
-/// tensors' device (`device.rs`; a GPU reads back only the paths) and greedy's path is searched
-/// on it afterwards. Without `per_depth` (every row stops at the full depth) no shallower path
+/// On the CPU the search runs on the host over [`crate::cpu`]'s products (`cpu`'s codebooks,
+/// or without them the codebooks packed for the call), its ranking exact in one fixed order
+/// (see `BeamState::advance`), and the greedy path is followed alongside the beam
+/// (`GreedyAlong`) instead of searched again. On a GPU the whole search runs on the device
+/// (`device.rs`; the host reads back only the paths) and greedy's path is searched on it
+/// afterwards. Without `per_depth` (every row stops at the full depth) no shallower path
 /// is kept.
 pub fn quantize_beam(
     latents: Tensor<2>,
@@ -46,6 +47,12 @@ pub fn quantize_beam(
     let host_books: Vec<Vec<f32>> = books.iter().map(|b| float_vec(b.clone())).collect();
     let (found, greedy) = match cpu {
         Some(cpu) => host_search((&rows, d), cpu, &host_books, beam, per_depth),
+        // On the CPU without the CPU path (a model whose network it cannot run), the host
+        // search is still the faster, over the codebooks packed for this call.
+        None if latents.device() == Device::flex() => {
+            let packed = Books::new(&host_books.concat(), [depth, k, d]);
+            host_search((&rows, d), &packed, &host_books, beam, per_depth)
+        }
         None => {
             let found = super::device::search(latents.clone(), &books, beam, per_depth);
             (found, Vec::new())
@@ -112,7 +119,7 @@ pub fn quantize_beam(
 /// The beam on the host over [`crate::cpu`]'s products: its paths, as [`quantize_beam`]
 /// returns them before they are checked against greedy's, and greedy's paths per level where
 /// they could be followed alongside the beam (else none).
-fn host_search(
+pub(super) fn host_search(
     (rows, d): (&[f32], usize),
     cpu: &Books,
     host_books: &[Vec<f32>],
@@ -413,10 +420,10 @@ impl BeamState {
     /// One level: every candidate extended by every entry (`dots[row][entry]` = residual ·
     /// entry), and the `beam` best kept per cell.
     ///
-    /// The dots come from the device, whose matrix product sums in its own order, and
-    /// `‖r‖² + ‖e‖² − 2·r·e` cancels two large numbers: ranked by that alone, two candidates a
-    /// few ulps apart could swap places on another backend, and with them every later level of
-    /// the cell. So the dots only shortlist (the `beam` best and as many again, the first in
+    /// The dots are a matrix product's, which sums in an order of its own (another on another
+    /// CPU's widest vectors, on the GPU search of `device.rs`), and `‖r‖² + ‖e‖² − 2·r·e`
+    /// cancels two large numbers: ranked by that alone, two candidates a few ulps apart could
+    /// swap places, and with them every later level of the cell. So the dots only shortlist (the `beam` best and as many again, the first in
     /// row and entry order on a tie); the shortlist is ranked by its exact squared distance,
     /// summed on the host in one fixed order, ties broken by parent and entry: the same choice
     /// wherever the latents agree.

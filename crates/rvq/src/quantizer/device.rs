@@ -1,9 +1,9 @@
-//! The beam search on the model's device (a GPU through wgpu, or burn's tensors on the CPU
-//! where the CPU path is not loaded): each level's candidates are scored, shortlisted, ranked
+//! The beam search on a GPU (wgpu): each level's candidates are scored, shortlisted, ranked
 //! and extended as tensor operations, and the host reads the paths once per block of cells.
-//! The host search of `beam.rs` reads every candidate's dots back at every level to shortlist
-//! them (a `[cells·beam, k]` matrix, 16 MiB per 1,024 cells at a beam of 4), which bound a GPU
-//! encoder by the transfers and the host's passes (docs/BENCHMARKS.md, "GPU").
+//! Until 2026-12-06 a GPU encode ran `beam.rs`'s host search over the device's dots, reading
+//! every candidate's dots back at every level (a `[cells·beam, k]` matrix, 16 MiB per 1,024
+//! cells at a beam of 4), which bound it by the transfers and the host's passes
+//! (docs/BENCHMARKS.md, "The beam on the device").
 //!
 //! The ranking is the host's in two steps: the dots only shortlist (the `beam` best and as many
 //! again, by `‖r‖² + ‖e‖² − 2·r·e`), and the shortlist is ranked by each candidate's squared
@@ -48,14 +48,21 @@ pub(super) fn search(
                 closest.push(state.closest());
             }
         }
-        // One read of the block's paths: every depth's closest, then the full depth's.
-        for (p, (prefix, path)) in (1..).zip(prefixes.iter_mut().zip(closest)) {
-            prefix.extend(int_values(path));
-            debug_assert_eq!(prefix.len() % p, 0);
+        // One read of the block's paths: every shallower depth's closest, then the full
+        // depth's, each `[cells, p]` flattened and joined.
+        closest.push(state.closest());
+        let all = super::int_vec(Tensor::cat(
+            closest.into_iter().map(|t| t.flatten(0, 1)).collect(),
+            0,
+        ));
+        let mut rest = &all[..];
+        for (p, prefix) in (1..).zip(prefixes.iter_mut()) {
+            let (mine, after) = rest.split_at(cells * p);
+            prefix.extend_from_slice(mine);
+            rest = after;
         }
-        let full = int_values(state.closest());
         for (level, col) in levels.iter_mut().enumerate() {
-            col.extend(full.iter().skip(level).step_by(depth));
+            col.extend(rest.iter().skip(level).step_by(depth));
         }
     }
     Paths { levels, prefixes }
@@ -156,15 +163,10 @@ impl Block {
     }
 }
 
-/// A 2-D index tensor's values on the host, row after row.
-fn int_values(t: Tensor<2, Int>) -> Vec<u32> {
-    super::int_vec(t.flatten(0, 1))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::quantize_beam;
-    use super::DEVICE_CELLS;
+    use super::super::beam::host_search;
+    use super::{DEVICE_CELLS, search};
     use crate::cpu::Books;
     use burn::prelude::*;
 
@@ -180,32 +182,43 @@ mod tests {
             .collect()
     }
 
-    /// On tensors, over more than one block, the search keeps what the host search over the
-    /// CPU path keeps: the same paths at the full depth and at every shallower one.
+    /// On burn's tensors the device search keeps what the host search keeps, before either is
+    /// checked against greedy: the same full paths and the same shallower ones, over more than
+    /// one block, with a beam wider than a level has candidates, and at one level.
     #[test]
     fn the_device_beam_keeps_the_host_beams_paths() {
-        let (n, d, k, depth) = (DEVICE_CELLS + 300, 6, 24, 5);
-        let latents = values(1, n * d);
-        let entries = values(2, depth * k * d);
-        let books = Books::new(&entries, [depth, k, d]);
+        let cases = [
+            (DEVICE_CELLS + 300, 24, 5, 2, true),
+            (DEVICE_CELLS + 300, 24, 5, 3, false),
+            (700, 24, 5, 8, true),
+            (300, 2, 3, 8, true),
+            (300, 24, 1, 4, true),
+        ];
+        let d = 6;
         let device = Device::flex();
-        let rows = Tensor::<2>::from_data(TensorData::new(latents, [n, d]), &device);
-        let codebooks = Tensor::<3>::from_data(TensorData::new(entries, [depth, k, d]), &device);
-        for (beam, per_depth) in [(2, true), (3, false), (8, true)] {
-            let on_device = quantize_beam(rows.clone(), &codebooks, (depth, beam), None, per_depth);
-            let on_host = quantize_beam(
-                rows.clone(),
-                &codebooks,
-                (depth, beam),
-                Some(&books),
-                per_depth,
-            );
-            assert_eq!(on_device.levels, on_host.levels, "beam {beam}");
-            assert_eq!(on_device.prefixes, on_host.prefixes, "beam {beam}");
-            assert_eq!(
-                on_device.prefixes.len(),
-                if per_depth { depth - 1 } else { 0 }
-            );
+        for (n, k, depth, beam, per_depth) in cases {
+            let latents = values(1, n * d);
+            let entries = values(2, depth * k * d);
+            let books = Books::new(&entries, [depth, k, d]);
+            let host: Vec<Vec<f32>> = entries.chunks(k * d).map(<[f32]>::to_vec).collect();
+            let tensors: Vec<Tensor<2>> = host
+                .iter()
+                .map(|b| Tensor::from_data(TensorData::new(b.clone(), [k, d]), &device))
+                .collect();
+            let rows = Tensor::<2>::from_data(TensorData::new(latents.clone(), [n, d]), &device);
+            let on_device = search(rows, &tensors, beam, per_depth);
+            let (on_host, greedy) = host_search((&latents, d), &books, &host, beam, per_depth);
+            let case = format!("n {n} k {k} depth {depth} beam {beam}");
+            assert_eq!(on_device.levels, on_host.levels, "{case}");
+            assert_eq!(on_device.prefixes, on_host.prefixes, "{case}");
+            let shallower = if per_depth { depth - 1 } else { 0 };
+            assert_eq!(on_device.prefixes.len(), shallower, "{case}");
+            // Not greedy's paths in disguise: a beam wider than one leaves them somewhere.
+            if depth > 1 && !greedy.is_empty() {
+                let moved =
+                    (0..n).filter(|&r| (0..depth).any(|l| greedy[l][r] != on_host.levels[l][r]));
+                assert!(moved.count() > n / 20, "{case}: the beam is greedy");
+            }
         }
     }
 }
