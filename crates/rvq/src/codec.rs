@@ -11,9 +11,7 @@ use crate::error::{Error, Result};
 use crate::image_io::{self, Rgb};
 use crate::model::Model;
 use crate::quantizer;
-use crate::rate::{
-    Missed, Rate, RateSearch, Target, choose_depths, decoded_psnrs, lambda_for_quality,
-};
+use crate::rate::{Missed, Rate, RateSearch, Target, choose_depths, decoded_psnrs, filter_lambda};
 use crate::refine;
 use crate::restore;
 
@@ -147,11 +145,12 @@ pub(crate) fn encode_records_reporting(
         drop(values);
         let per_depth = opts.rate.target().is_some();
         let mut encoded = model.quantize_latents(latents.clone(), (m, opts.beam), per_depth)?;
-        let (depths, missed) = match opts.rate.target() {
-            None => (vec![Vec::new(); batch.len()], Vec::new()),
+        let (depths, missed, wanted) = match opts.rate.target() {
+            None => (vec![Vec::new(); batch.len()], Vec::new(), None),
             Some(target) => {
-                let (search, images) = (opts.rate_search, originals(batch));
-                choose_depths(model, &images, &encoded, m, target, search, &latents)?
+                let how = (opts.rate_search, wants_filters(batch, opts));
+                let images = originals(batch);
+                choose_depths(model, &images, &encoded, m, target, how, &latents)?
             }
         };
         // Each cell takes the path closest at the depth chosen for it.
@@ -169,7 +168,8 @@ pub(crate) fn encode_records_reporting(
                 keep: wants_filters(batch, opts),
             },
         )?;
-        let (filters, written) = filters(model, batch, &encoded, (&depths, m), opts, known)?;
+        let (filters, written) =
+            filters(model, batch, &encoded, (&depths, m), opts, (known, wanted))?;
         short.extend(shortfalls(
             model,
             batch,
@@ -243,8 +243,9 @@ fn shortfalls(
 /// Each image's restoration filter (`opts.filter`), fitted against its original to the decode
 /// of its indices as they will be written (`known` where refinement made it, else decoded
 /// here) at rate control's price of a bit (without a quality, that of the quality its mean
-/// depth stands for); with them, under a PSNR target, each image's PSNR as written. A batch of
-/// images under [`restore::MIN_PIXELS`] gets none and is not decoded.
+/// depth stands for); under a PSNR target, only for the images `wanted` names (those that meet
+/// it in fewer bytes with one: [`choose_depths`]), and with them each image's PSNR as written.
+/// A batch of images under [`restore::MIN_PIXELS`] gets none and is not decoded.
 #[allow(clippy::type_complexity)]
 fn filters(
     model: &Model,
@@ -252,27 +253,13 @@ fn filters(
     encoded: &crate::quantizer::EncodedBatch,
     (depths, m): (&[Vec<u8>], usize),
     opts: &EncodeOptions,
-    known: Vec<Option<Rgb>>,
+    (known, wanted): (Vec<Option<Rgb>>, Option<Vec<bool>>),
 ) -> Result<(Vec<Option<rvq_archive::Filter>>, Option<Vec<f64>>)> {
     if !wants_filters(batch, opts) {
         return Ok((vec![None; batch.len()], None));
     }
-    // A quality prices a bit; a fixed depth or a PSNR target is priced as the quality
-    // 100 · (the image's mean depth) / n_q, whose cells average about that depth on the
-    // photographs of samples/ (docs/RESULTS.md): a filter that would add a fifth to an image
-    // at one codebook is not worth its bytes there.
-    let n_q = model.config.num_codebooks as f64;
-    let lambda = |d: &[u8]| match opts.rate.target() {
-        Some(Target::Quality(q)) => lambda_for_quality(q),
-        _ => {
-            let mean = if d.is_empty() {
-                m as f64
-            } else {
-                d.iter().map(|&v| v as f64).sum::<f64>() / d.len() as f64
-            };
-            lambda_for_quality((100.0 * mean / n_q).round().min(100.0) as u8)
-        }
-    };
+    let n_q = model.config.num_codebooks;
+    let lambda = |d: &[u8]| filter_lambda(opts.rate.target(), d, m, n_q);
     let decoded = decodes(model, batch, encoded, depths, m, known)?;
     // Only a PSNR target reports what an image decodes to.
     let report = matches!(opts.rate.target(), Some(Target::Psnr(_)));
@@ -281,8 +268,13 @@ fn filters(
         .iter()
         .zip(decoded)
         .zip(depths)
-        .map(|((img, dec), d)| {
-            let fitted = restore::fit(&img.image, &dec, lambda(d));
+        .enumerate()
+        .map(|(i, ((img, dec), d))| {
+            // Under a PSNR target, only the images rate control chose to write with one.
+            let fitted = match &wanted {
+                Some(w) if !w[i] => None,
+                _ => restore::fit(&img.image, &dec, lambda(d)),
+            };
             if report {
                 let out = fitted.as_ref().map_or(&dec, |(_, filtered)| filtered);
                 psnrs.push(crate::eval::image_psnr(&img.image, out));

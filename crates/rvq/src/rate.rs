@@ -16,6 +16,8 @@ use crate::model::{Model, latents_to_rows};
 use crate::quantizer::EncodedBatch;
 use crate::quantizer::float_vec;
 
+mod psnr;
+
 /// What the encoder aims for, when not a fixed number of codebooks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
@@ -115,6 +117,23 @@ pub struct Distortion {
     pub sse: Vec<f64>,
     /// Values (pixels × 3) in the image, for PSNR.
     pub values: f64,
+}
+
+/// The price of a bit a restoration filter is fitted at for an image at `depths` (one per cell;
+/// empty: every cell at `m`) of a model of `n_q` codebooks: a quality's λ; at a fixed depth or
+/// a PSNR target, that of the quality 100 · (the image's mean depth) / n_q, whose cells average
+/// about that depth on the photographs of samples/ (docs/RESULTS.md): a filter that would add a
+/// fifth to an image at one codebook is not worth its bytes there.
+pub(crate) fn filter_lambda(target: Option<Target>, depths: &[u8], m: usize, n_q: usize) -> f64 {
+    if let Some(Target::Quality(q)) = target {
+        return lambda_for_quality(q);
+    }
+    let mean = if depths.is_empty() {
+        m as f64
+    } else {
+        depths.iter().map(|&v| v as f64).sum::<f64>() / depths.len() as f64
+    };
+    lambda_for_quality((100.0 * mean / n_q as f64).round().min(100.0) as u8)
 }
 
 /// The λ (squared error per bit, values on [0, 1]) that quality `q` stands for: 0.3 at q = 0,
@@ -385,6 +404,11 @@ fn rounding_added(tables: &mut [Distortion]) {
 /// PSNR it got.
 pub(crate) type Missed = (usize, f64);
 
+/// What [`choose_depths`] chose: each image's depths per cell, the images a PSNR target was out
+/// of reach for, and under a PSNR target with filters, whether each image is to be written with
+/// its restoration filter (`None`: as the filter's own price decides).
+pub(crate) type Chosen = (Vec<Vec<u8>>, Vec<Missed>, Option<Vec<bool>>);
+
 /// How rate control measures each cell's error at each depth.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RateSearch {
@@ -409,18 +433,19 @@ pub enum RateSearch {
 /// Measures each cell's error at every depth 1..=m as `search` says (decoding at each,
 /// estimating through the linear path, or reading the latent residuals), each depth on its own
 /// path ([`EncodedBatch::path`]), then picks the depths the target asks for. For a PSNR target
-/// the pick is checked by decoding it, and tightened (up to every codebook) while an image
-/// falls short; images that do not reach the
-/// target even then are returned by their place in the batch, with the PSNR they got.
+/// the pick is checked by decoding it (with `filters`, filtered as it will be written, and tried
+/// lower by what the filter adds: `psnr.rs`), and tightened (up to every codebook) while an
+/// image falls short; images that do not reach the target even then are returned by their
+/// place in the batch, with the PSNR they got.
 pub(crate) fn choose_depths(
     model: &Model,
     originals: &[&Rgb],
     encoded: &EncodedBatch,
     m: usize,
     target: Target,
-    search: RateSearch,
+    (search, filters): (RateSearch, bool),
     latents: &Tensor<4>,
-) -> Result<(Vec<Vec<u8>>, Vec<Missed>)> {
+) -> Result<Chosen> {
     let (gh, gw) = encoded.grid;
     let bits = model.config.bits_per_index();
     let mut tables: Vec<Distortion> = originals
@@ -449,40 +474,11 @@ pub(crate) fn choose_depths(
         _ => decoded_tables(model, originals, encoded, m, &mut tables)?,
     }
     rounding_added(&mut tables);
-    let mut depths: Vec<Vec<u8>> = tables.iter().map(|t| t.pick(target, bits)).collect();
+    let depths: Vec<Vec<u8>> = tables.iter().map(|t| t.pick(target, bits)).collect();
     let Target::Psnr(db) = target else {
-        return Ok((depths, Vec::new()));
+        return Ok((depths, Vec::new(), None));
     };
-
-    // The table predicts each cell's error from uniform-depth decodes; neighbours at other
-    // depths change it a little, so check the real decode and aim higher where it falls short.
-    let mut aim = vec![db; originals.len()];
-    loop {
-        let at = encoded.at_depths(&depths);
-        let psnrs = decoded_psnrs(model, originals, &at, Some(&depths), m)?;
-        let mut settled = true;
-        let mut missed = Vec::new();
-        for (i, &got) in psnrs.iter().enumerate() {
-            if got >= db {
-                continue;
-            }
-            if depths[i].iter().all(|&d| d as usize == m) {
-                missed.push((i, got));
-                continue;
-            }
-            settled = false;
-            // Aim higher by the shortfall; after a few tries, give the image every codebook.
-            aim[i] += (db - got).max(0.05);
-            depths[i] = if aim[i] > db + 3.0 {
-                vec![m as u8; gh * gw]
-            } else {
-                tables[i].for_psnr(aim[i], bits)
-            };
-        }
-        if settled {
-            return Ok((depths, missed));
-        }
-    }
+    psnr::meet(model, originals, encoded, (m, db), &tables, depths, filters)
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub fn quantize_beam(
             prefixes: Vec::new(),
         };
     }
-    let [n, d] = latents.dims();
+    let [_, d] = latents.dims();
     let [_, k, _] = codebooks.dims();
     let rows = float_vec(latents.clone());
     let books: Vec<Tensor<2>> = (0..depth)
@@ -58,21 +58,31 @@ pub fn quantize_beam(
             (found, Vec::new())
         }
     };
-    let Paths {
-        levels: mut out,
-        mut prefixes,
-    } = found;
     // Where greedy's path was not followed alongside the beam, it is searched on its own.
     let greedy = if greedy.is_empty() {
         greedy_search(latents, codebooks, depth, cpu)
     } else {
         greedy
     };
-    // A beam can drop the greedy path at some level and end worse than it: at every depth,
-    // keep whichever of the two is closer there, so that a wider search never loses to greedy
-    // on any cell at any depth.
+    keep_greedy_where_closer((&rows, d), &host_books, &greedy, found)
+}
+
+/// A beam can drop the greedy path at some level and end worse than it: at every depth, each
+/// row of `found` keeps whichever of the two is closer there, so that a wider search never
+/// loses to greedy on any cell at any depth.
+fn keep_greedy_where_closer(
+    (rows, d): (&[f32], usize),
+    host_books: &[Vec<f32>],
+    greedy: &[Vec<u32>],
+    found: Paths,
+) -> Paths {
+    let Paths {
+        levels: mut out,
+        mut prefixes,
+    } = found;
+    let (n, depth) = (rows.len() / d, out.len());
     let error = |row: usize, path: &mut dyn Iterator<Item = u32>| {
-        path_error(&rows[row * d..(row + 1) * d], &host_books, path)
+        path_error(&rows[row * d..(row + 1) * d], host_books, path)
     };
     // Per row, a bit for each depth 1..=depth at which greedy's path is to be taken: at the
     // full depth where it is at least as close (as before there were shallower paths), at a
