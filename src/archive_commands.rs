@@ -60,8 +60,13 @@ pub(crate) fn run_encode(a: EncodeArgs, verbose: bool) -> Result<()> {
     };
     bar.finish_and_clear();
     for s in &short {
+        let why = if s.every_codebook {
+            "at most with this model (all codebooks used)"
+        } else {
+            "as written (its restoration filter gained less than rate control measured)"
+        };
         eprintln!(
-            "rvq: {}: reaches {:.2} dB at most with this model (all codebooks used), short of --psnr {}",
+            "rvq: {}: reaches {:.2} dB {why}, short of --psnr {}",
             s.name,
             s.psnr,
             a.psnr.unwrap_or_default()

@@ -247,6 +247,21 @@ pub fn dequantize_masked(
     sum.expect("dequantize needs at least one level")
 }
 
+/// `n` values in [−0.5, 0.5) from `seed`, of `levels` distinct ones (few: many exact ties), by a
+/// small generator, so that the searches' tests need no crate.
+#[cfg(test)]
+fn test_values(seed: u64, n: usize, levels: u32) -> Vec<f32> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) as u32 % levels) as f32 / levels as f32 - 0.5
+        })
+        .collect()
+}
+
 fn codebook_level(codebooks: &Tensor<3>, level: usize, k: usize, d: usize) -> Tensor<2> {
     codebooks
         .clone()

@@ -599,19 +599,7 @@ mod tests {
         }
     }
 
-    /// A small generator, so that these cases need no crate.
-    fn values(seed: u64, n: usize, levels: u32) -> Vec<f32> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                // Few distinct values: many exact ties.
-                ((x >> 33) as u32 % levels) as f32 / levels as f32 - 0.5
-            })
-            .collect()
-    }
+    use super::super::test_values as values;
 
     /// The shortlist is the `listed` nearest by the dots, ties taken in row and entry order,
     /// whatever the number of entries (runs cut short, fewer runs than places).

@@ -170,15 +170,11 @@ mod tests {
     use crate::cpu::Books;
     use burn::prelude::*;
 
+    /// Continuous values in [−1, 1): no ties for the two searches to break their own ways.
     fn values(seed: u64, n: usize) -> Vec<f32> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
-            })
+        super::super::test_values(seed, n, 1 << 24)
+            .into_iter()
+            .map(|v| v * 2.0)
             .collect()
     }
 

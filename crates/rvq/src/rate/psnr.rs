@@ -75,6 +75,7 @@ pub(super) fn meet(
             }
         }
         if settled {
+            missed.sort_by_key(|&(i, _)| i);
             let wanted = steps.iter().map(|s| matches!(s, Step::Done(true)));
             return Ok((depths, missed, filters.then(|| wanted.collect())));
         }
@@ -139,15 +140,7 @@ impl Search {
                 *step = Step::Done(with);
                 Some(false)
             }
-            (
-                Step::Lowered {
-                    best,
-                    filter,
-                    raised,
-                    ..
-                },
-                None,
-            ) if *raised < RAISES => {
+            (Step::Lowered { raised, .. }, None) if *raised < RAISES => {
                 *raised += 1;
                 *aim += (db - got).max(0.05);
                 *depths = table.for_psnr(*aim, self.bits);
