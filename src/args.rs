@@ -317,6 +317,11 @@ pub(crate) struct SearchArgs {
     /// from before version 3 reads.
     #[arg(long)]
     pub(crate) no_filter: bool,
+    /// Code every image at its own size: below quality 60 rvq otherwise also tries each image
+    /// of 16,384 pixels or more at half size, upsampled on decode, and keeps whichever costs
+    /// less (format version 4; with this flag such archives are version 3).
+    #[arg(long)]
+    pub(crate) no_half: bool,
 }
 
 /// The values of `--rate-search`.
@@ -342,6 +347,7 @@ impl SearchArgs {
                 None => opts.rate_search,
             },
             filter: opts.filter && !self.no_filter,
+            half_size: opts.half_size && !self.no_half,
             ..opts
         }
     }

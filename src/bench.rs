@@ -211,6 +211,7 @@ fn time_archive(model: &Model, header: &Header, runs: usize) -> Result<[Measure;
                 .collect(),
             depths: Vec::new(),
             filter: None,
+            half: false,
         })
         .collect();
     let mut bytes = Vec::new();

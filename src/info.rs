@@ -61,6 +61,12 @@ pub(crate) fn print_text(path: &Path, report: &Report) {
             info.filtered_images, info.images, info.filter_bytes
         );
     }
+    if info.version >= 4 {
+        println!(
+            "half size          {} of {} images (coded at half size, upsampled on decode)",
+            info.half_images, info.images
+        );
+    }
     println!(
         "bits per image     {:.1} (payload)",
         info.payload_bits_per_image

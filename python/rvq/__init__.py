@@ -83,6 +83,7 @@ class Codec:
         refine: Optional[int] = None,
         entropy: bool = True,
         filter: bool = True,
+        half_size: bool = True,
     ) -> bytes:
         """The archive of ``images``. The rate is chosen as ``rvq encode`` chooses it: a
         ``quality`` (0-100; 90 when neither it nor ``psnr`` nor ``codebooks`` is given), a
@@ -91,7 +92,10 @@ class Codec:
         images (without them the archive stores none). ``effort`` (0-5, 4 when not given) is
         how hard the encoder searches (``--effort``); ``beam`` and ``refine`` override its
         beam width and refinement (``--beam``, ``--refine``). ``filter=False`` fits no
-        restoration filters (``--no-filter``): the archive is then format version 2."""
+        restoration filters (``--no-filter``): the archive is then format version 2.
+        ``half_size=False`` codes every image at its own size (``--no-half``): below quality
+        60 the encoder otherwise also tries images of 16,384 pixels or more at half size
+        (format version 4)."""
         return self._inner.encode(
             _pixels(images),
             names=None if names is None else list(names),
@@ -103,6 +107,7 @@ class Codec:
             refine=refine,
             entropy=entropy,
             filter=filter,
+            half_size=half_size,
         )
 
     def decode(self, data: Source) -> List[np.ndarray]:
@@ -169,6 +174,7 @@ def encode(
     refine: Optional[int] = None,
     entropy: bool = True,
     filter: bool = True,
+    half_size: bool = True,
     backend: str = "auto",
 ) -> bytes:
     """The archive of ``images`` with the built-in model (see :meth:`Codec.encode`)."""
@@ -183,6 +189,7 @@ def encode(
         refine=refine,
         entropy=entropy,
         filter=filter,
+        half_size=half_size,
     )
 
 

@@ -206,7 +206,7 @@ impl Codec {
 
     /// The archive of `images` (see the package's `encode`), as `rvq encode` writes it for
     /// the same pixels, names and options on the same backend.
-    #[pyo3(signature = (images, *, names=None, quality=None, psnr=None, codebooks=None, effort=None, beam=None, refine=None, entropy=true, filter=true))]
+    #[pyo3(signature = (images, *, names=None, quality=None, psnr=None, codebooks=None, effort=None, beam=None, refine=None, entropy=true, filter=true, half_size=true))]
     #[allow(clippy::too_many_arguments)]
     fn encode<'py>(
         &self,
@@ -221,6 +221,7 @@ impl Codec {
         refine: Option<usize>,
         entropy: bool,
         filter: bool,
+        half_size: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let pixels = images_of(images)?;
         if let Some(n) = &names
@@ -257,6 +258,7 @@ impl Codec {
             entropy,
             neighbours: defaults.neighbours,
             filter,
+            half_size,
         };
         let named: Vec<Named> = pixels
             .into_iter()

@@ -24,6 +24,8 @@ def files_and_names(folder):
         (["--codebooks", "3", "--beam", "1", "--refine", "1"], {"codebooks": 3, "beam": 1, "refine": 1}),
         (["--quality", "40", "--effort", "1"], {"quality": 40, "effort": 1}),
         (["--quality", "40", "--no-filter"], {"quality": 40, "filter": False}),
+        (["--quality", "10"], {"quality": 10}),
+        (["--quality", "10", "--no-half"], {"quality": 10, "half_size": False}),
     ],
 )
 def test_encode_writes_the_bytes_the_command_writes(photos, tmp_path, flags, kwargs):
@@ -35,9 +37,12 @@ def test_encode_writes_the_bytes_the_command_writes(photos, tmp_path, flags, kwa
     assert ours == out.read_bytes()
 
 
-def test_decode_gives_the_pixels_the_command_writes(photos, tmp_path):
+@pytest.mark.parametrize("flags", [[], ["--quality", "10"]])
+def test_decode_gives_the_pixels_the_command_writes(photos, tmp_path, flags):
+    # At quality 10 the larger samples are coded at half size (format version 4).
     archive = tmp_path / "a.rvq"
-    run_rvq("encode", "--backend", "cpu", "-o", str(archive), str(photos))
+    run_rvq("encode", "--backend", "cpu", *flags, "-o", str(archive), str(photos))
+    assert archive.read_bytes()[4] == (4 if flags else 3)
     run_rvq("decode", "--backend", "cpu", "-o", str(tmp_path / "out"), str(archive))
     decoded = rvq.decode(archive, backend="cpu")
     names = rvq.open(archive, backend="cpu").names

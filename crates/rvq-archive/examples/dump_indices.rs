@@ -15,7 +15,7 @@ fn main() {
     let archive = Archive::parse(&bytes, &Limits::default()).expect("the archive parses");
     let header = &archive.header;
     for r in archive.records().expect("the records decode") {
-        let (gw, gh) = header.grid(r.width, r.height);
+        let (gw, gh) = header.grid_of(&r);
         let list = |v: Vec<String>| v.join(",");
         println!(
             "{{\"width\":{},\"height\":{},\"grid\":[{gw},{gh}],\"m\":{},\"k\":{},\"depths\":[{}],\"indices\":[{}]}}",

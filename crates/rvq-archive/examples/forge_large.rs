@@ -1,5 +1,5 @@
 //! Writes an archive that claims many large images at one codebook, every index 0, range-coded
-//! to a few bytes each, each with a restoration filter of one unit (format version 3): the
+//! to a few bytes each, each with a restoration filter of one unit (format version 4, the newest): the
 //! decompression bomb of `bench/memory.sh`, which checks that `rvq decode` takes it in bounded
 //! memory.
 //!
@@ -56,6 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             unit: 0,
             coefficients,
         }),
+        half: false,
     };
     for _ in 0..count {
         writer.write(&record)?;

@@ -252,11 +252,11 @@ pub fn truncate(bytes: &[u8], codebooks: u32, limits: &Limits) -> Result<Vec<u8>
 /// geometry, codebooks used, whether names are stored and any embedded codebook, and no name
 /// may occur twice. Archives written by `encode --shard i/n` for i = 1..=n merge back into
 /// the archive one unsharded encode writes. The result takes the highest version of any input
-/// (a mix of versions 1 and 2 is written as 2; one with version 3, as 3), and is written
+/// (a mix of versions 1 and 2 is written as 2; one with version 3 or 4, as the highest), and is written
 /// with the highest payload coder of any input: merging a packed archive with a coded
 /// one gives an archive that readers of coder 0 alone refuse.
 ///
-/// Where every part is of version 2 or 3 with one header and all but the last hold whole blocks (a
+/// Where every part is of version 2 or later with one header and all but the last hold whole blocks (a
 /// multiple of 64 images), each block is copied as it is: its checksum and its images' names
 /// are checked, its indices are neither decoded nor coded again. The bytes are the same as
 /// the records merged one by one would give, at the speed of a copy.

@@ -23,8 +23,10 @@ const CODED: u8 = 1 << 2;
 /// Block flag, with `CODED` under payload coder 2: coded under neighbour contexts rather than
 /// by coder 1's model, because that is shorter for this block.
 const NEIGHBOURS: u8 = 1 << 3;
-/// Block flag (format version 3): each image's fields end with its filter field.
+/// Block flag (format version 3 and later): each image's fields end with its filter field.
 const FILTERS: u8 = 1 << 4;
+/// Block flag (format version 4): each image's fields have a scale field after its name.
+const SCALED: u8 = 1 << 5;
 
 /// The longest body a block of `count` images may have under `limits`: each image at the
 /// largest size the limits allow, with a name of the longest length, every cell at m
@@ -42,12 +44,12 @@ pub(crate) fn max_body(header: &Header, limits: &Limits, count: usize) -> u64 {
     } else {
         0
     };
-    let filter = if header.version >= crate::VERSION {
+    let filter = if header.version >= crate::VERSION_3 {
         crate::filter::max_bytes(limits.max_pixels, side)
     } else {
         0
     };
-    let per_image = 20 + name + filter + cells.saturating_mul(index_bits + 32).div_ceil(8);
+    let per_image = 21 + name + filter + cells.saturating_mul(index_bits + 32).div_ceil(8);
     (count as u64).saturating_mul(per_image).saturating_add(32)
 }
 
@@ -71,8 +73,14 @@ pub(crate) fn write_block(
     let shared = records.windows(2).all(|w| size(&w[0]) == size(&w[1]));
     let depths = records.iter().any(|r| r.has_depth_map(header));
     let filters = records.iter().any(|r| r.filter.is_some());
+    let scaled = records.iter().any(|r| r.half);
     let flag = |on, bit| if on { bit } else { 0 };
-    let mut body = vec![flag(shared, SHARED_SIZE) | flag(depths, DEPTHS) | flag(filters, FILTERS)];
+    let mut body = vec![
+        flag(shared, SHARED_SIZE)
+            | flag(depths, DEPTHS)
+            | flag(filters, FILTERS)
+            | flag(scaled, SCALED),
+    ];
     if shared && let Some(r) = records.first() {
         varint::put(&mut body, r.width as u64);
         varint::put(&mut body, r.height as u64);
@@ -84,6 +92,9 @@ pub(crate) fn write_block(
         }
         if header.names {
             put_name(&r.name, &mut body);
+        }
+        if scaled {
+            body.push(r.half as u8);
         }
         if filters {
             crate::filter::put(r.filter.as_ref(), &mut body);
@@ -155,7 +166,7 @@ fn cell_count(header: &Header, records: &[Record]) -> u64 {
     records
         .iter()
         .map(|r| {
-            let (gw, gh) = header.grid(r.width, r.height);
+            let (gw, gh) = header.grid_of(r);
             gw * gh
         })
         .sum()
@@ -191,12 +202,7 @@ fn budget(rest: u64) -> u64 {
 fn depth_layouts(header: &Header, records: &[Record]) -> Vec<(usize, Vec<u8>)> {
     records
         .iter()
-        .map(|r| {
-            (
-                header.grid(r.width, r.height).0 as usize,
-                r.cell_depths(header),
-            )
-        })
+        .map(|r| (header.grid_of(r).0 as usize, r.cell_depths(header)))
         .collect()
 }
 
@@ -433,14 +439,21 @@ fn read_fields(
         reason,
     };
     let flags = c.u8("block flags")?;
-    if flags & !(SHARED_SIZE | DEPTHS | CODED | NEIGHBOURS | FILTERS) != 0 {
+    if flags & !(SHARED_SIZE | DEPTHS | CODED | NEIGHBOURS | FILTERS | SCALED) != 0 {
         return Err(bad(format!("reserved block flag bits ({flags:#04x})")));
     }
     let filters = flags & FILTERS != 0;
-    if filters && header.version < crate::VERSION {
+    if filters && header.version < crate::VERSION_3 {
         return Err(bad(format!(
             "its block has restoration filters, which need format version {}",
-            crate::VERSION
+            crate::VERSION_3
+        )));
+    }
+    let scaled = flags & SCALED != 0;
+    if scaled && header.version < crate::VERSION_4 {
+        return Err(bad(format!(
+            "its block has half-size images, which need format version {}",
+            crate::VERSION_4
         )));
     }
     if flags & NEIGHBOURS != 0 && (flags & CODED == 0 || !header.neighbours) {
@@ -470,18 +483,23 @@ fn read_fields(
         } else {
             None
         };
-        let filter = if filters {
-            crate::filter::parse(first + i, (width, height), c)?
-        } else {
-            None
-        };
-        records.push(Record {
+        let half = scaled && crate::record::parse_scale(first + i, c)?;
+        let mut record = Record {
             width,
             height,
             name,
-            filter,
+            half,
             ..Record::default()
-        });
+        };
+        if filters {
+            record.filter = crate::filter::parse(first + i, record.coded_size(), c)?;
+        }
+        records.push(record);
+    }
+    if scaled && records.iter().all(|r| !r.half) {
+        return Err(bad(
+            "its block says half-size images but none of its images is one".into(),
+        ));
     }
     if filters && records.iter().all(|r| r.filter.is_none()) {
         return Err(bad(

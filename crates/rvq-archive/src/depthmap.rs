@@ -90,7 +90,7 @@ pub(crate) fn block_words(header: &Header, records: &[Record]) -> Option<Vec<u32
     let refs: Vec<(&[u8], usize)> = maps
         .iter()
         .zip(records)
-        .map(|(d, r)| (d.as_slice(), header.grid(r.width, r.height).0 as usize))
+        .map(|(d, r)| (d.as_slice(), header.grid_of(r).0 as usize))
         .collect();
     Some(encode(&refs, header.codebooks_used))
 }
@@ -111,7 +111,7 @@ pub(crate) fn set_depths(
     let shapes: Vec<Shape> = records
         .iter()
         .map(|r| {
-            let (gw, gh) = header.grid(r.width, r.height);
+            let (gw, gh) = header.grid_of(r);
             Shape {
                 cells: (gw * gh) as usize,
                 columns: gw as usize,

@@ -45,8 +45,9 @@ pub struct Header {
     /// Embedded codebook vectors, if any.
     pub codebook: Option<EmbeddedCodebook>,
     /// Format version to write: [`VERSION_2`] (blocks of records, per-cell depths) unless set
-    /// to [`VERSION`] (records may carry restoration filters) or [`VERSION_1`]; a reader sets
-    /// it to the version it read.
+    /// to [`crate::VERSION_3`] (records may carry restoration filters), [`VERSION`] (records
+    /// may also be coded at half size) or [`VERSION_1`]; a reader sets it to the version it
+    /// read.
     pub version: u8,
     /// Whether indices may be range-coded (the `ENTROPY` flag and payload coder 1, versions 2
     /// and 3): each block is then coded exactly when that is shorter than bit packing. Off
@@ -79,7 +80,8 @@ pub struct Geometry {
 impl Header {
     /// A header for archives of a model with this `fingerprint` and `geometry` using
     /// `codebooks_used` of its codebooks, without names, embedded codebook or entropy coding,
-    /// at format [`VERSION_2`] (set [`Header::version`] to [`VERSION`] for filters).
+    /// at format [`VERSION_2`] (set [`Header::version`] to [`crate::VERSION_3`] for filters, to
+    /// [`VERSION`] for half-size images too).
     pub fn new(
         fingerprint: [u8; FINGERPRINT_LEN],
         geometry: Geometry,
@@ -137,7 +139,15 @@ impl Header {
         ((width as u64).div_ceil(f), (height as u64).div_ceil(f))
     }
 
-    /// Indices in one record whose cells all use the m codebooks: cells × m.
+    /// The grid of `record`'s cells: that of the size it is coded at
+    /// ([`crate::Record::coded_size`]).
+    pub fn grid_of(&self, record: &crate::Record) -> (u64, u64) {
+        let (w, h) = record.coded_size();
+        self.grid(w, h)
+    }
+
+    /// Indices in one record of a `width`×`height` coded size whose cells all use the m
+    /// codebooks: cells × m.
     pub fn index_count(&self, width: u32, height: u32) -> u64 {
         let (gw, gh) = self.grid(width, height);
         gw * gh * self.codebooks_used as u64

@@ -49,6 +49,8 @@ pub struct ArchiveInfo {
     pub filtered_images: u64,
     /// Bytes of those filters' fields (within `record_overhead_bytes`).
     pub filter_bytes: u64,
+    /// Images coded at half size and upsampled by the decoder (format version 4).
+    pub half_images: u64,
     /// Codebooks a cell uses, on average over all cells.
     pub mean_depth: f64,
     /// Pixels over all images.
@@ -128,6 +130,7 @@ fn info(archive: &Archive) -> Result<ArchiveInfo> {
             .filter_map(|r| r.filter.as_ref())
             .map(|f| f.stored_len() as u64)
             .sum(),
+        half_images: records.iter().filter(|r| r.half).count() as u64,
         mean_depth: mean(index_count, cells),
         pixels,
         payload_bits_per_image: mean(payload * 8, images),

@@ -1,4 +1,4 @@
-//! The `.rvq` archive format (version 3; versions 1 and 2 are still read): the codebook
+//! The `.rvq` archive format (version 4; versions 1 to 3 are still read): the codebook
 //! indices of many images under one shared header, bit-packed or (payload coder 1)
 //! range-coded block by block where that is shorter, with a per-cell depth map where cells use different numbers
 //! of codebooks. This crate deals in integers and bytes only (no tensors, no model), so it
@@ -22,6 +22,7 @@
 //!     indices: vec![5; 16 + 4], // level 0 for all 16 cells, level 1 for the 4 at depth 2
 //!     depths: [2, 1, 1, 1].repeat(4),
 //!     filter: None,
+//!     half: false,
 //! };
 //! let bytes = write_archive(&header, &[rec.clone()]).unwrap();
 //! let archive = Archive::parse(&bytes, &Limits::default()).unwrap();
@@ -63,9 +64,16 @@ pub use stream::{ArchiveReader, ArchiveWriter};
 
 /// The four bytes every archive starts with.
 pub const MAGIC: [u8; 4] = *b"RVQA";
-/// The newest format version, which this crate reads and writes: version 2 with a
-/// restoration filter per image (docs/FORMAT.md). Versions 1 and 2 are still read.
-pub const VERSION: u8 = 3;
+/// The newest format version, which this crate reads and writes: version 3 with images that
+/// may be coded at half size and upsampled by the decoder (docs/FORMAT.md). Versions 1 to 3
+/// are still read.
+pub const VERSION: u8 = VERSION_4;
+/// Version 4: version 3 with images that may be coded at half size (docs/FORMAT.md,
+/// "Half-size images"): the version a half-size image needs, whatever the newest is.
+pub const VERSION_4: u8 = 4;
+/// Version 3: version 2 with a restoration filter per image; what an encoder with filters and
+/// no half-size images writes, so that rvq from before version 4 reads it.
+pub const VERSION_3: u8 = 3;
 /// Version 2: blocks of records with per-cell depths and payload coders 0 to 2, and no
 /// filters; what [`Header::new`] writes, so that rvq from before version 3 reads it.
 pub const VERSION_2: u8 = 2;

@@ -78,15 +78,29 @@ pub struct Record {
     /// m, as readers return it in that case. Version-1 archives have no depths.
     pub depths: Vec<u8>,
     /// The restoration filter the decoder applies to the decoded image, if any (format
-    /// version 3 only).
+    /// version 3 and later), at the size the image is coded at.
     pub filter: Option<Filter>,
+    /// Coded at half size (format version 4): the grid, the indices and the filter are those
+    /// of a ⌈width / 2⌉ × ⌈height / 2⌉ image, which the decoder upsamples twofold and crops
+    /// to width × height (docs/FORMAT.md, "Half-size images").
+    pub half: bool,
 }
 
 impl Record {
+    /// The size the image is coded at: width × height, or half of each rounded up when
+    /// [`Record::half`].
+    pub fn coded_size(&self) -> (u32, u32) {
+        if self.half {
+            (self.width.div_ceil(2), self.height.div_ceil(2))
+        } else {
+            (self.width, self.height)
+        }
+    }
+
     /// The depth of every cell: `depths`, or m for each of the header's cells when empty.
     pub fn cell_depths(&self, header: &Header) -> Vec<u8> {
         if self.depths.is_empty() {
-            let (gw, gh) = header.grid(self.width, self.height);
+            let (gw, gh) = header.grid_of(self);
             vec![header.codebooks_used as u8; (gw * gh) as usize]
         } else {
             self.depths.clone()
@@ -96,7 +110,8 @@ impl Record {
     /// Indices this record holds under `header`.
     pub fn index_count(&self, header: &Header) -> u64 {
         if self.depths.is_empty() {
-            header.index_count(self.width, self.height)
+            let (w, h) = self.coded_size();
+            header.index_count(w, h)
         } else {
             self.depths.iter().map(|&d| d as u64).sum()
         }
@@ -184,7 +199,14 @@ pub fn check_record(header: &Header, index: u64, r: &Record) -> Result<()> {
     if r.width == 0 || r.height == 0 {
         return Err(bad(format!("{}×{} has no pixels", r.width, r.height)));
     }
-    let (gw, gh) = header.grid(r.width, r.height);
+    if r.half && header.version < crate::VERSION_4 {
+        return Err(bad(format!(
+            "half-size images need format version {}, not {}",
+            crate::VERSION_4,
+            header.version
+        )));
+    }
+    let (gw, gh) = header.grid_of(r);
     if !r.depths.is_empty() {
         if header.version == VERSION_1 {
             return Err(bad("format version 1 has no per-cell depths".into()));
@@ -224,14 +246,15 @@ pub fn check_record(header: &Header, index: u64, r: &Record) -> Result<()> {
         )));
     }
     if let Some(filter) = &r.filter {
-        if header.version < crate::VERSION {
+        if header.version < crate::VERSION_3 {
             return Err(bad(format!(
                 "restoration filters need format version {}, not {}",
-                crate::VERSION,
+                crate::VERSION_3,
                 header.version
             )));
         }
-        filter.check(r.width, r.height).map_err(bad)?;
+        let (w, h) = r.coded_size();
+        filter.check(w, h).map_err(bad)?;
     }
     match (&r.name, header.names) {
         (Some(n), true) => validate_name(n).map_err(bad),
@@ -387,5 +410,18 @@ pub(crate) fn decode_entry(header: &Header, bytes: &[u8], entry: &Entry) -> Resu
         indices,
         depths: Vec::new(),
         filter: None,
+        half: false,
     })
+}
+
+/// Reads an image's scale field (format version 4): 0, coded at its size; 1, at half size.
+pub(crate) fn parse_scale(index: u64, c: &mut Cursor) -> Result<bool> {
+    match c.u8("scale")? {
+        0 => Ok(false),
+        1 => Ok(true),
+        s => Err(ArchiveError::InvalidRecord {
+            index,
+            reason: format!("scale field {s} is neither 0 (full size) nor 1 (half size)"),
+        }),
+    }
 }

@@ -29,6 +29,7 @@ fn golden_record() -> Record {
         indices: vec![1, 4, 0, 3],
         depths: Vec::new(),
         filter: None,
+        half: false,
     }
 }
 
@@ -138,10 +139,10 @@ fn with_crc(mut header_body: Vec<u8>) -> Vec<u8> {
 fn newer_versions_and_entropy_coding_are_refused_clearly() {
     let bytes = golden_bytes();
     let body = &bytes[..30];
-    let mut v4 = body.to_vec();
-    v4[4] = 4;
-    let e = Archive::parse(&with_crc(v4), &Limits::default()).unwrap_err();
-    assert!(matches!(e, ArchiveError::UnsupportedVersion(4)), "{e}");
+    let mut v5 = body.to_vec();
+    v5[4] = 5;
+    let e = Archive::parse(&with_crc(v5), &Limits::default()).unwrap_err();
+    assert!(matches!(e, ArchiveError::UnsupportedVersion(5)), "{e}");
     assert!(e.to_string().contains("upgrade rvq"), "{e}");
     // Coders 1 and 2 are version 2's; a later coder is refused by number, and the flag and
     // the coder byte must agree.
@@ -190,6 +191,7 @@ fn oversized_images_are_refused_before_allocation() {
         indices: vec![0; 2500],
         depths: Vec::new(),
         filter: None,
+        half: false,
     };
     let bytes = write_archive(&h, &[big]).unwrap();
     let e = Archive::parse(&bytes, &Limits::default())
@@ -295,6 +297,12 @@ fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
             // in others.
             h.entropy = k % 4 == 1;
             h.neighbours = k % 8 == 1;
+            // A sixth of the cases at version 4, where an image may be coded at half size,
+            // coded and packed, with and without neighbour contexts.
+            let halves = k % 2 == 1 && k % 3 == 0;
+            if halves {
+                h.version = VERSION;
+            }
             let rec = (1u32..=100, 1u32..=100, 0u32..1000).prop_flat_map(move |(w, h_, n)| {
                 let hh = Header::new(
                     [9; 16],
@@ -306,7 +314,13 @@ fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
                     },
                     m,
                 );
-                let count = hh.index_count(w, h_) as usize;
+                let half = halves && n % 2 == 0;
+                let (cw, ch) = if half {
+                    (w.div_ceil(2), h_.div_ceil(2))
+                } else {
+                    (w, h_)
+                };
+                let count = hh.index_count(cw, ch) as usize;
                 let index = prop_oneof![3 => 0..k.min(4), 1 => 0..k];
                 (
                     Just((w, h_, n)),
@@ -319,6 +333,7 @@ fn arb_case() -> impl Strategy<Value = (Header, Vec<Record>)> {
                         indices,
                         depths: Vec::new(),
                         filter: None,
+                        half,
                     })
             });
             (Just(h), prop::collection::vec(rec, 0..4))
@@ -377,6 +392,7 @@ fn sample(m: u32, names: bool, fingerprint: u8) -> (Header, Vec<Record>) {
                 indices: (0..cells * m).map(|j| (i + j) % 5).collect(),
                 depths: Vec::new(),
                 filter: None,
+                half: false,
             }
         })
         .collect();
@@ -460,6 +476,7 @@ fn many_records(h: &Header, count: u32, names: bool) -> Vec<Record> {
                     .collect(),
                 depths: Vec::new(),
                 filter: None,
+                half: false,
             }
         })
         .collect()
@@ -853,7 +870,7 @@ fn golden_v3() -> (Header, Vec<Record>) {
         },
         1,
     );
-    h.version = VERSION;
+    h.version = VERSION_3;
     let mut coefficients = vec![240, 4, 4, 0, 0, 8, 0, 100, 256, 0, 0, 0, 0, 0, 0, -3];
     coefficients.extend_from_slice(&IDENTITY);
     let recs = vec![
@@ -894,11 +911,7 @@ fn golden_v3_bytes() -> Vec<u8> {
     body.push(0); // image 1: no filter
     // 0 1 2 3 4 0 1 2 3 | 4 × 9 at 3 bits, then 2 zero bits.
     body.extend_from_slice(&[0x05, 0x38, 0x0a, 0x72, 0x49, 0x24, 0x90]);
-    let mut block = vec![body.len() as u8];
-    block.extend_from_slice(&body);
-    let crc = crc32fast::hash(&block);
-    b.extend_from_slice(&block);
-    b.extend_from_slice(&crc.to_le_bytes());
+    b.extend_from_slice(&block(&body));
     b
 }
 
@@ -925,12 +938,7 @@ fn golden_v3_archive_matches_the_spec_byte_for_byte() {
 
 /// Re-frames a golden version-3 block body with its length and checksum.
 fn v3_with_body(body: &[u8]) -> Vec<u8> {
-    let mut b = golden_v3_bytes()[..34].to_vec();
-    let mut block = vec![body.len() as u8];
-    block.extend_from_slice(body);
-    b.extend_from_slice(&block);
-    b.extend_from_slice(&crc32fast::hash(&block).to_le_bytes());
-    b
+    [&golden_v3_bytes()[..34], &block(body)].concat()
 }
 
 #[test]
@@ -984,7 +992,7 @@ fn restoration_filters_are_refused_where_the_format_does_not_allow_them() {
     h.version = 2;
     let e = write_archive(&h, &recs).unwrap_err();
     assert!(e.to_string().contains("need format version 3"), "{e}");
-    h.version = VERSION;
+    h.version = VERSION_3;
     recs[0].filter.as_mut().unwrap().coefficients.pop();
     let e = write_archive(&h, &recs).unwrap_err();
     assert!(e.to_string().contains("23 filter coefficients"), "{e}");
@@ -1664,6 +1672,8 @@ fn write_fuzz_seeds() {
     std::fs::write(dir.join("v2_golden.rvq"), write_archive(&h, &recs).unwrap()).unwrap();
     let (h, recs) = golden_v3();
     std::fs::write(dir.join("v3_golden.rvq"), write_archive(&h, &recs).unwrap()).unwrap();
+    let (h, recs) = golden_v4();
+    std::fs::write(dir.join("v4_golden.rvq"), write_archive(&h, &recs).unwrap()).unwrap();
     let mut h = Header::new(
         [3; 16],
         Geometry {
@@ -1745,4 +1755,114 @@ fn write_fuzz_seeds() {
         write_archive(&h, &recs).unwrap(),
     )
     .unwrap();
+}
+
+/// docs/FORMAT.md's version-4 example: two 17×16 images, the first coded at half size (a 9×8
+/// image: 2 cells), the second at its size (6 cells), one codebook of k = 5.
+fn golden_v4() -> (Header, Vec<Record>) {
+    let (mut h, _) = golden_v3();
+    h.version = VERSION;
+    let recs = vec![
+        Record {
+            width: 17,
+            height: 16,
+            indices: vec![1, 2],
+            half: true,
+            ..Record::default()
+        },
+        Record {
+            width: 17,
+            height: 16,
+            indices: vec![0, 1, 2, 3, 4, 0],
+            ..Record::default()
+        },
+    ];
+    (h, recs)
+}
+
+fn golden_v4_bytes() -> Vec<u8> {
+    let mut b = golden_v3_bytes()[..30].to_vec();
+    b[4] = 4; // version 4
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    let mut body = vec![0x21, 17, 16]; // flags: shared size, scaled; 17×16
+    body.extend_from_slice(&[1, 0]); // image 0 at half size, image 1 at its size
+    // 1 2 | 0 1 2 3 4 0 at 3 bits: 001 010 000 001 010 011 100 000.
+    body.extend_from_slice(&[0x28, 0x14, 0xe0]);
+    b.extend_from_slice(&block(&body));
+    b
+}
+
+/// A block of a short `body`: its one-byte length, the body and their CRC-32.
+fn block(body: &[u8]) -> Vec<u8> {
+    let mut block = vec![body.len() as u8];
+    block.extend_from_slice(body);
+    let crc = crc32fast::hash(&block);
+    block.extend_from_slice(&crc.to_le_bytes());
+    block
+}
+
+#[test]
+fn golden_v4_archive_matches_the_spec_byte_for_byte() {
+    let (h, recs) = golden_v4();
+    let bytes = write_archive(&h, &recs).unwrap();
+    assert_eq!(bytes, golden_v4_bytes());
+    let a = Archive::parse(&bytes, &Limits::default()).unwrap();
+    assert_eq!(a.header, h);
+    assert_eq!(a.records().unwrap(), recs);
+    let streamed: Vec<Record> = ArchiveReader::new(bytes.as_slice(), &Limits::default())
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(streamed, recs);
+    assert_eq!(recs[0].coded_size(), (9, 8));
+    assert_eq!(recs[0].index_count(&h), 2);
+}
+
+#[test]
+fn half_size_images_are_refused_where_the_format_does_not_allow_them() {
+    let golden = golden_v4_bytes();
+    let head = golden[..34].to_vec();
+    let body = golden[35..golden.len() - 4].to_vec();
+    let framed = |head: &[u8], body: &[u8]| [head, &block(body)].concat();
+    let refused = |bytes: Vec<u8>, what: &str| {
+        let e = Archive::parse(&bytes, &Limits::default())
+            .and_then(|a| a.records())
+            .unwrap_err();
+        assert!(e.to_string().contains(what), "{what}: {e}");
+    };
+    assert_eq!(
+        Archive::parse(&framed(&head, &body), &Limits::default())
+            .unwrap()
+            .records()
+            .unwrap(),
+        golden_v4().1
+    );
+    // A scale field other than 0 or 1.
+    let mut b = body.clone();
+    b[3] = 2;
+    refused(framed(&head, &b), "scale field 2");
+    // The flag with no image at half size.
+    let mut b = body.clone();
+    b[3] = 0;
+    refused(framed(&head, &b), "none of its images is one");
+    // The flag in a version-3 archive.
+    let mut v3 = head[..30].to_vec();
+    v3[4] = 3;
+    let crc = crc32fast::hash(&v3);
+    v3.extend_from_slice(&crc.to_le_bytes());
+    refused(framed(&v3, &body), "need format version 4");
+    // Writers refuse a half-size image under a version-3 header.
+    let (mut h, recs) = golden_v4();
+    h.version = VERSION_3;
+    let e = write_archive(&h, &recs).unwrap_err();
+    assert!(e.to_string().contains("need format version 4"), "{e}");
+    // Without the flag, a half-size image's 2 indices read as a full-size image's 6: refused.
+    let mut b = vec![0x01, 17, 16];
+    b.extend_from_slice(&body[5..]);
+    assert!(
+        Archive::parse(&framed(&head, &b), &Limits::default())
+            .and_then(|a| a.records())
+            .is_err()
+    );
 }

@@ -14,6 +14,7 @@ use crate::quantizer;
 use crate::rate::{Missed, Rate, RateSearch, Target, choose_depths, decoded_psnrs, filter_lambda};
 use crate::refine;
 use crate::restore;
+use crate::scale;
 
 /// Settings for encoding.
 #[derive(Clone, Debug)]
@@ -44,6 +45,10 @@ pub struct EncodeOptions {
     /// Fit each image's restoration filter where it pays for its bytes (format version 3,
     /// docs/FORMAT.md); off, archives are version 2, which rvq read before filters existed.
     pub filter: bool,
+    /// With `filter`, at a quality below 60, also try each image of 16,384 pixels or more at
+    /// half size and keep the size that costs less (format version 4, docs/FORMAT.md); off,
+    /// such archives are version 3, which rvq read before half-size images existed.
+    pub half_size: bool,
 }
 
 impl Default for EncodeOptions {
@@ -61,6 +66,7 @@ impl Default for EncodeOptions {
             entropy: true,
             neighbours: true,
             filter: true,
+            half_size: true,
         }
     }
 }
@@ -96,7 +102,10 @@ pub(crate) fn header_for(model: &Model, opts: &EncodeOptions) -> Result<Header> 
     header.entropy = opts.entropy;
     header.neighbours = opts.entropy && opts.neighbours;
     if opts.filter {
-        header.version = rvq_archive::VERSION;
+        header.version = rvq_archive::VERSION_3;
+    }
+    if tries_halves(opts).is_some() {
+        header.version = rvq_archive::VERSION_4;
     }
     if let Some(dtype) = opts.embed_codebook {
         let all = quantizer::float_vec(model.net.codebooks().ok_or(Error::NotQuantized)?);
@@ -123,6 +132,103 @@ pub(crate) fn encode_records(
 /// [`encode_records`], also returning the images a PSNR target was out of reach for (encoded
 /// at every codebook, the model's best), with the PSNR they got.
 pub(crate) fn encode_records_reporting(
+    model: &Model,
+    images: &[Named],
+    opts: &EncodeOptions,
+) -> Result<(Vec<Record>, Vec<Shortfall>)> {
+    let (mut records, short) = encode_at_size(model, images, opts)?;
+    if let Some((lambda, halves)) = tries_halves(opts) {
+        choose_halves(model, images, &mut records, (opts, &halves), lambda)?;
+    }
+    Ok((records, short))
+}
+
+/// Qualities below this one also try each image of [`HALF_MIN_PIXELS`] or more at half size
+/// (format version 4), where the model's cells cover four times the area: on photographs that
+/// comes closer at low rates (docs/RESULTS.md, "Half-size images").
+pub(crate) const HALF_BELOW: u8 = 60;
+
+/// The fewest pixels an image tried at half size has: its half still takes a restoration
+/// filter.
+const HALF_MIN_PIXELS: u64 = 4 * restore::MIN_PIXELS;
+
+/// Where `opts` tries images at half size: the λ both sizes are weighed at, and the options
+/// the halves are encoded with, at a quality whose λ is a quarter of it (an error at half
+/// size stands for about four values' at full size, so both searches trade error for bits
+/// at one rate).
+fn tries_halves(opts: &EncodeOptions) -> Option<(f64, EncodeOptions)> {
+    let Rate::Quality {
+        quality,
+        max_codebooks,
+    } = opts.rate
+    else {
+        return None;
+    };
+    if !(opts.filter && opts.half_size) || quality >= HALF_BELOW {
+        return None;
+    }
+    let quarter = (quality as f64 + 35.0 * 4f64.log10()).round() as u8;
+    let halves = EncodeOptions {
+        rate: Rate::Quality {
+            quality: quarter.min(100),
+            max_codebooks,
+        },
+        ..opts.clone()
+    };
+    Some((crate::rate::lambda_for_quality(quality), halves))
+}
+
+/// Encodes every image of `images` of [`HALF_MIN_PIXELS`] or more again at half size, and
+/// replaces its record in `records` by the half-size one where that decodes (upsampled) with
+/// less squared error plus `lambda` times its bits, priced as rate control prices them (each
+/// index at the codebook's bits, a filter at its bytes).
+fn choose_halves(
+    model: &Model,
+    images: &[Named],
+    records: &mut [Record],
+    (opts, halves): (&EncodeOptions, &EncodeOptions),
+    lambda: f64,
+) -> Result<()> {
+    let pixels = |img: &Named| img.image.width() as u64 * img.image.height() as u64;
+    let tried: Vec<usize> = (0..images.len())
+        .filter(|&i| pixels(&images[i]) >= HALF_MIN_PIXELS)
+        .collect();
+    if tried.is_empty() {
+        return Ok(());
+    }
+    let halved: Vec<Named> = tried
+        .iter()
+        .map(|&i| Named {
+            name: images[i].name.clone(),
+            image: scale::halve(&images[i].image),
+        })
+        .collect();
+    let mut half = encode_at_size(model, &halved, halves)?.0;
+    for (r, &i) in half.iter_mut().zip(&tried) {
+        (r.width, r.height, r.half) = (records[i].width, records[i].height, true);
+    }
+    let header = header_for(model, opts)?;
+    let full: Vec<Record> = tried.iter().map(|&i| records[i].clone()).collect();
+    let batch = opts.batch_size;
+    let decoded_full = crate::decode::decode_records(model, &header, &full, batch)?;
+    let decoded_half = crate::decode::decode_records(model, &header, &half, batch)?;
+    let bits = |r: &Record| {
+        let filter = r.filter.as_ref().map_or(0, |f| f.stored_len());
+        (r.index_count(&header) * header.bits_per_index() as u64) as f64 + 8.0 * filter as f64
+    };
+    for (k, &i) in tried.iter().enumerate() {
+        let cost = |r: &Record, decoded: &Rgb| {
+            crate::eval::squared_error(&images[i].image, decoded) + lambda * bits(r)
+        };
+        if cost(&half[k], &decoded_half[k]) < cost(&records[i], &decoded_full[k]) {
+            records[i] = std::mem::take(&mut half[k]);
+        }
+    }
+    Ok(())
+}
+
+/// [`encode_records_reporting`] with every image coded at its own size.
+fn encode_at_size(
     model: &Model,
     images: &[Named],
     opts: &EncodeOptions,
@@ -188,6 +294,7 @@ pub(crate) fn encode_records_reporting(
                 indices,
                 depths: Vec::new(),
                 filter,
+                half: false,
             };
             if depths.iter().any(|&d| d as usize != m) {
                 record.indices = Record::stored_indices(&record.indices, &depths);

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::image_io::Rgb;
 use crate::model::{Model, hex};
 use crate::restore;
+use crate::scale;
 
 /// A decoder: one model and a batch size.
 pub struct Decoder<'m> {
@@ -87,7 +88,7 @@ impl<R: std::io::Read> Images<'_, R> {
         let mut batch: Vec<Record> = self.carry.take().into_iter().collect();
         let f = model.config.grid_factor as u64;
         loop {
-            let key = batch.first().map(|r| header.grid(r.width, r.height));
+            let key = batch.first().map(|r| header.grid_of(r));
             if let Some((gw, gh)) = key {
                 let pixels = gw.saturating_mul(gh).saturating_mul(f * f);
                 let most = model.images_per_pass(pixels, self.decoder.batch_size);
@@ -101,7 +102,7 @@ impl<R: std::io::Read> Images<'_, R> {
                     self.failed = Some(e.into());
                     break;
                 }
-                Some(Ok(r)) if key.is_some_and(|k| k != header.grid(r.width, r.height)) => {
+                Some(Ok(r)) if key.is_some_and(|k| k != header.grid_of(&r)) => {
                     self.carry = Some(r);
                     break;
                 }
@@ -186,7 +187,7 @@ pub(crate) fn decode_records(
     let f = model.config.grid_factor as u64;
     let m = header.codebooks_used as usize;
     let mut out = Vec::with_capacity(records.len());
-    let key = |r: &Record| header.grid(r.width, r.height);
+    let key = |r: &Record| header.grid_of(r);
     let pass = |&(gw, gh): &(u64, u64)| {
         let pixels = gw.saturating_mul(gh).saturating_mul(f * f);
         model.images_per_pass(pixels, batch_size)
@@ -198,7 +199,7 @@ pub(crate) fn decode_records(
             .map(|r| (r.full_indices(header), r.cell_depths(header)))
             .unzip();
         let mixed = batch.iter().any(|r| r.has_depth_map(header));
-        let sizes: Vec<(u32, u32)> = batch.iter().map(|r| (r.width, r.height)).collect();
+        let sizes: Vec<(u32, u32)> = batch.iter().map(Record::coded_size).collect();
         let images = model.decode_images(
             &indices,
             mixed.then_some(depths.as_slice()),
@@ -206,15 +207,17 @@ pub(crate) fn decode_records(
             m,
             &sizes,
         )?;
-        out.extend(
-            images
-                .into_iter()
-                .zip(batch)
-                .map(|(image, r)| match &r.filter {
-                    Some(filter) => restore::apply(image, filter),
-                    None => image,
-                }),
-        );
+        out.extend(images.into_iter().zip(batch).map(|(image, r)| {
+            let image = match &r.filter {
+                Some(filter) => restore::apply(image, filter),
+                None => image,
+            };
+            if r.half {
+                scale::upsample(&image, r.width, r.height)
+            } else {
+                image
+            }
+        }));
     }
     Ok(out)
 }

@@ -71,6 +71,7 @@ mod quantizer;
 mod rate;
 mod refine;
 mod restore;
+mod scale;
 #[cfg(feature = "train")]
 pub mod train;
 

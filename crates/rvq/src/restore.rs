@@ -384,10 +384,11 @@ fn squared_error(a: &Rgb, b: &Rgb) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn image(w: u32, h: u32, f: impl Fn(u32, u32, usize) -> u8) -> Rgb {
+    /// An image whose value at (x, y) in channel c is f(x, y, c).
+    pub(crate) fn image(w: u32, h: u32, f: impl Fn(u32, u32, usize) -> u8) -> Rgb {
         let mut px = Vec::new();
         for y in 0..h {
             for x in 0..w {

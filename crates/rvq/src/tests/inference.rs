@@ -142,6 +142,7 @@ fn zeros_archive(model: &Model, count: u64, side: u32) -> Vec<u8> {
             indices: vec![0; cells],
             depths: Vec::new(),
             filter: None,
+            half: false,
         };
         w.write(&record).unwrap();
     }

@@ -316,6 +316,8 @@ fn cells_that_stop_early_take_the_path_closest_at_their_depth() {
         beam: 4,
         // Refinement would move the last entries: the search's own choice is what is checked.
         refine: 1,
+        // Each record is compared with its full-size latents.
+        half_size: false,
         ..EncodeOptions::default()
     };
     let encoder = Encoder::new(&model, opts).unwrap();
