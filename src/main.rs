@@ -39,7 +39,20 @@ fn quiet_display_search() {
     }
 }
 
+/// Output into a closed pipe (`rvq info a.rvq | head -1`) ends rvq as it ends other Unix
+/// tools, by SIGPIPE, where Rust's runtime ignores the signal and `println!` then panics.
+#[cfg(unix)]
+fn default_sigpipe() {
+    // SAFETY: the first thing main does, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    default_sigpipe();
     quiet_display_search();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -132,3 +132,33 @@ fn no_display_noise_without_a_runtime_folder() {
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
     assert!(!err.contains("error"), "{err}");
 }
+
+/// `rvq info a.rvq | head -1`: a reader that goes away ends rvq quietly (by SIGPIPE, as other
+/// Unix tools), never with a panic about printing to standard output.
+#[cfg(unix)]
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let dir = TempDir::new().unwrap();
+    let archive = encode_samples(&dir, "2");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rvq"))
+        .args(["info", "--against"])
+        .arg(samples())
+        .arg(&archive)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The read end closes before rvq has read the archive, let alone printed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+        "{:?}: {err}",
+        out.status
+    );
+}
