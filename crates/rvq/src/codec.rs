@@ -136,9 +136,10 @@ pub(crate) fn encode_records_reporting(
     images: &[Named],
     opts: &EncodeOptions,
 ) -> Result<(Vec<Record>, Vec<Shortfall>)> {
-    let (mut records, short) = encode_at_size(model, images, opts)?;
-    if let Some((lambda, halves)) = tries_halves(opts) {
-        choose_halves(model, images, &mut records, (opts, &halves), lambda)?;
+    let halves = tries_halves(opts);
+    let (mut records, short, written) = encode_at_size(model, images, opts, halves.is_some())?;
+    if let Some((lambda, halves)) = halves {
+        choose_halves(model, images, (&mut records, written), &halves, lambda)?;
     }
     Ok((records, short))
 }
@@ -181,12 +182,14 @@ fn tries_halves(opts: &EncodeOptions) -> Option<(f64, EncodeOptions)> {
 /// Encodes every image of `images` of [`HALF_MIN_PIXELS`] or more again at half size, and
 /// replaces its record in `records` by the half-size one where that decodes (upsampled) with
 /// less squared error plus `lambda` times its bits, priced as rate control prices them (each
-/// index at the codebook's bits, a filter at its bytes).
+/// index at the codebook's bits, a filter at its bytes). Both sizes are measured on the
+/// decodes their encodes made for the filters (`written` at full size), as the decoder writes
+/// them.
 fn choose_halves(
     model: &Model,
     images: &[Named],
-    records: &mut [Record],
-    (opts, halves): (&EncodeOptions, &EncodeOptions),
+    (records, written): (&mut [Record], Vec<Option<Rgb>>),
+    halves: &EncodeOptions,
     lambda: f64,
 ) -> Result<()> {
     let pixels = |img: &Named| img.image.width() as u64 * img.image.height() as u64;
@@ -203,42 +206,48 @@ fn choose_halves(
             image: scale::halve(&images[i].image),
         })
         .collect();
-    let mut half = encode_at_size(model, &halved, halves)?.0;
-    for (r, &i) in half.iter_mut().zip(&tried) {
-        (r.width, r.height, r.half) = (records[i].width, records[i].height, true);
-    }
-    let header = header_for(model, opts)?;
-    let full: Vec<Record> = tried.iter().map(|&i| records[i].clone()).collect();
-    let batch = opts.batch_size;
-    let decoded_full = crate::decode::decode_records(model, &header, &full, batch)?;
-    let decoded_half = crate::decode::decode_records(model, &header, &half, batch)?;
+    let (mut half, _, half_written) = encode_at_size(model, &halved, halves, true)?;
+    let index_bits = rvq_archive::bits_per_index(model.config.codebook_size as u32) as f64;
     let bits = |r: &Record| {
         let filter = r.filter.as_ref().map_or(0, |f| f.stored_len());
-        (r.index_count(&header) * header.bits_per_index() as u64) as f64 + 8.0 * filter as f64
+        r.indices.len() as f64 * index_bits + 8.0 * filter as f64
     };
     for (k, &i) in tried.iter().enumerate() {
-        let cost = |r: &Record, decoded: &Rgb| {
-            crate::eval::squared_error(&images[i].image, decoded) + lambda * bits(r)
+        // A tried image is large enough for a filter, so its batch was decoded for one; were
+        // either decode missing, the image would keep its size.
+        let (Some(full), Some(small)) = (&written[i], &half_written[k]) else {
+            continue;
         };
-        if cost(&half[k], &decoded_half[k]) < cost(&records[i], &decoded_full[k]) {
-            records[i] = std::mem::take(&mut half[k]);
+        let original = &images[i].image;
+        let upsampled = scale::upsample(small, original.width(), original.height());
+        let cost = |r: &Record, decoded: &Rgb| {
+            crate::eval::squared_error(original, decoded) + lambda * bits(r)
+        };
+        if cost(&half[k], &upsampled) < cost(&records[i], full) {
+            let mut r = std::mem::take(&mut half[k]);
+            (r.width, r.height, r.half) = (original.width(), original.height(), true);
+            records[i] = r;
         }
     }
     Ok(())
 }
 
-/// [`encode_records_reporting`] with every image coded at its own size.
+/// [`encode_records_reporting`] with every image coded at its own size; with `keep`, also each
+/// image's decode as written, where its batch was decoded for the filters (else `None`).
+#[allow(clippy::type_complexity)]
 fn encode_at_size(
     model: &Model,
     images: &[Named],
     opts: &EncodeOptions,
-) -> Result<(Vec<Record>, Vec<Shortfall>)> {
+    keep: bool,
+) -> Result<(Vec<Record>, Vec<Shortfall>, Vec<Option<Rgb>>)> {
     opts.rate.check()?;
     let m = opts.rate.codebooks(model.config.num_codebooks);
     model.check_depth(m)?;
     let f = model.config.grid_factor;
     let mut records = Vec::with_capacity(images.len());
     let mut short = Vec::new();
+    let mut kept = Vec::with_capacity(images.len());
     let pass = |&(w, h): &(usize, usize)| model.images_per_pass((w * h) as u64, opts.batch_size);
     for batch in budget::batches(images, pass, |img| padded(&img.image, f)) {
         let (w, h) = padded(&batch[0].image, f);
@@ -274,8 +283,13 @@ fn encode_at_size(
                 keep: wants_filters(batch, opts),
             },
         )?;
-        let (filters, written) =
-            filters(model, batch, &encoded, (&depths, m), opts, (known, wanted))?;
+        let fitted = (known, wanted);
+        let (filters, written, decodes) =
+            filters(model, batch, &encoded, (&depths, m), opts, fitted, keep)?;
+        match decodes {
+            Some(d) => kept.extend(d.into_iter().map(Some)),
+            None => kept.resize_with(kept.len() + batch.len(), || None),
+        }
         short.extend(shortfalls(
             model,
             batch,
@@ -286,24 +300,40 @@ fn encode_at_size(
             written,
         )?);
         let each = encoded.indices.into_iter().zip(depths).zip(filters);
-        for (img, ((indices, depths), filter)) in batch.iter().zip(each) {
-            let mut record = Record {
-                width: img.image.width(),
-                height: img.image.height(),
-                name: opts.names.then(|| img.name.clone()),
-                indices,
-                depths: Vec::new(),
-                filter,
-                half: false,
-            };
-            if depths.iter().any(|&d| d as usize != m) {
-                record.indices = Record::stored_indices(&record.indices, &depths);
-                record.depths = depths;
-            }
-            records.push(record);
-        }
+        records.extend(
+            batch
+                .iter()
+                .zip(each)
+                .map(|(img, ((indices, depths), filter))| {
+                    record(img, opts.names, (indices, depths, m), filter)
+                }),
+        );
     }
-    Ok((records, short))
+    Ok((records, short, kept))
+}
+
+/// The record of `img`: its size, its name (with `names`), its `indices` at `depths` (only
+/// the cells' stored ones, and the depths, where a cell stops short of `m`) and its filter.
+fn record(
+    img: &Named,
+    names: bool,
+    (indices, depths, m): (Vec<u32>, Vec<u8>, usize),
+    filter: Option<rvq_archive::Filter>,
+) -> Record {
+    let mut record = Record {
+        width: img.image.width(),
+        height: img.image.height(),
+        name: names.then(|| img.name.clone()),
+        indices,
+        depths: Vec::new(),
+        filter,
+        half: false,
+    };
+    if depths.iter().any(|&d| d as usize != m) {
+        record.indices = Record::stored_indices(&record.indices, &depths);
+        record.depths = depths;
+    }
+    record
 }
 
 /// The images of `batch` a PSNR target was out of reach for (`missed`: each one's place in the
@@ -359,8 +389,9 @@ fn shortfalls(
 /// of its indices as they will be written (`known` where refinement made it, else decoded
 /// here) at rate control's price of a bit (without a quality, that of the quality its mean
 /// depth stands for); under a PSNR target, only for the images `wanted` names (those that meet
-/// it in fewer bytes with one: [`choose_depths`]), and with them each image's PSNR as written.
-/// A batch of images under [`restore::MIN_PIXELS`] gets none and is not decoded.
+/// it in fewer bytes with one: [`choose_depths`]), and with them each image's PSNR as written;
+/// with `keep`, each image as written (its decode, filtered). A batch of images under
+/// [`restore::MIN_PIXELS`] gets none and is not decoded.
 #[allow(clippy::type_complexity)]
 fn filters(
     model: &Model,
@@ -369,9 +400,14 @@ fn filters(
     (depths, m): (&[Vec<u8>], usize),
     opts: &EncodeOptions,
     (known, wanted): (Vec<Option<Rgb>>, Option<Vec<bool>>),
-) -> Result<(Vec<Option<rvq_archive::Filter>>, Option<Vec<f64>>)> {
+    keep: bool,
+) -> Result<(
+    Vec<Option<rvq_archive::Filter>>,
+    Option<Vec<f64>>,
+    Option<Vec<Rgb>>,
+)> {
     if !wants_filters(batch, opts) {
-        return Ok((vec![None; batch.len()], None));
+        return Ok((vec![None; batch.len()], None, None));
     }
     let n_q = model.config.num_codebooks;
     let lambda = |d: &[u8]| filter_lambda(opts.rate.target(), d, m, n_q);
@@ -383,6 +419,7 @@ fn filters(
     };
     let report = target_db.is_finite();
     let mut psnrs = Vec::with_capacity(batch.len());
+    let mut written = Vec::new();
     let filters = batch
         .iter()
         .zip(decoded)
@@ -397,14 +434,20 @@ fn filters(
                 Some(_) => fit_to_reach(&img.image, &dec, lambda(d), target_db),
                 None => restore::fit(&img.image, &dec, lambda(d)),
             };
+            let (filter, out) = match fitted {
+                Some((filter, filtered)) => (Some(filter), filtered),
+                None => (None, dec),
+            };
             if report {
-                let out = fitted.as_ref().map_or(&dec, |(_, filtered)| filtered);
-                psnrs.push(crate::eval::image_psnr(&img.image, out));
+                psnrs.push(crate::eval::image_psnr(&img.image, &out));
             }
-            fitted.map(|(filter, _)| filter)
+            if keep {
+                written.push(out);
+            }
+            filter
         })
         .collect();
-    Ok((filters, report.then_some(psnrs)))
+    Ok((filters, report.then_some(psnrs), keep.then_some(written)))
 }
 
 /// The filter [`restore::fit`] gives at `lambda`, or where that leaves `image` below `db`, the
