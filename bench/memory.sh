@@ -4,7 +4,9 @@
 #  1. the forged archive of issue 26: COUNT images of SIDE×SIDE at one codebook, all indices 0,
 #     range-coded (64 × 8192² by default: 256 KB claiming 4.3 gigapixels), decoded;
 #  2. a 4032×3024 (12-megapixel) image encoded at the defaults and decoded again.
-# Usage: RVQ=target/release/rvq [ENCODE_DECODED=1] bench/memory.sh [COUNT] [SIDE]
+# Usage: RVQ=target/release/rvq [ENCODE_DECODED=1] [HALF=1] bench/memory.sh [COUNT] [SIDE]
+# With HALF=1 the forged images are coded at half size (format version 4): a quarter of the
+# indices for the same pixels, which the decoder upsamples.
 # With ENCODE_DECODED=1 the first decoded image is encoded again at the defaults (COUNT=1
 # SIDE=8192 measures a 64-megapixel image's decode and encode).
 # Each decode of a 64-megapixel image takes minutes on 2 cores: COUNT=2 measures the same
@@ -21,9 +23,11 @@ trap 'rm -rf "$work"' EXIT
 peak() { grep "Maximum resident" "$1" | awk '{printf "%.0f MB", $NF/1024}'; }
 
 fp=$(sha256sum models/default/model.bpk | cut -c1-32)
-cargo run -q --release -p rvq-archive --example forge_large -- "$work/bomb.rvq" "$fp" "$count" "$side"
+half=()
+[ -n "${HALF:-}" ] && half=(half)
+cargo run -q --release -p rvq-archive --example forge_large -- "$work/bomb.rvq" "$fp" "$count" "$side" "${half[@]}"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "forged archive: $count images of ${side}x${side}, $(stat -c %s "$work/bomb.rvq") bytes"
+echo "forged archive: $count images of ${side}x${side}${HALF:+ at half size}, $(stat -c %s "$work/bomb.rvq") bytes"
 start=$(date +%s)
 /usr/bin/time -v "$rvq" decode --backend cpu "${mem[@]}" -o "$work/bomb" "$work/bomb.rvq" 2>"$work/t1" \
   || { tail -3 "$work/t1"; exit 1; }

@@ -99,6 +99,8 @@ def encode_options(args: argparse.Namespace) -> Dict[str, Any]:
         "beam": args.beam,
         "refine": args.refine,
         "entropy": not args.no_entropy,
+        "filter": not args.no_filter,
+        "half_size": not args.no_half,
         "names": not args.no_names,
         "strict": args.strict,
         "model": args.model,
@@ -177,6 +179,8 @@ def encode_shard(
         beam=options["beam"],
         refine=options["refine"],
         entropy=options["entropy"],
+        filter=options["filter"],
+        half_size=options["half_size"],
     )
     final = Path(parts) / part_name(index)
     _write_atomic(final, data)
@@ -282,7 +286,7 @@ def run_encode(args: argparse.Namespace) -> int:
     # The options checked before anything is written: an encode of no images refuses what
     # every shard would.
     codec = rvq.Codec(args.model, "cpu")
-    codec.encode([], **{k: options[k] for k in ("quality", "psnr", "codebooks", "effort", "beam", "refine", "entropy")})
+    codec.encode([], **{k: options[k] for k in ("quality", "psnr", "codebooks", "effort", "beam", "refine", "entropy", "filter", "half_size")})
     work = Path(args.work_dir).resolve()
     fresh = check_manifest(work, manifest_for(files, names, args.shards, options, codec.fingerprint))
     parts = work / "parts"
@@ -550,6 +554,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--beam", type=_ranged(1, 64))
     e.add_argument("--refine", type=_ranged(1, 64))
     e.add_argument("--no-entropy", action="store_true")
+    e.add_argument("--no-filter", action="store_true", help="no restoration filters (as rvq encode --no-filter)")
+    e.add_argument("--no-half", action="store_true", help="every image at its own size (as rvq encode --no-half)")
     e.add_argument("--no-names", action="store_true")
     e.add_argument("--strict", action="store_true", help="refuse images with an alpha channel")
 

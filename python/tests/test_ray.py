@@ -58,6 +58,19 @@ def test_shards_merge_into_the_single_encode(cluster, many, single_many, tmp_pat
     assert parts == sorted(expected + ([".killed-1"] if shards >= 3 else []))
 
 
+@pytest.mark.parametrize("flags", [[], ["--no-half"], ["--no-filter"]])
+def test_shards_at_a_low_quality_take_the_encoders_switches(cluster, photos, tmp_path, flags):
+    # At quality 10 the astronaut (128×128) is coded at half size (format version 4) unless a
+    # switch turns half sizes off (version 3) or the filters they need (version 2): each sharded
+    # archive is the single encode with the same flags.
+    single = tmp_path / "single.rvq"
+    run_rvq("encode", "--backend", "cpu", "--quality", "10", *flags, "-o", str(single), str(photos))
+    out = tmp_path / "d.rvq"
+    assert encode(photos, tmp_path / "w", out, "--shards", "2", "--quality", "10", *flags) == 0
+    assert out.read_bytes() == single.read_bytes()
+    assert out.read_bytes()[4] == {(): 4, ("--no-half",): 3, ("--no-filter",): 2}[tuple(flags)]
+
+
 def test_a_rerun_redoes_only_the_missing_part(cluster, many, single_many, tmp_path):
     work, out = tmp_path / "w", tmp_path / "d.rvq"
     assert encode(many, work, out, "--shards", "3") == 0

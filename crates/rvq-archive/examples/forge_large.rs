@@ -4,10 +4,11 @@
 //! memory.
 //!
 //! ```sh
-//! cargo run --release -p rvq-archive --example forge_large -- OUT.rvq FINGERPRINT_HEX [COUNT] [SIDE]
+//! cargo run --release -p rvq-archive --example forge_large -- OUT.rvq FINGERPRINT_HEX [COUNT] [SIDE] [half]
 //! ```
 //! Defaults: 64 images of 8192×8192, for the default model's geometry (d = 64, k = 1024,
-//! 8 codebooks, grid factor 8).
+//! 8 codebooks, grid factor 8). With `half`, each image is coded at half its size (a quarter
+//! of the indices for the same pixels), so the decoder must upsample it.
 
 use rvq_archive::{
     ArchiveWriter, FINGERPRINT_LEN, Filter, Geometry, Header, IDENTITY, Record, VERSION,
@@ -16,10 +17,15 @@ use rvq_archive::{
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [out, hex, rest @ ..] = args.as_slice() else {
-        return Err("usage: forge_large OUT.rvq FINGERPRINT_HEX [COUNT] [SIDE]".into());
+        return Err("usage: forge_large OUT.rvq FINGERPRINT_HEX [COUNT] [SIDE] [half]".into());
     };
     let count: u64 = rest.first().map_or(Ok(64), |s| s.parse())?;
     let side: u32 = rest.get(1).map_or(Ok(8192), |s| s.parse())?;
+    let half = match rest.get(2).map(String::as_str) {
+        None => false,
+        Some("half") => true,
+        Some(other) => return Err(format!("the fifth argument is 'half', not {other:?}").into()),
+    };
     if hex.len() != 2 * FINGERPRINT_LEN {
         return Err(format!("a fingerprint is {} hex digits", 2 * FINGERPRINT_LEN).into());
     }
@@ -43,7 +49,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A filter the decoder must apply: the red centre tap at 257/256.
     let mut coefficients = IDENTITY.repeat(3);
     coefficients[0] = 257;
-    let cells = (side as usize).div_ceil(8).pow(2);
+    let coded = if half { side.div_ceil(2) } else { side };
+    let cells = (coded as usize).div_ceil(8).pow(2);
     let file = std::io::BufWriter::new(std::fs::File::create(out)?);
     let mut writer = ArchiveWriter::new(file, &header, count)?;
     let record = Record {
@@ -56,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             unit: 0,
             coefficients,
         }),
-        half: false,
+        half,
     };
     for _ in 0..count {
         writer.write(&record)?;
