@@ -317,9 +317,9 @@ pub(crate) struct SearchArgs {
     /// from before version 3 reads.
     #[arg(long)]
     pub(crate) no_filter: bool,
-    /// Code every image at its own size: below quality 60 rvq otherwise also tries each image
-    /// of 16,384 pixels or more at half size, upsampled on decode, and keeps whichever costs
-    /// less (format version 4; with this flag such archives are version 3).
+    /// Code every image at its own size: below quality 60 and under --psnr rvq otherwise also
+    /// tries each image of 16,384 pixels or more at half size, upsampled on decode, and keeps
+    /// whichever costs less (format version 4; with this flag such archives are version 3).
     #[arg(long)]
     pub(crate) no_half: bool,
 }

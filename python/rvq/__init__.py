@@ -94,8 +94,8 @@ class Codec:
         beam width and refinement (``--beam``, ``--refine``). ``filter=False`` fits no
         restoration filters (``--no-filter``): the archive is then format version 2.
         ``half_size=False`` codes every image at its own size (``--no-half``): below quality
-        60 the encoder otherwise also tries images of 16,384 pixels or more at half size
-        (format version 4)."""
+        60 and under a ``psnr`` target the encoder otherwise also tries images of 16,384
+        pixels or more at half size (format version 4)."""
         return self._inner.encode(
             _pixels(images),
             names=None if names is None else list(names),

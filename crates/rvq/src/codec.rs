@@ -14,7 +14,8 @@ use crate::quantizer;
 use crate::rate::{Missed, Rate, RateSearch, Target, choose_depths, decoded_psnrs, filter_lambda};
 use crate::refine;
 use crate::restore;
-use crate::scale;
+
+mod halves;
 
 /// Settings for encoding.
 #[derive(Clone, Debug)]
@@ -45,9 +46,10 @@ pub struct EncodeOptions {
     /// Fit each image's restoration filter where it pays for its bytes (format version 3,
     /// docs/FORMAT.md); off, archives are version 2, which rvq read before filters existed.
     pub filter: bool,
-    /// With `filter`, at a quality below 60, also try each image of 16,384 pixels or more at
-    /// half size and keep the size that costs less (format version 4, docs/FORMAT.md); off,
-    /// such archives are version 3, which rvq read before half-size images existed.
+    /// With `filter`, at a quality below 60 or a PSNR target, also try each image of 16,384
+    /// pixels or more at half size and keep the size that costs less (format version 4,
+    /// docs/FORMAT.md); off, such archives are version 3, which rvq read before half-size
+    /// images existed.
     pub half_size: bool,
 }
 
@@ -104,7 +106,7 @@ pub(crate) fn header_for(model: &Model, opts: &EncodeOptions) -> Result<Header> 
     if opts.filter {
         header.version = rvq_archive::VERSION_3;
     }
-    if tries_halves(opts).is_some() {
+    if halves::tries(opts).is_some() {
         header.version = rvq_archive::VERSION_4;
     }
     if let Some(dtype) = opts.embed_codebook {
@@ -136,100 +138,12 @@ pub(crate) fn encode_records_reporting(
     images: &[Named],
     opts: &EncodeOptions,
 ) -> Result<(Vec<Record>, Vec<Shortfall>)> {
-    let halves = tries_halves(opts);
+    let halves = halves::tries(opts);
     let (mut records, short, written) = encode_at_size(model, images, opts, halves.is_some())?;
-    if let Some((lambda, halves)) = halves {
-        choose_halves(model, images, (&mut records, written), &halves, lambda)?;
+    if let Some(halves) = halves {
+        halves::choose(model, images, (&mut records, written), &halves, opts)?;
     }
     Ok((records, short))
-}
-
-/// Qualities below this one also try each image of [`HALF_MIN_PIXELS`] or more at half size
-/// (format version 4), where the model's cells cover four times the area: on photographs that
-/// comes closer at low rates (docs/RESULTS.md, "Half-size images").
-pub(crate) const HALF_BELOW: u8 = 60;
-
-/// The fewest pixels an image tried at half size has: its half still takes a restoration
-/// filter.
-const HALF_MIN_PIXELS: u64 = 4 * restore::MIN_PIXELS;
-
-/// Where `opts` tries images at half size: the λ both sizes are weighed at, and the options
-/// the halves are encoded with, at a quality whose λ is a quarter of it (an error at half
-/// size stands for about four values' at full size, so both searches trade error for bits
-/// at one rate).
-fn tries_halves(opts: &EncodeOptions) -> Option<(f64, EncodeOptions)> {
-    let Rate::Quality {
-        quality,
-        max_codebooks,
-    } = opts.rate
-    else {
-        return None;
-    };
-    if !(opts.filter && opts.half_size) || quality >= HALF_BELOW {
-        return None;
-    }
-    let quarter = (quality as f64 + 35.0 * 4f64.log10()).round() as u8;
-    let halves = EncodeOptions {
-        rate: Rate::Quality {
-            quality: quarter.min(100),
-            max_codebooks,
-        },
-        ..opts.clone()
-    };
-    Some((crate::rate::lambda_for_quality(quality), halves))
-}
-
-/// Encodes every image of `images` of [`HALF_MIN_PIXELS`] or more again at half size, and
-/// replaces its record in `records` by the half-size one where that decodes (upsampled) with
-/// less squared error plus `lambda` times its bits, priced as rate control prices them (each
-/// index at the codebook's bits, a filter at its bytes). Both sizes are measured on the
-/// decodes their encodes made for the filters (`written` at full size), as the decoder writes
-/// them.
-fn choose_halves(
-    model: &Model,
-    images: &[Named],
-    (records, written): (&mut [Record], Vec<Option<Rgb>>),
-    halves: &EncodeOptions,
-    lambda: f64,
-) -> Result<()> {
-    let pixels = |img: &Named| img.image.width() as u64 * img.image.height() as u64;
-    let tried: Vec<usize> = (0..images.len())
-        .filter(|&i| pixels(&images[i]) >= HALF_MIN_PIXELS)
-        .collect();
-    if tried.is_empty() {
-        return Ok(());
-    }
-    let halved: Vec<Named> = tried
-        .iter()
-        .map(|&i| Named {
-            name: images[i].name.clone(),
-            image: scale::halve(&images[i].image),
-        })
-        .collect();
-    let (mut half, _, half_written) = encode_at_size(model, &halved, halves, true)?;
-    let index_bits = rvq_archive::bits_per_index(model.config.codebook_size as u32) as f64;
-    let bits = |r: &Record| {
-        let filter = r.filter.as_ref().map_or(0, |f| f.stored_len());
-        r.indices.len() as f64 * index_bits + 8.0 * filter as f64
-    };
-    for (k, &i) in tried.iter().enumerate() {
-        // A tried image is large enough for a filter, so its batch was decoded for one; were
-        // either decode missing, the image would keep its size.
-        let (Some(full), Some(small)) = (&written[i], &half_written[k]) else {
-            continue;
-        };
-        let original = &images[i].image;
-        let upsampled = scale::upsample(small, original.width(), original.height());
-        let cost = |r: &Record, decoded: &Rgb| {
-            crate::eval::squared_error(original, decoded) + lambda * bits(r)
-        };
-        if cost(&half[k], &upsampled) < cost(&records[i], full) {
-            let mut r = std::mem::take(&mut half[k]);
-            (r.width, r.height, r.half) = (original.width(), original.height(), true);
-            records[i] = r;
-        }
-    }
-    Ok(())
 }
 
 /// [`encode_records_reporting`] with every image coded at its own size; with `keep`, also each

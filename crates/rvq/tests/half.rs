@@ -1,7 +1,8 @@
 //! Half-size images (`EncodeOptions::half_size`, format version 4) with the shipped model:
 //! below quality 60 an image of 16,384 pixels or more is also coded at half size, and keeps
-//! whichever size costs less error plus λ times its bits; it decodes at its own size, and
-//! every other image is written as without the option.
+//! whichever size costs less error plus λ times its bits; under a PSNR target, whichever
+//! reaches it in fewer bits. It decodes at its own size, and every other image is written as
+//! without the option.
 
 use burn::prelude::*;
 use rvq::archive::{Archive, Limits, Record, VERSION, VERSION_3, write_archive};
@@ -100,4 +101,55 @@ fn a_low_quality_codes_an_image_at_half_size_where_that_costs_less() {
     let (h60, at60) = encode(&model, &images, &at(60, true));
     assert_eq!(h60.version, VERSION_3);
     assert!(at60.iter().all(|r| !r.half));
+}
+
+#[test]
+fn a_psnr_target_codes_an_image_at_half_size_where_that_reaches_it_in_fewer_bits() {
+    let device = Device::flex();
+    let model = Model::load_default(&device).unwrap();
+    let mut images = sample_photographs();
+    images.push(smooth());
+    let target = |db, half_size| EncodeOptions {
+        rate: Rate::Psnr {
+            db,
+            max_codebooks: None,
+        },
+        half_size,
+        ..EncodeOptions::default()
+    };
+    let mut halves = 0;
+    for db in [24.0, 27.0, 30.0, 33.0] {
+        let (h, with) = encode(&model, &images, &target(db, true));
+        let (h3, without) = encode(&model, &images, &target(db, false));
+        assert_eq!((h.version, h3.version), (VERSION, VERSION_3));
+        assert!(without.iter().all(|r| !r.half));
+        let out = decode(&model, &h, &with);
+        for ((r, r3), (d, img)) in with.iter().zip(&without).zip(out.iter().zip(&images)) {
+            if r.half {
+                halves += 1;
+                let values = img.image.pixels().len() as f64;
+                let mse = squared_error(&img.image, d) as f64 / values;
+                let got = 10.0 * (65025.0 / mse).log10();
+                assert!(
+                    got >= db,
+                    "{}: {got:.2} dB at half size, short of {db}",
+                    img.name
+                );
+                assert!(bits(r) < bits(r3), "{}: the half size costs more", img.name);
+            } else {
+                assert_eq!(
+                    r, r3,
+                    "{}: an image at its size is written as before",
+                    img.name
+                );
+            }
+        }
+        if db == 30.0 {
+            assert!(
+                with.last().unwrap().half,
+                "the smooth picture stayed at full size"
+            );
+        }
+    }
+    eprintln!("{halves} images at half size");
 }
