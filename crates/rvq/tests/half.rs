@@ -5,7 +5,7 @@
 //! without the option.
 
 use burn::prelude::*;
-use rvq::archive::{Archive, Limits, Record, VERSION, VERSION_3, write_archive};
+use rvq::archive::{Archive, Limits, Record, VERSION, VERSION_2, VERSION_3, write_archive};
 use rvq::{EncodeOptions, Model, Named, Rate, Rgb};
 
 mod common;
@@ -149,6 +149,14 @@ fn a_psnr_target_codes_an_image_at_half_size_where_that_reaches_it_in_fewer_bits
                 with.last().unwrap().half,
                 "the smooth picture stayed at full size"
             );
+            // Half sizes need the filters: without them the archive is version 2, as before.
+            let plain = EncodeOptions {
+                filter: false,
+                ..target(db, true)
+            };
+            let (h2, records) = encode(&model, &images, &plain);
+            assert_eq!(h2.version, VERSION_2);
+            assert!(records.iter().all(|r| !r.half && r.filter.is_none()));
         }
     }
     eprintln!("{halves} images at half size");

@@ -34,7 +34,8 @@ pub(super) enum Halves {
     /// bits at one rate).
     Weighed { lambda: f64, opts: EncodeOptions },
     /// Under a PSNR target of `db` (cells using at most `max_codebooks`): a half is kept where
-    /// it reaches the target as written (filtered and upsampled) in fewer bytes.
+    /// it reaches the target as written (filtered and upsampled) in fewer bits, priced as rate
+    /// control prices them.
     Target {
         db: f64,
         max_codebooks: Option<usize>,
@@ -81,16 +82,19 @@ pub(super) fn choose(
     opts: &EncodeOptions,
 ) -> Result<()> {
     let pixels = |img: &Named| img.image.width() as u64 * img.image.height() as u64;
-    let bits = |r: &Record| bits(model, r);
+    let price = |r: &Record| bits(model, r);
     let tried: Vec<usize> = (0..images.len())
         .filter(|&i| pixels(&images[i]) >= HALF_MIN_PIXELS)
         .collect();
     match halves {
-        Halves::Weighed { lambda, opts } => {
+        Halves::Weighed {
+            lambda,
+            opts: at_quarter,
+        } => {
             let cost = |i: usize, r: &Record, decoded: &Rgb| {
-                eval::squared_error(&images[i].image, decoded) + lambda * bits(r)
+                eval::squared_error(&images[i].image, decoded) + lambda * price(r)
             };
-            let halved = encode_halves(model, images, &tried, opts)?;
+            let halved = encode_halves(model, images, &tried, at_quarter)?;
             for (&i, (half, small)) in tried.iter().zip(halved) {
                 // A tried image is large enough for a filter, so its batch was decoded for
                 // one; were either decode missing, the image would keep its size.
@@ -104,14 +108,15 @@ pub(super) fn choose(
         }
         &Halves::Target { db, max_codebooks } => {
             for i in tried {
-                // An image short of the target at full size is not tried at half.
+                // One short of the target at full size has every codebook already; at half
+                // size it would also lose what upsampling drops.
                 let Some(full) = &written[i] else { continue };
                 if eval::image_psnr(&images[i].image, full) < db {
                     continue;
                 }
                 let target = (db, max_codebooks);
                 if let Some(half) = reach(model, &images[i], target, opts)?
-                    && bits(&half) < bits(&records[i])
+                    && price(&half) < price(&records[i])
                 {
                     records[i] = half;
                 }
@@ -173,8 +178,8 @@ fn encode_halves(
 /// PSNR that leaves the target's error less what upsampling the exact half loses (their
 /// errors are nearly orthogonal: one is the detail the half cannot hold, the other lies in
 /// the band it can), then once more, the aim moved by what the first measured. Returns the
-/// cheaper record that reaches `db` as written, if either does (cells using at most
-/// `max_codebooks`; else `opts`).
+/// cheaper record that reaches `db` as written, if either does. Both are encoded with `opts`
+/// but for the target: the aim, cells using at most `max_codebooks`.
 fn reach(
     model: &Model,
     image: &Named,
@@ -185,8 +190,10 @@ fn reach(
     let values = original.pixels().len() as f64;
     let budget = 10f64.powf(-db / 10.0);
     let (w, h) = (original.width(), original.height());
-    let exact = scale::upsample(&scale::halve(original), w, h);
-    let floor = eval::squared_error(original, &exact) / values;
+    let floor = {
+        let exact = scale::upsample(&scale::halve(original), w, h);
+        eval::squared_error(original, &exact) / values
+    };
     let mut aim = eval::psnr(budget - floor);
     let mut best: Option<Record> = None;
     for _ in 0..2 {
@@ -214,7 +221,8 @@ fn reach(
             best = Some(half);
         }
         // The half's own error scaled so that, with what upsampling adds, the total is the
-        // target's.
+        // target's; never aimed below the target, which would count on upsampling to hide
+        // more of the half's error than what it drops adds.
         let own = 10f64.powf(-aim / 10.0) * (budget - floor) / (got - floor).max(1e-12);
         aim = eval::psnr(own.min(budget));
     }
