@@ -160,7 +160,8 @@ fn refine_decoding(
 /// estimates every candidate of every cell ([`linear::estimate`]) and every cell takes its best
 /// at once; the second measures that, and the cells it made worse go back; the third measures
 /// the result. Each image keeps the best of the three (its original indices unless one of
-/// the others decodes better).
+/// the others decodes better). Only the images a step changes are decoded again: most 32×32
+/// images end with the indices of one of the first two decodes.
 fn refine_linear(
     model: &Model,
     drawn: &Drawing,
@@ -196,26 +197,35 @@ fn refine_linear(
     // worse than before goes back to its entry (judged before rounding, as every choice of the
     // encoder is, so that backends agree at near ties), and each image keeps whichever of the
     // three decodes best, as written.
-    let moved = model.cell_errors(&trial, depths, grid, m, originals, false)?;
+    let n = trial.len();
+    let changed: Vec<usize> = (0..n).filter(|&i| trial[i] != encoded.indices[i]).collect();
+    let mut moved = measure(model, &trial, &changed, depths, (grid, m), originals, keep)?;
     let mut mixed = trial.clone();
     for (i, img) in mixed.iter_mut().enumerate() {
+        let Some(moved) = &moved[i] else { continue };
         let before = est.variants[i].iter().step_by(per);
-        let worse = moved.unrounded[i].iter().zip(before).map(|(a, b)| a > b);
+        let worse = moved.unrounded.iter().zip(before).map(|(a, b)| a > b);
         for (&slot, _) in search.slots[i].iter().zip(worse).filter(|(_, w)| *w) {
             img[slot] = encoded.indices[i][slot];
         }
     }
-    let kept = model.cell_errors(&mixed, depths, grid, m, originals, keep)?;
+    let third: Vec<usize> = (0..n)
+        .filter(|&i| mixed[i] != trial[i] && mixed[i] != encoded.indices[i])
+        .collect();
+    let mut kept = measure(model, &mixed, &third, depths, (grid, m), originals, keep)?;
     let total = |e: &[f64]| e.iter().sum::<f64>();
     let mut decoded = Vec::with_capacity(originals.len());
-    let mut images = kept.images.into_iter();
     for (i, (trial, mixed)) in trial.into_iter().zip(mixed).enumerate() {
-        let image = images.next();
-        let (start, moved, kept) = (
-            total(&est.written[i]),
-            total(&moved.written[i]),
-            total(&kept.written[i]),
-        );
+        let start = total(&est.written[i]);
+        let moved_total = moved[i].as_ref().map_or(start, |d| total(&d.written));
+        // An image not decoded a third time kept every move (the second decode's) or none
+        // (the first's).
+        let (kept, image) = match (kept[i].take(), moved[i].take()) {
+            (Some(d), _) => (total(&d.written), d.image),
+            (None, Some(d)) if mixed == trial => (moved_total, d.image),
+            (None, _) => (start, None),
+        };
+        let moved = moved_total;
         if kept < start && kept <= moved {
             encoded.indices[i] = mixed;
             decoded.push(image);
@@ -227,6 +237,54 @@ fn refine_linear(
         }
     }
     Ok(decoded)
+}
+
+/// One image's decode, measured: its error per cell both ways ([`crate::inference::CellErrors`])
+/// and, where asked for, the image in 8 bits.
+struct Measured {
+    unrounded: Vec<f64>,
+    written: Vec<f64>,
+    image: Option<Rgb>,
+}
+
+/// The images `which` of `indices` decoded together and measured against their `originals`
+/// (each cell at `depths`, or every cell at `m`, on a grid of `grid` cells), in place: `None`
+/// for every other image; with `keep`, each with its image in 8 bits.
+fn measure(
+    model: &Model,
+    indices: &[Vec<u32>],
+    which: &[usize],
+    depths: Option<&[Vec<u8>]>,
+    (grid, m): ((usize, usize), usize),
+    originals: &[&Rgb],
+    keep: bool,
+) -> Result<Vec<Option<Measured>>> {
+    let mut out: Vec<Option<Measured>> = (0..indices.len()).map(|_| None).collect();
+    if which.is_empty() {
+        return Ok(out);
+    }
+    let some: Vec<Vec<u32>> = which.iter().map(|&i| indices[i].clone()).collect();
+    let some_depths: Option<Vec<Vec<u8>>> =
+        depths.map(|d| which.iter().map(|&i| d[i].clone()).collect());
+    let some_originals: Vec<&Rgb> = which.iter().map(|&i| originals[i]).collect();
+    let e = model.cell_errors(
+        &some,
+        some_depths.as_deref(),
+        grid,
+        m,
+        &some_originals,
+        keep,
+    )?;
+    let mut images = e.images.into_iter();
+    for ((&i, unrounded), written) in which.iter().zip(e.unrounded).zip(e.written) {
+        let image = images.next();
+        out[i] = Some(Measured {
+            unrounded,
+            written,
+            image,
+        });
+    }
+    Ok(out)
 }
 
 /// Each image's error per cell, as the given indices decode.
@@ -423,6 +481,55 @@ mod tests {
                     .filter(|e| !got.contains(e) && dist(*e) < worst)
                     .count();
                 assert_eq!(nearer, 0, "image {i} cell {c}");
+            }
+        }
+    }
+
+    /// Refinement decodes again only the images a step changed, on their own; the archives stay
+    /// those of decoding every image only if an image decodes and measures the same whatever
+    /// images share its pass.
+    #[test]
+    fn some_images_measure_as_they_do_among_all() {
+        let model = Model::load_default(&Device::flex()).unwrap();
+        let originals: Vec<Rgb> = (0..5u32)
+            .map(|s| {
+                crate::restore::tests::image(32, 32, |x, y, c| {
+                    (x * 7 + y * (3 + s) + c as u32 * 40) as u8
+                })
+            })
+            .collect();
+        let originals: Vec<&Rgb> = originals.iter().collect();
+        let k = model.config.codebook_size as u32;
+        let indices: Vec<Vec<u32>> = (0..5u32)
+            .map(|s| (0..8 * 16).map(|j| (j * 131 + s * 17) % k).collect())
+            .collect();
+        let depths: Vec<Vec<u8>> = (0..5)
+            .map(|s| (0..16).map(|c| 1 + ((c + s) % 8) as u8).collect())
+            .collect();
+        for depths in [None, Some(depths.as_slice())] {
+            let all = model
+                .cell_errors(&indices, depths, (4, 4), 8, &originals, true)
+                .unwrap();
+            let some = measure(
+                &model,
+                &indices,
+                &[1, 3],
+                depths,
+                ((4, 4), 8),
+                &originals,
+                true,
+            )
+            .unwrap();
+            for (i, got) in some.into_iter().enumerate() {
+                match got {
+                    Some(got) => {
+                        assert!([1, 3].contains(&i));
+                        assert_eq!(got.unrounded, all.unrounded[i], "image {i}");
+                        assert_eq!(got.written, all.written[i], "image {i}");
+                        assert_eq!(got.image.as_ref(), Some(&all.images[i]), "image {i}");
+                    }
+                    None => assert!(![1, 3].contains(&i), "image {i} was not measured"),
+                }
             }
         }
     }
