@@ -108,6 +108,16 @@ def encode_options(args: argparse.Namespace) -> Dict[str, Any]:
     }
 
 
+# The options of encode_options that rvq.Codec.encode takes as they are.
+CODEC_OPTIONS = ("quality", "psnr", "codebooks", "effort", "beam", "refine", "entropy", "filter", "half_size")
+
+
+def codec_options(options: Dict[str, Any]) -> Dict[str, Any]:
+    """The keyword arguments of rvq.Codec.encode that `options` (encode_options') set: the
+    check before a job and every shard's encode pass the same ones."""
+    return {k: options[k] for k in CODEC_OPTIONS}
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -172,15 +182,7 @@ def encode_shard(
     data = codec.encode(
         images,
         names=kept if options["names"] else None,
-        quality=options["quality"],
-        psnr=options["psnr"],
-        codebooks=options["codebooks"],
-        effort=options["effort"],
-        beam=options["beam"],
-        refine=options["refine"],
-        entropy=options["entropy"],
-        filter=options["filter"],
-        half_size=options["half_size"],
+        **codec_options(options),
     )
     final = Path(parts) / part_name(index)
     _write_atomic(final, data)
@@ -286,7 +288,7 @@ def run_encode(args: argparse.Namespace) -> int:
     # The options checked before anything is written: an encode of no images refuses what
     # every shard would.
     codec = rvq.Codec(args.model, "cpu")
-    codec.encode([], **{k: options[k] for k in ("quality", "psnr", "codebooks", "effort", "beam", "refine", "entropy", "filter", "half_size")})
+    codec.encode([], **codec_options(options))
     work = Path(args.work_dir).resolve()
     fresh = check_manifest(work, manifest_for(files, names, args.shards, options, codec.fingerprint))
     parts = work / "parts"

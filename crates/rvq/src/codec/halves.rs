@@ -94,8 +94,10 @@ pub(super) fn choose(
             let cost = |i: usize, r: &Record, decoded: &Rgb| {
                 eval::squared_error(&images[i].image, decoded) + lambda * price(r)
             };
-            let halved = encode_halves(model, images, &tried, at_quarter)?;
-            for (&i, (half, small)) in tried.iter().zip(halved) {
+            let halved: Vec<Named> = tried.iter().map(|&i| halve(&images[i])).collect();
+            let sizes: Vec<(u32, u32)> = tried.iter().map(|&i| size(&images[i])).collect();
+            let coded = encode_halves(model, &halved, &sizes, at_quarter)?;
+            for (&i, (half, small)) in tried.iter().zip(coded) {
                 // A tried image is large enough for a filter, so its batch was decoded for
                 // one; were either decode missing, the image would keep its size.
                 let (Some(full), Some(up)) = (&written[i], small) else {
@@ -134,32 +136,36 @@ fn bits(model: &Model, r: &Record) -> f64 {
     r.indices.len() as f64 * index_bits + 8.0 * filter as f64
 }
 
-/// The images `tried` of `images` encoded at half size with `opts`: each one's record (of
-/// the image's own size, flagged half) and its decode as written, upsampled, where its batch
-/// was decoded for the filters.
+/// `image` at half size ([`scale::halve`]), under its own name.
+fn halve(image: &Named) -> Named {
+    Named {
+        name: image.name.clone(),
+        image: scale::halve(&image.image),
+    }
+}
+
+/// The width and height of `image`.
+fn size(image: &Named) -> (u32, u32) {
+    (image.image.width(), image.image.height())
+}
+
+/// Images at half size (`halved`, each of [`halve`]) encoded with `opts`: each one's record,
+/// of its original's size in `sizes` and flagged half, and its decode as written, upsampled to
+/// that size, where its batch was decoded for the filters.
 fn encode_halves(
     model: &Model,
-    images: &[Named],
-    tried: &[usize],
+    halved: &[Named],
+    sizes: &[(u32, u32)],
     opts: &EncodeOptions,
 ) -> Result<Vec<(Record, Option<Rgb>)>> {
-    if tried.is_empty() {
+    if halved.is_empty() {
         return Ok(Vec::new());
     }
-    let halved: Vec<Named> = tried
-        .iter()
-        .map(|&i| Named {
-            name: images[i].name.clone(),
-            image: scale::halve(&images[i].image),
-        })
-        .collect();
-    let (records, _, written) = encode_at_size(model, &halved, opts, true)?;
-    Ok(tried
+    let (records, _, written) = encode_at_size(model, halved, opts, true)?;
+    Ok(sizes
         .iter()
         .zip(records.into_iter().zip(written))
-        .map(|(&i, (r, small))| {
-            let original = &images[i].image;
-            let (w, h) = (original.width(), original.height());
+        .map(|(&(w, h), (r, small))| {
             let up = small.map(|small| scale::upsample(&small, w, h));
             (
                 Record {
@@ -189,9 +195,11 @@ fn reach(
     let original = &image.image;
     let values = original.pixels().len() as f64;
     let budget = 10f64.powf(-db / 10.0);
-    let (w, h) = (original.width(), original.height());
+    let (w, h) = size(image);
+    // Halved once: for the floor here and for each aim's encode.
+    let halved = halve(image);
     let floor = {
-        let exact = scale::upsample(&scale::halve(original), w, h);
+        let exact = scale::upsample(&halved.image, w, h);
         eval::squared_error(original, &exact) / values
     };
     let mut aim = eval::psnr(budget - floor);
@@ -208,7 +216,7 @@ fn reach(
             ..opts.clone()
         };
         let Some((half, Some(up))) =
-            encode_halves(model, std::slice::from_ref(image), &[0], &at)?.pop()
+            encode_halves(model, std::slice::from_ref(&halved), &[(w, h)], &at)?.pop()
         else {
             break;
         };
