@@ -4,7 +4,8 @@
 #  1. the forged archive of issue 26: COUNT images of SIDE×SIDE at one codebook, all indices 0,
 #     range-coded (64 × 8192² by default: 256 KB claiming 4.3 gigapixels), decoded;
 #  2. a 4032×3024 (12-megapixel) image encoded at the defaults and decoded again.
-# Usage: RVQ=target/release/rvq [ENCODE_DECODED=1] [HALF=1] bench/memory.sh [COUNT] [SIDE]
+# Usage: RVQ=target/release/rvq [ENCODE_DECODED=1] [HALF=1] [ENCODE_FLAGS="--psnr 30"] bench/memory.sh [COUNT] [SIDE]
+# ENCODE_FLAGS are passed to the 12-megapixel image's encode (default: the shipped defaults).
 # With HALF=1 the forged images are coded at half size (format version 4): a quarter of the
 # indices for the same pixels, which the decoder upsamples.
 # With ENCODE_DECODED=1 the first decoded image is encoded again at the defaults (COUNT=1
@@ -64,9 +65,10 @@ png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 
 open(sys.argv[1], "wb").write(png)
 PY
 start=$(date +%s)
-/usr/bin/time -v "$rvq" encode --backend cpu "${mem[@]}" -o "$work/photo.rvq" "$work/photo.png" 2>"$work/t2" \
+# shellcheck disable=SC2086 # ENCODE_FLAGS is a list of flags
+/usr/bin/time -v "$rvq" encode --backend cpu "${mem[@]}" ${ENCODE_FLAGS:-} -o "$work/photo.rvq" "$work/photo.png" 2>"$work/t2" \
   || { tail -3 "$work/t2"; exit 1; }
-echo "12 MP encode: peak RSS $(peak "$work/t2"), $(( $(date +%s) - start )) s, $(stat -c %s "$work/photo.rvq") bytes"
+echo "12 MP encode${ENCODE_FLAGS:+ ($ENCODE_FLAGS)}: peak RSS $(peak "$work/t2"), $(( $(date +%s) - start )) s, $(stat -c %s "$work/photo.rvq") bytes"
 start=$(date +%s)
 /usr/bin/time -v "$rvq" decode --backend cpu "${mem[@]}" -o "$work/photo" "$work/photo.rvq" 2>"$work/t3" \
   || { tail -3 "$work/t3"; exit 1; }
