@@ -1,9 +1,15 @@
-import os, sys, subprocess, math, json
+"""Development photographs coded at fractions of their size: each image of DEV downscaled by
+Lanczos, encoded by rvq (--no-half) at each quality, decoded, upscaled by bicubic, PSNR against
+the original; prints bpp and PSNR averaged per image per scale and quality.
+
+Usage: python scale_between.py RVQ DEV SCALES QUALITIES (e.g. 0.6667,0.75,1.0 50,60,70,80,90)
+"""
+import os, sys, subprocess, math, tempfile
 import numpy as np
 from PIL import Image
 rvq = sys.argv[1]; dev = sys.argv[2]; scales = [float(x) for x in sys.argv[3].split(',')]; qs = [int(x) for x in sys.argv[4].split(',')]
 files = sorted(f for f in os.listdir(dev) if f.endswith('.png'))
-work = '/tmp/sc/w'; os.makedirs(work, exist_ok=True)
+work = tempfile.mkdtemp()  # scratch: the scaled images and their archives
 def psnr(a, b): return 10*math.log10(255**2/np.mean((a.astype(float)-b.astype(float))**2))
 for s in scales:
     for q in qs:
