@@ -81,6 +81,7 @@ class Codec:
         effort: Optional[int] = None,
         beam: Optional[int] = None,
         refine: Optional[int] = None,
+        fit: Optional[int] = None,
         entropy: bool = True,
         filter: bool = True,
         half_size: bool = True,
@@ -91,7 +92,8 @@ class Codec:
         (with a quality or target, ``codebooks`` caps them). ``names`` are stored with the
         images (without them the archive stores none). ``effort`` (0-5, 4 when not given) is
         how hard the encoder searches (``--effort``); ``beam`` and ``refine`` override its
-        beam width and refinement (``--beam``, ``--refine``). ``filter=False`` fits no
+        beam width and refinement (``--beam``, ``--refine``), ``fit`` its steps fitting the
+        latents to the decoder (``--fit``; 0-1000). ``filter=False`` fits no
         restoration filters (``--no-filter``): the archive is then format version 2.
         ``half_size=False`` codes every image at its own size (``--no-half``): below quality
         60 and under a ``psnr`` target the encoder otherwise also tries images of 16,384
@@ -105,6 +107,7 @@ class Codec:
             effort=effort,
             beam=beam,
             refine=refine,
+            fit=fit,
             entropy=entropy,
             filter=filter,
             half_size=half_size,
@@ -172,6 +175,7 @@ def encode(
     effort: Optional[int] = None,
     beam: Optional[int] = None,
     refine: Optional[int] = None,
+    fit: Optional[int] = None,
     entropy: bool = True,
     filter: bool = True,
     half_size: bool = True,
@@ -187,6 +191,7 @@ def encode(
         effort=effort,
         beam=beam,
         refine=refine,
+        fit=fit,
         entropy=entropy,
         filter=filter,
         half_size=half_size,

@@ -98,6 +98,7 @@ def encode_options(args: argparse.Namespace) -> Dict[str, Any]:
         "effort": args.effort,
         "beam": args.beam,
         "refine": args.refine,
+        "fit": args.fit,
         "entropy": not args.no_entropy,
         "filter": not args.no_filter,
         "half_size": not args.no_half,
@@ -109,7 +110,7 @@ def encode_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 # The options of encode_options that rvq.Codec.encode takes as they are.
-CODEC_OPTIONS = ("quality", "psnr", "codebooks", "effort", "beam", "refine", "entropy", "filter", "half_size")
+CODEC_OPTIONS = ("quality", "psnr", "codebooks", "effort", "beam", "refine", "fit", "entropy", "filter", "half_size")
 
 
 def codec_options(options: Dict[str, Any]) -> Dict[str, Any]:
@@ -555,6 +556,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--effort", type=_ranged(0, 5))
     e.add_argument("--beam", type=_ranged(1, 64))
     e.add_argument("--refine", type=_ranged(1, 64))
+    e.add_argument("--fit", type=_ranged(0, 1000), help="steps fitting the latents to the decoder (as rvq encode --fit)")
     e.add_argument("--no-entropy", action="store_true")
     e.add_argument("--no-filter", action="store_true", help="no restoration filters (as rvq encode --no-filter)")
     e.add_argument("--no-half", action="store_true", help="every image at its own size (as rvq encode --no-half)")

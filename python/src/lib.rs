@@ -206,7 +206,7 @@ impl Codec {
 
     /// The archive of `images` (see the package's `encode`), as `rvq encode` writes it for
     /// the same pixels, names and options on the same backend.
-    #[pyo3(signature = (images, *, names=None, quality=None, psnr=None, codebooks=None, effort=None, beam=None, refine=None, entropy=true, filter=true, half_size=true))]
+    #[pyo3(signature = (images, *, names=None, quality=None, psnr=None, codebooks=None, effort=None, beam=None, refine=None, fit=None, entropy=true, filter=true, half_size=true))]
     #[allow(clippy::too_many_arguments)]
     fn encode<'py>(
         &self,
@@ -219,6 +219,7 @@ impl Codec {
         effort: Option<u8>,
         beam: Option<usize>,
         refine: Option<usize>,
+        fit: Option<usize>,
         entropy: bool,
         filter: bool,
         half_size: bool,
@@ -247,6 +248,13 @@ impl Codec {
                 )));
             }
         }
+        if let Some(f) = fit
+            && f > 1000
+        {
+            return Err(PyValueError::new_err(format!(
+                "fit {f}: expected 0 to 1000"
+            )));
+        }
         let opts = EncodeOptions {
             rate: rate_of(quality, psnr, codebooks)?,
             names: names.is_some(),
@@ -259,6 +267,7 @@ impl Codec {
             neighbours: defaults.neighbours,
             filter,
             half_size,
+            fit_steps: fit.unwrap_or(defaults.fit_steps),
         };
         let named: Vec<Named> = pixels
             .into_iter()

@@ -26,6 +26,7 @@ def files_and_names(folder):
         (["--quality", "40", "--no-filter"], {"quality": 40, "filter": False}),
         (["--quality", "10"], {"quality": 10}),
         (["--quality", "10", "--no-half"], {"quality": 10, "half_size": False}),
+        (["--quality", "40", "--fit", "3"], {"quality": 40, "fit": 3}),
     ],
 )
 def test_encode_writes_the_bytes_the_command_writes(photos, tmp_path, flags, kwargs):

@@ -58,7 +58,7 @@ def test_shards_merge_into_the_single_encode(cluster, many, single_many, tmp_pat
     assert parts == sorted(expected + ([".killed-1"] if shards >= 3 else []))
 
 
-@pytest.mark.parametrize("flags", [[], ["--no-half"], ["--no-filter"]])
+@pytest.mark.parametrize("flags", [[], ["--no-half"], ["--no-filter"], ["--fit", "3"]])
 def test_shards_at_a_low_quality_take_the_encoders_switches(cluster, photos, tmp_path, flags):
     # At quality 10 the astronaut (128×128) is coded at half size (format version 4) unless a
     # switch turns half sizes off (version 3) or the filters they need (version 2): each sharded
@@ -68,7 +68,13 @@ def test_shards_at_a_low_quality_take_the_encoders_switches(cluster, photos, tmp
     out = tmp_path / "d.rvq"
     assert encode(photos, tmp_path / "w", out, "--shards", "2", "--quality", "10", *flags) == 0
     assert out.read_bytes() == single.read_bytes()
-    assert out.read_bytes()[4] == {(): 4, ("--no-half",): 3, ("--no-filter",): 2}[tuple(flags)]
+    versions = {(): 4, ("--no-half",): 3, ("--no-filter",): 2, ("--fit", "3"): 4}
+    assert out.read_bytes()[4] == versions[tuple(flags)]
+    if "--fit" in flags:
+        # Fitted latents change the indices: a job that dropped the switch would differ.
+        plain = tmp_path / "plain.rvq"
+        run_rvq("encode", "--backend", "cpu", "--quality", "10", "-o", str(plain), str(photos))
+        assert plain.read_bytes() != single.read_bytes()
 
 
 def test_a_rerun_redoes_only_the_missing_part(cluster, many, single_many, tmp_path):

@@ -51,6 +51,11 @@ pub struct EncodeOptions {
     /// docs/FORMAT.md); off, such archives are version 3, which rvq read before half-size
     /// images existed.
     pub half_size: bool,
+    /// Adam steps that fit each image's latents to the decoder before quantization (0: none;
+    /// the highest [`Effort`] takes 20): each step decodes the image's pass once. Images
+    /// encoded in tiles (larger than one pass of the memory budget) keep their encoder's
+    /// latents. Any reader decodes the result.
+    pub fit_steps: usize,
 }
 
 impl Default for EncodeOptions {
@@ -69,6 +74,7 @@ impl Default for EncodeOptions {
             neighbours: true,
             filter: true,
             half_size: true,
+            fit_steps: effort.fit_steps(),
         }
     }
 }
@@ -80,6 +86,7 @@ impl EncodeOptions {
             beam: effort.beam(),
             refine: effort.refine(),
             rate_search: effort.rate_search(),
+            fit_steps: effort.fit_steps(),
             ..self
         }
     }
@@ -171,6 +178,7 @@ fn encode_at_size(
         }
         // Refinement searches from the same latents, so the encoder runs once per batch.
         let latents = model.encode_planar(&values, batch.len(), h, w)?;
+        let latents = crate::fit::fit_latents(model, latents, &values, (h, w), opts.fit_steps)?;
         drop(values);
         let per_depth = opts.rate.target().is_some();
         let mut encoded = model.quantize_latents(latents.clone(), (m, opts.beam), per_depth)?;

@@ -61,6 +61,7 @@ mod error;
 pub mod eval;
 mod export;
 mod files;
+mod fit;
 pub mod image_io;
 mod inference;
 mod linear;

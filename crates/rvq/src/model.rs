@@ -330,6 +330,12 @@ impl RvqVae {
         Some(out)
     }
 
+    /// The decoder's linear path as a matrix on the host, `[3 · f², d]` row-major (channels in
+    /// pixel-unshuffle order): what a cell's latent adds to its patch. `None` without it.
+    pub(crate) fn linear_decoder(&self) -> Option<Vec<f32>> {
+        Some(quantizer::float_vec(self.lin_dec.as_ref()?.weight.val()))
+    }
+
     #[cfg(feature = "train")]
     /// Replaces the codebooks (the trainer's EMA step does this after every batch).
     pub fn set_codebooks(&mut self, codebooks: Tensor<3>) {
