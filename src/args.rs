@@ -293,7 +293,7 @@ pub(crate) enum SweepAction {
 #[derive(Args)]
 pub(crate) struct SearchArgs {
     /// Speed against compression, 0 (fastest) to 5 (smallest at equal quality); each level's
-    /// beam, refinement and rate search are listed in the README. Archives decode the same
+    /// beam, refinement, rate search and fitting steps are listed in the README. Archives decode the same
     /// way whatever the effort.
     #[arg(long, default_value_t = rvq::Effort::default().level(), value_parser = clap::value_parser!(u8).range(0..=i64::from(rvq::Effort::BEST.level())))]
     pub(crate) effort: u8,

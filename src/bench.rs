@@ -187,6 +187,9 @@ fn codec_name(c: &CodecBench, op: &str, label: &str, images: usize) -> String {
             rvq::RateSearch::Decoded => {}
         }
     }
+    if op == "encode" && c.opts.fit_steps > 0 {
+        suffix += &format!(", fit {}", c.opts.fit_steps);
+    }
     if label == "large" {
         format!("{op} one {}×{} image{suffix}", c.large.0, c.large.1)
     } else {

@@ -219,7 +219,7 @@ impl Codec {
         effort: Option<u8>,
         beam: Option<usize>,
         refine: Option<usize>,
-        fit: Option<usize>,
+        fit: Option<i64>,
         entropy: bool,
         filter: bool,
         half_size: bool,
@@ -249,7 +249,7 @@ impl Codec {
             }
         }
         if let Some(f) = fit
-            && f > 1000
+            && !(0..=1000).contains(&f)
         {
             return Err(PyValueError::new_err(format!(
                 "fit {f}: expected 0 to 1000"
@@ -267,7 +267,7 @@ impl Codec {
             neighbours: defaults.neighbours,
             filter,
             half_size,
-            fit_steps: fit.unwrap_or(defaults.fit_steps),
+            fit_steps: fit.map_or(defaults.fit_steps, |f| f as usize),
         };
         let named: Vec<Named> = pixels
             .into_iter()

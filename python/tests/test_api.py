@@ -36,6 +36,10 @@ def test_encode_writes_the_bytes_the_command_writes(photos, tmp_path, flags, kwa
     images = [read_png(f) for f in files]
     ours = rvq.encode(images, names=names, backend="cpu", **kwargs)
     assert ours == out.read_bytes()
+    if "fit" in kwargs:
+        # Fitted latents change the indices: an encode that dropped the option would differ.
+        plain = {k: v for k, v in kwargs.items() if k != "fit"}
+        assert rvq.encode(images, names=names, backend="cpu", **plain) != ours
 
 
 @pytest.mark.parametrize("flags", [[], ["--quality", "10"]])
@@ -112,5 +116,8 @@ def test_errors_are_exceptions_with_one_line():
         rvq.encode([np.zeros((4, 4, 3), np.uint8)] * 2, names=["a", "a"], backend="cpu")
     with pytest.raises(rvq.ModelMismatchError):
         rvq.encode([np.zeros((4, 4, 3), np.uint8)], codebooks=9, backend="cpu")
+    for fit in (-1, 1001):
+        with pytest.raises(ValueError, match="fit"):
+            rvq.encode([np.zeros((4, 4, 3), np.uint8)], fit=fit, backend="cpu")
     with pytest.raises(ValueError):
         rvq.Codec(backend="tpu")

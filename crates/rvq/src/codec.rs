@@ -53,8 +53,9 @@ pub struct EncodeOptions {
     pub half_size: bool,
     /// Adam steps that fit each image's latents to the decoder before quantization (0: none;
     /// the highest [`Effort`] takes 20): each step decodes the image's pass once. Images
-    /// encoded in tiles (larger than one pass of the memory budget) keep their encoder's
-    /// latents. Any reader decodes the result.
+    /// encoded in tiles (larger than one pass of the memory budget, so which ones depends on
+    /// the budget) keep their encoder's latents; below quality 60 such an image's half size
+    /// may fit one pass and be fitted. Any reader decodes the result.
     pub fit_steps: usize,
 }
 
@@ -80,7 +81,7 @@ impl Default for EncodeOptions {
 }
 
 impl EncodeOptions {
-    /// These options with the beam, refinement and rate search of `effort`.
+    /// These options with the beam, refinement, rate search and fitting steps of `effort`.
     pub fn with_effort(self, effort: Effort) -> Self {
         Self {
             beam: effort.beam(),
@@ -178,7 +179,11 @@ fn encode_at_size(
         }
         // Refinement searches from the same latents, so the encoder runs once per batch.
         let latents = model.encode_planar(&values, batch.len(), h, w)?;
-        let latents = crate::fit::fit_latents(model, latents, &values, (h, w), opts.fit_steps)?;
+        let visible: Vec<(usize, usize)> = batch
+            .iter()
+            .map(|img| (img.image.width() as usize, img.image.height() as usize))
+            .collect();
+        let latents = crate::fit::fit_latents(model, latents, &values, &visible, opts.fit_steps)?;
         drop(values);
         let per_depth = opts.rate.target().is_some();
         let mut encoded = model.quantize_latents(latents.clone(), (m, opts.beam), per_depth)?;

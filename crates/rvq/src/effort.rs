@@ -1,6 +1,7 @@
 //! One knob for speed against compression, in the convention of cjxl's `-e` and cwebp's `-m`:
 //! a small integer, higher searches harder. Each level names a beam width, a refinement, a
-//! rate search and how many steps fit the latents to the decoder; docs/BENCHMARKS.md ("The effort ladder") measures what each costs and gives.
+//! rate search and how many steps fit the latents to the decoder; docs/BENCHMARKS.md ("The
+//! effort ladder") measures what each costs and gives.
 
 use crate::error::{Error, Result};
 use crate::rate::RateSearch;
@@ -112,8 +113,8 @@ mod tests {
             );
             assert!(cost(hi) >= cost(lo), "{lo:?} {hi:?}");
             assert_ne!(
-                (lo.beam(), lo.refine(), cost(lo)),
-                (hi.beam(), hi.refine(), cost(hi)),
+                (lo.beam(), lo.refine(), cost(lo), lo.fit_steps()),
+                (hi.beam(), hi.refine(), cost(hi), hi.fit_steps()),
                 "two levels search alike"
             );
         }
