@@ -313,10 +313,11 @@ impl RvqVae {
     /// codebooks.
     pub(crate) fn drawn_books(&self) -> Option<Vec<f32>> {
         use rayon::prelude::*;
-        let weight = self.lin_dec.as_ref()?.weight.val();
-        let books = quantizer::float_vec(self.codebooks()?);
-        let [patch, d, _, _] = weight.dims();
-        let weight = quantizer::float_vec(weight);
+        let weight = self.linear_decoder()?;
+        let books = self.codebooks()?;
+        let [_, _, d] = books.dims();
+        let books = quantizer::float_vec(books);
+        let patch = weight.len() / d;
         // Summed on the host in one order, so that every backend estimates alike.
         let mut out = vec![0f32; books.len() / d * patch];
         let rows = out
