@@ -323,9 +323,9 @@ pub(crate) struct SearchArgs {
     #[arg(long)]
     pub(crate) no_half: bool,
     /// Adam steps that fit each image's latents to the decoder before they are quantized,
-    /// overriding the effort's (0: none; effort 5: 20): each step decodes the image once;
-    /// closer decodes at the same depths, and any rvq reads the archive. Images encoded in
-    /// tiles keep their encoder's latents.
+    /// overriding the effort's (0: none; effort 5: 20): a decode every tenth step, the steps
+    /// between estimated through the decoder's linear path; closer decodes at the same depths,
+    /// and any rvq reads the archive. Images larger than one pass are fitted tile by tile.
     #[arg(long, value_parser = clap::value_parser!(u16).range(0..=1000).map(usize::from))]
     pub(crate) fit: Option<usize>,
 }

@@ -52,10 +52,10 @@ pub struct EncodeOptions {
     /// images existed.
     pub half_size: bool,
     /// Adam steps that fit each image's latents to the decoder before quantization (0: none;
-    /// the highest [`Effort`] takes 20): each step decodes the image's pass once. Images
-    /// encoded in tiles (larger than one pass of the memory budget, so which ones depends on
-    /// the budget) keep their encoder's latents; below quality 60 such an image's half size
-    /// may fit one pass and be fitted. Any reader decodes the result.
+    /// the highest [`Effort`] takes 20): every tenth step decodes the image's pass, the steps
+    /// between estimate its pixels through the decoder's linear path. An image larger than one
+    /// pass of the memory budget is fitted tile by tile, as it is encoded. Any reader decodes
+    /// the result.
     pub fit_steps: usize,
 }
 

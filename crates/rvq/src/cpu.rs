@@ -71,7 +71,15 @@ fn matmul_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: 
 }
 
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, plus what `dst` held if `add`; all row-major, contiguous.
-fn matmul(dst: &mut [f32], add: bool, lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    add: bool,
+    lhs: &[f32],
+    rhs: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and `product` writes only `f32` values, so
     // `dst` holds initialised floats throughout.
     let dst = unsafe { &mut *(std::ptr::from_mut(dst) as *mut [MaybeUninit<f32>]) };

@@ -103,7 +103,11 @@ impl Model {
     fn note_pass(&self, x: &Tensor<4>, latent: bool) {
         let [b, _, h, w] = x.dims();
         let f = if latent { self.config.grid_factor } else { 1 };
-        let pixels = (b * h * w * f * f) as u64;
+        self.note_pixels((b * h * w * f * f) as u64);
+    }
+
+    /// Records a pass over `pixels` padded pixels.
+    pub(crate) fn note_pixels(&self, pixels: u64) {
         self.largest_pass.fetch_max(pixels, Ordering::Relaxed);
     }
 
@@ -502,7 +506,12 @@ fn write_region(rgb: &mut [u8], w: usize, r: &Region, y: &[f32]) {
 
 /// The `rows`×`cols` window of planar values `src` (`[channels][h][w]` for a `size` of
 /// (h, w)), planar itself.
-fn crop(src: &[f32], (h, w): (usize, usize), rows: Range<usize>, cols: Range<usize>) -> Vec<f32> {
+pub(crate) fn crop(
+    src: &[f32],
+    (h, w): (usize, usize),
+    rows: Range<usize>,
+    cols: Range<usize>,
+) -> Vec<f32> {
     let channels = src.len() / (h * w);
     let mut out = vec![0.0; channels * rows.len() * cols.len()];
     let (n, width) = (rows.len().max(1), cols.len().max(1));
@@ -519,7 +528,7 @@ fn crop(src: &[f32], (h, w): (usize, usize), rows: Range<usize>, cols: Range<usi
 
 /// Writes planar `block` (`[channels][bh][bw]`) into planar `dst` of `size` (h, w) with its
 /// top left corner at `at` (row, column): [`crop`]'s inverse.
-fn paste(
+pub(crate) fn paste(
     dst: &mut [f32],
     (h, w): (usize, usize),
     block: &[f32],
@@ -570,12 +579,31 @@ impl Model {
     /// The decoder on one pass of latents, each cell at its depth in `cell_depths`: the images,
     /// planar (`[b][3][h][w]`).
     pub(crate) fn decode_pass(&self, latents: Tensor<4>, cell_depths: &[usize]) -> Vec<f32> {
-        let Some(cpu) = &self.cpu else {
+        if self.cpu.is_none() {
             return float_vec(self.net.decode(latents, Some(cell_depths)));
-        };
+        }
         let [b, c, h, w] = latents.dims();
+        self.decode_cell_major(
+            float_vec(latents.permute([0, 2, 3, 1])),
+            [b, h, w, c],
+            cell_depths,
+        )
+    }
+
+    /// [`Model::decode_pass`] of cell-major latents (`cells` `[b][h][w][c]`, the CPU path's
+    /// own layout, so that it takes them without a copy).
+    pub(crate) fn decode_cell_major(
+        &self,
+        cells: Vec<f32>,
+        [b, h, w, c]: [usize; 4],
+        cell_depths: &[usize],
+    ) -> Vec<f32> {
+        let Some(cpu) = &self.cpu else {
+            let x = Tensor::<4>::from_data(TensorData::new(cells, [b, h, w, c]), &self.device);
+            return float_vec(self.net.decode(x.permute([0, 3, 1, 2]), Some(cell_depths)));
+        };
         let z = cpu::Map {
-            data: float_vec(latents.permute([0, 2, 3, 1])),
+            data: cells,
             b,
             h,
             w,

@@ -2,13 +2,13 @@
 # ladder.sh DIR FIT Q... : each of coffee.png and Dune.png in DIR (the development photographs
 # of scripts/photos.py) encoded alone at each quality with --fit FIT, then decoded: bytes,
 # bits per pixel, PSNR and encode seconds. RVQ names the binary (default rvq); PY a Python
-# with numpy and Pillow (default python3).
+# with numpy and Pillow (default python3); MEM, if set, the memory budget (--memory MEM).
 set -euo pipefail
 R=${RVQ:-rvq}; PY=${PY:-python3}; dir=$1; fit=$2; shift 2
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for q in "$@"; do for img in coffee Dune; do
   t0=$(date +%s.%N)
-  $R encode --backend cpu --force --fit "$fit" --quality "$q" -o "$tmp/a.rvq" "$dir/$img.png" 2>/dev/null
+  $R encode --backend cpu --force ${MEM:+--memory "$MEM"} --fit "$fit" --quality "$q" -o "$tmp/a.rvq" "$dir/$img.png" 2>/dev/null
   t1=$(date +%s.%N)
   $R decode --backend cpu --force -o "$tmp/d" "$tmp/a.rvq" 2>/dev/null
   $PY - "$dir/$img.png" "$tmp/d/$img.png" "$(stat -c %s "$tmp/a.rvq")" "$t0" "$t1" "$fit" "$q" "$img" <<'PY'

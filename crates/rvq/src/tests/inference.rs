@@ -93,6 +93,41 @@ fn tiles_encode_and_decode_as_the_whole_image_does() {
     );
 }
 
+/// An image in tiles is fitted tile by tile (`EncodeOptions::fit_steps`): at 8 codebooks its
+/// decode comes closer than unfitted by at least half what fitting it whole gains, and no
+/// pass, the fit's decodes included, holds more than the budget.
+#[test]
+fn an_image_in_tiles_is_fitted_within_the_budget() {
+    let named = [Named {
+        name: "mosaic.png".into(),
+        image: mosaic(),
+    }];
+    let small = Budget::new(Budget::MIN_BYTES).unwrap();
+    let (whole, tiled) = (cpu_model(Budget::CPU), cpu_model(small));
+    let error = |model: &Model, fit_steps| {
+        let opts = EncodeOptions {
+            rate: crate::Rate::Codebooks(8),
+            fit_steps,
+            ..EncodeOptions::default()
+        };
+        let (header, records) = super::common::encode(model, &named, &opts);
+        let decoded = super::common::decode(model, &header, &records);
+        super::common::squared_error(&decoded[0], &named[0].image) as f64
+    };
+    let (plain, fitted) = (error(&tiled, 0), error(&tiled, 20));
+    assert!(
+        tiled.largest_pass() <= tiled.pass_pixels(),
+        "{}",
+        tiled.largest_pass()
+    );
+    let gain = error(&whole, 0) - error(&whole, 20);
+    assert!(gain > 0.03 * plain, "fitted whole: {gain} of {plain}");
+    assert!(
+        plain - fitted > 0.5 * gain,
+        "in tiles {plain} -> {fitted}, whole gains {gain}"
+    );
+}
+
 /// A small random network, quick to run on large images.
 fn tiny_model(budget: Budget) -> Model {
     let device = Backend::Cpu.choose().unwrap().device;

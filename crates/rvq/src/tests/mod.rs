@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 mod common;
 
 mod api;
+mod fit;
 mod inference;
 mod network;
 mod quantizer;
@@ -36,4 +37,34 @@ fn seeded(len: usize, scale: f32, seed: u64) -> Vec<f32> {
     (0..len)
         .map(|_| scale * rand::RngExt::random_range(&mut rng, -1.0f32..1.0))
         .collect()
+}
+
+/// A model whose decoder is its linear path alone: its convolutional branch ends in zeros;
+/// entries and map made up (an untrained network's codebooks are zero), small enough that no
+/// pixel leaves (0, 1) to be clamped.
+pub(crate) fn linear_only_model(device: &Device) -> crate::model::Model {
+    let config = crate::ModelConfig {
+        latent_dim: 8,
+        codebook_size: 16,
+        num_codebooks: 3,
+        grid_factor: 8,
+        channels: vec![8, 8, 8],
+        res_blocks: 1,
+        res_channels: 8,
+        quantize: true,
+        linear_path: true,
+        depth_input: false,
+        upsample: crate::config::Upsample::Transposed,
+        up_res_blocks: 0,
+    };
+    let mut net = crate::model::RvqVae::new(&config, device);
+    net.set_linear_basis(&seeded(8 * 192, 0.05, 1), &vec![0.5; 192]);
+    let books = seeded(3 * 16 * 8, 0.3, 2);
+    net.set_codebooks(Tensor::from_data(
+        TensorData::new(books, [3, 16, 8]),
+        device,
+    ));
+    let dir = tempfile::TempDir::new().unwrap();
+    crate::model::Model::save_net(&net, &config, dir.path()).unwrap();
+    crate::model::Model::load(dir.path(), device).unwrap()
 }

@@ -4,9 +4,7 @@
 use burn::prelude::*;
 
 use super::common::sample_photographs;
-use crate::config::ModelConfig;
 use crate::image_io::Rgb;
-use crate::model::RvqVae;
 use crate::quantizer::EncodedBatch;
 use crate::rate::{Distortion, decoded_tables, linear_tables};
 use crate::{Decoder, EncodeOptions, Encoder, Model, Named, Rate, RateSearch};
@@ -194,32 +192,7 @@ fn batch(model: &Model, m: usize, beam: usize) -> (Vec<Rgb>, EncodedBatch, Vec<D
 #[test]
 fn the_linear_tables_are_the_decode_where_the_decoder_is_its_linear_path() {
     let device = Device::flex();
-    let config = ModelConfig {
-        latent_dim: 8,
-        codebook_size: 16,
-        num_codebooks: 3,
-        grid_factor: 8,
-        channels: vec![8, 8, 8],
-        res_blocks: 1,
-        res_channels: 8,
-        quantize: true,
-        linear_path: true,
-        depth_input: false,
-        upsample: crate::config::Upsample::Transposed,
-        up_res_blocks: 0,
-    };
-    // Its convolutional branch ends in zeros; entries and map made up (an untrained network's
-    // codebooks are zero), small enough that no pixel leaves (0, 1) to be clamped.
-    let mut net = RvqVae::new(&config, &device);
-    net.set_linear_basis(&super::seeded(8 * 192, 0.05, 1), &vec![0.5; 192]);
-    let books = super::seeded(3 * 16 * 8, 0.3, 2);
-    net.set_codebooks(Tensor::from_data(
-        TensorData::new(books, [3, 16, 8]),
-        &device,
-    ));
-    let dir = tempfile::TempDir::new().unwrap();
-    Model::save_net(&net, &config, dir.path()).unwrap();
-    let linear_only = Model::load(dir.path(), &device).unwrap();
+    let linear_only = super::linear_only_model(&device);
     let shipped = Model::load_default(&device).unwrap();
     // With a beam, each depth has its own path; the tables must follow each.
     for (model, m, beam) in [(&linear_only, 3, 1), (&linear_only, 3, 4), (&shipped, 8, 4)] {
