@@ -129,7 +129,7 @@ fn listed_inputs(a: &EncodeArgs) -> Result<Vec<PathBuf>> {
 fn input_files(a: &EncodeArgs, inputs: &[PathBuf], limits: &Limits) -> Result<Vec<PathBuf>> {
     let mut files = rvq::data::collect_images(inputs)?;
     if files.is_empty() {
-        anyhow::bail!("no PNG files found in the inputs given");
+        anyhow::bail!("no PNG, JPEG or WebP files found in the inputs given");
     }
     if let Some(shard) = a.shard {
         // With more shards than files some are empty: an archive of no images, which

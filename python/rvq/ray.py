@@ -68,7 +68,7 @@ def list_inputs(inputs: Sequence[str], files_from: Optional[str]) -> Tuple[List[
         raise JobError("no inputs given")
     files = [Path(f) for f in _rvq.collect_images([str(p) for p in paths])]
     if not files:
-        raise JobError("no PNG files found in the inputs given")
+        raise JobError("no PNG, JPEG or WebP files found in the inputs given")
     # Workers of a cluster resolve paths against their own folders: send absolute ones (the
     # inputs, the work folder and the output must be on a filesystem every node shares).
     return paths, [f.resolve() for f in files]

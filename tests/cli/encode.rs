@@ -55,6 +55,14 @@ fn a_folder_of_jpeg_and_webp_photographs_encodes_and_a_corrupt_jpeg_is_named() {
     let again = dir.path().join("q.rvq");
     encode_fails(&again, &photos, "broken.jpg: not a readable image");
     assert!(!again.exists());
+    // Cut short in its scan data, which the JPEG decoder would fill with grey.
+    std::fs::write(photos.join("broken.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    encode_fails(
+        &again,
+        &photos,
+        "broken.jpg: not a readable image: the JPEG data ends",
+    );
+    assert!(!again.exists());
 }
 
 #[test]
@@ -74,7 +82,7 @@ fn missing_input_and_empty_folder_are_refused() {
             out.to_str().unwrap(),
             empty.to_str().unwrap(),
         ],
-        "no PNG files",
+        "no PNG, JPEG or WebP files",
     );
     assert!(!out.exists());
 }

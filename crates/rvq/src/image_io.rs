@@ -93,6 +93,9 @@ pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Loaded> 
         reason: one_line(&reason),
     };
     let format = sniff(bytes, path)?;
+    if format == ImageFormat::Jpeg && !jpeg_reaches_its_end(bytes) {
+        return Err(bad(JPEG_CUT_SHORT.into()));
+    }
     let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| bad(e.to_string()))?;
@@ -144,11 +147,66 @@ pub fn probe(path: &Path, limits: &Limits) -> Result<(u32, u32)> {
     )
     .map_err(io)?;
     let format = sniff(&head, path)?;
+    if format == ImageFormat::Jpeg && !jpeg_reaches_its_end(&std::fs::read(path).map_err(io)?) {
+        return Err(bad(JPEG_CUT_SHORT.into()));
+    }
     let mut reader = ImageReader::open(path).map_err(io)?;
     reader.set_format(format);
     let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
     check_size(path, w as u64, h as u64, limits)?;
     Ok((w, h))
+}
+
+/// Why a JPEG without its end-of-image marker is refused.
+const JPEG_CUT_SHORT: &str =
+    "the JPEG data ends before its end-of-image marker (a file cut short?)";
+
+/// Whether JPEG `bytes` (from their start-of-image marker) reach their end-of-image marker,
+/// walking the markers and the entropy-coded data of each scan. The JPEG decoder fills a file
+/// cut short in its scan data with grey and says nothing; a truncated download or copy would
+/// then be encoded as if it were the picture.
+fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
+    let mut i = 2;
+    loop {
+        if bytes.get(i) != Some(&0xFF) {
+            return false;
+        }
+        // Any number of fill bytes may precede a marker's code.
+        while bytes.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let Some(&code) = bytes.get(i) else {
+            return false;
+        };
+        i += 1;
+        match code {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        let Some(length) = bytes.get(i..i + 2) else {
+            return false;
+        };
+        i += usize::from(u16::from_be_bytes([length[0], length[1]]));
+        if code == 0xDA {
+            // A scan's data runs to the next marker that is not a stuffed 0xFF (0xFF 0x00) or a
+            // restart (0xFF 0xD0 to 0xD7).
+            loop {
+                let Some(at) = bytes
+                    .get(i..)
+                    .and_then(|r| r.iter().position(|&b| b == 0xFF))
+                else {
+                    return false;
+                };
+                i += at;
+                match bytes.get(i + 1) {
+                    None => return false,
+                    Some(0x00 | 0xD0..=0xD7) => i += 2,
+                    Some(_) => break,
+                }
+            }
+        }
+    }
 }
 
 /// A decoder's message on one line: some end theirs with a newline or span several.
@@ -302,9 +360,21 @@ mod tests {
             "lossless WebP reads back exactly"
         );
 
-        // A JPEG cut short in its header is one error naming the file, not a panic.
-        let err = decode_rgb(&jpeg[..20], Path::new("cut.jpg"), &Limits::default()).unwrap_err();
-        assert!(err.to_string().starts_with("cut.jpg"), "{err}");
+        // A JPEG cut short in its header is one error naming the file, not a panic; one cut
+        // short in its scan data (which the decoder fills with grey) is refused too, and one
+        // with bytes after its end (as some cameras write) is read.
+        for cut in [20, jpeg.len() / 2, jpeg.len() - 2] {
+            let err = decode_rgb(&jpeg[..cut], Path::new("cut.jpg"), &Limits::default());
+            let err = err.unwrap_err().to_string();
+            assert!(err.starts_with("cut.jpg"), "{err}");
+            if cut > 20 {
+                assert!(err.contains("end-of-image marker"), "{err}");
+            }
+        }
+        let mut trailing = turned;
+        trailing.extend_from_slice(b"trailer\xff\xd8");
+        let back = decode_rgb(&trailing, Path::new("t.jpg"), &Limits::default()).unwrap();
+        assert_eq!(back.image.pixels(), up.image.pixels());
     }
 
     #[test]
