@@ -26,8 +26,8 @@ const EPSILON: f32 = 1e-8;
 /// How many steps each decode serves. Between decodes, each pixel is estimated from the last
 /// decode plus its cell's move through the linear path (the convolutional branch held as it
 /// was): 20 steps with a decode every 10 fit 1,000 CIFAR-10 test images within 0.02 dB of a
-/// decode every step, at a tenth of the decodes (docs/MODEL.md, "Latents fitted to the
-/// decoder").
+/// decode every step, at a tenth of the decodes (docs/MODEL.md, "A decode every ten steps,
+/// and tiles").
 const DECODE_EVERY: usize = 10;
 
 /// `latents` `[b, d, h/f, w/f]` of the padded planar images `values` (`[b][3][h][w]`, values
@@ -126,6 +126,8 @@ impl Fitter<'_> {
             if (t - 1) % self.every == 0 {
                 self.model.note_pixels((cells * g.f * g.f) as u64);
                 let shape = [n, g.gh, g.gw, g.d];
+                // The last decode's patches go before the next decode's activations come.
+                drop(std::mem::take(&mut decoded));
                 decoded = to_patches(&self.model.decode_cell_major(z.to_vec(), shape, &depths), g);
                 z0.copy_from_slice(z);
             }
@@ -348,5 +350,55 @@ mod tests {
             assert_eq!(&grad[cell..cell + 2], want);
             assert!(grad[..cell].iter().all(|&v| v == 0.0));
         }
+    }
+
+    /// Between decodes a cell's pixels are the decode plus its move through the linear path,
+    /// clamped to [0, 1]: with the image equal to that estimate the gradient is zero, and one
+    /// pixel pushed past 1 counts only up to 1.
+    #[test]
+    fn between_decodes_a_moved_cells_pixels_are_estimated_through_the_linear_path() {
+        let g = Grid {
+            d: 2,
+            f: 1,
+            gh: 1,
+            gw: 2,
+        };
+        // weight [3][2]: latent value k adds k + 1 + j / 10 to channel j.
+        let weight: Vec<f32> = (0..3 * g.d)
+            .map(|i| (i % g.d + 1) as f32 + (i / g.d) as f32 / 10.0)
+            .collect();
+        let lin = Linear::new(weight.clone(), g.d);
+        // Planar [3][1][2]: cell 0's channels at 0, 2, 4; cell 1's at 1, 3, 5.
+        let decoded = [0.5f32, 0.5, 0.5, 0.5, 0.5, 0.9];
+        let (z0, z) = ([0f32; 4], [0.0f32, 0.0, 0.01, 0.02]);
+        // Cell 1 moved by (0.01, 0.02): each channel by 0.01 (1 + j/10) + 0.02 (2 + j/10).
+        let moved: Vec<f32> = (0..3)
+            .map(|j| 0.01 * weight[j * 2] + 0.02 * weight[j * 2 + 1])
+            .collect();
+        let mut image = decoded;
+        for j in 0..3 {
+            image[2 * j + 1] = (decoded[2 * j + 1] + moved[j]).min(1.0);
+        }
+        let (decoded, target) = (to_patches(&decoded, &g), to_patches(&image, &g));
+        let mask = visible_mask(&[(2, 1)], &g);
+        let mut estimate = vec![0f32; target.len()];
+        let mut grad = vec![1f32; z.len()];
+        let images = (&decoded[..], &target[..], &mask[..]);
+        gradient(images, (&z, &z0), &lin, (&mut estimate, &mut grad));
+        assert!(grad.iter().all(|v| v.abs() < 1e-6), "{grad:?}");
+        // The image one step further out: each channel off by its move, the last no further
+        // than 1 (0.9 + 0.11 is clamped).
+        let z2 = [0.0f32, 0.0, 0.02, 0.04];
+        gradient(images, (&z2, &z0), &lin, (&mut estimate, &mut grad));
+        let off = [moved[0], moved[1], 1.0 - image[5]];
+        for k in 0..2 {
+            let want: f32 = (0..3).map(|j| off[j] * weight[j * 2 + k]).sum();
+            assert!(
+                (grad[2 + k] - want).abs() < 1e-5,
+                "{k}: {} {want}",
+                grad[2 + k]
+            );
+        }
+        assert_eq!(&grad[..2], &[0.0, 0.0]);
     }
 }

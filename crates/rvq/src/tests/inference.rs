@@ -104,6 +104,10 @@ fn an_image_in_tiles_is_fitted_within_the_budget() {
     }];
     let small = Budget::new(Budget::MIN_BYTES).unwrap();
     let (whole, tiled) = (cpu_model(Budget::CPU), cpu_model(small));
+    assert!(
+        tiled.tiles((40, 60)).unwrap().len() > 1,
+        "the mosaic must be tiled"
+    );
     let error = |model: &Model, fit_steps| {
         let opts = EncodeOptions {
             rate: crate::Rate::Codebooks(8),
