@@ -127,8 +127,9 @@ pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Loaded> 
     })
 }
 
-/// Checks that `path` is a PNG, JPEG or WebP file within `limits`, reading only its header: a
-/// bad input is reported before any model is loaded or any pixel decoded. Returns width and
+/// Checks that `path` is a PNG, JPEG or WebP file within `limits`, reading its header (and a
+/// JPEG's markers to its end, [`jpeg_reaches_its_end`]): a bad input is reported before any
+/// model is loaded or any pixel decoded. Returns width and
 /// height as stored (before any EXIF turn).
 pub fn probe(path: &Path, limits: &Limits) -> Result<(u32, u32)> {
     let bad = |reason: String| Error::BadImage {
@@ -168,9 +169,14 @@ const JPEG_CUT_SHORT: &str =
 fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
     let mut i = 2;
     loop {
-        if bytes.get(i) != Some(&0xFF) {
+        // Stray bytes between segments are passed over, as decoders do.
+        let Some(at) = bytes
+            .get(i..)
+            .and_then(|r| r.iter().position(|&b| b == 0xFF))
+        else {
             return false;
-        }
+        };
+        i += at;
         // Any number of fill bytes may precede a marker's code.
         while bytes.get(i) == Some(&0xFF) {
             i += 1;
@@ -190,7 +196,7 @@ fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
         i += usize::from(u16::from_be_bytes([length[0], length[1]]));
         if code == 0xDA {
             // A scan's data runs to the next marker that is not a stuffed 0xFF (0xFF 0x00) or a
-            // restart (0xFF 0xD0 to 0xD7).
+            // restart (0xFF 0xD0 to 0xD7), fill bytes (0xFF) allowed before either.
             loop {
                 let Some(at) = bytes
                     .get(i..)
@@ -202,6 +208,7 @@ fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
                 match bytes.get(i + 1) {
                     None => return false,
                     Some(0x00 | 0xD0..=0xD7) => i += 2,
+                    Some(0xFF) => i += 1,
                     Some(_) => break,
                 }
             }
@@ -363,7 +370,8 @@ mod tests {
         // A JPEG cut short in its header is one error naming the file, not a panic; one cut
         // short in its scan data (which the decoder fills with grey) is refused too, and one
         // with bytes after its end (as some cameras write) is read.
-        for cut in [20, jpeg.len() / 2, jpeg.len() - 2] {
+        let scan = jpeg.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+        for cut in [20, scan + 16, jpeg.len() - 2] {
             let err = decode_rgb(&jpeg[..cut], Path::new("cut.jpg"), &Limits::default());
             let err = err.unwrap_err().to_string();
             assert!(err.starts_with("cut.jpg"), "{err}");
@@ -375,6 +383,29 @@ mod tests {
         trailing.extend_from_slice(b"trailer\xff\xd8");
         let back = decode_rgb(&trailing, Path::new("t.jpg"), &Limits::default()).unwrap();
         assert_eq!(back.image.pixels(), up.image.pixels());
+    }
+
+    /// The walk to a JPEG's end: over segments by their lengths, scan data with stuffed bytes,
+    /// restarts and fill bytes, stray bytes between segments, and nothing after the end.
+    #[test]
+    fn a_jpeg_reaches_its_end_only_if_its_end_marker_is_there() {
+        let app = [0xFF, 0xE0, 0x00, 0x04, 0xFF, 0xD9];
+        let sos = [0xFF, 0xDA, 0x00, 0x03, 0x01];
+        let scan = [
+            0x12, 0xFF, 0x00, 0x34, 0xFF, 0xFF, 0xD0, 0x56, 0xFF, 0xD1, 0x78,
+        ];
+        let whole: Vec<u8> = [&[0xFF, 0xD8][..], &app, &[0x00, 0x00], &sos, &scan]
+            .concat()
+            .into_iter()
+            .chain([0xFF, 0xFF, 0xD9, 0x9A])
+            .collect();
+        assert!(jpeg_reaches_its_end(&whole));
+        // The end marker inside the APP segment does not count; cut anywhere before the real
+        // one, the file is refused.
+        let end = whole.len() - 2;
+        for cut in 2..end {
+            assert!(!jpeg_reaches_its_end(&whole[..cut]), "cut at {cut}");
+        }
     }
 
     #[test]
