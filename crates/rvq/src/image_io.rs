@@ -170,13 +170,10 @@ fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
     let mut i = 2;
     loop {
         // Stray bytes between segments are passed over, as decoders do.
-        let Some(at) = bytes
-            .get(i..)
-            .and_then(|r| r.iter().position(|&b| b == 0xFF))
-        else {
+        let Some(at) = next_ff(bytes, i) else {
             return false;
         };
-        i += at;
+        i = at;
         // Any number of fill bytes may precede a marker's code.
         while bytes.get(i) == Some(&0xFF) {
             i += 1;
@@ -198,13 +195,10 @@ fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
             // A scan's data runs to the next marker that is not a stuffed 0xFF (0xFF 0x00) or a
             // restart (0xFF 0xD0 to 0xD7), fill bytes (0xFF) allowed before either.
             loop {
-                let Some(at) = bytes
-                    .get(i..)
-                    .and_then(|r| r.iter().position(|&b| b == 0xFF))
-                else {
+                let Some(at) = next_ff(bytes, i) else {
                     return false;
                 };
-                i += at;
+                i = at;
                 match bytes.get(i + 1) {
                     None => return false,
                     Some(0x00 | 0xD0..=0xD7) => i += 2,
@@ -214,6 +208,11 @@ fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
             }
         }
     }
+}
+
+/// The index of the first 0xFF byte at or after `from`.
+fn next_ff(bytes: &[u8], from: usize) -> Option<usize> {
+    Some(from + bytes.get(from..)?.iter().position(|&b| b == 0xFF)?)
 }
 
 /// A decoder's message on one line: some end theirs with a newline or span several.
