@@ -83,10 +83,9 @@ pub(crate) fn fit_decoding_every(
     }
     // Cell-major (`[b][gh][gw][d]`): the gradient writes a row of cells per task.
     let mut z = float_vec(latents.permute([0, 2, 3, 1]));
-    let (per_z, per_image) = (d * gh * gw, 3 * gh * f * gw * f);
-    let pass = model
-        .images_per_pass(per_image as u64 / 3, usize::MAX)
-        .max(1);
+    let pixels = gh * f * gw * f;
+    let (per_z, per_image) = (d * gh * gw, 3 * pixels);
+    let pass = model.images_per_pass(pixels as u64, usize::MAX).max(1);
     let grid = Grid { d, f, gh, gw };
     let chunks = z.chunks_mut(pass * per_z);
     for ((z, values), visible) in chunks

@@ -93,13 +93,11 @@ pub fn decode_rgb(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Loaded> 
         reason: one_line(&reason),
     };
     let format = sniff(bytes, path)?;
-    if format == ImageFormat::Jpeg && !jpeg_reaches_its_end(bytes) {
-        return Err(bad(JPEG_CUT_SHORT.into()));
-    }
     let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| bad(e.to_string()))?;
     check_size(path, width as u64, height as u64, limits)?;
+    check_complete(format, bytes, path)?;
     let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
         .into_decoder()
         .map_err(|e| bad(e.to_string()))?;
@@ -148,19 +146,28 @@ pub fn probe(path: &Path, limits: &Limits) -> Result<(u32, u32)> {
     )
     .map_err(io)?;
     let format = sniff(&head, path)?;
-    if format == ImageFormat::Jpeg && !jpeg_reaches_its_end(&std::fs::read(path).map_err(io)?) {
-        return Err(bad(JPEG_CUT_SHORT.into()));
-    }
     let mut reader = ImageReader::open(path).map_err(io)?;
     reader.set_format(format);
     let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
     check_size(path, w as u64, h as u64, limits)?;
+    // Only a JPEG is read whole here, and only once its size is known to be within the limits.
+    if format == ImageFormat::Jpeg {
+        check_complete(format, &std::fs::read(path).map_err(io)?, path)?;
+    }
     Ok((w, h))
 }
 
-/// Why a JPEG without its end-of-image marker is refused.
-const JPEG_CUT_SHORT: &str =
-    "the JPEG data ends before its end-of-image marker (a file cut short?)";
+/// Refuses a JPEG whose data stops before its end-of-image marker ([`jpeg_reaches_its_end`]);
+/// other formats' decoders report their own truncation.
+fn check_complete(format: ImageFormat, bytes: &[u8], path: &Path) -> Result<()> {
+    if format != ImageFormat::Jpeg || jpeg_reaches_its_end(bytes) {
+        return Ok(());
+    }
+    Err(Error::BadImage {
+        path: path.to_path_buf(),
+        reason: "the JPEG data ends before its end-of-image marker (a file cut short?)".into(),
+    })
+}
 
 /// Whether JPEG `bytes` (from their start-of-image marker) reach their end-of-image marker,
 /// walking the markers and the entropy-coded data of each scan. The JPEG decoder fills a file
