@@ -18,8 +18,10 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
 /// The memory inference may take for its tensors, in bytes: the activations of one pass of the
-/// network, which are by far its largest allocations. Decoded and encoded results (8-bit pixels,
-/// latents, indices) come on top, in proportion to the images held, not to the network's width.
+/// network, which are by far its largest allocations, and where latents are fitted to the
+/// decoder the fit's own buffers beside them (`crate::fit::bytes_per_pixel`). Decoded and
+/// encoded results (8-bit pixels, latents, indices) come on top, in proportion to the images
+/// held, not to the network's width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
     bytes: u64,
@@ -49,9 +51,10 @@ impl Budget {
         self.bytes
     }
 
-    /// Padded pixels one pass of `config`'s network may hold within this budget.
-    pub(crate) fn pixels(self, config: &ModelConfig) -> u64 {
-        self.bytes / bytes_per_pixel(config)
+    /// Padded pixels one pass of `config`'s network may hold within this budget, each pixel
+    /// also holding `extra` bytes of the caller's own buffers (a fit's, [`crate::fit`]).
+    pub(crate) fn pixels(self, config: &ModelConfig, extra: u64) -> u64 {
+        self.bytes / (bytes_per_pixel(config) + extra)
     }
 }
 

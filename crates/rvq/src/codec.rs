@@ -54,8 +54,8 @@ pub struct EncodeOptions {
     /// Adam steps that fit each image's latents to the decoder before quantization (0: none;
     /// the highest [`Effort`] takes 20): every tenth step decodes the image's pass, the steps
     /// between estimate its pixels through the decoder's linear path. An image larger than one
-    /// pass of the memory budget is fitted tile by tile, as it is encoded. Any reader decodes
-    /// the result.
+    /// pass of the memory budget (the fit's buffers counted in it) is fitted tile by tile. Any
+    /// reader decodes the result.
     pub fit_steps: usize,
 }
 

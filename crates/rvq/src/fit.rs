@@ -10,7 +10,8 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::budget::Tile;
+use crate::budget::{self, Tile};
+use crate::config::ModelConfig;
 use crate::cpu::matmul;
 use crate::error::Result;
 use crate::inference::{crop, paste};
@@ -30,12 +31,25 @@ const EPSILON: f32 = 1e-8;
 /// and tiles").
 const DECODE_EVERY: usize = 10;
 
+/// Bytes a fit holds per padded pixel of its pass beside the network's activations, which
+/// the memory budget counts with them, so that a fitted pass stays within the budget. In
+/// floats: the image, its last decode and the estimate as patches (9), the decode's planar
+/// output (3), a tile's pixels (3), the mask of visible values (3 bytes, counted as 1); and
+/// per latent value (d / f² a pixel, one for the default model) the decode's input, Adam's
+/// two moments, the gradient and the latents decoded last (5).
+pub(crate) fn bytes_per_pixel(config: &ModelConfig) -> u64 {
+    let f2 = (config.grid_factor * config.grid_factor) as u64;
+    4 * (16 + 5 * (config.latent_dim as u64).div_ceil(f2))
+}
+
 /// `latents` `[b, d, h/f, w/f]` of the padded planar images `values` (`[b][3][h][w]`, values
 /// in [0, 1]; image i's own pixels the top-left `visible[i]` = (width, height), the rest
 /// padding, which is cropped away on decode and so not fitted) after `steps` Adam steps on
 /// each image's squared error, decoded unquantized. Unchanged where `steps` is 0 or the model
-/// has no linear path. An image larger than one pass of the memory budget is fitted tile by
-/// tile, as it is encoded: each tile's cells with its halo's, its own cells kept.
+/// has no linear path. Passes are planned with the fit's own buffers ([`bytes_per_pixel`])
+/// counted in the memory budget beside the network's activations, so an image larger than
+/// such a pass is fitted tile by tile (tiles a little smaller than its encode's): each tile's
+/// cells with its halo's, its own cells kept.
 pub(crate) fn fit_latents(
     model: &Model,
     latents: Tensor<4>,
@@ -72,7 +86,7 @@ pub(crate) fn fit_decoding_every(
         every: every.max(1),
     };
     let device = latents.device();
-    let tiles = model.tiles((gh, gw))?;
+    let tiles = model.tiles_holding((gh, gw), bytes_per_pixel(&model.config))?;
     if tiles.len() > 1 {
         let mut z = float_vec(latents);
         fitter.in_tiles(&mut z, (values, visible), (gh, gw), &tiles);
@@ -85,7 +99,11 @@ pub(crate) fn fit_decoding_every(
     let mut z = float_vec(latents.permute([0, 2, 3, 1]));
     let pixels = gh * f * gw * f;
     let (per_z, per_image) = (d * gh * gw, 3 * pixels);
-    let pass = model.images_per_pass(pixels as u64, usize::MAX).max(1);
+    let pass = budget::images_per_pass(
+        pixels as u64,
+        model.pass_pixels_holding(bytes_per_pixel(&model.config)),
+        usize::MAX,
+    );
     let grid = Grid { d, f, gh, gw };
     let chunks = z.chunks_mut(pass * per_z);
     for ((z, values), visible) in chunks

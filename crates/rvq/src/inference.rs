@@ -83,7 +83,13 @@ impl Model {
 
     /// Padded pixels one pass may hold.
     pub(crate) fn pass_pixels(&self) -> u64 {
-        self.budget.pixels(&self.config)
+        self.pass_pixels_holding(0)
+    }
+
+    /// Padded pixels one pass may hold where each pixel also holds `extra` bytes of the
+    /// caller's own buffers beside the network's activations.
+    pub(crate) fn pass_pixels_holding(&self, extra: u64) -> u64 {
+        self.budget.pixels(&self.config, extra)
     }
 
     /// How many images of `padded` pixels each go through the network together: at most
@@ -113,8 +119,14 @@ impl Model {
 
     /// The tiles an image of `grid` cells is run in (one, without a halo, when it fits).
     pub(crate) fn tiles(&self, grid: (usize, usize)) -> Result<Vec<Tile>> {
+        self.tiles_holding(grid, 0)
+    }
+
+    /// [`Model::tiles`] for passes whose pixels each hold `extra` bytes more
+    /// ([`Model::pass_pixels_holding`]).
+    pub(crate) fn tiles_holding(&self, grid: (usize, usize), extra: u64) -> Result<Vec<Tile>> {
         let f = self.config.grid_factor as u64;
-        let capacity = (self.pass_pixels() / (f * f)) as usize;
+        let capacity = (self.pass_pixels_holding(extra) / (f * f)) as usize;
         budget::tiles(grid, capacity, budget::halo(&self.config))
     }
 

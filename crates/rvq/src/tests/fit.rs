@@ -47,3 +47,33 @@ fn between_decodes_the_estimates_are_the_decode_where_the_decoder_is_its_linear_
     let d = largest(&latents(&shipped, Some(10)), &latents(&shipped, Some(1)));
     assert!(d > 1e-4, "the shipped model: {d}");
 }
+
+/// The memory budget counts a fit's own buffers ([`crate::fit::bytes_per_pixel`]) with the
+/// network's activations: at the least budget an image larger than a pass is fitted in tiles
+/// whose passes hold both within it, not in the tiles a pass of the network alone would take.
+#[test]
+fn a_fitted_pass_holds_its_buffers_within_the_budget() {
+    let device = Device::flex();
+    let small = crate::Budget::new(crate::Budget::MIN_BYTES).unwrap();
+    let load = || {
+        let mut model = crate::Model::load_default(&device).unwrap();
+        model.set_budget(small);
+        model
+    };
+    let (encoder, fitter) = (load(), load());
+    let (h, w) = (240, 320);
+    let values: Vec<f32> = super::seeded(3 * h * w, 0.2, 5)
+        .iter()
+        .map(|v| 0.5 + v)
+        .collect();
+    let latents = encoder.encode_planar(&values, 1, h, w).unwrap();
+    let before = float_vec(latents.clone());
+    let fitted = fit_decoding_every(&fitter, latents, (&values, &[(w, h)]), 2, 1).unwrap();
+    // Not vacuous: the fit ran, in passes smaller than the image.
+    assert_ne!(float_vec(fitted), before);
+    let largest = fitter.largest_pass();
+    assert!(0 < largest && largest < (h * w) as u64, "{largest}");
+    let extra = crate::fit::bytes_per_pixel(&fitter.config);
+    let held = largest * (crate::budget::bytes_per_pixel(&fitter.config) + extra);
+    assert!(held <= small.bytes(), "{largest} pixels hold {held} bytes");
+}
