@@ -36,7 +36,8 @@ const DECODE_EVERY: usize = 10;
 /// floats: the image, its last decode and the estimate as patches (9), the decode's planar
 /// output (3), a tile's pixels (3), the mask of visible values (3 bytes, counted as 1); and
 /// per latent value (d / f² a pixel, one for the default model) the decode's input, Adam's
-/// two moments, the gradient and the latents decoded last (5).
+/// two moments, the gradient and the latents decoded last (5). On a GPU these are host
+/// memory counted against the device's budget all the same: passes only get smaller.
 pub(crate) fn bytes_per_pixel(config: &ModelConfig) -> u64 {
     let f2 = (config.grid_factor * config.grid_factor) as u64;
     4 * (16 + 5 * (config.latent_dim as u64).div_ceil(f2))
