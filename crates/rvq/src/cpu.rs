@@ -495,7 +495,7 @@ fn in_groups(x: &Map, scale: usize, f: impl Fn(&Map) -> Map) -> Map {
 
 /// Each f×f patch to one cell of 3·f² channels, in the order (channel, row, column), as
 /// `model::pixel_unshuffle`.
-fn unshuffle(x: &Map, f: usize) -> Map {
+pub(crate) fn unshuffle(x: &Map, f: usize) -> Map {
     let (h, w) = (x.h / f, x.w / f);
     let cc = x.c * f * f;
     let mut data = vec![0.0; x.b * h * w * cc];

@@ -33,14 +33,15 @@ const DECODE_EVERY: usize = 10;
 
 /// Bytes a fit holds per padded pixel of its pass beside the network's activations, which
 /// the memory budget counts with them, so that a fitted pass stays within the budget. In
-/// floats: the image, its last decode and the estimate as patches (9), the decode's planar
-/// output (3), a tile's pixels (3), the mask of visible values (3 bytes, counted as 1); and
-/// per latent value (d / f² a pixel, one for the default model) the decode's input, Adam's
-/// two moments, the gradient and the latents decoded last (5). On a GPU these are host
-/// memory counted against the device's budget all the same: passes only get smaller.
+/// floats: the image, its last decode and the estimate as patches (9), a tile's pixels (3),
+/// the mask of visible values (3 bytes, counted as 2 for a float to spare); and per latent
+/// value (d / f² a pixel, one for the default model) the decode's input, Adam's two moments,
+/// the gradient, the latents decoded last, and a tile's latents as cut out and as turned
+/// cell-major (7). On a GPU these are host memory counted against the device's budget all
+/// the same: passes only get smaller.
 pub(crate) fn bytes_per_pixel(config: &ModelConfig) -> u64 {
     let f2 = (config.grid_factor * config.grid_factor) as u64;
-    4 * (16 + 5 * (config.latent_dim as u64).div_ceil(f2))
+    4 * (14 + 7 * (config.latent_dim as u64).div_ceil(f2))
 }
 
 /// `latents` `[b, d, h/f, w/f]` of the padded planar images `values` (`[b][3][h][w]`, values
@@ -146,7 +147,7 @@ impl Fitter<'_> {
                 let shape = [n, g.gh, g.gw, g.d];
                 // The last decode's patches go before the next decode's activations come.
                 drop(std::mem::take(&mut decoded));
-                decoded = to_patches(&self.model.decode_cell_major(z.to_vec(), shape, &depths), g);
+                decoded = self.model.decode_patches(z.to_vec(), shape, &depths);
                 z0.copy_from_slice(z);
             }
             let images = (&decoded[..], &target[..], &mask[..]);

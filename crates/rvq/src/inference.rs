@@ -17,7 +17,7 @@ use crate::budget::{self, Budget, Tile};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::image_io::{Rgb, to_u8};
-use crate::model::{Model, rows_to_latents};
+use crate::model::{Model, pixel_unshuffle, rows_to_latents};
 use crate::quantizer::EncodedBatch;
 use crate::quantizer::{self, float_vec};
 
@@ -591,31 +591,12 @@ impl Model {
     /// The decoder on one pass of latents, each cell at its depth in `cell_depths`: the images,
     /// planar (`[b][3][h][w]`).
     pub(crate) fn decode_pass(&self, latents: Tensor<4>, cell_depths: &[usize]) -> Vec<f32> {
-        if self.cpu.is_none() {
-            return float_vec(self.net.decode(latents, Some(cell_depths)));
-        }
-        let [b, c, h, w] = latents.dims();
-        self.decode_cell_major(
-            float_vec(latents.permute([0, 2, 3, 1])),
-            [b, h, w, c],
-            cell_depths,
-        )
-    }
-
-    /// [`Model::decode_pass`] of cell-major latents (`cells` `[b][h][w][c]`, the CPU path's
-    /// own layout, so that it takes them without a copy).
-    pub(crate) fn decode_cell_major(
-        &self,
-        cells: Vec<f32>,
-        [b, h, w, c]: [usize; 4],
-        cell_depths: &[usize],
-    ) -> Vec<f32> {
         let Some(cpu) = &self.cpu else {
-            let x = Tensor::<4>::from_data(TensorData::new(cells, [b, h, w, c]), &self.device);
-            return float_vec(self.net.decode(x.permute([0, 3, 1, 2]), Some(cell_depths)));
+            return float_vec(self.net.decode(latents, Some(cell_depths)));
         };
+        let [b, c, h, w] = latents.dims();
         let z = cpu::Map {
-            data: cells,
+            data: float_vec(latents.permute([0, 2, 3, 1])),
             b,
             h,
             w,
@@ -636,5 +617,32 @@ impl Model {
                 }
             });
         planar
+    }
+
+    /// The decoder on cell-major latents (`cells` `[b][h][w][c]`, each cell at its depth in
+    /// `cell_depths`): each cell's f×f patch of the images, cell-major (`[b][h][w][3][f][f]`,
+    /// [`crate::model::pixel_unshuffle`]'s order), what a fit compares with its image. On the
+    /// CPU path the latents go in and the patches come out of its own layouts, without a copy
+    /// to planar images between.
+    pub(crate) fn decode_patches(
+        &self,
+        cells: Vec<f32>,
+        [b, h, w, c]: [usize; 4],
+        cell_depths: &[usize],
+    ) -> Vec<f32> {
+        let f = self.config.grid_factor;
+        let Some(cpu) = &self.cpu else {
+            let x = Tensor::<4>::from_data(TensorData::new(cells, [b, h, w, c]), &self.device);
+            let y = self.net.decode(x.permute([0, 3, 1, 2]), Some(cell_depths));
+            return float_vec(pixel_unshuffle(y, f).permute([0, 2, 3, 1]));
+        };
+        let z = cpu::Map {
+            data: cells,
+            b,
+            h,
+            w,
+            c,
+        };
+        cpu::unshuffle(&cpu.decode(&z), f).data
     }
 }

@@ -77,3 +77,40 @@ fn a_fitted_pass_holds_its_buffers_within_the_budget() {
     let held = largest * (crate::budget::bytes_per_pixel(&fitter.config) + extra);
     assert!(held <= small.bytes(), "{largest} pixels hold {held} bytes");
 }
+
+/// A fit's decode comes as each cell's patch: the same values as the planar decode, value for
+/// value on the CPU path (which takes them from its own layout) and within rounding on the
+/// tensor path.
+#[test]
+fn a_decode_as_patches_is_the_planar_decode_rearranged_on_both_paths() {
+    let device = Device::flex();
+    let model = crate::Model::load_default(&device).unwrap();
+    assert!(model.cpu.is_some(), "the shipped model has the CPU path");
+    let mut tensors = crate::Model::load_default(&device).unwrap();
+    tensors.cpu = None;
+    let (b, gh, gw, d, f) = (2, 3, 4, model.config.latent_dim, model.config.grid_factor);
+    let cells = super::seeded(b * gh * gw * d, 0.5, 9);
+    let depths = vec![8; b * gh * gw];
+    let latents = Tensor::<4>::from_data(TensorData::new(cells.clone(), [b, gh, gw, d]), &device)
+        .permute([0, 3, 1, 2]);
+    let planar = model.decode_pass(latents, &depths);
+    let (h, w) = (gh * f, gw * f);
+    let mut want = Vec::with_capacity(planar.len());
+    for (i, gy, gx) in (0..b * gh * gw).map(|c| (c / (gh * gw), (c / gw) % gh, c % gw)) {
+        for (c, py, px) in (0..3 * f * f).map(|v| (v / (f * f), (v / f) % f, v % f)) {
+            want.push(planar[((i * 3 + c) * h + gy * f + py) * w + gx * f + px]);
+        }
+    }
+    assert_eq!(
+        model.decode_patches(cells.clone(), [b, gh, gw, d], &depths),
+        want
+    );
+    let other = tensors.decode_patches(cells, [b, gh, gw, d], &depths);
+    assert_eq!(other.len(), want.len());
+    let worst = other
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "{worst}");
+}
