@@ -3,10 +3,11 @@
 
     python3 scripts/photos.py OUT
 
-OUT/train/ and OUT/dev/ receive PNG files. Needs scikit-image, imageio and Pillow
+OUT/train/, OUT/train-lomiri/ and OUT/dev/ receive PNG files. Needs scikit-image, imageio and Pillow
 (`python3 -m venv v && v/bin/pip install scikit-image pillow`) and Debian's `mate-backgrounds`
-package: installed (its files under /usr/share/backgrounds/mate), or unpacked by this script
-from `apt-get download mate-backgrounds` run in OUT (no root needed for that).
+and `lomiri-wallpapers-16.04` and `-20.04` packages: installed (their files under
+/usr/share/backgrounds), or unpacked by this script from `apt-get download` run in OUT (no
+root needed for that).
 
 Origins and licences (docs/MODEL.md, "Photographs"):
 - scikit-image's bundled photographs, as its docstrings give them: astronaut (NASA, public
@@ -18,6 +19,14 @@ Origins and licences (docs/MODEL.md, "Photographs"):
   area filter (a factor of at least 2, which also averages away their JPEG blocks). Four go
   to the development set at 768 px wide (Dune, LadyBird, Storm, Wood); the other eight are
   the training set, each at 1/2, 1/3 and 1/4 of its size.
+- lomiri-wallpapers 20.04.0 (Debian; Ubuntu Touch's wallpapers): the fifteen photographs
+  (not the drawings and renderings beside them) of `lomiri-wallpapers-16.04` and
+  `lomiri-wallpapers-20.04`, a second training set (OUT/train-lomiri, added 2026-12-07; it
+  shares no picture with the development set). Authors and licences as the packages'
+  debian/copyright gives them, each file's in LOMIRI below: CC-BY-4.0, CC-BY-SA-4.0,
+  CC-BY-SA-3.0 or CC0-1.0. Stored as JPEG of 1365–6028 px; each is written at 768, 1152
+  and 1536 px wide where that downscales it by at least 1.6 (area filter), so a photograph
+  narrower than 2458 px gives fewer (42 images of the fifteen).
 """
 
 import glob
@@ -42,20 +51,46 @@ TRAIN_MATE = (
     "YellowFlower",
 )
 
+# (package, file, author, licence): the photographs of Ubuntu Touch's wallpaper packages.
+LOMIRI = (
+    ("16.04", "Bridge_by_Sander_Klootwijk.jpg", "Sander Klootwijk", "CC-BY-SA-4.0"),
+    ("16.04", "Dragonfly_by_Bolly.jpg", '"Bolly"', "CC-BY-SA-4.0"),
+    ("16.04", "Picture_0B_by_freespace.jpg", 'Trevor "Freespace"', "CC-BY-4.0"),
+    ("16.04", "Picture_1A_by_freespace.jpg", 'Trevor "Freespace"', "CC-BY-4.0"),
+    ("16.04", "Wine_by_Jakkub_Mede.jpg", "Jakub Mede", "CC-BY-4.0"),
+    ("16.04", "aitzgorri_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0"),
+    ("16.04", "free_by_Peter_Nerlich.jpg", "Peter Nerlich", "CC-BY-SA-4.0"),
+    ("16.04", "friends_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0"),
+    ("16.04", "greentock_by_Peter_Nerlich.jpg", "Peter Nerlich", "CC-BY-SA-4.0"),
+    ("16.04", "life_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0"),
+    ("16.04", "picosdeeuropa_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0"),
+    ("16.04", "seeding_by_Clements_Engelhardt.jpg", "Clemens Engelhardt", "CC0-1.0"),
+    ("16.04", "sunset_by_Aitzol_Berasategi.jpg", "Aitzol Berasategi", "CC-BY-4.0"),
+    ("16.04", "analogpattern_by_Peter_Nerlich.jpg", "Peter Nerlich", "CC-BY-SA-4.0"),
+    ("20.04", "Kleiber_by_Lukas_Baubkus.jpg", "Lukas Baubkus", "CC-BY-SA-3.0"),
+)
+LOMIRI_WIDTHS = (768, 1152, 1536)
 
-def mate_folder(out):
-    installed = "/usr/share/backgrounds/mate/nature"
-    if os.path.isdir(installed):
+
+def package_folder(out, package, subfolder, probe, unpack_to):
+    """The package's folder under /usr/share/backgrounds, installed (holding `probe`) or
+    unpacked into OUT/unpack_to."""
+    installed = os.path.join("/usr/share/backgrounds", subfolder)
+    if os.path.isfile(os.path.join(installed, probe)):
         return installed
-    unpacked = os.path.join(out, "mate")
-    folder = os.path.join(unpacked, "usr/share/backgrounds/mate/nature")
+    unpacked = os.path.join(out, unpack_to)
+    folder = os.path.join(unpacked, "usr/share/backgrounds", subfolder)
     if not os.path.isdir(folder):
-        debs = glob.glob(os.path.join(out, "mate-backgrounds_*.deb"))
+        debs = glob.glob(os.path.join(out, f"{package}_*.deb"))
         if not debs:
-            subprocess.run(["apt-get", "download", "mate-backgrounds"], cwd=out, check=True)
-            debs = glob.glob(os.path.join(out, "mate-backgrounds_*.deb"))
+            subprocess.run(["apt-get", "download", package], cwd=out, check=True)
+            debs = glob.glob(os.path.join(out, f"{package}_*.deb"))
         subprocess.run(["dpkg-deb", "-x", debs[0], unpacked], check=True)
     return folder
+
+
+def mate_folder(out):
+    return package_folder(out, "mate-backgrounds", "mate/nature", "Dune.jpg", "mate")
 
 
 def scaled(img, width):
@@ -65,7 +100,7 @@ def scaled(img, width):
 
 def main():
     out = os.path.abspath(sys.argv[1])
-    for sub in ("train", "dev"):
+    for sub in ("train", "train-lomiri", "dev"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     for name in DEV_SKIMAGE:
         iio.imwrite(os.path.join(out, "dev", f"{name}.png"), getattr(skd, name)())
@@ -79,6 +114,16 @@ def main():
             scaled(img, img.width // factor).save(
                 os.path.join(out, "train", f"{name}-{factor}.png")
             )
+    for version, file, _author, _licence in LOMIRI:
+        package = f"lomiri-wallpapers-{version}"
+        folder = package_folder(out, package, "", file, package)
+        img = Image.open(os.path.join(folder, file)).convert("RGB")
+        stem = file.split("_by_")[0]
+        for width in LOMIRI_WIDTHS:
+            if img.width >= width * 1.6:
+                scaled(img, width).save(
+                    os.path.join(out, "train-lomiri", f"{stem}-{width}.png")
+                )
 
 
 if __name__ == "__main__":

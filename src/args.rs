@@ -435,9 +435,11 @@ pub(crate) struct ExtendArgs {
 
 #[derive(Args)]
 pub(crate) struct TrainArgs {
-    /// CIFAR-10 binary folder (data_batch_1..5.bin, test_batch.bin) or a folder of images.
-    #[arg(long)]
-    pub(crate) data: PathBuf,
+    /// CIFAR-10 binary folder (data_batch_1..5.bin, test_batch.bin) or a folder of images;
+    /// given more than once, the model trains on all of them together and validates on the
+    /// first's validation images.
+    #[arg(long, required = true)]
+    pub(crate) data: Vec<PathBuf>,
     /// Model folder to write (model.bpk, config.json, card.json, checkpoint/).
     #[arg(long)]
     pub(crate) out: PathBuf,

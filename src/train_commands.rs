@@ -12,7 +12,7 @@ use crate::support::*;
 pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
     let options = train_options(&a)?;
     let chosen = choose_backend(a.backend, verbose)?;
-    let splits = train::load_data(&a.data, a.valid, a.crops, a.seed)?;
+    let splits = train::load_mixed_data(&a.data, a.valid, a.crops, a.seed)?;
     eprintln!("rvq: {}", splits.description);
     let progress = TrainProgress::new();
     let card = train::train(

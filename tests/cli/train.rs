@@ -53,6 +53,21 @@ fn train_refuses_missing_and_malformed_data() {
         ],
         "data_batch_2.bin: missing",
     );
+    // Every source of a mixture is read before training starts.
+    fails_with(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            samples().to_str().unwrap(),
+            "--data",
+            "/nonexistent/photos",
+            "--out",
+            out_s,
+        ],
+        "/nonexistent/photos: not a folder",
+    );
     assert!(!out.exists());
 }
 

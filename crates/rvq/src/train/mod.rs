@@ -607,6 +607,11 @@ pub fn load_data(path: &Path, valid: usize, crops: usize, seed: u64) -> Result<S
     crate::data::load_training(path, valid, crops, &mut StdRng::seed_from_u64(seed))
 }
 
+/// Loads training data from several sources, for the CLI: see [`crate::data::load_mixture`].
+pub fn load_mixed_data(paths: &[PathBuf], valid: usize, crops: usize, seed: u64) -> Result<Splits> {
+    crate::data::load_mixture(paths, valid, crops, &mut StdRng::seed_from_u64(seed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# A model against the shipped one, by the same binary: fixed depths on the first 1,000 CIFAR-10
+# test images (issue 10's bars: MSE 0.0080 / 0.0050 / 0.0030 / 0.0014 at 1 / 2 / 4 / 8
+# codebooks, default encoder) and on the development photographs, then the quality ladder on
+# the development photographs as whole files against JPEG, WebP and AVIF
+# (scripts/photo_compare.py). docs/MODEL.md, run 45, records a run.
+#
+#   RVQ=target/release/rvq PY=python-with-pillow-and-scikit-image \
+#     docs/results/photo-mix/eval.sh MODEL ../shared/data/cifar-10-batches-bin photos/dev OUT
+#
+# photos/dev: `python3 scripts/photos.py photos` (its dev/ folder).
+set -euo pipefail
+rvq="${RVQ:-rvq}"
+py="${PY:-python3}"
+model="$1" cifar="$2" dev="$3" out="$4"
+here="$(cd "$(dirname "$0")/../../.." && pwd)"
+mkdir -p "$out"
+for m in default "$model"; do
+    tag="$(basename "$m")"
+    args=()
+    [ "$m" = default ] || args=(--model "$m")
+    "$rvq" eval --backend cpu "${args[@]}" --data "$cifar" --limit 1000 --codebooks 1,2,4,8 \
+        --jpeg-qualities 50 --webp-qualities 50 --json "$out/cifar-$tag.json" > "$out/cifar-$tag.md"
+    "$rvq" eval --backend cpu "${args[@]}" --data "$dev" --codebooks 1,2,4,8 \
+        --jpeg-qualities 50 --webp-qualities 50 --json "$out/dev-fixed-$tag.json" > "$out/dev-fixed-$tag.md"
+    RVQ="$rvq" "$py" "$here/scripts/photo_compare.py" "$dev" "${args[@]}" \
+        --qualities 30,50,70,90,100 --json "$out/dev-ladder-$tag.json" > "$out/dev-ladder-$tag.md"
+done
