@@ -5,10 +5,11 @@
 # the development photographs as whole files against JPEG, WebP and AVIF
 # (scripts/photo_compare.py). docs/MODEL.md, run 45, records a run.
 #
-#   RVQ=target/release/rvq PY=python-with-pillow-and-scikit-image \
+#   RVQ=target/release/rvq PY=python-with-numpy-and-pillow-with-avif \
 #     docs/results/photo-mix/eval.sh MODEL ../shared/data/cifar-10-batches-bin photos/dev OUT
 #
-# photos/dev: `python3 scripts/photos.py photos` (its dev/ folder).
+# photos/dev: `python3 scripts/photos.py photos` (its dev/ folder). Needs bash 4.4 or later
+# (empty arrays under `set -u`).
 set -euo pipefail
 rvq="${RVQ:-rvq}"
 py="${PY:-python3}"

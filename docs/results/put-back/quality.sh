@@ -6,7 +6,7 @@
 # bytes and the PSNR averaged per image (8-bit RGB), and each image's; then 1,000 CIFAR-10
 # test images through rvq eval.
 #
-#   RVQ=target/release/rvq PY=python-with-pillow docs/results/put-back/quality.sh \
+#   RVQ=target/release/rvq PY=python-with-pillow-and-numpy docs/results/put-back/quality.sh \
 #     photos/dev ../shared/data/cifar-10-batches-bin OUT
 set -euo pipefail
 rvq="${RVQ:-rvq}" py="${PY:-python3}"
