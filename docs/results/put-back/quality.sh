@@ -2,7 +2,7 @@
 # Refinement's third decode by its stake: the same binary with the rule (RVQ_STAKE unset: put
 # back and decode a third time only where the cells that decoded worse hold over 1% of the
 # image's error) and without it (RVQ_STAKE=0: always, as before). Build with
-# `git apply docs/results/put-back/stake-env.patch` first. Prints, per setting, the archive's
+# `git apply docs/results/put-back/stake-rule.patch` first. Prints, per setting, the archive's
 # bytes and the PSNR averaged per image (8-bit RGB), and each image's; then 1,000 CIFAR-10
 # test images through rvq eval.
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Encode times with and without the stake rule, the same binary alternating (build with
-# `git apply docs/results/put-back/stake-env.patch`; RVQ_STAKE=0 puts back and decodes a third
+# `git apply docs/results/put-back/stake-rule.patch`; RVQ_STAKE=0 puts back and decodes a third
 # time wherever a cell decoded worse, as before): the development photographs as one archive at
 # qualities 90 and 70, ROUNDS rounds (default 3). Wall seconds, then user seconds.
 #
