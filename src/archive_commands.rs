@@ -264,7 +264,8 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
             refuse_existing(t, a.force)?;
         }
     }
-    let (model, model_name, batch) = load_model(&a.model, verbose)?;
+    let cited = Some(&archive.header.fingerprint);
+    let (model, model_name, batch) = load_model_for(&a.model, cited, verbose)?;
     model.check_header(&archive.header, &model_name)?;
     let bar = progress(entries.len(), "decoding");
     let write = |img: &rvq::image_io::Rgb, path: &Path| -> Result<()> {

@@ -53,7 +53,9 @@ pub(crate) enum Command {
 
 #[derive(Args)]
 pub(crate) struct ModelArgs {
-    /// Model folder (config.json + model.bpk); default: the model built into rvq.
+    /// Model: a folder (config.json + model.bpk) or a built-in model's name (`default`, or
+    /// `photo` for photographs); default: `default`, or for an archive the built-in model it
+    /// was made with.
     #[arg(long)]
     pub(crate) model: Option<PathBuf>,
     /// Where to run the model.
@@ -384,7 +386,7 @@ pub(crate) struct BenchArgs {
 
 #[derive(Args)]
 pub(crate) struct ExportArgs {
-    /// Model folder; default: the model built into rvq.
+    /// Model folder or built-in model name; default: the default built-in model.
     #[arg(long)]
     pub(crate) model: Option<PathBuf>,
     /// Output .safetensors file.
@@ -407,7 +409,7 @@ pub(crate) struct ExportArgs {
 
 #[derive(Args)]
 pub(crate) struct ExtendArgs {
-    /// Model folder to extend; default: the model built into rvq.
+    /// Model folder or built-in model name to extend; default: the default built-in model.
     #[arg(long)]
     pub(crate) model: Option<PathBuf>,
     /// Images (files or folders of PNG, JPEG and WebP) whose latents the new levels fit.

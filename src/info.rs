@@ -21,7 +21,13 @@ pub(crate) fn print_text(path: &Path, report: &Report) {
     let info = &report.archive;
     println!("archive            {}", path.display());
     println!("format version     {}", info.version);
-    println!("model fingerprint  {}", info.fingerprint);
+    match rvq::Model::built_in_for(&info.fingerprint) {
+        Some(name) => println!(
+            "model fingerprint  {} (built-in model {name})",
+            info.fingerprint
+        ),
+        None => println!("model fingerprint  {}", info.fingerprint),
+    }
     println!(
         "geometry           d = {}, k = {}, n_q = {}, grid factor {}",
         info.latent_dim, info.codebook_size, info.num_codebooks, info.grid_factor

@@ -34,7 +34,8 @@ pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
     if images.is_empty() {
         anyhow::bail!("{}: no images to evaluate", a.data.display());
     }
-    let (model, model_name, batch) = load_model(&a.model, verbose)?;
+    let cited = archive.as_ref().map(|ar| &ar.header.fingerprint);
+    let (model, model_name, batch) = load_model_for(&a.model, cited, verbose)?;
     let (codebooks, qualities) = if a.codebooks.is_empty() && a.qualities.is_empty() {
         (
             rvq::eval::report_depths(model.config().num_codebooks),

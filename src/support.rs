@@ -79,15 +79,34 @@ pub(crate) fn refuse_existing(path: &Path, force: bool) -> Result<()> {
 
 /// The model on its device, its name for messages, and the batch size for that device.
 pub(crate) fn load_model(args: &ModelArgs, verbose: bool) -> Result<(Model, String, usize)> {
+    load_model_for(args, None, verbose)
+}
+
+/// [`load_model`] for an archive that cites the model of `fingerprint`: without `--model`, the
+/// built-in model of that fingerprint if there is one (else the default, which the archive's
+/// check then refuses, naming both fingerprints).
+pub(crate) fn load_model_for(
+    args: &ModelArgs,
+    fingerprint: Option<&[u8; rvq::archive::FINGERPRINT_LEN]>,
+    verbose: bool,
+) -> Result<(Model, String, usize)> {
     let chosen = choose_backend(args.backend, verbose)?;
-    let mut model = Model::load_or_default(args.model.as_deref(), &chosen.device)?;
+    let cited = match (&args.model, fingerprint) {
+        (None, Some(f)) => Model::built_in_for(&rvq::archive::hex(f)),
+        _ => None,
+    };
+    let mut model = match cited {
+        Some(name) => Model::load_built_in(name, &chosen.device)?,
+        None => Model::load_or_default(args.model.as_deref(), &chosen.device)?,
+    };
     if let Some(budget) = args.memory {
         model.set_budget(budget);
     }
-    let name = args
-        .model
-        .as_ref()
-        .map_or_else(|| "default".to_string(), |p| p.display().to_string());
+    let name = match (cited, &args.model) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(p)) => p.display().to_string(),
+        (None, None) => "default".to_string(),
+    };
     Ok((model, name, args.batch_for(&chosen)))
 }
 

@@ -243,7 +243,8 @@ pub(crate) fn run_sweep(a: SweepArgs, verbose: bool) -> Result<()> {
         );
     }
     let chosen = choose_backend(a.backend, verbose)?;
-    let splits = train::load_data(data, a.valid, train::DEFAULT_CROPS, 0)?;
+    let sources = std::slice::from_ref(data);
+    let splits = train::load_mixed_data(sources, a.valid, train::DEFAULT_CROPS, 0)?;
     let options = TrainOptions {
         epochs: a.epochs,
         batch_size: a.batch_size,

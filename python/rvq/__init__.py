@@ -12,7 +12,8 @@ on the same backend.
     for image in archive: ...
 
 A :class:`Codec` holds a loaded model for callers that encode many batches; the module's
-functions share one per backend. Errors are :class:`RvqError` and its subclasses, carrying
+functions share one per backend and model (they encode with the default model, and decode
+with the built-in model an archive cites). Errors are :class:`RvqError` and its subclasses, carrying
 the library's one-line message. Heavy calls release the GIL. ``python -m rvq.ray`` runs
 encode, decode and eval over a Ray cluster (see ``rvq.ray``).
 """
@@ -24,7 +25,7 @@ import json
 import operator
 import os
 import threading
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -38,6 +39,7 @@ __all__ = [
     "InputError",
     "ModelMismatchError",
     "RvqError",
+    "built_in_model",
     "decode",
     "encode",
     "info",
@@ -52,7 +54,8 @@ Source = Union[PathLike, bytes, bytearray, memoryview]
 
 class Codec:
     """A model loaded on a backend ("auto", "cpu" or "wgpu"); ``model`` is a model folder,
-    or None for the model built into rvq. Calls on one codec run one at a time (each releases
+    the name of a model built into rvq ("default", or "photo" for photographs), or None for
+    the default. Calls on one codec run one at a time (each releases
     the GIL while it works); threads that want to encode in parallel each make their own."""
 
     def __init__(self, model: Optional[PathLike] = None, backend: str = "auto") -> None:
@@ -122,7 +125,7 @@ class Codec:
         return Archive(source, codec=self)
 
 
-_codecs: Dict[str, Codec] = {}
+_codecs: Dict[Tuple[Optional[str], str], Codec] = {}
 _codecs_lock = threading.Lock()
 
 
@@ -150,11 +153,12 @@ def _array(image: tuple) -> np.ndarray:
     return np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
 
 
-def _codec(backend: str) -> Codec:
+def _codec(backend: str, model: Optional[str] = None) -> Codec:
+    model = None if model == "default" else model  # one codec of the default model
     with _codecs_lock:
-        if backend not in _codecs:
-            _codecs[backend] = Codec(None, backend)
-        return _codecs[backend]
+        if (model, backend) not in _codecs:
+            _codecs[(model, backend)] = Codec(model, backend)
+        return _codecs[(model, backend)]
 
 
 def _read(data: Source) -> bytes:
@@ -199,15 +203,28 @@ def encode(
 
 
 def decode(data: Source, *, backend: str = "auto") -> List[np.ndarray]:
-    """Every image of the archive ``data`` (bytes, or a path), with the built-in model."""
-    return _codec(backend).decode(data)
+    """Every image of the archive ``data`` (bytes, or a path), with the built-in model whose
+    fingerprint it cites ("default" or "photo"; the default for any other, which refuses it)."""
+    raw = _read(data)
+    try:
+        cited = built_in_model(info(raw)["fingerprint"])
+    except RvqError:
+        cited = None  # decoding says what is wrong with it
+    return _codec(backend, cited).decode(raw)
+
+
+def built_in_model(fingerprint: str) -> Optional[str]:
+    """The name of the model built into rvq ("default" or "photo") whose fingerprint is
+    ``fingerprint`` (hex, as :func:`info` reports an archive's), or None."""
+    return _rvq.built_in_model(fingerprint)
 
 
 def open(  # noqa: A001 - rvq.open, as gzip.open and PIL.Image.open
     source: Source, *, model: Optional[PathLike] = None, backend: str = "auto"
 ) -> "Archive":
-    """The archive at ``source`` (a path, or bytes), decoded a block at a time."""
-    codec = _codec(backend) if model is None else Codec(model, backend)
+    """The archive at ``source`` (a path, or bytes), decoded a block at a time; without
+    ``model``, by the built-in model whose fingerprint it cites."""
+    codec = None if model is None else Codec(model, backend)
     return Archive(source, codec=codec, _spec=(model, backend))
 
 
@@ -236,14 +253,15 @@ class Archive:
     where the archive stores none). Opened from a path, it pickles by that path, so it can
     be sent to workers, which open it again."""
 
-    def __init__(self, source: Source, codec: Codec, _spec: Any = None) -> None:
+    def __init__(self, source: Source, codec: Optional[Codec], _spec: Any = None) -> None:
         self._path = None if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
         self._data = _read(source)
-        self._codec = codec
         self._spec = _spec if _spec is not None else (codec._model, codec._asked)
         # One read of every record (and checksum), kept as JSON for info().
         self._info = _rvq.archive_info(self._data)
         facts = json.loads(self._info)
+        # Without a codec, the built-in model the archive cites (the default refuses others).
+        self._codec = codec or _codec(self._spec[1], built_in_model(facts["fingerprint"]))
         self._version = facts["version"]
         self._count = facts["images"]
         self._names: List[Optional[str]] = [e["name"] for e in facts["entries"]]

@@ -450,7 +450,7 @@ def run_decode(args: argparse.Namespace) -> int:
                 raise JobError(f"{t}: already exists (use --force to overwrite)")
     if len(set(targets)) != len(targets):
         raise JobError(f"{archive}: two images would be written to one file")
-    options = {"model": args.model, "backend": args.backend}
+    options = {"model": args.model or rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     out.mkdir(parents=True, exist_ok=True)
     _init_ray(ray, args)
     task = ray.remote(decode_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
@@ -475,11 +475,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
     import ray
 
-    options = {"model": args.model, "backend": args.backend}
+    archive, against = str(Path(args.archive).resolve()), str(Path(args.against).resolve())
+    info = rvq.info(archive)
+    options = {"model": args.model or rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     _init_ray(ray, args)
     task = ray.remote(eval_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
-    archive, against = str(Path(args.archive).resolve()), str(Path(args.against).resolve())
-    total = rvq.info(archive)["images"]
+    total = info["images"]
     refs = [task.remote(archive, s, total, against, options) for s in _block_shards(archive, args.shards)]
     try:
         rows = [row for part in ray.get(refs) for row in part]
@@ -488,7 +489,6 @@ def run_eval(args: argparse.Namespace) -> int:
     sse = sum(r[1] for r in rows)
     values = sum(r[2] for r in rows)
     mean_psnr = sum(-10 * math.log10(max(r[1] / r[2], 1e-12)) for r in rows) / max(len(rows), 1)
-    info = rvq.info(args.archive)
     report = {
         "images": len(rows),
         "mse": sse / max(values, 1),
@@ -538,7 +538,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--cpus-per-task", type=float, default=1.0)
         s.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per task, on GPU nodes")
         s.add_argument("--retries", type=int, default=3, help="retries of a task whose worker or node died")
-        s.add_argument("--model", help="a model folder (default: the built-in model)")
+        s.add_argument("--model", help="a model folder or a built-in model's name (default: the default model, or the built-in model an archive cites)")
         s.add_argument("--backend", default="auto", choices=["auto", "cpu", "wgpu"])
         s.add_argument("--shards", type=int, default=8)
 

@@ -57,7 +57,8 @@ fn to_py(e: rvq::Error) -> PyErr {
         | E::PixelBuffer { .. }
         | E::Alpha { .. }
         | E::DuplicateName { .. }
-        | E::UnsafeName { .. } => InputError::new_err(message),
+        | E::UnsafeName { .. }
+        | E::UnknownModel { .. } => InputError::new_err(message),
         _ => RvqError::new_err(message),
     }
 }
@@ -166,8 +167,8 @@ impl Codec {
 
 #[pymethods]
 impl Codec {
-    /// Loads `model` (a model folder; the built-in model when None) on `backend` ("auto",
-    /// "cpu" or "wgpu").
+    /// Loads `model` (a model folder, or a built-in model's name: "default", "photo"; the
+    /// default when None) on `backend` ("auto", "cpu" or "wgpu").
     #[new]
     #[pyo3(signature = (model=None, backend="auto"))]
     fn new(py: Python<'_>, model: Option<PathBuf>, backend: &str) -> PyResult<Self> {
@@ -447,6 +448,13 @@ fn archive_info(py: Python<'_>, data: &[u8]) -> PyResult<String> {
     serde_json::to_string(&info).map_err(|e| RvqError::new_err(e.to_string()))
 }
 
+/// The name of the built-in model ("default", "photo") whose fingerprint is `fingerprint`
+/// (hex, as `archive_info` reports an archive's), or None.
+#[pyfunction]
+fn built_in_model(fingerprint: &str) -> Option<&'static str> {
+    Model::built_in_for(fingerprint)
+}
+
 /// One archive of the `parts` (same model and settings), in order: what `rvq merge` writes.
 #[pyfunction]
 fn merge<'py>(py: Python<'py>, parts: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyBytes>> {
@@ -501,6 +509,7 @@ fn _rvq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Codec>()?;
     m.add_class::<Blocks>()?;
     m.add_function(wrap_pyfunction!(archive_info, m)?)?;
+    m.add_function(wrap_pyfunction!(built_in_model, m)?)?;
     m.add_function(wrap_pyfunction!(merge, m)?)?;
     m.add_function(wrap_pyfunction!(truncate, m)?)?;
     m.add_function(wrap_pyfunction!(read_image, m)?)?;

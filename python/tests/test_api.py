@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rvq
-from conftest import read_png, run_rvq
+from conftest import read_png, run_rvq, sample_files
 
 
 def files_and_names(folder):
@@ -99,6 +99,24 @@ def test_merge_and_truncate_match_the_command(photos, tmp_path):
     (tmp_path / "w.rvq").write_bytes(whole)
     run_rvq("truncate", "--codebooks", "2", str(tmp_path / "w.rvq"), str(tmp_path / "t.rvq"))
     assert rvq.truncate(whole, 2) == (tmp_path / "t.rvq").read_bytes()
+
+
+def test_the_photo_model_is_chosen_by_name_and_decode_finds_it():
+    image = read_png(sample_files()[0])
+    photo = rvq.Codec("photo", backend="cpu")
+    assert photo.fingerprint != rvq.Codec(backend="cpu").fingerprint
+    archive = photo.encode([image], codebooks=2)
+    assert rvq.info(archive)["fingerprint"] == photo.fingerprint
+    # rvq.decode takes the built-in model the archive cites; the default codec refuses it.
+    ours = photo.decode(archive)[0]
+    assert np.array_equal(rvq.decode(archive, backend="cpu")[0], ours)
+    assert np.array_equal(rvq.open(archive, backend="cpu")[0], ours)
+    assert rvq.built_in_model(photo.fingerprint) == "photo"
+    assert rvq.built_in_model("ab" * 16) is None
+    with pytest.raises(rvq.ModelMismatchError):
+        rvq.Codec(backend="cpu").decode(archive)
+    with pytest.raises(rvq.InputError, match="no such model folder, nor a built-in model"):
+        rvq.Codec("phot", backend="cpu")
 
 
 def test_errors_are_exceptions_with_one_line():

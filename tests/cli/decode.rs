@@ -93,6 +93,70 @@ fn archive_from_another_model_names_both_fingerprints() {
     assert!(!outdir.exists());
 }
 
+/// The photograph model is chosen by its name; its archive decodes without `--model` (the
+/// built-in model it cites), `info` names it, and the default model refuses it. A name that
+/// is neither a folder nor a built-in model gets one line listing the built-in ones.
+#[test]
+fn the_photo_model_is_chosen_by_name_and_found_again_by_its_archive() {
+    let dir = TempDir::new().unwrap();
+    let input = samples().join("chelsea.png");
+    let archive = dir.path().join("photo.rvq");
+    rvq()
+        .args([
+            "encode",
+            "--backend",
+            "cpu",
+            "--model",
+            "photo",
+            "--codebooks",
+            "2",
+            "-o",
+        ])
+        .arg(&archive)
+        .arg(&input)
+        .assert()
+        .success();
+    let info = rvq().arg("info").arg(&archive).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("(built-in model photo)"), "{text}");
+    let out = dir.path().join("out");
+    decode_to(&out, &archive);
+    let decoded = image::open(out.join("chelsea.png")).unwrap().to_rgb8();
+    let original = image::open(&input).unwrap().to_rgb8();
+    assert_eq!(decoded.dimensions(), original.dimensions());
+    // Decoded by the photograph model, not by chance: the default model refuses the archive.
+    let (a, o) = (s(&archive), dir.path().join("refused"));
+    fails_with(
+        &[
+            "decode",
+            "--backend",
+            "cpu",
+            "--model",
+            "default",
+            "-o",
+            s(&o),
+            a,
+        ],
+        "the archive was made with model",
+    );
+    assert!(!o.exists());
+    let other = dir.path().join("other.rvq");
+    fails_with(
+        &[
+            "encode",
+            "--backend",
+            "cpu",
+            "--model",
+            "phot",
+            "-o",
+            s(&other),
+            s(&input),
+        ],
+        "phot: no such model folder, nor a built-in model of that name (built in: default, photo)",
+    );
+    no_files_but(dir.path(), &[&archive, &out]);
+}
+
 #[test]
 fn samples_round_trip_with_sizes_as_specified_and_error_falling_with_depth() {
     let dir = TempDir::new().unwrap();
@@ -130,12 +194,7 @@ fn samples_round_trip_with_sizes_as_specified_and_error_falling_with_depth() {
         );
         assert_eq!(info["images"].as_u64().unwrap(), originals.len() as u64);
         let out = dir.path().join(format!("dec{m}"));
-        rvq()
-            .args(["decode", "--backend", "cpu", "-o"])
-            .arg(&out)
-            .arg(&archive)
-            .assert()
-            .success();
+        decode_to(&out, &archive);
         let (mut se, mut n) = (0f64, 0f64);
         for p in &originals {
             let a = image::open(p).unwrap().to_rgb8();

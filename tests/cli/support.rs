@@ -80,6 +80,16 @@ pub(crate) fn encode_samples_with(dir: &TempDir, m: &str, extra: &[&str]) -> Pat
     out
 }
 
+/// `rvq decode --backend cpu -o out archive`, which must succeed.
+pub(crate) fn decode_to(out: &Path, archive: &Path) {
+    rvq()
+        .args(["decode", "--backend", "cpu", "-o"])
+        .arg(out)
+        .arg(archive)
+        .assert()
+        .success();
+}
+
 pub(crate) fn no_files_but(dir: &Path, keep: &[&Path]) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();

@@ -8,9 +8,9 @@
 //! fit alone is encoded and decoded in tiles of the latent grid, each with a margin of
 //! neighbouring cells (the halo) that the network reads and the result drops. The network has
 //! no normalisation over space, only convolutions, so with a halo wider than its reach a tile's
-//! inner cells are computed from exactly the values a whole-image pass uses
-//! (the tests of `crates/rvq/src/inference.rs` check indices and pixels against a whole-image
-//! pass).
+//! inner cells are computed from exactly the values a whole-image pass uses, bit for bit on
+//! the CPU path where tiles start at even cells (the tests of `crates/rvq/src/tests/inference.rs`
+//! check latents, indices and pixels against a whole-image pass).
 
 use std::ops::Range;
 
@@ -32,7 +32,9 @@ impl Budget {
     pub const CPU: Budget = Budget { bytes: 1 << 30 };
     /// The default on a GPU: 512 MiB, within the buffer limits of small devices.
     pub const GPU: Budget = Budget { bytes: 512 << 20 };
-    /// The smallest budget accepted: 16 MiB, enough for a tile of a few cells plus its halo.
+    /// The smallest budget accepted: 16 MiB, enough for the shipped models' tiles of a few
+    /// cells plus their halo (a far wider model may need more: too small a budget is refused
+    /// when its tiles are planned).
     pub const MIN_BYTES: u64 = 16 << 20;
 
     /// A budget of `bytes`; refused below [`Budget::MIN_BYTES`].
@@ -143,8 +145,9 @@ pub(crate) struct Tile {
 }
 
 /// Cuts a grid of `grid` (rows, columns) cells into tiles that read at most `capacity` cells
-/// each (halo included), row by row. A grid within the capacity is one tile with no halo.
-/// Refused when not even one cell and its halo fit.
+/// each (halo included), row by row, every tile and read area starting at an even cell (the
+/// halo rounded up to even). A grid within the capacity is one tile with no halo. Refused when
+/// not even two cells and their halo fit.
 pub(crate) fn tiles(grid: (usize, usize), capacity: usize, halo: usize) -> Result<Vec<Tile>> {
     let (gh, gw) = grid;
     if gh * gw <= capacity {
@@ -155,18 +158,24 @@ pub(crate) fn tiles(grid: (usize, usize), capacity: usize, halo: usize) -> Resul
             outer_cols: 0..gw,
         }]);
     }
+    // Every tile, and so every read area, starts at an even cell: the CPU path's Winograd
+    // convolutions compute blocks of 2×2 outputs counted from a pass's origin, and a block's
+    // outputs round differently by where they lie in it, so only passes that start at even
+    // cells give the values of a whole-image pass bit for bit.
+    let halo = halo.next_multiple_of(2);
     // Square tiles waste least on halos; a grid narrower than a square takes whole rows.
     let side = (capacity as f64).sqrt() as usize;
     let tw = if gw <= side {
         gw
     } else {
-        side.saturating_sub(2 * halo)
+        side.saturating_sub(2 * halo) & !1
     };
     let outer_w = if tw == gw { gw } else { tw + 2 * halo };
-    let th = (capacity / outer_w.max(1)).saturating_sub(2 * halo).min(gh);
+    let th = (capacity / outer_w.max(1)).saturating_sub(2 * halo);
+    let th = if th >= gh { gh } else { th & !1 };
     if tw == 0 || th == 0 {
         return Err(Error::InvalidOption(format!(
-            "the memory budget holds {capacity} cells of the latent grid, too few for one cell and its halo of {halo}"
+            "the memory budget holds {capacity} cells of the latent grid, too few for two cells and their halo of {halo}"
         )));
     }
     let mut out = Vec::new();
@@ -236,6 +245,8 @@ mod tests {
             ((7, 300), 500, 4),
             ((300, 7), 500, 4),
             ((13, 17), 100, 1),
+            ((41, 61), 441, 3),
+            ((41, 61), 520, 4),
             ((4, 4), 16, 4),
         ] {
             let plan = tiles(grid, capacity, halo).unwrap();
@@ -245,6 +256,7 @@ mod tests {
                     t.outer_rows.len() * t.outer_cols.len() <= capacity,
                     "{t:?} over {capacity}"
                 );
+                let halo = halo.next_multiple_of(2);
                 let inner = |o: &Range<usize>, i: &Range<usize>, n: usize| {
                     o.start == i.start.saturating_sub(halo) && o.end == (i.end + halo).min(n)
                 };
@@ -252,6 +264,16 @@ mod tests {
                     assert!(inner(&t.outer_rows, &t.rows, grid.0), "{t:?}");
                     assert!(inner(&t.outer_cols, &t.cols, grid.1), "{t:?}");
                 }
+                let starts = [
+                    t.rows.start,
+                    t.cols.start,
+                    t.outer_rows.start,
+                    t.outer_cols.start,
+                ];
+                assert!(
+                    starts.iter().all(|s| s % 2 == 0),
+                    "{t:?} starts at an odd cell"
+                );
                 for r in t.rows.clone() {
                     for c in t.cols.clone() {
                         seen[r * grid.1 + c] += 1;
@@ -265,6 +287,10 @@ mod tests {
         }
         assert_eq!(tiles((4, 4), 16, 4).unwrap().len(), 1);
         assert!(tiles((100, 100), 50, 4).is_err());
+        // A side of 9 holds one cell and a halo of 4 on each side, but not the two cells an
+        // even tile needs; 10 holds them.
+        assert!(tiles((100, 100), 81, 4).is_err());
+        assert_eq!(tiles((100, 100), 100, 4).unwrap()[0].rows, 0..2);
     }
 
     #[test]

@@ -134,6 +134,16 @@ pub enum Error {
         "no model given, and this build of rvq embeds none (the `embedded-model` feature is off)"
     )]
     NoDefaultModel,
+    /// No model of this build is called by the given name.
+    #[error(
+        "{name}: no such model folder, nor a built-in model of that name (built in: {built_in})"
+    )]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The names there are, comma-separated.
+        built_in: String,
+    },
     /// An archive writer was used after one of its calls failed: the archive is incomplete
     /// and cannot be finished.
     #[error("the archive was abandoned after an earlier error")]

@@ -36,8 +36,8 @@
 //! - `error`: the library's typed errors, which name no command-line flags ([`Error`]).
 //!
 //! Features, all on by default: `wgpu` (the GPU backend), `train` (autodiff, optimisers and
-//! the `train` module) and `embedded-model` (the default model compiled in,
-//! `Model::load_default`).
+//! the `train` module) and `embedded-model` (the built-in models compiled in, `default` and
+//! `photo`: `Model::load_default`, `Model::load_built_in`).
 //! With none of them the crate is a CPU-only codec that loads its model from a folder;
 //! `docs/BENCHMARKS.md` ("A CPU-only build") measures what that saves.
 //!

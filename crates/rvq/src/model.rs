@@ -480,6 +480,39 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../../models/default/config.js
 #[cfg(feature = "embedded-model")]
 pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../../models/default/model.bpk");
 
+/// A model embedded in the binary: its name, `config.json` and `model.bpk`.
+struct BuiltIn {
+    name: &'static str,
+    config: &'static str,
+    weights: &'static [u8],
+    /// [`fingerprint`] of `weights` in hex, written out so that finding an archive's model
+    /// hashes nothing (`tests::api::built_in_models_are_found_by_name_and_by_fingerprint`
+    /// checks it against the weights).
+    fingerprint: &'static str,
+}
+
+/// The models this build embeds (feature `embedded-model`), chosen by name: the default model
+/// (trained on CIFAR-10) and the photograph model (`models/photo`, fine-tuned on a mixture of
+/// CIFAR-10 and crops of photographs; docs/MODEL.md, run 45).
+#[cfg(feature = "embedded-model")]
+static BUILT_IN: [BuiltIn; 2] = [
+    BuiltIn {
+        name: "default",
+        config: DEFAULT_CONFIG,
+        weights: DEFAULT_WEIGHTS,
+        fingerprint: "6e6f66e30658bbc7caf1f7deba1994bf",
+    },
+    BuiltIn {
+        name: "photo",
+        config: include_str!("../../../models/photo/config.json"),
+        weights: include_bytes!("../../../models/photo/model.bpk"),
+        fingerprint: "d4730156a4aac33c5f2468c86496da01",
+    },
+];
+/// None without the feature `embedded-model`.
+#[cfg(not(feature = "embedded-model"))]
+static BUILT_IN: [BuiltIn; 0] = [];
+
 impl Model {
     /// Architecture and quantizer geometry.
     pub fn config(&self) -> &ModelConfig {
@@ -499,14 +532,52 @@ impl Model {
     /// The default model, from the copy embedded in the binary (feature `embedded-model`).
     #[cfg(feature = "embedded-model")]
     pub fn load_default(device: &Device) -> Result<Self> {
-        Self::from_parts(DEFAULT_CONFIG, DEFAULT_WEIGHTS.to_vec(), "default", device)
+        Self::load_built_in("default", device)
     }
 
-    /// Loads `dir`, or the embedded default model when `dir` is `None` (an error when this
-    /// build embeds none).
+    /// The names of the models this build embeds, the default first (none without the
+    /// feature `embedded-model`).
+    pub fn built_in_names() -> Vec<&'static str> {
+        BUILT_IN.iter().map(|b| b.name).collect()
+    }
+
+    /// The embedded model called `name` (see [`Model::built_in_names`]).
+    pub fn load_built_in(name: &str, device: &Device) -> Result<Self> {
+        match BUILT_IN.iter().find(|b| b.name == name) {
+            Some(b) => Self::from_parts(b.config, b.weights.to_vec(), b.name, device),
+            None => Err(Error::UnknownModel {
+                name: name.to_string(),
+                built_in: Self::built_in_names().join(", "),
+            }),
+        }
+    }
+
+    /// The name of the embedded model whose fingerprint is `fingerprint` in lowercase hex, as
+    /// an archive's header cites its model ([`hex`] of the header's bytes; `rvq info` prints
+    /// it): how a decoder finds the model of an archive it is given without one.
+    pub fn built_in_for(fingerprint: &str) -> Option<&'static str> {
+        let b = BUILT_IN.iter().find(|b| b.fingerprint == fingerprint)?;
+        Some(b.name)
+    }
+
+    /// Loads the model folder `dir`, or the embedded default model when `dir` is `None` (an
+    /// error when this build embeds none). Where this build embeds models, a `dir` of one
+    /// component that is no folder names one of them (`photo`; see
+    /// [`Model::built_in_names`]): a folder of that name comes first.
     pub fn load_or_default(dir: Option<&Path>, device: &Device) -> Result<Self> {
         match dir {
-            Some(d) => Self::load(d, device),
+            // A bare name that is no folder is a built-in model's, or a mistake to name as such
+            // (a folder that cannot be looked at is tried as a folder, to report why).
+            Some(d) => match d.to_str() {
+                Some(name)
+                    if !BUILT_IN.is_empty()
+                        && d.components().count() == 1
+                        && !d.try_exists().unwrap_or(true) =>
+                {
+                    Self::load_built_in(name, device)
+                }
+                _ => Self::load(d, device),
+            },
             #[cfg(feature = "embedded-model")]
             None => Self::load_default(device),
             #[cfg(not(feature = "embedded-model"))]

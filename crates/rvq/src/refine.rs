@@ -22,7 +22,9 @@
 //! That search decodes the batch once per class and candidate. With `linear`, refinement
 //! instead estimates every candidate of every cell from one decode through the decoder's
 //! linear path ([`crate::linear`]), moves every cell at once, and puts back the cells that
-//! moving made worse: three decodes, whatever the number of candidates. Either way refinement
+//! moving made worse (always where the moves made the image worse, and otherwise where those
+//! cells hold enough of its error to be worth measuring again): at most three decodes,
+//! whatever the number of candidates. Either way refinement
 //! never loses to the search alone on any image, at any depth or target, whatever the
 //! decoder; a PSNR target met before it is met after it.
 
@@ -39,6 +41,28 @@ use crate::quantizer::{self, float_vec};
 /// Interleaved classes of cells (row parity × column parity): no two cells of a class touch,
 /// not even at a corner.
 const CLASSES: usize = 4;
+
+/// The share of an image's error after every move, at or below which the cells that decoded
+/// worse are left moved instead of put back and measured by a third decode. Putting them back
+/// gives back less than their excess (the moves of their neighbours helped through them): on
+/// the development photographs at quality 90, where every image's excess is 0.2–0.9% of its
+/// error, the third decode gained 0.007 dB (docs/BENCHMARKS.md, "Refinement's third decode
+/// by its stake").
+const PUT_BACK_STAKE: f64 = 0.01;
+
+/// True when the cells that decoded worse after the moves (`moved` against `before`, per cell,
+/// unrounded, in step) add more than [`PUT_BACK_STAKE`] of the image's error after them: only
+/// then is putting them back worth decoding the image a third time.
+fn worth_putting_back(moved: &[f64], before: impl Iterator<Item = f64>) -> bool {
+    let (mut stake, mut total) = (0.0, 0.0);
+    for (&m, b) in moved.iter().zip(before) {
+        total += m;
+        if m > b {
+            stake += m - b;
+        }
+    }
+    stake > PUT_BACK_STAKE * total
+}
 
 /// How refinement searches.
 #[derive(Clone, Copy, Debug)]
@@ -156,10 +180,11 @@ fn refine_decoding(
     Ok(())
 }
 
-/// Refinement through the linear path, in three decodes whatever the candidates: one
+/// Refinement through the linear path, in at most three decodes whatever the candidates: one
 /// estimates every candidate of every cell ([`linear::estimate`]) and every cell takes its best
-/// at once; the second measures that, and the cells it made worse go back; the third measures
-/// the result. Each image keeps the best of the three (its original indices unless one of
+/// at once; the second measures that, and the cells it made worse go back (unless the moves
+/// improved the image and those cells hold at most [`PUT_BACK_STAKE`] of its error); the third
+/// measures the result. Each image keeps the best of the three (its original indices unless one of
 /// the others decodes better). Only the images a step changes are decoded again: most 32×32
 /// images end with the indices of one of the first two decodes.
 fn refine_linear(
@@ -196,7 +221,10 @@ fn refine_linear(
     // Cells moved together can undo each other through the convolutions: a cell that decodes
     // worse than before goes back to its entry (judged before rounding, as every choice of the
     // encoder is, so that backends agree at near ties), and each image keeps whichever of the
-    // three decodes best, as written.
+    // three decodes best, as written. An image the moves already improved keeps them all,
+    // undecoded a third time, where the cells that decoded worse hold too little of its error
+    // to be worth it.
+    let total = |e: &[f64]| e.iter().sum::<f64>();
     let n = trial.len();
     let changed: Vec<usize> = (0..n).filter(|&i| trial[i] != encoded.indices[i]).collect();
     let mut second = measure(model, &trial, &changed, depths, (grid, m), originals, keep)?;
@@ -204,6 +232,10 @@ fn refine_linear(
     for (i, img) in mixed.iter_mut().enumerate() {
         let Some(moved) = &second[i] else { continue };
         let before = est.variants[i].iter().step_by(per);
+        let improved = total(&moved.written) < total(&est.written[i]);
+        if improved && !worth_putting_back(&moved.unrounded, before.clone().copied()) {
+            continue;
+        }
         let worse = moved.unrounded.iter().zip(before).map(|(a, b)| a > b);
         for (&slot, _) in search.slots[i].iter().zip(worse).filter(|(_, w)| *w) {
             img[slot] = encoded.indices[i][slot];
@@ -213,7 +245,6 @@ fn refine_linear(
         .filter(|&i| mixed[i] != trial[i] && mixed[i] != encoded.indices[i])
         .collect();
     let mut last = measure(model, &mixed, &third, depths, (grid, m), originals, keep)?;
-    let total = |e: &[f64]| e.iter().sum::<f64>();
     let mut decoded = Vec::with_capacity(originals.len());
     for (i, (trial, mixed)) in trial.into_iter().zip(mixed).enumerate() {
         let start = total(&est.written[i]);
@@ -427,6 +458,22 @@ fn nearest_entries(
 #[cfg(all(test, feature = "embedded-model"))]
 mod tests {
     use super::*;
+
+    /// A third decode is worth it only where the cells that decoded worse add more than the
+    /// stake's share of the image's error after the moves.
+    #[test]
+    fn cells_put_back_only_where_their_excess_is_worth_a_decode() {
+        let moved = [10.0, 10.0, 10.0, 10.0];
+        let before = |last: f64| [10.0, 12.0, 10.0, last].into_iter();
+        // Excess 0.1 of 40: a quarter of a per cent.
+        assert!(!worth_putting_back(&moved, before(9.9)));
+        // 0.41: over 1% of the 40 after the moves, under 1% of the 41.59 before them.
+        assert!(worth_putting_back(&moved, before(9.59)));
+        // 1 of 40.
+        assert!(worth_putting_back(&moved, before(9.0)));
+        // No cell worse.
+        assert!(!worth_putting_back(&moved, [11.0; 4].into_iter()));
+    }
 
     /// A cell's candidates are its present entry, then the nearest others, distinct, nearest
     /// first, from the codebook of the level its slot names.

@@ -8,6 +8,8 @@
 #   RVQ=target/release/rvq PY=python-with-numpy-and-pillow-with-avif \
 #     docs/results/photo-mix/eval.sh MODEL ../shared/data/cifar-10-batches-bin photos/dev OUT
 #
+# BASE=photo compares MODEL with the built-in photograph model instead of the default.
+#
 # photos/dev: `python3 scripts/photos.py photos` (its dev/ folder). Needs bash 4.4 or later
 # (empty arrays under `set -u`).
 set -euo pipefail
@@ -16,7 +18,7 @@ py="${PY:-python3}"
 model="$1" cifar="$2" dev="$3" out="$4"
 here="$(cd "$(dirname "$0")/../../.." && pwd)"
 mkdir -p "$out"
-for m in default "$model"; do
+for m in "${BASE:-default}" "$model"; do
     tag="$(basename "$m")"
     args=()
     [ "$m" = default ] || args=(--model "$m")

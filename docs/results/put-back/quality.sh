@@ -22,18 +22,7 @@ for q in 30 50 70 90; do
         fi
         rm -rf "$out/d" && "$rvq" decode --backend cpu -o "$out/d" "$a" 2>/dev/null
         printf 'q %s stake %s: ' "$q" "$stake"
-        "$py" - "$a" "$dev" "$out/d" <<'PY'
-import os, sys, glob
-import numpy as np
-from PIL import Image
-arch, ref, dec = sys.argv[1:4]
-ps = []
-for f in sorted(glob.glob(os.path.join(ref, "*.png"))):
-    a = np.asarray(Image.open(f).convert("RGB"), dtype=np.float64)
-    b = np.asarray(Image.open(os.path.join(dec, os.path.basename(f))).convert("RGB"), dtype=np.float64)
-    ps.append(10 * np.log10(255.0**2 / ((a - b) ** 2).mean()))
-print(f"{os.path.getsize(arch)} bytes, mean PSNR {np.mean(ps):.4f} dB;", " ".join(f"{p:.3f}" for p in ps))
-PY
+        "$py" "$(dirname "$0")/psnr.py" "$a" "$dev" "$out/d" --each
     done
     # The log has a line for each image the moves improved (of each size tried below quality
     # 60): its stake, the share of its error in the cells that decoded worse.

@@ -170,3 +170,32 @@ fn the_model_api_refuses_indices_that_do_not_fit_it() {
         "{err}"
     );
 }
+
+/// Each built-in model is found again by its fingerprint, as a decoder given only an archive
+/// finds it; other fingerprints and names find none.
+#[test]
+fn built_in_models_are_found_by_name_and_by_fingerprint() {
+    let device = Device::flex();
+    let names = Model::built_in_names();
+    assert_eq!(names, ["default", "photo"]);
+    let mut prints = Vec::new();
+    for name in names {
+        // The model's fingerprint is hashed from its weights as loaded; the lookup's is written.
+        let model = Model::load_built_in(name, &device).unwrap();
+        let hex = rvq::model::hex(model.fingerprint());
+        assert_eq!(Model::built_in_for(&hex), Some(name));
+        prints.push(*model.fingerprint());
+    }
+    assert_ne!(prints[0], prints[1]);
+    assert_eq!(
+        *Model::load_default(&device).unwrap().fingerprint(),
+        prints[0]
+    );
+    assert_eq!(Model::built_in_for(&"ab".repeat(16)), None);
+    assert_eq!(Model::built_in_for("photo"), None);
+    let err = Model::load_built_in("phot", &device).unwrap_err();
+    assert!(matches!(err, rvq::Error::UnknownModel { .. }), "{err}");
+    // A bare name that is no folder is looked up among the built-in models.
+    let photo = Model::load_or_default(Some(std::path::Path::new("photo")), &device).unwrap();
+    assert_eq!(photo.fingerprint(), &prints[1]);
+}

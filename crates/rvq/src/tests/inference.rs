@@ -280,3 +280,59 @@ fn an_encoder_whose_output_failed_is_abandoned() {
         assert!(matches!(r, Err(crate::Error::Abandoned)), "{r:?}");
     }
 }
+
+/// Tiles compute exactly what a whole-image pass computes, before any rounding to pixels: the
+/// mosaic's latents, and the decoded values of random indices at random cell depths, bit for
+/// bit. (The CPU path's Winograd convolutions work in blocks of 2×2 outputs counted from a
+/// pass's origin, so tiles must start at even cells to round as the whole image does.)
+#[test]
+fn tiles_compute_the_whole_image_pass_bit_for_bit() {
+    let small = Budget::new(Budget::MIN_BYTES).unwrap();
+    let (whole, tiled) = (cpu_model(Budget::CPU), cpu_model(small));
+    let (h, w, grid) = (320, 480, (40, 60));
+    assert!(
+        tiled.tiles(grid).unwrap().len() > 4,
+        "the mosaic must be tiled"
+    );
+    let differing = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count()
+    };
+
+    let planar = crate::image_io::to_planar_padded(&mosaic(), w, h);
+    let za = crate::quantizer::float_vec(whole.encode_planar(&planar, 1, h, w).unwrap());
+    let zb = crate::quantizer::float_vec(tiled.encode_planar(&planar, 1, h, w).unwrap());
+    let n = differing(&za, &zb);
+    assert_eq!(n, 0, "{n} of {} latent values differ", za.len());
+
+    let (depth, k, cells) = (8, whole.config.codebook_size as u64, grid.0 * grid.1);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let indices = vec![
+        (0..depth * cells)
+            .map(|_| next(k) as u32)
+            .collect::<Vec<_>>(),
+    ];
+    let depths = vec![
+        (0..cells)
+            .map(|_| 1 + next(depth as u64) as u8)
+            .collect::<Vec<_>>(),
+    ];
+    let decode = |m: &Model| {
+        let y = m
+            .decode_cells(&indices, Some(&depths), grid, depth)
+            .unwrap();
+        crate::quantizer::float_vec(y)
+    };
+    let (ya, yb) = (decode(&whole), decode(&tiled));
+    let n = differing(&ya, &yb);
+    assert_eq!(n, 0, "{n} of {} decoded values differ", ya.len());
+}

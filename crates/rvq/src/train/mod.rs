@@ -601,13 +601,9 @@ fn dropout_depth(weights: &[f32], n_q: usize, rng: &mut StdRng) -> usize {
 /// Random 32×32 crops taken from each image of a training folder unless told otherwise.
 pub const DEFAULT_CROPS: usize = 64;
 
-/// Loads training data, for the CLI: see [`crate::data::load_training`] (`crops` per image
-/// of a folder; ignored for CIFAR-10).
-pub fn load_data(path: &Path, valid: usize, crops: usize, seed: u64) -> Result<Splits> {
-    crate::data::load_training(path, valid, crops, &mut StdRng::seed_from_u64(seed))
-}
-
-/// Loads training data from several sources, for the CLI: see [`crate::data::load_mixture`].
+/// Loads training data from one source or several, for the CLI: see
+/// [`crate::data::load_mixture`] (`crops` per image of a folder; ignored for CIFAR-10). One
+/// source loads as [`crate::data::load_training`] loads it.
 pub fn load_mixed_data(paths: &[PathBuf], valid: usize, crops: usize, seed: u64) -> Result<Splits> {
     crate::data::load_mixture(paths, valid, crops, &mut StdRng::seed_from_u64(seed))
 }
