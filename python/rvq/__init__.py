@@ -58,10 +58,11 @@ class Codec:
     the default. Calls on one codec run one at a time (each releases
     the GIL while it works); threads that want to encode in parallel each make their own."""
 
-    def __init__(self, model: Optional[PathLike] = None, backend: str = "auto") -> None:
+    def __init__(self, model: Optional[PathLike] = None, backend: str = "auto", *, _built_in: bool = False) -> None:
         self._model = None if model is None else os.fspath(model)
         self._asked = backend
-        self._inner = _rvq.Codec(self._model, backend)
+        # _built_in: ``model`` names a built-in model, never a folder (an archive's cited model).
+        self._inner = _rvq.Codec(self._model, backend, _built_in)
 
     @property
     def backend(self) -> str:
@@ -153,12 +154,13 @@ def _array(image: tuple) -> np.ndarray:
     return np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
 
 
-def _codec(backend: str, model: Optional[str] = None) -> Codec:
-    model = None if model == "default" else model  # one codec of the default model
+def _codec(backend: str, built_in: Optional[str] = None) -> Codec:
+    """The module's codec of the default model, or of the built-in model called ``built_in``."""
+    built_in = None if built_in == "default" else built_in  # one codec of the default model
     with _codecs_lock:
-        if (model, backend) not in _codecs:
-            _codecs[(model, backend)] = Codec(model, backend)
-        return _codecs[(model, backend)]
+        if (built_in, backend) not in _codecs:
+            _codecs[(built_in, backend)] = Codec(built_in, backend, _built_in=built_in is not None)
+        return _codecs[(built_in, backend)]
 
 
 def _read(data: Source) -> bytes:
@@ -256,7 +258,9 @@ class Archive:
     def __init__(self, source: Source, codec: Optional[Codec], _spec: Any = None) -> None:
         self._path = None if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
         self._data = _read(source)
-        self._spec = _spec if _spec is not None else (codec._model, codec._asked)
+        if _spec is None:
+            _spec = (None, "auto") if codec is None else (codec._model, codec._asked)
+        self._spec = _spec
         # One read of every record (and checksum), kept as JSON for info().
         self._info = _rvq.archive_info(self._data)
         facts = json.loads(self._info)

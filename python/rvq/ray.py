@@ -193,8 +193,11 @@ def encode_shard(
 _codecs: Dict[Tuple[Optional[str], str], rvq.Codec] = {}
 
 
-def _task_codec(model: Optional[str], backend: str) -> rvq.Codec:
-    # A worker process that runs several shards loads the model once.
+def _task_codec(model: Optional[str], backend: str, cited: Optional[str] = None) -> rvq.Codec:
+    # A worker process that runs several shards loads the model once. Without a model, the
+    # built-in model the archive cites (`cited`), whatever folders the worker's directory holds.
+    if model is None:
+        return rvq._codec(backend, cited)
     key = (model, backend)
     if key not in _codecs:
         _codecs[key] = rvq.Codec(model, backend)
@@ -382,7 +385,7 @@ def decode_blocks(archive: str, blocks: List[int], targets: List[str], options: 
     """Decodes ``blocks`` (consecutive) of ``archive`` into the PNG files ``targets`` (one per
     image of those blocks, in order); returns the images written."""
     _task_threads()
-    codec = _task_codec(options["model"], options["backend"])
+    codec = _task_codec(options["model"], options["backend"], options.get("cited"))
     data = Path(archive).read_bytes()
     written = 0
     stream = _blocks_from(codec, data, blocks[0]) if blocks else []
@@ -410,7 +413,7 @@ def eval_blocks(archive: str, blocks: List[int], total: int, against: str, optio
     import numpy as np
 
     _task_threads()
-    codec = _task_codec(options["model"], options["backend"])
+    codec = _task_codec(options["model"], options["backend"], options.get("cited"))
     data = Path(archive).read_bytes()
     out = []
     stream = _blocks_from(codec, data, blocks[0]) if blocks else []
@@ -450,7 +453,7 @@ def run_decode(args: argparse.Namespace) -> int:
                 raise JobError(f"{t}: already exists (use --force to overwrite)")
     if len(set(targets)) != len(targets):
         raise JobError(f"{archive}: two images would be written to one file")
-    options = {"model": args.model or rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
+    options = {"model": args.model, "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     out.mkdir(parents=True, exist_ok=True)
     _init_ray(ray, args)
     task = ray.remote(decode_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
@@ -477,7 +480,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     archive, against = str(Path(args.archive).resolve()), str(Path(args.against).resolve())
     info = rvq.info(archive)
-    options = {"model": args.model or rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
+    options = {"model": args.model, "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     _init_ray(ray, args)
     task = ray.remote(eval_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
     total = info["images"]

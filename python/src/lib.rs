@@ -168,15 +168,25 @@ impl Codec {
 #[pymethods]
 impl Codec {
     /// Loads `model` (a model folder, or a built-in model's name: "default", "photo"; the
-    /// default when None) on `backend` ("auto", "cpu" or "wgpu").
+    /// default when None) on `backend` ("auto", "cpu" or "wgpu"). With `built_in`, `model` is
+    /// a built-in model's name only, whatever folders the working directory holds (how a
+    /// model an archive cites by fingerprint is loaded).
     #[new]
-    #[pyo3(signature = (model=None, backend="auto"))]
-    fn new(py: Python<'_>, model: Option<PathBuf>, backend: &str) -> PyResult<Self> {
+    #[pyo3(signature = (model=None, backend="auto", built_in=false))]
+    fn new(
+        py: Python<'_>,
+        model: Option<PathBuf>,
+        backend: &str,
+        built_in: bool,
+    ) -> PyResult<Self> {
         let asked: Backend = backend.parse().map_err(PyValueError::new_err)?;
         let chosen = py.detach(|| asked.choose()).map_err(to_py)?;
         let device = chosen.device.clone();
         let loaded = py
-            .detach(|| Model::load_or_default(model.as_deref(), &device))
+            .detach(|| match (&model, built_in) {
+                (Some(name), true) => Model::load_built_in(&name.to_string_lossy(), &device),
+                _ => Model::load_or_default(model.as_deref(), &device),
+            })
             .map_err(to_py)?;
         Ok(Self {
             fingerprint: rvq::archive::hex(loaded.fingerprint()),

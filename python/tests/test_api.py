@@ -101,7 +101,7 @@ def test_merge_and_truncate_match_the_command(photos, tmp_path):
     assert rvq.truncate(whole, 2) == (tmp_path / "t.rvq").read_bytes()
 
 
-def test_the_photo_model_is_chosen_by_name_and_decode_finds_it():
+def test_the_photo_model_is_chosen_by_name_and_decode_finds_it(tmp_path, monkeypatch):
     image = read_png(sample_files()[0])
     photo = rvq.Codec("photo", backend="cpu")
     assert photo.fingerprint != rvq.Codec(backend="cpu").fingerprint
@@ -111,6 +111,12 @@ def test_the_photo_model_is_chosen_by_name_and_decode_finds_it():
     ours = photo.decode(archive)[0]
     assert np.array_equal(rvq.decode(archive, backend="cpu")[0], ours)
     assert np.array_equal(rvq.open(archive, backend="cpu")[0], ours)
+    # A folder named as the built-in model does not stand in for the model an archive cites.
+    (tmp_path / "photo").mkdir()
+    monkeypatch.chdir(tmp_path)
+    rvq._codecs.clear()
+    assert np.array_equal(rvq.decode(archive, backend="cpu")[0], ours)
+    assert np.array_equal(pickle.loads(pickle.dumps(rvq.open(archive, backend="cpu")))[0], ours)
     assert rvq.built_in_model(photo.fingerprint) == "photo"
     assert rvq.built_in_model("ab" * 16) is None
     with pytest.raises(rvq.ModelMismatchError):

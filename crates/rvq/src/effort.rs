@@ -81,7 +81,7 @@ impl Effort {
 impl Default for Effort {
     /// Level 4: beam 4, four candidates per cell, depths chosen in the latent space and checked
     /// through the linear path, each cell written with the path the beam found closest at its
-    /// depth; at most four decodes of each batch for a quality target, three at a fixed depth.
+    /// depth; at most four decodes of each batch for a quality target, at most three at a fixed depth.
     /// docs/BENCHMARKS.md ("The effort ladder") measures it against the searches before it.
     fn default() -> Self {
         Self(4)

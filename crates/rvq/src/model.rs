@@ -562,8 +562,9 @@ impl Model {
 
     /// Loads the model folder `dir`, or the embedded default model when `dir` is `None` (an
     /// error when this build embeds none). Where this build embeds models, a `dir` of one
-    /// component that is no folder names one of them (`photo`; see
-    /// [`Model::built_in_names`]): a folder of that name comes first.
+    /// component that does not exist names one of them (`photo`; see
+    /// [`Model::built_in_names`]): a folder of that name comes first. To load a built-in model
+    /// whatever the working directory holds, use [`Model::load_built_in`].
     pub fn load_or_default(dir: Option<&Path>, device: &Device) -> Result<Self> {
         match dir {
             // A bare name that is no folder is a built-in model's, or a mistake to name as such

@@ -184,7 +184,7 @@ fn refine_decoding(
 /// estimates every candidate of every cell ([`linear::estimate`]) and every cell takes its best
 /// at once; the second measures that, and the cells it made worse go back (unless the moves
 /// improved the image and those cells hold at most [`PUT_BACK_STAKE`] of its error); the third
-/// measures the result. Each image keeps the best of the three (its original indices unless one of
+/// measures the result. Each image keeps the best of those measured (its original indices unless one of
 /// the others decodes better). Only the images a step changes are decoded again: most 32×32
 /// images end with the indices of one of the first two decodes.
 fn refine_linear(
