@@ -209,7 +209,7 @@ def decode(data: Source, *, backend: str = "auto") -> List[np.ndarray]:
     fingerprint it cites ("default" or "photo"; the default for any other, which refuses it)."""
     raw = _read(data)
     try:
-        cited = built_in_model(info(raw)["fingerprint"])
+        cited = built_in_model(_rvq.archive_fingerprint(raw))  # the header alone, not info()
     except RvqError:
         cited = None  # decoding says what is wrong with it
     return _codec(backend, cited).decode(raw)

@@ -458,6 +458,13 @@ fn archive_info(py: Python<'_>, data: &[u8]) -> PyResult<String> {
     serde_json::to_string(&info).map_err(|e| RvqError::new_err(e.to_string()))
 }
 
+/// The fingerprint (hex) of the model the archive `data` cites, read from its header alone.
+#[pyfunction]
+fn archive_fingerprint(data: &[u8]) -> PyResult<String> {
+    let reader = ArchiveReader::new(data, &Limits::default()).map_err(format_err)?;
+    Ok(rvq::archive::hex(&reader.header().fingerprint))
+}
+
 /// The name of the built-in model ("default", "photo") whose fingerprint is `fingerprint`
 /// (hex, as `archive_info` reports an archive's), or None.
 #[pyfunction]
@@ -520,6 +527,7 @@ fn _rvq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Blocks>()?;
     m.add_function(wrap_pyfunction!(archive_info, m)?)?;
     m.add_function(wrap_pyfunction!(built_in_model, m)?)?;
+    m.add_function(wrap_pyfunction!(archive_fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(merge, m)?)?;
     m.add_function(wrap_pyfunction!(truncate, m)?)?;
     m.add_function(wrap_pyfunction!(read_image, m)?)?;
