@@ -20,17 +20,27 @@ const MAX_TOTAL: u32 = 1 << 12;
 /// `constant_indices_stay_within_the_work_bound`); an encoder would pack a block beyond it.
 pub const WORK_PER_BYTE: u64 = 1 << 15;
 
+/// The least work an index counts for ([`work`]): what the two models of an index of a
+/// 1,024-entry codebook cost, so that a block holds at most 512 indices a byte (2 KiB of
+/// decoded indices) at every codebook size.
+pub(crate) const MIN_INDEX_WORK: u64 = 64;
+
 /// The work of decoding a coded block of `cells` cells and `indices` indices for codebooks of
-/// `k` entries: each index builds its two models (the high and low alphabets' sizes), and,
-/// when the block has a depth map of `m` depths (`depth_map_depths` = m, else 0), each cell
-/// builds one of m. For k = 1,024 without a depth map, 64 per index: at most 512 indices a
-/// byte.
+/// `k` entries: each index builds its two models (the high and low alphabets' sizes, and at
+/// least [`MIN_INDEX_WORK`]), and, when the block has a depth map of `m` depths
+/// (`depth_map_depths` = m, else 0), each cell builds one of m. For k = 1,024 without a depth
+/// map, 64 per index: at most 512 indices a byte.
+///
+/// The floor bounds memory as well as time: a decoded index takes 4 bytes however cheap its
+/// models, and without it a block of a 2-entry codebook (2 per index) could hold 16,384
+/// indices a byte, so a forged archive of a few hundred kilobytes would ask for gigabytes.
 pub fn work(k: u32, depth_map_depths: u32, cells: u64, indices: u64) -> u64 {
     let (low_bits, highs) = split(k);
     let lows = if low_bits > 0 { 1u64 << low_bits } else { 0 };
+    let per_index = (highs as u64 + lows).max(MIN_INDEX_WORK);
     cells
         .saturating_mul(depth_map_depths as u64)
-        .saturating_add(indices.saturating_mul(highs as u64 + lows))
+        .saturating_add(indices.saturating_mul(per_index))
 }
 
 /// How an index of a codebook of `k` entries splits: its low bits (half its bits, rounded
@@ -205,14 +215,34 @@ mod tests {
     #[test]
     fn constant_indices_stay_within_the_work_bound() {
         // One index repeated 100,000 times, the cheapest input there is, still codes within
-        // the bound at every codebook size, with a fifth to spare: a flat image's block is
-        // coded, and the bound only ever refuses forged blocks.
-        for k in [2, 16, 1024, 65_536] {
+        // the bound, with a fifth to spare, at the codebook sizes of models (1,024 entries and
+        // more): a flat image's block is coded, and the bound only ever refuses forged blocks.
+        // Smaller codebooks code such a block below the floor's 512 indices a byte, so it is
+        // packed (`work_counts_every_index_at_least_the_floor`).
+        for k in [1024, 4096, 65_536] {
             let flat = vec![1u32; 100_000];
             let words = encode(&[(&flat, &[100_000])], k);
             let work = work(k, 0, 100_000, 100_000);
             let bound = WORK_PER_BYTE * 4 * words.len() as u64;
             assert!(work * 6 / 5 <= bound, "k = {k}: work {work}, bound {bound}");
         }
+    }
+
+    #[test]
+    fn work_counts_every_index_at_least_the_floor() {
+        for k in [2, 3, 5, 16, 255, 256, 1024, 4096, 65_536] {
+            let (low_bits, highs) = split(k);
+            let lows = if low_bits > 0 { 1 << low_bits } else { 0 };
+            let per_index = work(k, 0, 1000, 1000) / 1000;
+            assert_eq!(
+                per_index,
+                (highs as u64 + lows).max(MIN_INDEX_WORK),
+                "k = {k}"
+            );
+            assert!(WORK_PER_BYTE / per_index <= 512, "k = {k}");
+            // Cells of a depth map count on top.
+            assert_eq!(work(k, 3, 10, 1000), 30 + 1000 * per_index);
+        }
+        assert_eq!(work(2, 0, 1, 1), 64);
     }
 }

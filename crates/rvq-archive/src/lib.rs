@@ -86,7 +86,8 @@ pub const FINGERPRINT_LEN: usize = 16;
 pub const FLAG_NAMES: u8 = 1 << 0;
 /// Header flag: the codebook vectors follow the header fields.
 pub const FLAG_CODEBOOK: u8 = 1 << 1;
-/// Header flag: payloads are entropy-coded (reserved; no version-1 coder exists).
+/// Header flag: payloads are entropy-coded (versions 2 to 4: payload coder 1 or 2, named by the
+/// byte after the flags; no version-1 coder exists).
 pub const FLAG_ENTROPY: u8 = 1 << 2;
 const KNOWN_FLAGS: u8 = FLAG_NAMES | FLAG_CODEBOOK | FLAG_ENTROPY;
 

@@ -27,10 +27,10 @@ const MATCH_LEVELS: usize = 4;
 const NEIGHBOURS: usize = 4;
 
 /// What every decoded index costs, in the unit of [`crate::WORK_PER_BYTE`] (model entries
-/// built), before its yes/no answers and alphabets: as much as a payload-coder-1 index of a
-/// 1,024-entry codebook, so that a block can hold no more indices per byte than with that
-/// coder (at most 512), however cheap its matches.
-pub(crate) const INDEX_WORK: u64 = 64;
+/// built), before its yes/no answers and alphabets: the least a payload-coder-1 index counts
+/// for, so that a block can hold no more indices per byte than with that coder (at most 512),
+/// however cheap its matches.
+pub(crate) const INDEX_WORK: u64 = crate::entropy::MIN_INDEX_WORK;
 /// What decoding one yes/no costs.
 pub(crate) const MATCH_WORK: u64 = 2;
 

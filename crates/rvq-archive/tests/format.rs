@@ -1269,10 +1269,10 @@ fn malformed_coded_blocks_are_refused() {
     let mut short = body.to_vec();
     short.splice(1..3, [9, 8]);
     refuse(block(&short), "packing stores in no more bytes");
-    // Dense: 16,384 × 80 pixels (20,480 cells, 40,960 indices) from one word, within the
-    // work bound per cell but not per index.
+    // Dense: 16,384 × 8 pixels (2,048 cells, 4,096 indices) from one word, within the work
+    // bound per cell but not per index.
     let mut dense = body.to_vec();
-    dense.splice(1..3, [0x80, 0x80, 0x01, 0x50]);
+    dense.splice(1..3, [0x80, 0x80, 0x01, 0x08]);
     refuse(block(&dense), "too dense to decode");
     // The same indices packed (6 bytes) where the coder needs 5: not the canonical choice.
     refuse(
@@ -1283,6 +1283,44 @@ fn malformed_coded_blocks_are_refused() {
     let mut forged = body.to_vec();
     forged.splice(1..3, [0x80, 0x80, 0x01, 0x80, 0x20]);
     refuse(block(&forged), "too short for its images' cells");
+}
+
+#[test]
+fn a_block_holds_at_most_512_indices_a_byte_at_any_codebook_size() {
+    // A flat 16,384 × 4,096 image (a million cells) at k = 2, coded as coder 1 codes it: 18
+    // zero words. Before an index's work had a floor of 64 the reader took it (2 an index, so
+    // up to 16,384 indices a byte): 4 MiB of indices from 118 bytes.
+    let forged = coded_archive_bytes(
+        1,
+        &[1, 2, 1, 8, 1, 1, 1],
+        &[0b101, 0x80, 0x80, 0x01, 0x80, 0x20],
+        &[0; 18],
+    );
+    // Refused before a word is decoded: its cells alone pass the bound.
+    let e = in_memory(&forged).unwrap_err().to_string();
+    assert!(e.contains("too short for its images' cells"), "{e}");
+    assert!(stream(&forged, 5).is_err());
+    // The writer packs that image now (a bit an index), and reads back what it writes.
+    let mut h = Header::new(
+        [0x33; 16],
+        Geometry {
+            latent_dim: 1,
+            codebook_size: 2,
+            num_codebooks: 1,
+            grid_factor: 8,
+        },
+        1,
+    );
+    h.entropy = true;
+    let recs = vec![Record {
+        width: 16384,
+        height: 4096,
+        indices: vec![0; 2048 * 512],
+        ..Record::default()
+    }];
+    assert_eq!(index_bytes(&h, &recs), (131_072, false));
+    let bytes = write_archive(&h, &recs).unwrap();
+    assert_eq!(in_memory(&bytes).unwrap(), (h, recs));
 }
 
 /// One 1,024×8 image (128 cells at one level) in runs of 16 entries: payload coder 2's
