@@ -260,6 +260,7 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         })
         .collect::<rvq::Result<_>>()?;
     if !to_stdout {
+        crate::names::refuse_clashes(&targets, &entries)?;
         for t in &targets {
             refuse_existing(t, a.force)?;
         }

@@ -142,7 +142,9 @@ pub(crate) fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String
 /// Shard `i` of `n` (1-based) of `count` items: a contiguous slice, so shards in order
 /// concatenate to the whole.
 pub(crate) fn shard_range(count: usize, (i, n): (usize, usize)) -> std::ops::Range<usize> {
-    (i - 1) * count / n..i * count / n
+    // In 128 bits: i · count overflows a usize for an N past 2^64 / count.
+    let at = |i: usize| (i as u128 * count as u128 / n as u128) as usize;
+    at(i - 1)..at(i)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -535,6 +537,10 @@ pub(crate) struct TrainArgs {
     /// Continue from OUT/checkpoint, given the options the run was started with.
     #[arg(long)]
     pub(crate) resume: bool,
+    /// Start a new run in an --out that already holds a model or a stopped run's checkpoint,
+    /// replacing them.
+    #[arg(long, conflicts_with = "resume")]
+    pub(crate) force: bool,
     /// End this session at this step, checkpointed, without finishing the run: the learning
     /// rate keeps the whole run's schedule, so `--resume` later continues exactly.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]

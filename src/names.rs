@@ -54,6 +54,45 @@ pub(crate) fn output_name(name: Option<&str>, position: u64) -> Result<PathBuf> 
     )
 }
 
+/// Refuses, before anything is written, records that would be written to one file (stored as
+/// `a.jpg` and `a.jpg.png`), or one to a file that another needs as a folder (`d.png` and
+/// `d.png/e.png`): one would overwrite the other, or the decode would stop halfway.
+pub(crate) fn refuse_clashes(
+    targets: &[PathBuf],
+    entries: &[rvq::archive::Entry],
+) -> anyhow::Result<()> {
+    let at: std::collections::HashMap<&Path, usize> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_path(), i))
+        .collect();
+    let name = |i: usize| {
+        let e = &entries[i];
+        e.name()
+            .map_or_else(|| format!("#{}", e.index()), |n| format!("{n:?}"))
+    };
+    for (i, t) in targets.iter().enumerate() {
+        let first = at[t.as_path()];
+        if first != i {
+            anyhow::bail!(
+                "images {} and {} would both be written to {}; decode each with --only NAME into a folder of its own",
+                name(first),
+                name(i),
+                t.display()
+            );
+        }
+        if let Some(&folder) = t.ancestors().skip(1).find_map(|p| at.get(p)) {
+            anyhow::bail!(
+                "image {} would be written inside {}, the file of image {}; decode each with --only NAME into a folder of its own",
+                name(i),
+                targets[folder].display(),
+                name(folder)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Reads the input images for `encode`, enforcing `limits`; `warn` is told about each
 /// image whose alpha channel is dropped (with `strict`, that is an error instead).
 pub(crate) fn read_inputs(

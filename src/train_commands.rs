@@ -11,6 +11,17 @@ use crate::support::*;
 
 pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
     let options = train_options(&a)?;
+    // A new run's first checkpoint would replace a stopped run's, and its end the model there.
+    if !a.resume && !a.force {
+        for held in [a.out.join("checkpoint"), a.out.join("model.bpk")] {
+            if held.exists() {
+                anyhow::bail!(
+                    "{}: already there; continue that run with --resume, or replace it with --force",
+                    held.display()
+                );
+            }
+        }
+    }
     let chosen = choose_backend(a.backend, verbose)?;
     let splits = train::load_mixed_data(&a.data, a.valid, a.crops, a.seed)?;
     eprintln!("rvq: {}", splits.description);

@@ -1,7 +1,8 @@
 """rvq: the rvq image codec for Python.
 
 Images are NumPy ``uint8`` arrays of shape (H, W, 3) (also (H, W) gray and (H, W, 4), whose
-alpha is dropped as ``rvq encode`` drops it), or one (N, H, W[, C]) array; archives are
+alpha is dropped as ``rvq encode`` drops it), in a list or one (N, H, W[, C]) array (gray
+images of width 3 or 4 in a list: as one array they would read as a colour image); archives are
 ``bytes``, the same bytes the ``rvq`` command writes for the same pixels, names and options
 on the same backend.
 
@@ -132,6 +133,12 @@ _codecs_lock = threading.Lock()
 
 def _pixels(images: Union[Sequence[np.ndarray], np.ndarray]) -> List[tuple]:
     """Each image as (bytes, height, width, channels) for the extension module."""
+    if isinstance(images, np.ndarray) and images.ndim == 3 and images.shape[2] in (3, 4):
+        # Iterated, one colour image would be taken as rows of gray ones.
+        raise InputError(
+            f"one array of shape {images.shape} is one colour image or {images.shape[0]} gray "
+            "ones: pass a list of images, or an (N, H, W, C) array"
+        )
     out = []
     for i, image in enumerate(images):
         a = np.asarray(image)
@@ -166,8 +173,12 @@ def _codec(backend: str, built_in: Optional[str] = None) -> Codec:
 def _read(data: Source) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
-    with builtins.open(os.fspath(data), "rb") as f:
-        return f.read()
+    path = os.fspath(data)
+    try:
+        with builtins.open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror or e}") from e
 
 
 
@@ -227,6 +238,8 @@ def open(  # noqa: A001 - rvq.open, as gzip.open and PIL.Image.open
     """The archive at ``source`` (a path, or bytes), decoded a block at a time; without
     ``model``, by the built-in model whose fingerprint it cites."""
     codec = None if model is None else Codec(model, backend)
+    if model is not None and os.path.exists(model):
+        model = os.path.abspath(model)  # a folder, pickled by where it is (a name stays a name)
     return Archive(source, codec=codec, _spec=(model, backend))
 
 
@@ -256,7 +269,8 @@ class Archive:
     be sent to workers, which open it again."""
 
     def __init__(self, source: Source, codec: Optional[Codec], _spec: Any = None) -> None:
-        self._path = None if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
+        # Absolute, so that it pickles to the same file on a worker in another folder.
+        self._path = None if isinstance(source, (bytes, bytearray, memoryview)) else os.path.abspath(source)
         self._data = _read(source)
         if _spec is None:
             _spec = (None, "auto") if codec is None else (codec._model, codec._asked)

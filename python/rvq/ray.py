@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -71,7 +72,14 @@ def list_inputs(inputs: Sequence[str], files_from: Optional[str]) -> Tuple[List[
         raise JobError("no PNG, JPEG or WebP files found in the inputs given")
     # Workers of a cluster resolve paths against their own folders: send absolute ones (the
     # inputs, the work folder and the output must be on a filesystem every node shares).
-    return paths, [f.resolve() for f in files]
+    # Symbolic links are kept, not resolved, so that names are stored as `rvq encode` stores
+    # them (a link's own path below its input folder).
+    return paths, [_absolute(f) for f in files]
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute without resolving symbolic links (``os.path.abspath``)."""
+    return Path(os.path.abspath(path))
 
 
 def shard_range(count: int, index: int, shards: int) -> range:
@@ -165,26 +173,34 @@ def encode_shard(
             marker.write_text("")
             os.kill(os.getpid(), 9)
     codec = _task_codec(options["model"], options["backend"])
-    images, kept, notes = [], [], []
+    # A block's images at a time, so that a task holds one block's pixels, not its shard's:
+    # the pieces are whole blocks, which the merge copies (the part is the shard's encode).
+    pieces, images, kept, notes = [], [], [], []
+
+    def encode_pending() -> None:
+        pieces.append(codec.encode(images, names=kept if options["names"] else None, **codec_options(options)))
+        images.clear()
+        kept.clear()
+
     for f, name in zip(files, names):
         try:
             raw, had_alpha = _rvq.read_image(f)
             if had_alpha and options.get("strict"):
                 raise rvq.InputError(f"{f}: has an alpha channel (refused because of --strict)")
-        except rvq.InputError:
+        except rvq.InputError as e:
             if not skip_bad:
                 raise
-            notes.append(f"{f}: skipped (unreadable)")
+            notes.append(f"{f}: skipped ({e})")
             continue
         if had_alpha:
             notes.append(f"{f}: alpha channel dropped")
         images.append(rvq._array(raw))
         kept.append(name)
-    data = codec.encode(
-        images,
-        names=kept if options["names"] else None,
-        **codec_options(options),
-    )
+        if len(images) == rvq.BLOCK:
+            encode_pending()
+    if images or not pieces:
+        encode_pending()
+    data = pieces[0] if len(pieces) == 1 else rvq.merge(pieces)
     final = Path(parts) / part_name(index)
     _write_atomic(final, data)
     return str(final), notes, _peak_rss_mb()
@@ -279,10 +295,8 @@ def run_encode(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not args.force:
         raise JobError(f"{out}: already exists (use --force to overwrite)")
-    if args.shards < 1:
-        raise JobError("--shards: expected at least 1")
     inputs, files = list_inputs(args.inputs, args.files_from)
-    names = [stored_name(f, [p.resolve() for p in inputs]) for f in files]
+    names = [stored_name(f, [_absolute(p) for p in inputs]) for f in files]
     seen = set()
     for f, name in zip(files, names):
         if name in seen and not args.no_names:
@@ -451,8 +465,7 @@ def run_decode(args: argparse.Namespace) -> int:
         for t in targets:
             if t.exists():
                 raise JobError(f"{t}: already exists (use --force to overwrite)")
-    if len(set(targets)) != len(targets):
-        raise JobError(f"{archive}: two images would be written to one file")
+    _refuse_clashes(archive, targets)
     options = {"model": args.model, "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     out.mkdir(parents=True, exist_ok=True)
     _init_ray(ray, args)
@@ -463,14 +476,53 @@ def run_decode(args: argparse.Namespace) -> int:
         last = min((shard[-1] + 1) * rvq.BLOCK, len(names)) if shard else 0
         refs.append(task.remote(archive, shard, [str(t) for t in targets[first:last]], options))
     try:
-        written = sum(ray.get(refs))
-    except ray.exceptions.RayError as e:
-        raise JobError(_task_error(e)) from None
+        written = sum(_gather(ray, refs))
     finally:
-        for stray in out.rglob(".*.tmp"):
-            stray.unlink()  # a PNG whose writer died before its rename
+        _remove_strays(targets)
+    if written != len(targets):
+        raise JobError(f"{archive}: {written} images written of {len(targets)}")
     print(f"rvq.ray: wrote {written} images to {out}", file=sys.stderr)
     return 0
+
+
+def _refuse_clashes(archive: str, targets: List[Path]) -> None:
+    """Refuses targets that one file would receive twice, or where one image's file is a
+    folder another needs (``rvq decode`` refuses the same), before anything is written."""
+    first = {}
+    for i, t in enumerate(targets):
+        if first.setdefault(t, i) != i:
+            raise JobError(f"{archive}: images {first[t]} and {i} would both be written to {t}")
+    for i, t in enumerate(targets):
+        for folder in t.parents:
+            if folder in first:
+                raise JobError(f"{archive}: image {i} would be written inside {folder}, the file of image {first[folder]}")
+
+
+_TEMPORARY = re.compile(r"^\.(.+)\.[0-9a-f]{32}\.tmp$")
+
+
+def _remove_strays(targets: List[Path]) -> None:
+    """Removes the temporary files of ``targets`` that a task killed before its rename left
+    (``_write_atomic``'s names), and no other file."""
+    wanted = set(targets)
+    for folder in {t.parent for t in targets}:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            m = _TEMPORARY.match(entry.name)
+            if m and folder / m.group(1) in wanted:
+                entry.unlink(missing_ok=True)
+
+
+def _gather(ray, refs: List[Any]) -> List[Any]:
+    """Every task's result, in order; on a failure the tasks still running are cancelled and
+    the failure is raised as one line."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayError as e:
+        for ref in refs:
+            ray.cancel(ref)
+        raise JobError(_task_error(e)) from None
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -485,10 +537,9 @@ def run_eval(args: argparse.Namespace) -> int:
     task = ray.remote(eval_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
     total = info["images"]
     refs = [task.remote(archive, s, total, against, options) for s in _block_shards(archive, args.shards)]
-    try:
-        rows = [row for part in ray.get(refs) for row in part]
-    except ray.exceptions.RayError as e:
-        raise JobError(_task_error(e)) from None
+    rows = [row for part in _gather(ray, refs) for row in part]
+    if len(rows) != total:
+        raise JobError(f"{archive}: {len(rows)} images measured of {total}")
     sse = sum(r[1] for r in rows)
     values = sum(r[2] for r in rows)
     mean_psnr = sum(-10 * math.log10(max(r[1] / r[2], 1e-12)) for r in rows) / max(len(rows), 1)
@@ -543,7 +594,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--retries", type=int, default=3, help="retries of a task whose worker or node died")
         s.add_argument("--model", help="a model folder or a built-in model's name (default: the default model, or the built-in model an archive cites)")
         s.add_argument("--backend", default="auto", choices=["auto", "cpu", "wgpu"])
-        s.add_argument("--shards", type=int, default=8)
+        s.add_argument("--shards", type=_ranged(1, 1_000_000), default=8)
 
     e = sub.add_parser("encode", help="encode files into one archive, a shard per task")
     common(e)

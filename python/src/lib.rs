@@ -57,6 +57,7 @@ fn to_py(e: rvq::Error) -> PyErr {
         | E::PixelBuffer { .. }
         | E::Alpha { .. }
         | E::DuplicateName { .. }
+        | E::BadName { .. }
         | E::UnsafeName { .. }
         | E::UnknownModel { .. } => InputError::new_err(message),
         _ => RvqError::new_err(message),

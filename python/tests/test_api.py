@@ -69,7 +69,7 @@ def test_batches_gray_and_alpha_are_taken_as_the_command_takes_them():
     assert rvq.encode([rgb[:, ::-1]], backend="cpu") == rvq.encode([rgb[:, ::-1].copy()], backend="cpu")
 
 
-def test_an_archive_opens_lazily_indexes_iterates_and_pickles_by_path(photos, tmp_path):
+def test_an_archive_opens_lazily_indexes_iterates_and_pickles_by_path(photos, tmp_path, monkeypatch):
     files, names = files_and_names(photos)
     images = [read_png(f) for f in files]
     path = tmp_path / "a.rvq"
@@ -85,6 +85,11 @@ def test_an_archive_opens_lazily_indexes_iterates_and_pickles_by_path(photos, tm
     again = pickle.loads(pickle.dumps(archive))
     assert again._path == str(path) and len(again) == 12
     assert np.array_equal(again[5], whole[5])
+    # Opened by a relative path, it pickles by the absolute one: a worker elsewhere finds it.
+    monkeypatch.chdir(tmp_path)
+    relative = pickle.dumps(rvq.open("a.rvq", backend="cpu"))
+    monkeypatch.chdir(photos)
+    assert np.array_equal(pickle.loads(relative)[5], whole[5])
     info = archive.info()
     cli = __import__("json").loads(run_rvq("info", "--json", str(path)).stdout)
     assert info == {k: v for k, v in cli.items() if k != "ratio_vs_inputs"}
@@ -132,6 +137,16 @@ def test_errors_are_exceptions_with_one_line():
     assert issubclass(rvq.FormatError, rvq.RvqError)
     with pytest.raises(rvq.InputError, match="shape"):
         rvq.encode([np.zeros((4, 4, 2), np.uint8)], backend="cpu")
+    # One (H, W, 3) array is refused, not taken as H gray images of width 3.
+    with pytest.raises(rvq.InputError, match="pass a list"):
+        rvq.encode(np.zeros((8, 8, 3), np.uint8), backend="cpu")
+    # A missing file is an RvqError too, naming the path.
+    for call in (rvq.decode, rvq.info, rvq.open):
+        with pytest.raises(rvq.InputError, match="no-such.rvq"):
+            call("no-such.rvq")
+    # A name the format cannot store is refused before the images are encoded.
+    with pytest.raises(rvq.InputError, match="cannot store the name"):
+        rvq.encode([np.zeros((4, 4, 3), np.uint8)], names=["a\\b.png"], backend="cpu")
     with pytest.raises(rvq.InputError, match="dtype"):
         rvq.encode([np.zeros((4, 4, 3), np.float32)], backend="cpu")
     with pytest.raises(rvq.InputError, match="2 names for 1 images"):

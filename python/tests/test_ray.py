@@ -118,6 +118,18 @@ def test_a_corrupt_png_is_named_or_skipped(cluster, photos, tmp_path, capsys):
     assert len(rvq_info(out)) == 12
 
 
+def test_symbolic_links_are_stored_under_their_own_names(cluster, photos, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "link.png").symlink_to(photos / "coffee-32.png")
+    (folder / "linked").symlink_to(photos / "sub", target_is_directory=True)
+    out, cli = tmp_path / "d.rvq", tmp_path / "cli.rvq"
+    assert encode(folder, tmp_path / "w", out, "--shards", "2") == 0
+    run_rvq("encode", "--backend", "cpu", "-o", str(cli), str(folder))
+    assert out.read_bytes() == cli.read_bytes()
+    assert "link.png" in rvq_info(out)
+
+
 def rvq_count(path):
     import rvq
 
@@ -150,7 +162,14 @@ def test_decode_spreads_blocks_over_tasks_and_names_by_position(cluster, tmp_pat
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
     # Existing files are not overwritten without --force, and nothing is written then.
     assert job.main(["decode", "--backend", "cpu", "-o", str(tmp_path / "out"), str(archive)]) == 1
+    # A forced decode removes only its own temporary files, not other hidden ones.
+    (tmp_path / "out" / ".keep.tmp").write_text("mine")
     assert job.main(["decode", "--backend", "cpu", "--force", "-o", str(tmp_path / "out"), str(archive)]) == 0
+    assert (tmp_path / "out" / ".keep.tmp").read_text() == "mine"
+    # No shards is refused, not a decode of nothing.
+    with pytest.raises(SystemExit):
+        job.main(["decode", "--backend", "cpu", "--shards", "0", "-o", str(tmp_path / "none"), str(archive)])
+    assert not (tmp_path / "none").exists()
 
 
 def test_decode_and_eval_spread_blocks_over_tasks(cluster, photos, single, tmp_path, capsys):
@@ -185,6 +204,7 @@ def test_a_killed_driver_is_rerun_and_keeps_the_parts_it_wrote(cluster, many, si
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     kept = {p.name: p.stat().st_mtime_ns for p in parts.glob("part-*.rvq")}
+    assert kept, "the driver was killed before it wrote a part"
     assert job.main(args) == 0
     assert out.read_bytes() == single_many
     for name, mtime in kept.items():

@@ -169,6 +169,25 @@ fn shards_merge_into_the_unsharded_archive_and_mismatches_are_refused() {
             .success();
         eight.push(part);
     }
+    // A shard count so large that I × count overflows 64 bits: its last shard is the last
+    // sample, as the eighth of eight is.
+    let huge = 2_635_249_153_387_078_803u64;
+    let last = dir.path().join("last.rvq");
+    rvq()
+        .args(["encode", "--backend", "cpu", "--codebooks", "2"])
+        .args([
+            "--shard",
+            &format!("{huge}/{huge}"),
+            "-o",
+            s(&last),
+            s(&samples()),
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(&last).unwrap(),
+        std::fs::read(&eight[7]).unwrap()
+    );
     let merged8 = dir.path().join("merged8.rvq");
     rvq()
         .args(["merge", "-o", s(&merged8)])

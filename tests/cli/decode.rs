@@ -158,6 +158,49 @@ fn the_photo_model_is_chosen_by_name_and_found_again_by_its_archive() {
 }
 
 #[test]
+fn names_that_decode_to_one_file_are_refused_before_anything_is_written() {
+    let dir = TempDir::new().unwrap();
+    let png = samples().join("coffee-32.png");
+    // "a.jpg" is written as a.jpg.png, which is also "a.jpg.png"'s file.
+    let one = dir.path().join("one");
+    std::fs::create_dir(&one).unwrap();
+    std::fs::copy(&png, one.join("a.jpg")).unwrap();
+    std::fs::copy(&png, one.join("a.jpg.png")).unwrap();
+    // From two input folders: a file "d.png" and "d.png/e.png", which needs d.png as a folder.
+    let (two, three) = (dir.path().join("two"), dir.path().join("three"));
+    std::fs::create_dir_all(three.join("d.png")).unwrap();
+    std::fs::create_dir(&two).unwrap();
+    std::fs::copy(&png, two.join("d.png")).unwrap();
+    std::fs::copy(&png, three.join("d.png/e.png")).unwrap();
+    let out = dir.path().join("out");
+    for (inputs, needle) in [
+        (
+            vec![&one],
+            "images \"a.jpg.png\" and \"a.jpg\" would both be written to",
+        ),
+        (
+            vec![&two, &three],
+            "image \"d.png/e.png\" would be written inside",
+        ),
+    ] {
+        let archive = dir.path().join("clash.rvq");
+        let mut encode = rvq();
+        encode.args(["encode", "--backend", "cpu", "--codebooks", "1", "-o"]);
+        encode.arg(&archive).args(inputs).assert().success();
+        for force in [false, true] {
+            let mut args = vec!["decode", "--backend", "cpu", "-o", s(&out), s(&archive)];
+            if force {
+                args.push("--force");
+            }
+            fails_with(&args, needle);
+            assert!(!out.exists(), "{needle}: something was written");
+        }
+        std::fs::remove_file(&archive).unwrap();
+    }
+    no_files_but(dir.path(), &[&one, &two, &three]);
+}
+
+#[test]
 fn samples_round_trip_with_sizes_as_specified_and_error_falling_with_depth() {
     let dir = TempDir::new().unwrap();
     let mut last_mse = f64::INFINITY;

@@ -97,10 +97,26 @@ fn train_resumes_only_with_the_options_it_started_with() {
     );
     assert!(!err.contains("panicked"), "{err}");
     assert!(!out.join("model.bpk").exists());
+    // A new run into the stopped run's folder would replace its checkpoint: refused.
+    let again = tiny_train(&out, &steps).output().unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(err.contains("continue that run with --resume"), "{err}");
     tiny_train(&out, &[&steps[..], &["--resume"]].concat())
         .assert()
         .success();
     assert!(out.join("model.bpk").exists());
+    // So is one over the finished model, unless forced.
+    let card = std::fs::read(out.join("card.json")).unwrap();
+    assert_eq!(
+        tiny_train(&out, &steps).output().unwrap().status.code(),
+        Some(1)
+    );
+    assert_eq!(std::fs::read(out.join("card.json")).unwrap(), card);
+    tiny_train(&out, &[&steps[..], &["--force", "--seed", "9"]].concat())
+        .assert()
+        .success();
+    assert_ne!(std::fs::read(out.join("card.json")).unwrap(), card);
 }
 
 #[test]

@@ -549,15 +549,26 @@ pub struct EncodeWriter<'e, 'm, W: std::io::Write> {
 impl<W: std::io::Write> EncodeWriter<'_, '_, W> {
     /// Adds the next image. It is encoded with the images pushed before it once a pass is
     /// full (or the next image is of another padded size), so errors of the network may come
-    /// from a later call; a name already stored is refused at once (and nothing is written).
+    /// from a later call; a name already stored, or one the format cannot store, is refused
+    /// at once (and nothing is written).
     /// After a pass fails the archive is abandoned: every later call fails with
     /// [`Error::Abandoned`].
     pub fn push(&mut self, image: Named) -> Result<()> {
         if self.failed {
             return Err(Error::Abandoned);
         }
-        if self.encoder.opts.names && !self.seen.insert(image.name.clone()) {
-            return Err(Error::DuplicateName { name: image.name });
+        if self.encoder.opts.names {
+            // Before the pass is encoded, not when its record is written: a pass of large
+            // images takes minutes.
+            if let Err(reason) = rvq_archive::validate_name(&image.name) {
+                return Err(Error::BadName {
+                    name: image.name,
+                    reason,
+                });
+            }
+            if !self.seen.insert(image.name.clone()) {
+                return Err(Error::DuplicateName { name: image.name });
+            }
         }
         let model = self.encoder.model;
         let f = model.config.grid_factor;

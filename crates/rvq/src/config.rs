@@ -122,10 +122,13 @@ impl ModelConfig {
         if self.channels.iter().any(|&c| c == 0 || c > 4096) {
             return bad("channel widths must be in 1..=4096".into());
         }
-        if stages == 0 || self.res_channels == 0 || self.res_blocks > 16 || self.up_res_blocks > 16
+        if stages == 0
+            || !(1..=4096).contains(&self.res_channels)
+            || self.res_blocks > 16
+            || self.up_res_blocks > 16
         {
             return bad(
-                "res_channels must be positive, res_blocks and up_res_blocks at most 16".into(),
+                "res_channels must be in 1..=4096, res_blocks and up_res_blocks at most 16".into(),
             );
         }
         if self.quantize {

@@ -154,6 +154,15 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// A name that the archive format cannot store (a root, a backslash, `.` or `..` among its
+    /// parts, or over the format's length limit).
+    #[error("cannot store the name {name:?}: {reason}")]
+    BadName {
+        /// The name.
+        name: String,
+        /// Why the format refuses it.
+        reason: String,
+    },
     /// A file name that is not UTF-8 cannot be stored.
     #[error("{}: file name is not UTF-8, so it cannot be stored", path.display())]
     NameNotUtf8 {

@@ -307,9 +307,25 @@ pub fn to_u8(v: f32) -> u8 {
 }
 
 /// Planar `[3][ph][pw]` values in [0, 1] back to interleaved 8-bit RGB, cropped to
-/// `width`×`height` (values are rounded to the nearest level and clamped).
-pub fn from_planar_cropped(values: &[f32], pw: usize, ph: usize, width: u32, height: u32) -> Rgb {
+/// `width`×`height` (values are rounded to the nearest level and clamped). Refused
+/// ([`Error::PixelBuffer`]) where the crop is empty or larger than the planes, or `values`
+/// holds fewer than three planes of `pw`×`ph`.
+pub fn from_planar_cropped(
+    values: &[f32],
+    pw: usize,
+    ph: usize,
+    width: u32,
+    height: u32,
+) -> Result<Rgb> {
     let (w, h) = (width as usize, height as usize);
+    let planes = pw.checked_mul(ph).and_then(|n| n.checked_mul(3));
+    if w == 0 || h == 0 || w > pw || h > ph || planes.is_none_or(|n| values.len() < n) {
+        return Err(Error::PixelBuffer {
+            width,
+            height,
+            bytes: values.len(),
+        });
+    }
     let mut rgb = Vec::with_capacity(w * h * 3);
     for y in 0..h {
         for x in 0..w {
@@ -319,7 +335,7 @@ pub fn from_planar_cropped(values: &[f32], pw: usize, ph: usize, width: u32, hei
             }
         }
     }
-    Rgb { width, height, rgb }
+    Ok(Rgb { width, height, rgb })
 }
 
 #[cfg(test)]
@@ -442,7 +458,12 @@ mod tests {
         assert_eq!(planar.len(), 3 * 64);
         // Red of pixel (row 1, col 2), at (1·3 + 2)·3, fills the padded corner.
         assert_eq!(planar[63], img.rgb[(3 + 2) * 3] as f32 / 255.0);
-        assert_eq!(from_planar_cropped(&planar, 8, 8, 3, 2), img);
+        assert_eq!(from_planar_cropped(&planar, 8, 8, 3, 2).unwrap(), img);
+        // A crop past the planes, an empty one, or too few values is refused, not read across
+        // rows or past the end.
+        assert!(from_planar_cropped(&planar, 8, 8, 9, 2).is_err());
+        assert!(from_planar_cropped(&planar, 8, 8, 0, 0).is_err());
+        assert!(from_planar_cropped(&planar[..100], 8, 8, 3, 2).is_err());
     }
 
     #[test]

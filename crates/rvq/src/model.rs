@@ -11,6 +11,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use sha2::{Digest, Sha256};
 
+mod built_in;
 mod cpu_network;
 
 use crate::budget::Budget;
@@ -473,46 +474,6 @@ pub fn fingerprint(weights: &[u8]) -> [u8; FINGERPRINT_LEN] {
 
 pub(crate) use rvq_archive::hex;
 
-/// The default model's configuration, embedded from `models/default` at build time.
-#[cfg(feature = "embedded-model")]
-pub const DEFAULT_CONFIG: &str = include_str!("../../../models/default/config.json");
-/// The default model's weights, embedded from `models/default` at build time.
-#[cfg(feature = "embedded-model")]
-pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../../models/default/model.bpk");
-
-/// A model embedded in the binary: its name, `config.json` and `model.bpk`.
-struct BuiltIn {
-    name: &'static str,
-    config: &'static str,
-    weights: &'static [u8],
-    /// [`fingerprint`] of `weights` in hex, written out so that finding an archive's model
-    /// hashes nothing (`tests::api::built_in_models_are_found_by_name_and_by_fingerprint`
-    /// checks it against the weights).
-    fingerprint: &'static str,
-}
-
-/// The models this build embeds (feature `embedded-model`), chosen by name: the default model
-/// (trained on CIFAR-10) and the photograph model (`models/photo`, fine-tuned on a mixture of
-/// CIFAR-10 and crops of photographs; docs/MODEL.md, run 45).
-#[cfg(feature = "embedded-model")]
-static BUILT_IN: [BuiltIn; 2] = [
-    BuiltIn {
-        name: "default",
-        config: DEFAULT_CONFIG,
-        weights: DEFAULT_WEIGHTS,
-        fingerprint: "6e6f66e30658bbc7caf1f7deba1994bf",
-    },
-    BuiltIn {
-        name: "photo",
-        config: include_str!("../../../models/photo/config.json"),
-        weights: include_bytes!("../../../models/photo/model.bpk"),
-        fingerprint: "d4730156a4aac33c5f2468c86496da01",
-    },
-];
-/// None without the feature `embedded-model`.
-#[cfg(not(feature = "embedded-model"))]
-static BUILT_IN: [BuiltIn; 0] = [];
-
 impl Model {
     /// Architecture and quantizer geometry.
     pub fn config(&self) -> &ModelConfig {
@@ -529,37 +490,6 @@ impl Model {
         &self.device
     }
 
-    /// The default model, from the copy embedded in the binary (feature `embedded-model`).
-    #[cfg(feature = "embedded-model")]
-    pub fn load_default(device: &Device) -> Result<Self> {
-        Self::load_built_in("default", device)
-    }
-
-    /// The names of the models this build embeds, the default first (none without the
-    /// feature `embedded-model`).
-    pub fn built_in_names() -> Vec<&'static str> {
-        BUILT_IN.iter().map(|b| b.name).collect()
-    }
-
-    /// The embedded model called `name` (see [`Model::built_in_names`]).
-    pub fn load_built_in(name: &str, device: &Device) -> Result<Self> {
-        match BUILT_IN.iter().find(|b| b.name == name) {
-            Some(b) => Self::from_parts(b.config, b.weights.to_vec(), b.name, device),
-            None => Err(Error::UnknownModel {
-                name: name.to_string(),
-                built_in: Self::built_in_names().join(", "),
-            }),
-        }
-    }
-
-    /// The name of the embedded model whose fingerprint is `fingerprint` in lowercase hex, as
-    /// an archive's header cites its model ([`hex`] of the header's bytes; `rvq info` prints
-    /// it): how a decoder finds the model of an archive it is given without one.
-    pub fn built_in_for(fingerprint: &str) -> Option<&'static str> {
-        let b = BUILT_IN.iter().find(|b| b.fingerprint == fingerprint)?;
-        Some(b.name)
-    }
-
     /// Loads the model folder `dir`, or the embedded default model when `dir` is `None` (an
     /// error when this build embeds none). Where this build embeds models, a `dir` of one
     /// component that does not exist names one of them (`photo`; see
@@ -571,7 +501,7 @@ impl Model {
             // (a folder that cannot be looked at is tried as a folder, to report why).
             Some(d) => match d.to_str() {
                 Some(name)
-                    if !BUILT_IN.is_empty()
+                    if built_in::embeds_any()
                         && d.components().count() == 1
                         && !d.try_exists().unwrap_or(true) =>
                 {
@@ -615,6 +545,22 @@ impl Model {
                 reason: format!("config.json is not a valid model configuration: {e}"),
             })?;
         config.validate()?;
+        // The codebooks are made at their full size before the weights are checked against
+        // them: a config.json that asks for more than the weights file holds (at two bytes a
+        // value, the least) is refused first, rather than allocated.
+        let values = (config.num_codebooks as u128)
+            * (config.codebook_size as u128)
+            * (config.latent_dim as u128);
+        if config.quantize && values * 2 > weights.len() as u128 {
+            return Err(Error::ModelMismatch {
+                model: origin.to_string(),
+                reason: format!(
+                    "config.json's codebooks ({values} values) do not fit in the weights file \
+                     ({} bytes)",
+                    weights.len()
+                ),
+            });
+        }
         let fingerprint = fingerprint(&weights);
         let record =
             burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(weights))

@@ -60,6 +60,21 @@ fn config_and_weights_that_disagree_are_a_clear_error() {
         let err = Model::load(dir.path(), &device).unwrap_err().to_string();
         assert!(err.contains("do not fit config.json"), "{err}");
     }
+    // Codebooks far larger than the weights file (64 × 65,536 × 4,096 values: 64 GiB) are
+    // refused before they are made.
+    let huge = ModelConfig {
+        latent_dim: 4096,
+        codebook_size: 65_536,
+        num_codebooks: 64,
+        ..tiny_config()
+    };
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_string(&huge).unwrap(),
+    )
+    .unwrap();
+    let err = Model::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("do not fit in the weights file"), "{err}");
     std::fs::write(dir.path().join("config.json"), "{\"latent_dim\": 3}").unwrap();
     let err = Model::load(dir.path(), &device).unwrap_err().to_string();
     assert!(err.contains("not a valid model configuration"), "{err}");

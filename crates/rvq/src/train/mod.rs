@@ -193,7 +193,7 @@ impl Trainer {
         let n = train.len();
         let batch = opts.batch_size.min(n).max(1);
         let steps_per_epoch = (n / batch).max(1);
-        let mut total_steps = steps_per_epoch * opts.epochs;
+        let mut total_steps = steps_per_epoch.saturating_mul(opts.epochs);
         if let Some(m) = opts.max_steps {
             total_steps = total_steps.min(m);
         }
