@@ -3,10 +3,11 @@
 
     python3 scripts/photos.py OUT
 
-OUT/train/, OUT/train-lomiri/ and OUT/dev/ receive PNG files. Needs scikit-image, imageio and Pillow
-(`python3 -m venv v && v/bin/pip install scikit-image pillow`) and Debian's `mate-backgrounds`
-and `lomiri-wallpapers-16.04` and `-20.04` packages: installed (their files under
-/usr/share/backgrounds), or unpacked by this script from `apt-get download` run in OUT (no
+OUT/train/, OUT/train-lomiri/, OUT/train-plasma/ and OUT/dev/ receive PNG files. Needs
+scikit-image, imageio and Pillow (`python3 -m venv v && v/bin/pip install scikit-image
+pillow`) and Debian's `mate-backgrounds`, `lomiri-wallpapers-16.04` and `-20.04`, and
+`plasma-workspace-wallpapers` packages: installed (their files under /usr/share/backgrounds
+and /usr/share/wallpapers), or unpacked by this script from `apt-get download` run in OUT (no
 root needed for that).
 
 Origins and licences (docs/MODEL.md, "Photographs"):
@@ -27,6 +28,13 @@ Origins and licences (docs/MODEL.md, "Photographs"):
   CC-BY-SA-3.0 or CC0-1.0. Stored as JPEG of 1365–6028 px; each is written at 768, 1152
   and 1536 px wide where that downscales it by at least 1.6 (area filter), so a photograph
   narrower than 2458 px gives fewer (42 images of the fifteen).
+- plasma-workspace-wallpapers 5.27.5 (Debian; KDE Plasma's wallpapers): the ten photographs
+  (not the renderings and drawings beside them, nor Kite, a drawn kite on a photographed sky)
+  in PLASMA below, a third training set (OUT/train-plasma, added 2026-12-07; it shares no
+  picture with the development set). Each wallpaper's metadata.json names its author (in
+  PLASMA) and the licence LGPLv3; the package's debian/copyright gives GPL-2+ for all its
+  files. Stored as JPEG of 2560x1600; each is written at 768, 1152 and 1536 px wide (30
+  images).
 """
 
 import glob
@@ -71,15 +79,29 @@ LOMIRI = (
 )
 LOMIRI_WIDTHS = (768, 1152, 1536)
 
+# (wallpaper folder, author): the photographs of KDE Plasma's wallpapers, each 2560x1600.
+PLASMA = (
+    ("BytheWater", "Maciej Wiklo"),
+    ("ColdRipple", "Risto Saukonpää"),
+    ("ColorfulCups", "Dmitri Popov"),
+    ("DarkestHour", "Risto Saukonpää"),
+    ("EveningGlow", "Ian Hex"),
+    ("FallenLeaf", "Martin Klapetek"),
+    ("Grey", "Sigi Sagi"),
+    ("OneStandsOut", "Risto Saukonpää"),
+    ("Path", "Risto Saukonpää"),
+    ("summer_1am", "Risto Saukonpää"),
+)
 
-def package_folder(out, package, subfolder, probe, unpack_to):
-    """The package's folder under /usr/share/backgrounds, installed (holding `probe`) or
-    unpacked into OUT/unpack_to."""
-    installed = os.path.join("/usr/share/backgrounds", subfolder)
+
+def package_folder(out, package, subfolder, probe, unpack_to, root="usr/share/backgrounds"):
+    """The package's folder under /ROOT, installed (holding `probe`) or unpacked into
+    OUT/unpack_to."""
+    installed = os.path.join("/", root, subfolder)
     if os.path.isfile(os.path.join(installed, probe)):
         return installed
     unpacked = os.path.join(out, unpack_to)
-    folder = os.path.join(unpacked, "usr/share/backgrounds", subfolder)
+    folder = os.path.join(unpacked, root, subfolder)
     if not os.path.isdir(folder):
         debs = glob.glob(os.path.join(out, f"{package}_*.deb"))
         if not debs:
@@ -100,7 +122,7 @@ def scaled(img, width):
 
 def main():
     out = os.path.abspath(sys.argv[1])
-    for sub in ("train", "train-lomiri", "dev"):
+    for sub in ("train", "train-lomiri", "train-plasma", "dev"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     for name in DEV_SKIMAGE:
         iio.imwrite(os.path.join(out, "dev", f"{name}.png"), getattr(skd, name)())
@@ -124,6 +146,14 @@ def main():
                 scaled(img, width).save(
                     os.path.join(out, "train-lomiri", f"{stem}-{width}.png")
                 )
+    package = "plasma-workspace-wallpapers"
+    for name, _author in PLASMA:
+        folder = package_folder(
+            out, package, name, "contents/images/2560x1600.jpg", package, "usr/share/wallpapers"
+        )
+        img = Image.open(os.path.join(folder, "contents/images/2560x1600.jpg")).convert("RGB")
+        for width in LOMIRI_WIDTHS:
+            scaled(img, width).save(os.path.join(out, "train-plasma", f"{name}-{width}.png"))
 
 
 if __name__ == "__main__":
