@@ -28,7 +28,7 @@ Origins and licences (docs/MODEL.md, "Photographs"):
   CC-BY-SA-3.0 or CC0-1.0. Stored as JPEG of 1365–6028 px; each is written at 768, 1152
   and 1536 px wide where that downscales it by at least 1.6 (area filter), so a photograph
   narrower than 2458 px gives fewer (42 images of the fifteen).
-- plasma-workspace-wallpapers 5.27.5 (Debian; KDE Plasma's wallpapers): the ten photographs
+- plasma-workspace-wallpapers 4:5.27.5-2 (Debian; KDE Plasma's wallpapers; PLASMA_VERSION): the ten photographs
   (not the renderings and drawings beside them, nor Kite, a drawn kite on a photographed sky)
   in PLASMA below, a third training set (OUT/train-plasma, added 2026-12-07; it shares no
   picture with the development set). Each wallpaper's metadata.json names its author (in
@@ -79,6 +79,7 @@ LOMIRI = (
 )
 LOMIRI_WIDTHS = (768, 1152, 1536)
 
+PLASMA_VERSION = "4:5.27.5-2"
 # (wallpaper folder, author): the photographs of KDE Plasma's wallpapers, each 2560x1600.
 PLASMA = (
     ("BytheWater", "Maciej Wiklo"),
@@ -94,21 +95,35 @@ PLASMA = (
 )
 
 
-def package_folder(out, package, subfolder, probe, unpack_to, root="usr/share/backgrounds"):
+def package_folder(
+    out, package, subfolder, probe, unpack_to, root="usr/share/backgrounds", version=None
+):
     """The package's folder under /ROOT, installed (holding `probe`) or unpacked into
-    OUT/unpack_to."""
+    OUT/unpack_to; with `version`, refused unless the package is that version (a later one
+    may hold other pictures)."""
     installed = os.path.join("/", root, subfolder)
     if os.path.isfile(os.path.join(installed, probe)):
+        if version is not None:
+            check_version(package, version, ["dpkg-query", "-W", "-f", "${Version}", package])
         return installed
     unpacked = os.path.join(out, unpack_to)
     folder = os.path.join(unpacked, root, subfolder)
+    debs = glob.glob(os.path.join(out, f"{package}_*.deb"))
     if not os.path.isdir(folder):
-        debs = glob.glob(os.path.join(out, f"{package}_*.deb"))
         if not debs:
-            subprocess.run(["apt-get", "download", package], cwd=out, check=True)
+            wanted = package if version is None else f"{package}={version}"
+            subprocess.run(["apt-get", "download", wanted], cwd=out, check=True)
             debs = glob.glob(os.path.join(out, f"{package}_*.deb"))
         subprocess.run(["dpkg-deb", "-x", debs[0], unpacked], check=True)
+    if version is not None and debs:
+        check_version(package, version, ["dpkg-deb", "-f", debs[0], "Version"])
     return folder
+
+
+def check_version(package, version, command):
+    found = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    if found != version:
+        sys.exit(f"{package}: version {found}, not {version}, which the training set was made from")
 
 
 def mate_folder(out):
@@ -149,7 +164,13 @@ def main():
     package = "plasma-workspace-wallpapers"
     for name, _author in PLASMA:
         folder = package_folder(
-            out, package, name, "contents/images/2560x1600.jpg", package, "usr/share/wallpapers"
+            out,
+            package,
+            name,
+            "contents/images/2560x1600.jpg",
+            package,
+            "usr/share/wallpapers",
+            PLASMA_VERSION,
         )
         img = Image.open(os.path.join(folder, "contents/images/2560x1600.jpg")).convert("RGB")
         for width in LOMIRI_WIDTHS:

@@ -61,11 +61,10 @@ pub(crate) fn refuse_clashes(
     targets: &[PathBuf],
     entries: &[rvq::archive::Entry],
 ) -> anyhow::Result<()> {
-    let at: std::collections::HashMap<&Path, usize> = targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.as_path(), i))
-        .collect();
+    let mut at = std::collections::HashMap::new();
+    for (i, t) in targets.iter().enumerate() {
+        at.entry(t.as_path()).or_insert(i);
+    }
     let name = |i: usize| {
         let e = &entries[i];
         e.name()
@@ -73,6 +72,15 @@ pub(crate) fn refuse_clashes(
     };
     for (i, t) in targets.iter().enumerate() {
         let first = at[t.as_path()];
+        if first != i && entries[first].name() == entries[i].name() {
+            anyhow::bail!(
+                "images {} and {} are both stored as {}, so both would be written to {}",
+                entries[first].index(),
+                entries[i].index(),
+                name(i),
+                t.display()
+            );
+        }
         if first != i {
             anyhow::bail!(
                 "images {} and {} would both be written to {}; decode each with --only NAME into a folder of its own",

@@ -61,6 +61,9 @@ class Codec:
 
     def __init__(self, model: Optional[PathLike] = None, backend: str = "auto", *, _built_in: bool = False) -> None:
         self._model = None if model is None else os.fspath(model)
+        if self._model is not None and not _built_in and os.path.exists(self._model):
+            # A folder, pickled (with an Archive) by where it is; a built-in name stays a name.
+            self._model = os.path.abspath(self._model)
         self._asked = backend
         # _built_in: ``model`` names a built-in model, never a folder (an archive's cited model).
         self._inner = _rvq.Codec(self._model, backend, _built_in)
@@ -238,9 +241,7 @@ def open(  # noqa: A001 - rvq.open, as gzip.open and PIL.Image.open
     """The archive at ``source`` (a path, or bytes), decoded a block at a time; without
     ``model``, by the built-in model whose fingerprint it cites."""
     codec = None if model is None else Codec(model, backend)
-    if model is not None and os.path.exists(model):
-        model = os.path.abspath(model)  # a folder, pickled by where it is (a name stays a name)
-    return Archive(source, codec=codec, _spec=(model, backend))
+    return Archive(source, codec=codec, _spec=(None if codec is None else codec._model, backend))
 
 
 def merge(parts: Sequence[Source]) -> bytes:

@@ -77,6 +77,12 @@ def list_inputs(inputs: Sequence[str], files_from: Optional[str]) -> Tuple[List[
     return paths, [_absolute(f) for f in files]
 
 
+def _model_arg(model: Optional[str]) -> Optional[str]:
+    """``--model`` as tasks take it: a folder made absolute (workers have their own working
+    folders), a built-in model's name as it is."""
+    return os.path.abspath(model) if model is not None and os.path.exists(model) else model
+
+
 def _absolute(path: Path) -> Path:
     """``path`` made absolute without resolving symbolic links (``os.path.abspath``)."""
     return Path(os.path.abspath(path))
@@ -112,7 +118,7 @@ def encode_options(args: argparse.Namespace) -> Dict[str, Any]:
         "half_size": not args.no_half,
         "names": not args.no_names,
         "strict": args.strict,
-        "model": args.model,
+        "model": _model_arg(args.model),
         "backend": args.backend,
     }
 
@@ -154,6 +160,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+PIECE_PIXELS = 1 << 26  # a shard's images are encoded in pieces of whole blocks: 64 MP,
+PIECE_IMAGES = 1024  # or 1,024 images (a GPU's batch), whichever comes first
+
+
 def encode_shard(
     index: int,
     files: List[str],
@@ -173,14 +183,18 @@ def encode_shard(
             marker.write_text("")
             os.kill(os.getpid(), 9)
     codec = _task_codec(options["model"], options["backend"])
-    # A block's images at a time, so that a task holds one block's pixels, not its shard's:
-    # the pieces are whole blocks, which the merge copies (the part is the shard's encode).
+    # Whole blocks at a time, up to PIECE_PIXELS or PIECE_IMAGES, so that a task holds that
+    # many pixels, not its shard's: the pieces are whole blocks, which the merge copies (the
+    # part is the shard's encode), and large enough for a GPU's passes of thumbnails.
     pieces, images, kept, notes = [], [], [], []
+    pixels = 0
 
     def encode_pending() -> None:
+        nonlocal pixels
         pieces.append(codec.encode(images, names=kept if options["names"] else None, **codec_options(options)))
         images.clear()
         kept.clear()
+        pixels = 0
 
     for f, name in zip(files, names):
         try:
@@ -190,13 +204,15 @@ def encode_shard(
         except rvq.InputError as e:
             if not skip_bad:
                 raise
-            notes.append(f"{f}: skipped ({e})")
+            reason = str(e).removeprefix(f"{f}: ")
+            notes.append(f"{f}: skipped ({reason})")
             continue
         if had_alpha:
             notes.append(f"{f}: alpha channel dropped")
         images.append(rvq._array(raw))
         kept.append(name)
-        if len(images) == rvq.BLOCK:
+        pixels += images[-1].shape[0] * images[-1].shape[1]
+        if len(images) % rvq.BLOCK == 0 and (pixels >= PIECE_PIXELS or len(images) >= PIECE_IMAGES):
             encode_pending()
     if images or not pieces:
         encode_pending()
@@ -419,7 +435,8 @@ def output_name(name: Optional[str], position: int) -> str:
     parts = Path(name).parts
     if Path(name).is_absolute() or any(p in ("..", ".") for p in parts):
         raise JobError(f"{name!r}: not a safe relative name")
-    return name if name.lower().endswith(".png") else name + ".png"
+    # As rvq decode: a last part of ".png" alone has no extension, so it gains one.
+    return name if os.path.splitext(os.path.basename(name))[1].lower() == ".png" else name + ".png"
 
 
 def eval_blocks(archive: str, blocks: List[int], total: int, against: str, options: Dict[str, Any]) -> List[Tuple[str, float, int]]:
@@ -466,7 +483,7 @@ def run_decode(args: argparse.Namespace) -> int:
             if t.exists():
                 raise JobError(f"{t}: already exists (use --force to overwrite)")
     _refuse_clashes(archive, targets)
-    options = {"model": args.model, "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
+    options = {"model": _model_arg(args.model), "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     out.mkdir(parents=True, exist_ok=True)
     _init_ray(ray, args)
     task = ray.remote(decode_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
@@ -522,6 +539,8 @@ def _gather(ray, refs: List[Any]) -> List[Any]:
     except ray.exceptions.RayError as e:
         for ref in refs:
             ray.cancel(ref)
+        # Until they have stopped, cancelled tasks could leave temporary files behind.
+        ray.wait(refs, num_returns=len(refs), timeout=30)
         raise JobError(_task_error(e)) from None
 
 
@@ -532,7 +551,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     archive, against = str(Path(args.archive).resolve()), str(Path(args.against).resolve())
     info = rvq.info(archive)
-    options = {"model": args.model, "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
+    options = {"model": _model_arg(args.model), "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     _init_ray(ray, args)
     task = ray.remote(eval_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
     total = info["images"]

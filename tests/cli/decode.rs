@@ -176,7 +176,7 @@ fn names_that_decode_to_one_file_are_refused_before_anything_is_written() {
     for (inputs, needle) in [
         (
             vec![&one],
-            "images \"a.jpg.png\" and \"a.jpg\" would both be written to",
+            "images \"a.jpg\" and \"a.jpg.png\" would both be written to",
         ),
         (
             vec![&two, &three],

@@ -16,8 +16,9 @@ const MAX_TOTAL: u32 = 1 << 12;
 /// The most decoding work a coded block may ask of a reader per byte of what follows its
 /// fields (depth map and coded words), in model entries built ([`work`]): so a forged block
 /// cannot make a reader decode for long. Real photographs code at 7 to 10 bits an index, far
-/// inside it, and even a constant index stays inside it at every codebook size (the test
-/// `constant_indices_stay_within_the_work_bound`); an encoder would pack a block beyond it.
+/// inside it, and even a constant index stays inside it at 1,024 entries and more (the test
+/// `constant_indices_stay_within_the_work_bound`); an encoder packs a block beyond it, as it
+/// packs such a flat block under a smaller codebook ([`MIN_INDEX_WORK`]).
 pub const WORK_PER_BYTE: u64 = 1 << 15;
 
 /// The least work an index counts for ([`work`]): what the two models of an index of a

@@ -158,8 +158,8 @@ fn tiny_model(budget: Budget) -> Model {
 }
 
 /// An archive of `count` images of `side`×`side` at one codebook, every index 0 but one cell's
-/// in 97: as dense as a coded block may be at k = 16 (at most 512 indices a byte), where a
-/// constant block would be packed.
+/// in 97: coded at about 100 indices a byte, within the reader's 512, where a constant block
+/// at k = 16 would be packed.
 fn sparse_archive(model: &Model, count: u64, side: u32) -> Vec<u8> {
     let mut header = Header::new(
         model.fingerprint,
