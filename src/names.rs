@@ -56,27 +56,46 @@ pub(crate) fn output_name(name: Option<&str>, position: u64) -> Result<PathBuf> 
 
 /// Refuses, before anything is written, records that would be written to one file (stored as
 /// `a.jpg` and `a.jpg.png`), or one to a file that another needs as a folder (`d.png` and
-/// `d.png/e.png`): one would overwrite the other, or the decode would stop halfway.
+/// `d.png/e.png`): one would overwrite the other, or the decode would stop halfway. Where the
+/// file system tells no letter case apart by default (Windows, macOS), `A.png` and `a.png`
+/// are one file too.
 pub(crate) fn refuse_clashes(
     targets: &[PathBuf],
     entries: &[rvq::archive::Entry],
 ) -> anyhow::Result<()> {
+    let labels: Vec<(u64, Option<&str>)> = entries.iter().map(|e| (e.index(), e.name())).collect();
+    clashes(targets, &labels, cfg!(any(windows, target_os = "macos")))
+}
+
+/// [`refuse_clashes`] over each target's (record number, stored name), with letter case folded
+/// where `fold_case`.
+fn clashes(
+    targets: &[PathBuf],
+    labels: &[(u64, Option<&str>)],
+    fold_case: bool,
+) -> anyhow::Result<()> {
+    let key = |p: &Path| {
+        if fold_case {
+            PathBuf::from(p.to_string_lossy().to_lowercase())
+        } else {
+            p.to_path_buf()
+        }
+    };
     let mut at = std::collections::HashMap::new();
     for (i, t) in targets.iter().enumerate() {
-        at.entry(t.as_path()).or_insert(i);
+        at.entry(key(t)).or_insert(i);
     }
-    let name = |i: usize| {
-        let e = &entries[i];
-        e.name()
-            .map_or_else(|| format!("#{}", e.index()), |n| format!("{n:?}"))
+    let name = |i: usize| match labels[i] {
+        (_, Some(n)) => format!("{n:?}"),
+        (index, None) => format!("#{index}"),
     };
     for (i, t) in targets.iter().enumerate() {
-        let first = at[t.as_path()];
-        if first != i && entries[first].name() == entries[i].name() {
+        let first = at[&key(t)];
+        if first != i && labels[first].1 == labels[i].1 {
             anyhow::bail!(
                 "images {} and {} are both stored as {}, so both would be written to {}",
-                entries[first].index(),
-                entries[i].index(),
+                labels[first].0,
+                labels[i].0,
                 name(i),
                 t.display()
             );
@@ -86,10 +105,10 @@ pub(crate) fn refuse_clashes(
                 "images {} and {} would both be written to {}; decode each with --only NAME into a folder of its own",
                 name(first),
                 name(i),
-                t.display()
+                targets[first].display()
             );
         }
-        if let Some(&folder) = t.ancestors().skip(1).find_map(|p| at.get(p)) {
+        if let Some(&folder) = t.ancestors().skip(1).find_map(|p| at.get(&key(p))) {
             anyhow::bail!(
                 "image {} would be written inside {}, the file of image {}; decode each with --only NAME into a folder of its own",
                 name(i),
@@ -131,6 +150,30 @@ pub(crate) fn read_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clashing_targets_fold_letter_case_only_where_asked() {
+        let targets: Vec<PathBuf> = ["o/A.png", "o/a.png", "o/b.png"].map(PathBuf::from).into();
+        let labels = [(0, Some("A")), (1, Some("a.png")), (2, Some("b"))];
+        assert!(clashes(&targets, &labels, false).is_ok());
+        let e = clashes(&targets, &labels, true).unwrap_err().to_string();
+        assert!(
+            e.contains("images \"A\" and \"a.png\" would both be written to o/A.png"),
+            "{e}"
+        );
+        // A folder in another case holds another's file.
+        let nested: Vec<PathBuf> = ["o/D.png", "o/d.png/e.png"].map(PathBuf::from).into();
+        let labels = [(0, Some("D.png")), (1, Some("d.png/e.png"))];
+        assert!(clashes(&nested, &labels, false).is_ok());
+        let e = clashes(&nested, &labels, true).unwrap_err().to_string();
+        assert!(e.contains("would be written inside o/D.png"), "{e}");
+        // One name stored twice says so.
+        let twice: Vec<PathBuf> = ["o/x.png", "o/x.png"].map(PathBuf::from).into();
+        let e = clashes(&twice, &[(3, Some("x")), (7, Some("x"))], false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("images 3 and 7 are both stored as \"x\""), "{e}");
+    }
 
     #[test]
     fn output_names_stay_inside_the_output_folder() {

@@ -502,17 +502,23 @@ def run_decode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_clashes(archive: str, targets: List[Path]) -> None:
+def _refuse_clashes(archive: str, targets: List[Path], fold_case: bool = sys.platform in ("darwin", "win32")) -> None:
     """Refuses targets that one file would receive twice, or where one image's file is a
-    folder another needs (``rvq decode`` refuses the same), before anything is written."""
+    folder another needs (``rvq decode`` refuses the same), before anything is written; with
+    ``fold_case`` (where file systems tell no letter case apart by default), ``A.png`` and
+    ``a.png`` are one file."""
+
+    def key(p: Path) -> Path:
+        return Path(str(p).lower()) if fold_case else p
+
     first = {}
     for i, t in enumerate(targets):
-        if first.setdefault(t, i) != i:
-            raise JobError(f"{archive}: images {first[t]} and {i} would both be written to {t}")
+        if first.setdefault(key(t), i) != i:
+            raise JobError(f"{archive}: images {first[key(t)]} and {i} would both be written to {t}")
     for i, t in enumerate(targets):
         for folder in t.parents:
-            if folder in first:
-                raise JobError(f"{archive}: image {i} would be written inside {folder}, the file of image {first[folder]}")
+            if key(folder) in first:
+                raise JobError(f"{archive}: image {i} would be written inside {folder}, the file of image {first[key(folder)]}")
 
 
 _TEMPORARY = re.compile(r"^\.(.+)\.[0-9a-f]{32}\.tmp$")

@@ -130,6 +130,18 @@ def test_symbolic_links_are_stored_under_their_own_names(cluster, photos, tmp_pa
     assert "link.png" in rvq_info(out)
 
 
+def test_decode_targets_that_clash_are_refused():
+    from pathlib import Path
+
+    case = [Path("o/A.png"), Path("o/a.png")]
+    job._refuse_clashes("x.rvq", case, fold_case=False)
+    with pytest.raises(job.JobError, match="images 0 and 1 would both be written"):
+        job._refuse_clashes("x.rvq", case, fold_case=True)
+    with pytest.raises(job.JobError, match="written inside o/d.png"):
+        job._refuse_clashes("x.rvq", [Path("o/d.png"), Path("o/d.png/e.png")], fold_case=False)
+    assert job.output_name(".png", 0) == ".png.png" and job.output_name("a.PNG", 0) == "a.PNG"
+
+
 def rvq_count(path):
     import rvq
 
