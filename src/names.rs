@@ -81,16 +81,17 @@ fn clashes(
             p.to_path_buf()
         }
     };
+    let keys: Vec<PathBuf> = targets.iter().map(|t| key(t)).collect();
     let mut at = std::collections::HashMap::new();
-    for (i, t) in targets.iter().enumerate() {
-        at.entry(key(t)).or_insert(i);
+    for (i, k) in keys.iter().enumerate() {
+        at.entry(k.as_path()).or_insert(i);
     }
     let name = |i: usize| match labels[i] {
         (_, Some(n)) => format!("{n:?}"),
         (index, None) => format!("#{index}"),
     };
     for (i, t) in targets.iter().enumerate() {
-        let first = at[&key(t)];
+        let first = at[keys[i].as_path()];
         if first != i && labels[first].1 == labels[i].1 {
             anyhow::bail!(
                 "images {} and {} are both stored as {}, so both would be written to {}",
@@ -108,7 +109,7 @@ fn clashes(
                 targets[first].display()
             );
         }
-        if let Some(&folder) = t.ancestors().skip(1).find_map(|p| at.get(&key(p))) {
+        if let Some(&folder) = t.ancestors().skip(1).find_map(|p| at.get(key(p).as_path())) {
             anyhow::bail!(
                 "image {} would be written inside {}, the file of image {}; decode each with --only NAME into a folder of its own",
                 name(i),

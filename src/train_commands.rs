@@ -12,15 +12,12 @@ use crate::support::*;
 pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
     let options = train_options(&a)?;
     // A new run's first checkpoint would replace a stopped run's, and its end the model there.
-    if !a.resume && !a.force {
-        for held in [a.out.join("checkpoint"), a.out.join("model.bpk")] {
-            if held.exists() {
-                anyhow::bail!(
-                    "{}: already there; continue that run with --resume, or replace it with --force",
-                    held.display()
-                );
-            }
-        }
+    if !a.resume && !a.force && (train::has_checkpoint(&a.out) || a.out.join("model.bpk").exists())
+    {
+        anyhow::bail!(
+            "{}: holds a model or a stopped run's checkpoint already; continue that run with --resume, or replace it with --force",
+            a.out.display()
+        );
     }
     let chosen = choose_backend(a.backend, verbose)?;
     let splits = train::load_mixed_data(&a.data, a.valid, a.crops, a.seed)?;

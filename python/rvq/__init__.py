@@ -61,9 +61,8 @@ class Codec:
 
     def __init__(self, model: Optional[PathLike] = None, backend: str = "auto", *, _built_in: bool = False) -> None:
         self._model = None if model is None else os.fspath(model)
-        if self._model is not None and not _built_in and os.path.exists(self._model):
-            # A folder, pickled (with an Archive) by where it is; a built-in name stays a name.
-            self._model = os.path.abspath(self._model)
+        if not _built_in:
+            self._model = _model_location(self._model)
         self._asked = backend
         # _built_in: ``model`` names a built-in model, never a folder (an archive's cited model).
         self._inner = _rvq.Codec(self._model, backend, _built_in)
@@ -132,6 +131,12 @@ class Codec:
 
 _codecs: Dict[Tuple[Optional[str], str], Codec] = {}
 _codecs_lock = threading.Lock()
+
+
+def _model_location(model: Optional[str]) -> Optional[str]:
+    """A model folder made absolute, so that it is the same folder wherever it is pickled to
+    (a worker has its own working folder); a built-in model's name (no such path) as it is."""
+    return os.path.abspath(model) if model is not None and os.path.exists(model) else model
 
 
 def _pixels(images: Union[Sequence[np.ndarray], np.ndarray]) -> List[tuple]:

@@ -77,12 +77,6 @@ def list_inputs(inputs: Sequence[str], files_from: Optional[str]) -> Tuple[List[
     return paths, [_absolute(f) for f in files]
 
 
-def _model_arg(model: Optional[str]) -> Optional[str]:
-    """``--model`` as tasks take it: a folder made absolute (workers have their own working
-    folders), a built-in model's name as it is."""
-    return os.path.abspath(model) if model is not None and os.path.exists(model) else model
-
-
 def _absolute(path: Path) -> Path:
     """``path`` made absolute without resolving symbolic links (``os.path.abspath``)."""
     return Path(os.path.abspath(path))
@@ -118,7 +112,7 @@ def encode_options(args: argparse.Namespace) -> Dict[str, Any]:
         "half_size": not args.no_half,
         "names": not args.no_names,
         "strict": args.strict,
-        "model": _model_arg(args.model),
+        "model": rvq._model_location(args.model),
         "backend": args.backend,
     }
 
@@ -483,7 +477,7 @@ def run_decode(args: argparse.Namespace) -> int:
             if t.exists():
                 raise JobError(f"{t}: already exists (use --force to overwrite)")
     _refuse_clashes(archive, targets)
-    options = {"model": _model_arg(args.model), "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
+    options = {"model": rvq._model_location(args.model), "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     out.mkdir(parents=True, exist_ok=True)
     _init_ray(ray, args)
     task = ray.remote(decode_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
@@ -557,7 +551,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     archive, against = str(Path(args.archive).resolve()), str(Path(args.against).resolve())
     info = rvq.info(archive)
-    options = {"model": _model_arg(args.model), "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
+    options = {"model": rvq._model_location(args.model), "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     _init_ray(ray, args)
     task = ray.remote(eval_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
     total = info["images"]
