@@ -252,15 +252,16 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
             entries.len()
         );
     }
-    let targets: Vec<PathBuf> = entries
-        .iter()
-        .map(|e| {
-            Ok(a.output
-                .join(crate::names::output_name(e.name(), e.index())?))
-        })
-        .collect::<rvq::Result<_>>()?;
+    let records: Vec<(u64, Option<&str>)> = entries.iter().map(|e| (e.index(), e.name())).collect();
+    let targets = rvq::names::decode_targets(&a.output, &records, rvq::names::FOLDS_CASE).map_err(
+        |e| match e {
+            rvq::Error::SameTarget { .. } | rvq::Error::TargetInsideTarget { .. } => {
+                anyhow::anyhow!("{e}; decode each with --only NAME into a folder of its own")
+            }
+            e => e.into(),
+        },
+    )?;
     if !to_stdout {
-        crate::names::refuse_clashes(&targets, &entries)?;
         for t in &targets {
             refuse_existing(t, a.force)?;
         }

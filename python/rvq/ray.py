@@ -421,18 +421,6 @@ def decode_blocks(archive: str, blocks: List[int], targets: List[str], options: 
     return written
 
 
-def output_name(name: Optional[str], position: int) -> str:
-    """The file ``rvq decode`` writes a record as: its stored name with a ``.png``
-    extension, or ``image-NNNNNN.png`` by position."""
-    if name is None:
-        return f"image-{position:06d}.png"
-    parts = Path(name).parts
-    if Path(name).is_absolute() or any(p in ("..", ".") for p in parts):
-        raise JobError(f"{name!r}: not a safe relative name")
-    # As rvq decode: a last part of ".png" alone has no extension, so it gains one.
-    return name if os.path.splitext(os.path.basename(name))[1].lower() == ".png" else name + ".png"
-
-
 def eval_blocks(archive: str, blocks: List[int], total: int, against: str, options: Dict[str, Any]) -> List[Tuple[str, float, int]]:
     """Each image's squared error (values on [0, 1]) and value count against its original."""
     import numpy as np
@@ -471,12 +459,15 @@ def run_decode(args: argparse.Namespace) -> int:
         raise JobError(f"{archive}: rvq.ray decodes archives of blocks, version 2 or later (rvq decode reads version 1)")
     names = [e["name"] for e in info["entries"]]
     out = Path(args.output).resolve()
-    targets = [out / output_name(name, i) for i, name in enumerate(names)]
+    # Named as rvq decode names them, clashes refused alike (rvq::names in the library).
+    try:
+        targets = [Path(t) for t in _rvq.decode_targets(str(out), names)]
+    except rvq.RvqError as e:
+        raise JobError(f"{archive}: {e}") from None
     if not args.force:
         for t in targets:
             if t.exists():
                 raise JobError(f"{t}: already exists (use --force to overwrite)")
-    _refuse_clashes(archive, targets)
     options = {"model": rvq._model_location(args.model), "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     out.mkdir(parents=True, exist_ok=True)
     _init_ray(ray, args)
@@ -494,25 +485,6 @@ def run_decode(args: argparse.Namespace) -> int:
         raise JobError(f"{archive}: {written} images written of {len(targets)}")
     print(f"rvq.ray: wrote {written} images to {out}", file=sys.stderr)
     return 0
-
-
-def _refuse_clashes(archive: str, targets: List[Path], fold_case: bool = sys.platform in ("darwin", "win32")) -> None:
-    """Refuses targets that one file would receive twice, or where one image's file is a
-    folder another needs (``rvq decode`` refuses the same), before anything is written; with
-    ``fold_case`` (where file systems tell no letter case apart by default), ``A.png`` and
-    ``a.png`` are one file."""
-
-    def key(p: Path) -> Path:
-        return Path(str(p).lower()) if fold_case else p
-
-    first = {}
-    for i, t in enumerate(targets):
-        if first.setdefault(key(t), i) != i:
-            raise JobError(f"{archive}: images {first[key(t)]} and {i} would both be written to {t}")
-    for i, t in enumerate(targets):
-        for folder in t.parents:
-            if key(folder) in first:
-                raise JobError(f"{archive}: image {i} would be written inside {folder}, the file of image {first[key(folder)]}")
 
 
 _TEMPORARY = re.compile(r"^\.(.+)\.[0-9a-f]{32}\.tmp$")

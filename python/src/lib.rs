@@ -59,6 +59,9 @@ fn to_py(e: rvq::Error) -> PyErr {
         | E::DuplicateName { .. }
         | E::BadName { .. }
         | E::UnsafeName { .. }
+        | E::NameStoredTwice { .. }
+        | E::SameTarget { .. }
+        | E::TargetInsideTarget { .. }
         | E::UnknownModel { .. } => InputError::new_err(message),
         _ => RvqError::new_err(message),
     }
@@ -521,6 +524,30 @@ fn collect_images(py: Python<'_>, inputs: Vec<PathBuf>) -> PyResult<Vec<PathBuf>
         .map_err(to_py)
 }
 
+/// The file under `folder` that each record is written to, as `rvq decode` names it, given
+/// each record's stored name (or None) in archive order. Names that would leave the folder or
+/// clash (two records to one file, or one record's file inside another's) raise InputError
+/// before anything is written; letter case is folded where `fold_case` (by default where this
+/// platform's file systems fold it: Windows, macOS).
+#[pyfunction]
+#[pyo3(signature = (folder, names, fold_case=None))]
+fn decode_targets(
+    folder: PathBuf,
+    names: Vec<Option<String>>,
+    fold_case: Option<bool>,
+) -> PyResult<Vec<PathBuf>> {
+    let records: Vec<(u64, Option<&str>)> = (0u64..)
+        .zip(&names)
+        .map(|(i, n)| (i, n.as_deref()))
+        .collect();
+    rvq::names::decode_targets(
+        &folder,
+        &records,
+        fold_case.unwrap_or(rvq::names::FOLDS_CASE),
+    )
+    .map_err(to_py)
+}
+
 #[pymodule]
 fn _rvq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -534,6 +561,7 @@ fn _rvq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_image, m)?)?;
     m.add_function(wrap_pyfunction!(png, m)?)?;
     m.add_function(wrap_pyfunction!(collect_images, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_targets, m)?)?;
     m.add("RvqError", py.get_type::<RvqError>())?;
     m.add("FormatError", py.get_type::<FormatError>())?;
     m.add("ModelMismatchError", py.get_type::<ModelMismatchError>())?;

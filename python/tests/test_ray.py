@@ -130,16 +130,34 @@ def test_symbolic_links_are_stored_under_their_own_names(cluster, photos, tmp_pa
     assert "link.png" in rvq_info(out)
 
 
-def test_decode_targets_that_clash_are_refused():
+def test_decode_targets_are_named_and_refused_as_rvq_decode_does():
     from pathlib import Path
 
-    case = [Path("o/A.png"), Path("o/a.png")]
-    job._refuse_clashes("x.rvq", case, fold_case=False)
-    with pytest.raises(job.JobError, match="images 0 and 1 would both be written"):
-        job._refuse_clashes("x.rvq", case, fold_case=True)
-    with pytest.raises(job.JobError, match="written inside o/d.png"):
-        job._refuse_clashes("x.rvq", [Path("o/d.png"), Path("o/d.png/e.png")], fold_case=False)
-    assert job.output_name(".png", 0) == ".png.png" and job.output_name("a.PNG", 0) == "a.PNG"
+    import rvq
+    from rvq import _rvq
+
+    case = [Path(t) for t in _rvq.decode_targets("o", ["A.png", "a"], fold_case=False)]
+    assert case == [Path("o/A.png"), Path("o/a.png")]
+    with pytest.raises(rvq.InputError, match='images "A.png" and "a" would both be written to o/A.png'):
+        _rvq.decode_targets("o", ["A.png", "a"], fold_case=True)
+    with pytest.raises(rvq.InputError, match="written inside o/d.png"):
+        _rvq.decode_targets("o", ["d.png", "d.png/e.png"], fold_case=False)
+    with pytest.raises(rvq.InputError, match="not a plain relative path"):
+        _rvq.decode_targets("o", ["../x"])
+    named = _rvq.decode_targets("o", [".png", "a.PNG", None])
+    assert [Path(t) for t in named] == [Path("o/.png.png"), Path("o/a.PNG"), Path("o/image-000002.png")]
+
+
+def test_a_decode_whose_targets_clash_writes_nothing(cluster, photos, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, name in ((a, "x.jpg"), (b, "x.jpg.png")):
+        folder.mkdir()
+        shutil.copy(photos / "coffee-32.png", folder / name)
+    archive, out = tmp_path / "c.rvq", tmp_path / "out"
+    run_rvq("encode", "--backend", "cpu", "-o", str(archive), str(a), str(b))
+    assert job.main(["decode", "--backend", "cpu", "--shards", "2", "-o", str(out), str(archive)]) == 1
+    assert 'images "x.jpg" and "x.jpg.png" would both be written to' in capsys.readouterr().err
+    assert not out.exists()
 
 
 def rvq_count(path):

@@ -76,6 +76,40 @@ pub enum Error {
         /// The name as stored.
         name: String,
     },
+    /// Two records of an archive are stored under one name, so a decode would write both to
+    /// one file.
+    #[error("images {first} and {second} are both stored as {name}, so both would be written to {}", path.display())]
+    NameStoredTwice {
+        /// The first record's number.
+        first: u64,
+        /// The second record's number.
+        second: u64,
+        /// The name both are stored under, quoted.
+        name: String,
+        /// The file both would be written to.
+        path: PathBuf,
+    },
+    /// Two records' names give one file (`a.jpg` and `a.jpg.png`, or names that differ only in
+    /// letter case where the file system folds it).
+    #[error("images {first} and {second} would both be written to {}", path.display())]
+    SameTarget {
+        /// The first record, by its quoted name or `#` and its number.
+        first: String,
+        /// The second record, likewise.
+        second: String,
+        /// The file both would be written to.
+        path: PathBuf,
+    },
+    /// One record's file would be written inside another's (`d.png` and `d.png/e.png`).
+    #[error("image {inner} would be written inside {}, the file of image {outer}", path.display())]
+    TargetInsideTarget {
+        /// The record whose file would need the other's as a folder.
+        inner: String,
+        /// The record whose file is in the way.
+        outer: String,
+        /// The outer record's file.
+        path: PathBuf,
+    },
     /// The requested backend is not available.
     #[error("backend unavailable: {0}")]
     Backend(String),

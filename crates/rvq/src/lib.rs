@@ -11,8 +11,8 @@
 //! [`Images`]), the memory [`Budget`] every pass of the network runs under, [`Backend`],
 //! [`Rgb`] and [`Error`]; `examples/round_trip.rs` uses them in under 40 lines.
 //!
-//! Four modules are public besides: [`image_io`] (PNG and JPEG in, PNG out, limits, atomic
-//! files), [`data`] (CIFAR-10 and image-folder data sets), `train` (the training loop,
+//! Five modules are public besides: [`image_io`] (PNG and JPEG in, PNG out, limits, atomic
+//! files), [`names`] (the file each decoded image is written to), [`data`] (CIFAR-10 and image-folder data sets), `train` (the training loop,
 //! checkpoints and model cards; with the `train` feature) and [`eval`] (quality measures).
 //! The rest, one module per concept, is the crate's own:
 //!
@@ -66,6 +66,7 @@ pub mod image_io;
 mod inference;
 mod linear;
 mod model;
+pub mod names;
 #[cfg(feature = "train")]
 mod pca;
 mod quantizer;
