@@ -397,10 +397,11 @@ def _block_images(total: int, blocks: List[int]) -> int:
     return min((blocks[-1] + 1) * rvq.BLOCK, total) - blocks[0] * rvq.BLOCK
 
 
-def _blocks_from(codec: rvq.Codec, data: bytes, first: int):
-    """The archive's blocks from block ``first`` on, decoded as asked for: the blocks before
-    it are read (and checked) but not decoded."""
-    blocks = codec._inner.blocks(data)
+def _blocks_from(codec: rvq.Codec, archive: str, first: int):
+    """The archive's blocks from block ``first`` on, decoded as asked for and read from the
+    file as they are: the blocks before it are read and checked (lengths and checksums) but
+    not decoded, and the task holds one block of the file, not all of it."""
+    blocks = codec._inner.blocks_of_file(archive)
     blocks.skip(first)
     return blocks
 
@@ -410,9 +411,8 @@ def decode_blocks(archive: str, blocks: List[int], targets: List[str], options: 
     image of those blocks, in order); returns the images written."""
     _task_threads()
     codec = _task_codec(options["model"], options["backend"], options.get("cited"))
-    data = Path(archive).read_bytes()
     written = 0
-    stream = _blocks_from(codec, data, blocks[0]) if blocks else []
+    stream = _blocks_from(codec, archive, blocks[0]) if blocks else []
     for _, (pixels, height, width) in _first_images(stream, len(targets)):
         target = Path(targets[written])
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -427,9 +427,8 @@ def eval_blocks(archive: str, blocks: List[int], total: int, against: str, optio
 
     _task_threads()
     codec = _task_codec(options["model"], options["backend"], options.get("cited"))
-    data = Path(archive).read_bytes()
     out = []
-    stream = _blocks_from(codec, data, blocks[0]) if blocks else []
+    stream = _blocks_from(codec, archive, blocks[0]) if blocks else []
     for name, raw in _first_images(stream, _block_images(total, blocks)):
         image = rvq._array(raw)
         if name is None:

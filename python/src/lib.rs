@@ -74,6 +74,24 @@ fn format_err(e: ArchiveError) -> PyErr {
 /// An image as it crosses to Python: its pixels (rows of RGB triples), height and width.
 type Image<'py> = (Bound<'py, PyBytes>, u32, u32);
 
+impl Codec {
+    fn blocks_of(slf: &Bound<'_, Self>, input: Box<dyn std::io::Read + Send>) -> PyResult<Blocks> {
+        let reader = ArchiveReader::new(input, &Limits::default()).map_err(format_err)?;
+        let codec = slf.get();
+        let header = reader.header();
+        slf.py()
+            .detach(|| codec.model().check_header(header, "given"))
+            .map_err(to_py)?;
+        Ok(Blocks {
+            codec: slf.clone().unbind(),
+            state: Mutex::new(BlocksState {
+                reader,
+                pending: Default::default(),
+            }),
+        })
+    }
+}
+
 /// Decoded images with their stored names.
 type NamedImages<'py> = Vec<(Option<String>, Image<'py>)>;
 
@@ -320,19 +338,16 @@ impl Codec {
     /// The archive `data` decoded a block (64 images) at a time, as an iterator of lists of
     /// (name, image): memory holds one block, however long the archive.
     fn blocks(slf: &Bound<'_, Self>, data: Vec<u8>) -> PyResult<Blocks> {
-        let reader = ArchiveReader::new(std::io::Cursor::new(data), &Limits::default())
-            .map_err(format_err)?;
-        let codec = slf.get();
-        slf.py()
-            .detach(|| codec.model().check_header(reader.header(), "given"))
-            .map_err(to_py)?;
-        Ok(Blocks {
-            codec: slf.clone().unbind(),
-            state: Mutex::new(BlocksState {
-                reader,
-                pending: Default::default(),
-            }),
-        })
+        Self::blocks_of(slf, Box::new(std::io::Cursor::new(data)))
+    }
+
+    /// As `blocks`, read from the file at `path` as it is decoded: memory holds one block of
+    /// the archive's bytes too, however large the file (a Ray task that decodes a few blocks
+    /// of a large archive reads up to them, never holding the whole file).
+    fn blocks_of_file(slf: &Bound<'_, Self>, path: PathBuf) -> PyResult<Blocks> {
+        let file =
+            std::fs::File::open(&path).map_err(|source| to_py(rvq::Error::Io { path, source }))?;
+        Self::blocks_of(slf, Box::new(file))
     }
 
     /// Image `index` of the archive `data`, with its stored name: random access for
@@ -381,25 +396,25 @@ struct Blocks {
 
 /// The reader and the records of its current block not yet decoded.
 struct BlocksState {
-    reader: ArchiveReader<std::io::Cursor<Vec<u8>>>,
+    reader: ArchiveReader<Box<dyn std::io::Read + Send>>,
     pending: std::collections::VecDeque<rvq::archive::Record>,
 }
 
 #[pymethods]
 impl Blocks {
-    /// Reads (and checks) the next `count` blocks without decoding them.
+    /// Steps over the next `count` blocks, checking their lengths and checksums but decoding
+    /// none of their indices; only before the first block is yielded or between blocks.
     fn skip(&self, py: Python<'_>, count: u64) -> PyResult<()> {
         py.detach(|| {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            for _ in 0..count.saturating_mul(rvq::archive::BLOCK_RECORDS) {
-                match state.reader.next() {
-                    Some(record) => drop(record?),
-                    None => break,
-                }
+            if !state.pending.is_empty() {
+                return Err(PyValueError::new_err(
+                    "blocks are skipped between blocks, not inside one",
+                ));
             }
+            state.reader.skip_blocks(count).map_err(format_err)?;
             Ok(())
         })
-        .map_err(format_err)
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

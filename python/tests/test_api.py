@@ -95,6 +95,30 @@ def test_an_archive_opens_lazily_indexes_iterates_and_pickles_by_path(photos, tm
     assert info == {k: v for k, v in cli.items() if k != "ratio_vs_inputs"}
 
 
+def test_blocks_read_from_a_file_skip_whole_blocks_and_check_them(tmp_path):
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(130)]
+    names = [f"{i}.png" for i in range(130)]
+    path = tmp_path / "b.rvq"
+    path.write_bytes(rvq.encode(images, names=names, backend="cpu", codebooks=1))
+    codec = rvq.Codec(backend="cpu")
+    whole = [item for block in codec._inner.blocks(path.read_bytes()) for item in block]
+    for skip, first in ((0, 0), (1, 64), (2, 128), (3, 130)):
+        blocks = codec._inner.blocks_of_file(str(path))
+        blocks.skip(skip)
+        rest = [item for block in blocks for item in block]
+        assert [n for n, _ in rest] == names[first:]
+        assert all(a == b for a, b in zip(rest, whole[first:]))
+    # A skipped block is not decoded, but its checksum is checked.
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 4] ^= 1
+    (tmp_path / "d.rvq").write_bytes(bytes(damaged))
+    with pytest.raises(rvq.FormatError, match="checksum"):
+        codec._inner.blocks_of_file(str(tmp_path / "d.rvq")).skip(2)
+    with pytest.raises(rvq.InputError, match="missing.rvq"):
+        codec._inner.blocks_of_file(str(tmp_path / "missing.rvq"))
+
+
 def test_merge_and_truncate_match_the_command(photos, tmp_path):
     files, names = files_and_names(photos)
     images = [read_png(f) for f in files]

@@ -230,6 +230,63 @@ impl<R: Read> ArchiveReader<R> {
         self.image_count
     }
 
+    /// Steps over the next `blocks` blocks of a version-2 (or later) archive, checking each
+    /// one's length and checksum but decoding none of its records, so that a reader can start
+    /// at a later block for the cost of reading the bytes before it (as [`crate::Archive::block`]
+    /// does in memory). Returns the records stepped over: fewer where the archive ends first.
+    /// Only at a block's start: before the first record, or after the last record of a block.
+    pub fn skip_blocks(&mut self, blocks: u64) -> Result<u64> {
+        if self.header.version == VERSION_1 {
+            return Err(ArchiveError::InvalidHeader(
+                "a version-1 archive has no blocks to skip".into(),
+            ));
+        }
+        if !self.ready.is_empty() {
+            return Err(ArchiveError::InvalidHeader(format!(
+                "blocks are skipped from a block's start, not from image {}",
+                self.next - self.ready.len() as u64
+            )));
+        }
+        let mut skipped = 0;
+        for _ in 0..blocks {
+            if self.done || self.next == self.image_count {
+                break;
+            }
+            let count = block::block_len(self.image_count, self.next / BLOCK_RECORDS);
+            if let Err(e) = self.skip_block(count) {
+                self.done = true;
+                return Err(e);
+            }
+            self.next += count as u64;
+            skipped += count as u64;
+        }
+        Ok(skipped)
+    }
+
+    fn skip_block(&mut self, count: usize) -> Result<()> {
+        let input = &mut self.input;
+        loop {
+            let mut c = Cursor {
+                bytes: input.rest(),
+                pos: 0,
+            };
+            match block::checked_body(&self.header, &self.limits, self.next, count, &mut c) {
+                Ok(_) => {
+                    input.start += c.pos;
+                    return Ok(());
+                }
+                Err(ArchiveError::Truncated { .. }) if !input.eof => input.fill()?,
+                Err(ArchiveError::Truncated { what, offset }) => {
+                    return Err(ArchiveError::Truncated {
+                        what,
+                        offset: offset + input.consumed + input.start,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn next_record(&mut self) -> Result<Option<Record>> {
         if let Some(r) = self.ready.pop_front() {
             return Ok(Some(r));

@@ -685,6 +685,51 @@ fn the_streaming_reader_agrees_with_the_in_memory_one() {
 }
 
 #[test]
+fn a_streaming_reader_skips_whole_blocks_without_decoding_them() {
+    let (h, one) = sample(3, true, 9);
+    // 200 records: three whole blocks and one of 8.
+    let recs: Vec<Record> = (0..200)
+        .map(|i| Record {
+            name: Some(format!("{i}.png")),
+            ..one[i % 3].clone()
+        })
+        .collect();
+    let bytes = write_archive(&h, &recs).unwrap();
+    fn reader(bytes: &[u8]) -> ArchiveReader<Trickle<'_>> {
+        ArchiveReader::new(Trickle { bytes, step: 5 }, &Limits::default()).unwrap()
+    }
+    for skip in 0..=5u64 {
+        let mut r = reader(&bytes);
+        let n = r.skip_blocks(skip).unwrap();
+        assert_eq!(n, (skip * 64).min(200), "skip {skip}");
+        let rest = r.collect::<Result<Vec<_>>>().unwrap();
+        assert_eq!(rest, recs[n as usize..], "skip {skip}");
+    }
+    // Skipped in steps, from each block's start.
+    let mut r = reader(&bytes);
+    assert_eq!(r.skip_blocks(1).unwrap() + r.skip_blocks(2).unwrap(), 192);
+    assert_eq!(r.next().unwrap().unwrap(), recs[192]);
+    // Not from inside a block.
+    assert!(r.skip_blocks(1).is_err());
+    // Damage to a skipped block is found by its checksum, though it is not decoded.
+    let mut damaged = bytes.clone();
+    let body = Archive::parse(&bytes, &Limits::default())
+        .unwrap()
+        .header_len
+        + 10;
+    damaged[body] ^= 0x01;
+    match reader(&damaged).skip_blocks(2) {
+        Err(ArchiveError::BlockChecksum { first: 0, last: 63 }) => {}
+        other => panic!("{other:?}"),
+    }
+    // A stream that ends inside a skipped block is truncated, at the stream's offset.
+    match reader(&bytes[..bytes.len() - 1]).skip_blocks(5) {
+        Err(ArchiveError::Truncated { offset, .. }) => assert!(offset > bytes.len() / 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn the_streaming_reader_agrees_on_the_fuzz_corpus() {
     let dir =
         std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
