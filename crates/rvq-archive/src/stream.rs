@@ -158,6 +158,32 @@ impl<R: Read> Input<R> {
         &self.buf[self.start..]
     }
 
+    /// Runs `parse` over the unread bytes, reading more of the stream while it finds them
+    /// truncated, and consumes the bytes it took (its cursor's position on success). A
+    /// truncation at the stream's end is reported at its offset in the stream, not the buffer.
+    fn parse_more<T>(&mut self, mut parse: impl FnMut(&mut Cursor<'_>) -> Result<T>) -> Result<T> {
+        loop {
+            let mut c = Cursor {
+                bytes: self.rest(),
+                pos: 0,
+            };
+            match parse(&mut c) {
+                Ok(parsed) => {
+                    self.start += c.pos;
+                    return Ok(parsed);
+                }
+                Err(ArchiveError::Truncated { .. }) if !self.eof => self.fill()?,
+                Err(ArchiveError::Truncated { what, offset }) => {
+                    return Err(ArchiveError::Truncated {
+                        what,
+                        offset: offset + self.consumed + self.start,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// One read of up to a chunk (whatever the stream has now: records are yielded as soon
     /// as they arrive), first dropping what has been read.
     fn fill(&mut self) -> Result<()> {
@@ -264,27 +290,9 @@ impl<R: Read> ArchiveReader<R> {
     }
 
     fn skip_block(&mut self, count: usize) -> Result<()> {
-        let input = &mut self.input;
-        loop {
-            let mut c = Cursor {
-                bytes: input.rest(),
-                pos: 0,
-            };
-            match block::checked_body(&self.header, &self.limits, self.next, count, &mut c) {
-                Ok(_) => {
-                    input.start += c.pos;
-                    return Ok(());
-                }
-                Err(ArchiveError::Truncated { .. }) if !input.eof => input.fill()?,
-                Err(ArchiveError::Truncated { what, offset }) => {
-                    return Err(ArchiveError::Truncated {
-                        what,
-                        offset: offset + input.consumed + input.start,
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (header, limits, first) = (&self.header, &self.limits, self.next);
+        self.input
+            .parse_more(|c| block::checked_body(header, limits, first, count, c).map(drop))
     }
 
     fn next_record(&mut self) -> Result<Option<Record>> {
@@ -304,39 +312,23 @@ impl<R: Read> ArchiveReader<R> {
                 Err(ArchiveError::TrailingBytes(rest as usize))
             };
         }
-        loop {
-            let mut c = Cursor {
-                bytes: input.rest(),
-                pos: 0,
-            };
-            // Version 1: one record at a time; version 2: a block of them.
-            let parsed = if self.header.version == VERSION_1 {
-                parse_entry(&self.header, &self.limits, self.next, &mut c).and_then(|entry| {
-                    let record = decode_entry(&self.header, input.rest(), &entry)?;
-                    Ok((vec![record], entry.len, 1))
-                })
+        let (header, limits, next) = (&self.header, &self.limits, self.next);
+        // Version 1: one record at a time; version 2: a block of them.
+        let (records, count) = input.parse_more(|c| {
+            if header.version == VERSION_1 {
+                let entry = parse_entry(header, limits, next, c)?;
+                let record = decode_entry(header, c.bytes, &entry)?;
+                c.pos = entry.len;
+                Ok((vec![record], 1))
             } else {
-                let count = block::block_len(self.image_count, self.next / BLOCK_RECORDS);
-                block::parse_block(&self.header, &self.limits, self.next, count, &mut c)
-                    .map(|(records, _)| (records, c.pos, count as u64))
-            };
-            match parsed {
-                Ok((records, len, count)) => {
-                    input.start += len;
-                    self.next += count;
-                    self.ready = records.into();
-                    return Ok(self.ready.pop_front());
-                }
-                Err(ArchiveError::Truncated { .. }) if !input.eof => input.fill()?,
-                Err(ArchiveError::Truncated { what, offset }) => {
-                    return Err(ArchiveError::Truncated {
-                        what,
-                        offset: offset + input.consumed + input.start,
-                    });
-                }
-                Err(e) => return Err(e),
+                let count = block::block_len(self.image_count, next / BLOCK_RECORDS);
+                let (records, _) = block::parse_block(header, limits, next, count, c)?;
+                Ok((records, count as u64))
             }
-        }
+        })?;
+        self.next += count;
+        self.ready = records.into();
+        Ok(self.ready.pop_front())
     }
 }
 
