@@ -253,14 +253,7 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         );
     }
     let records: Vec<(u64, Option<&str>)> = entries.iter().map(|e| (e.index(), e.name())).collect();
-    let targets = rvq::names::decode_targets(&a.output, &records, rvq::names::FOLDS_CASE).map_err(
-        |e| match e {
-            rvq::Error::SameTarget { .. } | rvq::Error::TargetInsideTarget { .. } => {
-                anyhow::anyhow!("{e}; decode each with --only NAME into a folder of its own")
-            }
-            e => e.into(),
-        },
-    )?;
+    let targets = rvq::names::decode_targets(&a.output, &records, rvq::names::FOLDS_CASE)?;
     if !to_stdout {
         for t in &targets {
             refuse_existing(t, a.force)?;

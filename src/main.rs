@@ -110,6 +110,9 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         Error::NameNotUtf8 { .. } => "use --no-names",
         Error::Alpha { .. } => "refused because of --strict",
         Error::UnsafeName { .. } => "decode the others with --only NAME, or rename it",
+        Error::SameTarget { .. } | Error::TargetInsideTarget { .. } => {
+            "decode each with --only NAME into a folder of its own"
+        }
         Error::Backend(_) => "use --backend cpu",
         Error::ResumeMismatch { .. } => "rerun with the flags the run was started with",
         _ => return None,

@@ -382,12 +382,15 @@ def run_encode(args: argparse.Namespace) -> int:
 def _first_images(stream, count: int):
     """The first ``count`` (name, image) pairs of a block stream, which yields them a block (or
     part of one) at a time."""
+    # Checked before each step too, so that a task does not decode the next task's block.
+    if count <= 0:
+        return
     for step in stream:
         for item in step:
-            if count <= 0:
-                return
             count -= 1
             yield item
+            if count <= 0:
+                return
 
 
 def _block_images(total: int, blocks: List[int]) -> int:

@@ -75,8 +75,19 @@ fn format_err(e: ArchiveError) -> PyErr {
 type Image<'py> = (Bound<'py, PyBytes>, u32, u32);
 
 impl Codec {
-    fn blocks_of(slf: &Bound<'_, Self>, input: Box<dyn std::io::Read + Send>) -> PyResult<Blocks> {
-        let reader = ArchiveReader::new(input, &Limits::default()).map_err(format_err)?;
+    /// A block stream over `input`; `path`, where it is a file, names it in errors.
+    fn blocks_of(
+        slf: &Bound<'_, Self>,
+        input: Box<dyn std::io::Read + Send>,
+        path: Option<&std::path::Path>,
+    ) -> PyResult<Blocks> {
+        let reader = ArchiveReader::new(input, &Limits::default()).map_err(|e| match path {
+            Some(path) => to_py(rvq::Error::Archive {
+                path: path.to_path_buf(),
+                source: e,
+            }),
+            None => format_err(e),
+        })?;
         let codec = slf.get();
         let header = reader.header();
         slf.py()
@@ -338,16 +349,20 @@ impl Codec {
     /// The archive `data` decoded a block (64 images) at a time, as an iterator of lists of
     /// (name, image): memory holds one block, however long the archive.
     fn blocks(slf: &Bound<'_, Self>, data: Vec<u8>) -> PyResult<Blocks> {
-        Self::blocks_of(slf, Box::new(std::io::Cursor::new(data)))
+        Self::blocks_of(slf, Box::new(std::io::Cursor::new(data)), None)
     }
 
     /// As `blocks`, read from the file at `path` as it is decoded: memory holds one block of
     /// the archive's bytes too, however large the file (a Ray task that decodes a few blocks
     /// of a large archive reads up to them, never holding the whole file).
     fn blocks_of_file(slf: &Bound<'_, Self>, path: PathBuf) -> PyResult<Blocks> {
-        let file =
-            std::fs::File::open(&path).map_err(|source| to_py(rvq::Error::Io { path, source }))?;
-        Self::blocks_of(slf, Box::new(file))
+        let file = std::fs::File::open(&path).map_err(|source| {
+            to_py(rvq::Error::Io {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        Self::blocks_of(slf, Box::new(file), Some(&path))
     }
 
     /// Image `index` of the archive `data`, with its stored name: random access for
@@ -385,7 +400,7 @@ impl Codec {
     }
 }
 
-/// An archive decoded a block at a time ([`Codec::blocks`]): each step yields the images of
+/// An archive decoded a block at a time ([`Codec::blocks`], [`Codec::blocks_of_file`]): each step yields the images of
 /// one block (64), or of part of one where they would hold more pixels than the largest image
 /// an archive may hold, so that a forged block of huge images is decoded a few at a time.
 #[pyclass(module = "rvq._rvq", frozen)]
@@ -412,7 +427,10 @@ impl Blocks {
                     "blocks are skipped between blocks, not inside one",
                 ));
             }
-            state.reader.skip_blocks(count).map_err(format_err)?;
+            state.reader.skip_blocks(count).map_err(|e| match e {
+                ArchiveError::NotAtBlockStart { .. } => PyValueError::new_err(e.to_string()),
+                e => format_err(e),
+            })?;
             Ok(())
         })
     }

@@ -218,6 +218,16 @@ def test_decode_and_eval_spread_blocks_over_tasks(cluster, photos, single, tmp_p
     assert report["images"] == 12 and 20 < report["psnr_mean"] < 60
 
 
+def test_eval_reads_a_version_1_archive(cluster, capsys):
+    from conftest import ROOT, SAMPLES
+
+    v1 = ROOT / "tests" / "data" / "v1"
+    args = ["eval", "--backend", "cpu", "--model", str(v1 / "model"), "--against", str(SAMPLES)]
+    assert job.main([*args, str(v1 / "samples32.rvq")]) == 0
+    report = __import__("json").loads(capsys.readouterr().out)
+    assert report["images"] == 3 and 20 < report["psnr_mean"] < 60
+
+
 def test_a_killed_driver_is_rerun_and_keeps_the_parts_it_wrote(cluster, many, single_many, tmp_path):
     import signal
     import subprocess

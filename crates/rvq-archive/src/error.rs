@@ -27,6 +27,13 @@ pub enum ArchiveError {
     /// A header field is out of range or inconsistent.
     #[error("invalid header: {0}")]
     InvalidHeader(String),
+    /// [`crate::ArchiveReader::skip_blocks`] was asked to skip from inside a block: a
+    /// caller's mistake, not damage to the archive.
+    #[error("blocks are skipped from a block's start, not from image {image}")]
+    NotAtBlockStart {
+        /// The next image the reader would have yielded.
+        image: u64,
+    },
     /// The header's checksum does not match its bytes.
     #[error("corrupt archive: header checksum mismatch")]
     HeaderChecksum,

@@ -256,22 +256,18 @@ impl<R: Read> ArchiveReader<R> {
         self.image_count
     }
 
-    /// Steps over the next `blocks` blocks of a version-2 (or later) archive, checking each
-    /// one's length and checksum but decoding none of its records, so that a reader can start
-    /// at a later block for the cost of reading the bytes before it (as [`crate::Archive::block`]
-    /// does in memory). Returns the records stepped over: fewer where the archive ends first.
-    /// Only at a block's start: before the first record, or after the last record of a block.
+    /// Steps over the next `blocks` blocks (of [`BLOCK_RECORDS`] images, the last the rest),
+    /// so that a reader can start at a later block: in a version-2 (or later) archive each
+    /// block's length and checksum are checked but none of its records decoded, for the cost
+    /// of reading its bytes; a version-1 archive, which has no blocks, reads (and checks) as
+    /// many records. Returns the records stepped over: fewer where the archive ends first.
+    /// Stricter than [`crate::Archive::block`], which steps over a block whose checksum
+    /// fails: here that is an error. Only at a block's start (before the first record, or
+    /// after a block's last), else [`ArchiveError::NotAtBlockStart`].
     pub fn skip_blocks(&mut self, blocks: u64) -> Result<u64> {
-        if self.header.version == VERSION_1 {
-            return Err(ArchiveError::InvalidHeader(
-                "a version-1 archive has no blocks to skip".into(),
-            ));
-        }
-        if !self.ready.is_empty() {
-            return Err(ArchiveError::InvalidHeader(format!(
-                "blocks are skipped from a block's start, not from image {}",
-                self.next - self.ready.len() as u64
-            )));
+        let at = self.next - self.ready.len() as u64;
+        if at % BLOCK_RECORDS != 0 {
+            return Err(ArchiveError::NotAtBlockStart { image: at });
         }
         let mut skipped = 0;
         for _ in 0..blocks {
@@ -279,11 +275,15 @@ impl<R: Read> ArchiveReader<R> {
                 break;
             }
             let count = block::block_len(self.image_count, self.next / BLOCK_RECORDS);
-            if let Err(e) = self.skip_block(count) {
+            let stepped = if self.header.version == VERSION_1 {
+                (0..count).try_for_each(|_| self.next_record().map(drop))
+            } else {
+                self.skip_block(count).map(|()| self.next += count as u64)
+            };
+            if let Err(e) = stepped {
                 self.done = true;
                 return Err(e);
             }
-            self.next += count as u64;
             skipped += count as u64;
         }
         Ok(skipped)
@@ -317,8 +317,8 @@ impl<R: Read> ArchiveReader<R> {
         let (records, count) = input.parse_more(|c| {
             if header.version == VERSION_1 {
                 let entry = parse_entry(header, limits, next, c)?;
+                debug_assert_eq!(c.pos, entry.len);
                 let record = decode_entry(header, c.bytes, &entry)?;
-                c.pos = entry.len;
                 Ok((vec![record], 1))
             } else {
                 let count = block::block_len(self.image_count, next / BLOCK_RECORDS);

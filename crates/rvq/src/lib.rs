@@ -12,8 +12,9 @@
 //! [`Rgb`] and [`Error`]; `examples/round_trip.rs` uses them in under 40 lines.
 //!
 //! Five modules are public besides: [`image_io`] (PNG and JPEG in, PNG out, limits, atomic
-//! files), [`names`] (the file each decoded image is written to), [`data`] (CIFAR-10 and image-folder data sets), `train` (the training loop,
-//! checkpoints and model cards; with the `train` feature) and [`eval`] (quality measures).
+//! files), [`names`] (the file each decoded image is written to), [`data`] (CIFAR-10 and
+//! image-folder data sets), `train` (the training loop, checkpoints and model cards; with the
+//! `train` feature) and [`eval`] (quality measures).
 //! The rest, one module per concept, is the crate's own:
 //!
 //! - `config`: the model's architecture and quantizer geometry ([`ModelConfig`]);

@@ -8,7 +8,9 @@
 #   RVQ=target/release/rvq PY=python-with-numpy-and-pillow-with-avif \
 #     docs/results/photo-mix/eval.sh MODEL ../shared/data/cifar-10-batches-bin photos/dev OUT
 #
-# BASE=photo compares MODEL with the built-in photograph model instead of the default.
+# BASE=photo compares MODEL with the built-in photograph model instead of the default;
+# NO_BASE set to anything measures MODEL alone. CODEBOOKS (default 1,2,4,8) gives MODEL's fixed depths (the
+# base's stay 1,2,4,8), QUALITIES (default 30,50,70,90,100) both ladders' qualities.
 #
 # photos/dev: `python3 scripts/photos.py photos` (its dev/ folder). Needs bash 4.4 or later
 # (empty arrays under `set -u`).
@@ -18,14 +20,18 @@ py="${PY:-python3}"
 model="$1" cifar="$2" dev="$3" out="$4"
 here="$(cd "$(dirname "$0")/../../.." && pwd)"
 mkdir -p "$out"
-for m in "${BASE:-default}" "$model"; do
+models=("${BASE:-default}" "$model")
+[ -z "${NO_BASE:-}" ] || models=("$model")
+for m in "${models[@]}"; do
     tag="$(basename "$m")"
     args=()
     [ "$m" = default ] || args=(--model "$m")
-    "$rvq" eval --backend cpu "${args[@]}" --data "$cifar" --limit 1000 --codebooks 1,2,4,8 \
+    depths=1,2,4,8
+    [ "$m" != "$model" ] || depths="${CODEBOOKS:-1,2,4,8}"
+    "$rvq" eval --backend cpu "${args[@]}" --data "$cifar" --limit 1000 --codebooks "$depths" \
         --jpeg-qualities 50 --webp-qualities 50 --json "$out/cifar-$tag.json" > "$out/cifar-$tag.md"
-    "$rvq" eval --backend cpu "${args[@]}" --data "$dev" --codebooks 1,2,4,8 \
+    "$rvq" eval --backend cpu "${args[@]}" --data "$dev" --codebooks "$depths" \
         --jpeg-qualities 50 --webp-qualities 50 --json "$out/dev-fixed-$tag.json" > "$out/dev-fixed-$tag.md"
     RVQ="$rvq" "$py" "$here/scripts/photo_compare.py" "$dev" "${args[@]}" \
-        --qualities 30,50,70,90,100 --json "$out/dev-ladder-$tag.json" > "$out/dev-ladder-$tag.md"
+        --qualities "${QUALITIES:-30,50,70,90,100}" --json "$out/dev-ladder-$tag.json" > "$out/dev-ladder-$tag.md"
 done
