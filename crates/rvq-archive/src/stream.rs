@@ -266,7 +266,7 @@ impl<R: Read> ArchiveReader<R> {
     /// after a block's last), else [`ArchiveError::NotAtBlockStart`].
     pub fn skip_blocks(&mut self, blocks: u64) -> Result<u64> {
         let at = self.next - self.ready.len() as u64;
-        if at % BLOCK_RECORDS != 0 {
+        if !at.is_multiple_of(BLOCK_RECORDS) {
             return Err(ArchiveError::NotAtBlockStart { image: at });
         }
         let mut skipped = 0;
