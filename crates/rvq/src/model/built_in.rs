@@ -27,7 +27,7 @@ struct BuiltIn {
 
 /// The models this build embeds (feature `embedded-model`), chosen by name: the default model
 /// (trained on CIFAR-10) and the photograph model (`models/photo`, fine-tuned on a mixture of
-/// CIFAR-10 and crops of photographs; docs/MODEL.md, run 45).
+/// CIFAR-10 and crops of photographs, with twelve codebooks; docs/MODEL.md, run 48).
 #[cfg(feature = "embedded-model")]
 static BUILT_IN: [BuiltIn; 2] = [
     BuiltIn {
@@ -40,7 +40,7 @@ static BUILT_IN: [BuiltIn; 2] = [
         name: "photo",
         config: include_str!("../../../../models/photo/config.json"),
         weights: include_bytes!("../../../../models/photo/model.bpk"),
-        fingerprint: "d4730156a4aac33c5f2468c86496da01",
+        fingerprint: "6713ef26992e7011fc6bec670e4dd7b8",
     },
 ];
 /// None without the feature `embedded-model`.
