@@ -148,8 +148,10 @@ fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
         return Err(Error::ModelMismatch {
             model: model_name.to_string(),
             reason: format!(
-                "the archive was made with model {} but this model is {}",
+                "the archive was made with model {}{} but this model is {}",
                 hex(&h.fingerprint),
+                Model::retired_built_in(&hex(&h.fingerprint))
+                    .map_or(String::new(), |what| format!(", {what},")),
                 hex(&model.fingerprint)
             ),
         });

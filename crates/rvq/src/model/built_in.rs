@@ -43,6 +43,14 @@ static BUILT_IN: [BuiltIn; 2] = [
         fingerprint: "6713ef26992e7011fc6bec670e4dd7b8",
     },
 ];
+/// Models once built in and since replaced, by fingerprint, with where to find them: an
+/// archive that cites one names it in the error rather than only its fingerprint.
+const RETIRED: [(&str, &str); 1] = [(
+    "d4730156a4aac33c5f2468c86496da01",
+    "the built-in photo model until 2026-12-07 (docs/MODEL.md, run 45; its folder is models/photo \
+     at commit 47fe896)",
+)];
+
 /// None without the feature `embedded-model`.
 #[cfg(not(feature = "embedded-model"))]
 static BUILT_IN: [BuiltIn; 0] = [];
@@ -82,5 +90,14 @@ impl Model {
     pub fn built_in_for(fingerprint: &str) -> Option<&'static str> {
         let b = BUILT_IN.iter().find(|b| b.fingerprint == fingerprint)?;
         Some(b.name)
+    }
+
+    /// What the model of fingerprint `fingerprint` (lowercase hex) was, where it is a model
+    /// once built in and since replaced: an archive it wrote needs its folder.
+    pub fn retired_built_in(fingerprint: &str) -> Option<&'static str> {
+        RETIRED
+            .iter()
+            .find(|(f, _)| *f == fingerprint)
+            .map(|(_, what)| *what)
     }
 }

@@ -96,6 +96,18 @@ fn the_codec_api_refuses_depths_and_headers_that_do_not_fit_the_model() {
     other.fingerprint[0] ^= 1;
     let err = rvq::decode::decode_records(&model, &other, &records, 8).unwrap_err();
     assert!(matches!(err, rvq::Error::ModelMismatch { .. }), "{err}");
+    // An archive of a model once built in says which it was.
+    let run45 = "d4730156a4aac33c5f2468c86496da01";
+    for (i, byte) in other.fingerprint.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&run45[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let err = rvq::decode::decode_records(&model, &other, &records, 8).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "made with model {run45}, the built-in photo model until"
+        )),
+        "{err}"
+    );
     let mut deeper = header.clone();
     deeper.codebooks_used = 9;
     let err = rvq::decode::decode_records(&model, &deeper, &records, 8).unwrap_err();
@@ -192,6 +204,11 @@ fn built_in_models_are_found_by_name_and_by_fingerprint() {
         prints[0]
     );
     assert_eq!(Model::built_in_for(&"ab".repeat(16)), None);
+    // A model once built in is named, not found: an archive citing it needs its folder.
+    let run45 = "d4730156a4aac33c5f2468c86496da01";
+    assert_eq!(Model::built_in_for(run45), None);
+    assert!(Model::retired_built_in(run45).is_some_and(|w| w.contains("run 45")));
+    assert_eq!(Model::retired_built_in(&rvq::model::hex(&prints[1])), None);
     assert_eq!(Model::built_in_for("photo"), None);
     let err = Model::load_built_in("phot", &device).unwrap_err();
     assert!(matches!(err, rvq::Error::UnknownModel { .. }), "{err}");
