@@ -145,13 +145,12 @@ impl Model {
 
 fn check_header(h: &Header, model: &Model, model_name: &str) -> Result<()> {
     if h.fingerprint != model.fingerprint {
+        let cited = hex(&h.fingerprint);
         return Err(Error::ModelMismatch {
             model: model_name.to_string(),
             reason: format!(
-                "the archive was made with model {}{} but this model is {}",
-                hex(&h.fingerprint),
-                Model::retired_built_in(&hex(&h.fingerprint))
-                    .map_or(String::new(), |what| format!(", {what},")),
+                "the archive was made with model {cited}{} but this model is {}",
+                Model::retired_built_in(&cited).map_or(String::new(), |what| format!(", {what},")),
                 hex(&model.fingerprint)
             ),
         });
