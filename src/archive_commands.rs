@@ -256,7 +256,7 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
     let targets = rvq::names::decode_targets(&a.output, &records, rvq::names::FOLDS_CASE)?;
     if !to_stdout {
         for t in &targets {
-            refuse_existing(t, a.force)?;
+            refuse_unwritable(t, a.force)?;
         }
     }
     let cited = Some(&archive.header.fingerprint);

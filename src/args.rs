@@ -232,10 +232,10 @@ pub(crate) struct EvalArgs {
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=100))]
     pub(crate) qualities: Vec<u8>,
     /// JPEG qualities to compare against (the image crate's encoder).
-    #[arg(long, value_delimiter = ',', default_values_t = crate::classical::JPEG_LADDER)]
+    #[arg(long, value_delimiter = ',', default_values_t = crate::classical::JPEG_LADDER, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub(crate) jpeg_qualities: Vec<u8>,
     /// WebP qualities to compare against (libwebp).
-    #[arg(long, value_delimiter = ',', default_values_t = crate::classical::WEBP_LADDER)]
+    #[arg(long, value_delimiter = ',', default_values_t = crate::classical::WEBP_LADDER, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub(crate) webp_qualities: Vec<u8>,
     /// Draw a rate–distortion chart (PSNR against bits per pixel) to this PNG file.
     #[arg(long)]
@@ -268,13 +268,13 @@ pub(crate) struct SweepArgs {
     #[arg(long, default_value_t = 5)]
     pub(crate) epochs: usize,
     /// Images per step.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     pub(crate) batch_size: usize,
     /// Stop each run after this many steps.
     #[arg(long)]
     pub(crate) max_steps: Option<usize>,
     /// Validation images (the first N of test_batch.bin).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     pub(crate) valid: usize,
     /// Continue a sweep whose results.csv exists, skipping finished runs.
     #[arg(long)]
@@ -493,7 +493,7 @@ pub(crate) struct TrainArgs {
     #[arg(long, default_value_t = TrainOptions::default().epochs)]
     pub(crate) epochs: usize,
     /// Images per step.
-    #[arg(long, default_value_t = TrainOptions::default().batch_size)]
+    #[arg(long, default_value_t = TrainOptions::default().batch_size, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     pub(crate) batch_size: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
@@ -526,19 +526,19 @@ pub(crate) struct TrainArgs {
     #[arg(long, default_value_t = rvq::train::DEFAULT_CROPS, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     pub(crate) crops: usize,
     /// Validation images (the first N of test_batch.bin).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     pub(crate) valid: usize,
     /// Random seed.
     #[arg(long, default_value_t = TrainOptions::default().seed)]
     pub(crate) seed: u64,
     /// Steps between checkpoints.
-    #[arg(long, default_value_t = TrainOptions::default().checkpoint_every)]
+    #[arg(long, default_value_t = TrainOptions::default().checkpoint_every, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     pub(crate) checkpoint_every: usize,
     /// Continue from OUT/checkpoint, given the options the run was started with.
     #[arg(long)]
     pub(crate) resume: bool,
-    /// Start a new run in an --out that already holds a model or a stopped run's checkpoint,
-    /// replacing them.
+    /// Start a new run in an --out that already holds a model's files or a stopped run's
+    /// checkpoint, replacing them (never a `checkpoint` folder that no run wrote).
     #[arg(long, conflicts_with = "resume")]
     pub(crate) force: bool,
     /// End this session at this step, checkpointed, without finishing the run: the learning

@@ -10,9 +10,12 @@ use crate::args::*;
 use crate::support::*;
 
 pub(crate) fn run_eval(a: EvalArgs, verbose: bool) -> Result<()> {
-    for out in [&a.json, &a.plot].into_iter().flatten() {
-        refuse_existing(out, a.force)?;
-    }
+    let outputs: Vec<&std::path::Path> = [&a.json, &a.plot]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
+    refuse_outputs(&outputs, a.force)?;
     let archive_bytes = if a.data.is_file() {
         Some(read_input(&a.data)?)
     } else {

@@ -77,6 +77,53 @@ pub(crate) fn refuse_existing(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// [`refuse_existing`] for a command's output files, checked together before any work: none
+/// a folder, none named twice (the second would replace the first), each in a folder that
+/// exists, so that no output is written and then left beside a refusal of the next.
+pub(crate) fn refuse_outputs(paths: &[&Path], force: bool) -> Result<()> {
+    for (i, path) in paths.iter().enumerate() {
+        if is_stdio(path) {
+            continue;
+        }
+        refuse_unwritable(path, force)?;
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !folder.is_dir() {
+            anyhow::bail!("{}: no such folder", folder.display());
+        }
+        let same = |other: &&Path| {
+            other == path
+                || (other.file_name() == path.file_name()
+                    && other.parent().and_then(|p| p.canonicalize().ok())
+                        == path.parent().and_then(|p| p.canonicalize().ok()))
+        };
+        if paths[..i].iter().any(same) {
+            anyhow::bail!("{}: given for two outputs", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// [`refuse_existing`], and a target that cannot be written: a folder, or below a file where
+/// its folders would be (`out/sub` a file for `out/sub/b.png`), found before any work rather
+/// than after the files before it were written.
+pub(crate) fn refuse_unwritable(path: &Path, force: bool) -> Result<()> {
+    refuse_existing(path, force)?;
+    if path.is_dir() {
+        anyhow::bail!("{}: is a folder", path.display());
+    }
+    for up in path.ancestors().skip(1) {
+        match std::fs::metadata(up) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => anyhow::bail!("{}: not a folder", up.display()),
+            Err(_) => continue,
+        }
+    }
+    Ok(())
+}
+
 /// The model on its device, its name for messages, and the batch size for that device.
 pub(crate) fn load_model(args: &ModelArgs, verbose: bool) -> Result<(Model, String, usize)> {
     load_model_for(args, None, verbose)

@@ -1,5 +1,7 @@
 //! `rvq train`, `sweep` and `export`: making models and reproducing the study.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rvq::Model;
@@ -11,14 +13,20 @@ use crate::support::*;
 
 pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
     let options = train_options(&a)?;
-    // A new run's first checkpoint would replace a stopped run's, and its end the model there.
-    if !a.resume && !a.force && (train::has_checkpoint(&a.out) || a.out.join("model.bpk").exists())
+    // A new run's first checkpoint would replace a stopped run's, and its end the model
+    // folder's three files: any of them already there (a user's own config.json too) is
+    // refused unless forced.
+    if !a.resume
+        && !a.force
+        && let Some(name) = train::RUN_FILES.iter().find(|n| a.out.join(n).exists())
     {
         anyhow::bail!(
-            "{}: holds a model or a stopped run's checkpoint already; continue that run with --resume, or replace it with --force",
+            "{}: holds {name} already (a model or a stopped run's checkpoint); continue that run with --resume, or replace it with --force",
             a.out.display()
         );
     }
+    // Nor does --force replace a checkpoint folder that a run did not write.
+    train::check_checkpoint_replaceable(&a.out)?;
     let chosen = choose_backend(a.backend, verbose)?;
     let splits = train::load_mixed_data(&a.data, a.valid, a.crops, a.seed)?;
     eprintln!("rvq: {}", splits.description);
@@ -177,9 +185,11 @@ impl TrainProgress {
 }
 
 pub(crate) fn run_export(a: ExportArgs, verbose: bool) -> Result<()> {
-    for out in std::iter::once(&a.output).chain(&a.reference) {
-        refuse_existing(out, a.force)?;
-    }
+    let outputs: Vec<&Path> = std::iter::once(&a.output)
+        .chain(&a.reference)
+        .map(|p| p.as_path())
+        .collect();
+    refuse_outputs(&outputs, a.force)?;
     let chosen = choose_backend(a.backend, verbose)?;
     let model = Model::load_or_default(a.model.as_deref(), &chosen.device)?;
     model.export_safetensors(&a.output)?;

@@ -15,7 +15,8 @@ on the same backend.
 A :class:`Codec` holds a loaded model for callers that encode many batches; the module's
 functions share one per backend and model (they encode with the default model, and decode
 with the built-in model an archive cites). Errors are :class:`RvqError` and its subclasses, carrying
-the library's one-line message. Heavy calls release the GIL. ``python -m rvq.ray`` runs
+the library's one-line message; an argument out of its range is :class:`ArgumentError`, which is
+also a ``ValueError``. Heavy calls release the GIL. ``python -m rvq.ray`` runs
 encode, decode and eval over a Ray cluster (see ``rvq.ray``).
 """
 
@@ -31,10 +32,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _rvq
-from ._rvq import FormatError, InputError, ModelMismatchError, RvqError
+from ._rvq import ArgumentError, FormatError, InputError, ModelMismatchError, RvqError
 
 __all__ = [
     "Archive",
+    "ArgumentError",
     "Codec",
     "FormatError",
     "InputError",

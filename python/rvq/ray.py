@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -275,6 +274,15 @@ def check_manifest(work: Path, manifest: Dict[str, Any]) -> bool:
             )
         return False
     work.mkdir(parents=True, exist_ok=True)
+    # Parts of some other job whose manifest is gone go before this job's manifest is written:
+    # a driver killed between the two then leaves no manifest to trust them by. Only files
+    # named as parts are removed; anything else in the folder is left alone.
+    parts = work / "parts"
+    if parts.is_dir():
+        for old in parts.glob("part-*.rvq"):
+            old.unlink()
+        for stray in parts.glob(".part-*.tmp"):
+            stray.unlink()
     _write_atomic(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return True
 
@@ -318,12 +326,11 @@ def run_encode(args: argparse.Namespace) -> int:
     codec = rvq.Codec(args.model, "cpu")
     codec.encode([], **codec_options(options))
     work = Path(args.work_dir).resolve()
-    fresh = check_manifest(work, manifest_for(files, names, args.shards, options, codec.fingerprint))
+    # A new manifest's folder is cleared of other jobs' parts there.
+    check_manifest(work, manifest_for(files, names, args.shards, options, codec.fingerprint))
     parts = work / "parts"
-    if fresh and parts.exists():
-        shutil.rmtree(parts)  # parts of some other job, whose manifest is gone
     parts.mkdir(exist_ok=True)
-    for stray in parts.glob(".*.tmp"):
+    for stray in parts.glob(".part-*.tmp"):
         stray.unlink()  # a part whose writer died before its rename
 
     ranges = [block_shard_range(len(files), i, args.shards) for i in range(args.shards)]

@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyIndexError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 use rvq::archive::{Archive, ArchiveError, ArchiveReader};
 use rvq::image_io::Limits;
 use rvq::{Backend, Decoder, Effort, EncodeOptions, Encoder, Model, Named, Rate, Rgb};
@@ -42,11 +43,43 @@ create_exception!(
     "An image the codec cannot take: unreadable, too large, wrong shape or names."
 );
 
+/// `rvq.ArgumentError`, made at import: a class of two bases (`RvqError` and `ValueError`),
+/// which `create_exception!` cannot make.
+static ARGUMENT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// An argument out of its range, as `rvq.ArgumentError`: both an `RvqError`, as every error of
+/// the codec, and a `ValueError`, as Python's own functions raise for such arguments.
+fn argument_error(message: impl Into<String>) -> PyErr {
+    let message = message.into();
+    Python::attach(|py| match ARGUMENT_ERROR.get(py) {
+        Some(ty) => PyErr::from_type(ty.bind(py).clone(), message),
+        None => PyValueError::new_err(message),
+    })
+}
+
+/// An integer argument within `range`, refused as an [`argument_error`] naming `what` (a
+/// negative one too: Python's integers reach here unconverted, where a `usize` parameter
+/// would raise `OverflowError`).
+fn in_range(what: &str, value: i64, range: std::ops::RangeInclusive<i64>) -> PyResult<usize> {
+    if range.contains(&value) {
+        Ok(value as usize)
+    } else {
+        Err(argument_error(format!(
+            "{what} {value}: expected {} to {}",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
 /// The library's error as the Python exception of its kind.
 fn to_py(e: rvq::Error) -> PyErr {
     use rvq::Error as E;
     let message = e.to_string();
     match e {
+        E::InvalidTarget(_) | E::InvalidOption(_) | E::InvalidEffort { .. } => {
+            argument_error(message)
+        }
         E::Archive { .. } | E::Format(_) | E::BadIndices { .. } => FormatError::new_err(message),
         E::ModelMismatch { .. } | E::Codebooks { .. } | E::NotQuantized => {
             ModelMismatchError::new_err(message)
@@ -67,8 +100,21 @@ fn to_py(e: rvq::Error) -> PyErr {
     }
 }
 
+/// An archive's error as the Python exception of its kind: most are the archive's bytes
+/// (`FormatError`), some the arguments or images given with it.
 fn format_err(e: ArchiveError) -> PyErr {
-    FormatError::new_err(e.to_string())
+    let message = e.to_string();
+    match e {
+        ArchiveError::TruncateBeyond { .. } | ArchiveError::NothingToMerge => {
+            argument_error(message)
+        }
+        ArchiveError::MergeMismatch {
+            what: "model fingerprint",
+            ..
+        } => ModelMismatchError::new_err(message),
+        ArchiveError::DuplicateName { .. } => InputError::new_err(message),
+        _ => FormatError::new_err(message),
+    }
 }
 
 /// An image as it crosses to Python: its pixels (rows of RGB triples), height and width.
@@ -160,16 +206,11 @@ fn images_of(images: Vec<Pixels>) -> PyResult<Vec<Rgb>> {
 /// with `codebooks` alone every cell at that depth; `codebooks` caps the other two.
 fn rate_of(quality: Option<i64>, psnr: Option<f64>, codebooks: Option<usize>) -> PyResult<Rate> {
     let quality = quality
-        .map(|q| {
-            u8::try_from(q)
-                .ok()
-                .filter(|&q| q <= 100)
-                .ok_or_else(|| PyValueError::new_err(format!("quality {q}: expected 0 to 100")))
-        })
+        .map(|q| in_range("quality", q, 0..=100).map(|q| q as u8))
         .transpose()?;
     Ok(match (quality, psnr, codebooks) {
         (Some(_), Some(_), _) => {
-            return Err(PyValueError::new_err("give quality or psnr, not both"));
+            return Err(argument_error("give quality or psnr, not both"));
         }
         (Some(quality), None, max_codebooks) => Rate::Quality {
             quality,
@@ -212,7 +253,7 @@ impl Codec {
         backend: &str,
         built_in: bool,
     ) -> PyResult<Self> {
-        let asked: Backend = backend.parse().map_err(PyValueError::new_err)?;
+        let asked: Backend = backend.parse().map_err(argument_error)?;
         let chosen = py.detach(|| asked.choose()).map_err(to_py)?;
         let device = chosen.device.clone();
         let loaded = py
@@ -259,10 +300,10 @@ impl Codec {
         names: Option<Vec<String>>,
         quality: Option<i64>,
         psnr: Option<f64>,
-        codebooks: Option<usize>,
-        effort: Option<u8>,
-        beam: Option<usize>,
-        refine: Option<usize>,
+        codebooks: Option<i64>,
+        effort: Option<i64>,
+        beam: Option<i64>,
+        refine: Option<i64>,
         fit: Option<i64>,
         entropy: bool,
         filter: bool,
@@ -279,26 +320,16 @@ impl Codec {
             )));
         }
         let effort = match effort {
-            Some(e) => Effort::new(e).map_err(|e| PyValueError::new_err(e.to_string()))?,
+            Some(e) => Effort::new(in_range("effort", e, 0..=255)? as u8).map_err(to_py)?,
             None => Effort::default(),
         };
         let defaults = EncodeOptions::default().with_effort(effort);
-        for (what, value) in [("beam", beam), ("refine", refine)] {
-            if let Some(v) = value
-                && !(1..=64).contains(&v)
-            {
-                return Err(PyValueError::new_err(format!(
-                    "{what} {v}: expected 1 to 64"
-                )));
-            }
-        }
-        if let Some(f) = fit
-            && !(0..=1000).contains(&f)
-        {
-            return Err(PyValueError::new_err(format!(
-                "fit {f}: expected 0 to 1000"
-            )));
-        }
+        let beam = beam.map(|v| in_range("beam", v, 1..=64)).transpose()?;
+        let refine = refine.map(|v| in_range("refine", v, 1..=64)).transpose()?;
+        let fit = fit.map(|v| in_range("fit", v, 0..=1000)).transpose()?;
+        let codebooks = codebooks
+            .map(|v| in_range("codebooks", v, 1..=255))
+            .transpose()?;
         let opts = EncodeOptions {
             rate: rate_of(quality, psnr, codebooks)?,
             names: names.is_some(),
@@ -311,7 +342,7 @@ impl Codec {
             neighbours: defaults.neighbours,
             filter,
             half_size,
-            fit_steps: fit.map_or(defaults.fit_steps, |f| f as usize),
+            fit_steps: fit.unwrap_or(defaults.fit_steps),
         };
         let named: Vec<Named> = pixels
             .into_iter()
@@ -521,7 +552,8 @@ fn merge<'py>(py: Python<'py>, parts: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyByt
 
 /// The archive `data` cut to its first `codebooks` codebooks: what `rvq truncate` writes.
 #[pyfunction]
-fn truncate<'py>(py: Python<'py>, data: &[u8], codebooks: u32) -> PyResult<Bound<'py, PyBytes>> {
+fn truncate<'py>(py: Python<'py>, data: &[u8], codebooks: i64) -> PyResult<Bound<'py, PyBytes>> {
+    let codebooks = in_range("codebooks", codebooks, 1..=i64::from(u32::MAX))? as u32;
     let cut = py
         .detach(|| rvq::archive::truncate(data, codebooks, &Limits::default()))
         .map_err(format_err)?;
@@ -599,5 +631,24 @@ fn _rvq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FormatError", py.get_type::<FormatError>())?;
     m.add("ModelMismatchError", py.get_type::<ModelMismatchError>())?;
     m.add("InputError", py.get_type::<InputError>())?;
+    let namespace = PyDict::new(py);
+    namespace.set_item("__module__", "rvq._rvq")?;
+    namespace.set_item(
+        "__doc__",
+        "An argument out of its range (a quality, a number of codebooks, an effort, a backend's name): both an RvqError and a ValueError.",
+    )?;
+    let bases = PyTuple::new(
+        py,
+        [
+            py.get_type::<RvqError>().into_any(),
+            py.get_type::<PyValueError>().into_any(),
+        ],
+    )?;
+    let argument_error = py
+        .get_type::<PyType>()
+        .call1(("ArgumentError", bases, namespace))?
+        .cast_into::<PyType>()?;
+    m.add("ArgumentError", &argument_error)?;
+    let _ = ARGUMENT_ERROR.set(py, argument_error.unbind());
     Ok(())
 }

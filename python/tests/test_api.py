@@ -184,3 +184,39 @@ def test_errors_are_exceptions_with_one_line():
             rvq.encode([np.zeros((4, 4, 3), np.uint8)], fit=fit, backend="cpu")
     with pytest.raises(ValueError):
         rvq.Codec(backend="tpu")
+
+
+def test_arguments_out_of_range_are_argument_errors_and_value_errors():
+    image = [np.zeros((4, 4, 3), np.uint8)]
+    data = rvq.encode(image, codebooks=2, backend="cpu")
+    # Negative integers too, which a parameter typed unsigned would raise as OverflowError.
+    for options, needle in [
+        ({"psnr": -1.0}, "PSNR -1 dB"),
+        ({"psnr": float("nan")}, "PSNR NaN dB"),
+        ({"quality": 101}, "quality 101"),
+        ({"quality": -1}, "quality -1"),
+        ({"quality": 50, "psnr": 30.0}, "not both"),
+        ({"beam": -1}, "beam -1"),
+        ({"refine": 0}, "refine 0"),
+        ({"codebooks": -1}, "codebooks -1"),
+        ({"effort": 256}, "effort 256"),
+        ({"effort": 6}, "effort"),
+        ({"fit": -1}, "fit -1"),
+    ]:
+        with pytest.raises(rvq.ArgumentError, match=needle) as caught:
+            rvq.encode(image, backend="cpu", **options)
+        assert isinstance(caught.value, rvq.RvqError) and isinstance(caught.value, ValueError)
+    for cut in (0, 3, -1):
+        with pytest.raises(rvq.ArgumentError, match="codebooks"):
+            rvq.truncate(data, cut)
+    with pytest.raises(rvq.ArgumentError, match="nothing to merge"):
+        rvq.merge([])
+    with pytest.raises(rvq.ArgumentError, match="tpu"):
+        rvq.Codec(backend="tpu")
+    # A merge of two models' archives is a model mismatch; of two images of one name, the input.
+    other = rvq.Codec("photo", "cpu").encode(image, codebooks=2)
+    with pytest.raises(rvq.ModelMismatchError, match="fingerprint"):
+        rvq.merge([data, other])
+    named = rvq.encode(image, names=["a.png"], codebooks=2, backend="cpu")
+    with pytest.raises(rvq.InputError, match="a.png"):
+        rvq.merge([named, named])

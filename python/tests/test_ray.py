@@ -104,6 +104,21 @@ def test_a_mismatched_manifest_and_an_existing_output_are_refused(cluster, photo
     assert not (tmp_path / "e.rvq").exists()
 
 
+def test_parts_left_without_their_manifest_are_not_merged_and_other_files_are_kept(
+    cluster, photos, single, tmp_path
+):
+    # A job at another quality, whose manifest was then lost: its parts validate (same model,
+    # names and counts) but hold other indices, so a new job must not merge them.
+    work, out = tmp_path / "w", tmp_path / "d.rvq"
+    assert encode(photos, work, tmp_path / "other.rvq", "--shards", "2", "--quality", "50") == 0
+    (work / "manifest.json").unlink()
+    notes = work / "parts" / "notes.txt"
+    notes.write_text("mine")
+    assert encode(photos, work, out, "--shards", "2") == 0
+    assert out.read_bytes() == single
+    assert notes.read_text() == "mine"
+
+
 def test_a_corrupt_png_is_named_or_skipped(cluster, photos, tmp_path, capsys):
     folder = tmp_path / "in"
     shutil.copytree(photos, folder)
@@ -190,8 +205,12 @@ def test_decode_spreads_blocks_over_tasks_and_names_by_position(cluster, tmp_pat
     assert ours == sorted(p.name for p in (tmp_path / "cli").iterdir()) and len(ours) == 150
     for name in ours:
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
-    # Existing files are not overwritten without --force, and nothing is written then.
+    # Existing files are not overwritten without --force, and nothing is written then: one
+    # file removed stays missing, and the others keep their times.
+    (tmp_path / "out" / ours[0]).unlink()
+    times = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
     assert job.main(["decode", "--backend", "cpu", "-o", str(tmp_path / "out"), str(archive)]) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == times
     # A forced decode removes only its own temporary files, not other hidden ones.
     (tmp_path / "out" / ".keep.tmp").write_text("mine")
     assert job.main(["decode", "--backend", "cpu", "--force", "-o", str(tmp_path / "out"), str(archive)]) == 0

@@ -201,6 +201,39 @@ fn names_that_decode_to_one_file_are_refused_before_anything_is_written() {
 }
 
 #[test]
+fn targets_that_cannot_be_written_are_refused_before_anything_is_written() {
+    let dir = TempDir::new().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    let png = samples().join("coffee-32.png");
+    std::fs::copy(&png, input.join("a.png")).unwrap();
+    std::fs::copy(&png, input.join("sub/b.png")).unwrap();
+    let archive = dir.path().join("two.rvq");
+    let mut encode = rvq();
+    encode.args(["encode", "--backend", "cpu", "--codebooks", "1", "-o"]);
+    encode.arg(&archive).arg(&input).assert().success();
+    // "sub/b.png" needs out/sub as a folder; a file is there. a.png sorts first and would
+    // have been written before the failure.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("sub"), b"a file").unwrap();
+    let decode = ["decode", "--backend", "cpu", "-o", s(&out), s(&archive)];
+    for force in [&[][..], &["--force"][..]] {
+        fails_with(&[&decode[..], force].concat(), "sub: not a folder");
+        no_files_but(&out, &[&out.join("sub")]);
+    }
+    // Nor does --force replace a folder that stands where an image goes.
+    std::fs::remove_file(out.join("sub")).unwrap();
+    std::fs::create_dir(out.join("a.png")).unwrap();
+    fails_with(&[&decode[..], &["--force"]].concat(), "a.png: is a folder");
+    no_files_but(&out, &[&out.join("a.png")]);
+    assert!(!out.join("sub").exists());
+    std::fs::remove_dir(out.join("a.png")).unwrap();
+    rvq().args(decode).assert().success();
+    assert!(out.join("sub/b.png").is_file() && out.join("a.png").is_file());
+}
+
+#[test]
 fn samples_round_trip_with_sizes_as_specified_and_error_falling_with_depth() {
     let dir = TempDir::new().unwrap();
     let mut last_mse = f64::INFINITY;

@@ -68,11 +68,11 @@ fn help_lists_every_command() {
 }
 
 #[test]
-fn out_of_range_efforts_beam_widths_refinements_and_stop_steps_are_usage_errors() {
+fn out_of_range_flags_are_usage_errors_that_name_the_flag() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("o.rvq");
     let sample = samples().join("astronaut-32.png");
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 13] = [
         &[
             "encode",
             "--beam",
@@ -100,6 +100,21 @@ fn out_of_range_efforts_beam_widths_refinements_and_stop_steps_are_usage_errors(
         ],
         &["eval", "--data", "x", "--refine", "65"],
         &["bench", "--effort", "6"],
+        &["train", "--data", "x", "--out", "y", "--batch-size", "0"],
+        &["train", "--data", "x", "--out", "y", "--valid", "0"],
+        &[
+            "train",
+            "--data",
+            "x",
+            "--out",
+            "y",
+            "--checkpoint-every",
+            "0",
+        ],
+        &["sweep", "--batch-size", "0"],
+        &["sweep", "--valid", "0"],
+        &["eval", "--data", "x", "--jpeg-qualities", "50,0"],
+        &["eval", "--data", "x", "--webp-qualities", "101"],
     ];
     for args in cases {
         let o = rvq().args(args).output().unwrap();

@@ -97,6 +97,26 @@ fn eval_compares_rvq_jpeg_and_webp_and_writes_json_and_a_chart() {
         ],
         "already exists",
     );
+    // Two outputs are checked together before any work: one named twice, or one in a folder
+    // that is not there, and neither is written.
+    let fresh = dir.path().join("fresh.json");
+    let samples = samples();
+    for (plot, needle) in [
+        (fresh.clone(), "fresh.json: given for two outputs"),
+        (dir.path().join("nowhere/rd.png"), "nowhere: no such folder"),
+        (dir.path().to_path_buf(), ": is a folder"),
+    ] {
+        let eval = ["eval", "--backend", "cpu", "--data", s(&samples)];
+        fails_with(
+            &[
+                &eval[..],
+                &["--json", s(&fresh), "--plot", s(&plot), "--force"],
+            ]
+            .concat(),
+            needle,
+        );
+        assert!(!fresh.exists(), "{needle}");
+    }
 }
 
 #[test]

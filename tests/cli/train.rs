@@ -68,6 +68,21 @@ fn train_refuses_missing_and_malformed_data() {
         ],
         "/nonexistent/photos: not a folder",
     );
+    // Crops that would not fit in memory are refused before any image is read.
+    fails_with(
+        &[
+            "train",
+            "--backend",
+            "cpu",
+            "--data",
+            samples().to_str().unwrap(),
+            "--crops",
+            "400000000",
+            "--out",
+            out_s,
+        ],
+        "give fewer --crops",
+    );
     assert!(!out.exists());
 }
 
@@ -101,6 +116,7 @@ fn train_resumes_only_with_the_options_it_started_with() {
     let again = tiny_train(&out, &steps).output().unwrap();
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(err.contains("holds checkpoint already"), "{err}");
     assert!(err.contains("continue that run with --resume"), "{err}");
     tiny_train(&out, &[&steps[..], &["--resume"]].concat())
         .assert()
@@ -117,6 +133,60 @@ fn train_resumes_only_with_the_options_it_started_with() {
         .assert()
         .success();
     assert_ne!(std::fs::read(out.join("card.json")).unwrap(), card);
+}
+
+#[test]
+fn train_leaves_files_it_did_not_write_alone() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("project");
+    std::fs::create_dir(&out).unwrap();
+    let notes = out.join("notes.txt");
+    std::fs::write(&notes, b"mine").unwrap();
+    // A user's own config.json would be replaced by the model's at the end: refused.
+    std::fs::write(out.join("config.json"), b"{\"mine\": true}").unwrap();
+    let steps = ["--max-steps", "2"];
+    let refused = tiny_train(&out, &steps).output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("holds config.json already"), "{err}");
+    assert_eq!(
+        std::fs::read(out.join("config.json")).unwrap(),
+        b"{\"mine\": true}"
+    );
+    std::fs::remove_file(out.join("config.json")).unwrap();
+    // A checkpoint folder that no run wrote is refused even with --force: the first
+    // checkpoint would retire and delete it.
+    let theirs = out.join("checkpoint");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::write(theirs.join("weights.pt"), b"someone else's").unwrap();
+    for extra in [&[][..], &["--force"][..]] {
+        let refused = tiny_train(&out, &[&steps[..], extra].concat())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{extra:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(
+        std::fs::read(theirs.join("weights.pt")).unwrap(),
+        b"someone else's"
+    );
+    let err = String::from_utf8_lossy(
+        &tiny_train(&out, &[&steps[..], &["--force"]].concat())
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .into_owned();
+    assert!(
+        err.contains("holds no checkpoint (state.json missing)"),
+        "{err}"
+    );
+    // Beside files of its own names gone, a run trains and keeps the rest.
+    std::fs::remove_dir_all(&theirs).unwrap();
+    tiny_train(&out, &steps).assert().success();
+    assert!(out.join("model.bpk").exists());
+    assert_eq!(std::fs::read(&notes).unwrap(), b"mine");
 }
 
 #[test]
@@ -196,6 +266,14 @@ fn train_on_an_image_folder_then_encode_with_the_result_and_export() {
         &fresh,
     )
     .success();
+    // One path for both files would have the reference replace the weights.
+    let both = dir.path().join("both.safetensors");
+    export(&["--reference", both.to_str().unwrap()], &both)
+        .failure()
+        .stderr(predicates::str::contains(
+            "both.safetensors: given for two outputs",
+        ));
+    assert!(!both.exists());
     let header = safetensors_header(&reference);
     assert_eq!(header["images"]["shape"], serde_json::json!([2, 3, 32, 32]));
     assert!(header.get("indices").is_some(), "{header}");

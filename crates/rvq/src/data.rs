@@ -276,14 +276,30 @@ pub fn load_mixture(
     Ok(splits)
 }
 
+/// The most bytes of training crops one folder may make (8 GiB, about 2.8 million 32×32
+/// crops): a `--crops` beyond it is refused before any image is read, rather than failing an
+/// allocation part way.
+pub const MAX_CROP_BYTES: u64 = 8 << 30;
+
 /// `crops` random `size`×`size` crops from each image file (images smaller than a crop are
-/// refused).
+/// refused; more than [`MAX_CROP_BYTES`] of crops in all too).
 pub fn crops_from_files(
     files: &[PathBuf],
     size: usize,
     crops: usize,
     rng: &mut impl Rng,
 ) -> Result<ImageSet> {
+    let bytes = (files.len() as u64)
+        .saturating_mul(crops as u64)
+        .saturating_mul((size * size * 3) as u64);
+    if bytes > MAX_CROP_BYTES {
+        return Err(Error::InvalidOption(format!(
+            "{crops} crops of each of {} images would take {} GiB, more than the {} GiB a training set may hold; give fewer --crops",
+            files.len(),
+            bytes >> 30,
+            MAX_CROP_BYTES >> 30
+        )));
+    }
     let mut set = ImageSet {
         size,
         pixels: Vec::new(),

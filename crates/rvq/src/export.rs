@@ -28,9 +28,12 @@ impl Model {
             let _ = std::fs::remove_file(&tmp);
             Error::Other(format!("{}: {e}", path.display()))
         })?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }
         })
     }
 

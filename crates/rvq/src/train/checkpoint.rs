@@ -31,6 +31,33 @@ pub(super) const EMA_FILE: &str = "ema.f32";
 /// The checkpoint's subfolder holding the weight average, as a model folder.
 pub(super) const AVERAGE_DIR: &str = "average";
 
+/// What a run writes directly in its folder (the model's three files and the checkpoint
+/// folder, with the one it retires): a new run replaces any of them, so the binary refuses to
+/// start one over them unless forced.
+pub const RUN_FILES: [&str; 5] = [
+    crate::model::WEIGHTS_FILE,
+    crate::model::CONFIG_FILE,
+    crate::model::CARD_FILE,
+    CHECKPOINT_DIR,
+    "checkpoint.old",
+];
+
+/// Refuses an `out/checkpoint` that holds no checkpoint (no `state.json`): a run retires the
+/// checkpoint folder it finds there at its first checkpoint, and must not delete a folder of
+/// someone else's files.
+pub fn check_checkpoint_replaceable(out: &Path) -> Result<()> {
+    let dir = out.join(CHECKPOINT_DIR);
+    if dir.exists() && !dir.join(STATE_FILE).is_file() {
+        return Err(Error::BadData {
+            path: dir,
+            reason: format!(
+                "holds no checkpoint ({STATE_FILE} missing), and a run would replace it; move it away or train into another folder"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Whether `out` holds a checkpoint that [`super::Trainer::resume`] can continue.
 pub fn has_checkpoint(out: &Path) -> bool {
     checkpoint_dir(out).is_ok()

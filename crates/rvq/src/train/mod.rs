@@ -12,7 +12,7 @@ mod start;
 /// A codebook's usage, as training reports it ([`Event`], [`ModelCard`]).
 pub use crate::codebooks::CodebookStats;
 pub use card::{Event, ModelCard};
-pub use checkpoint::has_checkpoint;
+pub use checkpoint::{RUN_FILES, check_checkpoint_replaceable, has_checkpoint};
 pub use extend::{EXTENSION_FILE, ExtendOptions, ExtensionCard, extend_codebooks};
 pub use options::{Init, TrainOptions};
 
@@ -344,6 +344,7 @@ impl Trainer {
     /// which then replaces the old one, so an interrupted write leaves the previous
     /// checkpoint whole.
     pub fn checkpoint(&mut self) -> Result<()> {
+        check_checkpoint_replaceable(&self.out)?;
         self.state.wall_seconds = self.wall_seconds();
         let dir = self.out.join(CHECKPOINT_DIR);
         let fresh = self.out.join(format!("{CHECKPOINT_DIR}.new"));
@@ -449,6 +450,7 @@ pub fn train(
     stop_at: Option<usize>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Option<ModelCard>> {
+    check_checkpoint_replaceable(out)?;
     let mut trainer = if resume {
         let trainer = Trainer::resume(out, &splits.train, device)?;
         check_resumed(trainer.options(), options).map_err(|differences| Error::ResumeMismatch {
