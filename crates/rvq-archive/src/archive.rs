@@ -73,7 +73,10 @@ impl<'a> Archive<'a> {
 
     /// Calls `each` with every version-2 block's offset, length, records and indices' bytes,
     /// then checks that the last block ends where the archive does.
-    fn blocks(&self, mut each: impl FnMut(usize, usize, Vec<Record>, BlockIndices)) -> Result<()> {
+    pub(crate) fn blocks(
+        &self,
+        mut each: impl FnMut(usize, usize, Vec<Record>, BlockIndices),
+    ) -> Result<()> {
         let mut c = self.cursor();
         for b in 0..self.image_count.div_ceil(BLOCK_RECORDS) {
             let offset = c.pos;
@@ -240,12 +243,13 @@ pub fn truncate(bytes: &[u8], codebooks: u32, limits: &Limits) -> Result<Vec<u8>
     if let Some(cb) = &mut header.codebook {
         cb.values.truncate(values);
     }
-    let records: Vec<Record> = archive
-        .records()?
-        .iter()
-        .map(|r| r.truncated(&archive.header, codebooks))
-        .collect();
-    write_archive(&header, &records)
+    // Record by record through the streaming reader and writer: one block of records held at
+    // a time, where a forged archive's coded blocks can claim hundreds of indices per byte.
+    let mut writer = crate::ArchiveWriter::new(Vec::new(), &header, archive.image_count)?;
+    for record in crate::ArchiveReader::new(bytes, limits)? {
+        writer.write(&record?.truncated(&archive.header, codebooks))?;
+    }
+    writer.finish()
 }
 
 /// One archive holding the images of `archives`, in the order given: they must share model,

@@ -1,7 +1,7 @@
 //! What an archive says about itself without a model: header fields, where the bytes go,
 //! depths and ratios.
 
-use crate::{Archive, BLOCK_RECORDS, BlockIndices, Record, Result, VERSION_1, hex};
+use crate::{Archive, Header, Record, Result, VERSION_1, hex, index_bytes};
 
 /// What an archive says about itself, read without a model: header fields, where the bytes
 /// go, depths and ratios (what `rvq info` reports).
@@ -88,18 +88,69 @@ impl Archive<'_> {
     }
 }
 
+/// What [`info`] sums over the records, a block at a time.
+#[derive(Default)]
+struct Totals {
+    payload: u64,
+    coded_blocks: u64,
+    index_count: u64,
+    cells: u64,
+    pixels: u64,
+    filtered: u64,
+    filter_bytes: u64,
+    half: u64,
+    entries: Vec<EntryInfo>,
+}
+
+impl Totals {
+    fn add(&mut self, h: &Header, r: &Record, bytes: u64) {
+        self.index_count += r.index_count(h);
+        self.cells += r.cell_depths(h).len() as u64;
+        self.pixels += r.width as u64 * r.height as u64;
+        if let Some(f) = &r.filter {
+            self.filtered += 1;
+            self.filter_bytes += f.stored_len() as u64;
+        }
+        self.half += r.half as u64;
+        self.entries.push(EntryInfo {
+            name: r.name.clone(),
+            width: r.width,
+            height: r.height,
+            bytes,
+        });
+    }
+}
+
 fn info(archive: &Archive) -> Result<ArchiveInfo> {
     let h = &archive.header;
-    // Version 1 pads each record's indices to a byte; version 2 each block's, or codes them,
-    // and the reader says which and how many bytes they took.
-    let (records, blocks) = archive.records_and_blocks()?;
-    let payload: u64 = blocks.iter().map(|b| b.bytes).sum();
-    let index_count: u64 = records.iter().map(|r| r.index_count(h)).sum();
-    let cells: u64 = records.iter().map(|r| r.cell_depths(h).len() as u64).sum();
-    let pixels: u64 = records
-        .iter()
-        .map(|r| r.width as u64 * r.height as u64)
-        .sum();
+    let mut t = Totals::default();
+    if h.version == VERSION_1 {
+        // A version-1 record is its own byte range, its indices packed and padded to a byte:
+        // no more of them than its bytes hold.
+        let records = archive.records()?;
+        for (r, e) in records.iter().zip(archive.index()?) {
+            let (bytes, coded) = index_bytes(h, std::slice::from_ref(r));
+            t.payload += bytes;
+            t.coded_blocks += coded as u64;
+            t.add(h, r, e.len() as u64);
+        }
+    } else {
+        // A block at a time, its records dropped once counted: a forged block may claim
+        // hundreds of indices per byte of the archive. Each record's bytes are its share of
+        // its block's index bytes, in proportion to its indices (exact for packed blocks up to
+        // the padding, a share for coded ones).
+        archive.blocks(|_, _, records, block| {
+            t.payload += block.bytes;
+            t.coded_blocks += block.coded as u64;
+            let total: u64 = records.iter().map(|r| r.index_count(h)).sum();
+            for r in &records {
+                let share = (block.bytes as u128 * r.index_count(h) as u128)
+                    .checked_div(total as u128)
+                    .unwrap_or(0);
+                t.add(h, r, share as u64);
+            }
+        })?;
+    }
     let total = archive.len() as u64;
     let images = archive.image_count;
     Ok(ArchiveInfo {
@@ -114,7 +165,7 @@ fn info(archive: &Archive) -> Result<ArchiveInfo> {
         names: h.names,
         entropy: h.entropy,
         payload_coder: h.payload_coder(),
-        coded_blocks: blocks.iter().filter(|b| b.coded).count() as u64,
+        coded_blocks: t.coded_blocks,
         embedded_codebook: h
             .codebook
             .as_ref()
@@ -122,21 +173,17 @@ fn info(archive: &Archive) -> Result<ArchiveInfo> {
         images,
         total_bytes: total,
         header_bytes: archive.header_len as u64,
-        payload_bytes: payload,
-        record_overhead_bytes: total - archive.header_len as u64 - payload,
-        filtered_images: records.iter().filter(|r| r.filter.is_some()).count() as u64,
-        filter_bytes: records
-            .iter()
-            .filter_map(|r| r.filter.as_ref())
-            .map(|f| f.stored_len() as u64)
-            .sum(),
-        half_images: records.iter().filter(|r| r.half).count() as u64,
-        mean_depth: mean(index_count, cells),
-        pixels,
-        payload_bits_per_image: mean(payload * 8, images),
-        bits_per_pixel: mean(total * 8, pixels),
-        ratio_vs_raw_rgb: pixels as f64 * 3.0 / total as f64,
-        entries: entry_infos(archive, &records, &blocks)?,
+        payload_bytes: t.payload,
+        record_overhead_bytes: total - archive.header_len as u64 - t.payload,
+        filtered_images: t.filtered,
+        filter_bytes: t.filter_bytes,
+        half_images: t.half,
+        mean_depth: mean(t.index_count, t.cells),
+        pixels: t.pixels,
+        payload_bits_per_image: mean(t.payload * 8, images),
+        bits_per_pixel: mean(total * 8, t.pixels),
+        ratio_vs_raw_rgb: t.pixels as f64 * 3.0 / total as f64,
+        entries: t.entries,
     })
 }
 
@@ -146,49 +193,5 @@ fn mean(total: u64, count: u64) -> f64 {
         0.0
     } else {
         total as f64 / count as f64
-    }
-}
-
-/// Each record's name, size and bytes (version 1: its whole record; version 2: its share of
-/// its block's index bytes, in proportion to its indices: exact for packed blocks up to the
-/// padding, a share for coded ones).
-fn entry_infos(
-    archive: &Archive,
-    records: &[Record],
-    blocks: &[BlockIndices],
-) -> Result<Vec<EntryInfo>> {
-    let h = &archive.header;
-    // A version-1 record is its own byte range; reading the index again costs no decode.
-    // (Version 2 would decode every block a second time: its records share their blocks.)
-    if h.version == VERSION_1 {
-        let entries = archive.index()?;
-        return Ok(records
-            .iter()
-            .zip(entries)
-            .map(|(r, e)| entry_info(r, e.len() as u64))
-            .collect());
-    }
-    let group = BLOCK_RECORDS as usize;
-    Ok(records
-        .chunks(group)
-        .zip(blocks)
-        .flat_map(|(g, block)| {
-            let total: u64 = g.iter().map(|r| r.index_count(h)).sum();
-            g.iter().map(move |r| {
-                let share = (block.bytes as u128 * r.index_count(h) as u128)
-                    .checked_div(total as u128)
-                    .unwrap_or(0);
-                entry_info(r, share as u64)
-            })
-        })
-        .collect())
-}
-
-fn entry_info(r: &Record, bytes: u64) -> EntryInfo {
-    EntryInfo {
-        name: r.name.clone(),
-        width: r.width,
-        height: r.height,
-        bytes,
     }
 }
