@@ -27,7 +27,7 @@ struct BuiltIn {
 
 /// The models this build embeds (feature `embedded-model`), chosen by name: the default model
 /// (trained on CIFAR-10) and the photograph model (`models/photo`, fine-tuned on a mixture of
-/// CIFAR-10 and crops of photographs, with twelve codebooks; docs/MODEL.md, run 48).
+/// CIFAR-10 and crops of photographs, with sixteen codebooks; docs/MODEL.md, run 49).
 #[cfg(feature = "embedded-model")]
 static BUILT_IN: [BuiltIn; 2] = [
     BuiltIn {
@@ -45,11 +45,18 @@ static BUILT_IN: [BuiltIn; 2] = [
 ];
 /// Models once built in and since replaced, by fingerprint, with where to find them: an
 /// archive that cites one names it in the error rather than only its fingerprint.
-const RETIRED: [(&str, &str); 1] = [(
-    "d4730156a4aac33c5f2468c86496da01",
-    "the built-in photo model until 2026-12-07 (docs/MODEL.md, run 45; its folder is models/photo \
-     at commit 47fe896)",
-)];
+const RETIRED: [(&str, &str); 2] = [
+    (
+        "d4730156a4aac33c5f2468c86496da01",
+        "the built-in photo model until 2026-12-07 (docs/MODEL.md, run 45; its folder is \
+         models/photo at commit 47fe896)",
+    ),
+    (
+        "6713ef26992e7011fc6bec670e4dd7b8",
+        "the built-in photo model of the nineteenth session, 2026-12-07 (docs/MODEL.md, run 48; \
+         its folder is models/photo at commit 2dc4250)",
+    ),
+];
 
 /// None without the feature `embedded-model`.
 #[cfg(not(feature = "embedded-model"))]

@@ -208,6 +208,9 @@ fn built_in_models_are_found_by_name_and_by_fingerprint() {
     let run45 = "d4730156a4aac33c5f2468c86496da01";
     assert_eq!(Model::built_in_for(run45), None);
     assert!(Model::retired_built_in(run45).is_some_and(|w| w.contains("run 45")));
+    let run48 = "6713ef26992e7011fc6bec670e4dd7b8";
+    assert_eq!(Model::built_in_for(run48), None);
+    assert!(Model::retired_built_in(run48).is_some_and(|w| w.contains("run 48")));
     assert_eq!(Model::retired_built_in(&rvq::model::hex(&prints[1])), None);
     assert_eq!(Model::built_in_for("photo"), None);
     let err = Model::load_built_in("phot", &device).unwrap_err();
