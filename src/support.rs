@@ -93,13 +93,21 @@ pub(crate) fn refuse_outputs(paths: &[&Path], force: bool) -> Result<()> {
         if !folder.is_dir() {
             anyhow::bail!("{}: no such folder", folder.display());
         }
-        let same = |other: &&Path| {
-            other == path
-                || (other.file_name() == path.file_name()
-                    && other.parent().and_then(|p| p.canonicalize().ok())
-                        == path.parent().and_then(|p| p.canonicalize().ok()))
+        // `x` and `./x` are one file: compared by file name in the canonical folder.
+        let place = |p: &Path| {
+            let folder = match p.parent() {
+                Some(f) if !f.as_os_str().is_empty() => f,
+                _ => Path::new("."),
+            };
+            (
+                folder.canonicalize().ok(),
+                p.file_name().map(|n| n.to_owned()),
+            )
         };
-        if paths[..i].iter().any(same) {
+        if paths[..i]
+            .iter()
+            .any(|other| *other == *path || place(other) == place(path))
+        {
             anyhow::bail!("{}: given for two outputs", path.display());
         }
     }
@@ -110,10 +118,11 @@ pub(crate) fn refuse_outputs(paths: &[&Path], force: bool) -> Result<()> {
 /// its folders would be (`out/sub` a file for `out/sub/b.png`), found before any work rather
 /// than after the files before it were written.
 pub(crate) fn refuse_unwritable(path: &Path, force: bool) -> Result<()> {
-    refuse_existing(path, force)?;
+    // Before the overwrite check, whose hint (--force) would not help here.
     if path.is_dir() {
         anyhow::bail!("{}: is a folder", path.display());
     }
+    refuse_existing(path, force)?;
     for up in path.ancestors().skip(1) {
         match std::fs::metadata(up) {
             Ok(m) if m.is_dir() => break,

@@ -13,20 +13,26 @@ use crate::support::*;
 
 pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
     let options = train_options(&a)?;
+    // --force does not replace a checkpoint folder that a run did not write: refused first,
+    // so the hint below never sends the user to --force for it.
+    train::check_checkpoint_replaceable(&a.out)?;
     // A new run's first checkpoint would replace a stopped run's, and its end the model
     // folder's three files: any of them already there (a user's own config.json too) is
     // refused unless forced.
-    if !a.resume
-        && !a.force
-        && let Some(name) = train::RUN_FILES.iter().find(|n| a.out.join(n).exists())
-    {
-        anyhow::bail!(
-            "{}: holds {name} already (a model or a stopped run's checkpoint); continue that run with --resume, or replace it with --force",
-            a.out.display()
-        );
+    if !a.resume && !a.force {
+        if train::has_checkpoint(&a.out) {
+            anyhow::bail!(
+                "{}: holds a stopped run's checkpoint; continue that run with --resume, or replace it with --force",
+                a.out.display()
+            );
+        }
+        if let Some(name) = train::RUN_FILES.iter().find(|n| a.out.join(n).exists()) {
+            anyhow::bail!(
+                "{}: holds {name} already; train into another folder, or replace it with --force",
+                a.out.display()
+            );
+        }
     }
-    // Nor does --force replace a checkpoint folder that a run did not write.
-    train::check_checkpoint_replaceable(&a.out)?;
     let chosen = choose_backend(a.backend, verbose)?;
     let splits = train::load_mixed_data(&a.data, a.valid, a.crops, a.seed)?;
     eprintln!("rvq: {}", splits.description);

@@ -281,8 +281,6 @@ def check_manifest(work: Path, manifest: Dict[str, Any]) -> bool:
     if parts.is_dir():
         for old in parts.glob("part-*.rvq"):
             old.unlink()
-        for stray in parts.glob(".part-*.tmp"):
-            stray.unlink()
     _write_atomic(path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return True
 

@@ -320,15 +320,25 @@ impl Codec {
             )));
         }
         let effort = match effort {
-            Some(e) => Effort::new(in_range("effort", e, 0..=255)? as u8).map_err(to_py)?,
+            Some(e) => {
+                Effort::new(in_range("effort", e, 0..=i64::from(Effort::BEST.level()))? as u8)
+                    .map_err(to_py)?
+            }
             None => Effort::default(),
         };
         let defaults = EncodeOptions::default().with_effort(effort);
         let beam = beam.map(|v| in_range("beam", v, 1..=64)).transpose()?;
         let refine = refine.map(|v| in_range("refine", v, 1..=64)).transpose()?;
         let fit = fit.map(|v| in_range("fit", v, 0..=1000)).transpose()?;
+        // Beyond the model's codebooks the library answers (ModelMismatchError, as for an
+        // archive that asks for more than the model has); below 1 it is an argument's error.
         let codebooks = codebooks
-            .map(|v| in_range("codebooks", v, 1..=255))
+            .map(|v| {
+                usize::try_from(v)
+                    .ok()
+                    .filter(|&v| v >= 1)
+                    .ok_or_else(|| argument_error(format!("codebooks {v}: expected at least 1")))
+            })
             .transpose()?;
         let opts = EncodeOptions {
             rate: rate_of(quality, psnr, codebooks)?,
@@ -553,7 +563,13 @@ fn merge<'py>(py: Python<'py>, parts: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyByt
 /// The archive `data` cut to its first `codebooks` codebooks: what `rvq truncate` writes.
 #[pyfunction]
 fn truncate<'py>(py: Python<'py>, data: &[u8], codebooks: i64) -> PyResult<Bound<'py, PyBytes>> {
-    let codebooks = in_range("codebooks", codebooks, 1..=i64::from(u32::MAX))? as u32;
+    // 0 and more than the archive stores are the library's to refuse (TruncateBeyond, an
+    // ArgumentError here), with the range the archive allows.
+    let codebooks = u32::try_from(codebooks).map_err(|_| {
+        argument_error(format!(
+            "codebooks {codebooks}: expected 1 to the codebooks the archive stores"
+        ))
+    })?;
     let cut = py
         .detach(|| rvq::archive::truncate(data, codebooks, &Limits::default()))
         .map_err(format_err)?;

@@ -199,7 +199,8 @@ def test_arguments_out_of_range_are_argument_errors_and_value_errors():
         ({"beam": -1}, "beam -1"),
         ({"refine": 0}, "refine 0"),
         ({"codebooks": -1}, "codebooks -1"),
-        ({"effort": 256}, "effort 256"),
+        ({"effort": 256}, "effort 256: expected 0 to 5"),
+        ({"codebooks": 0}, "codebooks 0: expected at least 1"),
         ({"effort": 6}, "effort"),
         ({"fit": -1}, "fit -1"),
     ]:
@@ -209,6 +210,8 @@ def test_arguments_out_of_range_are_argument_errors_and_value_errors():
     for cut in (0, 3, -1):
         with pytest.raises(rvq.ArgumentError, match="codebooks"):
             rvq.truncate(data, cut)
+    with pytest.raises(rvq.ArgumentError, match="ask for 1..=2"):
+        rvq.truncate(data, 0)
     with pytest.raises(rvq.ArgumentError, match="nothing to merge"):
         rvq.merge([])
     with pytest.raises(rvq.ArgumentError, match="tpu"):

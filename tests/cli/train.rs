@@ -116,8 +116,10 @@ fn train_resumes_only_with_the_options_it_started_with() {
     let again = tiny_train(&out, &steps).output().unwrap();
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(1), "{err}");
-    assert!(err.contains("holds checkpoint already"), "{err}");
-    assert!(err.contains("continue that run with --resume"), "{err}");
+    assert!(
+        err.contains("holds a stopped run's checkpoint; continue that run with --resume"),
+        "{err}"
+    );
     tiny_train(&out, &[&steps[..], &["--resume"]].concat())
         .assert()
         .success();
@@ -148,7 +150,15 @@ fn train_leaves_files_it_did_not_write_alone() {
     let refused = tiny_train(&out, &steps).output().unwrap();
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{err}");
-    assert!(err.contains("holds config.json already"), "{err}");
+    assert!(
+        err.contains("holds config.json already; train into another folder"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("rvq: error")).count(),
+        1,
+        "{err}"
+    );
     assert_eq!(
         std::fs::read(out.join("config.json")).unwrap(),
         b"{\"mine\": true}"
@@ -273,6 +283,21 @@ fn train_on_an_image_folder_then_encode_with_the_result_and_export() {
         .stderr(predicates::str::contains(
             "both.safetensors: given for two outputs",
         ));
+    assert!(!both.exists());
+    // So is the same file spelt two ways, `x` and `./x`.
+    rvq()
+        .current_dir(dir.path())
+        .args(["export", "--model"])
+        .arg(&out)
+        .args([
+            "-o",
+            "both.safetensors",
+            "--reference",
+            "./both.safetensors",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("given for two outputs"));
     assert!(!both.exists());
     let header = safetensors_header(&reference);
     assert_eq!(header["images"]["shape"], serde_json::json!([2, 3, 32, 32]));

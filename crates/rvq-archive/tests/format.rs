@@ -1802,6 +1802,11 @@ proptest! {
                 BlockIndices { bytes, coded }
             })
             .collect();
+        // `info`, which sums a block at a time, accounts for the same blocks.
+        let info = archive.info().unwrap();
+        prop_assert_eq!(info.payload_bytes, expected.iter().map(|b| b.bytes).sum::<u64>());
+        prop_assert_eq!(info.coded_blocks, expected.iter().filter(|b| b.coded).count() as u64);
+        prop_assert_eq!(info.entries.len(), records.len());
         prop_assert_eq!(blocks, expected);
         for m in 1..=header.codebooks_used {
             let cut = truncate(&bytes, m, &Limits::default()).unwrap();
@@ -1809,6 +1814,15 @@ proptest! {
             for (c, r) in cut_records.iter().zip(&records) {
                 prop_assert_eq!(c, &r.truncated(&header, m));
             }
+            // Streamed, the bytes the whole archive's records written at once give.
+            let mut hm = header.clone();
+            hm.codebooks_used = m;
+            let values = hm.codebook_values() as usize;
+            if let Some(cb) = &mut hm.codebook {
+                cb.values.truncate(values);
+            }
+            let whole: Vec<Record> = records.iter().map(|r| r.truncated(&header, m)).collect();
+            prop_assert_eq!(&cut, &write_archive(&hm, &whole).unwrap());
         }
     }
 }

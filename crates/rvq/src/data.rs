@@ -277,7 +277,8 @@ pub fn load_mixture(
 }
 
 /// The most bytes of training crops one folder may make (8 GiB, about 2.8 million 32×32
-/// crops): a `--crops` beyond it is refused before any image is read, rather than failing an
+/// crops; training then holds them about twice, split into training and held-out sets): a
+/// `--crops` beyond it is refused before any image is read, rather than failing an
 /// allocation part way.
 pub const MAX_CROP_BYTES: u64 = 8 << 30;
 
@@ -294,9 +295,9 @@ pub fn crops_from_files(
         .saturating_mul((size * size * 3) as u64);
     if bytes > MAX_CROP_BYTES {
         return Err(Error::InvalidOption(format!(
-            "{crops} crops of each of {} images would take {} GiB, more than the {} GiB a training set may hold; give fewer --crops",
+            "{crops} crops of each of {} images would take {:.1} GiB, more than the {} GiB one folder's crops may; give fewer --crops",
             files.len(),
-            bytes >> 30,
+            bytes as f64 / (1u64 << 30) as f64,
             MAX_CROP_BYTES >> 30
         )));
     }

@@ -34,26 +34,31 @@ pub(super) const AVERAGE_DIR: &str = "average";
 /// What a run writes directly in its folder (the model's three files and the checkpoint
 /// folder, with the one it retires): a new run replaces any of them, so the binary refuses to
 /// start one over them unless forced.
-pub const RUN_FILES: [&str; 5] = [
+pub const RUN_FILES: [&str; 6] = [
     crate::model::WEIGHTS_FILE,
     crate::model::CONFIG_FILE,
     crate::model::CARD_FILE,
     CHECKPOINT_DIR,
     "checkpoint.old",
+    "checkpoint.new",
 ];
 
-/// Refuses an `out/checkpoint` that holds no checkpoint (no `state.json`): a run retires the
-/// checkpoint folder it finds there at its first checkpoint, and must not delete a folder of
-/// someone else's files.
+/// Refuses an `out/checkpoint` or `out/checkpoint.old` that holds no checkpoint (no
+/// `state.json`): a run retires and deletes the checkpoint folders it finds there, and must
+/// not delete a folder of someone else's files. (`checkpoint.new`, which a run writes before
+/// its `state.json` and deletes when a crash left it half written, is refused unless forced,
+/// as [`RUN_FILES`].)
 pub fn check_checkpoint_replaceable(out: &Path) -> Result<()> {
-    let dir = out.join(CHECKPOINT_DIR);
-    if dir.exists() && !dir.join(STATE_FILE).is_file() {
-        return Err(Error::BadData {
-            path: dir,
-            reason: format!(
-                "holds no checkpoint ({STATE_FILE} missing), and a run would replace it; move it away or train into another folder"
-            ),
-        });
+    for name in [CHECKPOINT_DIR.to_string(), format!("{CHECKPOINT_DIR}.old")] {
+        let dir = out.join(name);
+        if dir.exists() && !dir.join(STATE_FILE).is_file() {
+            return Err(Error::BadData {
+                path: dir,
+                reason: format!(
+                    "holds no checkpoint ({STATE_FILE} missing), and a run would replace it; move it away or train into another folder"
+                ),
+            });
+        }
     }
     Ok(())
 }
