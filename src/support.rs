@@ -115,22 +115,12 @@ pub(crate) fn refuse_outputs(paths: &[&Path], force: bool) -> Result<()> {
 }
 
 /// [`refuse_existing`], and a target that cannot be written: a folder, or below a file where
-/// its folders would be (`out/sub` a file for `out/sub/b.png`), found before any work rather
-/// than after the files before it were written.
+/// its folders would be (`rvq::names::check_target`), found before any work rather than after
+/// the files before it were written.
 pub(crate) fn refuse_unwritable(path: &Path, force: bool) -> Result<()> {
     // Before the overwrite check, whose hint (--force) would not help here.
-    if path.is_dir() {
-        anyhow::bail!("{}: is a folder", path.display());
-    }
-    refuse_existing(path, force)?;
-    for up in path.ancestors().skip(1) {
-        match std::fs::metadata(up) {
-            Ok(m) if m.is_dir() => break,
-            Ok(_) => anyhow::bail!("{}: not a folder", up.display()),
-            Err(_) => continue,
-        }
-    }
-    Ok(())
+    rvq::names::check_target(path)?;
+    refuse_existing(path, force)
 }
 
 /// The model on its device, its name for messages, and the batch size for that device.

@@ -471,10 +471,15 @@ def run_decode(args: argparse.Namespace) -> int:
         targets = [Path(t) for t in _rvq.decode_targets(str(out), names)]
     except rvq.RvqError as e:
         raise JobError(f"{archive}: {e}") from None
-    if not args.force:
-        for t in targets:
-            if t.exists():
-                raise JobError(f"{t}: already exists (use --force to overwrite)")
+    for t in targets:
+        # A folder where a file goes, or a file where a folder does: refused before any task
+        # writes, as rvq decode refuses them (rvq::names::check_target).
+        try:
+            _rvq.check_target(str(t))
+        except rvq.RvqError as e:
+            raise JobError(str(e)) from None
+        if t.exists() and not args.force:
+            raise JobError(f"{t}: already exists (use --force to overwrite)")
     options = {"model": rvq._model_location(args.model), "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     out.mkdir(parents=True, exist_ok=True)
     _init_ray(ray, args)

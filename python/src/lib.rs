@@ -95,6 +95,8 @@ fn to_py(e: rvq::Error) -> PyErr {
         | E::NameStoredTwice { .. }
         | E::SameTarget { .. }
         | E::TargetInsideTarget { .. }
+        | E::TargetIsFolder { .. }
+        | E::TargetBelowFile { .. }
         | E::UnknownModel { .. } => InputError::new_err(message),
         _ => RvqError::new_err(message),
     }
@@ -629,6 +631,13 @@ fn decode_targets(
     .map_err(to_py)
 }
 
+/// Raises InputError where `target` cannot be written as a file: a folder, or below a file
+/// where its folder should be (what `rvq decode` checks of every target before writing any).
+#[pyfunction]
+fn check_target(target: PathBuf) -> PyResult<()> {
+    rvq::names::check_target(&target).map_err(to_py)
+}
+
 #[pymodule]
 fn _rvq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -643,6 +652,7 @@ fn _rvq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(png, m)?)?;
     m.add_function(wrap_pyfunction!(collect_images, m)?)?;
     m.add_function(wrap_pyfunction!(decode_targets, m)?)?;
+    m.add_function(wrap_pyfunction!(check_target, m)?)?;
     m.add("RvqError", py.get_type::<RvqError>())?;
     m.add("FormatError", py.get_type::<FormatError>())?;
     m.add("ModelMismatchError", py.get_type::<ModelMismatchError>())?;

@@ -175,6 +175,27 @@ def test_a_decode_whose_targets_clash_writes_nothing(cluster, photos, tmp_path, 
     assert not out.exists()
 
 
+def test_a_decode_that_cannot_write_a_target_writes_nothing(cluster, photos, tmp_path, capsys):
+    # "sub/…" needs out/sub as a folder, and a file is there; a folder stands where a.png goes.
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(photos / "coffee-32.png", folder / "a.png")
+    shutil.copy(photos / "coffee-32.png", folder / "sub" / "b.png")
+    archive, out = tmp_path / "c.rvq", tmp_path / "out"
+    run_rvq("encode", "--backend", "cpu", "-o", str(archive), str(folder))
+    out.mkdir()
+    (out / "sub").write_text("a file")
+    for force in ([], ["--force"]):
+        assert job.main(["decode", "--backend", "cpu", *force, "-o", str(out), str(archive)]) == 1
+        assert "sub: not a folder" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == ["sub"]
+    (out / "sub").unlink()
+    (out / "a.png").mkdir()
+    assert job.main(["decode", "--backend", "cpu", "--force", "-o", str(out), str(archive)]) == 1
+    assert "a.png: is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+
+
 def rvq_count(path):
     import rvq
 

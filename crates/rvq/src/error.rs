@@ -110,6 +110,18 @@ pub enum Error {
         /// The outer record's file.
         path: PathBuf,
     },
+    /// A decoded image's file would replace a folder.
+    #[error("{}: is a folder", path.display())]
+    TargetIsFolder {
+        /// The file to write.
+        path: PathBuf,
+    },
+    /// A decoded image's file would go below a file, where its folder should be.
+    #[error("{}: not a folder", path.display())]
+    TargetBelowFile {
+        /// The file standing where a folder is needed.
+        path: PathBuf,
+    },
     /// The requested backend is not available.
     #[error("backend unavailable: {0}")]
     Backend(String),

@@ -104,6 +104,30 @@ fn refuse_clashes(
     Ok(())
 }
 
+/// Checks that `target` can be written as a file: it is no folder, and no folder above it is a
+/// file (`out/sub` a file where `out/sub/b.png` is to go). Run over every target before any
+/// is written, so that a decode refuses what it cannot finish rather than stopping part way;
+/// whether a file is already there (and may be replaced) is the caller's to decide.
+pub fn check_target(target: &Path) -> Result<()> {
+    if target.is_dir() {
+        return Err(Error::TargetIsFolder {
+            path: target.to_path_buf(),
+        });
+    }
+    for up in target.ancestors().skip(1) {
+        match std::fs::metadata(up) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(Error::TargetBelowFile {
+                    path: up.to_path_buf(),
+                });
+            }
+            Err(_) => continue,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
