@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rvq::Model;
 use rvq::archive::Archive;
 use rvq::image_io::Limits;
-use rvq::image_io::write_atomic;
+use rvq::image_io::{folder_of, write_atomic};
 use rvq::{self, Backend};
 
 use crate::args::*;
@@ -86,28 +86,18 @@ pub(crate) fn refuse_outputs(paths: &[&Path], force: bool) -> Result<()> {
             continue;
         }
         refuse_unwritable(path, force)?;
-        let folder = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let folder = folder_of(path);
         if !folder.is_dir() {
             anyhow::bail!("{}: no such folder", folder.display());
         }
         // `x` and `./x` are one file: compared by file name in the canonical folder.
         let place = |p: &Path| {
-            let folder = match p.parent() {
-                Some(f) if !f.as_os_str().is_empty() => f,
-                _ => Path::new("."),
-            };
             (
-                folder.canonicalize().ok(),
+                folder_of(p).canonicalize().ok(),
                 p.file_name().map(|n| n.to_owned()),
             )
         };
-        if paths[..i]
-            .iter()
-            .any(|other| *other == *path || place(other) == place(path))
-        {
+        if paths[..i].iter().any(|other| place(other) == place(path)) {
             anyhow::bail!("{}: given for two outputs", path.display());
         }
     }

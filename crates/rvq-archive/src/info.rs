@@ -126,13 +126,13 @@ fn info(archive: &Archive) -> Result<ArchiveInfo> {
     let mut t = Totals::default();
     if h.version == VERSION_1 {
         // A version-1 record is its own byte range, its indices packed and padded to a byte:
-        // no more of them than its bytes hold.
-        let records = archive.records()?;
-        for (r, e) in records.iter().zip(archive.index()?) {
-            let (bytes, coded) = index_bytes(h, std::slice::from_ref(r));
+        // no more of them than its bytes hold. Located once, each read as it is counted.
+        for e in archive.index()? {
+            let r = archive.record(&e)?;
+            let (bytes, coded) = index_bytes(h, std::slice::from_ref(&r));
             t.payload += bytes;
             t.coded_blocks += coded as u64;
-            t.add(h, r, e.len() as u64);
+            t.add(h, &r, e.len() as u64);
         }
     } else {
         // A block at a time, its records dropped once counted: a forged block may claim

@@ -28,10 +28,7 @@ pub fn write_atomic_with(
         path: path.to_path_buf(),
         source,
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = folder_of(path);
     let prefix = format!(".{}.", file_name(path));
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".tmp");
@@ -45,6 +42,15 @@ pub fn write_atomic_with(
     // On failure the temporary file is deleted when `e.file` drops.
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+/// The folder `path` is written in: its parent, or `.` for a bare file name (whose parent is
+/// the empty path).
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// A hidden temporary name beside `path`, unique within this machine's processes, for writers

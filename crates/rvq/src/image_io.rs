@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result, SizeLimit};
 
-pub use crate::files::{write_atomic, write_atomic_with};
+pub use crate::files::{folder_of, write_atomic, write_atomic_with};
 /// Allocation limits for decoded images, checked against a file's header before decoding:
 /// the same limits the archive reader applies.
 pub use rvq_archive::Limits;
