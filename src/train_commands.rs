@@ -20,7 +20,10 @@ pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
     // folder's three files: any of them already there (a user's own config.json too) is
     // refused unless forced.
     if !a.resume && !a.force {
-        if train::has_checkpoint(&a.out) {
+        // A finished run keeps its last checkpoint beside its model: only a folder without a
+        // model is a stopped run that --resume continues.
+        let finished = a.out.join("model.bpk").exists();
+        if !finished && train::has_checkpoint(&a.out) {
             anyhow::bail!(
                 "{}: holds a stopped run's checkpoint; continue that run with --resume, or replace it with --force",
                 a.out.display()

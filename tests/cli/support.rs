@@ -159,6 +159,21 @@ pub(crate) fn tiny_train(out: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
+/// [`tiny_train`] that must be refused: exit 1, no panic, and one error line among the data's
+/// description and progress (that line is returned).
+pub(crate) fn tiny_train_refused(out: &Path, extra: &[&str]) -> String {
+    let o = tiny_train(out, extra).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{extra:?}: {err}");
+    assert!(!err.contains("panicked"), "{extra:?}: {err}");
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("rvq: error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{extra:?}: {err}");
+    errors[0].to_string()
+}
+
 /// A safetensors file's header as JSON, read with the `safetensors` crate.
 pub(crate) fn safetensors_header(path: &Path) -> serde_json::Value {
     let bytes = std::fs::read(path).unwrap();
