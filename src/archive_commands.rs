@@ -1,12 +1,13 @@
 //! `rvq encode`, `decode`, `info`, `truncate` and `merge`: images to archives and back.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rvq::Rate;
-use rvq::archive::{Archive, CodebookDType};
+use rvq::archive::CodebookDType;
 use rvq::image_io::{self, Limits};
-use rvq::{Decoder, EncodeOptions, Encoder, Named};
+use rvq::{EncodeOptions, Encoder, Named};
 
 use crate::args::*;
 use crate::support::*;
@@ -207,29 +208,20 @@ impl Source<'_> {
     }
 }
 
-/// The records `rvq decode` writes, located and checked: every block is read first (keeping
-/// only names and sizes), so a damaged archive is refused before anything is written. With
-/// `--only`, just the records stored under that name (damage elsewhere does not matter).
-fn entries_to_decode(a: &DecodeArgs, archive: &Archive) -> Result<Vec<rvq::archive::Entry>> {
-    let archive_err = |e| rvq::Error::Archive {
-        path: a.input.clone(),
-        source: e,
-    };
-    let entries = archive.index().map_err(archive_err)?;
+/// The images `rvq decode` writes, as (index, name): every block is read and checked first
+/// (keeping only names), so a damaged archive is refused before anything is written. With
+/// `--only`, just the images stored under that name.
+fn images_to_decode(a: &DecodeArgs, input: impl Read) -> Result<Vec<(u64, Option<String>)>> {
+    let info =
+        rvq::archive::read_info(input, &Limits::default()).map_err(|e| rvq::Error::Archive {
+            path: a.input.clone(),
+            source: e,
+        })?;
+    let all = (0..).zip(info.entries.into_iter().map(|e| e.name));
     let Some(only) = &a.only else {
-        // A version-1 index steps over payloads: check each record's now, as a version-2
-        // index checks its blocks.
-        if archive.header.version == rvq::archive::VERSION_1 {
-            for e in &entries {
-                archive.record(e).map_err(archive_err)?;
-            }
-        }
-        return Ok(entries);
+        return Ok(all.collect());
     };
-    let wanted: Vec<_> = entries
-        .into_iter()
-        .filter(|e| e.name() == Some(only.as_str()))
-        .collect();
+    let wanted: Vec<_> = all.filter(|(_, n)| n.as_deref() == Some(only)).collect();
     if wanted.is_empty() {
         anyhow::bail!("{}: no image stored as {only:?}", a.input.display());
     }
@@ -237,32 +229,48 @@ fn entries_to_decode(a: &DecodeArgs, archive: &Archive) -> Result<Vec<rvq::archi
 }
 
 pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
-    let bytes = read_input(&a.input)?;
-    let archive = open_archive(&a.input, &bytes)?;
+    // A file is read twice, a block at a time (checked, then decoded), so an archive of any
+    // length takes about a block of memory; standard input is read once, into memory.
+    let piped = if is_stdio(&a.input) {
+        Some(read_input(&a.input)?)
+    } else {
+        None
+    };
+    let open = || -> Result<Box<dyn Read + '_>> {
+        Ok(match &piped {
+            Some(bytes) => Box::new(&bytes[..]),
+            None => Box::new(
+                std::fs::File::open(&a.input).with_context(|| format!("{}", a.input.display()))?,
+            ),
+        })
+    };
     let archive_err = |e| rvq::Error::Archive {
         path: a.input.clone(),
         source: e,
     };
-    let entries = entries_to_decode(&a, &archive)?;
+    let images = images_to_decode(&a, open()?)?;
     let to_stdout = is_stdio(&a.output);
-    if to_stdout && entries.len() != 1 {
+    if to_stdout && images.len() != 1 {
         anyhow::bail!(
             "-o - writes one PNG to standard output, but {} holds {} images; use --only NAME or an output folder",
             a.input.display(),
-            entries.len()
+            images.len()
         );
     }
-    let records: Vec<(u64, Option<&str>)> = entries.iter().map(|e| (e.index(), e.name())).collect();
+    let records: Vec<(u64, Option<&str>)> =
+        images.iter().map(|(i, n)| (*i, n.as_deref())).collect();
     let targets = rvq::names::decode_targets(&a.output, &records, rvq::names::FOLDS_CASE)?;
     if !to_stdout {
         for t in &targets {
             refuse_unwritable(t, a.force)?;
         }
     }
-    let cited = Some(&archive.header.fingerprint);
-    let (model, model_name, batch) = load_model_for(&a.model, cited, verbose)?;
-    model.check_header(&archive.header, &model_name)?;
-    let bar = progress(entries.len(), "decoding");
+    let reader =
+        rvq::archive::ArchiveReader::new(open()?, &Limits::default()).map_err(archive_err)?;
+    let header = reader.header().clone();
+    let (model, model_name, batch) = load_model_for(&a.model, Some(&header.fingerprint), verbose)?;
+    model.check_header(&header, &model_name)?;
+    let bar = progress(images.len(), "decoding");
     let write = |img: &rvq::image_io::Rgb, path: &Path| -> Result<()> {
         let png = image_io::encode_png(img)?;
         if to_stdout {
@@ -277,18 +285,29 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
         bar.inc(1);
         Ok(())
     };
+    let decoder = rvq::Decoder::new(&model, batch);
     if a.only.is_some() {
-        for (e, path) in entries.iter().zip(&targets) {
-            let record = archive.record(e).map_err(archive_err)?;
-            let img = Decoder::new(&model, batch).decode_records(&archive.header, &[record])?;
-            write(&img[0], path)?;
+        // The records stored under the name, read in passing: only they are decoded.
+        let mut wanted = images.iter().map(|(i, _)| *i).zip(&targets).peekable();
+        for (index, record) in (0..).zip(reader) {
+            let record = record.map_err(archive_err)?;
+            if let Some((_, path)) = wanted.next_if(|(i, _)| *i == index) {
+                let img = decoder.decode_records(&header, &[record])?;
+                write(&img[0], path)?;
+            }
+            if wanted.peek().is_none() {
+                break;
+            }
+        }
+        // The first pass found them: a file that holds fewer now changed in between.
+        if let Some((index, _)) = wanted.next() {
+            anyhow::bail!(
+                "{}: image {index} is gone (the file changed while it was being decoded)",
+                a.input.display()
+            );
         }
     } else {
         // Streamed: one block of records and one pass of images at a time.
-        let reader =
-            rvq::archive::ArchiveReader::new(&bytes[..], &rvq::image_io::Limits::default())
-                .map_err(archive_err)?;
-        let decoder = rvq::Decoder::new(&model, batch);
         for (item, path) in decoder.images(reader)?.zip(&targets) {
             write(&item?.1, path)?;
         }
@@ -299,14 +318,31 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
 
 pub(crate) fn run_truncate(a: TruncateArgs) -> Result<()> {
     refuse_existing(&a.output, a.force)?;
-    let bytes = read_input(&a.input)?;
-    let cut = rvq_archive::truncate(&bytes, a.codebooks, &Limits::default()).map_err(|e| {
-        rvq::Error::Archive {
-            path: a.input.clone(),
-            source: e,
-        }
-    })?;
-    write_output(&a.output, &cut, a.force)
+    // Read and written a block at a time (to a temporary file renamed into place).
+    let input: Box<dyn Read> = if is_stdio(&a.input) {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(&a.input).with_context(|| format!("{}", a.input.display()))?)
+    };
+    let archive_err = |e| rvq::Error::Archive {
+        path: a.input.clone(),
+        source: e,
+    };
+    let reader =
+        rvq::archive::ArchiveReader::new(input, &Limits::default()).map_err(archive_err)?;
+    let cut = |out: &mut dyn Write| {
+        rvq::archive::truncate_stream(reader, a.codebooks, std::io::BufWriter::new(out))
+            .map(drop)
+            .map_err(archive_err)
+    };
+    if is_stdio(&a.output) {
+        // Whole before the first byte goes out, so that a failure part way writes nothing.
+        let mut bytes = Vec::new();
+        cut(&mut bytes)?;
+        return write_output(&a.output, &bytes, true);
+    }
+    rvq::image_io::write_atomic_with(&a.output, |file| cut(file))?;
+    Ok(())
 }
 
 pub(crate) fn run_merge(a: MergeArgs) -> Result<()> {
@@ -314,43 +350,42 @@ pub(crate) fn run_merge(a: MergeArgs) -> Result<()> {
     if a.inputs.iter().filter(|p| is_stdio(p)).count() > 1 {
         anyhow::bail!("standard input (-) can be merged only once");
     }
-    let all = a
-        .inputs
-        .iter()
-        .map(|p| read_input(p))
-        .collect::<Result<Vec<_>>>()?;
-    // Every header first, so that a file that is no archive is named.
-    for (path, bytes) in a.inputs.iter().zip(&all) {
-        open_archive(path, bytes)?;
+    let parts = || {
+        a.inputs
+            .iter()
+            .map(|p| match is_stdio(p) {
+                true => rvq::MergePart::Stream {
+                    name: "standard input".into(),
+                    reader: Box::new(std::io::stdin()),
+                },
+                false => rvq::MergePart::File(p.clone()),
+            })
+            .collect()
+    };
+    if is_stdio(&a.output) {
+        // Whole before the first byte goes out, so that a failure part way writes nothing.
+        let merged = rvq::merge_parts(parts(), Vec::new(), Path::new("standard output"))?;
+        return write_output(&a.output, &merged, true);
     }
-    let slices: Vec<&[u8]> = all.iter().map(Vec::as_slice).collect();
-    let merged = rvq_archive::merge(&slices, &Limits::default()).map_err(|e| {
-        use rvq_archive::ArchiveError::{DuplicateName, MergeMismatch};
-        let path = match &e {
-            MergeMismatch { index, .. } | DuplicateName { index, .. } => a.inputs[*index].clone(),
-            // Damage inside a block: read each input on its own to say which it is in.
-            _ => damaged_input(&a.inputs, &all).unwrap_or_else(|| PathBuf::from("merge")),
-        };
-        rvq::Error::Archive { path, source: e }
+    // A block at a time into a temporary file, renamed into place when complete.
+    rvq::image_io::write_atomic_with(&a.output, |file| {
+        rvq::merge_parts(parts(), std::io::BufWriter::new(file), &a.output).map(drop)
     })?;
-    write_output(&a.output, &merged, a.force)
-}
-
-/// The first of `inputs` (with their `bytes`) whose records do not read.
-fn damaged_input(inputs: &[PathBuf], bytes: &[Vec<u8>]) -> Option<PathBuf> {
-    inputs.iter().zip(bytes).find_map(|(path, b)| {
-        let fails = Archive::parse(b, &Limits::default()).and_then(|a| a.records());
-        fails.is_err().then(|| path.clone())
-    })
+    Ok(())
 }
 
 pub(crate) fn run_info(a: InfoArgs) -> Result<()> {
-    let bytes = read_input(&a.input)?;
-    let archive = open_archive(&a.input, &bytes)?;
-    let info = archive.info().map_err(|e| rvq::Error::Archive {
-        path: a.input.clone(),
-        source: e,
-    })?;
+    // Read a block at a time: an archive of any length takes about a block of memory.
+    let input: Box<dyn Read> = if is_stdio(&a.input) {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(&a.input).with_context(|| format!("{}", a.input.display()))?)
+    };
+    let info =
+        rvq::archive::read_info(input, &Limits::default()).map_err(|e| rvq::Error::Archive {
+            path: a.input.clone(),
+            source: e,
+        })?;
     let mut ratio_vs_inputs = None;
     if let Some(dir) = &a.against {
         let mut total = 0u64;

@@ -522,9 +522,13 @@ pub(crate) struct TrainArgs {
     /// PCA and k-means start.
     #[arg(long)]
     pub(crate) from: Option<PathBuf>,
-    /// Random 32×32 crops from each image when --data is a folder of images.
+    /// Random crops (--crop-size square) from each image when --data is a folder of images.
     #[arg(long, default_value_t = rvq::train::DEFAULT_CROPS, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     pub(crate) crops: usize,
+    /// Side of those crops in pixels, a multiple of 32 up to 512; above 32, CIFAR-10 trains on
+    /// mosaics of its images at that side and still validates on its 32×32 test images.
+    #[arg(long, default_value_t = rvq::train::DEFAULT_CROP_SIDE, value_parser = clap::value_parser!(u32).range(32..=512).map(|v| v as usize))]
+    pub(crate) crop_size: usize,
     /// Validation images (the first N of test_batch.bin).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     pub(crate) valid: usize,

@@ -37,7 +37,7 @@ pub(crate) fn run_train(a: TrainArgs, verbose: bool) -> Result<()> {
         }
     }
     let chosen = choose_backend(a.backend, verbose)?;
-    let splits = train::load_mixed_data(&a.data, a.valid, a.crops, a.seed)?;
+    let splits = train::load_mixed_data(&a.data, a.valid, (a.crops, a.crop_size), a.seed)?;
     eprintln!("rvq: {}", splits.description);
     let progress = TrainProgress::new();
     let card = train::train(
@@ -271,7 +271,12 @@ pub(crate) fn run_sweep(a: SweepArgs, verbose: bool) -> Result<()> {
     }
     let chosen = choose_backend(a.backend, verbose)?;
     let sources = std::slice::from_ref(data);
-    let splits = train::load_mixed_data(sources, a.valid, train::DEFAULT_CROPS, 0)?;
+    let splits = train::load_mixed_data(
+        sources,
+        a.valid,
+        (train::DEFAULT_CROPS, train::DEFAULT_CROP_SIDE),
+        0,
+    )?;
     let options = TrainOptions {
         epochs: a.epochs,
         batch_size: a.batch_size,

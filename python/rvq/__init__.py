@@ -251,10 +251,16 @@ def open(  # noqa: A001 - rvq.open, as gzip.open and PIL.Image.open
     return Archive(source, codec=codec, _spec=(None if codec is None else codec._model, backend))
 
 
-def merge(parts: Sequence[Source]) -> bytes:
+def merge(parts: Sequence[Source], out: Optional[PathLike] = None, *, force: bool = False) -> Union[bytes, int]:
     """One archive of ``parts`` (archives of the same model and settings), in order: what
-    ``rvq merge`` writes; shards of one encode merge into that encode's archive."""
-    return _rvq.merge([_read(p) for p in parts])
+    ``rvq merge`` writes; shards of one encode merge into that encode's archive. Returns
+    its bytes; or, given ``out``, writes it to that file (whole or not at all; an existing
+    file only with ``force=True``) and returns its size, reading the parts given as paths
+    a block at a time, so that the merge holds about a block rather than the archives."""
+    if out is None:
+        return _rvq.merge([_read(p) for p in parts])
+    given = [bytes(p) if isinstance(p, (bytes, bytearray, memoryview)) else os.fspath(p) for p in parts]
+    return _rvq.merge_into(given, os.fspath(out), force)
 
 
 def truncate(data: Source, codebooks: int) -> bytes:
@@ -263,8 +269,11 @@ def truncate(data: Source, codebooks: int) -> bytes:
 
 
 def info(data: Source) -> Dict[str, Any]:
-    """What ``rvq info --json`` reports of the archive (no model is loaded)."""
-    return json.loads(_rvq.archive_info(_read(data)))
+    """What ``rvq info --json`` reports of the archive (no model is loaded); a file is read a
+    block at a time, not held whole."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return json.loads(_rvq.archive_info(bytes(data)))
+    return json.loads(_rvq.archive_info_of_file(os.fspath(data)))
 
 
 BLOCK = 64  # images per block of a version-2 archive (docs/FORMAT.md)
@@ -274,17 +283,19 @@ class Archive:
     """An archive's images, decoded as they are asked for: ``len``, indexing (that image
     alone decoded), iteration (a block at a time, fewer images where they are huge). ``names`` holds the stored names (None
     where the archive stores none). Opened from a path, it pickles by that path, so it can
-    be sent to workers, which open it again."""
+    be sent to workers, which open it again, and the file is read as it is used, a block at
+    a time, never held whole: indexing reads the file up to the image's block (iterate to
+    read it all once)."""
 
     def __init__(self, source: Source, codec: Optional[Codec], _spec: Any = None) -> None:
         # Absolute, so that it pickles to the same file on a worker in another folder.
         self._path = None if isinstance(source, (bytes, bytearray, memoryview)) else os.path.abspath(source)
-        self._data = _read(source)
+        self._data = None if self._path is not None else bytes(source)
         if _spec is None:
             _spec = (None, "auto") if codec is None else (codec._model, codec._asked)
         self._spec = _spec
         # One read of every record (and checksum), kept as JSON for info().
-        self._info = _rvq.archive_info(self._data)
+        self._info = _rvq.archive_info(self._data) if self._data is not None else _rvq.archive_info_of_file(self._path)
         facts = json.loads(self._info)
         # Without a codec, the built-in model the archive cites (the default refuses others).
         self._codec = codec or _codec(self._spec[1], built_in_model(facts["fingerprint"]))
@@ -310,16 +321,23 @@ class Archive:
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError(f"image {index} of an archive of {self._count}")
+        if self._data is None:
+            return _array(self._codec._inner.decode_image_of_file(self._path, index, self._count)[1])
         return _array(self._codec._inner.decode_image(self._data, index)[1])
 
+    def _blocks(self):
+        if self._data is None:
+            return self._codec._inner.blocks_of_file(self._path)
+        return self._codec._inner.blocks(self._data)
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        for block in self._codec._inner.blocks(self._data):
+        for block in self._blocks():
             for _, image in block:
                 yield _array(image)
 
     def items(self) -> Iterator[tuple]:
         """(name, image) pairs, a block at a time."""
-        for block in self._codec._inner.blocks(self._data):
+        for block in self._blocks():
             for name, image in block:
                 yield name, _array(image)
 

@@ -11,9 +11,14 @@ task, which loads the model once and writes ``DIR/parts/part-NNNNN.rvq`` under a
 name, renamed when complete. ``DIR/manifest.json`` records the file list's hash, N, the model's fingerprint,
 the options and the format of the work folder; a rerun of the same command keeps the parts
 that are there and valid and redoes only the others, and a manifest that does not match is
-refused. The parts are then merged, in order, into OUT: byte for byte the archive ``rvq
-encode`` writes for the same inputs and options on the same backend (shards of one encode
-merge into it; ``tests/test_ray.py`` checks it).
+refused. The parts are then merged, in order, into OUT, a block at a time (the driver holds
+about a block, not the archive): byte for byte the archive ``rvq encode`` writes for the same
+inputs and options on the same backend (shards of one encode merge into it;
+``tests/test_ray.py`` checks it).
+
+``decode`` spreads the archive's blocks over N tasks, each writing its images' PNGs (named as
+``rvq decode`` names them) whole or not at all; ``--resume`` keeps the PNGs an interrupted run
+wrote and decodes only the shards with files missing.
 
 Ray retries a task whose worker or node dies (``--retries``, 3 by default); a bad input is not
 retried: the job stops with the library's message, which names the file, or with
@@ -375,10 +380,10 @@ def run_encode(args: argparse.Namespace) -> int:
                 raise JobError(_task_error(e)) from None
             for note in notes:
                 print(f"rvq.ray: {note}", file=sys.stderr)
-    merged = rvq.merge([parts / part_name(i) for i in range(args.shards)])
-    _write_atomic(out, merged)
+    # Streamed a block at a time into OUT: the driver holds about a block, not the archive.
+    size = rvq.merge([parts / part_name(i) for i in range(args.shards)], out, force=True)
     print(
-        f"rvq.ray: wrote {out} ({len(merged)} bytes); peak worker RSS {peak:.0f} MB",
+        f"rvq.ray: wrote {out} ({size} bytes); peak worker RSS {peak:.0f} MB",
         file=sys.stderr,
     )
     return 0
@@ -414,19 +419,21 @@ def _blocks_from(codec: rvq.Codec, archive: str, first: int):
     return blocks
 
 
-def decode_blocks(archive: str, blocks: List[int], targets: List[str], options: Dict[str, Any]) -> int:
+def decode_blocks(archive: str, blocks: List[int], targets: List[Optional[str]], options: Dict[str, Any]) -> int:
     """Decodes ``blocks`` (consecutive) of ``archive`` into the PNG files ``targets`` (one per
-    image of those blocks, in order); returns the images written."""
+    image of those blocks, in order; None for an image whose file a resumed decode keeps);
+    returns the images decoded."""
     _task_threads()
     codec = _task_codec(options["model"], options["backend"], options.get("cited"))
-    written = 0
+    decoded = 0
     stream = _blocks_from(codec, archive, blocks[0]) if blocks else []
     for _, (pixels, height, width) in _first_images(stream, len(targets)):
-        target = Path(targets[written])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target, _rvq.png((pixels, height, width, 3)))
-        written += 1
-    return written
+        if targets[decoded] is not None:
+            target = Path(targets[decoded])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(target, _rvq.png((pixels, height, width, 3)))
+        decoded += 1
+    return decoded
 
 
 def eval_blocks(archive: str, blocks: List[int], total: int, against: str, options: Dict[str, Any]) -> List[Tuple[str, float, int]]:
@@ -449,8 +456,8 @@ def eval_blocks(archive: str, blocks: List[int], total: int, against: str, optio
     return out
 
 
-def _block_shards(archive: str, shards: int) -> List[List[int]]:
-    count = rvq.info(archive)["images"]
+def _block_shards(count: int, shards: int) -> List[List[int]]:
+    """Shards of consecutive blocks of an archive of ``count`` images."""
     blocks = (count + rvq.BLOCK - 1) // rvq.BLOCK
     n = min(shards, max(blocks, 1))
     return [list(shard_range(blocks, i, n)) for i in range(n)]
@@ -478,24 +485,35 @@ def run_decode(args: argparse.Namespace) -> int:
             _rvq.check_target(str(t))
         except rvq.RvqError as e:
             raise JobError(str(e)) from None
-        if t.exists() and not args.force:
-            raise JobError(f"{t}: already exists (use --force to overwrite)")
+        if t.exists() and not (args.force or args.resume):
+            raise JobError(f"{t}: already exists (use --force to overwrite, or --resume to keep it and decode the rest)")
     options = {"model": rvq._model_location(args.model), "cited": rvq.built_in_model(info["fingerprint"]), "backend": args.backend}
     out.mkdir(parents=True, exist_ok=True)
     _init_ray(ray, args)
     task = ray.remote(decode_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
-    refs = []
-    for shard in _block_shards(archive, args.shards):
+    refs, kept, shards = [], 0, _block_shards(len(names), args.shards)
+    for shard in shards:
         first = shard[0] * rvq.BLOCK if shard else 0
         last = min((shard[-1] + 1) * rvq.BLOCK, len(names)) if shard else 0
-        refs.append(task.remote(archive, shard, [str(t) for t in targets[first:last]], options))
+        # Resumed: files written whole by an earlier run are kept (each was renamed into place
+        # complete), and a shard none of whose files is missing is not decoded again.
+        wanted = [None if args.resume and t.exists() else str(t) for t in targets[first:last]]
+        kept += wanted.count(None)
+        if shard and all(w is None for w in wanted):
+            continue
+        refs.append((last - first, task.remote(archive, shard, wanted, options)))
+    print(
+        f"rvq.ray: {len(names)} images in {len(shards)} shards; {len(refs)} to decode, "
+        f"{len(shards) - len(refs)} already done",
+        file=sys.stderr,
+    )
     try:
-        written = sum(_gather(ray, refs))
+        decoded = _gather(ray, [ref for _, ref in refs])
     finally:
         _remove_strays(targets)
-    if written != len(targets):
-        raise JobError(f"{archive}: {written} images written of {len(targets)}")
-    print(f"rvq.ray: wrote {written} images to {out}", file=sys.stderr)
+    if decoded != [n for n, _ in refs]:
+        raise JobError(f"{archive}: {sum(decoded)} images decoded of {sum(n for n, _ in refs)}")
+    print(f"rvq.ray: wrote {len(targets) - kept} images to {out}, kept {kept}", file=sys.stderr)
     return 0
 
 
@@ -539,7 +557,7 @@ def run_eval(args: argparse.Namespace) -> int:
     _init_ray(ray, args)
     task = ray.remote(eval_blocks).options(num_cpus=args.cpus_per_task, num_gpus=args.num_gpus, max_retries=args.retries, retry_exceptions=False)
     total = info["images"]
-    refs = [task.remote(archive, s, total, against, options) for s in _block_shards(archive, args.shards)]
+    refs = [task.remote(archive, s, total, against, options) for s in _block_shards(total, args.shards)]
     rows = [row for part in _gather(ray, refs) for row in part]
     if len(rows) != total:
         raise JobError(f"{archive}: {len(rows)} images measured of {total}")
@@ -624,7 +642,13 @@ def parser() -> argparse.ArgumentParser:
     common(d)
     d.add_argument("archive")
     d.add_argument("-o", "--output", required=True, help="the folder to write the PNGs into")
-    d.add_argument("--force", action="store_true", help="overwrite existing files")
+    keep = d.add_mutually_exclusive_group()
+    keep.add_argument("--force", action="store_true", help="overwrite existing files")
+    keep.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the files that exist (an interrupted decode's: each was written whole) and decode only the blocks with files missing",
+    )
 
     v = sub.add_parser("eval", help="PSNR of an archive against its originals, summed per task")
     common(v)

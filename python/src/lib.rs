@@ -80,7 +80,9 @@ fn to_py(e: rvq::Error) -> PyErr {
         E::InvalidTarget(_) | E::InvalidOption(_) | E::InvalidEffort { .. } => {
             argument_error(message)
         }
-        E::Archive { .. } | E::Format(_) | E::BadIndices { .. } => FormatError::new_err(message),
+        // What the reader found decides the class, whether or not a file is named.
+        E::Archive { source, .. } | E::Format(source) => format_err_saying(source, message),
+        E::BadIndices { .. } => FormatError::new_err(message),
         E::ModelMismatch { .. } | E::Codebooks { .. } | E::NotQuantized => {
             ModelMismatchError::new_err(message)
         }
@@ -106,6 +108,11 @@ fn to_py(e: rvq::Error) -> PyErr {
 /// (`FormatError`), some the arguments or images given with it.
 fn format_err(e: ArchiveError) -> PyErr {
     let message = e.to_string();
+    format_err_saying(e, message)
+}
+
+/// [`format_err`] with another message.
+fn format_err_saying(e: ArchiveError, message: String) -> PyErr {
     match e {
         ArchiveError::TruncateBeyond { .. } | ArchiveError::NothingToMerge => {
             argument_error(message)
@@ -114,7 +121,9 @@ fn format_err(e: ArchiveError) -> PyErr {
             what: "model fingerprint",
             ..
         } => ModelMismatchError::new_err(message),
-        ArchiveError::DuplicateName { .. } => InputError::new_err(message),
+        // A file that could not be read (a folder, a file that changed while being read) is
+        // the input's fault, as Error::Io is.
+        ArchiveError::DuplicateName { .. } | ArchiveError::Io(_) => InputError::new_err(message),
         _ => FormatError::new_err(message),
     }
 }
@@ -408,6 +417,26 @@ impl Codec {
         Self::blocks_of(slf, Box::new(file), Some(&path))
     }
 
+    /// As `decode_image`, of the archive in the file at `path` (`image_count` images, as
+    /// its header says), read up to that image's block: memory holds one block of the file.
+    fn decode_image_of_file<'py>(
+        &self,
+        py: Python<'py>,
+        path: PathBuf,
+        index: u64,
+        image_count: u64,
+    ) -> PyResult<(Option<String>, Image<'py>)> {
+        if index >= image_count {
+            return Err(PyIndexError::new_err(format!(
+                "image {index} of an archive of {image_count}"
+            )));
+        }
+        let (name, image) = py
+            .detach(|| self.decode_file_image(&path, index))
+            .map_err(to_py)?;
+        Ok((name, to_image(py, image)))
+    }
+
     /// Image `index` of the archive `data`, with its stored name: random access for
     /// `rvq.Archive[i]`. Only that image is decoded (its block is read and checked).
     fn decode_image<'py>(
@@ -440,6 +469,45 @@ impl Codec {
             })
             .map_err(to_py)?;
         Ok((name, to_image(py, image)))
+    }
+}
+
+impl Codec {
+    /// Image `index` of the archive in the file at `path`: the blocks before its own are
+    /// read and checked (lengths and checksums) but not decoded, its own block is parsed, and
+    /// only that image decoded; memory holds one block of the file.
+    fn decode_file_image(
+        &self,
+        path: &std::path::Path,
+        index: u64,
+    ) -> rvq::Result<(Option<String>, Rgb)> {
+        let archive_err = |source| rvq::Error::Archive {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(|source| rvq::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = ArchiveReader::new(file, &Limits::default()).map_err(archive_err)?;
+        let model = self.model();
+        model.check_header(reader.header(), "given")?;
+        let block = rvq::archive::BLOCK_RECORDS;
+        reader.skip_blocks(index / block).map_err(archive_err)?;
+        // Not `nth`, which would step over an error of the block's first record.
+        let mut wanted = None;
+        for record in reader.by_ref().take((index % block) as usize + 1) {
+            wanted = Some(record.map_err(archive_err)?);
+        }
+        let record = wanted.ok_or_else(|| {
+            archive_err(ArchiveError::InvalidRecord {
+                index,
+                reason: "the archive holds fewer images than when it was opened".into(),
+            })
+        })?;
+        let mut images = Decoder::new(&model, self.batch)
+            .decode_records(reader.header(), std::slice::from_ref(&record))?;
+        Ok((record.name, images.remove(0)))
     }
 }
 
@@ -538,6 +606,27 @@ fn archive_info(py: Python<'_>, data: &[u8]) -> PyResult<String> {
     serde_json::to_string(&info).map_err(|e| RvqError::new_err(e.to_string()))
 }
 
+/// As `archive_info`, of the archive in the file at `path`, read a block at a time: memory
+/// holds one block of the file (and every image's entry), however large it is.
+#[pyfunction]
+fn archive_info_of_file(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    let info = py
+        .detach(|| {
+            let file = std::fs::File::open(&path).map_err(|source| rvq::Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            rvq::archive::read_info(file, &Limits::default()).map_err(|source| {
+                rvq::Error::Archive {
+                    path: path.clone(),
+                    source,
+                }
+            })
+        })
+        .map_err(to_py)?;
+    serde_json::to_string(&info).map_err(|e| RvqError::new_err(e.to_string()))
+}
+
 /// The fingerprint (hex) of the model the archive `data` cites, read from its header alone.
 #[pyfunction]
 fn archive_fingerprint(data: &[u8]) -> PyResult<String> {
@@ -560,6 +649,62 @@ fn merge<'py>(py: Python<'py>, parts: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyByt
         .detach(|| rvq::archive::merge(&slices, &Limits::default()))
         .map_err(format_err)?;
     Ok(PyBytes::new(py, &merged))
+}
+
+/// [`merge`] into the file `out` (written whole or not at all, refused where it exists unless
+/// `force`), reading `parts` (`bytes`, or paths of files) a block at a time: the merge holds
+/// about a block, not the archives. Returns the bytes written. An error names the file it
+/// was found in (a `bytes` part: "archive N of the merge").
+#[pyfunction]
+#[pyo3(signature = (parts, out, force = false))]
+fn merge_into(
+    py: Python<'_>,
+    parts: Vec<Bound<'_, PyAny>>,
+    out: PathBuf,
+    force: bool,
+) -> PyResult<u64> {
+    rvq::names::check_target(&out).map_err(to_py)?;
+    if out.exists() && !force {
+        return Err(InputError::new_err(format!(
+            "{}: already exists (pass force=True to replace it)",
+            out.display()
+        )));
+    }
+    let mut given = Vec::with_capacity(parts.len());
+    for (index, part) in parts.iter().enumerate() {
+        given.push(match part.cast::<PyBytes>() {
+            Ok(bytes) => rvq::MergePart::Stream {
+                name: format!("archive {index} of the merge").into(),
+                reader: Box::new(std::io::Cursor::new(bytes.as_bytes().to_vec())),
+            },
+            Err(_) => rvq::MergePart::File(part.extract()?),
+        });
+    }
+    py.detach(|| {
+        let mut size = 0;
+        rvq::image_io::write_atomic_with(&out, |file| {
+            let written = rvq::merge_parts(given, Counted(file, 0), &out)?;
+            size = written.1;
+            Ok(())
+        })
+        .map(|()| size)
+    })
+    .map_err(to_py)
+}
+
+/// A writer that counts the bytes written through it.
+struct Counted<W>(W, u64);
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// The archive `data` cut to its first `codebooks` codebooks: what `rvq truncate` writes.
@@ -644,9 +789,11 @@ fn _rvq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Codec>()?;
     m.add_class::<Blocks>()?;
     m.add_function(wrap_pyfunction!(archive_info, m)?)?;
+    m.add_function(wrap_pyfunction!(archive_info_of_file, m)?)?;
     m.add_function(wrap_pyfunction!(built_in_model, m)?)?;
     m.add_function(wrap_pyfunction!(archive_fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(merge, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_into, m)?)?;
     m.add_function(wrap_pyfunction!(truncate, m)?)?;
     m.add_function(wrap_pyfunction!(read_image, m)?)?;
     m.add_function(wrap_pyfunction!(png, m)?)?;

@@ -119,12 +119,64 @@ def test_blocks_read_from_a_file_skip_whole_blocks_and_check_them(tmp_path):
         codec._inner.blocks_of_file(str(tmp_path / "missing.rvq"))
 
 
+def test_an_archive_opened_from_a_file_reads_it_as_it_goes(tmp_path):
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (8, 8 + i % 5, 3), dtype=np.uint8) for i in range(150)]
+    names = [f"{i}.png" for i in range(150)]
+    data = rvq.encode(images, names=names, backend="cpu", codebooks=2)
+    path = tmp_path / "c.rvq"
+    path.write_bytes(data)
+    # Three blocks: a file is indexed, iterated and described as the same bytes in memory are.
+    from_file, in_memory = rvq.open(path, backend="cpu"), rvq.open(data, backend="cpu")
+    assert from_file.info() == in_memory.info() == rvq.info(path) == rvq.info(data)
+    assert from_file.names == names
+    for i in (0, 63, 64, 100, 128, 149, -1):
+        assert np.array_equal(from_file[i], in_memory[i]), i
+    assert all(np.array_equal(a, b) for a, b in zip(from_file, in_memory))
+    assert len(list(from_file)) == 150
+    # Each use reads the file then: damage to its last block is found by an image of that
+    # block, named by the path, while the images before it still decode.
+    damaged = bytearray(data)
+    damaged[-10] ^= 1
+    path.write_bytes(bytes(damaged))
+    assert np.array_equal(from_file[5], in_memory[5])
+    with pytest.raises(rvq.FormatError, match="c.rvq: .*checksum"):
+        from_file[140]
+    with pytest.raises(rvq.FormatError, match="c.rvq: .*checksum"):
+        rvq.info(path)
+
+
 def test_merge_and_truncate_match_the_command(photos, tmp_path):
     files, names = files_and_names(photos)
     images = [read_png(f) for f in files]
     whole = rvq.encode(images, names=names, backend="cpu")
     parts = [rvq.encode(images[:5], names=names[:5], backend="cpu"), rvq.encode(images[5:], names=names[5:], backend="cpu")]
     assert rvq.merge(parts) == whole
+    # Into a file, from paths and bytes alike: the same bytes, streamed.
+    (tmp_path / "a.rvq").write_bytes(parts[0])
+    out = tmp_path / "m.rvq"
+    assert rvq.merge([tmp_path / "a.rvq", parts[1]], out) == len(whole)
+    assert out.read_bytes() == whole
+    # An existing file is replaced only when asked; a damaged part is named, nothing written.
+    with pytest.raises(rvq.InputError, match="already exists"):
+        rvq.merge([parts[0]], out)
+    assert out.read_bytes() == whole
+    damaged = bytearray(parts[1])
+    damaged[-3] ^= 0x10
+    (tmp_path / "b.rvq").write_bytes(bytes(damaged))
+    with pytest.raises(rvq.FormatError, match="b.rvq: "):
+        rvq.merge([tmp_path / "a.rvq", tmp_path / "b.rvq"], out, force=True)
+    assert out.read_bytes() == whole
+    with pytest.raises(rvq.InputError, match="earlier image"):
+        rvq.merge([tmp_path / "a.rvq", tmp_path / "a.rvq"], tmp_path / "n.rvq")
+    with pytest.raises(rvq.InputError, match="missing.rvq"):
+        rvq.merge([tmp_path / "missing.rvq"], tmp_path / "n.rvq")
+    # Bytes are named by their place; no part is an argument error, as in memory.
+    with pytest.raises(rvq.FormatError, match="^archive 1 of the merge: "):
+        rvq.merge([parts[0], bytes(damaged)], tmp_path / "n.rvq")
+    with pytest.raises(rvq.ArgumentError):
+        rvq.merge([], tmp_path / "n.rvq")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.rvq", "b.rvq", "m.rvq"]
     (tmp_path / "w.rvq").write_bytes(whole)
     run_rvq("truncate", "--codebooks", "2", str(tmp_path / "w.rvq"), str(tmp_path / "t.rvq"))
     assert rvq.truncate(whole, 2) == (tmp_path / "t.rvq").read_bytes()

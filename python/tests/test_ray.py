@@ -208,7 +208,7 @@ def rvq_info(path):
     return rvq.open(path, backend="cpu").names
 
 
-def test_decode_spreads_blocks_over_tasks_and_names_by_position(cluster, tmp_path):
+def test_decode_spreads_blocks_over_tasks_and_names_by_position(cluster, tmp_path, capsys):
     import numpy as np
 
     import rvq
@@ -232,6 +232,17 @@ def test_decode_spreads_blocks_over_tasks_and_names_by_position(cluster, tmp_pat
     times = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
     assert job.main(["decode", "--backend", "cpu", "-o", str(tmp_path / "out"), str(archive)]) == 1
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == times
+    # Resumed, the files that exist are kept and only the shards missing one are decoded:
+    # the file removed is written again, the others keep their times.
+    capsys.readouterr()
+    assert job.main(["decode", "--backend", "cpu", "--shards", "3", "--resume", "-o", str(tmp_path / "out"), str(archive)]) == 0
+    assert "1 to decode, 2 already done" in capsys.readouterr().err
+    assert (tmp_path / "out" / ours[0]).read_bytes() == (tmp_path / "cli" / ours[0]).read_bytes()
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir() if p.name != ours[0]} == times
+    assert job.main(["decode", "--backend", "cpu", "--shards", "3", "--resume", "-o", str(tmp_path / "out"), str(archive)]) == 0
+    assert "0 to decode, 3 already done" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        job.main(["decode", "--backend", "cpu", "--resume", "--force", "-o", str(tmp_path / "out"), str(archive)])
     # A forced decode removes only its own temporary files, not other hidden ones.
     (tmp_path / "out" / ".keep.tmp").write_text("mine")
     assert job.main(["decode", "--backend", "cpu", "--force", "-o", str(tmp_path / "out"), str(archive)]) == 0

@@ -1,5 +1,7 @@
 //! `rvq truncate`, `rvq merge` and sharded encodes: archives made from archives.
 
+use std::path::PathBuf;
+
 use tempfile::TempDir;
 
 use crate::support::*;
@@ -236,6 +238,15 @@ fn a_damaged_input_to_a_merge_of_whole_blocks_is_named() {
         .args(["merge", "-o", s(&out), s(&a), s(&b)])
         .assert()
         .success();
+    // Streamed from standard input to standard output, the same bytes.
+    let piped = rvq()
+        .args(["merge", "-o", "-", s(&a), "-"])
+        .pipe_stdin(&b)
+        .unwrap()
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert_eq!(piped.stdout, std::fs::read(&out).unwrap());
     std::fs::remove_file(&out).unwrap();
     for damaged in [&a, &b] {
         let good = std::fs::read(damaged).unwrap();
@@ -250,4 +261,61 @@ fn a_damaged_input_to_a_merge_of_whole_blocks_is_named() {
         assert!(!out.exists());
         std::fs::write(damaged, &good).unwrap();
     }
+}
+
+/// `rvq merge` holds no part open between reads (it reads every header before the first
+/// part's blocks): more parts than the process may open files at once (100 under a limit of
+/// 48 descriptors) merge into the archive one encode of their images writes.
+#[cfg(unix)]
+#[test]
+fn a_merge_takes_more_parts_than_the_process_may_open_files() {
+    let dir = TempDir::new().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let encode = |out: &std::path::Path, input: &std::path::Path| {
+        rvq()
+            .args([
+                "encode",
+                "--backend",
+                "cpu",
+                "--no-names",
+                "--codebooks",
+                "2",
+                "-o",
+            ])
+            .arg(out)
+            .arg(input)
+            .assert()
+            .success();
+    };
+    let one = dir.path().join("one.rvq");
+    encode(&one, &samples().join("coffee-32.png"));
+    let parts: Vec<PathBuf> = (0..100)
+        .map(|i| {
+            let p = dir.path().join(format!("p{i:03}.rvq"));
+            std::fs::hard_link(&one, &p).unwrap();
+            std::fs::hard_link(
+                samples().join("coffee-32.png"),
+                images.join(format!("{i:03}.png")),
+            )
+            .unwrap();
+            p
+        })
+        .collect();
+    let out = dir.path().join("all.rvq");
+    let bin = assert_cmd::cargo::cargo_bin("rvq");
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 48 && exec \"$@\"")
+        .arg("sh")
+        .arg(&bin)
+        .args(["merge", "-o"])
+        .arg(&out)
+        .args(&parts)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let whole = dir.path().join("whole.rvq");
+    encode(&whole, &images);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&whole).unwrap());
 }

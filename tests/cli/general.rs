@@ -72,7 +72,7 @@ fn out_of_range_flags_are_usage_errors_that_name_the_flag() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("o.rvq");
     let sample = samples().join("astronaut-32.png");
-    let cases: [&[&str]; 13] = [
+    let cases: [&[&str]; 15] = [
         &[
             "encode",
             "--beam",
@@ -111,6 +111,8 @@ fn out_of_range_flags_are_usage_errors_that_name_the_flag() {
             "--checkpoint-every",
             "0",
         ],
+        &["train", "--data", "x", "--out", "y", "--crop-size", "16"],
+        &["train", "--data", "x", "--out", "y", "--crop-size", "544"],
         &["sweep", "--batch-size", "0"],
         &["sweep", "--valid", "0"],
         &["eval", "--data", "x", "--jpeg-qualities", "50,0"],

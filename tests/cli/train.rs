@@ -45,6 +45,15 @@ fn train_refuses_missing_and_malformed_data() {
         &["--data", s(&samples), "--crops", "400000000"],
         "give fewer --crops",
     );
+    // A crop side the mosaics and cells cannot tile, and crops larger than the photographs.
+    refused(
+        &["--data", s(&samples), "--crop-size", "48"],
+        "the side must be a multiple of 32",
+    );
+    refused(
+        &["--data", s(&samples), "--crop-size", "512"],
+        "smaller than a 512×512 training crop",
+    );
     assert!(!out.exists());
 }
 

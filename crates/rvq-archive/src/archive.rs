@@ -1,10 +1,12 @@
 //! A whole archive in memory: writing one, parsing one, locating and decoding its records, and
 //! the edits that need no model (truncate, merge).
 
+use std::io::{Read, Write};
+
 use crate::block::{self, BLOCK_RECORDS, BlockIndices, index_bytes};
 use crate::{
-    ArchiveError, Cursor, EmbeddedCodebook, Entry, Header, Limits, Record, Result, VERSION,
-    VERSION_1, decode_entry, hex, parse_entry, parse_header, write_header, write_record,
+    ArchiveError, ArchiveReader, Cursor, EmbeddedCodebook, Entry, Header, Limits, Record, Result,
+    VERSION, VERSION_1, decode_entry, hex, parse_entry, parse_header, write_header, write_record,
 };
 
 /// Serialises `header` and `records` into a complete archive (of the header's version).
@@ -25,14 +27,14 @@ pub fn write_archive(header: &Header, records: &[Record]) -> Result<Vec<u8>> {
 /// A parsed archive over borrowed bytes: the header is checked on parse, records when read.
 #[derive(Clone, Debug)]
 pub struct Archive<'a> {
-    bytes: &'a [u8],
+    pub(crate) bytes: &'a [u8],
     /// The shared header.
     pub header: Header,
     /// Number of images.
     pub image_count: u64,
     /// Bytes of the header, checksum included.
     pub header_len: usize,
-    limits: Limits,
+    pub(crate) limits: Limits,
 }
 
 impl<'a> Archive<'a> {
@@ -229,25 +231,35 @@ impl<'a> Archive<'a> {
 /// keeps a prefix of each record's indices and needs no model. An embedded codebook keeps its
 /// first `codebooks` levels.
 pub fn truncate(bytes: &[u8], codebooks: u32, limits: &Limits) -> Result<Vec<u8>> {
-    let archive = Archive::parse(bytes, limits)?;
-    let stored = archive.header.codebooks_used;
+    truncate_stream(ArchiveReader::new(bytes, limits)?, codebooks, Vec::new())
+}
+
+/// [`truncate`] of the archive `reader` reads (its header read, nothing else), into `out`,
+/// record by record: one block of records held at a time, where a forged archive's coded
+/// blocks can claim hundreds of indices per byte. On an error `out` may hold part of the
+/// archive: write it to a temporary file and keep that only on success.
+pub fn truncate_stream<R: Read, W: Write>(
+    reader: ArchiveReader<R>,
+    codebooks: u32,
+    out: W,
+) -> Result<W> {
+    let stored = reader.header().codebooks_used;
     if codebooks == 0 || codebooks > stored {
         return Err(ArchiveError::TruncateBeyond {
             asked: codebooks,
             stored,
         });
     }
-    let mut header = archive.header.clone();
+    let old = reader.header().clone();
+    let mut header = old.clone();
     header.codebooks_used = codebooks;
     let values = header.codebook_values() as usize;
     if let Some(cb) = &mut header.codebook {
         cb.values.truncate(values);
     }
-    // Record by record through the streaming reader and writer: one block of records held at
-    // a time, where a forged archive's coded blocks can claim hundreds of indices per byte.
-    let mut writer = crate::ArchiveWriter::new(Vec::new(), &header, archive.image_count)?;
-    for record in crate::ArchiveReader::new(bytes, limits)? {
-        writer.write(&record?.truncated(&archive.header, codebooks))?;
+    let mut writer = crate::ArchiveWriter::new(out, &header, reader.image_count())?;
+    for record in reader {
+        writer.write(&record?.truncated(&old, codebooks))?;
     }
     writer.finish()
 }
@@ -263,65 +275,85 @@ pub fn truncate(bytes: &[u8], codebooks: u32, limits: &Limits) -> Result<Vec<u8>
 /// Where every part is of version 2 or later with one header and all but the last hold whole blocks (a
 /// multiple of 64 images), each block is copied as it is: its checksum and its images' names
 /// are checked, its indices are neither decoded nor coded again. The bytes are the same as
-/// the records merged one by one would give, at the speed of a copy.
+/// the records merged one by one would give, at the speed of a copy. [`merge_streams`] does
+/// the same from readers to a writer.
 pub fn merge(archives: &[&[u8]], limits: &Limits) -> Result<Vec<u8>> {
-    let parsed = archives
+    let readers = archives
         .iter()
-        .map(|bytes| Archive::parse(bytes, limits))
+        .map(|bytes| ArchiveReader::new(*bytes, limits))
         .collect::<Result<Vec<_>>>()?;
-    if let Some(merged) = merge_whole_blocks(&parsed)? {
-        return Ok(merged);
-    }
-    let parts = parsed
-        .iter()
-        .map(|a| Ok((a.header.clone(), a.records()?)))
-        .collect::<Result<Vec<_>>>()?;
-    merge_records(&parts)
+    merge_streams(readers, Vec::new()).map_err(|e| match e {
+        ArchiveError::InPart { error, .. } => *error,
+        e => e,
+    })
 }
 
-/// [`merge`] by copying blocks, or `None` where the parts do not allow it (another version,
-/// headers that differ, a part before the last ending inside a block).
-fn merge_whole_blocks(parts: &[Archive]) -> Result<Option<Vec<u8>>> {
-    let Some(first) = parts.first() else {
-        return Err(ArchiveError::NothingToMerge);
-    };
-    let aligned = parts.iter().enumerate().all(|(i, a)| {
-        a.header == first.header && (i + 1 == parts.len() || a.image_count % BLOCK_RECORDS == 0)
-    });
-    if first.header.version == VERSION_1 || !aligned {
-        return Ok(None);
-    }
+/// [`merge`] of archives opened as readers (their headers read, nothing else), into `out`:
+/// holding one block (or, where the parts must be merged record by record, one block's
+/// records) at a time and the names seen so far, whatever the parts' sizes. Parts that do not
+/// match are refused before anything is written; then each part is read in turn, and what
+/// reading one finds is returned as [`ArchiveError::InPart`], naming it. Until its turn each
+/// part holds its header and first read (about 1 KiB; an embedded codebook, up to 2 MiB in
+/// f32, is part of the header). On an error `out` may hold part of the archive: write it to a
+/// temporary file and keep that only on success.
+pub fn merge_streams<R: Read, W: Write>(readers: Vec<ArchiveReader<R>>, mut out: W) -> Result<W> {
+    let headers: Vec<&Header> = readers.iter().map(ArchiveReader::header).collect();
+    let header = merged_header(&headers)?;
+    let total = readers
+        .iter()
+        .try_fold(0u64, |n, r| n.checked_add(r.image_count()))
+        .ok_or_else(|| {
+            ArchiveError::InvalidHeader("the parts hold more than 2^64 images".into())
+        })?;
+    let last = readers.len() - 1;
+    let whole_blocks = readers.iter().enumerate().all(|(i, r)| {
+        r.header() == headers[0] && (i == last || r.image_count() % BLOCK_RECORDS == 0)
+    }) && header.version != VERSION_1;
     let mut seen = std::collections::HashSet::new();
-    for (index, a) in parts.iter().enumerate() {
-        let mut c = a.cursor();
-        for b in 0..a.block_count() {
-            let count = block::block_len(a.image_count, b);
-            let records =
-                block::block_fields(&a.header, &a.limits, b * BLOCK_RECORDS, count, &mut c)?;
-            for name in records.into_iter().filter_map(|r| r.name) {
-                if seen.contains(&name) {
-                    return Err(ArchiveError::DuplicateName { name, index });
+    let mut check_name = |name: Option<String>, index: usize| match name {
+        Some(name) if seen.contains(&name) => Err(ArchiveError::DuplicateName { name, index }),
+        Some(name) => {
+            seen.insert(name);
+            Ok(())
+        }
+        None => Ok(()),
+    };
+    if whole_blocks {
+        out.write_all(&write_header(&header, total)?)?;
+        for (index, mut reader) in readers.into_iter().enumerate() {
+            while let Some((bytes, fields)) = reader.raw_block().map_err(in_part(index))? {
+                for f in fields {
+                    check_name(f.name, index)?;
                 }
-                seen.insert(name);
+                out.write_all(&bytes)?;
             }
         }
-        if c.remaining() != 0 {
-            return Err(ArchiveError::TrailingBytes(c.remaining()));
+        out.flush()?;
+        return Ok(out);
+    }
+    let mut writer = crate::ArchiveWriter::new(out, &header, total)?;
+    for (index, reader) in readers.into_iter().enumerate() {
+        for record in reader {
+            let record = record.map_err(in_part(index))?;
+            check_name(record.name.clone(), index)?;
+            writer.write(&record)?;
         }
     }
-    let total = parts.iter().map(|a| a.image_count).sum();
-    let mut out = write_header(&first.header, total)?;
-    for a in parts {
-        out.extend_from_slice(&a.bytes[a.header_len..]);
-    }
-    Ok(Some(out))
+    writer.finish()
 }
 
-/// [`merge`] of archives already read, each as its header and records (a caller that reads
-/// them itself, to say which file is damaged, need not have them read twice).
-pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
-    let first = &parts.first().ok_or(ArchiveError::NothingToMerge)?.0;
-    for (index, (h, _)) in parts.iter().enumerate().skip(1) {
+fn in_part(index: usize) -> impl Fn(ArchiveError) -> ArchiveError {
+    move |e| ArchiveError::InPart {
+        index,
+        error: Box::new(e),
+    }
+}
+
+/// The header of the merge of archives with `headers`, or why they do not merge: one model,
+/// geometry, depth, name storage and embedded codebook; the highest version and payload coder.
+fn merged_header(headers: &[&Header]) -> Result<Header> {
+    let first = *headers.first().ok_or(ArchiveError::NothingToMerge)?;
+    for (index, h) in headers.iter().enumerate().skip(1) {
         let differs = |what: &'static str, ours: String, theirs: String| {
             Err(ArchiveError::MergeMismatch {
                 index,
@@ -370,32 +402,12 @@ pub fn merge_records(parts: &[(Header, Vec<Record>)]) -> Result<Vec<u8>> {
             return differs("embedded codebook", ours, theirs);
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    for (index, (_, records)) in parts.iter().enumerate() {
-        for name in records.iter().filter_map(|r| r.name.as_ref()) {
-            if !seen.insert(name) {
-                return Err(ArchiveError::DuplicateName {
-                    name: name.clone(),
-                    index,
-                });
-            }
-        }
-    }
-    let all: Vec<Record> = parts
-        .iter()
-        .flat_map(|(_, records)| records.iter().cloned())
-        .collect();
     // Version-1 records are version-2 records without depth maps: a mix is written as 2,
     // with the highest payload coder of any part.
-    let header = Header {
-        version: parts
-            .iter()
-            .map(|(h, _)| h.version)
-            .max()
-            .unwrap_or(VERSION),
-        entropy: parts.iter().any(|(h, _)| h.entropy),
-        neighbours: parts.iter().any(|(h, _)| h.neighbours),
+    Ok(Header {
+        version: headers.iter().map(|h| h.version).max().unwrap_or(VERSION),
+        entropy: headers.iter().any(|h| h.entropy),
+        neighbours: headers.iter().any(|h| h.neighbours),
         ..first.clone()
-    };
-    write_archive(&header, &all)
+    })
 }

@@ -94,6 +94,15 @@ pub enum ArchiveError {
         /// The archive holding the second occurrence, from 0 in the order given.
         index: usize,
     },
+    /// A part of a streamed merge ([`crate::merge_streams`]) failed as it was read: `error`
+    /// says how. ([`crate::merge`], which has every part in memory, returns `error` itself.)
+    #[error("archive {index} of the merge: {error}")]
+    InPart {
+        /// The part, from 0 in the order given.
+        index: usize,
+        /// What reading it found.
+        error: Box<ArchiveError>,
+    },
     /// Merging was asked of no archive.
     #[error("nothing to merge: give at least one archive")]
     NothingToMerge,

@@ -1,7 +1,9 @@
 //! What an archive says about itself without a model: header fields, where the bytes go,
 //! depths and ratios.
 
-use crate::{Archive, Header, Record, Result, VERSION_1, hex, index_bytes};
+use std::io::Read;
+
+use crate::{Archive, ArchiveReader, Header, Limits, Record, Result, VERSION_1, hex};
 
 /// What an archive says about itself, read without a model: header fields, where the bytes
 /// go, depths and ratios (what `rvq info` reports).
@@ -84,11 +86,40 @@ impl Archive<'_> {
     /// Reads the archive's structure (every record's checksum included): what it holds and
     /// where its bytes go.
     pub fn info(&self) -> Result<ArchiveInfo> {
-        info(self)
+        read_info(self.bytes, &self.limits)
     }
 }
 
-/// What [`info`] sums over the records, a block at a time.
+/// [`Archive::info`] of the archive read from `inner`, a block at a time: memory holds one
+/// block of it (and every image's entry), however long the stream.
+pub fn read_info<R: Read>(inner: R, limits: &Limits) -> Result<ArchiveInfo> {
+    let mut reader = ArchiveReader::new(inner, limits)?;
+    let header_len = reader.position();
+    let h = reader.header().clone();
+    let mut t = Totals::default();
+    // A block at a time, its records dropped once counted: a forged block may claim hundreds
+    // of indices per byte of the archive. Each record's bytes are its share of its block's
+    // index bytes, in proportion to its indices (exact for packed blocks up to the padding, a
+    // share for coded ones); a version-1 record is its own block, its bytes its own.
+    while let Some((records, block, len)) = reader.next_step()? {
+        t.payload += block.bytes;
+        t.coded_blocks += block.coded as u64;
+        if h.version == VERSION_1 {
+            t.add(&h, &records[0], len);
+            continue;
+        }
+        let total: u64 = records.iter().map(|r| r.index_count(&h)).sum();
+        for r in &records {
+            let share = (block.bytes as u128 * r.index_count(&h) as u128)
+                .checked_div(total as u128)
+                .unwrap_or(0);
+            t.add(&h, r, share as u64);
+        }
+    }
+    Ok(t.info(&h, reader.image_count(), header_len, reader.position()))
+}
+
+/// What [`read_info`] sums over the records, a block at a time.
 #[derive(Default)]
 struct Totals {
     payload: u64,
@@ -119,72 +150,43 @@ impl Totals {
             bytes,
         });
     }
-}
 
-fn info(archive: &Archive) -> Result<ArchiveInfo> {
-    let h = &archive.header;
-    let mut t = Totals::default();
-    if h.version == VERSION_1 {
-        // A version-1 record is its own byte range, its indices packed and padded to a byte:
-        // no more of them than its bytes hold. Located once, each read as it is counted.
-        for e in archive.index()? {
-            let r = archive.record(&e)?;
-            let (bytes, coded) = index_bytes(h, std::slice::from_ref(&r));
-            t.payload += bytes;
-            t.coded_blocks += coded as u64;
-            t.add(h, &r, e.len() as u64);
+    /// What the archive of header `h`, `images` images, a header of `header_len` bytes and
+    /// `total` bytes in all says of itself, with these sums.
+    fn info(self, h: &Header, images: u64, header_len: u64, total: u64) -> ArchiveInfo {
+        ArchiveInfo {
+            version: h.version,
+            fingerprint: hex(&h.fingerprint),
+            latent_dim: h.latent_dim,
+            codebook_size: h.codebook_size,
+            num_codebooks: h.num_codebooks,
+            codebooks_used: h.codebooks_used,
+            grid_factor: h.grid_factor,
+            bits_per_index: h.bits_per_index(),
+            names: h.names,
+            entropy: h.entropy,
+            payload_coder: h.payload_coder(),
+            coded_blocks: self.coded_blocks,
+            embedded_codebook: h
+                .codebook
+                .as_ref()
+                .map(|c| format!("{:?}", c.dtype).to_lowercase()),
+            images,
+            total_bytes: total,
+            header_bytes: header_len,
+            payload_bytes: self.payload,
+            record_overhead_bytes: total - header_len - self.payload,
+            filtered_images: self.filtered,
+            filter_bytes: self.filter_bytes,
+            half_images: self.half,
+            mean_depth: mean(self.index_count, self.cells),
+            pixels: self.pixels,
+            payload_bits_per_image: mean(self.payload * 8, images),
+            bits_per_pixel: mean(total * 8, self.pixels),
+            ratio_vs_raw_rgb: self.pixels as f64 * 3.0 / total as f64,
+            entries: self.entries,
         }
-    } else {
-        // A block at a time, its records dropped once counted: a forged block may claim
-        // hundreds of indices per byte of the archive. Each record's bytes are its share of
-        // its block's index bytes, in proportion to its indices (exact for packed blocks up to
-        // the padding, a share for coded ones).
-        archive.blocks(|_, _, records, block| {
-            t.payload += block.bytes;
-            t.coded_blocks += block.coded as u64;
-            let total: u64 = records.iter().map(|r| r.index_count(h)).sum();
-            for r in &records {
-                let share = (block.bytes as u128 * r.index_count(h) as u128)
-                    .checked_div(total as u128)
-                    .unwrap_or(0);
-                t.add(h, r, share as u64);
-            }
-        })?;
     }
-    let total = archive.len() as u64;
-    let images = archive.image_count;
-    Ok(ArchiveInfo {
-        version: h.version,
-        fingerprint: hex(&h.fingerprint),
-        latent_dim: h.latent_dim,
-        codebook_size: h.codebook_size,
-        num_codebooks: h.num_codebooks,
-        codebooks_used: h.codebooks_used,
-        grid_factor: h.grid_factor,
-        bits_per_index: h.bits_per_index(),
-        names: h.names,
-        entropy: h.entropy,
-        payload_coder: h.payload_coder(),
-        coded_blocks: t.coded_blocks,
-        embedded_codebook: h
-            .codebook
-            .as_ref()
-            .map(|c| format!("{:?}", c.dtype).to_lowercase()),
-        images,
-        total_bytes: total,
-        header_bytes: archive.header_len as u64,
-        payload_bytes: t.payload,
-        record_overhead_bytes: total - archive.header_len as u64 - t.payload,
-        filtered_images: t.filtered,
-        filter_bytes: t.filter_bytes,
-        half_images: t.half,
-        mean_depth: mean(t.index_count, t.cells),
-        pixels: t.pixels,
-        payload_bits_per_image: mean(t.payload * 8, images),
-        bits_per_pixel: mean(total * 8, t.pixels),
-        ratio_vs_raw_rgb: t.pixels as f64 * 3.0 / total as f64,
-        entries: t.entries,
-    })
 }
 
 /// `total / count`, or 0 for no count.

@@ -47,7 +47,7 @@ mod record;
 mod stream;
 mod varint;
 
-pub use archive::{Archive, merge, merge_records, truncate, write_archive};
+pub use archive::{Archive, merge, merge_streams, truncate, truncate_stream, write_archive};
 pub use block::{BLOCK_RECORDS, BlockIndices, index_bytes};
 pub(crate) use cursor::Cursor;
 pub use entropy::{WORK_PER_BYTE, work};
@@ -57,7 +57,7 @@ pub(crate) use header::parse_header;
 pub use header::{
     CodebookDType, EmbeddedCodebook, Geometry, Header, bits_per_index, hex, write_header,
 };
-pub use info::{ArchiveInfo, EntryInfo};
+pub use info::{ArchiveInfo, EntryInfo, read_info};
 pub use record::{Entry, Record, check_record, payload_bits, write_record};
 pub(crate) use record::{decode_entry, parse_entry, parse_name, parse_size, put_name};
 pub use stream::{ArchiveReader, ArchiveWriter};

@@ -6,10 +6,10 @@ use std::io::{Read, Write};
 
 use std::collections::VecDeque;
 
-use crate::block::{self, BLOCK_RECORDS};
+use crate::block::{self, BLOCK_RECORDS, BlockIndices};
 use crate::{
     ArchiveError, Cursor, Header, Limits, Record, Result, VERSION_1, check_record, decode_entry,
-    parse_entry, parse_header, write_header, write_record,
+    index_bytes, parse_entry, parse_header, write_header, write_record,
 };
 
 /// Writes an archive of a known number of images to `W`, one record at a time.
@@ -149,6 +149,9 @@ struct Input<R> {
 }
 
 const CHUNK: usize = 64 * 1024;
+/// The first read of a stream: a header without an embedded codebook takes under a hundred
+/// bytes, and a merge holds the first read of every part at once (1,024 parts: 1 MiB).
+const FIRST_READ: usize = 1024;
 /// The longest header a stream may have: its only large part is an embedded codebook, 2 MiB
 /// in f32 for the default model, and a forged one must not make the reader buffer gigabytes.
 const MAX_HEADER: usize = 256 << 20;
@@ -191,7 +194,12 @@ impl<R: Read> Input<R> {
         self.consumed += self.start;
         self.start = 0;
         let old = self.buf.len();
-        self.buf.resize(old + CHUNK, 0);
+        let want = if self.consumed == 0 && old == 0 {
+            FIRST_READ
+        } else {
+            CHUNK
+        };
+        self.buf.resize(old + want, 0);
         let n = loop {
             match self.inner.read(&mut self.buf[old..]) {
                 Ok(n) => break n,
@@ -221,12 +229,16 @@ impl<R: Read> ArchiveReader<R> {
         let (header, image_count) = loop {
             match parse_header(input.rest()) {
                 Ok((header, count, len)) => {
-                    input.start = len;
+                    // The header's bytes go now, not at the next read: a merge holds every
+                    // part's reader until its turn, and a header may embed a codebook.
+                    input.buf.drain(..len);
+                    input.buf.shrink_to_fit();
+                    input.consumed += len;
                     break (header, count);
                 }
                 Err(ArchiveError::Truncated { .. }) if input.buf.len() > MAX_HEADER => {
                     return Err(ArchiveError::InvalidHeader(format!(
-                        "header longer than {MAX_HEADER} bytes (an embedded codebook this large is not read from a stream)"
+                        "header longer than {MAX_HEADER} bytes (an embedded codebook this large is not read)"
                     )));
                 }
                 Err(ArchiveError::Truncated { .. }) if !input.eof => input.fill()?,
@@ -289,6 +301,33 @@ impl<R: Read> ArchiveReader<R> {
         Ok(skipped)
     }
 
+    /// The next block as stored (its length, body and checksum, to be copied into another
+    /// archive of the same header) with its images' sizes and names (no indices), checked as
+    /// [`ArchiveReader::skip_blocks`] checks it; `None` after the last block, once nothing is
+    /// found to follow it. Version 2 or later, at a block's start.
+    pub(crate) fn raw_block(&mut self) -> Result<Option<(Vec<u8>, Vec<Record>)>> {
+        debug_assert!(self.header.version != VERSION_1 && self.ready.is_empty());
+        if self.next == self.image_count {
+            return self.next_record().map(|_| None);
+        }
+        let count = block::block_len(self.image_count, self.next / BLOCK_RECORDS);
+        let (header, limits, first) = (&self.header, &self.limits, self.next);
+        let block = self.input.parse_more(|c| {
+            let fields = block::block_fields(header, limits, first, count, c)?;
+            Ok((c.bytes[..c.pos].to_vec(), fields))
+        });
+        match block {
+            Ok(block) => {
+                self.next += count as u64;
+                Ok(Some(block))
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+
     fn skip_block(&mut self, count: usize) -> Result<()> {
         let (header, limits, first) = (&self.header, &self.limits, self.next);
         self.input
@@ -299,6 +338,23 @@ impl<R: Read> ArchiveReader<R> {
         if let Some(r) = self.ready.pop_front() {
             return Ok(Some(r));
         }
+        let Some((records, _, _)) = self.next_step()? else {
+            return Ok(None);
+        };
+        self.ready = records.into();
+        Ok(self.ready.pop_front())
+    }
+
+    /// Bytes of the stream read and checked so far: the header's length, right after it.
+    pub(crate) fn position(&self) -> u64 {
+        (self.input.consumed + self.input.start) as u64
+    }
+
+    /// The next block's records (version 1: the next record), what their indices take, and
+    /// the bytes they took in the stream; `None` after the last, once nothing is found to
+    /// follow it. Not inside a block: [`ArchiveReader::next_record`] calls it between blocks.
+    pub(crate) fn next_step(&mut self) -> Result<Option<(Vec<Record>, BlockIndices, u64)>> {
+        debug_assert!(self.ready.is_empty());
         let input = &mut self.input;
         if self.next == self.image_count {
             // Nothing may follow the last record: count what does without keeping it.
@@ -314,21 +370,22 @@ impl<R: Read> ArchiveReader<R> {
         }
         let (header, limits, next) = (&self.header, &self.limits, self.next);
         // Version 1: one record at a time; version 2: a block of them.
-        let (records, count) = input.parse_more(|c| {
+        let (records, indices, len) = input.parse_more(|c| {
             if header.version == VERSION_1 {
                 let entry = parse_entry(header, limits, next, c)?;
                 debug_assert_eq!(c.pos, entry.len);
                 let record = decode_entry(header, c.bytes, &entry)?;
-                Ok((vec![record], 1))
+                // Packed and padded to a byte: no more indices than its bytes hold.
+                let (bytes, coded) = index_bytes(header, std::slice::from_ref(&record));
+                Ok((vec![record], BlockIndices { bytes, coded }, c.pos))
             } else {
                 let count = block::block_len(self.image_count, next / BLOCK_RECORDS);
-                let (records, _) = block::parse_block(header, limits, next, count, c)?;
-                Ok((records, count as u64))
+                let (records, indices) = block::parse_block(header, limits, next, count, c)?;
+                Ok((records, indices, c.pos))
             }
         })?;
-        self.next += count;
-        self.ready = records.into();
-        Ok(self.ready.pop_front())
+        self.next += records.len() as u64;
+        Ok(Some((records, indices, len as u64)))
     }
 }
 

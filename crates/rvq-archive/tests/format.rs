@@ -536,6 +536,145 @@ fn merging_whole_blocks_copies_them_to_the_same_bytes() {
     }
 }
 
+/// Bytes read from every part so far, shared by their readers and the writer below.
+#[derive(Clone, Default)]
+struct Flow(std::rc::Rc<std::cell::Cell<(u64, u64, u64)>>);
+
+impl Flow {
+    /// Counts `n` bytes in (`read`) or out, keeping the most ever read and not yet written.
+    fn add(&self, n: usize, read: bool) {
+        let (mut r, mut w, most) = self.0.get();
+        if read {
+            r += n as u64;
+        } else {
+            w += n as u64;
+        }
+        self.0.set((r, w, most.max(r.saturating_sub(w))));
+    }
+}
+
+struct Counted<T>(T, Flow);
+
+impl<T: std::io::Read> std::io::Read for Counted<T> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.add(n, true);
+        Ok(n)
+    }
+}
+
+impl<T: std::io::Write> std::io::Write for Counted<T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1.add(n, false);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// A streamed merge writes what [`merge`] returns, on both of its paths, while holding about
+/// a block of the parts at a time; parts that do not match leave the output untouched.
+#[test]
+fn merging_streams_writes_the_merge_a_block_at_a_time() {
+    let mut h = Header::new(
+        [6; 16],
+        Geometry {
+            latent_dim: 4,
+            codebook_size: 1024,
+            num_codebooks: 3,
+            grid_factor: 8,
+        },
+        3,
+    );
+    h.names = true;
+    // 256×256 images of 1,024 cells: about 3.8 KB an image packed, 250 KB a block.
+    let recs: Vec<Record> = (0..640u32)
+        .map(|i| Record {
+            width: 256,
+            height: 256,
+            name: Some(format!("big{i}.png")),
+            indices: (0..3 * 1024).map(|j| (i * 7 + j * 13) % 1024).collect(),
+            ..Record::default()
+        })
+        .collect();
+    let limits = Limits::default();
+    // Whole blocks are copied; a part cut inside a block sends the merge record by record.
+    for cuts in [[192, 448], [200, 448]] {
+        let parts: Vec<Vec<u8>> = [0, cuts[0], cuts[1], recs.len()]
+            .windows(2)
+            .map(|w| write_archive(&h, &recs[w[0]..w[1]]).unwrap())
+            .collect();
+        let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let expected = merge(&slices, &limits).unwrap();
+        assert!(expected.len() > 2_000_000, "{}", expected.len());
+        let flow = Flow::default();
+        let readers = parts
+            .iter()
+            .map(|p| ArchiveReader::new(Counted(p.as_slice(), flow.clone()), &limits).unwrap())
+            .collect();
+        let out = merge_streams(readers, Counted(Vec::new(), flow.clone())).unwrap();
+        assert_eq!(out.0, expected, "cuts {cuts:?}");
+        // Each reader reads ahead a chunk of 64 KiB; the record path also holds a block of
+        // records before writing it.
+        let most = flow.0.get().2;
+        assert!(
+            most < 800_000,
+            "cuts {cuts:?}: {most} bytes read ahead of the output"
+        );
+    }
+    // Damage inside a part's block is named by the part's place, on both paths; merge
+    // itself returns what reading found.
+    for cut in [192, 200] {
+        let a = write_archive(&h, &recs[..cut]).unwrap();
+        let mut b = write_archive(&h, &recs[cut..]).unwrap();
+        let at = b.len() - 100;
+        b[at] ^= 0x08;
+        let readers = [&a, &b]
+            .iter()
+            .map(|p| ArchiveReader::new(p.as_slice(), &limits).unwrap())
+            .collect();
+        let err = merge_streams(readers, Vec::new()).unwrap_err();
+        assert!(
+            matches!(&err, ArchiveError::InPart { index: 1, error } if !matches!(**error, ArchiveError::InPart { .. })),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("archive 1 of the merge: "),
+            "{err}"
+        );
+        assert!(!matches!(
+            merge(&[&a, &b], &limits),
+            Err(ArchiveError::InPart { .. }) | Ok(_)
+        ));
+    }
+    // Another model's part is refused before a byte is written.
+    let other = write_archive(
+        &Header {
+            fingerprint: [9; 16],
+            ..h.clone()
+        },
+        &recs[..1],
+    )
+    .unwrap();
+    let ours = write_archive(&h, &recs[1..2]).unwrap();
+    let readers = [&ours, &other]
+        .iter()
+        .map(|p| ArchiveReader::new(p.as_slice(), &limits).unwrap())
+        .collect();
+    let mut out = Vec::new();
+    assert!(matches!(
+        merge_streams(readers, &mut out),
+        Err(ArchiveError::MergeMismatch { index: 1, .. })
+    ));
+    assert!(out.is_empty());
+    assert!(matches!(
+        merge_streams(Vec::<ArchiveReader<&[u8]>>::new(), Vec::new()),
+        Err(ArchiveError::NothingToMerge)
+    ));
+}
+
 #[test]
 fn merging_concatenates_records_of_matching_archives() {
     let (h, recs) = sample(2, true, 1);
@@ -1517,7 +1656,11 @@ fn entropy_coding_needs_version_2_and_survives_merging() {
         entropy: false,
         ..h.clone()
     };
-    let merged = merge_records(&[(packed, recs.clone()), (h.clone(), recs.clone())]).unwrap();
+    let parts = [
+        write_archive(&packed, &recs).unwrap(),
+        write_archive(&h, &recs).unwrap(),
+    ];
+    let merged = merge(&[&parts[0], &parts[1]], &Limits::default()).unwrap();
     let (mh, mrecs) = in_memory(&merged).unwrap();
     assert!(mh.entropy);
     assert_eq!(mrecs, [recs.clone(), recs].concat());

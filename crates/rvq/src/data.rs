@@ -175,14 +175,18 @@ fn require(dir: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// Training data from `path`: a CIFAR-10 binary folder (train on data_batch_1..5, validate
-/// on the first `valid` test images) or a folder of PNG/JPEG images (`crops` random 32×32
-/// crops per image; every 20th crop is held out for validation).
+/// on the first `valid` test images) or a folder of PNG/JPEG images (`crops` random
+/// `side`×`side` crops per image; every 20th crop is held out for validation). At a `side`
+/// above 32, CIFAR-10's training images are laid out (`side`/32)² to a mosaic (in the
+/// order of its files) and its validation images stay 32×32, so that its figures compare with any
+/// other run's. `side` must be a multiple of 32 from 32 to [`MAX_CROP_SIDE`].
 pub fn load_training(
     path: &Path,
     valid: usize,
-    crops: usize,
+    (crops, side): (usize, usize),
     rng: &mut impl Rng,
 ) -> Result<Splits> {
+    check_crop_side(side)?;
     if !path.is_dir() {
         return Err(Error::BadData {
             path: path.to_path_buf(),
@@ -201,10 +205,20 @@ pub fn load_training(
                 .extend_from_slice(&read_cifar_file(&require(path, name)?)?.pixels);
         }
         let valid = cifar_test(path)?.take(valid);
+        let count = train.len();
+        let laid_out = if side == CIFAR_SIDE {
+            String::new()
+        } else {
+            train = mosaics(&train, side);
+            format!(
+                ", laid out {0}×{0} to {1} mosaics of {side}×{side}",
+                side / CIFAR_SIDE,
+                train.len()
+            )
+        };
         return Ok(Splits {
             description: format!(
-                "CIFAR-10 binary (data_batch_1..5.bin): {} training images; validation: test_batch.bin images 0..{}",
-                train.len(),
+                "CIFAR-10 binary (data_batch_1..5.bin): {count} training images{laid_out}; validation: test_batch.bin images 0..{}",
                 valid.len()
             ),
             train,
@@ -212,9 +226,9 @@ pub fn load_training(
         });
     }
     let files = collect_images(&[path.to_path_buf()])?;
-    let all = crops_from_files(&files, CIFAR_SIDE, crops, rng)?;
+    let all = crops_from_files(&files, side, crops, rng)?;
     let mut train = ImageSet {
-        size: CIFAR_SIDE,
+        size: side,
         pixels: Vec::new(),
     };
     let mut held = train.clone();
@@ -230,11 +244,10 @@ pub fn load_training(
     }
     Ok(Splits {
         description: format!(
-            "{} images of a folder named {:?}, cut into {} random 32×32 crops each; every 20th crop held out",
+            "{} images of a folder named {:?}, cut into {crops} random {side}×{side} crops each; every 20th crop held out",
             files.len(),
             path.file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            crops
         ),
         train,
         valid: held,
@@ -250,7 +263,7 @@ pub fn load_training(
 pub fn load_mixture(
     paths: &[PathBuf],
     valid: usize,
-    crops: usize,
+    crops: (usize, usize),
     rng: &mut impl Rng,
 ) -> Result<Splits> {
     let Some((first, rest)) = paths.split_first() else {
@@ -274,6 +287,47 @@ pub fn load_mixture(
         splits.description += "; validation: the first source's only";
     }
     Ok(splits)
+}
+
+/// The largest training crop side (`rvq train --crop-size`).
+pub const MAX_CROP_SIDE: usize = 512;
+
+/// Refuses a crop side that is not a multiple of 32 from 32 to [`MAX_CROP_SIDE`]: a multiple
+/// of the model's cell side for every shipped grid, and of CIFAR-10's side for its mosaics.
+fn check_crop_side(side: usize) -> Result<()> {
+    if side == 0 || !side.is_multiple_of(CIFAR_SIDE) || side > MAX_CROP_SIDE {
+        return Err(Error::InvalidOption(format!(
+            "a training crop of {side}×{side}: the side must be a multiple of {CIFAR_SIDE} from {CIFAR_SIDE} to {MAX_CROP_SIDE}"
+        )));
+    }
+    Ok(())
+}
+
+/// `set`'s images (each `set.size` square) laid out `side / set.size` to a side in
+/// `side`×`side` mosaics, row by row in the order given; images left over that fill no
+/// mosaic are dropped. Training at a larger side shows the network cells whose
+/// neighbourhood lies inside the image, as most of a photograph's do, where a 32×32 image
+/// has three quarters of its cells on its border.
+fn mosaics(set: &ImageSet, side: usize) -> ImageSet {
+    let s = set.size;
+    let per_side = side / s;
+    let per = per_side * per_side;
+    let count = set.len() / per;
+    let mut pixels = vec![0u8; count * 3 * side * side];
+    for (m, out) in pixels.chunks_exact_mut(3 * side * side).enumerate() {
+        for t in 0..per {
+            let img = set.image(m * per + t);
+            let (ty, tx) = (t / per_side, t % per_side);
+            for c in 0..3 {
+                for y in 0..s {
+                    let from = &img[(c * s + y) * s..][..s];
+                    let at = (c * side + ty * s + y) * side + tx * s;
+                    out[at..at + s].copy_from_slice(from);
+                }
+            }
+        }
+    }
+    ImageSet { size: side, pixels }
 }
 
 /// The most bytes of training crops one folder may make (8 GiB, about 2.8 million 32×32
@@ -453,7 +507,7 @@ mod tests {
             .unwrap();
         }
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
-        let splits = load_training(dir.path(), 0, 20, &mut rng).unwrap();
+        let splits = load_training(dir.path(), 0, (20, 32), &mut rng).unwrap();
         assert_eq!(splits.train.len() + splits.valid.len(), 40);
     }
 
@@ -478,7 +532,7 @@ mod tests {
         }
         let paths: Vec<PathBuf> = folders.iter().map(|d| d.path().to_path_buf()).collect();
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
-        let splits = load_mixture(&paths, 0, 40, &mut rng).unwrap();
+        let splits = load_mixture(&paths, 0, (40, 32), &mut rng).unwrap();
         // 40 crops of each: 38 of each trained on, the first folder's 2 held out.
         assert_eq!(splits.train.len(), 76);
         assert_eq!(splits.valid.len(), 2);
@@ -495,14 +549,97 @@ mod tests {
             "{}",
             splits.description
         );
-        assert!(load_mixture(&[], 0, 40, &mut rng).is_err());
+        assert!(load_mixture(&[], 0, (40, 32), &mut rng).is_err());
         // One source is that source's data, drawn alike.
         let seeded = || <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
-        let alone = load_training(&paths[0], 0, 40, &mut seeded()).unwrap();
-        let mixed = load_mixture(&paths[..1], 0, 40, &mut seeded()).unwrap();
+        let alone = load_training(&paths[0], 0, (40, 32), &mut seeded()).unwrap();
+        let mixed = load_mixture(&paths[..1], 0, (40, 32), &mut seeded()).unwrap();
         assert_eq!(mixed.train.pixels, alone.train.pixels);
         assert_eq!(mixed.valid.pixels, alone.valid.pixels);
         assert_eq!(mixed.description, alone.description);
+    }
+
+    /// Larger crops: a folder's crops are cut at the side asked, each a window of its image;
+    /// sides that are not a multiple of 32 within the bound are refused before any image is
+    /// read.
+    #[test]
+    fn crops_are_cut_at_the_side_asked_and_odd_sides_are_refused() {
+        let dir = tempfile::TempDir::new().unwrap();
+        // Each pixel's red value names its column and green its row, so a crop tells where
+        // it was cut from.
+        let (w, h) = (100u32, 90u32);
+        let pixels: Vec<u8> = (0..w * h)
+            .flat_map(|p| [(p % w) as u8, (p / w) as u8, 7])
+            .collect();
+        image::save_buffer(
+            dir.path().join("a.png"),
+            &pixels,
+            w,
+            h,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+        let splits = load_training(dir.path(), 0, (20, 64), &mut rng).unwrap();
+        assert_eq!((splits.train.size, splits.valid.size), (64, 64));
+        assert_eq!(splits.train.len() + splits.valid.len(), 20);
+        assert!(
+            splits.description.contains("64×64 crops"),
+            "{}",
+            splits.description
+        );
+        for i in 0..splits.train.len() {
+            let img = splits.train.image(i);
+            let plane = 64 * 64;
+            let (x0, y0) = (img[0] as usize, img[plane] as usize);
+            assert!(x0 + 64 <= w as usize && y0 + 64 <= h as usize);
+            for (y, x) in [(0, 63), (63, 0), (40, 17)] {
+                assert_eq!(img[y * 64 + x] as usize, x0 + x);
+                assert_eq!(img[plane + y * 64 + x] as usize, y0 + y);
+                assert_eq!(img[2 * plane + y * 64 + x], 7);
+            }
+        }
+        for side in [0, 16, 48, 544] {
+            let err = load_training(dir.path(), 0, (20, side), &mut rng).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidOption(m) if m.contains("multiple of 32")),
+                "{side}: {err}"
+            );
+        }
+        // A photograph smaller than the crop is named.
+        let err = load_training(dir.path(), 0, (20, 128), &mut rng).unwrap_err();
+        assert!(err.to_string().contains("smaller than a 128×128"), "{err}");
+    }
+
+    /// Mosaics lay images out row by row, each at its place, and drop what fills none.
+    #[test]
+    fn mosaics_lay_images_out_in_order() {
+        let s = 32;
+        // Image i is filled with i in red, 100 + i in green and 200 + i in blue.
+        let pixels: Vec<u8> = (0..9u8)
+            .flat_map(|i| {
+                [i, 100 + i, 200 + i]
+                    .into_iter()
+                    .flat_map(|v| std::iter::repeat_n(v, s * s))
+            })
+            .collect();
+        let set = ImageSet { size: s, pixels };
+        let m = mosaics(&set, 64);
+        // Nine images make two mosaics of four; the ninth is dropped.
+        assert_eq!((m.size, m.len()), (64, 2));
+        for (k, first) in [0u8, 4].into_iter().enumerate() {
+            let img = m.image(k);
+            for (c, base) in [0u8, 100, 200].into_iter().enumerate() {
+                for (y, x, tile) in [(0, 0, 0), (5, 40, 1), (33, 2, 2), (63, 63, 3)] {
+                    assert_eq!(
+                        img[(c * 64 + y) * 64 + x],
+                        base + first + tile,
+                        "{k} {c} {y} {x}"
+                    );
+                }
+            }
+        }
+        assert_eq!(mosaics(&set, 32).pixels, set.pixels);
     }
 
     fn record(label: u8, fill: u8) -> Vec<u8> {

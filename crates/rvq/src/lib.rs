@@ -91,6 +91,7 @@ pub use config::{ModelConfig, Upsample};
 pub use decode::{Decoder, Images};
 pub use effort::Effort;
 pub use error::{Error, Result, SizeLimit};
+pub use files::{ClosedFile, MergePart, merge_parts};
 pub use image_io::Rgb;
 pub use model::Model;
 pub use rate::{Rate, RateSearch, Target};

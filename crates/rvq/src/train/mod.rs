@@ -600,14 +600,28 @@ fn dropout_depth(weights: &[f32], n_q: usize, rng: &mut StdRng) -> usize {
         .map_or(n_q, |i| i + 1)
 }
 
-/// Random 32×32 crops taken from each image of a training folder unless told otherwise.
+/// Random crops taken from each image of a training folder unless told otherwise.
 pub const DEFAULT_CROPS: usize = 64;
 
+/// The side of those crops unless told otherwise: CIFAR-10's.
+pub const DEFAULT_CROP_SIDE: usize = crate::data::CIFAR_SIDE;
+
 /// Loads training data from one source or several, for the CLI: see
-/// [`crate::data::load_mixture`] (`crops` per image of a folder; ignored for CIFAR-10). One
-/// source loads as [`crate::data::load_training`] loads it.
-pub fn load_mixed_data(paths: &[PathBuf], valid: usize, crops: usize, seed: u64) -> Result<Splits> {
-    crate::data::load_mixture(paths, valid, crops, &mut StdRng::seed_from_u64(seed))
+/// [`crate::data::load_mixture`] (`crops` per image of a folder, each `side`×`side`; at a
+/// larger side CIFAR-10 trains on mosaics of its images). One source loads as
+/// [`crate::data::load_training`] loads it.
+pub fn load_mixed_data(
+    paths: &[PathBuf],
+    valid: usize,
+    (crops, side): (usize, usize),
+    seed: u64,
+) -> Result<Splits> {
+    crate::data::load_mixture(
+        paths,
+        valid,
+        (crops, side),
+        &mut StdRng::seed_from_u64(seed),
+    )
 }
 
 #[cfg(test)]
