@@ -27,7 +27,8 @@ struct BuiltIn {
 
 /// The models this build embeds (feature `embedded-model`), chosen by name: the default model
 /// (trained on CIFAR-10) and the photograph model (`models/photo`, fine-tuned on a mixture of
-/// CIFAR-10 and crops of photographs, with sixteen codebooks; docs/MODEL.md, run 49).
+/// CIFAR-10 and crops of photographs, with sixteen codebooks, last on 64×64 crops;
+/// docs/MODEL.md, run 50).
 #[cfg(feature = "embedded-model")]
 static BUILT_IN: [BuiltIn; 2] = [
     BuiltIn {
@@ -40,12 +41,12 @@ static BUILT_IN: [BuiltIn; 2] = [
         name: "photo",
         config: include_str!("../../../../models/photo/config.json"),
         weights: include_bytes!("../../../../models/photo/model.bpk"),
-        fingerprint: "a5ba2611f28481aa348147cb8801253a",
+        fingerprint: "982a48f58670be2c6136952547e6c929",
     },
 ];
 /// Models once built in and since replaced, by fingerprint, with where to find them: an
 /// archive that cites one names it in the error rather than only its fingerprint.
-const RETIRED: [(&str, &str); 2] = [
+const RETIRED: [(&str, &str); 3] = [
     (
         "d4730156a4aac33c5f2468c86496da01",
         "the built-in photo model until 2026-12-07 (docs/MODEL.md, run 45; its folder is \
@@ -55,6 +56,12 @@ const RETIRED: [(&str, &str); 2] = [
         "6713ef26992e7011fc6bec670e4dd7b8",
         "the built-in photo model from the nineteenth session until run 49 in the twentieth, \
          2026-12-07 (docs/MODEL.md, run 48; its folder is models/photo at commit 2dc4250)",
+    ),
+    (
+        "a5ba2611f28481aa348147cb8801253a",
+        "the built-in photo model from the twentieth session until run 50 in the \
+         twenty-first, 2026-12-08 (docs/MODEL.md, run 49; its folder is models/photo at \
+         commit 1e9d85b)",
     ),
 ];
 
