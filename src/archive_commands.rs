@@ -239,9 +239,7 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
     let open = || -> Result<Box<dyn Read + '_>> {
         Ok(match &piped {
             Some(bytes) => Box::new(&bytes[..]),
-            None => Box::new(
-                std::fs::File::open(&a.input).with_context(|| format!("{}", a.input.display()))?,
-            ),
+            None => open_input(&a.input)?,
         })
     };
     let archive_err = |e| rvq::Error::Archive {
@@ -319,11 +317,7 @@ pub(crate) fn run_decode(a: DecodeArgs, verbose: bool) -> Result<()> {
 pub(crate) fn run_truncate(a: TruncateArgs) -> Result<()> {
     refuse_existing(&a.output, a.force)?;
     // Read and written a block at a time (to a temporary file renamed into place).
-    let input: Box<dyn Read> = if is_stdio(&a.input) {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::fs::File::open(&a.input).with_context(|| format!("{}", a.input.display()))?)
-    };
+    let input = open_input(&a.input)?;
     let archive_err = |e| rvq::Error::Archive {
         path: a.input.clone(),
         source: e,
@@ -376,11 +370,7 @@ pub(crate) fn run_merge(a: MergeArgs) -> Result<()> {
 
 pub(crate) fn run_info(a: InfoArgs) -> Result<()> {
     // Read a block at a time: an archive of any length takes about a block of memory.
-    let input: Box<dyn Read> = if is_stdio(&a.input) {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::fs::File::open(&a.input).with_context(|| format!("{}", a.input.display()))?)
-    };
+    let input = open_input(&a.input)?;
     let info =
         rvq::archive::read_info(input, &Limits::default()).map_err(|e| rvq::Error::Archive {
             path: a.input.clone(),

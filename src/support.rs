@@ -40,6 +40,15 @@ pub(crate) fn is_stdio(p: &Path) -> bool {
     p.as_os_str() == "-"
 }
 
+/// `path` (or standard input) opened to be read as a stream, a block at a time.
+pub(crate) fn open_input(path: &Path) -> Result<Box<dyn Read>> {
+    if is_stdio(path) {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    Ok(Box::new(file))
+}
+
 pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
     if is_stdio(path) {
         let mut buf = Vec::new();
